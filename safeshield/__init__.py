@@ -1,0 +1,96 @@
+"""safeshield: learned safety shields for any Gymnasium agent.
+
+- ``wrap(env, method, indicator=...)``: put a shield around an env, in one line.
+- ``make(env_id, shield=...)``: ``gym.make`` plus ``wrap``.
+- ``load(path, env=...)``: carry a saved shield to an env (frozen unless ``train=True``).
+- ``methods()``: installed shield methods and their default configs.
+- ``Shield``, ``ShieldModel``, ``SQRL``, ``SQRLConfig``: the classes behind them.
+
+Importing safeshield registers its environments (``safeshield/DrunkSpider-v0``, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+
+from safeshield import environments  # noqa: F401  (registers the env ids)
+from safeshield.core import CheckpointError, Shield, ShieldConfig, ShieldModel, get_method, method_names
+from safeshield.shields import SQRL, SQRLConfig
+
+__all__ = [
+    "CheckpointError",
+    "SQRL",
+    "SQRLConfig",
+    "Shield",
+    "ShieldConfig",
+    "ShieldModel",
+    "load",
+    "make",
+    "methods",
+    "wrap",
+]
+__version__ = "0.1.0"
+
+
+def wrap(
+    env: gym.Env,
+    method: str = "sqrl",
+    indicator: str | Callable | None = None,
+    *,
+    train: bool = True,
+    seed: int | None = None,
+    config: ShieldConfig | None = None,
+    **options: Any,
+) -> Shield:
+    """Wrap ``env`` in a ``method`` shield that learns from ``indicator``.
+
+    ``options`` are fields of the method's config (``eps_safe=0.05`` for SQRL); ``seed`` seeds
+    the model's initial weights, minibatches and the candidate RNG (``reset(seed=...)`` reseeds
+    the latter). Envs registered by safeshield declare their indicator, so it may be omitted.
+    """
+    if config is not None and options:
+        raise TypeError("pass either config=... or keyword options, not both")
+    return Shield(env, method, indicator, train=train, seed=seed, config=config if config is not None else options)
+
+
+def make(
+    env_id: str,
+    shield: str = "sqrl",
+    indicator: str | Callable | None = None,
+    *,
+    train: bool = True,
+    seed: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    **options: Any,
+) -> Shield:
+    """``wrap(gym.make(env_id, **env_kwargs), shield, indicator, ...)``."""
+    return wrap(gym.make(env_id, **(env_kwargs or {})), shield, indicator, train=train, seed=seed, **options)
+
+
+def load(
+    path: str | os.PathLike,
+    env: gym.Env | None = None,
+    *,
+    train: bool = False,
+    indicator: str | Callable | None = None,
+    seed: int | None = None,
+) -> Shield | ShieldModel:
+    """Load a saved shield. With ``env``, return it wrapped around ``env`` (spaces must match).
+
+    Frozen unless ``train=True`` (fine-tuning in the new env). The indicator saved with the
+    shield is reused unless another is given (a callable indicator must be passed again).
+    """
+    if env is None:
+        model = ShieldModel.from_checkpoint(path)
+        return model.unfreeze() if train else model.freeze()
+    model = ShieldModel.from_checkpoint(path, env.observation_space, env.action_space)
+    return Shield(env, model, indicator or model.indicator, train=train, seed=seed)
+
+
+def methods() -> dict[str, dict[str, Any]]:
+    """Installed shield methods, each with its default configuration."""
+    return {name: get_method(name).config_class().to_json() for name in method_names()}

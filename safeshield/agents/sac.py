@@ -1,0 +1,545 @@
+"""Soft Actor-Critic for bounded Box action spaces, with SQRL's safety-constrained actor objective.
+
+- ``SACConfig``: every hyper-parameter, each citing its source.
+- ``SAC``: the agent (``act``, ``sample_actions``, ``observe``, ``update``, ``learn``, ``save``/``load``).
+
+Paper: SQRL, "Learning to be Safe: Deep RL with a Safety Critic" (Srinivasan et al.; seed
+``000_7a4cb64995c033c4``). SAC is SQRL's base learner (Eq. 1). With a safety critic attached
+the actor optimises the fine-tuning objective Eq. 4,
+
+    J_target(θ, α, ν) = E[ r − α (log π'_θ(a'|s) − H̄) + ν (ε_safe − Q̂_safe(s, a')) ],
+
+which, with r replaced by the twin-critic value, is the actor loss
+
+    L_π(θ) = E_{s∼D, a'∼π_θ(·|s)} [ α log π_θ(a'|s) − min_i Q_φi(s, a') + ν Q̂_safe(s, a') ],
+
+and Alg. 2's dual step on ν (gradient of J in ν is ε_safe − Q̂_safe):
+
+    ν ← max(0, ν + nu_lr · (mean Q̂_safe(s, a') − ε_safe)).
+
+Where this differs from the paper, and why:
+- Projection of ν onto ν ≥ 0 (the paper does not state it): a negative multiplier would
+  reward risk once the constraint is slack.
+- ν takes a plain (not Adam) gradient step of size ``nu_lr`` once per actor step, using the
+  Q̂_safe values of that actor step; Alg. 2 shares one step size λ for θ, α and ν.
+- α uses the standard SAC temperature loss −log α · (log π + H̄) with H̄ = −|A| (digest
+  §1.12 item 7); Eq. 4's sign convention for H̄ is ambiguous.
+- The safety critic is not trained here: it is a callable the shield owns. Its parameters
+  never receive gradients from the actor loss; gradients flow only through its action input.
+- Observations are flattened to 1-D; actions are produced in [−1, 1] by a tanh-squashed
+  Gaussian and rescaled affinely to the env's Box bounds.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from safeshield.core.checkpoint import (
+    CheckpointError,
+    check_space_signature,
+    load_checkpoint,
+    save_checkpoint,
+    space_signature,
+)
+from safeshield.core.networks import StateActionNet, mlp
+
+__all__ = ["SAC", "SACConfig"]
+
+SafetyCritic = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+KIND = "agent/sac"
+
+
+@dataclass(frozen=True)
+class SACConfig:
+    """Hyper-parameters of ``SAC``; each default names its source."""
+
+    gamma: float = 0.99  # our choice: SAC's usual reward discount (SQRL does not give one)
+    tau: float = 0.005  # our choice: Polyak rate of Haarnoja et al. 2018 (SQRL silent)
+    lr: float = 3e-4  # SQRL Table 1 (all networks, Adam)
+    batch_size: int = 256  # our choice: Haarnoja et al. 2018 (SQRL silent)
+    buffer_size: int = 1_000_000  # our choice: SAC's usual D size (SQRL silent)
+    hidden: tuple[int, ...] = (256, 256)  # SQRL Table 1: 2 hidden layers of 256, ReLU
+    learning_starts: int = 1000  # our choice: uniform random actions before this many observed steps
+    train_every: int = 1  # our choice: SQRL Alg. 2 updates once per env step
+    gradient_steps: int = 1  # our choice: SQRL Alg. 2 updates once per env step
+    target_entropy: float | None = None  # None -> −act_dim (standard SAC; digest §1.12 item 7)
+    init_alpha: float = 1.0  # our choice: CleanRL / SB3 auto-α start value (log α = 0)
+    log_std_min: float = -20.0  # our choice: Haarnoja et al.'s reference SAC clamp
+    log_std_max: float = 2.0  # our choice: Haarnoja et al.'s reference SAC clamp
+    eps_safe: float = 0.1  # SQRL Table 1: ε_safe, the threshold in Eq. 4
+    nu_lr: float = 3e-4  # SQRL Alg. 2 shares one step size λ for θ, α, ν; λ = lr (Table 1)
+    nu_init: float = 0.0  # our choice: start unconstrained (SQRL silent)
+
+    def __post_init__(self):
+        positive = ("tau", "lr", "batch_size", "buffer_size", "train_every", "gradient_steps", "init_alpha")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SACConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"SACConfig.gamma must lie in [0, 1], got {self.gamma!r}")
+        if self.nu_lr < 0 or self.nu_init < 0 or self.learning_starts < 0:
+            raise ValueError("SACConfig.nu_lr, nu_init and learning_starts must be >= 0")
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+
+
+class _Actor(nn.Module):
+    """Tanh-squashed diagonal Gaussian: ``obs -> (a in [−1, 1]^d, log π(a|s))``."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], log_std_min: float, log_std_max: float):
+        super().__init__()
+        self.net = mlp(obs_dim, 2 * act_dim, hidden)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    @staticmethod
+    def squash(mean, log_std, noise) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised ``tanh(mean + std * noise)`` and its log-density (summed over the last dim)."""
+        u = mean + log_std.exp() * noise
+        gaussian = -0.5 * noise.pow(2) - log_std - 0.5 * math.log(2 * math.pi)
+        # log(1 − tanh(u)²) written so that it stays finite when tanh saturates
+        log_det = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        return torch.tanh(u), (gaussian - log_det).sum(-1)
+
+    def forward(self, obs: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.dist_params(obs)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return self.squash(mean, log_std, noise)
+
+
+class _ReplayBuffer:
+    """Preallocated numpy ring buffer of ``(obs, action, reward, next_obs, terminated)``.
+
+    ``action`` is stored in env units exactly as executed; rows are overwritten oldest first.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int):
+        self.capacity = int(capacity)
+        # np.zeros is backed by lazily-mapped pages: a 1e6-row buffer costs memory only as it fills.
+        self.obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
+        self.actions = np.zeros((self.capacity, act_dim), dtype=np.float32)
+        self.rewards = np.zeros(self.capacity, dtype=np.float32)
+        self.next_obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
+        self.terminated = np.zeros(self.capacity, dtype=np.float32)
+        self.position = 0
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add(self, obs, action, reward: float, next_obs, terminated: bool) -> None:
+        i = self.position
+        self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
+        self.next_obs[i], self.terminated[i] = next_obs, float(terminated)
+        self.position = (i + 1) % self.capacity
+        self.size = min(self.size + 1, self.capacity)
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        rows = rng.integers(0, self.size, size=batch_size)
+        return self.obs[rows], self.actions[rows], self.rewards[rows], self.next_obs[rows], self.terminated[rows]
+
+
+class SAC:
+    """Soft Actor-Critic (Haarnoja et al. 2018) whose actor can carry SQRL's Eq. 4 safety term.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> from safeshield.agents import SAC, SACConfig
+        >>> env = gym.make("Pendulum-v1")
+        >>> agent = SAC(env.observation_space, env.action_space, SACConfig(hidden=(64, 64)), seed=0)
+        >>> records = agent.learn(env, 400, seed=0, progress=False)
+        >>> len(records), records[0]["length"]
+        (2, 200)
+
+    ``safety_critic(obs[B, obs_dim], action[B, act_dim] in env units) -> Q̂_safe[B]`` must be
+    differentiable in ``action``; when given (here or with ``set_safety_critic``), the actor
+    minimises Eq. 4 and ν follows the projected dual step of the module docstring.
+
+    Seeding: ``seed`` fixes the network initialisation (built under ``torch.random.fork_rng``,
+    so global torch RNG state is untouched), a private ``torch.Generator`` for the policy noise
+    and a numpy ``Generator`` for warm-up actions and replay sampling.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        config: SACConfig = SACConfig(),
+        *,
+        safety_critic: SafetyCritic | None = None,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        if not isinstance(observation_space, gym.spaces.Box):
+            raise TypeError(f"SAC requires a Box observation_space, got {observation_space!r}")
+        if not isinstance(action_space, gym.spaces.Box):
+            raise TypeError(f"SAC requires a Box action_space, got {action_space!r}")
+        low, high = action_space.low.astype(np.float64).ravel(), action_space.high.astype(np.float64).ravel()
+        if not (np.all(np.isfinite(low)) and np.all(np.isfinite(high)) and np.all(high > low)):
+            raise ValueError(f"SAC requires a bounded action_space with finite low < high, got {action_space!r}")
+        self.observation_space, self.action_space, self.config = observation_space, action_space, config
+        self.device = torch.device(device)
+        self.obs_dim = int(np.prod(observation_space.shape))
+        self.act_dim = low.size
+        self.target_entropy = float(-self.act_dim if config.target_entropy is None else config.target_entropy)
+
+        seeds = np.random.SeedSequence(seed).generate_state(3)
+        self.rng = np.random.default_rng(int(seeds[0]))  # warm-up actions and replay sampling
+        self.generator = torch.Generator(device=self.device).manual_seed(int(seeds[1]))  # policy noise
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seeds[2]))
+            self.actor = _Actor(self.obs_dim, self.act_dim, config.hidden, config.log_std_min, config.log_std_max)
+            self.q1 = StateActionNet(self.obs_dim, self.act_dim, config.hidden)
+            self.q2 = StateActionNet(self.obs_dim, self.act_dim, config.hidden)
+        self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
+        for net in (self.actor, self.q1, self.q2, self.q1_target, self.q2_target):
+            net.to(self.device)
+        for p in (*self.q1_target.parameters(), *self.q2_target.parameters()):
+            p.requires_grad_(False)
+        self.log_alpha = torch.tensor(math.log(config.init_alpha), device=self.device, requires_grad=True)
+        self.nu = float(config.nu_init)
+
+        self.critic_params = [*self.q1.parameters(), *self.q2.parameters()]
+        self.actor_params = list(self.actor.parameters())
+        self.critic_optimizer = torch.optim.Adam(self.critic_params, lr=config.lr, fused=True)
+        self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=config.lr, fused=True)
+        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr, fused=True)
+
+        # affine map between the squashed action in [−1, 1] and env units
+        self._low_np, self._high_np = low, high
+        self._act_low = torch.as_tensor(low, dtype=torch.float32, device=self.device)
+        self._act_high = torch.as_tensor(high, dtype=torch.float32, device=self.device)
+        self._act_scale = (self._act_high - self._act_low) / 2
+        self._act_center = (self._act_high + self._act_low) / 2
+        self._log_scale_sum = float(np.log((high - low) / 2).sum())
+
+        self.safety_critic = safety_critic
+        self.buffer = _ReplayBuffer(config.buffer_size, self.obs_dim, self.act_dim)
+        self.total_steps = 0  # transitions observed over the agent's life, across learn() calls
+        self.num_updates = 0
+
+    # ------------------------------------------------------------------ acting
+    def _to_env_units(self, squashed: torch.Tensor) -> torch.Tensor:
+        # the clamp only removes float rounding past the bounds
+        return torch.clamp(self._act_center + self._act_scale * squashed, self._act_low, self._act_high)
+
+    def _check_obs(self, obs: Any, name: str = "obs") -> np.ndarray:
+        array = np.asarray(obs, dtype=np.float32)
+        if array.shape != self.observation_space.shape:
+            raise ValueError(
+                f"{name} must have shape {self.observation_space.shape} (the observation_space shape), got {array.shape}"
+            )
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name} contains NaN or inf: {array}")
+        return array.reshape(-1)
+
+    @torch.inference_mode()
+    def act(self, obs: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """One action in env units (``action_space`` dtype and shape).
+
+        Until ``config.learning_starts`` transitions have been observed, a stochastic call
+        returns a uniform random action drawn from the agent's seeded numpy Generator
+        (the usual SAC warm-up); ``deterministic=True`` always returns ``tanh(mean)``.
+        """
+        flat = self._check_obs(obs)
+        if not deterministic and self.total_steps < self.config.learning_starts:
+            action = self.rng.uniform(self._low_np, self._high_np)
+        else:
+            x = torch.as_tensor(flat, device=self.device).unsqueeze(0)
+            if deterministic:
+                squashed = torch.tanh(self.actor.dist_params(x)[0])
+            else:
+                squashed = self.actor(x, self.generator)[0]
+            action = self._to_env_units(squashed)[0].cpu().numpy()
+        return action.astype(self.action_space.dtype).reshape(self.action_space.shape)
+
+    @torch.inference_mode()
+    def sample_actions(
+        self, obs: torch.Tensor, n: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` actions from π(·|s) for each of ``m`` observations, in one batched pass.
+
+        Returns ``(actions[m, n, act_dim] in env units, log_probs[m, n])``. The log-probs are
+        densities in env units: the squashed density minus Σ log(half-range), a per-state
+        constant that cancels in any softmax over one state's candidates. ``generator``
+        defaults to the agent's own noise generator.
+        """
+        obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        if obs.dim() < 1 or obs.numel() != obs.shape[0] * self.obs_dim:
+            raise ValueError(f"obs must have shape [m, {self.obs_dim}], got {tuple(obs.shape)}")
+        mean, log_std = self.actor.dist_params(obs.reshape(obs.shape[0], self.obs_dim))
+        m = mean.shape[0]
+        noise = torch.randn(
+            (m, int(n), self.act_dim), generator=self.generator if generator is None else generator, device=self.device, dtype=mean.dtype
+        )
+        squashed, log_prob = self.actor.squash(mean.unsqueeze(1), log_std.unsqueeze(1), noise)
+        return self._to_env_units(squashed), log_prob - self._log_scale_sum
+
+    # ------------------------------------------------------------------ data
+    def observe(self, obs, action, reward: float, next_obs, terminated: bool) -> None:
+        """Store one transition; ``action`` is the action EXECUTED, in env units.
+
+        ``terminated`` is true termination only: after a time-limit truncation the critic
+        target still bootstraps from ``next_obs``.
+        """
+        executed = np.asarray(action, dtype=np.float32).reshape(-1)
+        if executed.size != self.act_dim or not np.all(np.isfinite(executed)):
+            raise ValueError(f"action must be {self.act_dim} finite numbers (env units), got {action!r}")
+        if not math.isfinite(float(reward)):
+            raise ValueError(f"reward must be finite, got {reward!r}")
+        self.buffer.add(
+            self._check_obs(obs, "obs"), executed, float(reward), self._check_obs(next_obs, "next_obs"), bool(terminated)
+        )
+        self.total_steps += 1
+
+    def reset_buffer(self) -> None:
+        """Empty the replay buffer (SQRL Alg. 2 l.2 empties D_offline before fine-tuning)."""
+        self.buffer.position = self.buffer.size = 0
+
+    def set_safety_critic(self, safety_critic: SafetyCritic | None, eps_safe: float | None = None) -> None:
+        """Attach, replace (or with ``None`` remove) Q̂_safe; ``eps_safe`` overrides the config's ε_safe."""
+        self.safety_critic = safety_critic
+        if eps_safe is not None:
+            self.config = replace(self.config, eps_safe=float(eps_safe))
+
+    # ------------------------------------------------------------------ learning
+    def update(self) -> dict[str, float]:
+        """One gradient step on the twin critics, the actor (Eq. 4), α, and ν; then Polyak targets."""
+        if len(self.buffer) == 0:
+            raise RuntimeError("update() needs at least one observed transition")
+        cfg = self.config
+        obs, action, reward, next_obs, terminated = (
+            torch.from_numpy(x).to(self.device) for x in self.buffer.sample(cfg.batch_size, self.rng)
+        )
+        action = (action - self._act_center) / self._act_scale  # critics see actions in [−1, 1]
+        alpha = self.log_alpha.detach().exp()
+
+        # --- critics: soft Bellman target with clipped double-Q
+        with torch.no_grad():
+            next_action, next_log_pi = self.actor(next_obs, self.generator)
+            next_x = torch.cat([next_obs, next_action], dim=-1)
+            next_q = torch.min(self.q1_target.net(next_x), self.q2_target.net(next_x)).squeeze(-1)
+            target = reward + cfg.gamma * (1.0 - terminated) * (next_q - alpha * next_log_pi)
+        x = torch.cat([obs, action], dim=-1)
+        q1, q2 = self.q1.net(x).squeeze(-1), self.q2.net(x).squeeze(-1)
+        critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        critic_loss.backward(inputs=self.critic_params)
+        self.critic_optimizer.step()
+
+        # --- actor: Eq. 4 with a reparameterised a' ~ π_θ(·|s)
+        new_action, log_pi = self.actor(obs, self.generator)
+        new_x = torch.cat([obs, new_action], dim=-1)
+        q_pi = torch.min(self.q1.net(new_x), self.q2.net(new_x)).squeeze(-1)
+        actor_loss = alpha * log_pi - q_pi
+        q_safe = None
+        if self.safety_critic is not None:
+            q_safe = self._q_safe(obs, self._to_env_units(new_action))
+            actor_loss = actor_loss + self.nu * q_safe
+        actor_loss = actor_loss.mean()
+        self.actor_optimizer.zero_grad(set_to_none=True)
+        # inputs= keeps gradients off the critics' and the safety critic's parameters
+        actor_loss.backward(inputs=self.actor_params)
+        self.actor_optimizer.step()
+
+        # --- α: standard SAC temperature loss; ν: projected dual ascent on Eq. 4
+        alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
+        self.alpha_optimizer.zero_grad(set_to_none=True)
+        alpha_loss.backward()
+        self.alpha_optimizer.step()
+        info = {}
+        if q_safe is not None:
+            mean_q_safe = float(q_safe.detach().mean())
+            self.nu = max(0.0, self.nu + cfg.nu_lr * (mean_q_safe - cfg.eps_safe))
+            info["q_safe"] = mean_q_safe
+
+        with torch.no_grad():
+            for net, target_net in ((self.q1, self.q1_target), (self.q2, self.q2_target)):
+                torch._foreach_lerp_(list(target_net.parameters()), list(net.parameters()), cfg.tau)
+        self.num_updates += 1
+        info.update(
+            critic_loss=float(critic_loss.detach()),
+            actor_loss=float(actor_loss.detach()),
+            alpha_loss=float(alpha_loss.detach()),
+            alpha=float(alpha),
+            nu=self.nu,
+            q=float(q1.detach().mean()),
+            entropy=float(-log_pi.detach().mean()),
+        )
+        return info
+
+    def _q_safe(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        q_safe = self.safety_critic(obs, action)
+        if not isinstance(q_safe, torch.Tensor) or q_safe.numel() != obs.shape[0]:
+            raise ValueError(
+                f"safety_critic must return a tensor of shape [{obs.shape[0]}], got "
+                f"{tuple(q_safe.shape) if isinstance(q_safe, torch.Tensor) else type(q_safe).__name__}"
+            )
+        return q_safe.reshape(obs.shape[0])
+
+    def learn(
+        self,
+        env: gym.Env,
+        total_steps: int,
+        *,
+        seed: int | None = None,
+        progress: bool = True,
+        callback: Callable[[dict], Any] | None = None,
+    ) -> list[dict]:
+        """Run ``total_steps`` env steps of SAC; return one record per finished episode.
+
+        Each record is ``{"step", "return", "length", "failure"}``, ``step`` being
+        ``self.total_steps`` at the episode's end. The stored action is
+        ``info["shield"]["executed_action"]`` when a shield wrapper reports it, else the action
+        sent. Updates start once ``learning_starts`` transitions were observed and the buffer
+        holds ``batch_size`` of them. A partial last episode is not recorded.
+        """
+        from tqdm.auto import tqdm
+
+        cfg = self.config
+        records: list[dict] = []
+        recent = deque(maxlen=10)
+        failures = 0
+        obs, _ = env.reset(seed=seed)
+        episode_return, episode_length, episode_failed = 0.0, 0, False
+        with tqdm(total=int(total_steps), disable=not progress, desc="SAC", unit="step") as bar:
+            for _ in range(int(total_steps)):
+                action = self.act(obs)
+                next_obs, reward, terminated, truncated, info = env.step(action)
+                shield = info.get("shield")
+                executed = action
+                if isinstance(shield, dict):
+                    executed = shield.get("executed_action", action)
+                    episode_failed |= float(shield.get("failure", 0.0)) > 0.5
+                episode_failed |= bool(info.get("failure", False))
+                self.observe(obs, executed, float(reward), next_obs, terminated)
+                episode_return += float(reward)
+                episode_length += 1
+
+                if (
+                    self.total_steps >= cfg.learning_starts
+                    and len(self.buffer) >= cfg.batch_size
+                    and self.total_steps % cfg.train_every == 0
+                ):
+                    for _ in range(cfg.gradient_steps):
+                        self.update()
+
+                obs = next_obs
+                if terminated or truncated:
+                    record = {
+                        "step": self.total_steps,
+                        "return": episode_return,
+                        "length": episode_length,
+                        "failure": episode_failed,
+                    }
+                    records.append(record)
+                    recent.append(episode_return)
+                    failures += episode_failed
+                    bar.set_postfix(ret=f"{np.mean(recent):.1f}", failures=failures, refresh=False)
+                    if callback is not None:
+                        callback(record)
+                    obs, _ = env.reset()
+                    episode_return, episode_length, episode_failed = 0.0, 0, False
+                bar.update(1)
+        return records
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, path) -> Path:
+        """Write a pickle-free checkpoint (safetensors + JSON) to the directory ``path``.
+
+        Saved: networks, target networks, Adam states, log α, ν, the config and both spaces'
+        signatures. Not saved: the replay buffer, the RNG states and the safety critic
+        (re-attach it with ``set_safety_critic`` after ``load``).
+        """
+        tensors = {"log_alpha": self.log_alpha.detach(), "nu": torch.tensor(self.nu, dtype=torch.float64)}
+        for name, net in self._modules().items():
+            tensors.update({f"{name}.{key}": value for key, value in net.state_dict().items()})
+        for name, optimizer in self._optimizers().items():
+            for index, state in optimizer.state_dict()["state"].items():
+                tensors.update({f"optim.{name}.{index}.{key}": value for key, value in state.items()})
+        config = {
+            "sac": {**asdict(self.config), "hidden": list(self.config.hidden)},
+            "observation_space": space_signature(self.observation_space),
+            "action_space": space_signature(self.action_space),
+            "total_steps": self.total_steps,
+            "num_updates": self.num_updates,
+        }
+        return save_checkpoint(path, tensors, config, kind=KIND)
+
+    @classmethod
+    def load(cls, path, env_or_spaces=None, *, device: str | torch.device = "cpu", seed: int | None = None) -> "SAC":
+        """Rebuild an agent saved with ``save``.
+
+        ``env_or_spaces``: an env or ``(observation_space, action_space)``; its spaces must match
+        the saved ones (``CheckpointError`` otherwise). Without it the spaces are rebuilt from
+        the checkpoint (Box spaces only).
+        """
+        tensors, config, _ = load_checkpoint(path, kind=KIND)
+        try:
+            saved_obs, saved_act = config["observation_space"], config["action_space"]
+            sac_config = SACConfig(**{**config["sac"], "hidden": tuple(config["sac"]["hidden"])})
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"checkpoint {str(path)!r} has an invalid agent/sac config: {error}") from error
+        if env_or_spaces is None:
+            observation_space, action_space = _box_from_signature(saved_obs), _box_from_signature(saved_act)
+        else:
+            if isinstance(env_or_spaces, (tuple, list)):
+                observation_space, action_space = env_or_spaces
+            else:
+                observation_space, action_space = env_or_spaces.observation_space, env_or_spaces.action_space
+            check_space_signature(saved_obs, observation_space, "observation_space")
+            check_space_signature(saved_act, action_space, "action_space")
+        agent = cls(observation_space, action_space, sac_config, seed=seed, device=device)
+        try:
+            for name, net in agent._modules().items():
+                prefix = f"{name}."
+                net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
+            for name, optimizer in agent._optimizers().items():
+                _load_optimizer_state(optimizer, tensors, f"optim.{name}.")
+            with torch.no_grad():
+                agent.log_alpha.copy_(tensors["log_alpha"])
+            agent.nu = float(tensors["nu"])
+        except (KeyError, RuntimeError) as error:
+            raise CheckpointError(f"checkpoint {str(path)!r} does not fit an agent/sac network: {error}") from error
+        agent.total_steps = int(config.get("total_steps", 0))
+        agent.num_updates = int(config.get("num_updates", 0))
+        return agent
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "q1": self.q1, "q2": self.q2, "q1_target": self.q1_target, "q2_target": self.q2_target}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"actor": self.actor_optimizer, "critic": self.critic_optimizer, "alpha": self.alpha_optimizer}
+
+
+def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str) -> None:
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            index, field = key[len(prefix) :].split(".", 1)
+            state.setdefault(int(index), {})[field] = value
+    if state:
+        optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
+
+
+def _box_from_signature(signature: dict) -> gym.spaces.Box:
+    if signature.get("type") != "Box":
+        raise CheckpointError(f"cannot rebuild a {signature.get('type')!r} space; pass env_or_spaces to SAC.load")
+    shape = tuple(signature["shape"])
+    low = np.asarray(signature["low"], dtype=np.float64).reshape(shape)
+    high = np.asarray(signature["high"], dtype=np.float64).reshape(shape)
+    return gym.spaces.Box(low=low, high=high, shape=shape, dtype=np.dtype(signature["dtype"]))

@@ -1,0 +1,93 @@
+"""Replay storage for shield models.
+
+- ``TransitionBuffer``: a preallocated numpy ring buffer of ``(obs, action, next_obs,
+  next_action, failure, terminated)``; it loses no transition until ``capacity`` forces the
+  oldest out, and it can fill in the next action of a transition one step later.
+
+Why ``next_action`` is stored: SQRL's critic is evaluated under the policy that acts, and a
+wrapper that does not own the policy can only learn that by SARSA, from the action that was
+actually executed at ``s'``. The shield writes it with ``set_next_action`` when it executes
+the following step. Transitions whose next action never arrives (the last step of a truncated
+episode) keep their own action as a stand-in; models with a policy sampler can ignore the column.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["TransitionBuffer", "Batch"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A sampled minibatch, one row per transition (numpy float32)."""
+
+    obs: np.ndarray
+    action: np.ndarray
+    next_obs: np.ndarray
+    next_action: np.ndarray
+    failure: np.ndarray
+    terminated: np.ndarray
+
+
+class TransitionBuffer:
+    """A FIFO ring buffer of transitions with ``capacity`` rows, preallocated once."""
+
+    def __init__(self, capacity: int, obs_dim: int, act_dim: int):
+        if int(capacity) <= 0:
+            raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        self.capacity = int(capacity)
+        self.obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
+        self.action = np.zeros((self.capacity, act_dim), dtype=np.float32)
+        self.next_obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
+        self.next_action = np.zeros((self.capacity, act_dim), dtype=np.float32)
+        self.failure = np.zeros(self.capacity, dtype=np.float32)
+        self.terminated = np.zeros(self.capacity, dtype=np.float32)
+        self.total_added = 0  # every transition ever added, evicted or not
+
+    def __len__(self) -> int:
+        return min(self.total_added, self.capacity)
+
+    def add(self, obs, action, next_obs, failure: float, terminated: bool) -> int:
+        """Store one transition and return its row index (valid until it is evicted)."""
+        index = self.total_added % self.capacity
+        self.obs[index] = obs
+        self.action[index] = action
+        self.next_obs[index] = next_obs
+        self.next_action[index] = action
+        self.failure[index] = failure
+        self.terminated[index] = terminated
+        self.total_added += 1
+        return index
+
+    def set_next_action(self, index: int, next_action) -> None:
+        """Record the action executed at the next state of the transition at row ``index``."""
+        self.next_action[index] = next_action
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
+        """Uniform minibatch with replacement; ``rng`` makes it reproducible."""
+        if len(self) == 0:
+            raise ValueError("cannot sample from an empty buffer")
+        rows = rng.integers(0, len(self), size=int(batch_size))
+        return self._rows(rows)
+
+    def all(self) -> Batch:
+        """Every stored transition, oldest first."""
+        if self.total_added <= self.capacity:
+            rows = np.arange(self.total_added)
+        else:
+            start = self.total_added % self.capacity
+            rows = (np.arange(self.capacity) + start) % self.capacity
+        return self._rows(rows)
+
+    def _rows(self, rows: np.ndarray) -> Batch:
+        return Batch(
+            obs=self.obs[rows],
+            action=self.action[rows],
+            next_obs=self.next_obs[rows],
+            next_action=self.next_action[rows],
+            failure=self.failure[rows],
+            terminated=self.terminated[rows],
+        )

@@ -1,0 +1,50 @@
+"""Benchmark environments, registered with Gymnasium on import.
+
+- ``drunk_spider``: ``DrunkSpiderEnv`` (SQRL's 2-D lava-bridge task) and ``classify_path``.
+- ``register_envs``: register every id in ``ENV_IDS`` (idempotent; called at import).
+- ``ENV_IDS``: the registered ids.
+
+Registered ids (both 30-step episodes, the paper's Table 2 episode length):
+
+- ``safeshield/DrunkSpider-v0``: pre-training variant, action noise 0.1 (Table 2).
+- ``safeshield/DrunkSpiderTarget-v0``: target (fine-tuning) variant, action noise 0.2 (§7.3).
+  The paper does not say how its DrunkSpider tasks differ; here the pits and goal are unchanged
+  and only the dynamics get riskier, as in Minitaur's friction change.
+
+This package imports nothing else from ``safeshield``, so the shields and agents can depend on it
+and not the other way round.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from safeshield.environments.drunk_spider import DrunkSpiderEnv, classify_path
+
+__all__ = ["DrunkSpiderEnv", "classify_path", "register_envs", "ENV_IDS"]
+
+_DRUNK_SPIDER = "safeshield.environments.drunk_spider:DrunkSpiderEnv"
+
+# id -> (entry point, max_episode_steps, kwargs)
+_SPECS: dict[str, tuple[str, int, dict]] = {
+    "safeshield/DrunkSpider-v0": (_DRUNK_SPIDER, 30, {"noise_std": 0.1}),
+    "safeshield/DrunkSpiderTarget-v0": (_DRUNK_SPIDER, 30, {"noise_std": 0.2}),
+}
+
+ENV_IDS: tuple[str, ...] = tuple(_SPECS)
+
+
+def register_envs() -> None:
+    """Register every id in ``ENV_IDS`` with Gymnasium; ids already in ``gym.registry`` are left alone."""
+    for env_id, (entry_point, max_episode_steps, kwargs) in _SPECS.items():
+        if env_id in gym.registry:
+            continue
+        gym.register(
+            id=env_id,
+            entry_point=entry_point,
+            max_episode_steps=max_episode_steps,
+            kwargs=dict(kwargs),
+        )
+
+
+register_envs()

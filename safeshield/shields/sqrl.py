@@ -1,0 +1,152 @@
+"""SQRL: a safety critic Q_safe(s, a) that rejects actions likely to lead to failure.
+
+Paper: Srinivasan, Eysenbach, Ha, Tan, Finn, "Learning to be Safe: Deep RL with a Safety
+Critic" (2020), ``shared/seeds/000_7a4cb64995c033c4.txt``.
+
+What this module implements:
+
+- Eq. 2 and the Bellman backup of §5.1: Q_safe(s, a) = I(s) + (1 - I(s)) gamma_safe
+  E[Q̄_safe(s', a')], learned by TD(0) against a delayed (Polyak, tau = 0.005) target network.
+- Eq. 3 / Eq. 5, the masked policy pi_bar(a|s) ∝ pi(a|s) 1[Q_safe(s, a) < eps_safe]: the
+  shared decision core (``safeshield.core.decision``) with this critic as the risk.
+- §6 action selection: pre-training picks the riskiest safe candidate (``pretraining=True``),
+  fine-tuning picks a safe candidate drawn from pi (``selection="uniform"`` with a policy
+  sampler attached) or the one closest to the proposal; no safe candidate -> argmin Q, flagged.
+- App. D: the critic trains on a small on-policy buffer D_safe (``buffer_capacity``), online.
+
+The label convention, and why the threshold means what the paper's does. SQRL labels the
+*current* state: the target is I(s) + (1 - I(s)) gamma Q̄(s', a'). A replay tuple carries the
+label of the *next* state, c' = I(s'). Since failures are terminal, the state an action is
+taken in is never a failure (I(s) = 0), and Q_safe(s', .) = 1 when s' is a failure, so the
+paper's target becomes
+
+    y = gamma_safe * (c' + (1 - c') (1 - d') Q̄_safe(s', a')),      d' = terminated without failure.
+
+The network is trained on exactly this target, so its output *is* the paper's Q_safe and
+``eps_safe`` is compared with it directly: an action whose next state fails for sure has risk
+gamma_safe (0.7), one that fails j steps later gamma_safe**j, accepted at eps_safe = 0.1 iff
+j >= 7. (In the next-state convention that replay-based codes use, Q_next = Q_safe / gamma_safe
+and the same threshold would read 0.1 / 0.7 ≈ 0.143; digest §1.12.1.)
+
+Where this differs from the paper, and why:
+
+- Output: a sigmoid and a binary cross-entropy loss against the soft target, as in the
+  official code (``safemrl/algorithm/safe_sac_agent.py``); the paper's MSE would let the
+  estimate leave [0, 1]. The official code also weights failures by 0.75; we default to no
+  class weighting (``fail_weight=0.5``) because weighting moves the optimum from p to
+  w p / (w p + (1 - w)(1 - p)), which would silently change what eps_safe means.
+- a' in the target: App. D samples it from the unconstrained pi. A wrapper does not own pi,
+  so by default a' is the action executed at s' (SARSA: the critic of the constrained policy
+  that acts, which is what Lemma 1 assumes); with a policy sampler attached (an adapter or
+  the reference SAC), a' ~ pi(.|s') as in App. D.
+- Candidates: without the agent's distribution they are perturbations of the proposal plus
+  uniform draws (documented deviation, digest §3); with a policy sampler they come from pi.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from safeshield.core.buffer import Batch
+from safeshield.core.model import ShieldConfig, ShieldModel, register_method
+from safeshield.core.networks import StateActionNet
+
+__all__ = ["SQRL", "SQRLConfig"]
+
+INITIAL_LOGIT = -4.6  # sigmoid(-4.6) ≈ 0.01
+
+
+@dataclass(frozen=True)
+class SQRLConfig(ShieldConfig):
+    """SQRL defaults; each cites its source."""
+
+    eps_safe: float = 0.1  # SQRL Table 1 ("target safety"); Fig. 5 uses 0.05 and 0.2
+    gamma_safe: float = 0.7  # SQRL Table 1 (0.65 for DrunkSpider, Table 2)
+    lr: float = 3e-4  # SQRL Table 1 (Adam, all networks)
+    hidden: tuple[int, ...] = (256, 256)  # SQRL Table 1: 2 hidden layers of 256, ReLU
+    tau: float = 0.005  # official code configs/sqrl.gin target_update_tau
+    fail_weight: float = 0.5  # official code uses 0.75; 0.5 = unweighted, keeps Q calibrated (see module doc)
+    pretraining: bool = False  # §6: pre-training explores the boundary (selection "riskiest")
+
+    def __post_init__(self) -> None:
+        if self.pretraining and self.selection == "closest":
+            object.__setattr__(self, "selection", "riskiest")
+        super().__post_init__()
+        if not 0.0 < self.eps_safe <= 1.0:
+            raise ValueError(f"eps_safe must be in (0, 1], got {self.eps_safe!r}")
+        if not 0.0 < self.gamma_safe <= 1.0:
+            raise ValueError(f"gamma_safe must be in (0, 1], got {self.gamma_safe!r}")
+        if not 0.0 < self.fail_weight < 1.0:
+            raise ValueError(f"fail_weight must be in (0, 1), got {self.fail_weight!r}")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"tau must be in (0, 1], got {self.tau!r}")
+
+
+def bellman_target(failure: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma_safe: float) -> torch.Tensor:
+    """SQRL's target in the next-state label convention (module docstring): in [0, gamma_safe]."""
+    continues = (1.0 - failure) * (1.0 - terminated)
+    return gamma_safe * (failure + continues * next_q)
+
+
+@register_method
+class SQRL(ShieldModel):
+    """The SQRL safety critic as a shield model (``safeshield.wrap(env, "sqrl")``)."""
+
+    name = "sqrl"
+    config_class = SQRLConfig
+    config: SQRLConfig
+
+    def build(self) -> None:
+        self.critic = StateActionNet(self.obs_dim, self.act_dim, self.config.hidden)
+        # Start optimistic (risk ≈ 0.01 everywhere) rather than at sigmoid(0) = 0.5: an untrained
+        # critic then lets the agent act and learns from what happens, instead of rejecting every
+        # action and executing the argmin of random weights.
+        with torch.no_grad():
+            output = self.critic.net[-1]
+            output.weight.mul_(0.1)
+            output.bias.fill_(INITIAL_LOGIT)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.config.lr)
+
+    @property
+    def threshold(self) -> float:
+        return self.config.eps_safe
+
+    def risk(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_safe(s, a): the discounted probability of failing after taking ``a`` in ``s``."""
+        return torch.sigmoid(self.critic(obs, actions))
+
+    def q_safe(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Alias of ``risk`` under the paper's name, for Eq. 4 in an agent's actor loss."""
+        return self.risk(obs, actions)
+
+    def _next_actions(self, batch_next_obs: torch.Tensor, stored_next_action: torch.Tensor) -> torch.Tensor:
+        if self.policy_sampler is None:
+            return stored_next_action
+        drawn = self.policy_sampler(batch_next_obs, 1, None)
+        actions = drawn[0] if isinstance(drawn, tuple) else drawn
+        return actions[:, 0, :].to(stored_next_action.dtype)
+
+    def learn_step(self, batch: Batch) -> dict[str, float]:
+        cfg = self.config
+        obs, action = torch.from_numpy(batch.obs), torch.from_numpy(batch.action)
+        next_obs = torch.from_numpy(batch.next_obs)
+        failure, terminated = torch.from_numpy(batch.failure), torch.from_numpy(batch.terminated)
+        with torch.no_grad():
+            next_action = self._next_actions(next_obs, torch.from_numpy(batch.next_action))
+            next_q = torch.sigmoid(self.target_critic(next_obs, next_action))
+            target = bellman_target(failure, terminated, next_q, cfg.gamma_safe)
+            weight = torch.where(failure > 0.5, 2 * cfg.fail_weight, 2 * (1 - cfg.fail_weight))
+        logits = self.critic(obs, action)
+        loss = F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            for param, target_param in zip(self.critic.parameters(), self.target_critic.parameters()):
+                target_param.lerp_(param, cfg.tau)
+        return {"safety_critic_loss": loss.item(), "mean_target": target.mean().item()}
