@@ -78,16 +78,18 @@ def load(
     train: bool = False,
     indicator: str | Callable | None = None,
     seed: int | None = None,
+    **options: Any,
 ) -> Shield | ShieldModel:
     """Load a saved shield. With ``env``, return it wrapped around ``env`` (spaces must match).
 
     Frozen unless ``train=True`` (fine-tuning in the new env). The indicator saved with the
     shield is reused unless another is given (a callable indicator must be passed again).
+    ``options`` change decision rules for the new phase (``pretraining=False``, ``eps_safe=...``).
     """
     if env is None:
-        model = ShieldModel.from_checkpoint(path)
+        model = ShieldModel.from_checkpoint(path).reconfigure(**options)
         return model.unfreeze() if train else model.freeze()
-    model = ShieldModel.from_checkpoint(path, env.observation_space, env.action_space)
+    model = ShieldModel.from_checkpoint(path, env.observation_space, env.action_space).reconfigure(**options)
     return Shield(env, model, indicator or model.indicator, train=train, seed=seed)
 
 

@@ -1,7 +1,7 @@
 """Replay storage for shield models.
 
-- ``TransitionBuffer``: a preallocated numpy ring buffer of ``(obs, action, next_obs,
-  next_action, failure, terminated)``; it loses no transition until ``capacity`` forces the
+- ``TransitionBuffer``: a preallocated numpy ring buffer of ``(obs, action, reward, next_obs,
+  next_action, failure, terminated)`` shared by shield models and agents; it loses no transition until ``capacity`` forces the
   oldest out, and it can fill in the next action of a transition one step later.
 
 Why ``next_action`` is stored: SQRL's critic is evaluated under the policy that acts, and a
@@ -26,6 +26,7 @@ class Batch:
 
     obs: np.ndarray
     action: np.ndarray
+    reward: np.ndarray
     next_obs: np.ndarray
     next_action: np.ndarray
     failure: np.ndarray
@@ -41,6 +42,7 @@ class TransitionBuffer:
         self.capacity = int(capacity)
         self.obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
         self.action = np.zeros((self.capacity, act_dim), dtype=np.float32)
+        self.reward = np.zeros(self.capacity, dtype=np.float32)
         self.next_obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
         self.next_action = np.zeros((self.capacity, act_dim), dtype=np.float32)
         self.failure = np.zeros(self.capacity, dtype=np.float32)
@@ -50,11 +52,12 @@ class TransitionBuffer:
     def __len__(self) -> int:
         return min(self.total_added, self.capacity)
 
-    def add(self, obs, action, next_obs, failure: float, terminated: bool) -> int:
+    def add(self, obs, action, next_obs, failure: float, terminated: bool, reward: float = 0.0) -> int:
         """Store one transition and return its row index (valid until it is evicted)."""
         index = self.total_added % self.capacity
         self.obs[index] = obs
         self.action[index] = action
+        self.reward[index] = reward
         self.next_obs[index] = next_obs
         self.next_action[index] = action
         self.failure[index] = failure
@@ -73,6 +76,10 @@ class TransitionBuffer:
         rows = rng.integers(0, len(self), size=int(batch_size))
         return self._rows(rows)
 
+    def clear(self) -> None:
+        """Forget every transition (SQRL empties D_offline when fine-tuning starts)."""
+        self.total_added = 0
+
     def all(self) -> Batch:
         """Every stored transition, oldest first."""
         if self.total_added <= self.capacity:
@@ -86,6 +93,7 @@ class TransitionBuffer:
         return Batch(
             obs=self.obs[rows],
             action=self.action[rows],
+            reward=self.reward[rows],
             next_obs=self.next_obs[rows],
             next_action=self.next_action[rows],
             failure=self.failure[rows],

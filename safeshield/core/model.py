@@ -151,6 +151,11 @@ class ShieldModel(nn.Module, abc.ABC):
     def threshold(self) -> float:
         """Actions with ``risk < threshold`` are safe."""
 
+    @property
+    def selection(self) -> str:
+        """How the decision core picks among safe candidates (see ``core.decision.SELECTIONS``)."""
+        return self.config.selection
+
     @abc.abstractmethod
     def learn_step(self, batch: Batch) -> dict[str, float]:
         """One gradient step on a minibatch; return scalar diagnostics."""
@@ -197,6 +202,21 @@ class ShieldModel(nn.Module, abc.ABC):
             stats = self.learn_step(self.buffer.sample(self.config.batch_size, self.rng))
             self.updates += 1
         return stats
+
+    def reconfigure(self, **changes: Any) -> ShieldModel:
+        """Change config fields that do not touch the networks (``eps_safe``, ``selection``, ...).
+
+        Used when a pre-trained shield moves to fine-tuning: the weights stay, the rules change.
+        """
+        fixed = {"hidden", "buffer_capacity"} & set(changes)
+        if fixed:
+            raise ValueError(f"{sorted(fixed)} cannot change after the model is built; build a new shield")
+        known = {f.name for f in dataclasses.fields(self.config)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise TypeError(f"unknown option(s) {unknown} for shield {self.name!r}; its options are {sorted(known)}")
+        self.config = dataclasses.replace(self.config, **changes)
+        return self
 
     def freeze(self) -> ShieldModel:
         """Stop learning: the model's decisions become a deterministic function of the RNG seed."""

@@ -181,7 +181,7 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
                 self._generator,
                 k=cfg.n_candidates,
                 rounds=cfg.resample_rounds,
-                selection=cfg.selection,
+                selection=self.shield.selection,
                 half_range=(self._high - self._low) / 2,
             )
 

@@ -15,8 +15,11 @@ choice of this rebuild (the paper gives no layout, reward, observation or action
 
 - Layout (defaults): start ``(0, 0)`` jittered by ``U(-0.1, 0.1)`` per axis at reset, goal ``(10, 0)``
   reached within ``goal_radius = 0.7``. Two closed axis-aligned pits,
-  ``x in [2, 8]`` and ``y in [0.5, 6]`` / ``y in [-6, -0.5]``; the bridge is ``|y| < 0.5`` between
-  them (1 unit wide, 6 long). The arena is ``[-2, 12] x [-8, 8]``, so there is room (2 units) to
+  ``x in [2, 8]`` and ``y in [0.4, 6]`` / ``y in [-6, -0.4]``; the bridge is ``|y| < 0.4`` between
+  them (0.8 wide, 6 long). The width sets the risk of crossing: 0.4 = 4 sigma at noise 0.1
+  (crossing is safe in pre-training) and 2 sigma at noise 0.2 (about 4.6 % per step on the
+  bridge, so Q_safe at the bridge entry is about 0.08 with gamma_safe 0.65: between the
+  eps_safe values 0.05 and 0.2 of the paper's Fig. 5, which should then go around and across). The arena is ``[-2, 12] x [-8, 8]``, so there is room (2 units) to
   walk around the pits above ``y = 6`` or below ``y = -6``.
 - Observation: float32 ``[x, y, goal_x, goal_y]`` (the goal is constant but included so that the
   same policy/critic code works if the goal is ever varied). Bounds are the arena's, repeated.
@@ -138,7 +141,7 @@ class DrunkSpiderEnv(gym.Env):
         start: Sequence[float] = (0.0, 0.0),
         start_jitter: float = 0.1,
         pit_x: Sequence[float] = (2.0, 8.0),
-        bridge_half_width: float = 0.5,
+        bridge_half_width: float = 0.4,
         pit_outer_y: float = 6.0,
         arena_low: Sequence[float] = (-2.0, -8.0),
         arena_high: Sequence[float] = (12.0, 8.0),
@@ -372,7 +375,7 @@ def _pit_geometry(env: Any) -> tuple[float, float, float, float]:
     if env is None:
         env = {}
     if isinstance(env, Mapping):
-        defaults = {"pit_x": (2.0, 8.0), "bridge_half_width": 0.5, "pit_outer_y": 6.0}
+        defaults = {"pit_x": (2.0, 8.0), "bridge_half_width": 0.4, "pit_outer_y": 6.0}
         params = {**defaults, **{k: env[k] for k in defaults if k in env}}
         x_lo, x_hi = _pair("pit_x", params["pit_x"], "(x_low, x_high)")
         return (

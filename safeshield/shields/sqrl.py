@@ -70,11 +70,9 @@ class SQRLConfig(ShieldConfig):
     hidden: tuple[int, ...] = (256, 256)  # SQRL Table 1: 2 hidden layers of 256, ReLU
     tau: float = 0.005  # official code configs/sqrl.gin target_update_tau
     fail_weight: float = 0.5  # official code uses 0.75; 0.5 = unweighted, keeps Q calibrated (see module doc)
-    pretraining: bool = False  # §6: pre-training explores the boundary (selection "riskiest")
+    pretraining: bool = False  # §6: pre-training explores the boundary (overrides selection with "riskiest")
 
     def __post_init__(self) -> None:
-        if self.pretraining and self.selection == "closest":
-            object.__setattr__(self, "selection", "riskiest")
         super().__post_init__()
         if not 0.0 < self.eps_safe <= 1.0:
             raise ValueError(f"eps_safe must be in (0, 1], got {self.eps_safe!r}")
@@ -115,6 +113,11 @@ class SQRL(ShieldModel):
     @property
     def threshold(self) -> float:
         return self.config.eps_safe
+
+    @property
+    def selection(self) -> str:
+        """§6: "riskiest" while pre-training, the configured rule while fine-tuning."""
+        return "riskiest" if self.config.pretraining else self.config.selection
 
     def risk(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_safe(s, a): the discounted probability of failing after taking ``a`` in ``s``."""

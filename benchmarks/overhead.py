@@ -1,0 +1,673 @@
+"""Per-step overhead of a safeshield shield, measured against the env and the critic's forward pass.
+
+Run ``python benchmarks/overhead.py [--quick] [--out benchmarks/results]``. With ONE torch thread it
+times, on ``safeshield/DrunkSpider-v0`` (its declared indicator) and Gymnasium ``Hopper-v5``
+(indicator ``"terminated"``):
+
+- ``raw``: ``env.step`` of the env as ``gym.make`` returns it (its usual wrappers);
+- ``frozen_safe[k]``: ``safeshield.wrap(env, "sqrl", train=False, n_candidates=k, resample_rounds=1)``
+  with a critic that deems every action safe (output layer weights 0, bias -20, ``eps_safe=1``),
+  so each step scores the proposal once and executes it;
+- ``frozen_rejected[k]``: the same shield with bias +20 (risk = 1 >= ``eps_safe`` = 0.1), so each
+  step scores the proposal, then exactly one batch of ``k`` candidates, finds none safe and falls
+  back (one round, so the extra cost is one k-batch);
+- ``train_collect`` / ``train_learning``: a training shield in the safe regime with the default
+  schedule (one gradient step of batch 256 per env step after ``learning_starts``), timed before
+  learning would start (storing transitions only) and once learning has started;
+- ``floor[b]``: a bare forward of the same critic (``model.risk``: MLP + sigmoid) under
+  ``torch.inference_mode()`` at batch ``b`` in {1, k}: what the shield cannot avoid paying.
+
+Method. Actions are pre-generated (uniform in the box, fixed seed). Every case is calibrated so
+that one block takes about ``--block-seconds``; the cases are then run round-robin, in a freshly
+shuffled order each round, for ``--blocks`` rounds, so a load change on the machine hits every case
+alike. A case's time is the median over blocks of the block's mean time per step. Env resets are
+not timed (the clock runs over each stretch of steps between resets). The ratios are computed from
+timings of the same run, never compared with absolute times.
+
+Outputs (written atomically): ``<out>/overhead.json`` (machine info, settings, every block, medians,
+ratios, targets and whether each is met) and ``<out>/overhead.png`` (per-step time vs k; ratios vs
+their targets). ``--profile`` also writes cProfile summaries of the shield step
+(``<out>/profile_<env>_<regime>.txt``). See ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import datetime as _dt
+import io
+import json
+import math
+import os
+import platform
+import pstats
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import safeshield
+from safeshield.core.wrapper import default_indicator
+
+SCHEMA = "safeshield/benchmarks/overhead/1"
+ENVS: dict[str, str | None] = {"safeshield/DrunkSpider-v0": None, "Hopper-v5": "terminated"}  # id -> indicator (None: declared)
+KS: tuple[int, ...] = (1, 10, 50, 100, 250)
+SAFE_BIAS, REJECT_BIAS = -20.0, 20.0
+TARGETS = {
+    "safe_overhead": 1.2,  # (frozen safe step - raw step) / bare batch-1 forward
+    "rejected_overhead": 1.2,  # (frozen rejected step - frozen safe step) / bare batch-k forward, each k
+    "hopper_shielded_over_raw": 1.3,  # frozen safe Hopper step / raw Hopper step
+}
+HOPPER = "Hopper-v5"
+
+
+# ------------------------------------------------------------------------------------ cases
+
+
+@dataclass
+class Case:
+    """One thing to time: ``run(n)`` performs ``n`` steps (or calls); returns (wall, thread CPU) seconds."""
+
+    name: str
+    run: Callable[[int], tuple[float, float]]
+    block_seconds: float
+    steps: int = 0  # per block, set by calibration
+    blocks: list[float] = field(default_factory=list)  # wall: mean seconds per step, one per block
+    cpu_blocks: list[float] = field(default_factory=list)  # the same in this thread's CPU time
+    check: Callable[[], dict[str, Any]] | None = None  # regime verification after timing
+
+
+class EnvLoop:
+    """Steps an env (raw or shielded) through pre-generated actions; resets are not timed."""
+
+    def __init__(self, env: gym.Env, actions: np.ndarray, seed: int):
+        self.env, self.actions, self.cursor, self.steps = env, actions, 0, 0
+        env.reset(seed=seed)
+
+    def __call__(self, n: int) -> float:
+        step, actions, count = self.env.step, self.actions, len(self.actions)
+        clock, cpu_clock = time.perf_counter, time.thread_time
+        cursor, done, wall, cpu = self.cursor, 0, 0.0, 0.0
+        while done < n:
+            ended = False
+            cpu_start, start = cpu_clock(), clock()
+            while done < n:
+                _, _, terminated, truncated, _ = step(actions[cursor])
+                cursor = cursor + 1 if cursor + 1 < count else 0
+                done += 1
+                if terminated or truncated:
+                    ended = True
+                    break
+            wall += clock() - start
+            cpu += cpu_clock() - cpu_start
+            if ended:
+                self.env.reset()
+        self.cursor = cursor
+        self.steps += n
+        return wall, cpu
+
+
+class Forward:
+    """A bare ``model.risk`` forward at a fixed batch size, under ``torch.inference_mode()``."""
+
+    def __init__(self, risk: Callable, obs: torch.Tensor, actions: torch.Tensor):
+        self.risk, self.obs, self.actions = risk, obs, actions
+
+    def __call__(self, n: int) -> float:
+        risk, obs, actions = self.risk, self.obs, self.actions
+        with torch.inference_mode():
+            cpu_start, start = time.thread_time(), time.perf_counter()
+            for _ in range(n):
+                risk(obs, actions)
+            return time.perf_counter() - start, time.thread_time() - cpu_start
+
+
+def set_critic_output(shield: safeshield.Shield, bias: float) -> None:
+    """Make the critic's risk a constant ``sigmoid(bias)`` (same compute, known decisions)."""
+    output = shield.shield.critic.net[-1]
+    with torch.no_grad():
+        output.weight.zero_()
+        output.bias.fill_(bias)
+
+
+def make_shield(env_id: str, indicator: str | None, *, regime: str, k: int, train: bool, **options) -> safeshield.Shield:
+    eps = 1.0 if regime == "safe" else 0.1
+    shield = safeshield.wrap(
+        gym.make(env_id), "sqrl", indicator=indicator, train=train, seed=0,
+        n_candidates=k, resample_rounds=1, eps_safe=eps, **options,
+    )
+    set_critic_output(shield, SAFE_BIAS if regime == "safe" else REJECT_BIAS)
+    return shield
+
+
+def counters_check(shield: safeshield.Shield, loop: EnvLoop, expect: str, k: int) -> Callable[[], dict[str, Any]]:
+    """Verify after timing that the shield stayed in its regime (all safe, or all fallen back)."""
+
+    def check() -> dict[str, Any]:
+        steps = loop.steps
+        result = {
+            "steps": steps,
+            "interventions": shield.total_interventions,
+            "fallbacks": shield.total_fallbacks,
+            "n_candidates_per_rejected_step": k if expect == "rejected" else 0,
+        }
+        if expect == "safe":
+            ok = shield.total_interventions == 0 and shield.total_fallbacks == 0
+        else:
+            ok = shield.total_fallbacks == steps
+        result["regime_ok"] = bool(ok)
+        return result
+
+    return check
+
+
+def build_cases(env_id: str, indicator: str | None, ks: Sequence[int], block_seconds: float,
+                train_block_seconds: float, warm_steps: int) -> tuple[list[Case], dict[str, Any]]:
+    """Every case for one env, warmed up (training shield past ``learning_starts``)."""
+    probe = gym.make(env_id)
+    space = probe.action_space
+    resolved = default_indicator(probe.unwrapped, indicator)
+    obs, _ = probe.reset(seed=0)
+    probe.close()
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(space.low, space.high, size=(4096, *space.shape)).astype(space.dtype)
+    cases: list[Case] = []
+
+    raw = EnvLoop(gym.make(env_id), actions, seed=0)
+    cases.append(Case("raw", raw, block_seconds))
+    for regime in ("safe", "rejected"):
+        for k in ks:
+            shield = make_shield(env_id, indicator, regime=regime, k=k, train=False)
+            loop = EnvLoop(shield, actions, seed=0)
+            cases.append(Case(f"frozen_{regime}[{k}]", loop, block_seconds, check=counters_check(shield, loop, regime, k)))
+
+    # Training shield, safe regime: one collecting only (learning_starts out of reach), one learning.
+    collect = make_shield(env_id, indicator, regime="safe", k=ks[0], train=True, learning_starts=10**12)
+    collect_loop = EnvLoop(collect, actions, seed=0)
+    cases.append(Case("train_collect", collect_loop, block_seconds, check=counters_check(collect, collect_loop, "safe", 0)))
+    learner = make_shield(env_id, indicator, regime="safe", k=ks[0], train=True)
+    learn_loop = EnvLoop(learner, actions, seed=0)
+    starts = learner.shield.config.learning_starts
+    learn_loop(starts + warm_steps)  # untimed: fill the buffer and take the first gradient steps
+    learn_loop.steps = 0
+    updates_before = learner.shield.updates
+
+    def learning_check() -> dict[str, Any]:
+        result = counters_check(learner, learn_loop, "safe", 0)()
+        result["updates_in_timed_steps"] = learner.shield.updates - updates_before
+        result["regime_ok"] = bool(result["regime_ok"] and result["updates_in_timed_steps"] == learn_loop.steps)
+        return result
+
+    cases.append(Case("train_learning", learn_loop, train_block_seconds, check=learning_check))
+
+    # Floors: the same critic (architecture and dims) at the batch shapes the shield uses.
+    model = collect.shield
+    obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
+    for batch in sorted({1, *ks}):
+        act_t = torch.from_numpy(actions[:batch].reshape(batch, -1).astype(np.float32, copy=True))
+        if batch > len(actions):
+            act_t = act_t.repeat(math.ceil(batch / len(actions)), 1)[:batch]
+        cases.append(Case(f"floor[{batch}]", Forward(model.risk, obs_t.repeat(batch, 1), act_t), block_seconds))
+
+    info = {
+        "indicator": resolved,
+        "obs_dim": model.obs_dim,
+        "act_dim": model.act_dim,
+        "hidden": list(model.config.hidden),
+        "batch_size": model.config.batch_size,
+        "learning_starts": starts,
+        "train_every": model.config.train_every,
+        "gradient_steps": model.config.gradient_steps,
+    }
+    return cases, info
+
+
+def calibrate(case: Case, warm_steps: int, min_steps: int, max_steps: int) -> None:
+    """Warm the case up and choose its steps per block so a block lasts about ``block_seconds``."""
+    case.run(warm_steps)
+    probe = max(min_steps, 5)
+    per_step = case.run(probe)[0] / probe
+    case.steps = int(min(max_steps, max(min_steps, round(case.block_seconds / max(per_step, 1e-9)))))
+
+
+# ------------------------------------------------------------------------------------ analysis
+
+
+def summarise(blocks: list[float]) -> dict[str, float]:
+    us = sorted(b * 1e6 for b in blocks)
+    median = statistics.median(us)
+    if len(us) >= 4:
+        q1, _, q3 = statistics.quantiles(us, n=4)
+    else:
+        q1, q3 = us[0], us[-1]
+    return {"median_us": median, "q1_us": q1, "q3_us": q3, "rel_iqr": (q3 - q1) / median if median > 0 else float("nan")}
+
+
+def ratio_entry(value: float | None, target: float | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"value": value, "target": target}
+    entry["met"] = None if (target is None or value is None) else bool(value <= target)
+    return entry
+
+
+def env_ratios(t: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
+    raw, floor1 = t["raw"], t["floor"]["1"]
+    safe = t["frozen_safe_pooled"]
+    ratios: dict[str, Any] = {
+        "safe_overhead": ratio_entry((safe - raw) / floor1, TARGETS["safe_overhead"]),
+        "safe_overhead_per_k": {str(k): ratio_entry((t["frozen_safe"][str(k)] - raw) / floor1, TARGETS["safe_overhead"]) for k in ks},
+        "rejected_overhead": {
+            str(k): ratio_entry(
+                (t["frozen_rejected"][str(k)] - safe) / t["floor"][str(k)], TARGETS["rejected_overhead"]
+            )
+            for k in ks
+        },
+        "frozen_safe_over_raw": ratio_entry(safe / raw, None),
+        "train_collect_over_raw": ratio_entry(t["train_collect"] / raw, None),
+        "train_learning_over_raw": ratio_entry(t["train_learning"] / raw, None),
+        "safe_overhead_us": (safe - raw),
+    }
+    return ratios
+
+
+def analyse(cases: list[Case], ks: Sequence[int], attribute: str = "blocks") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Medians per case (``attribute``: ``"blocks"`` for wall time, ``"cpu_blocks"`` for CPU time)."""
+    by_name = {c.name: c for c in cases}
+    stats = {c.name: summarise(getattr(c, attribute)) for c in cases}
+    med = {name: s["median_us"] for name, s in stats.items()}
+    safe_blocks = [b for k in ks for b in getattr(by_name[f"frozen_safe[{k}]"], attribute)]
+    timings = {
+        "raw": med["raw"],
+        "frozen_safe": {str(k): med[f"frozen_safe[{k}]"] for k in ks},
+        "frozen_safe_pooled": summarise(safe_blocks)["median_us"],
+        "frozen_rejected": {str(k): med[f"frozen_rejected[{k}]"] for k in ks},
+        "train_collect": med["train_collect"],
+        "train_learning": med["train_learning"],
+        "floor": {name[len("floor["):-1]: v for name, v in med.items() if name.startswith("floor[")},
+    }
+    return timings, stats
+
+
+# ------------------------------------------------------------------------------------ output
+
+
+def machine_info() -> dict[str, Any]:
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    try:
+        import mujoco
+
+        mujoco_version = mujoco.__version__
+    except Exception:  # noqa: BLE001 - optional dependency
+        mujoco_version = None
+    return {
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "numpy": np.__version__,
+        "gymnasium": gym.__version__,
+        "mujoco": mujoco_version,
+        "safeshield": safeshield.__version__,
+    }
+
+
+def loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """``write(tmp_path)`` into a temp file next to ``path``, then ``os.replace`` it into place."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    suffix = os.path.splitext(path)[1]
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=directory)
+    os.close(fd)
+    try:
+        write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str, data: dict[str, Any]) -> None:
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as handle:
+            json.dump(data, handle, indent=2, allow_nan=False)
+            handle.write("\n")
+
+    atomic_write(path, write)
+
+
+def short(env_id: str) -> str:
+    return env_id.split("/")[-1]
+
+
+def plot(path: str, result: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ks = result["settings"]["ks"]
+    envs = [e for e, v in result["envs"].items() if "timings_us" in v]
+    colours = dict(zip(envs, ("tab:blue", "tab:red", "tab:green", "tab:purple")))
+    fig, (ax_t, ax_r, ax_s) = plt.subplots(1, 3, figsize=(17, 5.2), gridspec_kw={"width_ratios": [1.2, 1, 1]})
+
+    for env in envs:
+        t, c = result["envs"][env]["timings_us"], colours[env]
+        ax_t.plot(ks, [t["frozen_safe"][str(k)] for k in ks], "-o", color=c, label=f"{short(env)} frozen, safe")
+        ax_t.plot(ks, [t["frozen_rejected"][str(k)] for k in ks], "-s", color=c, alpha=0.7, label=f"{short(env)} frozen, rejected")
+        ax_t.plot(ks, [t["floor"][str(k)] for k in ks], ":^", color=c, alpha=0.7, label=f"{short(env)} floor: bare k-batch forward")
+        ax_t.axhline(t["raw"], color=c, ls="--", lw=1, label=f"{short(env)} raw env step")
+        ax_t.axhline(t["train_learning"], color=c, ls="-.", lw=1, label=f"{short(env)} training shield (learning)")
+    ax_t.set(xscale="log", yscale="log", xlabel="candidates per round k", ylabel="µs per step (median of block means)",
+             title="Per-step wall time, 1 torch thread")
+    ax_t.legend(fontsize=6.5, loc="upper left")
+    ax_t.grid(True, which="both", alpha=0.3)
+
+    for env in envs:
+        r = result["ratios"][env]["rejected_overhead"]
+        ax_r.plot(ks, [r[str(k)]["value"] for k in ks], "-s", color=colours[env], label=f"{short(env)}")
+    ax_r.axhline(TARGETS["rejected_overhead"], color="k", ls="--", label=f"target ≤ {TARGETS['rejected_overhead']}")
+    ax_r.set(xscale="log", xlabel="k", ylabel="(rejected − safe) / bare k-batch forward",
+             title="Rejected-proposal overhead vs target")
+    ax_r.set_ylim(bottom=0)
+    ax_r.legend(fontsize=8)
+    ax_r.grid(True, which="both", alpha=0.3)
+
+    labels, values, targets, bar_colours = [], [], [], []
+    for env in envs:
+        r = result["ratios"][env]
+        for key, label in (("safe_overhead", "safe overhead\n/ batch-1 fwd"),
+                           ("frozen_safe_over_raw", "frozen safe\n/ raw"),
+                           ("train_learning_over_raw", "training\n/ raw")):
+            entry = r[key]
+            target = TARGETS["hopper_shielded_over_raw"] if (env == HOPPER and key == "frozen_safe_over_raw") else entry["target"]
+            labels.append(f"{short(env)}\n{label}")
+            values.append(entry["value"])
+            targets.append(target)
+            bar_colours.append(colours[env])
+    x = np.arange(len(values))
+    ax_s.bar(x, values, color=bar_colours, alpha=0.75)
+    for i, (v, target) in enumerate(zip(values, targets)):
+        ax_s.text(i, v, f"{v:.2f}", ha="center", va="bottom", fontsize=7)
+        if target is not None:
+            ax_s.hlines(target, i - 0.45, i + 0.45, colors="k", linestyles="--")
+            ax_s.text(i + 0.45, target, f"target {target}", fontsize=6, va="bottom", ha="right")
+    ax_s.set_xticks(x, labels, fontsize=6.5)
+    ax_s.set_yscale("log")
+    ax_s.set(ylabel="ratio (log)", title="Ratios vs targets (dashed; training has none)")
+    ax_s.grid(True, axis="y", which="both", alpha=0.3)
+
+    fig.suptitle(f"safeshield shield overhead ({result['mode']} run, {result['machine']['cpu_model']}, "
+                 f"torch {result['machine']['torch']}, {result['machine']['torch_threads']} thread)", fontsize=10)
+    fig.tight_layout()
+
+    def write(tmp: str) -> None:
+        fig.savefig(tmp, format="png", dpi=110)
+
+    atomic_write(path, write)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------ profile
+
+
+def profile_shields(env_id: str, indicator: str | None, out: str, steps: int, k: int) -> list[str]:
+    """cProfile the frozen shield step in both regimes; write the top functions by own time."""
+    written = []
+    for regime in ("safe", "rejected"):
+        shield = make_shield(env_id, indicator, regime=regime, k=k, train=False)
+        space = shield.action_space
+        actions = np.random.default_rng(1).uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
+        loop = EnvLoop(shield, actions, seed=0)
+        loop(min(steps, 200))
+        profiler = cProfile.Profile()
+        profiler.enable()
+        loop(steps)
+        profiler.disable()
+        buffer = io.StringIO()
+        buffer.write(f"# cProfile of {steps} frozen shield steps: {env_id}, regime={regime}, k={k}, 1 torch thread\n")
+        buffer.write("# (cProfile inflates Python-call-heavy code; use it for where time goes, not for totals)\n")
+        stats = pstats.Stats(profiler, stream=buffer)
+        stats.sort_stats("tottime").print_stats(35)
+        stats.sort_stats("cumulative").print_stats(35)
+        path = os.path.join(out, f"profile_{short(env_id)}_{regime}.txt")
+        text = buffer.getvalue()
+
+        def write(tmp: str, text: str = text) -> None:
+            with open(tmp, "w") as handle:
+                handle.write(text)
+
+        atomic_write(path, write)
+        written.append(path)
+    return written
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="CI-sized run (a few seconds): short blocks, few rounds")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+                        help="output folder (default: benchmarks/results next to this script)")
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), help=f"env ids (default: {' '.join(ENVS)})")
+    parser.add_argument("--ks", nargs="+", type=int, default=list(KS), help="candidate counts k")
+    parser.add_argument("--blocks", type=int, default=None, help="round-robin rounds (default 25; quick 5)")
+    parser.add_argument("--block-seconds", type=float, default=None, help="target seconds per block (default 0.06; quick 0.004)")
+    parser.add_argument("--train-block-seconds", type=float, default=None, help="same for the learning shield (default 0.1; quick 0.01)")
+    parser.add_argument("--max-steps", type=int, default=None, help="cap on steps per block (default 20000; quick 500)")
+    parser.add_argument("--min-steps", type=int, default=None, help="floor on steps per block (default 20; quick 3)")
+    parser.add_argument("--warm-steps", type=int, default=None, help="untimed steps per case before timing (default 200; quick 10)")
+    parser.add_argument("--no-plot", action="store_true", help="skip overhead.png")
+    parser.add_argument("--profile", action="store_true", help="also write cProfile summaries of the shield step")
+    parser.add_argument("--profile-k", type=int, default=50, help="k for --profile (default 50)")
+    parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
+    args = parser.parse_args(argv)
+    quick = args.quick
+    defaults = {"blocks": (25, 5), "block_seconds": (0.06, 0.004), "train_block_seconds": (0.1, 0.01),
+                "max_steps": (20000, 500), "min_steps": (20, 3), "warm_steps": (200, 10)}
+    for name, (full, small) in defaults.items():
+        if getattr(args, name) is None:
+            setattr(args, name, small if quick else full)
+    if args.blocks < 1 or args.min_steps < 1 or args.warm_steps < 1:
+        parser.error("--blocks, --min-steps and --warm-steps must be >= 1")
+    if any(k < 1 for k in args.ks):
+        parser.error("--ks must be positive")
+    args.ks = sorted(set(args.ks))
+    unknown = [e for e in args.envs if e not in ENVS]
+    if unknown:
+        parser.error(f"unknown env(s) {unknown}; choose from {list(ENVS)}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run the benchmark; write ``overhead.json`` (and ``overhead.png``); return the JSON document."""
+    from tqdm import tqdm
+
+    args = parse_args(argv)
+    torch.set_num_threads(1)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set, or parallel work already ran in this process
+        pass
+    started = time.time()
+    load_before = loadavg()
+    out = os.path.abspath(args.out)
+    os.makedirs(out, exist_ok=True)
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "command": "python benchmarks/overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": machine_info(),
+        "settings": {
+            "ks": args.ks,
+            "blocks": args.blocks,
+            "block_seconds": args.block_seconds,
+            "train_block_seconds": args.train_block_seconds,
+            "min_steps": args.min_steps,
+            "max_steps": args.max_steps,
+            "warm_steps": args.warm_steps,
+            "resample_rounds": 1,
+            "safe_regime": f"critic output weight 0, bias {SAFE_BIAS} (risk ~2e-9), eps_safe 1.0",
+            "rejected_regime": f"critic output weight 0, bias {REJECT_BIAS} (risk 1.0), eps_safe 0.1: every step falls back after one k-batch",
+            "floor": "model.risk (critic MLP + sigmoid) on preallocated tensors, inside one torch.inference_mode() block",
+            "statistic": "median over blocks of the block's mean time per step; cases run round-robin in shuffled order",
+            "clocks": "timings_us / ratios: wall time (perf_counter), which the targets grade; cpu_timings_us / "
+                      "ratios_cpu: the same from this thread's CPU time (thread_time), less sensitive to other "
+                      "processes competing for the CPU, reported as a cross-check",
+        },
+        "targets": dict(TARGETS),
+        "definitions": {
+            "safe_overhead": "(frozen_safe_pooled - raw) / floor[1]",
+            "rejected_overhead[k]": "(frozen_rejected[k] - frozen_safe_pooled) / floor[k]",
+            "hopper_shielded_over_raw": "Hopper frozen_safe_pooled / Hopper raw",
+            "frozen_safe_pooled": "median of the block means of frozen_safe[k] pooled over all k (k does not enter the safe path)",
+            "train_learning_over_raw": "training shield once learning has started (1 gradient step of batch 256 per env step) / raw",
+            "train_collect_over_raw": "training shield before learning_starts (stores transitions only) / raw",
+        },
+        "envs": {},
+        "ratios": {},
+        "ratios_cpu": {},
+    }
+
+    plans = []
+    for env_id in args.envs:
+        try:
+            gym.make(env_id).close()
+        except (gym.error.DependencyNotInstalled, ImportError) as error:
+            result["envs"][env_id] = {"skipped": f"{type(error).__name__}: {error}"}
+            continue
+        plans.append(env_id)
+
+    rng = random.Random(0)
+    n_cases = 1 + 2 * len(args.ks) + 2 + len({1, *args.ks})
+    progress = tqdm(total=len(plans) * n_cases * (args.blocks + 1), desc="overhead", unit="block",
+                    disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
+    for env_id in plans:
+        progress.set_postfix_str(f"{short(env_id)}: build")
+        cases, info = build_cases(env_id, ENVS[env_id], args.ks, args.block_seconds, args.train_block_seconds, args.warm_steps)
+        for case in cases:
+            progress.set_postfix_str(f"{short(env_id)}: calibrate {case.name}")
+            calibrate(case, args.warm_steps if not case.name.startswith("train_learning") else max(1, args.warm_steps // 10),
+                      args.min_steps, args.max_steps)
+            progress.update(1)
+        for block in range(args.blocks):
+            order = cases[:]
+            rng.shuffle(order)
+            progress.set_postfix_str(f"{short(env_id)}: round {block + 1}/{args.blocks}")
+            for case in order:
+                wall, cpu = case.run(case.steps)
+                case.blocks.append(wall / case.steps)
+                case.cpu_blocks.append(cpu / case.steps)
+                progress.update(1)
+        timings, stats = analyse(cases, args.ks)
+        cpu_timings, cpu_stats = analyse(cases, args.ks, "cpu_blocks")
+        checks = {c.name: c.check() for c in cases if c.check is not None}
+        result["envs"][env_id] = {
+            **info,
+            "timings_us": timings,
+            "stats_us": stats,
+            "steps_per_block": {c.name: c.steps for c in cases},
+            "blocks_us": {c.name: [b * 1e6 for b in c.blocks] for c in cases},
+            "cpu_timings_us": cpu_timings,
+            "cpu_stats_us": cpu_stats,
+            "cpu_blocks_us": {c.name: [b * 1e6 for b in c.cpu_blocks] for c in cases},
+            "regime_checks": checks,
+            "regimes_ok": all(c["regime_ok"] for c in checks.values()),
+        }
+        result["ratios"][env_id] = env_ratios(timings, args.ks)
+        result["ratios_cpu"][env_id] = env_ratios(cpu_timings, args.ks)
+    progress.close()
+
+    summary: dict[str, Any] = {}
+    for env_id in plans:
+        r = result["ratios"][env_id]
+        summary[f"safe_overhead[{short(env_id)}]"] = r["safe_overhead"]
+        for k in args.ks:
+            summary[f"rejected_overhead[{short(env_id)},k={k}]"] = r["rejected_overhead"][str(k)]
+    if HOPPER in plans:
+        t = result["envs"][HOPPER]["timings_us"]
+        entry = ratio_entry(t["frozen_safe_pooled"] / t["raw"], TARGETS["hopper_shielded_over_raw"])
+        result["ratios"]["hopper_shielded_over_raw"] = entry
+        summary["hopper_shielded_over_raw"] = entry
+        t = result["envs"][HOPPER]["cpu_timings_us"]
+        result["ratios_cpu"]["hopper_shielded_over_raw"] = ratio_entry(t["frozen_safe_pooled"] / t["raw"], TARGETS["hopper_shielded_over_raw"])
+    for env_id in plans:
+        summary[f"train_learning_over_raw[{short(env_id)}] (informative)"] = result["ratios"][env_id]["train_learning_over_raw"]
+    result["summary"] = summary
+    graded = [e["met"] for e in summary.values() if e["met"] is not None]
+    result["all_targets_met"] = bool(graded) and all(graded)
+    result["targets_met"] = sum(graded)
+    result["targets_graded"] = len(graded)
+    result["load_average"] = {"before": load_before, "after": loadavg()}
+    result["elapsed_s"] = round(time.time() - started, 2)
+
+    if args.profile:
+        result["profiles"] = []
+        for env_id in plans:
+            result["profiles"] += [os.path.relpath(p, out) for p in
+                                   profile_shields(env_id, ENVS[env_id], out, 300 if args.quick else 3000, args.profile_k)]
+
+    write_json(os.path.join(out, "overhead.json"), result)
+    if not args.no_plot and plans:
+        plot(os.path.join(out, "overhead.png"), result)
+    return result
+
+
+def _print_summary(result: dict[str, Any]) -> None:
+    for env_id, env in result["envs"].items():
+        if "skipped" in env:
+            print(f"{env_id}: skipped ({env['skipped']})")
+            continue
+        t = env["timings_us"]
+        print(f"\n{env_id}  (indicator {env['indicator']!r}, obs {env['obs_dim']}, act {env['act_dim']}; regimes ok: {env['regimes_ok']})")
+        print(f"  raw step            {t['raw']:9.1f} µs")
+        print(f"  training, collect   {t['train_collect']:9.1f} µs")
+        print(f"  training, learning  {t['train_learning']:9.1f} µs")
+        print(f"  {'k':>5} {'safe':>10} {'rejected':>10} {'floor[k]':>10}    (floor[1] = {t['floor']['1']:.1f} µs)")
+        for k in result["settings"]["ks"]:
+            print(f"  {k:>5} {t['frozen_safe'][str(k)]:10.1f} {t['frozen_rejected'][str(k)]:10.1f} {t['floor'][str(k)]:10.1f}")
+    print("\nratios (target; met):")
+    for name, entry in result["summary"].items():
+        target = "-" if entry["target"] is None else f"≤ {entry['target']}"
+        met = "" if entry["met"] is None else ("met" if entry["met"] else "NOT met")
+        print(f"  {name:<48} {entry['value']:8.3f}  {target:>7}  {met}")
+    print(f"\n{result['targets_met']}/{result['targets_graded']} targets met; {result['elapsed_s']} s")
+
+
+if __name__ == "__main__":
+    _print_summary(main())

@@ -1,0 +1,339 @@
+"""The main job: SQRL's pre-train -> fine-tune transfer on DrunkSpider, against plain SAC.
+
+- ``DemoSettings``: the experiment's knobs (steps, seeds, network sizes), with CPU-scale defaults.
+- ``run_demo``: runs every (method, seed) job on a process pool with one progress bar, then
+  writes ``results.json``, ``cumulative_failures.png``, ``fig5_paths.png`` and prints the table.
+- ``transfer_job`` / ``risk_sweep_job``: one seed of one method (picklable, for the pool).
+
+The protocol follows SQRL §5 and Algorithms 1-2 (seed ``000_...``):
+
+1. Pre-train in ``safeshield/DrunkSpider-v0`` (action noise 0.1, safe to fail): SAC inside a
+   training SQRL shield whose candidates come from the SAC policy and which prefers the riskiest
+   safe candidate (§6). The shield is saved (safetensors + JSON).
+2. Fine-tune in ``safeshield/DrunkSpiderTarget-v0`` (noise 0.2: the bridge becomes risky): the
+   saved shield is loaded into the new env (it keeps learning online), SAC's replay buffer
+   D_offline is emptied, the actor loss gains Eq. 4's nu * Q_safe term, and safe candidates are
+   drawn from pi (the masked policy, Eq. 3).
+3. The baseline is the same SAC, same seeds, pre-trained and fine-tuned with no shield.
+
+The headline metric is the paper's: failures *during fine-tuning* (failed episodes / episodes),
+plus the final return of the deployed policy (deterministic actor, through the frozen shield for
+SQRL). A second part reproduces Fig. 5 qualitatively: at noise 0.2, eps_safe = 0.05 should take
+the long way round the pits and 0.2 should cross the bridge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+import queue as queue_module
+import tempfile
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import safeshield
+from safeshield.agents import SAC, SACConfig
+from safeshield.environments import classify_path
+
+__all__ = ["DemoSettings", "run_demo", "transfer_job", "risk_sweep_job", "summarise"]
+
+PRETRAIN_ID = "safeshield/DrunkSpider-v0"
+TARGET_ID = "safeshield/DrunkSpiderTarget-v0"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """CPU-scale settings; the paper's values are in comments where it gives them."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    pretrain_steps: int = 12_000  # paper: 5e4 for DrunkSpider (Table 2); cut to fit 10 minutes on 2 cores
+    finetune_steps: int = 6_000  # paper: 5e5 (Table 1, all envs); DrunkSpider converges far sooner
+    hidden: tuple[int, ...] = (64, 64)  # paper: 2 x 256 (Table 1); a 4-D observation needs far less
+    eps_safe: float = 0.1  # paper Table 1
+    gamma_safe: float = 0.65  # paper Table 2 (DrunkSpider)
+    learning_starts: int = 1_000  # SAC warm-up with uniform actions (our choice)
+    eval_episodes: int = 20  # deterministic episodes scoring the deployed policy
+    sweep_eps: tuple[float, ...] = (0.05, 0.2)  # paper Fig. 5
+    sweep_steps: int = 10_000  # training steps per Fig. 5 run (noise 0.2)
+    sweep_seeds: tuple[int, ...] = (0, 1)
+    workers: int = 2  # processes; each uses one torch thread
+
+    def scaled(self, factor: float) -> DemoSettings:
+        """The same experiment with every step budget multiplied by ``factor`` (``--quick``)."""
+        scale = lambda n: max(int(n * factor), 200)  # noqa: E731
+        return dataclasses.replace(
+            self,
+            pretrain_steps=scale(self.pretrain_steps),
+            finetune_steps=scale(self.finetune_steps),
+            sweep_steps=scale(self.sweep_steps),
+            learning_starts=min(self.learning_starts, scale(self.learning_starts)),
+            eval_episodes=max(3, int(self.eval_episodes * factor)),
+        )
+
+
+def _sac(env: gym.Env, settings: DemoSettings, seed: int) -> SAC:
+    config = SACConfig(hidden=settings.hidden, learning_starts=settings.learning_starts, eps_safe=settings.eps_safe)
+    return SAC(env.observation_space, env.action_space, config, seed=seed)
+
+
+def _shield_options(settings: DemoSettings, **extra: Any) -> dict[str, Any]:
+    options = dict(
+        gamma_safe=settings.gamma_safe,
+        eps_safe=settings.eps_safe,
+        hidden=settings.hidden,
+        learning_starts=settings.learning_starts,
+    )
+    return {**options, **extra}
+
+
+def _evaluate(agent: SAC, env: gym.Env, episodes: int, seed: int) -> dict[str, Any]:
+    """Deterministic actor, ``episodes`` episodes: mean return, failures and the paths taken."""
+    returns, failures, paths = [], 0, []
+    for episode in range(episodes):
+        obs, info = env.reset(seed=seed + episode)
+        path, total, done = [np.asarray(obs[:2], dtype=float)], 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
+            total += float(reward)
+            path.append(np.asarray(obs[:2], dtype=float))
+            done = terminated or truncated
+        failures += bool(info.get("failure", False))
+        returns.append(total)
+        paths.append(np.stack(path))
+    return {
+        "mean_return": float(np.mean(returns)),
+        "failures": failures,
+        "episodes": episodes,
+        "paths": [p.round(3).tolist() for p in paths],
+    }
+
+
+def _reporter(progress_queue):
+    if progress_queue is None:
+        return None
+    return lambda record: progress_queue.put(record["length"])
+
+
+def _phase_summary(records: list[dict]) -> dict[str, Any]:
+    failures = [bool(r["failure"]) for r in records]
+    return {
+        "episodes": len(records),
+        "failures": int(sum(failures)),
+        "failure_rate": float(np.mean(failures)) if records else 0.0,
+        "curve_steps": [int(r["step"]) for r in records],
+        "curve_cumulative_failures": np.cumsum(failures).astype(int).tolist(),
+        "curve_returns": [float(r["return"]) for r in records],
+    }
+
+
+def transfer_job(method: str, seed: int, settings: DemoSettings, out_dir: str, progress_queue=None) -> dict[str, Any]:
+    """Pre-train in DrunkSpider, fine-tune in DrunkSpiderTarget; ``method`` is "sqrl" or "sac"."""
+    torch.set_num_threads(1)
+    report = _reporter(progress_queue)
+    pre_env = gym.make(PRETRAIN_ID)
+    agent = _sac(pre_env, settings, seed)
+    if method == "sqrl":
+        pre_env = safeshield.wrap(pre_env, "sqrl", seed=seed, **_shield_options(settings, pretraining=True))
+        pre_env.attach_policy(agent.sample_actions)
+    pre_records = agent.learn(pre_env, settings.pretrain_steps, seed=seed, progress=False, callback=report)
+
+    target_env = gym.make(TARGET_ID)
+    if method == "sqrl":
+        shield_path = Path(out_dir) / f"sqrl_seed{seed}" / "shield"
+        pre_env.shield.save(shield_path)
+        target_env = safeshield.load(shield_path, target_env, train=True, seed=seed, pretraining=False, selection="uniform")
+        target_env.attach_policy(agent.sample_actions)
+        agent.set_safety_critic(target_env.shield.q_safe, eps_safe=settings.eps_safe)
+    agent.reset_buffer()  # SQRL Alg. 2: D_offline starts empty in the target task
+    fine_records = agent.learn(target_env, settings.finetune_steps, seed=seed + 10_000, progress=False, callback=report)
+
+    eval_env = gym.make(TARGET_ID)
+    if method == "sqrl":
+        eval_env = safeshield.Shield(eval_env, target_env.shield.freeze(), train=False, seed=seed)
+    evaluation = _evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000)
+    return {
+        "method": method,
+        "seed": seed,
+        "pretrain": _phase_summary(pre_records),
+        "finetune": _phase_summary(fine_records),
+        "final": evaluation,
+        "nu": agent.nu,
+    }
+
+
+def risk_sweep_job(eps_safe: float, seed: int, settings: DemoSettings, out_dir: str, progress_queue=None) -> dict[str, Any]:
+    """Fig. 5: train SAC + SQRL with ``eps_safe`` at noise 0.2, then classify the deployed paths."""
+    torch.set_num_threads(1)
+    env = gym.make(TARGET_ID)
+    agent = _sac(env, dataclasses.replace(settings, eps_safe=eps_safe), seed)
+    env = safeshield.wrap(env, "sqrl", seed=seed, **_shield_options(settings, eps_safe=eps_safe, selection="uniform"))
+    env.attach_policy(agent.sample_actions)
+    agent.set_safety_critic(env.shield.q_safe, eps_safe=eps_safe)
+    records = agent.learn(env, settings.sweep_steps, seed=seed, progress=False, callback=_reporter(progress_queue))
+    eval_env = safeshield.Shield(gym.make(TARGET_ID), env.shield.freeze(), train=False, seed=seed)
+    evaluation = _evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000)
+    labels = [classify_path(np.asarray(p)) for p in evaluation["paths"]]
+    return {
+        "eps_safe": eps_safe,
+        "seed": seed,
+        "training": _phase_summary(records),
+        "final": evaluation,
+        "paths": {label: labels.count(label) for label in ("bridge", "around", "failed", "none")},
+    }
+
+
+def _mean_ci(values: list[float]) -> tuple[float, float]:
+    """Mean and the half-width of a 95 % Student-t interval (0 for a single value)."""
+    data = np.asarray(values, dtype=float)
+    if data.size < 2:
+        return float(data.mean()), 0.0
+    t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+    t = t95.get(data.size, 1.96)
+    return float(data.mean()), float(t * data.std(ddof=1) / np.sqrt(data.size))
+
+
+def summarise(transfer: list[dict], sweep: list[dict]) -> dict[str, Any]:
+    """Per-method means with 95 % CIs, and the Fig. 5 path counts per eps_safe."""
+    table = {}
+    for method in sorted({run["method"] for run in transfer}):
+        runs = [run for run in transfer if run["method"] == method]
+        table[method] = {
+            "seeds": [run["seed"] for run in runs],
+            "pretrain_failures": _mean_ci([run["pretrain"]["failures"] for run in runs]),
+            "finetune_failures": _mean_ci([run["finetune"]["failures"] for run in runs]),
+            "finetune_failure_rate": _mean_ci([run["finetune"]["failure_rate"] for run in runs]),
+            "final_return": _mean_ci([run["final"]["mean_return"] for run in runs]),
+            "final_failure_rate": _mean_ci([run["final"]["failures"] / run["final"]["episodes"] for run in runs]),
+        }
+    if "sqrl" in table and "sac" in table and table["sqrl"]["finetune_failures"][0] > 0:
+        table["sac_to_sqrl_failure_ratio"] = table["sac"]["finetune_failures"][0] / table["sqrl"]["finetune_failures"][0]
+    paths = {}
+    for eps in sorted({run["eps_safe"] for run in sweep}):
+        counts: dict[str, int] = {}
+        for run in (r for r in sweep if r["eps_safe"] == eps):
+            for label, n in run["paths"].items():
+                counts[label] = counts.get(label, 0) + n
+        paths[str(eps)] = counts
+    return {"transfer": table, "fig5_paths": paths}
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    table = summary["transfer"]
+    lines = [
+        "method | pre-train failures | fine-tune failures | fine-tune failure rate | final return | final failure rate",
+        "-------|--------------------|--------------------|------------------------|--------------|------------------",
+    ]
+    for method in ("sqrl", "sac"):
+        if method not in table:
+            continue
+        row = table[method]
+        cell = lambda key, fmt: f"{row[key][0]:{fmt}} ± {row[key][1]:{fmt}}"  # noqa: E731
+        lines.append(
+            f"{method:6} | {cell('pretrain_failures', '.1f'):18} | {cell('finetune_failures', '.1f'):18} | "
+            f"{cell('finetune_failure_rate', '.2%'):22} | {cell('final_return', '.2f'):12} | {cell('final_failure_rate', '.0%')}"
+        )
+    if "sac_to_sqrl_failure_ratio" in table:
+        lines.append(f"SAC fails {table['sac_to_sqrl_failure_ratio']:.1f}x as often as SQRL while fine-tuning "
+                     "(paper: SQRL ~1 % fall rate on DrunkSpider; Minitaur SAC ~3x SQRL)")
+    for eps, counts in summary["fig5_paths"].items():
+        lines.append(f"Fig. 5, eps_safe={eps}: deployed paths {counts}")
+    return "\n".join(lines)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as handle:
+        json.dump(data, handle, indent=1)
+    os.replace(tmp, path)
+
+
+def _plot(transfer: list[dict], sweep: list[dict], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    fig, (ax_fail, ax_ret) = plt.subplots(1, 2, figsize=(11, 4))
+    colours = {"sqrl": "tab:blue", "sac": "tab:red"}
+    for run in transfer:
+        phase = run["finetune"]
+        colour = colours.get(run["method"], "k")
+        label = run["method"].upper() if run["seed"] == transfer[0]["seed"] or run is transfer[0] else None
+        ax_fail.step(phase["curve_steps"], phase["curve_cumulative_failures"], where="post", color=colour, alpha=0.8, label=label)
+        returns = np.asarray(phase["curve_returns"])
+        if returns.size:
+            window = max(1, returns.size // 20)
+            smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
+            ax_ret.plot(phase["curve_steps"][window - 1 :], smooth, color=colour, alpha=0.8, label=label)
+    ax_fail.set(xlabel="agent step (pre-training + fine-tuning)", ylabel="cumulative fine-tuning failures",
+                title="DrunkSpider fine-tuning (noise 0.2), one line per seed")
+    ax_ret.set(xlabel="agent step", ylabel="episode return (moving mean)", title="Fine-tuning return")
+    handles = {h.get_label(): h for h in ax_fail.get_lines() if not h.get_label().startswith("_")}
+    ax_fail.legend(handles.values(), handles.keys())
+    fig.tight_layout()
+    written.append(out / "cumulative_failures.png")
+    fig.savefig(written[-1], dpi=110)
+    plt.close(fig)
+
+    if sweep:
+        fig, axes = plt.subplots(1, len({r["eps_safe"] for r in sweep}), figsize=(11, 4), squeeze=False)
+        for ax, eps in zip(axes[0], sorted({r["eps_safe"] for r in sweep})):
+            ax.add_patch(plt.Rectangle((2, 0.4), 6, 5.6, color="tab:red", alpha=0.3))
+            ax.add_patch(plt.Rectangle((2, -6), 6, 5.6, color="tab:red", alpha=0.3))
+            ax.add_patch(plt.Circle((10, 0), 0.7, color="tab:green", alpha=0.4))
+            for run in (r for r in sweep if r["eps_safe"] == eps):
+                for path in run["final"]["paths"]:
+                    p = np.asarray(path)
+                    ax.plot(p[:, 0], p[:, 1], lw=0.8, alpha=0.6)
+            ax.set(xlim=(-2, 12), ylim=(-8, 8), aspect="equal", title=f"eps_safe = {eps} (noise 0.2)")
+        fig.tight_layout()
+        written.append(out / "fig5_paths.png")
+        fig.savefig(written[-1], dpi=110)
+        plt.close(fig)
+    return written
+
+
+def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | os.PathLike = "runs/demo", progress: bool = True) -> dict[str, Any]:
+    """Run every job, write JSON + plots under ``out_dir``, print and return the summary."""
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(transfer_job, (method, seed)) for seed in settings.seeds for method in ("sqrl", "sac")]
+    jobs += [(risk_sweep_job, (eps, seed)) for eps in settings.sweep_eps for seed in settings.sweep_seeds]
+    total = len(settings.seeds) * 2 * (settings.pretrain_steps + settings.finetune_steps)
+    total += len(settings.sweep_eps) * len(settings.sweep_seeds) * settings.sweep_steps
+    context = multiprocessing.get_context("spawn")
+    manager = context.Manager()
+    progress_queue = manager.Queue()
+    results = []
+    with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool, tqdm(
+        total=total, desc="safeshield demo", unit="step", disable=not progress
+    ) as bar:
+        futures = [pool.submit(fn, *args, settings, str(out), progress_queue) for fn, args in jobs]
+        while not all(f.done() for f in futures):
+            try:
+                bar.update(progress_queue.get(timeout=0.5))
+            except queue_module.Empty:
+                pass
+        results = [f.result() for f in futures]
+        bar.update(max(0, total - bar.n))
+    manager.shutdown()
+    transfer = [r for r in results if "method" in r]
+    sweep = [r for r in results if "eps_safe" in r]
+    summary = summarise(transfer, sweep)
+    document = {"settings": dataclasses.asdict(settings), "summary": summary, "transfer_runs": transfer, "fig5_runs": sweep}
+    _write_json(out / "results.json", document)
+    plots = _plot(transfer, sweep, out)
+    print(format_table(summary))
+    print(f"wrote {out / 'results.json'} and {', '.join(str(p) for p in plots)}")
+    return document

@@ -1,0 +1,95 @@
+"""Smoke test of ``benchmarks/overhead.py``: it runs end to end and writes a well-formed report.
+
+No timing thresholds (CI machines are noisy): only keys, finite positive timings and the regime
+checks (the safe shield never intervenes; the rejected one falls back on every step).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "overhead.py"
+KS = (1, 10)
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("safeshield_benchmark_overhead", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def positive_finite(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("overhead")
+    benchmark = load_benchmark()
+    returned = benchmark.main([
+        "--quick", "--out", str(out), "--ks", *map(str, KS), "--blocks", "2", "--block-seconds", "0.001",
+        "--train-block-seconds", "0.001", "--min-steps", "2", "--max-steps", "20", "--warm-steps", "2", "--no-progress",
+    ])
+    written = json.loads((out / "overhead.json").read_text())
+    return out, returned, written
+
+
+def test_writes_json_and_png_atomically(report):
+    out, returned, written = report
+    assert written == json.loads(json.dumps(returned))
+    assert (out / "overhead.png").stat().st_size > 0
+    assert not list(out.glob(".tmp-*")), "temporary files left behind"
+
+
+def test_report_has_expected_keys(report):
+    _, _, data = report
+    for key in ("schema", "machine", "settings", "targets", "definitions", "envs", "ratios", "ratios_cpu", "summary",
+                "all_targets_met"):
+        assert key in data
+    machine = data["machine"]
+    assert machine["torch_threads"] == 1
+    assert positive_finite(machine["cpu_count"]) and machine["torch"]
+    assert data["settings"]["ks"] == list(KS)
+    assert set(data["targets"]) == {"safe_overhead", "rejected_overhead", "hopper_shielded_over_raw"}
+    assert "safeshield/DrunkSpider-v0" in data["envs"] and "Hopper-v5" in data["envs"]
+
+
+def test_timings_are_finite_and_positive(report):
+    _, _, data = report
+    measured = [env for env in data["envs"].values() if "skipped" not in env]
+    assert measured, "no env was measured"
+    for env in measured:
+        for timings in (env["timings_us"], env["cpu_timings_us"]):
+            for name in ("raw", "frozen_safe_pooled", "train_collect", "train_learning"):
+                assert positive_finite(timings[name]), name
+            for group in ("frozen_safe", "frozen_rejected", "floor"):
+                assert set(timings[group]) >= {str(k) for k in KS}, group
+                assert all(positive_finite(v) for v in timings[group].values()), group
+            assert positive_finite(timings["floor"]["1"])
+        assert all(positive_finite(v) for blocks in env["blocks_us"].values() for v in blocks)
+
+
+def test_regimes_hold_and_ratios_are_reported(report):
+    _, _, data = report
+    for env_id, env in data["envs"].items():
+        if "skipped" in env:
+            continue
+        assert env["regimes_ok"], env["regime_checks"]
+        ratios = data["ratios"][env_id]
+        assert math.isfinite(ratios["safe_overhead"]["value"])
+        assert ratios["safe_overhead"]["target"] == 1.2
+        assert set(ratios["rejected_overhead"]) == {str(k) for k in KS}
+        assert all(isinstance(e["met"], bool) for e in ratios["rejected_overhead"].values())
+        assert positive_finite(ratios["train_learning_over_raw"]["value"])
+    for entry in data["summary"].values():
+        assert set(entry) == {"value", "target", "met"}
+    if "skipped" not in data["envs"]["Hopper-v5"]:
+        assert data["ratios"]["hopper_shielded_over_raw"]["target"] == 1.3
