@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from safeshield.core.buffer import TransitionBuffer
 from safeshield.core.checkpoint import (
     CheckpointError,
     check_space_signature,
@@ -121,38 +122,6 @@ class _Actor(nn.Module):
         return self.squash(mean, log_std, noise)
 
 
-class _ReplayBuffer:
-    """Preallocated numpy ring buffer of ``(obs, action, reward, next_obs, terminated)``.
-
-    ``action`` is stored in env units exactly as executed; rows are overwritten oldest first.
-    """
-
-    def __init__(self, capacity: int, obs_dim: int, act_dim: int):
-        self.capacity = int(capacity)
-        # np.zeros is backed by lazily-mapped pages: a 1e6-row buffer costs memory only as it fills.
-        self.obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
-        self.actions = np.zeros((self.capacity, act_dim), dtype=np.float32)
-        self.rewards = np.zeros(self.capacity, dtype=np.float32)
-        self.next_obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
-        self.terminated = np.zeros(self.capacity, dtype=np.float32)
-        self.position = 0
-        self.size = 0
-
-    def __len__(self) -> int:
-        return self.size
-
-    def add(self, obs, action, reward: float, next_obs, terminated: bool) -> None:
-        i = self.position
-        self.obs[i], self.actions[i], self.rewards[i] = obs, action, reward
-        self.next_obs[i], self.terminated[i] = next_obs, float(terminated)
-        self.position = (i + 1) % self.capacity
-        self.size = min(self.size + 1, self.capacity)
-
-    def sample(self, batch_size: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-        rows = rng.integers(0, self.size, size=batch_size)
-        return self.obs[rows], self.actions[rows], self.rewards[rows], self.next_obs[rows], self.terminated[rows]
-
-
 class SAC:
     """Soft Actor-Critic (Haarnoja et al. 2018) whose actor can carry SQRL's Eq. 4 safety term.
 
@@ -215,9 +184,9 @@ class SAC:
 
         self.critic_params = [*self.q1.parameters(), *self.q2.parameters()]
         self.actor_params = list(self.actor.parameters())
-        self.critic_optimizer = torch.optim.Adam(self.critic_params, lr=config.lr, fused=True)
-        self.actor_optimizer = torch.optim.Adam(self.actor_params, lr=config.lr, fused=True)
-        self.alpha_optimizer = torch.optim.Adam([self.log_alpha], lr=config.lr, fused=True)
+        self.critic_optimizer = _adam(self.critic_params, config.lr)
+        self.actor_optimizer = _adam(self.actor_params, config.lr)
+        self.alpha_optimizer = _adam([self.log_alpha], config.lr)
 
         # affine map between the squashed action in [−1, 1] and env units
         self._low_np, self._high_np = low, high
@@ -228,7 +197,8 @@ class SAC:
         self._log_scale_sum = float(np.log((high - low) / 2).sum())
 
         self.safety_critic = safety_critic
-        self.buffer = _ReplayBuffer(config.buffer_size, self.obs_dim, self.act_dim)
+        # D_offline; np.zeros pages are mapped lazily, so a 1e6-row buffer costs memory as it fills
+        self.buffer = TransitionBuffer(config.buffer_size, self.obs_dim, self.act_dim)
         self.total_steps = 0  # transitions observed over the agent's life, across learn() calls
         self.num_updates = 0
 
@@ -259,12 +229,10 @@ class SAC:
         if not deterministic and self.total_steps < self.config.learning_starts:
             action = self.rng.uniform(self._low_np, self._high_np)
         else:
-            x = torch.as_tensor(flat, device=self.device).unsqueeze(0)
-            if deterministic:
-                squashed = torch.tanh(self.actor.dist_params(x)[0])
-            else:
-                squashed = self.actor(x, self.generator)[0]
-            action = self._to_env_units(squashed)[0].cpu().numpy()
+            mean, log_std = self.actor.dist_params(torch.as_tensor(flat, device=self.device).unsqueeze(0))
+            if not deterministic:  # no log-prob needed here: skip squash()'s extra ops
+                mean = mean + log_std.exp() * torch.randn(mean.shape, generator=self.generator, device=self.device)
+            action = self._to_env_units(torch.tanh(mean))[0].cpu().numpy()
         return action.astype(self.action_space.dtype).reshape(self.action_space.shape)
 
     @torch.inference_mode()
@@ -276,11 +244,14 @@ class SAC:
         Returns ``(actions[m, n, act_dim] in env units, log_probs[m, n])``. The log-probs are
         densities in env units: the squashed density minus Σ log(half-range), a per-state
         constant that cancels in any softmax over one state's candidates. ``generator``
-        defaults to the agent's own noise generator.
+        defaults to the agent's own noise generator. Both are inference tensors (made under
+        ``torch.inference_mode``): ``clone()`` them before they enter an autograd graph.
         """
         obs = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
         if obs.dim() < 1 or obs.numel() != obs.shape[0] * self.obs_dim:
             raise ValueError(f"obs must have shape [m, {self.obs_dim}], got {tuple(obs.shape)}")
+        if not torch.isfinite(obs).all():
+            raise ValueError("obs passed to sample_actions contains NaN or inf")
         mean, log_std = self.actor.dist_params(obs.reshape(obs.shape[0], self.obs_dim))
         m = mean.shape[0]
         noise = torch.randn(
@@ -302,13 +273,18 @@ class SAC:
         if not math.isfinite(float(reward)):
             raise ValueError(f"reward must be finite, got {reward!r}")
         self.buffer.add(
-            self._check_obs(obs, "obs"), executed, float(reward), self._check_obs(next_obs, "next_obs"), bool(terminated)
+            self._check_obs(obs, "obs"),
+            executed,
+            self._check_obs(next_obs, "next_obs"),
+            failure=0.0,
+            terminated=bool(terminated),
+            reward=float(reward),
         )
         self.total_steps += 1
 
     def reset_buffer(self) -> None:
         """Empty the replay buffer (SQRL Alg. 2 l.2 empties D_offline before fine-tuning)."""
-        self.buffer.position = self.buffer.size = 0
+        self.buffer.clear()
 
     def set_safety_critic(self, safety_critic: SafetyCritic | None, eps_safe: float | None = None) -> None:
         """Attach, replace (or with ``None`` remove) Q̂_safe; ``eps_safe`` overrides the config's ε_safe."""
@@ -322,8 +298,10 @@ class SAC:
         if len(self.buffer) == 0:
             raise RuntimeError("update() needs at least one observed transition")
         cfg = self.config
+        batch = self.buffer.sample(cfg.batch_size, self.rng)
         obs, action, reward, next_obs, terminated = (
-            torch.from_numpy(x).to(self.device) for x in self.buffer.sample(cfg.batch_size, self.rng)
+            torch.from_numpy(x).to(self.device)
+            for x in (batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated)
         )
         action = (action - self._act_center) / self._act_scale  # critics see actions in [−1, 1]
         alpha = self.log_alpha.detach().exp()
@@ -331,11 +309,9 @@ class SAC:
         # --- critics: soft Bellman target with clipped double-Q
         with torch.no_grad():
             next_action, next_log_pi = self.actor(next_obs, self.generator)
-            next_x = torch.cat([next_obs, next_action], dim=-1)
-            next_q = torch.min(self.q1_target.net(next_x), self.q2_target.net(next_x)).squeeze(-1)
+            next_q = torch.min(self.q1_target(next_obs, next_action), self.q2_target(next_obs, next_action))
             target = reward + cfg.gamma * (1.0 - terminated) * (next_q - alpha * next_log_pi)
-        x = torch.cat([obs, action], dim=-1)
-        q1, q2 = self.q1.net(x).squeeze(-1), self.q2.net(x).squeeze(-1)
+        q1, q2 = self.q1(obs, action), self.q2(obs, action)
         critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward(inputs=self.critic_params)
@@ -343,8 +319,7 @@ class SAC:
 
         # --- actor: Eq. 4 with a reparameterised a' ~ π_θ(·|s)
         new_action, log_pi = self.actor(obs, self.generator)
-        new_x = torch.cat([obs, new_action], dim=-1)
-        q_pi = torch.min(self.q1.net(new_x), self.q2.net(new_x)).squeeze(-1)
+        q_pi = torch.min(self.q1(obs, new_action), self.q2(obs, new_action))
         actor_loss = alpha * log_pi - q_pi
         q_safe = None
         if self.safety_critic is not None:
@@ -369,7 +344,8 @@ class SAC:
 
         with torch.no_grad():
             for net, target_net in ((self.q1, self.q1_target), (self.q2, self.q2_target)):
-                torch._foreach_lerp_(list(target_net.parameters()), list(net.parameters()), cfg.tau)
+                for p, p_target in zip(net.parameters(), target_net.parameters()):
+                    p_target.lerp_(p, cfg.tau)  # Polyak: p_target ← (1 − τ) p_target + τ p
         self.num_updates += 1
         info.update(
             critic_loss=float(critic_loss.detach()),
@@ -406,7 +382,8 @@ class SAC:
         ``self.total_steps`` at the episode's end. The stored action is
         ``info["shield"]["executed_action"]`` when a shield wrapper reports it, else the action
         sent. Updates start once ``learning_starts`` transitions were observed and the buffer
-        holds ``batch_size`` of them. A partial last episode is not recorded.
+        holds ``batch_size`` of them. Each call starts a fresh episode with
+        ``env.reset(seed=seed)``; a partial last episode is not recorded.
         """
         from tqdm.auto import tqdm
 
@@ -486,7 +463,8 @@ class SAC:
 
         ``env_or_spaces``: an env or ``(observation_space, action_space)``; its spaces must match
         the saved ones (``CheckpointError`` otherwise). Without it the spaces are rebuilt from
-        the checkpoint (Box spaces only).
+        the checkpoint (Box spaces only). ``seed`` seeds the fresh noise and sampling RNGs,
+        which are not saved.
         """
         tensors, config, _ = load_checkpoint(path, kind=KIND)
         try:
@@ -526,6 +504,14 @@ class SAC:
         return {"actor": self.actor_optimizer, "critic": self.critic_optimizer, "alpha": self.alpha_optimizer}
 
 
+def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
+    """Adam, fused where this torch and device support it (measured: ~13% off a CPU update)."""
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, ValueError):  # torch < 2.4 on CPU, or a device without a fused kernel
+        return torch.optim.Adam(params, lr=lr)
+
+
 def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str) -> None:
     state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
@@ -539,7 +525,7 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, t
 def _box_from_signature(signature: dict) -> gym.spaces.Box:
     if signature.get("type") != "Box":
         raise CheckpointError(f"cannot rebuild a {signature.get('type')!r} space; pass env_or_spaces to SAC.load")
-    shape = tuple(signature["shape"])
-    low = np.asarray(signature["low"], dtype=np.float64).reshape(shape)
-    high = np.asarray(signature["high"], dtype=np.float64).reshape(shape)
-    return gym.spaces.Box(low=low, high=high, shape=shape, dtype=np.dtype(signature["dtype"]))
+    shape, dtype = tuple(signature["shape"]), np.dtype(signature["dtype"])
+    low = np.asarray(signature["low"], dtype=np.float64).reshape(shape).astype(dtype)
+    high = np.asarray(signature["high"], dtype=np.float64).reshape(shape).astype(dtype)
+    return gym.spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
