@@ -110,7 +110,12 @@ def _swap_in(staging: Path, target: Path) -> None:
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         os.rmdir(old)
         os.rename(target, old)
-    os.rename(staging, target)
+    try:
+        os.rename(staging, target)
+    except BaseException:
+        if old is not None:
+            os.rename(old, target)  # put the previous checkpoint back where it was
+        raise
     _fsync_dir(target.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -134,7 +139,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> tuple[d
             document = json.load(handle)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CheckpointError(f"{config_path} is not valid JSON (truncated or corrupt): {error}") from error
-    if not isinstance(document, dict) or document.get("format") != FORMAT:
+    if not isinstance(document, dict) or document.get("format") != FORMAT or "config" not in document:
         raise CheckpointError(f"{config_path} is not a safeshield checkpoint (missing format={FORMAT!r})")
     if document.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(

@@ -61,6 +61,12 @@ class ShieldConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.learning_starts < 0:
             raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts!r}")
+        if not self.perturbation_scale > 0:
+            raise ValueError(f"perturbation_scale must be > 0, got {self.perturbation_scale!r}")
+        if not self.widen >= 1:
+            raise ValueError(f"widen must be >= 1, got {self.widen!r}")
+        if not 0.0 <= self.uniform_fraction <= 1.0:
+            raise ValueError(f"uniform_fraction must be in [0, 1], got {self.uniform_fraction!r}")
         if self.selection not in SELECTIONS:
             raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
 
@@ -216,6 +222,10 @@ class ShieldModel(nn.Module, abc.ABC):
         if unknown:
             raise TypeError(f"unknown option(s) {unknown} for shield {self.name!r}; its options are {sorted(known)}")
         self.config = dataclasses.replace(self.config, **changes)
+        if "lr" in changes:
+            for optimizer in (v for v in vars(self).values() if isinstance(v, torch.optim.Optimizer)):
+                for group in optimizer.param_groups:
+                    group["lr"] = self.config.lr
         return self
 
     def freeze(self) -> ShieldModel:
@@ -247,7 +257,16 @@ class ShieldModel(nn.Module, abc.ABC):
         cls, path: str | os.PathLike, observation_space: gym.Space | None = None, action_space: gym.Space | None = None
     ) -> ShieldModel:
         """Rebuild a saved model; when spaces are given they must match the saved ones."""
-        tensors, document, _ = load_checkpoint(path, kind="shield/")
+        tensors, checkpoint, _ = load_checkpoint(path, kind="shield/")
+        document = checkpoint
+        missing = [key for key in ("method", "config", "observation_space", "action_space") if key not in document]
+        if missing:
+            raise CheckpointError(f"{str(path)!r}/config.json lacks {missing} (truncated or not a shield checkpoint)")
+        if document["method"] not in _METHODS:
+            raise CheckpointError(
+                f"checkpoint {str(path)!r} holds a {document['method']!r} shield, which is not installed "
+                f"(installed: {method_names()})"
+            )
         method = get_method(document["method"])
         if cls is not ShieldModel and method is not cls:
             raise CheckpointError(f"checkpoint {str(path)!r} holds a {method.name!r} shield, not {cls.name!r}")
@@ -271,9 +290,9 @@ class ShieldModel(nn.Module, abc.ABC):
 def _space_from_signature(signature: dict[str, Any]) -> gym.spaces.Box:
     if signature.get("type") != "Box":
         raise CheckpointError(f"pass the env to load a shield saved for a {signature.get('type')} space")
-    shape = tuple(signature["shape"])
+    shape, dtype = tuple(signature["shape"]), np.dtype(signature["dtype"])
     return gym.spaces.Box(
-        low=np.asarray(signature["low"], dtype=np.float64).reshape(shape),
-        high=np.asarray(signature["high"], dtype=np.float64).reshape(shape),
-        dtype=np.dtype(signature["dtype"]),
+        low=np.asarray(signature["low"], dtype=dtype).reshape(shape),
+        high=np.asarray(signature["high"], dtype=dtype).reshape(shape),
+        dtype=dtype,
     )

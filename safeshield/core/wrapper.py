@@ -87,17 +87,16 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self.shield = model
         self.indicator = make_indicator(indicator)
         model.indicator = indicator if isinstance(indicator, str) else None
-        if not train:
+        if train:
+            model.unfreeze()
+        else:
             model.freeze()
         space = env.action_space
         self._action_shape, self._action_dtype = space.shape, space.dtype
         self._low = torch.as_tensor(space.low, dtype=torch.float32).reshape(-1)
         self._high = torch.as_tensor(space.high, dtype=torch.float32).reshape(-1)
         self._low_np, self._high_np = self._low.numpy(), self._high.numpy()
-        cfg = model.config
-        self._perturbation = PerturbationSampler(
-            self._low, self._high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen
-        )
+        self._perturbation: tuple[ShieldConfig, PerturbationSampler] | None = None
         self._generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         self._obs_space = env.observation_space
         self._obs_flat: np.ndarray | None = None
@@ -139,7 +138,8 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
             "intervened": bool(decision.intervened[0]),
             "risk": float(decision.risk[0]),
             "proposal_risk": float(decision.proposal_risk[0]),
-            "threshold": float(self.shield.threshold),
+            # the comparison runs in float32; report the threshold it actually used
+            "threshold": float(np.float32(self.shield.threshold)),
             "fell_back": bool(decision.fell_back[0]),
             "n_candidates": int(decision.n_candidates[0]),
             "failure": failure,
@@ -153,9 +153,14 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     @property
     def sampler(self):
+        """The agent's policy when attached, else perturbations built from the current config."""
         if self.shield.policy_sampler is not None:
             return PolicySampler(self.shield.policy_sampler, self._low, self._high)
-        return self._perturbation
+        cfg = self.shield.config
+        if self._perturbation is None or self._perturbation[0] is not cfg:
+            sampler = PerturbationSampler(self._low, self._high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen)
+            self._perturbation = (cfg, sampler)
+        return self._perturbation[1]
 
     def _validate(self, action) -> np.ndarray:
         try:

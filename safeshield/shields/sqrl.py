@@ -32,7 +32,8 @@ Where this differs from the paper, and why:
 
 - Output: a sigmoid and a binary cross-entropy loss against the soft target, as in the
   official code (``safemrl/algorithm/safe_sac_agent.py``); the paper's MSE would let the
-  estimate leave [0, 1]. The official code also weights failures by 0.75; we default to no
+  estimate leave [0, 1]. The sigmoid estimates Q_safe / gamma_safe, and the risk is gamma_safe
+  times it, so the estimate is bounded by gamma_safe exactly as every target is. The official code also weights failures by 0.75; we default to no
   class weighting (``fail_weight=0.5``) because weighting moves the optimum from p to
   w p / (w p + (1 - w)(1 - p)), which would silently change what eps_safe means.
 - a' in the target: App. D samples it from the unconstrained pi. A wrapper does not own pi,
@@ -48,6 +49,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -57,7 +59,7 @@ from safeshield.core.networks import StateActionNet
 
 __all__ = ["SQRL", "SQRLConfig"]
 
-INITIAL_LOGIT = -4.6  # sigmoid(-4.6) ≈ 0.01
+INITIAL_LOGIT = -4.6  # sigmoid(-4.6) ≈ 0.01, so the initial risk is about 0.01 * gamma_safe
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,10 @@ class SQRLConfig(ShieldConfig):
             raise ValueError(f"fail_weight must be in (0, 1), got {self.fail_weight!r}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"tau must be in (0, 1], got {self.tau!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not self.hidden or not all(isinstance(h, (int, np.integer)) and h > 0 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty tuple of positive layer widths, got {self.hidden!r}")
 
 
 def bellman_target(failure: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma_safe: float) -> torch.Tensor:
@@ -120,8 +126,12 @@ class SQRL(ShieldModel):
         return "riskiest" if self.config.pretraining else self.config.selection
 
     def risk(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q_safe(s, a): the discounted probability of failing after taking ``a`` in ``s``."""
-        return torch.sigmoid(self.critic(obs, actions))
+        """Q_safe(s, a): the discounted probability of failing after taking ``a`` in ``s``.
+
+        The network's sigmoid estimates Q_safe / gamma_safe (a probability in [0, 1]), so the
+        risk is bounded by gamma_safe exactly like every Bellman target is.
+        """
+        return self.config.gamma_safe * torch.sigmoid(self.critic(obs, actions))
 
     def q_safe(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Alias of ``risk`` under the paper's name, for Eq. 4 in an agent's actor loss."""
@@ -141,11 +151,11 @@ class SQRL(ShieldModel):
         failure, terminated = torch.from_numpy(batch.failure), torch.from_numpy(batch.terminated)
         with torch.no_grad():
             next_action = self._next_actions(next_obs, torch.from_numpy(batch.next_action))
-            next_q = torch.sigmoid(self.target_critic(next_obs, next_action))
+            next_q = cfg.gamma_safe * torch.sigmoid(self.target_critic(next_obs, next_action))
             target = bellman_target(failure, terminated, next_q, cfg.gamma_safe)
             weight = torch.where(failure > 0.5, 2 * cfg.fail_weight, 2 * (1 - cfg.fail_weight))
         logits = self.critic(obs, action)
-        loss = F.binary_cross_entropy_with_logits(logits, target, weight=weight)
+        loss = F.binary_cross_entropy_with_logits(logits, target / cfg.gamma_safe, weight=weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -46,7 +46,7 @@ def test_writes_json_and_png_atomically(report):
     out, returned, written = report
     assert written == json.loads(json.dumps(returned))
     assert (out / "overhead.png").stat().st_size > 0
-    assert not list(out.glob(".tmp-*")), "temporary files left behind"
+    assert not list(out.glob("*.tmp")), "temporary files left behind"
 
 
 def test_report_has_expected_keys(report):
