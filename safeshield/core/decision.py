@@ -71,6 +71,13 @@ class Decision:
     fell_back: np.ndarray  # (n,) bool: no scored action was below threshold
     n_candidates: np.ndarray  # (n,) int: candidates scored besides the proposal
 
+    @classmethod
+    def accepted(cls, proposal: np.ndarray, proposal_risk: np.ndarray) -> Decision:
+        """Every row's proposal passes unchanged (the common case, built without scoring more)."""
+        n = proposal.shape[0]
+        none = np.zeros(n, dtype=bool)
+        return cls(proposal, proposal_risk, proposal_risk, none, none, np.zeros(n, dtype=np.int64))
+
 
 class CandidateSampler(Protocol):
     """Draw ``k`` candidate actions per row, inside the action bounds."""
@@ -138,17 +145,18 @@ class PolicySampler:
         return torch.clamp(actions.to(proposal.dtype), self.low, self.high)
 
 
-def _choose_safe(risk, safe, candidates, proposal, half_range, selection):
+def _choose_safe(risk: np.ndarray, safe: np.ndarray, candidates: np.ndarray, proposal: np.ndarray,
+                 half_range: np.ndarray, selection: str) -> np.ndarray:
     """Index per row of the chosen safe candidate (rows without one get an arbitrary index)."""
     if selection == "closest":
-        key = (((candidates - proposal.unsqueeze(1)) / half_range) ** 2).sum(-1)
+        key = (((candidates - proposal[:, None, :]) / half_range) ** 2).sum(-1)
     elif selection == "uniform":
-        key = torch.arange(risk.shape[1], dtype=risk.dtype).expand_as(risk)
+        key = np.broadcast_to(np.arange(risk.shape[1], dtype=np.float32), risk.shape)
     elif selection == "riskiest":
         key = -risk
     else:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
-    return torch.where(safe, key, torch.full_like(key, float("inf"))).argmin(dim=1)
+    return np.where(safe, key, np.inf).argmin(axis=1)
 
 
 def decide(
@@ -162,34 +170,39 @@ def decide(
     k: int = 50,
     rounds: int = 1,
     selection: str = "closest",
-    half_range: torch.Tensor | None = None,
+    half_range: np.ndarray | None = None,
+    proposal_risk: np.ndarray | None = None,
 ) -> Decision:
     """Apply the proposal -> candidates -> fallback rule to every row (see module docstring).
 
     ``obs`` is ``(n, obs_dim)``, ``proposal`` ``(n, act_dim)`` and inside the bounds. Call it
-    under ``torch.inference_mode()``; it never mutates its inputs.
+    under ``torch.inference_mode()``; it never mutates its inputs. A front end that already
+    scored the proposals (a leaner single-row path) passes ``proposal_risk`` to skip that pass.
+    Risks are compared in float32, the dtype the models compute in.
     """
-    proposal_risk = risk_fn(obs, proposal)
-    n = proposal.shape[0]
-    rejected_rows = torch.nonzero(proposal_risk >= threshold).flatten()
-    action, risk = proposal, proposal_risk
+    threshold = np.float32(threshold)
+    if proposal_risk is None:
+        proposal_risk = risk_fn(obs, proposal).numpy()
+    proposal_np = proposal.numpy()
+    n = proposal_np.shape[0]
+    rejected = np.flatnonzero(proposal_risk >= threshold)
     intervened = np.zeros(n, dtype=bool)
     fell_back = np.zeros(n, dtype=bool)
     n_candidates = np.zeros(n, dtype=np.int64)
-    if rejected_rows.numel():
-        action, risk = proposal.clone(), proposal_risk.clone()
-        scale = half_range if half_range is not None else torch.ones(proposal.shape[1], dtype=proposal.dtype)
+    action, risk = proposal_np, np.asarray(proposal_risk, dtype=np.float32)
+    if rejected.size:
+        action, risk = proposal_np.copy(), risk.copy()
+        scale = half_range if half_range is not None else np.ones(proposal_np.shape[1], dtype=np.float32)
         found = _resample(
-            risk_fn, obs, proposal, threshold, sampler, generator, rejected_rows,
+            risk_fn, obs, proposal, threshold, sampler, generator, rejected,
             action, risk, n_candidates, k, rounds, selection, scale,
         )
-        rows = rejected_rows.numpy()
-        fell_back[rows] = ~found
-        intervened[rows] = (action[rejected_rows] != proposal[rejected_rows]).any(dim=1).numpy()
+        fell_back[rejected] = ~found
+        intervened[rejected] = (action[rejected] != proposal_np[rejected]).any(axis=1)
     return Decision(
-        action=action.numpy(),
-        risk=risk.numpy(),
-        proposal_risk=proposal_risk.numpy(),
+        action=action,
+        risk=risk,
+        proposal_risk=np.asarray(proposal_risk),
         intervened=intervened,
         fell_back=fell_back,
         n_candidates=n_candidates,
@@ -198,33 +211,37 @@ def decide(
 
 def _resample(risk_fn, obs, proposal, threshold, sampler, generator, rows, action, risk, n_candidates,
               k, rounds, selection, half_range) -> np.ndarray:
-    """Fill ``action``/``risk`` for ``rows`` in place; return which of them found a safe action.
+    """Fill ``action``/``risk`` (numpy) for ``rows`` in place; return which rows found a safe action.
 
     Until a row finds a safe candidate, ``action``/``risk`` hold its least risky action so far
-    (the proposal to start with), which is the fallback if no round succeeds.
+    (the proposal to start with), which is the fallback if no round succeeds. Sampling and
+    scoring are one batched torch call per round; the bookkeeping is numpy on small arrays.
     """
-    found = np.zeros(rows.numel(), dtype=bool)
+    found = np.zeros(rows.size, dtype=bool)
     for round_index in range(rounds):
-        active = torch.from_numpy(np.flatnonzero(~found))
-        if active.numel() == 0:
+        active = np.flatnonzero(~found)
+        if active.size == 0:
             break
         env_rows = rows[active]
-        row_obs, row_proposal = obs[env_rows], proposal[env_rows]
-        candidates = sampler(row_obs, row_proposal, k, round_index, generator)
-        flat_obs = row_obs.repeat_interleave(k, dim=0)
-        candidate_risk = risk_fn(flat_obs, candidates.reshape(-1, candidates.shape[-1])).reshape(-1, k)
-        n_candidates[env_rows.numpy()] += k
+        index = torch.from_numpy(env_rows)
+        row_obs, row_proposal = obs[index], proposal[index]
+        candidates_t = sampler(row_obs, row_proposal, k, round_index, generator)
+        act_dim = candidates_t.shape[-1]
+        flat_obs = row_obs.unsqueeze(1).expand(-1, k, -1).reshape(-1, row_obs.shape[-1])
+        candidate_risk = risk_fn(flat_obs, candidates_t.reshape(-1, act_dim)).numpy().reshape(-1, k)
+        candidates = candidates_t.numpy()
+        n_candidates[env_rows] += k
         safe = candidate_risk < threshold
-        has_safe = safe.any(dim=1)
-        pick = torch.where(
+        has_safe = safe.any(axis=1)
+        pick = np.where(
             has_safe,
-            _choose_safe(candidate_risk, safe, candidates, row_proposal, half_range, selection),
-            candidate_risk.argmin(dim=1),
+            _choose_safe(candidate_risk, safe, candidates, row_proposal.numpy(), half_range, selection),
+            candidate_risk.argmin(axis=1),
         )
-        picked_risk = candidate_risk.gather(1, pick.unsqueeze(1)).squeeze(1)
+        lines = np.arange(pick.size)
+        picked_risk = candidate_risk[lines, pick]
         improves = has_safe | (picked_risk < risk[env_rows])
-        update = env_rows[improves]
-        action[update] = candidates[torch.arange(len(pick))[improves], pick[improves]]
-        risk[update] = picked_risk[improves]
-        found[active.numpy()] = has_safe.numpy()
+        action[env_rows[improves]] = candidates[lines[improves], pick[improves]]
+        risk[env_rows[improves]] = picked_risk[improves]
+        found[active] = has_safe
     return found

@@ -177,6 +177,14 @@ class ShieldModel(nn.Module, abc.ABC):
         self.updates = int(state.get("updates", 0))
         self.indicator = state.get("indicator")
 
+    def proposal_risk(self, obs: np.ndarray, action: np.ndarray) -> float:
+        """Risk of one flat float32 ``(obs, action)`` pair: the per-step hot path.
+
+        Same value as ``risk`` (to float32 rounding); methods override it with a leaner path.
+        """
+        with torch.inference_mode():
+            return float(self.risk(torch.from_numpy(obs)[None], torch.from_numpy(action)[None])[0])
+
     # -- shared machinery ---------------------------------------------------------------------
     def risk_numpy(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Convenience: risks of numpy batches, under ``inference_mode``."""

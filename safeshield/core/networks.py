@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,11 +37,40 @@ def mlp(
 
 
 class StateActionNet(nn.Module):
-    """``f(obs, action) -> (batch,)``: an MLP on ``[obs, action]`` with one scalar output per row."""
+    """``f(obs, action) -> (batch,)``: an MLP on ``[obs, action]`` with one scalar output per row.
+
+    ``forward_single`` evaluates the same function on one numpy pair without torch's dispatch:
+    a shield scores one proposal per step, and at batch 1 the module machinery costs more than
+    the arithmetic (``benchmarks/overhead.py`` measures both).
+    """
 
     def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)):
         super().__init__()
         self.net = mlp(obs_dim + act_dim, 1, hidden)
+        self._linears = [layer for layer in self.net if isinstance(layer, nn.Linear)]
+        self._numpy_layers: list[tuple[np.ndarray, np.ndarray]] = []
+        self._numpy_pointers: list[int] = []
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+    def forward_single(self, obs: np.ndarray, action: np.ndarray) -> float:
+        """``forward`` for one flat float32 ``(obs, action)`` pair, in numpy (CPU weights only)."""
+        layers = self._layers_as_numpy()
+        x = np.concatenate((obs, action))
+        last = len(layers) - 1
+        for index, (weight, bias) in enumerate(layers):
+            x = weight @ x + bias
+            if index < last:
+                np.maximum(x, 0.0, out=x)
+        return float(x[0])
+
+    def _layers_as_numpy(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Numpy views of the live weights (optimiser steps and load_state_dict write in place)."""
+        pointers = [layer.weight.data_ptr() for layer in self._linears]
+        if pointers != self._numpy_pointers:
+            self._numpy_layers = [
+                (layer.weight.detach().numpy(), layer.bias.detach().numpy()) for layer in self._linears
+            ]
+            self._numpy_pointers = pointers
+        return self._numpy_layers

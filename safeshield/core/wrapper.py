@@ -18,7 +18,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from safeshield.core.decision import PerturbationSampler, PolicySampler, decide
+from safeshield.core.decision import Decision, PerturbationSampler, PolicySampler, decide
 from safeshield.core.indicators import make_indicator
 from safeshield.core.model import ShieldConfig, ShieldModel, get_method
 
@@ -96,6 +96,7 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._low = torch.as_tensor(space.low, dtype=torch.float32).reshape(-1)
         self._high = torch.as_tensor(space.high, dtype=torch.float32).reshape(-1)
         self._low_np, self._high_np = self._low.numpy(), self._high.numpy()
+        self._half_range = (self._high_np - self._low_np) / 2
         self._perturbation: tuple[ShieldConfig, PerturbationSampler] | None = None
         self._generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         self._obs_space = env.observation_space
@@ -170,24 +171,30 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if array.shape != self._action_shape:
             raise ValueError(f"action must have shape {self._action_shape}, got shape {array.shape}")
         flat = array.reshape(-1)
-        if not np.all(np.isfinite(flat)):
+        if not np.isfinite(flat).all():
             raise ValueError(f"action contains NaN or inf: {array!r}")
-        return np.clip(flat, self._low_np, self._high_np)
+        return np.minimum(np.maximum(flat, self._low_np), self._high_np)
 
-    def _decide(self, proposal: np.ndarray):
-        cfg = self.shield.config
+    def _decide(self, proposal: np.ndarray) -> Decision:
+        """Score the proposal on the lean single-pair path; only a rejection runs the batched core."""
+        model = self.shield
+        risk = np.array([model.proposal_risk(self._obs_flat, proposal)], dtype=np.float32)
+        if risk[0] < np.float32(model.threshold):
+            return Decision.accepted(proposal[None], risk)
+        cfg = model.config
         with torch.inference_mode():
             return decide(
-                self.shield.risk,
+                model.risk,
                 self._obs_tensor,
                 torch.from_numpy(proposal).unsqueeze(0),
-                self.shield.threshold,
+                model.threshold,
                 self.sampler,
                 self._generator,
                 k=cfg.n_candidates,
                 rounds=cfg.resample_rounds,
-                selection=self.shield.selection,
-                half_range=(self._high - self._low) / 2,
+                selection=model.selection,
+                half_range=self._half_range,
+                proposal_risk=risk,
             )
 
     def _remember(self, obs) -> None:

@@ -47,6 +47,7 @@ Where this differs from the paper, and why:
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,6 +133,13 @@ class SQRL(ShieldModel):
         risk is bounded by gamma_safe exactly like every Bellman target is.
         """
         return self.config.gamma_safe * torch.sigmoid(self.critic(obs, actions))
+
+    def proposal_risk(self, obs: np.ndarray, action: np.ndarray) -> float:
+        """``risk`` of one pair via the critic's numpy path (no torch dispatch at batch 1)."""
+        if self.critic.net[0].weight.device.type != "cpu":
+            return super().proposal_risk(obs, action)
+        logit = self.critic.forward_single(obs, action)
+        return self.config.gamma_safe / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
 
     def q_safe(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Alias of ``risk`` under the paper's name, for Eq. 4 in an agent's actor loss."""

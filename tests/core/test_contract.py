@@ -212,7 +212,7 @@ def run_decide(sc, threshold, risk_fn, inject=None, proposals=None):
             k=sc["k"],
             rounds=sc["rounds"],
             selection=sc["selection"],
-            half_range=(high_t - low_t) / 2,
+            half_range=((high_t - low_t) / 2).numpy(),
         )
     return decision, recorder, sampler
 
@@ -602,7 +602,7 @@ def test_decide_on_n_rows_equals_n_single_row_calls_with_deterministic_candidate
                 risk_fn, torch.zeros(len(rows), 2), torch.as_tensor(rows), threshold,
                 GridSampler(sc["low"], sc["high"]), torch.Generator().manual_seed(0),
                 k=sc["k"], rounds=sc["rounds"], selection=sc["selection"],
-                half_range=(torch.as_tensor(sc["high"]) - torch.as_tensor(sc["low"])) / 2,
+                half_range=(np.asarray(sc["high"], np.float32) - np.asarray(sc["low"], np.float32)) / 2,
             )
 
     together = call(proposals)
