@@ -10,16 +10,17 @@ The protocol follows SQRL §5 and Algorithms 1-2 (seed ``000_...``):
 1. Pre-train in ``safeshield/DrunkSpider-v0`` (action noise 0.1, safe to fail): SAC inside a
    training SQRL shield whose candidates come from the SAC policy and which prefers the riskiest
    safe candidate (§6). The shield is saved (safetensors + JSON).
-2. Fine-tune in ``safeshield/DrunkSpiderTarget-v0`` (noise 0.2: the bridge becomes risky): the
-   saved shield is loaded into the new env (it keeps learning online), SAC's replay buffer
-   D_offline is emptied, the actor loss gains Eq. 4's nu * Q_safe term, and safe candidates are
-   drawn from pi (the masked policy, Eq. 3).
+2. Fine-tune in ``safeshield/DrunkSpiderTarget-v0`` (same pits and noise, goal moved to just
+   above the upper pit, so the new reward pulls straight through the lava): the saved shield
+   is loaded into the new env (it keeps learning online), SAC's replay buffer D_offline is
+   emptied, the actor loss gains Eq. 4's nu * Q_safe term, and safe candidates are drawn from
+   pi (the masked policy, Eq. 3).
 3. The baseline is the same SAC, same seeds, pre-trained and fine-tuned with no shield.
 
 The headline metric is the paper's: failures *during fine-tuning* (failed episodes / episodes),
 plus the final return of the deployed policy (deterministic actor, through the frozen shield for
-SQRL). A second part reproduces Fig. 5 qualitatively: at noise 0.2, eps_safe = 0.05 should take
-the long way round the pits and 0.2 should cross the bridge.
+SQRL). A second part reproduces Fig. 5 qualitatively in ``safeshield/DrunkSpiderNoisy-v0``
+(noise 0.2): eps_safe = 0.05 should take the long way round the pits and 0.2 should cross the bridge.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = ["DemoSettings", "run_demo", "transfer_job", "risk_sweep_job", "summar
 
 PRETRAIN_ID = "safeshield/DrunkSpider-v0"
 TARGET_ID = "safeshield/DrunkSpiderTarget-v0"
+NOISY_ID = "safeshield/DrunkSpiderNoisy-v0"
 
 
 @dataclass(frozen=True)
@@ -180,13 +182,13 @@ def transfer_job(method: str, seed: int, settings: DemoSettings, out_dir: str, p
 def risk_sweep_job(eps_safe: float, seed: int, settings: DemoSettings, out_dir: str, progress_queue=None) -> dict[str, Any]:
     """Fig. 5: train SAC + SQRL with ``eps_safe`` at noise 0.2, then classify the deployed paths."""
     torch.set_num_threads(1)
-    env = gym.make(TARGET_ID)
+    env = gym.make(NOISY_ID)
     agent = _sac(env, dataclasses.replace(settings, eps_safe=eps_safe), seed)
     env = safeshield.wrap(env, "sqrl", seed=seed, **_shield_options(settings, eps_safe=eps_safe, selection="uniform"))
     env.attach_policy(agent.sample_actions)
     agent.set_safety_critic(env.shield.q_safe, eps_safe=eps_safe)
     records = agent.learn(env, settings.sweep_steps, seed=seed, progress=False, callback=_reporter(progress_queue))
-    eval_env = safeshield.Shield(gym.make(TARGET_ID), env.shield.freeze(), train=False, seed=seed)
+    eval_env = safeshield.Shield(gym.make(NOISY_ID), env.shield.freeze(), train=False, seed=seed)
     evaluation = _evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000)
     labels = [classify_path(np.asarray(p)) for p in evaluation["paths"]]
     return {
@@ -283,7 +285,7 @@ def _plot(transfer: list[dict], sweep: list[dict], out: Path) -> list[Path]:
             smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
             ax_ret.plot(phase["curve_steps"][window - 1 :], smooth, color=colour, alpha=0.8, label=label)
     ax_fail.set(xlabel="agent step (pre-training + fine-tuning)", ylabel="cumulative fine-tuning failures",
-                title="DrunkSpider fine-tuning (noise 0.2), one line per seed")
+                title="DrunkSpiderTarget fine-tuning, one line per seed")
     ax_ret.set(xlabel="agent step", ylabel="episode return (moving mean)", title="Fine-tuning return")
     handles = {h.get_label(): h for h in ax_fail.get_lines() if not h.get_label().startswith("_")}
     ax_fail.legend(handles.values(), handles.keys())

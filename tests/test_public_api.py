@@ -92,9 +92,9 @@ def test_seed_fixes_the_initial_weights():
 
 def test_shield_model_api_on_a_batch():
     model = safeshield.make(DRUNK_SPIDER, seed=0).shield
-    risks = model.risk_numpy(np.zeros((5, 4), np.float32), np.zeros((5, 2), np.float32))
+    risks = model.risk_numpy(np.zeros((5, 2), np.float32), np.zeros((5, 2), np.float32))
     assert risks.shape == (5,) and ((risks >= 0) & (risks <= 1)).all()
-    obs, actions = torch.zeros(3, 4), torch.zeros(3, 2, requires_grad=True)
+    obs, actions = torch.zeros(3, 2), torch.zeros(3, 2, requires_grad=True)
     model.q_safe(obs, actions).sum().backward()
     assert actions.grad is not None, "risk is differentiable w.r.t. actions (for Eq. 4 in an actor loss)"
     assert model.freeze() is model and model.frozen

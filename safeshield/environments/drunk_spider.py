@@ -19,10 +19,14 @@ choice of this rebuild (the paper gives no layout, reward, observation or action
   them (0.8 wide, 6 long). The width sets the risk of crossing: 0.4 = 4 sigma at noise 0.1
   (crossing is safe in pre-training) and 2 sigma at noise 0.2 (about 4.6 % per step on the
   bridge, so Q_safe at the bridge entry is about 0.08 with gamma_safe 0.65: between the
-  eps_safe values 0.05 and 0.2 of the paper's Fig. 5, which should then go around and across). The arena is ``[-2, 12] x [-8, 8]``, so there is room (2 units) to
+  eps_safe values 0.05 and 0.2 of the paper's Fig. 5, which should then go around and across).
+  The arena is ``[-2, 12] x [-8, 8]``, so there is room (2 units) to
   walk around the pits above ``y = 6`` or below ``y = -6``.
-- Observation: float32 ``[x, y, goal_x, goal_y]`` (the goal is constant but included so that the
-  same policy/critic code works if the goal is ever varied). Bounds are the arena's, repeated.
+- Observation: float32 ``[x, y]``, bounded by the arena. The goal is fixed per task and not
+  observed, as in the paper's fixed-goal task: the target variant changes the goal, so a
+  policy must re-learn it from reward while a safety critic, which only needs the position,
+  sees exactly the inputs it was pre-trained on (an observed goal would put every target-task
+  input outside the critic's training data).
 - Action: ``Box(-1, 1, (2,), float32)``, a displacement command. Dynamics:
   ``p' = clip(p + action_scale * clip(a, -1, 1) + N(0, noise_std^2 I), arena_low, arena_high)``
   with the noise drawn from ``self.np_random``. The noise is added to the displacement ("action
@@ -201,8 +205,8 @@ class DrunkSpiderEnv(gym.Env):
                 f"start must be farther than goal_radius + start_jitter * sqrt(2) from goal, got {start!r}"
             )
 
-        low = np.array([*lo, *lo], dtype=np.float32)
-        high = np.array([*hi, *hi], dtype=np.float32)
+        low = np.array(lo, dtype=np.float32)
+        high = np.array(hi, dtype=np.float32)
         self.observation_space = spaces.Box(low=low, high=high, dtype=np.float32)
         self.action_space = spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
 
@@ -246,7 +250,7 @@ class DrunkSpiderEnv(gym.Env):
         return x_lo <= x <= x_hi and inner <= abs(y) <= outer
 
     def _obs(self) -> np.ndarray:
-        return np.array((self._x, self._y, self.goal[0], self.goal[1]), dtype=np.float32)
+        return np.array((self._x, self._y), dtype=np.float32)
 
     # -------------------------------------------------------------- gym API
 

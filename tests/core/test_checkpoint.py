@@ -42,7 +42,7 @@ def trained_shield(seed: int = 0, steps: int = 60, **options):
 
 def probe_batch(n: int = 64, seed: int = 1):
     rng = np.random.default_rng(seed)
-    obs = np.concatenate([rng.uniform(-2, 12, (n, 1)), rng.uniform(-8, 8, (n, 1)), np.tile([10.0, 0.0], (n, 1))], 1)
+    obs = np.concatenate([rng.uniform(-2, 12, (n, 1)), rng.uniform(-8, 8, (n, 1))], 1)
     return torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(rng.uniform(-1, 1, (n, 2)), dtype=torch.float32)
 
 

@@ -137,10 +137,10 @@ def test_vector_env_with_shield_wrappers_steps():
         DRUNK_SPIDER, num_envs=2, vectorization_mode="sync", wrappers=[lambda e: safeshield.wrap(e, "sqrl")]
     )
     obs, _ = venv.reset(seed=0)
-    assert obs.shape == (2, 4)
+    assert obs.shape == (2, 2)
     for _ in range(35):  # past one 30-step episode: autoreset works through the shield
         obs, reward, terminated, truncated, info = venv.step(venv.action_space.sample())
-    assert obs.shape == (2, 4) and reward.shape == (2,)
+    assert obs.shape == (2, 2) and reward.shape == (2,)
     assert info["shield"]["executed_action"].shape == (2, 2)
     assert info["shield"]["intervened"].dtype == bool
     venv.close()

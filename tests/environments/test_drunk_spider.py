@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import safeshield.environments as envs
 from safeshield.environments import ENV_IDS, DrunkSpiderEnv, classify_path, register_envs
 
-PRETRAIN, TARGET = "safeshield/DrunkSpider-v0", "safeshield/DrunkSpiderTarget-v0"
+PRETRAIN, TARGET, NOISY = "safeshield/DrunkSpider-v0", "safeshield/DrunkSpiderTarget-v0", "safeshield/DrunkSpiderNoisy-v0"
 INFO_KEYS = {"failure", "cost", "is_success", "position"}
 
 
@@ -27,8 +27,8 @@ def toward(position: np.ndarray, waypoint, gain: float = 1.0) -> np.ndarray:
 def bridge_policy():
     """Straight to the goal along the bridge (the y error is cancelled every step)."""
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        return toward(obs[:2], obs[2:])
+    def act(obs: np.ndarray, goal) -> np.ndarray:
+        return toward(obs, goal)
 
     return act
 
@@ -38,13 +38,13 @@ def around_policy(height: float = 7.0, reach: float = 0.6):
     waypoints = [(1.0, height), (9.0, height), None]  # None: the goal
     index = [0]
 
-    def act(obs: np.ndarray) -> np.ndarray:
-        position = obs[:2].astype(np.float64)
+    def act(obs: np.ndarray, goal) -> np.ndarray:
+        position = obs.astype(np.float64)
         target = waypoints[index[0]]
         if target is not None and np.linalg.norm(position - target) < reach:
             index[0] += 1
             target = waypoints[index[0]]
-        return toward(position, obs[2:] if target is None else target)
+        return toward(position, goal if target is None else target)
 
     return act
 
@@ -57,7 +57,7 @@ def rollout(env_id: str, make_policy, seed: int):
     positions = [info["position"]]
     total, steps = 0.0, 0
     while True:
-        obs, reward, terminated, truncated, info = env.step(policy(obs))
+        obs, reward, terminated, truncated, info = env.step(policy(obs, env.unwrapped.goal))
         positions.append(info["position"])
         total += reward
         steps += 1
@@ -78,30 +78,34 @@ def test_check_env_passes(env_id):
     check_env(gym.make(env_id).unwrapped, skip_render_check=True)
 
 
-def test_registration_is_idempotent_and_variants_differ_only_in_noise():
+def _changed(a: str, b: str) -> set[str]:
+    ka, kb = gym.spec(a).kwargs, gym.spec(b).kwargs
+    return {k for k in ka.keys() | kb.keys() if ka.get(k, "default") != kb.get(k, "default")}
+
+
+def test_registration_is_idempotent_and_variants_differ_in_exactly_the_documented_parameter():
     register_envs()
     register_envs()
-    assert ENV_IDS == (PRETRAIN, TARGET)
-    pre, tgt = gym.spec(PRETRAIN), gym.spec(TARGET)
-    assert pre.entry_point == tgt.entry_point == "safeshield.environments.drunk_spider:DrunkSpiderEnv"
-    assert pre.max_episode_steps == tgt.max_episode_steps == 30
-    changed = {k for k in pre.kwargs.keys() | tgt.kwargs.keys() if pre.kwargs.get(k) != tgt.kwargs.get(k)}
-    assert changed == {"noise_std"}
-    assert pre.kwargs["noise_std"] == 0.1 and tgt.kwargs["noise_std"] == 0.2
+    assert ENV_IDS == (PRETRAIN, TARGET, NOISY)
+    specs = [gym.spec(env_id) for env_id in ENV_IDS]
+    assert {s.entry_point for s in specs} == {"safeshield.environments.drunk_spider:DrunkSpiderEnv"}
+    assert {s.max_episode_steps for s in specs} == {30}
+    assert _changed(PRETRAIN, TARGET) == {"goal"}
+    assert _changed(PRETRAIN, NOISY) == {"noise_std"}
+    assert tuple(gym.make(TARGET).unwrapped.goal) == (5.0, 7.0)
     assert gym.make(PRETRAIN).unwrapped.noise_std == 0.1
-    assert gym.make(TARGET).unwrapped.noise_std == 0.2
+    assert gym.make(NOISY).unwrapped.noise_std == 0.2
     assert set(envs.__all__) == {"DrunkSpiderEnv", "classify_path", "register_envs", "ENV_IDS"}
 
 
 def test_spaces():
     env = DrunkSpiderEnv()
     assert env.action_space == gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
-    np.testing.assert_array_equal(env.observation_space.low, [-2, -8, -2, -8])
-    np.testing.assert_array_equal(env.observation_space.high, [12, 8, 12, 8])
+    np.testing.assert_array_equal(env.observation_space.low, [-2, -8])
+    np.testing.assert_array_equal(env.observation_space.high, [12, 8])
     obs, _ = env.reset(seed=0)
-    assert obs.dtype == np.float32 and obs.shape == (4,)
-    np.testing.assert_array_equal(obs[2:], [10.0, 0.0])
-    assert np.all(np.abs(obs[:2]) <= 0.1)
+    assert obs.dtype == np.float32 and obs.shape == (2,)
+    assert np.all(np.abs(obs) <= 0.1)
 
 
 # ---------------------------------------------------------------- determinism
@@ -213,7 +217,7 @@ def test_around_policy_never_fails_and_reaches_goal():
 
 def test_bridge_is_riskier_with_more_noise():
     fail_01 = sum(r[1] for r in rollouts(PRETRAIN, bridge_policy))
-    fail_02 = sum(r[1] for r in rollouts(TARGET, bridge_policy))
+    fail_02 = sum(r[1] for r in rollouts(NOISY, bridge_policy))
     assert fail_02 > fail_01
     assert fail_02 >= 5  # noticeably
 

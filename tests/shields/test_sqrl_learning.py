@@ -19,7 +19,6 @@ import safeshield
 torch.set_num_threads(1)
 
 DRUNK_SPIDER = "safeshield/DrunkSpider-v0"
-GOAL = (10.0, 0.0)
 INTO_PIT = [((5.0, 0.2), (0.0, 1.0)), ((5.0, -0.2), (0.0, -1.0)), ((3.5, 0.3), (0.3, 1.0))]  # land at |y| >= 1.2
 ALONG_BRIDGE = [((3.0, 0.0), (1.0, 0.0)), ((6.0, 0.0), (1.0, 0.0))]
 
@@ -48,7 +47,7 @@ def collect(seed: int = 0, episodes: int = 400):
 
 
 def risk(model, position, action) -> float:
-    obs = np.array([[*position, *GOAL]], np.float32)
+    obs = np.array([position], np.float32)
     return float(model.risk_numpy(obs, np.array([action], np.float32))[0])
 
 
