@@ -87,9 +87,9 @@ def load(
     ``options`` change decision rules for the new phase (``pretraining=False``, ``eps_safe=...``).
     """
     if env is None:
-        model = ShieldModel.from_checkpoint(path).reconfigure(**options)
+        model = ShieldModel.from_checkpoint(path, seed=seed).reconfigure(**options)
         return model.unfreeze() if train else model.freeze()
-    model = ShieldModel.from_checkpoint(path, env.observation_space, env.action_space).reconfigure(**options)
+    model = ShieldModel.from_checkpoint(path, env.observation_space, env.action_space, seed=seed).reconfigure(**options)
     return Shield(env, model, indicator or model.indicator, train=train, seed=seed)
 
 

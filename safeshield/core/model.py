@@ -262,9 +262,16 @@ class ShieldModel(nn.Module, abc.ABC):
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | os.PathLike, observation_space: gym.Space | None = None, action_space: gym.Space | None = None
+        cls,
+        path: str | os.PathLike,
+        observation_space: gym.Space | None = None,
+        action_space: gym.Space | None = None,
+        seed: int | None = None,
     ) -> ShieldModel:
-        """Rebuild a saved model; when spaces are given they must match the saved ones."""
+        """Rebuild a saved model; when spaces are given they must match the saved ones.
+
+        ``seed`` seeds what the weights do not fix: the minibatch sampling of further learning.
+        """
         tensors, checkpoint, _ = load_checkpoint(path, kind="shield/")
         document = checkpoint
         missing = [key for key in ("method", "config", "observation_space", "action_space") if key not in document]
@@ -286,6 +293,7 @@ class ShieldModel(nn.Module, abc.ABC):
             observation_space if observation_space is not None else _space_from_signature(document["observation_space"]),
             action_space if action_space is not None else _space_from_signature(document["action_space"]),
             method.config_class.from_json(document["config"]),
+            seed=seed,
         )
         try:
             model.load_state_dict(tensors)

@@ -352,3 +352,22 @@ def test_load_with_a_new_learning_rate_reaches_the_optimizer(saved):
     fine_tune = safeshield.load(path, gym.make(DRUNK_SPIDER), train=True, lr=1e-5)
     assert fine_tune.shield.config.lr == 1e-5
     assert [group["lr"] for group in fine_tune.shield.optimizer.param_groups] == [1e-5]
+
+
+def test_fine_tuning_a_loaded_shield_is_reproducible_given_the_seed(saved):
+    """A loaded shield that keeps learning samples its minibatches from ``seed``: same seed, same weights."""
+    _, path = saved
+
+    def fine_tune():
+        env = safeshield.load(path, gym.make(DRUNK_SPIDER), train=True, seed=3, learning_starts=8, batch_size=8)
+        env.reset(seed=3)
+        rng = np.random.default_rng(3)
+        for _ in range(40):
+            _, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 2).astype(np.float32))
+            if terminated or truncated:
+                env.reset()
+        assert env.shield.updates > 0
+        return env.shield.state_dict()
+
+    first, second = fine_tune(), fine_tune()
+    assert all(torch.equal(first[name], second[name]) for name in first)
