@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import safeshield.environments as envs
 from safeshield.environments import ENV_IDS, DrunkSpiderEnv, classify_path, register_envs
 
-PRETRAIN, TARGET, NOISY = "safeshield/DrunkSpider-v0", "safeshield/DrunkSpiderTarget-v0", "safeshield/DrunkSpiderNoisy-v0"
+PRETRAIN, TARGET = "safeshield/DrunkSpider-v0", "safeshield/DrunkSpiderTarget-v0"
 INFO_KEYS = {"failure", "cost", "is_success", "position"}
 
 
@@ -86,15 +86,13 @@ def _changed(a: str, b: str) -> set[str]:
 def test_registration_is_idempotent_and_variants_differ_in_exactly_the_documented_parameter():
     register_envs()
     register_envs()
-    assert ENV_IDS == (PRETRAIN, TARGET, NOISY)
+    assert ENV_IDS == (PRETRAIN, TARGET)
     specs = [gym.spec(env_id) for env_id in ENV_IDS]
     assert {s.entry_point for s in specs} == {"safeshield.environments.drunk_spider:DrunkSpiderEnv"}
     assert {s.max_episode_steps for s in specs} == {30}
-    assert _changed(PRETRAIN, TARGET) == {"goal"}
-    assert _changed(PRETRAIN, NOISY) == {"noise_std"}
-    assert tuple(gym.make(TARGET).unwrapped.goal) == (5.0, 7.0)
+    assert _changed(PRETRAIN, TARGET) == {"noise_std"}
     assert gym.make(PRETRAIN).unwrapped.noise_std == 0.1
-    assert gym.make(NOISY).unwrapped.noise_std == 0.2
+    assert gym.make(TARGET).unwrapped.noise_std == 0.2
     assert set(envs.__all__) == {"DrunkSpiderEnv", "classify_path", "register_envs", "ENV_IDS"}
 
 
@@ -217,7 +215,7 @@ def test_around_policy_never_fails_and_reaches_goal():
 
 def test_bridge_is_riskier_with_more_noise():
     fail_01 = sum(r[1] for r in rollouts(PRETRAIN, bridge_policy))
-    fail_02 = sum(r[1] for r in rollouts(NOISY, bridge_policy))
+    fail_02 = sum(r[1] for r in rollouts(TARGET, bridge_policy))
     assert fail_02 > fail_01
     assert fail_02 >= 5  # noticeably
 
