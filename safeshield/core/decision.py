@@ -22,7 +22,8 @@ Why this is SQRL's masked policy and not an approximation of it: when the propos
 candidates are i.i.d. draws from the agent's policy pi (a ``PolicySampler``) and the
 selection is ``"uniform"`` (the first safe draw), the executed action is the first draw of
 pi that is safe, which is rejection sampling from pi(a|s) 1[Q(s,a) < eps] / Z(s), exactly
-Eq. 3/5, truncated at ``rounds * k + 1`` draws. Scoring the proposal first therefore costs
+Eq. 3/5, truncated at ``k + 1`` draws (the shield's later rounds widen beyond pi: see
+``PolicySampler``). Scoring the proposal first therefore costs
 one small forward pass in the common case, not k.
 """
 
@@ -131,12 +132,20 @@ class PolicySampler:
 
     ``sample(obs[m, obs_dim], n, generator) -> actions[m, n, act_dim]`` (or ``(actions,
     log_probs)``), in env units. An adapter attaches one of these when it knows the agent.
+
+    The first round draws from pi. Later rounds, reached only when no draw from pi was safe,
+    draw from ``wider`` (perturbations and uniform actions) when given: the official SQRL code
+    widens the policy's scale x1.5 per extra round, which a black-box policy does not allow,
+    and without wider candidates a confident policy heading for danger offers the shield
+    nothing safe, so it falls back to the least risky of its own bad ideas.
     """
 
-    def __init__(self, sample: Callable, low: torch.Tensor, high: torch.Tensor):
-        self.sample, self.low, self.high = sample, low, high
+    def __init__(self, sample: Callable, low: torch.Tensor, high: torch.Tensor, wider: CandidateSampler | None = None):
+        self.sample, self.low, self.high, self.wider = sample, low, high, wider
 
     def __call__(self, obs, proposal, k, round_index, generator):
+        if round_index > 0 and self.wider is not None:
+            return self.wider(obs, proposal, k, round_index - 1, generator)
         drawn = self.sample(obs, k, generator)
         actions = drawn[0] if isinstance(drawn, tuple) else drawn
         expected = (proposal.shape[0], k, proposal.shape[1])

@@ -154,13 +154,14 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     @property
     def sampler(self):
-        """The agent's policy when attached, else perturbations built from the current config."""
-        if self.shield.policy_sampler is not None:
-            return PolicySampler(self.shield.policy_sampler, self._low, self._high)
+        """The agent's policy when attached (widened by perturbations after the first round), else
+        perturbations of the proposal built from the current config."""
         cfg = self.shield.config
         if self._perturbation is None or self._perturbation[0] is not cfg:
             sampler = PerturbationSampler(self._low, self._high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen)
             self._perturbation = (cfg, sampler)
+        if self.shield.policy_sampler is not None:
+            return PolicySampler(self.shield.policy_sampler, self._low, self._high, wider=self._perturbation[1])
         return self._perturbation[1]
 
     def _validate(self, action) -> np.ndarray:

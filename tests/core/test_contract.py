@@ -695,3 +695,30 @@ def test_uniform_selection_with_a_policy_sampler_is_the_masked_policy(probs, uns
     if dof > 0 and not np.allclose(squared / squared.sum(), masked / masked.sum()):
         stat_sq, _ = _chi2(counts, squared / squared.sum())
         assert stat_sq > CHI2_999[dof]
+
+
+def test_policy_sampler_widens_beyond_the_policy_after_the_first_round():
+    """A confident policy heading for danger offers no safe candidate; the later rounds' wider
+    candidates (perturbations + uniform, our stand-in for the official code's x1.5 policy
+    scale) find one instead of falling back to the least risky bad idea."""
+    from safeshield.core.decision import PerturbationSampler, PolicySampler, decide
+
+    low, high = torch.tensor([-1.0, -1.0]), torch.tensor([1.0, 1.0])
+
+    def risk(obs, actions):
+        return (actions[:, 0] > 0).to(torch.float32)  # safe iff a[0] <= 0
+
+    def confident_policy(obs, n, generator):
+        return torch.full((obs.shape[0], n, 2), 0.9)
+
+    obs, proposal = torch.zeros(1, 3), torch.tensor([[0.9, 0.0]])
+    outcomes = {}
+    for name, wider in (("policy only", None), ("widened", PerturbationSampler(low, high))):
+        with torch.inference_mode():
+            outcomes[name] = decide(
+                risk, obs, proposal, 0.5, PolicySampler(confident_policy, low, high, wider=wider),
+                torch.Generator().manual_seed(0), k=20, rounds=3,
+            )
+    assert outcomes["policy only"].fell_back[0]
+    widened = outcomes["widened"]
+    assert not widened.fell_back[0] and widened.action[0, 0] <= 0 and widened.intervened[0]
