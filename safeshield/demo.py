@@ -277,10 +277,12 @@ def _plot(transfer: list[dict], sweep: list[dict], out: Path) -> list[Path]:
     written = []
     fig, (ax_fail, ax_ret) = plt.subplots(1, 2, figsize=(11, 4))
     colours = {"sqrl": "tab:blue", "sac": "tab:red"}
+    labelled: set[str] = set()
     for run in transfer:
         phase = run["finetune"]
         colour = colours.get(run["method"], "k")
-        label = run["method"].upper() if run["seed"] == transfer[0]["seed"] or run is transfer[0] else None
+        label = None if run["method"] in labelled else run["method"].upper()
+        labelled.add(run["method"])
         ax_fail.step(phase["curve_steps"], phase["curve_cumulative_failures"], where="post", color=colour, alpha=0.8, label=label)
         returns = np.asarray(phase["curve_returns"])
         if returns.size:
@@ -290,8 +292,7 @@ def _plot(transfer: list[dict], sweep: list[dict], out: Path) -> list[Path]:
     ax_fail.set(xlabel="agent step (pre-training + fine-tuning)", ylabel="cumulative fine-tuning failures",
                 title="DrunkSpiderTarget fine-tuning (noise 0.2), one line per seed")
     ax_ret.set(xlabel="agent step", ylabel="episode return (moving mean)", title="Fine-tuning return")
-    handles = {h.get_label(): h for h in ax_fail.get_lines() if not h.get_label().startswith("_")}
-    ax_fail.legend(handles.values(), handles.keys())
+    ax_fail.legend()
     fig.tight_layout()
     written.append(out / "cumulative_failures.png")
     fig.savefig(written[-1], dpi=110)

@@ -48,6 +48,7 @@ class ShieldConfig:
     perturbation_scale: float = 0.1  # our choice: candidate std as a fraction of the half-range
     uniform_fraction: float = 0.25  # our choice: share of candidates drawn uniformly over the box
     selection: str = "closest"  # our choice without a policy sampler: least intervention
+    widen_policy: bool = False  # our choice: rounds after the first draw from pi only (paper §6); True = official code's widening
     buffer_capacity: int = 50_000  # our choice (paper silent): holds a DrunkSpider pre-training run
     batch_size: int = 256  # our choice (paper silent), common SAC value
     learning_starts: int = 500  # our choice: no update before this many stored transitions

@@ -97,7 +97,7 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._high = torch.as_tensor(space.high, dtype=torch.float32).reshape(-1)
         self._low_np, self._high_np = self._low.numpy(), self._high.numpy()
         self._half_range = (self._high_np - self._low_np) / 2
-        self._perturbation: tuple[ShieldConfig, PerturbationSampler] | None = None
+        self._perturbation: tuple[ShieldConfig, PerturbationSampler, PerturbationSampler] | None = None
         self._generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
         self._obs_space = env.observation_space
         self._obs_flat: np.ndarray | None = None
@@ -154,14 +154,16 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     @property
     def sampler(self):
-        """The agent's policy when attached (widened by perturbations after the first round), else
-        perturbations of the proposal built from the current config."""
+        """The agent's policy when attached (widened by perturbations after the first round when
+        ``widen_policy``), else perturbations of the proposal built from the current config."""
         cfg = self.shield.config
         if self._perturbation is None or self._perturbation[0] is not cfg:
-            sampler = PerturbationSampler(self._low, self._high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen)
-            self._perturbation = (cfg, sampler)
+            perturb = PerturbationSampler(self._low, self._high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen)
+            widen_policy = PerturbationSampler(self._low, self._high, cfg.perturbation_scale, 0.0, cfg.widen)
+            self._perturbation = (cfg, perturb, widen_policy)
         if self.shield.policy_sampler is not None:
-            return PolicySampler(self.shield.policy_sampler, self._low, self._high, wider=self._perturbation[1])
+            wider = self._perturbation[2] if cfg.widen_policy else None
+            return PolicySampler(self.shield.policy_sampler, self._low, self._high, wider=wider)
         return self._perturbation[1]
 
     def _validate(self, action) -> np.ndarray:
