@@ -49,6 +49,7 @@ from torch import nn
 from safeshield.core.buffer import TransitionBuffer
 from safeshield.core.checkpoint import (
     CheckpointError,
+    box_from_signature,
     check_space_signature,
     load_checkpoint,
     save_checkpoint,
@@ -473,7 +474,7 @@ class SAC:
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"checkpoint {str(path)!r} has an invalid agent/sac config: {error}") from error
         if env_or_spaces is None:
-            observation_space, action_space = _box_from_signature(saved_obs), _box_from_signature(saved_act)
+            observation_space, action_space = box_from_signature(saved_obs), box_from_signature(saved_act)
         else:
             if isinstance(env_or_spaces, (tuple, list)):
                 observation_space, action_space = env_or_spaces
@@ -520,12 +521,3 @@ def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, t
             state.setdefault(int(index), {})[field] = value
     if state:
         optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
-
-
-def _box_from_signature(signature: dict) -> gym.spaces.Box:
-    if signature.get("type") != "Box":
-        raise CheckpointError(f"cannot rebuild a {signature.get('type')!r} space; pass env_or_spaces to SAC.load")
-    shape, dtype = tuple(signature["shape"]), np.dtype(signature["dtype"])
-    low = np.asarray(signature["low"], dtype=np.float64).reshape(shape).astype(dtype)
-    high = np.asarray(signature["high"], dtype=np.float64).reshape(shape).astype(dtype)
-    return gym.spaces.Box(low=low, high=high, shape=shape, dtype=dtype)

@@ -34,6 +34,7 @@ __all__ = [
     "load_checkpoint",
     "space_signature",
     "check_space_signature",
+    "box_from_signature",
 ]
 
 FORMAT = "safeshield-checkpoint"
@@ -185,6 +186,16 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, dict) and isinstance(b, dict):
         return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
     return a == b
+
+
+def box_from_signature(signature: dict[str, Any]) -> gym.spaces.Box:
+    """Rebuild the Box a signature describes (only Boxes: other spaces need the env itself)."""
+    if signature.get("type") != "Box":
+        raise CheckpointError(f"cannot rebuild a {signature.get('type')!r} space from a checkpoint; pass the env")
+    shape, dtype = tuple(signature["shape"]), np.dtype(signature["dtype"])
+    low = np.asarray(signature["low"], dtype=np.float64).reshape(shape).astype(dtype)
+    high = np.asarray(signature["high"], dtype=np.float64).reshape(shape).astype(dtype)
+    return gym.spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
 
 
 def check_space_signature(saved: dict[str, Any], space: gym.Space, name: str) -> None:

@@ -26,6 +26,7 @@ from torch import nn
 from safeshield.core.buffer import Batch, TransitionBuffer
 from safeshield.core.checkpoint import (
     CheckpointError,
+    box_from_signature,
     check_space_signature,
     load_checkpoint,
     save_checkpoint,
@@ -291,8 +292,8 @@ class ShieldModel(nn.Module, abc.ABC):
         if action_space is not None:
             check_space_signature(document["action_space"], action_space, "action_space")
         model = method(
-            observation_space if observation_space is not None else _space_from_signature(document["observation_space"]),
-            action_space if action_space is not None else _space_from_signature(document["action_space"]),
+            observation_space if observation_space is not None else box_from_signature(document["observation_space"]),
+            action_space if action_space is not None else box_from_signature(document["action_space"]),
             method.config_class.from_json(document["config"]),
             seed=seed,
         )
@@ -302,14 +303,3 @@ class ShieldModel(nn.Module, abc.ABC):
             raise CheckpointError(f"weights in {str(path)!r} do not fit a {method.name!r} model: {error}") from error
         model.load_extra_state(document.get("state", {}))
         return model
-
-
-def _space_from_signature(signature: dict[str, Any]) -> gym.spaces.Box:
-    if signature.get("type") != "Box":
-        raise CheckpointError(f"pass the env to load a shield saved for a {signature.get('type')} space")
-    shape, dtype = tuple(signature["shape"]), np.dtype(signature["dtype"])
-    return gym.spaces.Box(
-        low=np.asarray(signature["low"], dtype=dtype).reshape(shape),
-        high=np.asarray(signature["high"], dtype=dtype).reshape(shape),
-        dtype=dtype,
-    )
