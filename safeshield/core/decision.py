@@ -22,8 +22,8 @@ Why this is SQRL's masked policy and not an approximation of it: when the propos
 candidates are i.i.d. draws from the agent's policy pi (a ``PolicySampler``) and the
 selection is ``"uniform"`` (the first safe draw), the executed action is the first draw of
 pi that is safe, which is rejection sampling from pi(a|s) 1[Q(s,a) < eps] / Z(s), exactly
-Eq. 3/5, truncated at ``k + 1`` draws (the shield's later rounds widen beyond pi: see
-``PolicySampler``). Scoring the proposal first therefore costs
+Eq. 3/5, truncated at ``rounds * k + 1`` draws (unless ``widen_policy`` makes the later
+rounds widen beyond pi: see ``PolicySampler``). Scoring the proposal first therefore costs
 one small forward pass in the common case, not k.
 """
 

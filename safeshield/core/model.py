@@ -76,12 +76,25 @@ class ShieldConfig:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> ShieldConfig:
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(data) - set(names)
+    def check_options(cls, options: dict[str, Any], method: str) -> None:
+        """Raise ``TypeError`` naming every key of ``options`` that is not a field of ``cls``."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - known)
         if unknown:
-            raise CheckpointError(f"config has fields {sorted(unknown)} that {cls.__name__} does not know")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+            raise TypeError(f"unknown option(s) {unknown} for shield {method!r}; its options are {sorted(known)}")
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any], method: str) -> ShieldConfig:
+        """Build from keyword options or a JSON dict (lists become tuples)."""
+        cls.check_options(options, method)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ShieldConfig:
+        try:
+            return cls.from_options(data, cls.__name__)
+        except TypeError as error:
+            raise CheckpointError(f"the saved config does not fit {cls.__name__}: {error}") from error
 
 
 def _jsonable(value: Any) -> Any:
@@ -227,10 +240,7 @@ class ShieldModel(nn.Module, abc.ABC):
         fixed = {"hidden", "buffer_capacity"} & set(changes)
         if fixed:
             raise ValueError(f"{sorted(fixed)} cannot change after the model is built; build a new shield")
-        known = {f.name for f in dataclasses.fields(self.config)}
-        unknown = sorted(set(changes) - known)
-        if unknown:
-            raise TypeError(f"unknown option(s) {unknown} for shield {self.name!r}; its options are {sorted(known)}")
+        self.config.check_options(changes, self.name)
         self.config = dataclasses.replace(self.config, **changes)
         if "lr" in changes:
             for optimizer in (v for v in vars(self).values() if isinstance(v, torch.optim.Optimizer)):

@@ -10,7 +10,7 @@ The decision itself is ``safeshield.core.decision.decide``, shared with the vect
 
 from __future__ import annotations
 
-import dataclasses
+
 from collections.abc import Callable
 from typing import Any
 
@@ -239,11 +239,7 @@ def build_model(
     """Build the ``method`` model; ``config`` is its config object or a dict of its fields."""
     cls = get_method(method)
     if isinstance(config, dict):
-        known = {f.name for f in dataclasses.fields(cls.config_class)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise TypeError(f"unknown option(s) {unknown} for shield {method!r}; its options are {sorted(known)}")
-        config = cls.config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in config.items()})
+        config = cls.config_class.from_options(config, method)
     return cls(observation_space, action_space, config, seed=seed)
 
 
