@@ -10,7 +10,6 @@ The decision itself is ``safeshield.core.decision.decide``, shared with the vect
 
 from __future__ import annotations
 
-
 from collections.abc import Callable
 from typing import Any
 
