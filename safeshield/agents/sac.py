@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from safeshield.agents.lagrange import LagrangeMultiplier
 from safeshield.core.buffer import TransitionBuffer
 from safeshield.core.checkpoint import (
     CheckpointError,
@@ -181,7 +182,7 @@ class SAC:
         for p in (*self.q1_target.parameters(), *self.q2_target.parameters()):
             p.requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(config.init_alpha), device=self.device, requires_grad=True)
-        self.nu = float(config.nu_init)
+        self.nu_multiplier = LagrangeMultiplier(limit=config.eps_safe, lr=config.nu_lr, init=config.nu_init)
 
         self.critic_params = [*self.q1.parameters(), *self.q2.parameters()]
         self.actor_params = list(self.actor.parameters())
@@ -292,6 +293,16 @@ class SAC:
         self.safety_critic = safety_critic
         if eps_safe is not None:
             self.config = replace(self.config, eps_safe=float(eps_safe))
+            self.nu_multiplier.limit = float(eps_safe)
+
+    @property
+    def nu(self) -> float:
+        """ν, the multiplier of Eq. 4 (a ``LagrangeMultiplier`` with limit ε_safe)."""
+        return self.nu_multiplier.value
+
+    @nu.setter
+    def nu(self, value: float) -> None:
+        self.nu_multiplier.value = max(0.0, float(value))
 
     # ------------------------------------------------------------------ learning
     def update(self) -> dict[str, float]:
@@ -325,7 +336,7 @@ class SAC:
         q_safe = None
         if self.safety_critic is not None:
             q_safe = self._q_safe(obs, self._to_env_units(new_action))
-            actor_loss = actor_loss + self.nu * q_safe
+            actor_loss = actor_loss + self.nu_multiplier.value * q_safe
         actor_loss = actor_loss.mean()
         self.actor_optimizer.zero_grad(set_to_none=True)
         # inputs= keeps gradients off the critics' and the safety critic's parameters
@@ -340,7 +351,7 @@ class SAC:
         info = {}
         if q_safe is not None:
             mean_q_safe = float(q_safe.detach().mean())
-            self.nu = max(0.0, self.nu + cfg.nu_lr * (mean_q_safe - cfg.eps_safe))
+            self.nu_multiplier.update(mean_q_safe)
             info["q_safe"] = mean_q_safe
 
         with torch.no_grad():
@@ -353,7 +364,7 @@ class SAC:
             actor_loss=float(actor_loss.detach()),
             alpha_loss=float(alpha_loss.detach()),
             alpha=float(alpha),
-            nu=self.nu,
+            nu=self.nu_multiplier.value,
             q=float(q1.detach().mean()),
             entropy=float(-log_pi.detach().mean()),
         )
@@ -443,7 +454,7 @@ class SAC:
         signatures. Not saved: the replay buffer, the RNG states and the safety critic
         (re-attach it with ``set_safety_critic`` after ``load``).
         """
-        tensors = {"log_alpha": self.log_alpha.detach(), "nu": torch.tensor(self.nu, dtype=torch.float64)}
+        tensors = {"log_alpha": self.log_alpha.detach(), "nu": torch.tensor(self.nu_multiplier.value, dtype=torch.float64)}
         for name, net in self._modules().items():
             tensors.update({f"{name}.{key}": value for key, value in net.state_dict().items()})
         for name, optimizer in self._optimizers().items():
@@ -491,7 +502,7 @@ class SAC:
                 _load_optimizer_state(optimizer, tensors, f"optim.{name}.")
             with torch.no_grad():
                 agent.log_alpha.copy_(tensors["log_alpha"])
-            agent.nu = float(tensors["nu"])
+            agent.nu_multiplier.value = float(tensors["nu"])
         except (KeyError, RuntimeError) as error:
             raise CheckpointError(f"checkpoint {str(path)!r} does not fit an agent/sac network: {error}") from error
         agent.total_steps = int(config.get("total_steps", 0))

@@ -32,6 +32,10 @@ _DRUNK_SPIDER = "safeshield.environments.drunk_spider:DrunkSpiderEnv"
 _SPECS: dict[str, tuple[str, int, dict]] = {
     "safeshield/DrunkSpider-v0": (_DRUNK_SPIDER, 30, {"noise_std": 0.1}),
     "safeshield/DrunkSpiderTarget-v0": (_DRUNK_SPIDER, 30, {"noise_std": 0.2}),
+    # --- CSC trap navigation (MuJoCo): Point / Car
+    # --- SAFER Operation grasping (PyBullet)
+    # --- Safe-transfer Hallway (MuJoCo): Walls / Poles / Humanoids
+    # --- Robot envs: Minitaur, Laikago (PyBullet), ShadowHand (gymnasium-robotics), Panda push (robosuite)
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)

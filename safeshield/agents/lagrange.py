@@ -1,0 +1,61 @@
+"""One Lagrange multiplier for constrained agents (SQRL's ν, TRPO-Lagrangian's λ, SAC-Lagrangian's β).
+
+- ``LagrangeMultiplier``: projected dual ascent on a multiplier λ ≥ 0.
+
+Every constrained learner in this package solves max_π min_{λ≥0} R(π) − λ (C(π) − d) for a
+measured constraint value C and a limit d. The dual function's gradient in λ is −(C − d), so
+gradient *descent* on the dual (ascent in the usual "λ grows when the constraint is violated"
+reading) is
+
+    λ ← max(0, λ + lr · (C − d)).
+
+This is the *standard* sign. CSC prints the opposite sign for its dual step (seed 001,
+Alg. 1 line "λ ← λ − η_λ (…)"; digest ``seeds-sqrl-csc.md`` §2.3): with it λ would shrink
+exactly when the agent fails too often. The tests pin the standard sign.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["LagrangeMultiplier"]
+
+
+class LagrangeMultiplier:
+    """A multiplier λ ≥ 0 updated by projected dual ascent, λ ← max(0, λ + lr (C − d)).
+
+    Example:
+        >>> lam = LagrangeMultiplier(limit=0.05, lr=0.1)
+        >>> lam.update(0.25)   # constraint violated by 0.2: λ grows by lr · 0.2
+        0.02
+        >>> lam.update(0.0)    # slack: λ shrinks, but never below 0
+        0.0
+    """
+
+    def __init__(self, limit: float, lr: float, init: float = 0.0, max_value: float | None = None):
+        for name, value in (("limit", limit), ("lr", lr), ("init", init)):
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"LagrangeMultiplier: {name} must be a finite number, got {value!r}")
+        if lr < 0 or init < 0:
+            raise ValueError(f"LagrangeMultiplier: lr and init must be >= 0, got lr={lr!r}, init={init!r}")
+        if max_value is not None and not max_value >= init:
+            raise ValueError(f"LagrangeMultiplier: max_value must be >= init, got {max_value!r}")
+        self.limit = float(limit)
+        self.lr = float(lr)
+        self.max_value = None if max_value is None else float(max_value)
+        self.value = float(init)
+
+    def update(self, measured: float) -> float:
+        """One dual step from the measured constraint value C; returns the new λ."""
+        measured = float(measured)
+        if not math.isfinite(measured):
+            raise ValueError(f"LagrangeMultiplier.update: measured must be finite, got {measured!r}")
+        value = max(0.0, self.value + self.lr * (measured - self.limit))
+        self.value = value if self.max_value is None else min(value, self.max_value)
+        return self.value
+
+    def __float__(self) -> float:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"LagrangeMultiplier(value={self.value:.6g}, limit={self.limit:g}, lr={self.lr:g})"
