@@ -30,12 +30,7 @@ fine-tuning (measured 220 and 216 failures against SAC's 201 and 208 on seeds 0 
 from __future__ import annotations
 
 import dataclasses
-import json
-import multiprocessing
 import os
-import queue as queue_module
-import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +42,7 @@ import torch
 import safeshield
 from safeshield.agents import SAC, SACConfig
 from safeshield.environments import classify_path
+from safeshield.experiment import Job, episode_reporter, mean_ci, run_jobs, summarise_episodes, write_json
 
 __all__ = ["DemoSettings", "run_demo", "transfer_job", "risk_sweep_job", "summarise"]
 
@@ -129,28 +125,10 @@ def _evaluate(agent: SAC, env: gym.Env, episodes: int, seed: int) -> dict[str, A
     }
 
 
-def _reporter(progress_queue):
-    if progress_queue is None:
-        return None
-    return lambda record: progress_queue.put(record["length"])
-
-
-def _phase_summary(records: list[dict]) -> dict[str, Any]:
-    failures = [bool(r["failure"]) for r in records]
-    return {
-        "episodes": len(records),
-        "failures": int(sum(failures)),
-        "failure_rate": float(np.mean(failures)) if records else 0.0,
-        "curve_steps": [int(r["step"]) for r in records],
-        "curve_cumulative_failures": np.cumsum(failures).astype(int).tolist(),
-        "curve_returns": [float(r["return"]) for r in records],
-    }
-
-
 def transfer_job(method: str, seed: int, settings: DemoSettings, out_dir: str, progress_queue=None) -> dict[str, Any]:
     """Pre-train in DrunkSpider, fine-tune in DrunkSpiderTarget; ``method`` is "sqrl" or "sac"."""
     torch.set_num_threads(1)
-    report = _reporter(progress_queue)
+    report = episode_reporter(progress_queue)
     pre_env = gym.make(PRETRAIN_ID)
     agent = _sac(pre_env, settings, seed)
     if method == "sqrl":
@@ -175,8 +153,8 @@ def transfer_job(method: str, seed: int, settings: DemoSettings, out_dir: str, p
     return {
         "method": method,
         "seed": seed,
-        "pretrain": _phase_summary(pre_records),
-        "finetune": _phase_summary(fine_records),
+        "pretrain": summarise_episodes(pre_records),
+        "finetune": summarise_episodes(fine_records),
         "final": evaluation,
         "nu": agent.nu,
     }
@@ -190,27 +168,17 @@ def risk_sweep_job(eps_safe: float, seed: int, settings: DemoSettings, out_dir: 
     env = safeshield.wrap(env, "sqrl", seed=seed, **_shield_options(settings, eps_safe=eps_safe, selection="uniform"))
     env.attach_policy(agent.sample_actions)
     agent.set_safety_critic(env.shield.q_safe, eps_safe=eps_safe)
-    records = agent.learn(env, settings.sweep_steps, seed=seed, progress=False, callback=_reporter(progress_queue))
+    records = agent.learn(env, settings.sweep_steps, seed=seed, progress=False, callback=episode_reporter(progress_queue))
     eval_env = safeshield.Shield(gym.make(TARGET_ID), env.shield.freeze(), train=False, seed=seed)
     evaluation = _evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000)
     labels = [classify_path(np.asarray(p)) for p in evaluation["paths"]]
     return {
         "eps_safe": eps_safe,
         "seed": seed,
-        "training": _phase_summary(records),
+        "training": summarise_episodes(records),
         "final": evaluation,
         "paths": {label: labels.count(label) for label in ("bridge", "around", "failed", "none")},
     }
-
-
-def _mean_ci(values: list[float]) -> tuple[float, float]:
-    """Mean and the half-width of a 95 % Student-t interval (0 for a single value)."""
-    data = np.asarray(values, dtype=float)
-    if data.size < 2:
-        return float(data.mean()), 0.0
-    t95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
-    t = t95.get(data.size, 1.96)
-    return float(data.mean()), float(t * data.std(ddof=1) / np.sqrt(data.size))
 
 
 def summarise(transfer: list[dict], sweep: list[dict]) -> dict[str, Any]:
@@ -220,11 +188,11 @@ def summarise(transfer: list[dict], sweep: list[dict]) -> dict[str, Any]:
         runs = [run for run in transfer if run["method"] == method]
         table[method] = {
             "seeds": [run["seed"] for run in runs],
-            "pretrain_failures": _mean_ci([run["pretrain"]["failures"] for run in runs]),
-            "finetune_failures": _mean_ci([run["finetune"]["failures"] for run in runs]),
-            "finetune_failure_rate": _mean_ci([run["finetune"]["failure_rate"] for run in runs]),
-            "final_return": _mean_ci([run["final"]["mean_return"] for run in runs]),
-            "final_failure_rate": _mean_ci([run["final"]["failures"] / run["final"]["episodes"] for run in runs]),
+            "pretrain_failures": mean_ci([run["pretrain"]["failures"] for run in runs]),
+            "finetune_failures": mean_ci([run["finetune"]["failures"] for run in runs]),
+            "finetune_failure_rate": mean_ci([run["finetune"]["failure_rate"] for run in runs]),
+            "final_return": mean_ci([run["final"]["mean_return"] for run in runs]),
+            "final_failure_rate": mean_ci([run["final"]["failures"] / run["final"]["episodes"] for run in runs]),
         }
     if "sqrl" in table and "sac" in table and table["sqrl"]["finetune_failures"][0] > 0:
         table["sac_to_sqrl_failure_ratio"] = table["sac"]["finetune_failures"][0] / table["sqrl"]["finetune_failures"][0]
@@ -259,13 +227,6 @@ def format_table(summary: dict[str, Any]) -> str:
     for eps, counts in summary["fig5_paths"].items():
         lines.append(f"Fig. 5, eps_safe={eps}: deployed paths {counts}")
     return "\n".join(lines)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-    os.replace(tmp, path)
 
 
 def _plot(transfer: list[dict], sweep: list[dict], out: Path) -> list[Path]:
@@ -318,35 +279,18 @@ def _plot(transfer: list[dict], sweep: list[dict], out: Path) -> list[Path]:
 
 def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | os.PathLike = "runs/demo", progress: bool = True) -> dict[str, Any]:
     """Run every job, write JSON + plots under ``out_dir``, print and return the summary."""
-    from tqdm.auto import tqdm
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(transfer_job, (method, seed)) for seed in settings.seeds for method in ("sqrl", "sac")]
-    jobs += [(risk_sweep_job, (eps, seed)) for eps in settings.sweep_eps for seed in settings.sweep_seeds]
+    jobs = [Job(transfer_job, (method, seed, settings, str(out))) for seed in settings.seeds for method in ("sqrl", "sac")]
+    jobs += [Job(risk_sweep_job, (eps, seed, settings, str(out))) for eps in settings.sweep_eps for seed in settings.sweep_seeds]
     total = len(settings.seeds) * 2 * (settings.pretrain_steps + settings.finetune_steps)
     total += len(settings.sweep_eps) * len(settings.sweep_seeds) * settings.sweep_steps
-    context = multiprocessing.get_context("spawn")
-    manager = context.Manager()
-    progress_queue = manager.Queue()
-    results = []
-    with ProcessPoolExecutor(max_workers=settings.workers, mp_context=context) as pool, tqdm(
-        total=total, desc="safeshield demo", unit="step", disable=not progress
-    ) as bar:
-        futures = [pool.submit(fn, *args, settings, str(out), progress_queue) for fn, args in jobs]
-        while not all(f.done() for f in futures):
-            try:
-                bar.update(progress_queue.get(timeout=0.5))
-            except queue_module.Empty:
-                pass
-        results = [f.result() for f in futures]
-        bar.update(max(0, total - bar.n))
-    manager.shutdown()
+    results = run_jobs(jobs, total, desc="safeshield demo", workers=settings.workers, progress=progress)
     transfer = [r for r in results if "method" in r]
     sweep = [r for r in results if "eps_safe" in r]
     summary = summarise(transfer, sweep)
     document = {"settings": dataclasses.asdict(settings), "summary": summary, "transfer_runs": transfer, "fig5_runs": sweep}
-    _write_json(out / "results.json", document)
+    write_json(out / "results.json", document)
     plots = _plot(transfer, sweep, out)
     print(format_table(summary))
     print(f"wrote {out / 'results.json'} and {', '.join(str(p) for p in plots)}")

@@ -1,0 +1,199 @@
+"""Plumbing shared by the main job and the benchmarks: parallel jobs, one progress bar, JSON, plots.
+
+- ``Job``: one picklable unit of work (a top-level function, its arguments).
+- ``run_jobs``: run jobs on a spawn process pool with one tqdm bar fed by the workers.
+- ``episode_reporter``: the callback a job passes to a training loop to advance that bar.
+- ``mean_ci``: mean and 95 % Student-t half-width over seeds.
+- ``summarise_episodes``: failures, failure rate and learning curves from episode records.
+- ``write_json``: atomic JSON write (a crash never leaves a half-written results file).
+- ``plot_learning_curves``: cumulative failures and return against env steps, mean ± band over seeds.
+
+Episode records are the dicts the agents' ``learn`` loops emit: ``{step, return, length, failure}``.
+Each job runs with one torch thread: the machines have two cores and a pool of two workers.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import queue as queue_module
+import tempfile
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Job",
+    "run_jobs",
+    "episode_reporter",
+    "mean_ci",
+    "summarise_episodes",
+    "write_json",
+    "plot_learning_curves",
+]
+
+# two-sided 95 % Student-t quantiles by sample size (n − 1 degrees of freedom)
+_T95 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365, 9: 2.306, 10: 2.262}
+
+
+@dataclass(frozen=True)
+class Job:
+    """``fn(*args, **kwargs, progress_queue=queue)``; ``fn`` must be a module-level function (picklable)."""
+
+    fn: Callable[..., Any]
+    args: tuple = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _run_one(job: Job, progress_queue) -> Any:
+    import torch
+
+    torch.set_num_threads(1)
+    return job.fn(*job.args, **dict(job.kwargs), progress_queue=progress_queue)
+
+
+def run_jobs(
+    jobs: Sequence[Job], total_steps: int, desc: str, workers: int = 2, progress: bool = True
+) -> list[Any]:
+    """Run ``jobs`` on ``workers`` spawn processes; return their results in job order.
+
+    Workers report progress by putting step counts on ``progress_queue`` (see
+    ``episode_reporter``); the bar's total is ``total_steps``. ``workers=0`` runs in this process,
+    which is what tests and debuggers want. An exception in a job is re-raised here.
+    """
+    if workers < 0:
+        raise ValueError(f"run_jobs: workers must be >= 0, got {workers!r}")
+    from tqdm.auto import tqdm
+
+    with tqdm(total=total_steps, desc=desc, unit="step", disable=not progress) as bar:
+        if workers == 0:
+            local = _LocalQueue(bar)
+            results = [_run_one(job, local) for job in jobs]
+        else:
+            context = multiprocessing.get_context("spawn")
+            with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+                progress_queue = manager.Queue()
+                futures = [pool.submit(_run_one, job, progress_queue) for job in jobs]
+                while not all(f.done() for f in futures):
+                    try:
+                        bar.update(progress_queue.get(timeout=0.5))
+                    except queue_module.Empty:
+                        pass
+                results = [f.result() for f in futures]
+        bar.update(max(0, total_steps - bar.n))
+    return results
+
+
+class _LocalQueue:
+    """In-process stand-in for the manager queue: updates the bar directly."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def put(self, n: int) -> None:
+        self.bar.update(n)
+
+
+def episode_reporter(progress_queue) -> Callable[[dict], None] | None:
+    """A ``callback(record)`` that advances the shared bar by the episode's length (None without a queue)."""
+    if progress_queue is None:
+        return None
+    return lambda record: progress_queue.put(int(record["length"]))
+
+
+def mean_ci(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and the half-width of a 95 % Student-t interval (0 for a single value)."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        raise ValueError("mean_ci: values must not be empty")
+    if data.size < 2:
+        return float(data.mean()), 0.0
+    t = _T95.get(data.size, 1.96)
+    return float(data.mean()), float(t * data.std(ddof=1) / np.sqrt(data.size))
+
+
+def summarise_episodes(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Episode count, failures, failure rate and the per-episode curves of one training run."""
+    failures = [bool(r["failure"]) for r in records]
+    return {
+        "episodes": len(records),
+        "failures": int(sum(failures)),
+        "failure_rate": float(np.mean(failures)) if records else 0.0,
+        "curve_steps": [int(r["step"]) for r in records],
+        "curve_cumulative_failures": np.cumsum(failures).astype(int).tolist(),
+        "curve_returns": [float(r["return"]) for r in records],
+    }
+
+
+def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Write ``data`` as JSON via a temporary file and an atomic rename; returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _on_grid(records: Sequence[Mapping[str, Any]], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cumulative failures and a moving-mean return, as step functions of env steps, sampled on ``grid``."""
+    if not records:
+        return np.zeros_like(grid, dtype=float), np.full_like(grid, np.nan, dtype=float)
+    steps = np.asarray([r["step"] for r in records], dtype=float)
+    cumulative = np.cumsum([bool(r["failure"]) for r in records]).astype(float)
+    returns = np.asarray([r["return"] for r in records], dtype=float)
+    window = max(1, returns.size // 20)
+    smooth = np.convolve(returns, np.ones(window) / window, mode="full")[: returns.size]
+    smooth[: window - 1] = np.cumsum(returns[: window - 1]) / np.arange(1, window)
+    index = np.searchsorted(steps, grid, side="right") - 1
+    seen = index >= 0
+    failures_at = np.where(seen, cumulative[np.clip(index, 0, None)], 0.0)
+    return_at = np.where(seen, smooth[np.clip(index, 0, None)], np.nan)
+    return failures_at, return_at
+
+
+def plot_learning_curves(
+    curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], path: str | os.PathLike, title: str
+) -> Path:
+    """Two panels, cumulative failures and episode return against env steps; one line per label.
+
+    ``curves`` maps a label (method) to one record list per seed. Lines are the mean over seeds,
+    bands the min–max over seeds.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    last = max((r["step"] for runs in curves.values() for run in runs for r in run), default=1)
+    grid = np.linspace(0, last, 200)
+    fig, (ax_fail, ax_ret) = plt.subplots(1, 2, figsize=(11, 4))
+    for label, runs in curves.items():
+        sampled = [_on_grid(run, grid) for run in runs]
+        for ax, values in ((ax_fail, np.stack([f for f, _ in sampled])), (ax_ret, np.stack([r for _, r in sampled]))):
+            with warnings.catch_warnings():  # all-NaN columns before a seed's first episode
+                warnings.simplefilter("ignore", RuntimeWarning)
+                mean, low, high = np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
+            (line,) = ax.plot(grid, mean, label=f"{label} ({len(runs)} seeds)")
+            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
+    ax_fail.set(xlabel="env steps", ylabel="cumulative failures", title=title)
+    ax_ret.set(xlabel="env steps", ylabel="episode return (moving mean)", title="Return")
+    ax_fail.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+

@@ -1,0 +1,57 @@
+"""The shared experiment plumbing: job order, progress, statistics, atomic JSON, plots."""
+
+import json
+
+import numpy as np
+import pytest
+
+from safeshield.experiment import Job, mean_ci, plot_learning_curves, run_jobs, summarise_episodes, write_json
+
+
+def _square(x, *, offset=0, progress_queue=None):
+    if progress_queue is not None:
+        progress_queue.put(3)
+    return x * x + offset
+
+
+def _records(failures):
+    return [{"step": 10 * (i + 1), "return": float(i), "length": 10, "failure": f} for i, f in enumerate(failures)]
+
+
+def test_run_jobs_keeps_job_order_in_process():
+    jobs = [Job(_square, (x,), {"offset": 1}) for x in (3, 1, 2)]
+    assert run_jobs(jobs, total_steps=9, desc="t", workers=0, progress=False) == [10, 2, 5]
+
+
+def test_run_jobs_on_a_process_pool():
+    assert run_jobs([Job(_square, (4,)), Job(_square, (5,))], 6, "t", workers=2, progress=False) == [16, 25]
+
+
+def test_mean_ci_matches_student_t():
+    mean, half = mean_ci([1.0, 2.0, 3.0])
+    assert mean == 2.0 and half == pytest.approx(4.303 * 1.0 / np.sqrt(3))
+    assert mean_ci([5.0]) == (5.0, 0.0)
+    with pytest.raises(ValueError, match="values"):
+        mean_ci([])
+
+
+def test_summarise_episodes_counts_and_curves():
+    summary = summarise_episodes(_records([False, True, True, False]))
+    assert summary["failures"] == 2 and summary["failure_rate"] == 0.5
+    assert summary["curve_cumulative_failures"] == [0, 1, 2, 2]
+    assert summary["curve_steps"] == [10, 20, 30, 40]
+
+
+def test_write_json_is_atomic_and_leaves_no_temporaries(tmp_path):
+    path = write_json(tmp_path / "sub" / "r.json", {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    with pytest.raises(TypeError):
+        write_json(path, {"bad": object()})
+    assert json.loads(path.read_text()) == {"a": 1}  # the old file survives a failed write
+    assert [p.name for p in path.parent.iterdir()] == ["r.json"]
+
+
+def test_plot_learning_curves_writes_a_png(tmp_path):
+    curves = {"sqrl": [_records([False, True]), _records([True])], "sac": [[]]}
+    path = plot_learning_curves(curves, tmp_path / "c.png", "title")
+    assert path.stat().st_size > 1000
