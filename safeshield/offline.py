@@ -1,0 +1,220 @@
+"""Offline labelled datasets for priors such as SAFER: one documented format, npz or HDF5.
+
+- ``OfflineDataset``: per-step arrays plus metadata; ``windows`` builds the state windows Lambda,
+  ``safe_rows`` / ``unsafe_rows`` give SAFER's D_safe and D_unsafe; ``save`` / ``load``.
+- ``SCHEMA``: the arrays a file must hold (users can write their own data in this format).
+- ``window_indices``: row indices of each step's window (-1 where it is zero-padded).
+
+Schema (format ``safeshield-offline``, version 1). N rows, one per environment step, the rows
+of an episode consecutive and in time order:
+
+================  =====================  ==================================================
+array             shape, dtype           meaning
+================  =====================  ==================================================
+``observations``  (N, *obs_shape)        s_t, the observation the action was taken in
+                  float32 or uint8
+``actions``       (N, d) float32         a_t, the executed action in env units
+``violations``    (N,) uint8             omega(s_t, a_t) in {0, 1}: the step violated the
+                                         constraint (Operation: the arm touched the container)
+``successes``     (N,) uint8             1 if the step's episode succeeded (SAFER §5.1 flag)
+``episode_ids``   (N,) int64             episode number; windows never cross episodes
+================  =====================  ==================================================
+
+Metadata (npz: a JSON string in the array ``metadata``; HDF5: root attributes): ``format``,
+``version``, ``action_low``, ``action_high`` and anything else (``env_id``, collection policy).
+
+Window convention (digest A.10.1, used everywhere: data, Alg. 2, Alg. 3 and inference):
+Lambda_t = [s_{t-w+1}, ..., s_t], oldest first, *including* the current state, zero-padded at
+the front when the episode is younger than w steps (SAFER §3.2, footnote 2).
+
+Minari was not used: it is not installed here and its episode-per-group layout would need
+this module's windowing on top anyway; the HDF5 variant is a flat, self-describing file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["OfflineDataset", "SCHEMA", "FORMAT", "window_indices"]
+
+FORMAT = "safeshield-offline"
+VERSION = 1
+SCHEMA: dict[str, str] = {
+    "observations": "(N, *obs_shape) float32 or uint8",
+    "actions": "(N, d) float32, env units",
+    "violations": "(N,) uint8 in {0, 1}",
+    "successes": "(N,) uint8 in {0, 1}",
+    "episode_ids": "(N,) int64, rows of an episode consecutive",
+}
+
+
+def window_indices(episode_ids: np.ndarray, window: int) -> np.ndarray:
+    """``(N, window)`` row indices of each step's window, oldest first; -1 marks zero padding."""
+    episode_ids = np.asarray(episode_ids)
+    return _window_index_rows(episode_ids, np.arange(episode_ids.shape[0]), window)
+
+
+@dataclass
+class OfflineDataset:
+    """Labelled steps in the ``safeshield-offline`` format (see the module docstring)."""
+
+    observations: np.ndarray
+    actions: np.ndarray
+    violations: np.ndarray
+    successes: np.ndarray
+    episode_ids: np.ndarray
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.observations = np.asarray(self.observations)
+        if self.observations.dtype != np.uint8:
+            self.observations = self.observations.astype(np.float32, copy=False)
+        self.actions = np.asarray(self.actions, dtype=np.float32)
+        self.violations = np.asarray(self.violations).astype(np.uint8, copy=False)
+        self.successes = np.asarray(self.successes).astype(np.uint8, copy=False)
+        self.episode_ids = np.asarray(self.episode_ids).astype(np.int64, copy=False)
+        n = self.observations.shape[0]
+        if self.actions.ndim != 2:
+            raise ValueError(f"actions must have shape (N, d), got {self.actions.shape}")
+        for name in ("actions", "violations", "successes", "episode_ids"):
+            if getattr(self, name).shape[0] != n:
+                raise ValueError(f"{name} has {getattr(self, name).shape[0]} rows, observations has {n}")
+        for name in ("violations", "successes"):
+            if np.any(getattr(self, name) > 1):
+                raise ValueError(f"{name} must hold only 0 and 1")
+        if len(np.unique(self.episode_ids)) != _runs(self.episode_ids):
+            raise ValueError("episode_ids: the rows of each episode must be consecutive")
+        if not np.all(np.isfinite(self.actions)):
+            raise ValueError("actions contain NaN or inf")
+
+    def __len__(self) -> int:
+        return int(self.observations.shape[0])
+
+    @property
+    def action_dim(self) -> int:
+        return int(self.actions.shape[1])
+
+    # -- SAFER's splits (§3.2, App. D; digest A.10.9) -------------------------------------------
+    def safe_rows(self, successful_only: bool = True) -> np.ndarray:
+        """Rows of D_safe: omega = 0, and (by default, as the paper implies) from successful episodes."""
+        keep = self.violations == 0
+        if successful_only:
+            keep &= self.successes == 1
+        return np.flatnonzero(keep)
+
+    def unsafe_rows(self) -> np.ndarray:
+        """Rows of D_unsafe: every step with omega = 1."""
+        return np.flatnonzero(self.violations == 1)
+
+    def windows(self, rows: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(frames, valid)``: ``(len(rows), window, *obs_shape)`` float32 windows Lambda, zero-padded
+        at the front, and the ``(len(rows), window)`` mask of real (not padded) frames."""
+        rows = np.asarray(rows, dtype=np.int64)
+        index = _window_index_rows(self.episode_ids, rows, window)
+        valid = index >= 0
+        frames = self.observations[np.where(valid, index, 0)].astype(np.float32)
+        frames[~valid] = 0.0
+        return frames, valid
+
+    def subset(self, rows: np.ndarray) -> OfflineDataset:
+        """The given rows (windows are rebuilt from the kept rows, so keep whole episodes)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        return OfflineDataset(
+            self.observations[rows], self.actions[rows], self.violations[rows], self.successes[rows],
+            self.episode_ids[rows], dict(self.metadata),
+        )
+
+    @staticmethod
+    def concatenate(parts: list[OfflineDataset]) -> OfflineDataset:
+        """Join datasets; episode ids are renumbered so they stay distinct."""
+        if not parts:
+            raise ValueError("concatenate needs at least one dataset")
+        ids, offset = [], 0
+        for part in parts:
+            _, renumbered = np.unique(part.episode_ids, return_inverse=True)
+            ids.append(renumbered + offset)
+            offset += int(renumbered.max()) + 1 if len(part) else 0
+        return OfflineDataset(
+            np.concatenate([p.observations for p in parts]),
+            np.concatenate([p.actions for p in parts]),
+            np.concatenate([p.violations for p in parts]),
+            np.concatenate([p.successes for p in parts]),
+            np.concatenate(ids),
+            dict(parts[0].metadata),
+        )
+
+    # -- files -----------------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {name: getattr(self, name) for name in SCHEMA}
+
+    def _metadata(self) -> dict[str, Any]:
+        return {**self.metadata, "format": FORMAT, "version": VERSION}
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically to ``.npz`` or ``.h5``/``.hdf5`` (chosen by the suffix)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+        os.close(fd)
+        try:
+            if target.suffix == ".npz":
+                with open(tmp, "wb") as handle:
+                    np.savez_compressed(handle, metadata=np.array(json.dumps(self._metadata())), **self._arrays())
+            elif target.suffix in (".h5", ".hdf5"):
+                import h5py
+
+                with h5py.File(tmp, "w") as handle:
+                    for name, array in self._arrays().items():
+                        handle.create_dataset(name, data=array, compression="gzip")
+                    for key, value in self._metadata().items():
+                        handle.attrs[key] = json.dumps(value)
+            else:
+                raise ValueError(f"path must end in .npz, .h5 or .hdf5, got {str(target)!r}")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> OfflineDataset:
+        """Read a file written by ``save`` (or by a user following ``SCHEMA``)."""
+        source = Path(path)
+        if source.suffix == ".npz":
+            with np.load(source, allow_pickle=False) as handle:
+                arrays = {name: handle[name] for name in SCHEMA if name in handle}
+                metadata = json.loads(str(handle["metadata"])) if "metadata" in handle else {}
+        elif source.suffix in (".h5", ".hdf5"):
+            import h5py
+
+            with h5py.File(source, "r") as handle:
+                arrays = {name: handle[name][()] for name in SCHEMA if name in handle}
+                metadata = {key: json.loads(value) for key, value in handle.attrs.items()}
+        else:
+            raise ValueError(f"path must end in .npz, .h5 or .hdf5, got {str(source)!r}")
+        missing = sorted(set(SCHEMA) - set(arrays))
+        if missing:
+            raise ValueError(f"{str(source)!r} lacks the arrays {missing}; the {FORMAT} schema is {SCHEMA}")
+        if metadata.get("format", FORMAT) != FORMAT:
+            raise ValueError(f"{str(source)!r} has format={metadata.get('format')!r}, expected {FORMAT!r}")
+        return cls(**arrays, metadata=metadata)
+
+
+def _window_index_rows(episode_ids: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:
+    """``window_indices`` for the given rows only (training draws small batches from large data)."""
+    index = rows[:, None] + np.arange(-window + 1, 1)[None, :]
+    inside = index >= 0
+    clipped = np.where(inside, index, 0)
+    return np.where(inside & (episode_ids[clipped] == episode_ids[rows][:, None]), index, -1)
+
+
+def _runs(values: np.ndarray) -> int:
+    """Number of runs of equal consecutive values."""
+    return int(1 + np.count_nonzero(np.diff(values))) if len(values) else 0
