@@ -1,16 +1,20 @@
-"""The Gymnasium front end of a reject/resample shield.
+"""The Gymnasium front end of a reject/resample shield, and the per-step core every front end shares.
 
 - ``Shield``: a ``gymnasium.Wrapper`` that checks every proposed action with a ``ShieldModel``
   (through ``decide``), executes the chosen one, reports what it did in ``info["shield"]`` and,
   unless frozen, learns online from the failure indicator.
+- ``ShieldCore``: the per-step work for ``n`` environments (rows) at once: validation,
+  decision, the buffer's SARSA link, the learning schedule, counters and the report. ``Shield``
+  runs it with one row; the vector front ends (``safeshield.core.vector.VectorShield``, the SB3
+  ``ShieldedVecEnv``) run it with one row per sub-env, so all share one code path.
+- ``build_model`` / ``default_indicator`` / ``flatten_batch``: small helpers the front ends share.
 
-The wrapper only does I/O: validation, flattening, bookkeeping and the buffer's SARSA link.
-The decision itself is ``safeshield.core.decision.decide``, shared with the vector front ends.
+The front ends only do I/O. The decision itself is ``safeshield.core.decision.decide``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -21,7 +25,216 @@ from safeshield.core.decision import Decision, PerturbationSampler, PolicySample
 from safeshield.core.indicators import make_indicator
 from safeshield.core.model import ShieldConfig, ShieldModel, get_method
 
-__all__ = ["Shield"]
+__all__ = ["Shield", "ShieldCore", "build_model", "default_indicator", "flatten_batch"]
+
+
+class ShieldCore:
+    """One shield's per-step state and work for ``n_envs`` environments sharing one model.
+
+    Each env (row) keeps its own current observation, its own pending SARSA row and its own
+    candidate RNG (seeded ``seed + i``), so row ``i`` decides exactly as a single-env ``Shield``
+    seeded ``seed + i`` would, whatever the other rows do. What is batched: one risk query for
+    all proposals, and per resampling round one risk query for every rejected row's candidates.
+    """
+
+    def __init__(
+        self,
+        model: ShieldModel,
+        indicator: str | Callable,
+        observation_space: gym.Space,
+        action_space: gym.spaces.Box,
+        n_envs: int = 1,
+        *,
+        train: bool = True,
+        seed: int | None = None,
+    ):
+        self.model = model
+        self.indicator = make_indicator(indicator)
+        model.indicator = indicator if isinstance(indicator, str) else None
+        if train:
+            model.unfreeze()
+        else:
+            model.freeze()
+        self.n_envs = int(n_envs)
+        self.observation_space, self.action_space = observation_space, action_space
+        self.action_shape, self.action_dtype = action_space.shape, action_space.dtype
+        self.low = torch.as_tensor(action_space.low, dtype=torch.float32).reshape(-1)
+        self.high = torch.as_tensor(action_space.high, dtype=torch.float32).reshape(-1)
+        self.low_np, self.high_np = self.low.numpy(), self.high.numpy()
+        self.half_range = (self.high_np - self.low_np) / 2
+        self._perturbation: tuple[ShieldConfig, PerturbationSampler, PerturbationSampler] | None = None
+        base = 0 if seed is None else int(seed)
+        self.generators = [torch.Generator().manual_seed(base + i) for i in range(self.n_envs)]
+        self.obs_flat: np.ndarray | None = None  # (n_envs, obs_dim) float32, the current observations
+        self.obs_tensor: torch.Tensor | None = None  # the same memory as a tensor
+        self.pending = [None] * self.n_envs  # buffer row waiting for its next action, per env
+        self.episode_failures = np.zeros(self.n_envs, dtype=np.int64)
+        self.total_failures = 0
+        self.total_interventions = 0
+        self.total_fallbacks = 0
+
+    # -- observations, seeds and episodes -------------------------------------------------------
+    def remember(self, flat_obs: np.ndarray) -> None:
+        """Set every row's current observation (``(n_envs, obs_dim)`` float32)."""
+        self.obs_flat = flat_obs
+        self.obs_tensor = torch.from_numpy(flat_obs)
+
+    def seed(self, seeds: int | Sequence[int | None]) -> None:
+        """Reseed the candidate RNGs: an int seeds row ``i`` with ``seed + i``; a list, row by row."""
+        if isinstance(seeds, (int, np.integer)):
+            seeds = [int(seeds) + i for i in range(self.n_envs)]
+        for generator, value in zip(self.generators, seeds):
+            if value is not None:
+                generator.manual_seed(int(value))
+
+    def start_episodes(self, rows) -> None:
+        """Rows whose env was just reset: no SARSA link across the reset, a fresh episode count."""
+        for row in np.atleast_1d(np.asarray(rows, dtype=np.int64)):
+            self.pending[row] = None
+            self.episode_failures[row] = 0
+
+    # -- one step -------------------------------------------------------------------------------
+    def validate(self, action, shape: tuple[int, ...]) -> np.ndarray:
+        """``action`` as ``(rows, act_dim)`` float32 clipped into the Box; ``shape`` is what it must have."""
+        try:
+            array = np.asarray(action, dtype=np.float32)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"action must be a numeric array of shape {shape}, got {action!r}") from error
+        if array.shape != shape:
+            raise ValueError(f"action must have shape {shape}, got shape {array.shape}")
+        flat = array.reshape(-1, self.low_np.size)
+        if not np.isfinite(flat).all():
+            raise ValueError(f"action contains NaN or inf: {array!r}")
+        return np.minimum(np.maximum(flat, self.low_np), self.high_np)
+
+    def decide(self, proposals: np.ndarray, rows: np.ndarray | None = None) -> Decision:
+        """Decide for ``rows`` (all rows by default) given their ``(len(rows), act_dim)`` proposals."""
+        model = self.model
+        threshold = np.float32(model.threshold)
+        if rows is None:
+            rows = np.arange(self.n_envs)
+        if rows.size == 1:  # the lean single-pair path (numpy forward, no torch dispatch)
+            risk = np.array([model.proposal_risk(self.obs_flat[rows[0]], proposals[0])], dtype=np.float32)
+        else:
+            with torch.inference_mode():
+                risk = model.risk(self.obs_tensor[torch.from_numpy(rows)], torch.from_numpy(proposals)).numpy()
+        if not (risk >= threshold).any():
+            return Decision.accepted(proposals, risk)
+        return self._resample(proposals, risk, rows, threshold)
+
+    def _resample(self, proposals: np.ndarray, proposal_risk: np.ndarray, rows: np.ndarray, threshold) -> Decision:
+        """``decide`` for the rejected rows, one round at a time, each row drawing from its own RNG.
+
+        Each round is one ``decide`` call (one batched candidate query); across rounds a row keeps
+        its least risky action, as ``decide`` does within its own rounds.
+        """
+        cfg, model = self.model.config, self.model
+        action, risk = proposals.copy(), proposal_risk.copy()
+        n = proposals.shape[0]
+        found = np.zeros(n, dtype=bool)
+        n_candidates = np.zeros(n, dtype=np.int64)
+        rejected = np.flatnonzero(proposal_risk >= threshold)
+        active = rejected
+        obs = self.obs_tensor[torch.from_numpy(rows[active])]
+        proposal_t = torch.from_numpy(proposals)
+        with torch.inference_mode():
+            for round_index in range(cfg.resample_rounds):
+                index = torch.from_numpy(active)
+                sampler = _PerEnvSampler(self.sampler, [self.generators[r] for r in rows[active]], round_index)
+                step = decide(
+                    model.risk, obs, proposal_t[index], threshold, sampler, self.generators[rows[active[0]]],
+                    k=cfg.n_candidates, rounds=1, selection=model.selection,
+                    half_range=self.half_range, proposal_risk=proposal_risk[active],
+                )
+                n_candidates[active] += step.n_candidates
+                safe = ~step.fell_back
+                better = safe | (step.risk < risk[active])
+                action[active[better]] = step.action[better]
+                risk[active[better]] = step.risk[better]
+                found[active] = safe
+                if safe.all():
+                    break
+                obs = obs[torch.from_numpy(np.flatnonzero(~safe))]
+                active = active[~safe]
+        intervened = np.zeros(n, dtype=bool)
+        intervened[rejected] = (action[rejected] != proposals[rejected]).any(axis=1)
+        fell_back = np.zeros(n, dtype=bool)
+        fell_back[rejected] = ~found[rejected]
+        return Decision(action, risk, proposal_risk, intervened, fell_back, n_candidates)
+
+    def record(self, rows, previous: np.ndarray, executed: np.ndarray, next_flat: np.ndarray,
+               failures, terminated, truncated, intervened, fell_back) -> None:
+        """Count one step of ``rows``; unless frozen, store ``(previous, executed, next)`` per row,
+        link each env's previous transition to ``executed`` (SARSA) and learn on the schedule.
+
+        Rows are stored one after another with the model's schedule checked after each, exactly
+        as the same steps taken by single-env shields one after another would be.
+        """
+        model = self.model
+        for j, row in enumerate(rows):
+            failure, done = failures[j], bool(terminated[j] or truncated[j])
+            if not model.frozen:
+                if self.pending[row] is not None:
+                    model.buffer.set_next_action(self.pending[row], executed[j])
+                stored = model.observe(previous[j], executed[j], next_flat[j], failure, bool(terminated[j]))
+                self.pending[row] = None if done else stored
+                model.after_step()
+                if done:
+                    model.on_episode_end(self.episode_failures[row] + failure > 0)
+            self.total_interventions += int(intervened[j])
+            self.total_fallbacks += int(fell_back[j])
+            if failure > 0.5:
+                self.episode_failures[row] += 1
+                self.total_failures += 1
+
+    def report(self, proposed, executed: np.ndarray, decision: Decision, j: int, failure: float) -> dict[str, Any]:
+        """The ``info["shield"]`` dict of one env (row ``j`` of ``decision``)."""
+        return {
+            "proposed_action": np.asarray(proposed, dtype=self.action_dtype).copy(),
+            "executed_action": executed.reshape(self.action_shape).astype(self.action_dtype),
+            "intervened": bool(decision.intervened[j]),
+            "risk": float(decision.risk[j]),
+            "proposal_risk": float(decision.proposal_risk[j]),
+            # the comparison runs in float32; report the threshold it actually used
+            "threshold": float(np.float32(self.model.threshold)),
+            "fell_back": bool(decision.fell_back[j]),
+            "n_candidates": int(decision.n_candidates[j]),
+            "failure": failure,
+        }
+
+    @property
+    def sampler(self):
+        """The agent's policy when attached (widened by perturbations after the first round when
+        ``widen_policy``), else perturbations of the proposal built from the current config."""
+        cfg = self.model.config
+        if self._perturbation is None or self._perturbation[0] is not cfg:
+            perturb = PerturbationSampler(self.low, self.high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen)
+            widen_policy = PerturbationSampler(self.low, self.high, cfg.perturbation_scale, 0.0, cfg.widen)
+            self._perturbation = (cfg, perturb, widen_policy)
+        if self.model.policy_sampler is not None:
+            wider = self._perturbation[2] if cfg.widen_policy else None
+            return PolicySampler(self.model.policy_sampler, self.low, self.high, wider=wider)
+        return self._perturbation[1]
+
+
+class _PerEnvSampler:
+    """Draw each row's candidates with its own env's RNG, at a fixed round index.
+
+    Why not one draw for all rows: then a row's candidates would depend on which other envs
+    were rejected in the same step, and a vector shield would not decide as N single ones do.
+    Sampling is cheap next to scoring, which stays one batched call per round.
+    """
+
+    def __init__(self, sampler, generators: list[torch.Generator], round_index: int):
+        self.sampler, self.generators, self.round_index = sampler, generators, round_index
+
+    def __call__(self, obs, proposal, k, _round_index, _generator):
+        if len(self.generators) == 1:
+            return self.sampler(obs, proposal, k, self.round_index, self.generators[0])
+        return torch.cat([
+            self.sampler(obs[i : i + 1], proposal[i : i + 1], k, self.round_index, generator)
+            for i, generator in enumerate(self.generators)
+        ])
 
 
 class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -41,7 +254,9 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
        ``n_candidates``, ``failure``.
 
     The candidate RNG is reseeded by ``reset(seed=...)``, so a frozen shield is deterministic
-    given the seed and ``gymnasium.utils.env_checker.check_env`` passes.
+    given the seed and ``gymnasium.utils.env_checker.check_env`` passes. Its vector twin,
+    ``safeshield.core.vector.VectorShield``, shields N sub-envs with one model and the same
+    per-step code (``ShieldCore``).
 
     Example:
         >>> import gymnasium as gym, safeshield
@@ -51,6 +266,8 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         >>> sorted(info["shield"])[:3]
         ['executed_action', 'failure', 'fell_back']
     """
+
+    _ROW = np.zeros(1, dtype=np.int64)
 
     def __init__(
         self,
@@ -74,76 +291,42 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise TypeError(f"Shield requires a Box action space, got {env.action_space}")
         if _is_shielded(env):
             raise ValueError("env is already shielded; wrap the unshielded env (double shielding hides decisions)")
-        if isinstance(model, str):
-            model = build_model(model, env.observation_space, env.action_space, config, seed=seed)
-        elif config is not None:
-            raise TypeError("config is only used when model is a method name; the model already has one")
+        model = resolve_model(model, env.observation_space, env.action_space, config, seed)
         indicator = default_indicator(env, indicator)
         gym.utils.RecordConstructorArgs.__init__(
             self, model=model.name, indicator=indicator, train=train, seed=seed, config=model.config.to_json()
         )
         gym.Wrapper.__init__(self, env)
         self.shield = model
-        self.indicator = make_indicator(indicator)
-        model.indicator = indicator if isinstance(indicator, str) else None
-        if train:
-            model.unfreeze()
-        else:
-            model.freeze()
-        space = env.action_space
-        self._action_shape, self._action_dtype = space.shape, space.dtype
-        self._low = torch.as_tensor(space.low, dtype=torch.float32).reshape(-1)
-        self._high = torch.as_tensor(space.high, dtype=torch.float32).reshape(-1)
-        self._low_np, self._high_np = self._low.numpy(), self._high.numpy()
-        self._half_range = (self._high_np - self._low_np) / 2
-        self._perturbation: tuple[ShieldConfig, PerturbationSampler, PerturbationSampler] | None = None
-        self._generator = torch.Generator().manual_seed(0 if seed is None else int(seed))
-        self._obs_space = env.observation_space
-        self._obs_flat: np.ndarray | None = None
-        self._obs_tensor: torch.Tensor | None = None
-        self._pending_row: int | None = None
-        self.episode_failures = 0
-        self.total_failures = 0
-        self.total_interventions = 0
-        self.total_fallbacks = 0
+        self.core = ShieldCore(model, indicator, env.observation_space, env.action_space, 1, train=train, seed=seed)
+        self.indicator = self.core.indicator
 
     # -- gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
         if seed is not None:
-            self._generator.manual_seed(int(seed))
-        self._remember(obs)
-        self._pending_row = None
-        self.episode_failures = 0
+            self.core.seed(seed)
+        self.core.remember(flatten_batch(self.observation_space, obs, 1, batched=False))
+        self.core.start_episodes(self._ROW)
         return obs, info
 
     def step(self, action):
-        if self._obs_tensor is None:
+        core = self.core
+        if core.obs_flat is None:
             raise gym.error.ResetNeeded("call reset() before step() on a shielded env")
-        proposal = self._validate(action)
-        decision = self._decide(proposal)
-        executed = decision.action[0]
+        proposal = core.validate(action, core.action_shape)
+        decision = core.decide(proposal, self._ROW)
+        executed = decision.action
         obs, reward, terminated, truncated, info = self.env.step(
-            executed.reshape(self._action_shape).astype(self._action_dtype, copy=False)
+            executed[0].reshape(core.action_shape).astype(core.action_dtype, copy=False)
         )
         failure = self.indicator(obs, reward, terminated, truncated, info)
-        previous = self._obs_flat
-        self._remember(obs)
-        self._learn(previous, executed, failure, terminated, truncated)
-        self._count(decision, failure)
+        previous = core.obs_flat
+        core.remember(flatten_batch(self.observation_space, obs, 1, batched=False))
+        core.record(self._ROW, previous, executed, core.obs_flat, (failure,), (terminated,), (truncated,),
+                    decision.intervened, decision.fell_back)
         info = dict(info)
-        info["shield"] = {
-            "proposed_action": np.asarray(action, dtype=self._action_dtype).copy(),
-            "executed_action": executed.reshape(self._action_shape).astype(self._action_dtype),
-            "intervened": bool(decision.intervened[0]),
-            "risk": float(decision.risk[0]),
-            "proposal_risk": float(decision.proposal_risk[0]),
-            # the comparison runs in float32; report the threshold it actually used
-            "threshold": float(np.float32(self.shield.threshold)),
-            "fell_back": bool(decision.fell_back[0]),
-            "n_candidates": int(decision.n_candidates[0]),
-            "failure": failure,
-        }
+        info["shield"] = core.report(action, executed[0], decision, 0, failure)
         return obs, reward, terminated, truncated, info
 
     # -- the pieces -----------------------------------------------------------------------------
@@ -153,79 +336,46 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     @property
     def sampler(self):
-        """The agent's policy when attached (widened by perturbations after the first round when
-        ``widen_policy``), else perturbations of the proposal built from the current config."""
-        cfg = self.shield.config
-        if self._perturbation is None or self._perturbation[0] is not cfg:
-            perturb = PerturbationSampler(self._low, self._high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen)
-            widen_policy = PerturbationSampler(self._low, self._high, cfg.perturbation_scale, 0.0, cfg.widen)
-            self._perturbation = (cfg, perturb, widen_policy)
-        if self.shield.policy_sampler is not None:
-            wider = self._perturbation[2] if cfg.widen_policy else None
-            return PolicySampler(self.shield.policy_sampler, self._low, self._high, wider=wider)
-        return self._perturbation[1]
+        """Where candidates come from now (see ``ShieldCore.sampler``)."""
+        return self.core.sampler
 
-    def _validate(self, action) -> np.ndarray:
-        try:
-            array = np.asarray(action, dtype=np.float32)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"action must be a numeric array of shape {self._action_shape}, got {action!r}") from error
-        if array.shape != self._action_shape:
-            raise ValueError(f"action must have shape {self._action_shape}, got shape {array.shape}")
-        flat = array.reshape(-1)
-        if not np.isfinite(flat).all():
-            raise ValueError(f"action contains NaN or inf: {array!r}")
-        return np.minimum(np.maximum(flat, self._low_np), self._high_np)
+    @property
+    def episode_failures(self) -> int:
+        return int(self.core.episode_failures[0])
 
-    def _decide(self, proposal: np.ndarray) -> Decision:
-        """Score the proposal on the lean single-pair path; only a rejection runs the batched core."""
-        model = self.shield
-        risk = np.array([model.proposal_risk(self._obs_flat, proposal)], dtype=np.float32)
-        if risk[0] < np.float32(model.threshold):
-            return Decision.accepted(proposal[None], risk)
-        cfg = model.config
-        with torch.inference_mode():
-            return decide(
-                model.risk,
-                self._obs_tensor,
-                torch.from_numpy(proposal).unsqueeze(0),
-                model.threshold,
-                self.sampler,
-                self._generator,
-                k=cfg.n_candidates,
-                rounds=cfg.resample_rounds,
-                selection=model.selection,
-                half_range=self._half_range,
-                proposal_risk=risk,
-            )
+    @property
+    def total_failures(self) -> int:
+        return self.core.total_failures
 
-    def _remember(self, obs) -> None:
-        if isinstance(self._obs_space, gym.spaces.Box):
-            flat = np.asarray(obs, dtype=np.float32).reshape(-1)
-        else:
-            flat = np.asarray(gym.spaces.flatten(self._obs_space, obs), dtype=np.float32)
-        self._obs_flat = flat
-        self._obs_tensor = torch.from_numpy(flat).unsqueeze(0)
+    @property
+    def total_interventions(self) -> int:
+        return self.core.total_interventions
 
-    def _learn(self, previous: np.ndarray, executed: np.ndarray, failure: float, terminated: bool, truncated: bool) -> None:
-        """Store ``(previous, executed, current obs)``; link the previous transition to ``executed``."""
-        model = self.shield
-        if model.frozen:
-            return
-        if self._pending_row is not None:
-            model.buffer.set_next_action(self._pending_row, executed)
-        row = model.observe(previous, executed, self._obs_flat, failure, terminated)
-        self._pending_row = None if (terminated or truncated) else row
-        model.after_step()
-        if terminated or truncated:
-            model.on_episode_end(self.episode_failures + failure > 0)
+    @property
+    def total_fallbacks(self) -> int:
+        return self.core.total_fallbacks
 
-    def _count(self, decision, failure: float) -> None:
-        self.total_interventions += int(decision.intervened[0])
-        self.total_fallbacks += int(decision.fell_back[0])
-        if failure > 0.5:
-            self.episode_failures += 1
-            self.total_failures += 1
+
+def flatten_batch(space: gym.Space, obs, n: int, *, batched: bool = True) -> np.ndarray:
+    """Observations as ``(n, flat_dim)`` float32: ``obs`` is one env's (``batched=False``) or ``n``
+    stacked ones of ``space`` (a single env's space; a Box batch is reshaped, others flattened per env)."""
+    if isinstance(space, gym.spaces.Box):
+        return np.asarray(obs, dtype=np.float32).reshape(n, -1)
+    if not batched:
+        return np.asarray(gym.spaces.flatten(space, obs), dtype=np.float32).reshape(1, -1)
+    batch_space = gym.vector.utils.batch_space(space, n)
+    rows = [gym.spaces.flatten(space, item) for item in gym.vector.utils.iterate(batch_space, obs)]
+    return np.asarray(rows, dtype=np.float32)
+
+
+def resolve_model(model: ShieldModel | str, observation_space: gym.Space, action_space: gym.Space,
+                  config: ShieldConfig | dict[str, Any] | None, seed: int | None) -> ShieldModel:
+    """``model`` itself, or the ``model`` method built with ``config`` (which only a name may take)."""
+    if isinstance(model, str):
+        return build_model(model, observation_space, action_space, config, seed=seed)
+    if config is not None:
+        raise TypeError("config is only used when model is a method name; the model already has one")
+    return model
 
 
 def build_model(
@@ -242,11 +392,11 @@ def build_model(
     return cls(observation_space, action_space, config, seed=seed)
 
 
-def default_indicator(env: gym.Env, indicator: str | Callable | None) -> str | Callable:
+def default_indicator(env: Any, indicator: str | Callable | None) -> str | Callable:
     """``indicator``, or the one ``env`` declares in ``metadata["safeshield_indicator"]``."""
     if indicator is not None:
         return indicator
-    declared = (env.metadata or {}).get("safeshield_indicator")
+    declared = (getattr(env, "metadata", None) or {}).get("safeshield_indicator")
     if declared is None:
         raise ValueError(
             'indicator is required for this env: "cost", "terminated", "info:<key>" or a callable '
