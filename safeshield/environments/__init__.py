@@ -27,15 +27,22 @@ from safeshield.environments.drunk_spider import DrunkSpiderEnv, classify_path
 __all__ = ["DrunkSpiderEnv", "classify_path", "register_envs", "ENV_IDS"]
 
 _DRUNK_SPIDER = "safeshield.environments.drunk_spider:DrunkSpiderEnv"
+_MINITAUR = "safeshield.environments.minitaur:MinitaurEnv"  # robot envs: entry points only, engines load on make
 
 # id -> (entry point, max_episode_steps, kwargs)
 _SPECS: dict[str, tuple[str, int, dict]] = {
     "safeshield/DrunkSpider-v0": (_DRUNK_SPIDER, 30, {"noise_std": 0.1}),
     "safeshield/DrunkSpiderTarget-v0": (_DRUNK_SPIDER, 30, {"noise_std": 0.2}),
     # --- CSC trap navigation (MuJoCo): Point / Car
+    "safeshield/PointTraps-v0": ("safeshield.environments.trap_navigation:TrapNavigationEnv", 500, {"robot": "point"}),
+    "safeshield/CarTraps-v0": ("safeshield.environments.trap_navigation:TrapNavigationEnv", 500, {"robot": "car"}),
     # --- SAFER Operation grasping (PyBullet)
     # --- Safe-transfer Hallway (MuJoCo): Walls / Poles / Humanoids
     # --- Robot envs: Minitaur, Laikago (PyBullet), ShadowHand (gymnasium-robotics), Panda push (robosuite)
+    "safeshield/Minitaur-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.0}),
+    "safeshield/MinitaurVelocity-v0": (_MINITAUR, 500, {"goal_velocity": 0.4, "foot_friction": 1.0}),
+    "safeshield/MinitaurFriction-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.25}),
+    "safeshield/MinitaurRandomized-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.0, "randomize_dynamics": True}),
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
