@@ -79,6 +79,7 @@ class SACConfig:
     gradient_steps: int = 1  # our choice: SQRL Alg. 2 updates once per env step
     target_entropy: float | None = None  # None -> −act_dim (standard SAC; digest §1.12 item 7)
     init_alpha: float = 1.0  # our choice: CleanRL / SB3 auto-α start value (log α = 0)
+    learn_alpha: bool = True  # standard SAC auto-α; False keeps α = init_alpha fixed (e.g. Knight & Achiam Tab. 3)
     log_std_min: float = -20.0  # our choice: Haarnoja et al.'s reference SAC clamp
     log_std_max: float = 2.0  # our choice: Haarnoja et al.'s reference SAC clamp
     eps_safe: float = 0.1  # SQRL Table 1: ε_safe, the threshold in Eq. 4
@@ -144,6 +145,10 @@ class SAC:
     so global torch RNG state is untouched), a private ``torch.Generator`` for the policy noise
     and a numpy ``Generator`` for warm-up actions and replay sampling.
     """
+
+    kind = KIND  # checkpoint kind
+    config_key = "sac"  # the config's key in the checkpoint JSON
+    config_class = SACConfig
 
     def __init__(
         self,
@@ -263,22 +268,25 @@ class SAC:
         return self._to_env_units(squashed), log_prob - self._log_scale_sum
 
     # ------------------------------------------------------------------ data
-    def observe(self, obs, action, reward: float, next_obs, terminated: bool) -> None:
+    def observe(self, obs, action, reward: float, next_obs, terminated: bool, cost: float = 0.0) -> None:
         """Store one transition; ``action`` is the action EXECUTED, in env units.
 
         ``terminated`` is true termination only: after a time-limit truncation the critic
-        target still bootstraps from ``next_obs``.
+        target still bootstraps from ``next_obs``. ``cost`` (>= 0, e.g. ``info["cost"]``) goes
+        into the buffer's ``failure`` column: SAC ignores it, a constrained subclass learns it.
         """
         executed = np.asarray(action, dtype=np.float32).reshape(-1)
         if executed.size != self.act_dim or not np.all(np.isfinite(executed)):
             raise ValueError(f"action must be {self.act_dim} finite numbers (env units), got {action!r}")
         if not math.isfinite(float(reward)):
             raise ValueError(f"reward must be finite, got {reward!r}")
+        if not (math.isfinite(float(cost)) and float(cost) >= 0.0):
+            raise ValueError(f"cost must be a finite number >= 0, got {cost!r}")
         self.buffer.add(
             self._check_obs(obs, "obs"),
             executed,
             self._check_obs(next_obs, "next_obs"),
-            failure=0.0,
+            failure=float(cost),
             terminated=bool(terminated),
             reward=float(reward),
         )
@@ -307,68 +315,86 @@ class SAC:
     # ------------------------------------------------------------------ learning
     def update(self) -> dict[str, float]:
         """One gradient step on the twin critics, the actor (Eq. 4), α, and ν; then Polyak targets."""
+        batch = self._sample_batch()
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_action, next_log_pi = self.actor(batch["next_obs"], self.generator)
+        critic_info = self._critic_step(batch, next_action, next_log_pi, alpha)
+        new_action, log_pi = self.actor(batch["obs"], self.generator)
+        actor_loss, info = self._actor_loss(batch["obs"], new_action, log_pi, alpha)
+        self._actor_step(actor_loss)
+        alpha_loss = self._alpha_step(log_pi)
+        if "q_safe" in info:  # ν: projected dual ascent on Eq. 4
+            self.nu_multiplier.update(info["q_safe"])
+        self._polyak(((self.q1, self.q1_target), (self.q2, self.q2_target)))
+        self.num_updates += 1
+        info.update(
+            critic_info,
+            actor_loss=float(actor_loss.detach()),
+            alpha_loss=alpha_loss,
+            alpha=float(alpha),
+            nu=self.nu_multiplier.value,
+            entropy=float(-log_pi.detach().mean()),
+        )
+        return info
+
+    def _sample_batch(self) -> dict[str, torch.Tensor]:
+        """A replay minibatch as tensors; ``action`` is rescaled to [−1, 1] (what the critics see)."""
         if len(self.buffer) == 0:
             raise RuntimeError("update() needs at least one observed transition")
-        cfg = self.config
-        batch = self.buffer.sample(cfg.batch_size, self.rng)
-        obs, action, reward, next_obs, terminated = (
-            torch.from_numpy(x).to(self.device)
-            for x in (batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated)
-        )
-        action = (action - self._act_center) / self._act_scale  # critics see actions in [−1, 1]
-        alpha = self.log_alpha.detach().exp()
+        batch = self.buffer.sample(self.config.batch_size, self.rng)
+        tensors = {
+            name: torch.from_numpy(getattr(batch, name)).to(self.device)
+            for name in ("obs", "action", "reward", "next_obs", "terminated", "failure")
+        }
+        tensors["action"] = (tensors["action"] - self._act_center) / self._act_scale
+        tensors["cost"] = tensors.pop("failure")  # observe() stores the cost in the failure column
+        return tensors
 
-        # --- critics: soft Bellman target with clipped double-Q
+    def _critic_step(self, batch, next_action, next_log_pi, alpha) -> dict[str, float]:
+        """Twin critics: soft Bellman target with clipped double-Q, one Adam step."""
         with torch.no_grad():
-            next_action, next_log_pi = self.actor(next_obs, self.generator)
+            next_obs = batch["next_obs"]
             next_q = torch.min(self.q1_target(next_obs, next_action), self.q2_target(next_obs, next_action))
-            target = reward + cfg.gamma * (1.0 - terminated) * (next_q - alpha * next_log_pi)
-        q1, q2 = self.q1(obs, action), self.q2(obs, action)
+            target = batch["reward"] + self.config.gamma * (1.0 - batch["terminated"]) * (next_q - alpha * next_log_pi)
+        q1, q2 = self.q1(batch["obs"], batch["action"]), self.q2(batch["obs"], batch["action"])
         critic_loss = F.mse_loss(q1, target) + F.mse_loss(q2, target)
         self.critic_optimizer.zero_grad(set_to_none=True)
         critic_loss.backward(inputs=self.critic_params)
         self.critic_optimizer.step()
+        return {"critic_loss": float(critic_loss.detach()), "q": float(q1.detach().mean())}
 
-        # --- actor: Eq. 4 with a reparameterised a' ~ π_θ(·|s)
-        new_action, log_pi = self.actor(obs, self.generator)
+    def _actor_loss(self, obs, new_action, log_pi, alpha) -> tuple[torch.Tensor, dict[str, float]]:
+        """Mean of α log π − min_i Q_i (+ ν Q̂_safe with a safety critic) at a reparameterised a' ~ π_θ(·|s)."""
         q_pi = torch.min(self.q1(obs, new_action), self.q2(obs, new_action))
-        actor_loss = alpha * log_pi - q_pi
-        q_safe = None
+        loss = alpha * log_pi - q_pi
+        info: dict[str, float] = {}
         if self.safety_critic is not None:
             q_safe = self._q_safe(obs, self._to_env_units(new_action))
-            actor_loss = actor_loss + self.nu_multiplier.value * q_safe
-        actor_loss = actor_loss.mean()
+            loss = loss + self.nu_multiplier.value * q_safe
+            info["q_safe"] = float(q_safe.detach().mean())
+        return loss.mean(), info
+
+    def _actor_step(self, actor_loss: torch.Tensor) -> None:
         self.actor_optimizer.zero_grad(set_to_none=True)
         # inputs= keeps gradients off the critics' and the safety critic's parameters
         actor_loss.backward(inputs=self.actor_params)
         self.actor_optimizer.step()
 
-        # --- α: standard SAC temperature loss; ν: projected dual ascent on Eq. 4
+    def _alpha_step(self, log_pi: torch.Tensor) -> float:
+        """Standard SAC temperature loss −log α (log π + H̄); a no-op when α is fixed."""
         alpha_loss = -(self.log_alpha * (log_pi.detach() + self.target_entropy)).mean()
-        self.alpha_optimizer.zero_grad(set_to_none=True)
-        alpha_loss.backward()
-        self.alpha_optimizer.step()
-        info = {}
-        if q_safe is not None:
-            mean_q_safe = float(q_safe.detach().mean())
-            self.nu_multiplier.update(mean_q_safe)
-            info["q_safe"] = mean_q_safe
+        if self.config.learn_alpha:
+            self.alpha_optimizer.zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            self.alpha_optimizer.step()
+        return float(alpha_loss.detach())
 
+    def _polyak(self, pairs) -> None:
         with torch.no_grad():
-            for net, target_net in ((self.q1, self.q1_target), (self.q2, self.q2_target)):
+            for net, target_net in pairs:
                 for p, p_target in zip(net.parameters(), target_net.parameters()):
-                    p_target.lerp_(p, cfg.tau)  # Polyak: p_target ← (1 − τ) p_target + τ p
-        self.num_updates += 1
-        info.update(
-            critic_loss=float(critic_loss.detach()),
-            actor_loss=float(actor_loss.detach()),
-            alpha_loss=float(alpha_loss.detach()),
-            alpha=float(alpha),
-            nu=self.nu_multiplier.value,
-            q=float(q1.detach().mean()),
-            entropy=float(-log_pi.detach().mean()),
-        )
-        return info
+                    p_target.lerp_(p, self.config.tau)  # Polyak: p_target ← (1 − τ) p_target + τ p
 
     def _q_safe(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         q_safe = self.safety_critic(obs, action)
@@ -395,7 +421,8 @@ class SAC:
         ``info["shield"]["executed_action"]`` when a shield wrapper reports it, else the action
         sent. Updates start once ``learning_starts`` transitions were observed and the buffer
         holds ``batch_size`` of them. Each call starts a fresh episode with
-        ``env.reset(seed=seed)``; a partial last episode is not recorded.
+        ``env.reset(seed=seed)``; a partial last episode is not recorded. Each step's
+        ``info["cost"]`` (0 where the env reports none) is stored with the transition.
         """
         from tqdm.auto import tqdm
 
@@ -404,8 +431,8 @@ class SAC:
         recent = deque(maxlen=10)
         failures = 0
         obs, _ = env.reset(seed=seed)
-        episode_return, episode_length, episode_failed = 0.0, 0, False
-        with tqdm(total=int(total_steps), disable=not progress, desc="SAC", unit="step") as bar:
+        episode_return, episode_length, episode_failed, episode_cost = 0.0, 0, False, 0.0
+        with tqdm(total=int(total_steps), disable=not progress, desc=type(self).__name__, unit="step") as bar:
             for _ in range(int(total_steps)):
                 action = self.act(obs)
                 next_obs, reward, terminated, truncated, info = env.step(action)
@@ -415,8 +442,10 @@ class SAC:
                     executed = shield.get("executed_action", action)
                     episode_failed |= float(shield.get("failure", 0.0)) > 0.5
                 episode_failed |= bool(info.get("failure", False))
-                self.observe(obs, executed, float(reward), next_obs, terminated)
+                cost = float(info.get("cost", 0.0))
+                self.observe(obs, executed, float(reward), next_obs, terminated, cost=cost)
                 episode_return += float(reward)
+                episode_cost += cost
                 episode_length += 1
 
                 if (
@@ -435,6 +464,7 @@ class SAC:
                         "length": episode_length,
                         "failure": episode_failed,
                     }
+                    self._episode_end(record, episode_cost)
                     records.append(record)
                     recent.append(episode_return)
                     failures += episode_failed
@@ -442,9 +472,12 @@ class SAC:
                     if callback is not None:
                         callback(record)
                     obs, _ = env.reset()
-                    episode_return, episode_length, episode_failed = 0.0, 0, False
+                    episode_return, episode_length, episode_failed, episode_cost = 0.0, 0, False, 0.0
                 bar.update(1)
         return records
+
+    def _episode_end(self, record: dict, episode_cost: float) -> None:
+        """Called by ``learn`` with each finished episode's record and summed cost (a hook for subclasses)."""
 
     # ------------------------------------------------------------------ checkpoints
     def save(self, path) -> Path:
@@ -454,20 +487,20 @@ class SAC:
         signatures. Not saved: the replay buffer, the RNG states and the safety critic
         (re-attach it with ``set_safety_critic`` after ``load``).
         """
-        tensors = {"log_alpha": self.log_alpha.detach(), "nu": torch.tensor(self.nu_multiplier.value, dtype=torch.float64)}
+        tensors = {"log_alpha": self.log_alpha.detach(), **self._multiplier_tensors()}
         for name, net in self._modules().items():
             tensors.update({f"{name}.{key}": value for key, value in net.state_dict().items()})
         for name, optimizer in self._optimizers().items():
             for index, state in optimizer.state_dict()["state"].items():
                 tensors.update({f"optim.{name}.{index}.{key}": value for key, value in state.items()})
         config = {
-            "sac": {**asdict(self.config), "hidden": list(self.config.hidden)},
+            self.config_key: {**asdict(self.config), "hidden": list(self.config.hidden)},
             "observation_space": space_signature(self.observation_space),
             "action_space": space_signature(self.action_space),
             "total_steps": self.total_steps,
             "num_updates": self.num_updates,
         }
-        return save_checkpoint(path, tensors, config, kind=KIND)
+        return save_checkpoint(path, tensors, config, kind=self.kind)
 
     @classmethod
     def load(cls, path, env_or_spaces=None, *, device: str | torch.device = "cpu", seed: int | None = None) -> "SAC":
@@ -478,12 +511,13 @@ class SAC:
         the checkpoint (Box spaces only). ``seed`` seeds the fresh noise and sampling RNGs,
         which are not saved.
         """
-        tensors, config, _ = load_checkpoint(path, kind=KIND)
+        tensors, config, _ = load_checkpoint(path, kind=cls.kind)
         try:
             saved_obs, saved_act = config["observation_space"], config["action_space"]
-            sac_config = SACConfig(**{**config["sac"], "hidden": tuple(config["sac"]["hidden"])})
+            saved = config[cls.config_key]
+            sac_config = cls.config_class(**{**saved, "hidden": tuple(saved["hidden"])})
         except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"checkpoint {str(path)!r} has an invalid agent/sac config: {error}") from error
+            raise CheckpointError(f"checkpoint {str(path)!r} has an invalid {cls.kind} config: {error}") from error
         if env_or_spaces is None:
             observation_space, action_space = box_from_signature(saved_obs), box_from_signature(saved_act)
         else:
@@ -502,12 +536,18 @@ class SAC:
                 _load_optimizer_state(optimizer, tensors, f"optim.{name}.")
             with torch.no_grad():
                 agent.log_alpha.copy_(tensors["log_alpha"])
-            agent.nu_multiplier.value = float(tensors["nu"])
+            agent._load_multipliers(tensors)
         except (KeyError, RuntimeError) as error:
-            raise CheckpointError(f"checkpoint {str(path)!r} does not fit an agent/sac network: {error}") from error
+            raise CheckpointError(f"checkpoint {str(path)!r} does not fit an {cls.kind} network: {error}") from error
         agent.total_steps = int(config.get("total_steps", 0))
         agent.num_updates = int(config.get("num_updates", 0))
         return agent
+
+    def _multiplier_tensors(self) -> dict[str, torch.Tensor]:
+        return {"nu": torch.tensor(self.nu_multiplier.value, dtype=torch.float64)}
+
+    def _load_multipliers(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.nu_multiplier.value = float(tensors["nu"])
 
     def _modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor, "q1": self.q1, "q2": self.q2, "q1_target": self.q1_target, "q2_target": self.q2_target}

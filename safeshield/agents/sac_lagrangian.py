@@ -1,0 +1,226 @@
+"""SAC-Lagrangian: Soft Actor-Critic with a cost critic and a Lagrange multiplier β on the cost.
+
+- ``SACLagrangianConfig``: SAC's hyper-parameters plus the constraint's, each citing its source.
+- ``SACLagrangian``: the agent (``SAC``'s API; ``observe`` takes the step's cost, ``learn``
+  reads ``info["cost"]``, ``cost_value`` scores Q_c, ``beta`` is the multiplier).
+
+Paper: "Safe Transfer with constrained RL" (Knight & Achiam; seed ``004_36bcc7e0cd121378``),
+§2 and Algorithm 1 (App. D), "Lagrangian Actor-Critic (SAC-like)", with the digest
+``seeds-safer-transfer.md`` part B. Per update, on a replay minibatch (d = done flag):
+
+    Q1, Q2:  minimise E[(Q_i(s,a) − y)²],    y   = r + γ (1 − d)(min_i Q_i^targ(s',a') − α log π(a'|s'))
+    Q_c:     minimise E[(Q_c(s,a) − y_c)²],  y_c = c + γ_c (1 − d) Q_c^targ(s',a')
+    π:       maximise E[min_i Q_i(s, a_θ) − α log π(a_θ|s) − β Q_c(s, a_θ)]   (reparameterised)
+    β:       projected dual step  β ← max(0, β + lr_β (C − d_limit))
+    targets: Polyak averaging of Q1, Q2 and Q_c.
+
+Where this differs from the paper, and why:
+- Cost backup: the paper prints r in the Q_c target (digest B.8.2); it must be the cost c.
+- Q_c^targ(s', a') is clamped at 0 in the backup: with costs ≥ 0 the true Q_c is ≥ 0, and the
+  clamp keeps an untrained critic's negative outputs from making the target negative.
+- Unit of the cost limit (digest B.8.1). The paper's Table 3 gives a *per-step* limit
+  c = 0.01 while Algorithm 1 compares it with Q_c, a discounted *sum*. Default
+  (``beta_update="episodic"``, OmniSafe's SACLag practice, ``notes/anchors.md`` §6): after
+  ``beta_warmup_steps`` steps, at each episode end, C is the mean per-step cost of the last
+  ``cost_window`` episodes (episodic cost / episode length) and d_limit = 0.01. This is the
+  paper's per-step unit read literally, equal to its implied episodic limit 10 on 1000-step
+  episodes, and it stays meaningful on the shorter episodes a CPU benchmark uses.
+  ``beta_update="critic"`` is Algorithm 1 as printed: one step per update with C = batch mean
+  of Q_c(s, a) and d_limit = c / (1 − γ_c) (the per-step limit as a discounted sum).
+- β is a ``LagrangeMultiplier`` (plain projected gradient step, β ≥ 0 by projection); the paper
+  uses Adam on λ and does not give its parameterisation, initial value or step size (B.8.3).
+- α = 0.005 is fixed (Table 3), as in the paper (B.8.4): ``learn_alpha=False``.
+- Single process, one replay buffer, no distributed actors (B.8.6); MLP networks on a flat
+  observation by default (the paper's CNN + GRU trunk is ``safeshield.agents.recurrent`` where
+  built; the MLP is the default for speed on CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from safeshield.agents.lagrange import LagrangeMultiplier
+from safeshield.agents.sac import SAC, SACConfig, _adam
+from safeshield.core.networks import StateActionNet
+
+__all__ = ["SACLagrangian", "SACLagrangianConfig"]
+
+BETA_UPDATES = ("episodic", "critic")
+
+
+@dataclass(frozen=True)
+class SACLagrangianConfig(SACConfig):
+    """Hyper-parameters of ``SACLagrangian``; SAC's fields keep their meaning (see ``SACConfig``)."""
+
+    init_alpha: float = 0.005  # Knight & Achiam Tab. 3: α = 0.005
+    learn_alpha: bool = False  # Knight & Achiam Tab. 3: α fixed (no auto-tuning mentioned)
+    lr: float = 3e-4  # Knight & Achiam Tab. 3 (Adam, all networks)
+    batch_size: int = 256  # Knight & Achiam Tab. 3
+    cost_gamma: float = 0.99  # our choice: Ray et al.'s safety-starter-agents cost γ (paper silent)
+    cost_limit: float = 0.01  # Knight & Achiam Tab. 3: c = 0.01 per time step
+    beta_update: str = "episodic"  # our choice: OmniSafe SACLag (episodic cost); "critic" = Alg. 1 as printed
+    beta_init: float = 0.0  # our choice: start unconstrained, like ν in SACConfig (paper silent)
+    beta_lr: float = 1.0  # our choice: per-episode step on a per-step cost rate in [0, 1] (paper silent)
+    beta_warmup_steps: int = 0  # our choice: OmniSafe's warm-up; 0 = update from the first episode
+    cost_window: int = 10  # our choice: episodes in the recent-cost mean (OmniSafe uses a similar deque)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.beta_update not in BETA_UPDATES:
+            raise ValueError(f"SACLagrangianConfig.beta_update must be one of {BETA_UPDATES}, got {self.beta_update!r}")
+        if not 0.0 <= self.cost_gamma < 1.0:
+            raise ValueError(f"SACLagrangianConfig.cost_gamma must lie in [0, 1), got {self.cost_gamma!r}")
+        for name in ("cost_limit", "beta_init", "beta_lr", "beta_warmup_steps"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"SACLagrangianConfig.{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.cost_window < 1:
+            raise ValueError(f"SACLagrangianConfig.cost_window must be >= 1, got {self.cost_window!r}")
+
+
+class SACLagrangian(SAC):
+    """SAC whose actor also minimises β·Q_c, with β raised while the cost exceeds the limit.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> from safeshield.agents import SACLagrangian, SACLagrangianConfig
+        >>> env = gym.make("Pendulum-v1")   # no info["cost"]: every cost is 0, β stays 0
+        >>> agent = SACLagrangian(env.observation_space, env.action_space, SACLagrangianConfig(hidden=(32, 32)), seed=0)
+        >>> records = agent.learn(env, 400, seed=0, progress=False)
+        >>> records[0]["cost"], agent.beta
+        (0.0, 0.0)
+
+    Episode records carry ``"cost"`` (the summed ``info["cost"]``) besides SAC's keys.
+    ``save``/``load`` carry the cost critic, its target and β (the transfer protocol carries
+    all of them, not the replay buffer: digest B.8.8).
+    """
+
+    kind = "agent/sac_lagrangian"
+    config_key = "sac_lagrangian"
+    config_class = SACLagrangianConfig
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        config: SACLagrangianConfig = SACLagrangianConfig(),
+        *,
+        seed: int | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        if not isinstance(config, SACLagrangianConfig):
+            raise TypeError(f"SACLagrangian requires a SACLagrangianConfig, got {type(config).__name__}")
+        super().__init__(observation_space, action_space, config, seed=seed, device=device)
+        qc_seed = int(np.random.SeedSequence(seed).generate_state(4)[3])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(qc_seed)
+            self.qc = StateActionNet(self.obs_dim, self.act_dim, config.hidden).to(self.device)
+        self.qc_target = copy.deepcopy(self.qc)
+        for p in self.qc_target.parameters():
+            p.requires_grad_(False)
+        self.qc_params = list(self.qc.parameters())
+        self.qc_optimizer = _adam(self.qc_params, config.lr)
+        limit = config.cost_limit if config.beta_update == "episodic" else config.cost_limit / (1.0 - config.cost_gamma)
+        self.beta_multiplier = LagrangeMultiplier(limit=limit, lr=config.beta_lr, init=config.beta_init)
+        self.recent_cost_rates: deque[float] = deque(maxlen=config.cost_window)
+
+    @property
+    def beta(self) -> float:
+        """β, the multiplier on Q_c in the actor objective (always ≥ 0)."""
+        return self.beta_multiplier.value
+
+    @beta.setter
+    def beta(self, value: float) -> None:
+        self.beta_multiplier.value = max(0.0, float(value))
+
+    # ------------------------------------------------------------------ learning
+    def update(self) -> dict[str, float]:
+        """One step of Algorithm 1: Q1, Q2, Q_c, the actor (with −β Q_c), β (``"critic"`` mode); Polyak."""
+        batch = self._sample_batch()
+        alpha = self.log_alpha.detach().exp()
+        with torch.no_grad():
+            next_action, next_log_pi = self.actor(batch["next_obs"], self.generator)
+        info = self._critic_step(batch, next_action, next_log_pi, alpha)
+        qc, cost_critic_loss = self._cost_critic_step(batch, next_action)
+        new_action, log_pi = self.actor(batch["obs"], self.generator)
+        actor_loss, actor_info = self._actor_loss(batch["obs"], new_action, log_pi, alpha)
+        self._actor_step(actor_loss)
+        alpha_loss = self._alpha_step(log_pi)
+        if "q_safe" in actor_info:
+            self.nu_multiplier.update(actor_info["q_safe"])
+        if self.config.beta_update == "critic":  # Alg. 1: gradient step on E[β (c − Q_c(s, a))]
+            self.beta_multiplier.update(qc)
+        self._polyak(((self.q1, self.q1_target), (self.q2, self.q2_target), (self.qc, self.qc_target)))
+        self.num_updates += 1
+        info.update(
+            actor_info,
+            cost_critic_loss=cost_critic_loss,
+            qc=qc,
+            actor_loss=float(actor_loss.detach()),
+            alpha_loss=alpha_loss,
+            alpha=float(alpha),
+            beta=self.beta,
+            entropy=float(-log_pi.detach().mean()),
+        )
+        return info
+
+    def cost_target(self, cost: torch.Tensor, next_obs: torch.Tensor, next_action: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+        """y_c = c + γ_c (1 − d) max(0, Q_c^targ(s', a')); ``next_action`` in [−1, 1] (critic units)."""
+        with torch.no_grad():
+            next_qc = self.qc_target(next_obs, next_action).clamp_min(0.0)
+            return cost + self.config.cost_gamma * (1.0 - terminated) * next_qc
+
+    def _cost_critic_step(self, batch, next_action) -> tuple[float, float]:
+        target = self.cost_target(batch["cost"], batch["next_obs"], next_action, batch["terminated"])
+        qc = self.qc(batch["obs"], batch["action"])
+        loss = F.mse_loss(qc, target)
+        self.qc_optimizer.zero_grad(set_to_none=True)
+        loss.backward(inputs=self.qc_params)
+        self.qc_optimizer.step()
+        return float(qc.detach().mean()), float(loss.detach())
+
+    def _actor_loss(self, obs, new_action, log_pi, alpha) -> tuple[torch.Tensor, dict[str, float]]:
+        """SAC's actor loss plus β · mean Q_c(s, a_θ(s)); with β = 0 it is SAC's loss exactly."""
+        loss, info = super()._actor_loss(obs, new_action, log_pi, alpha)
+        if self.beta > 0.0:
+            loss = loss + self.beta * self.qc(obs, new_action).mean()
+        return loss, info
+
+    def _episode_end(self, record: dict, episode_cost: float) -> None:
+        """Record the episode's cost; in ``"episodic"`` mode, one β step on the recent per-step cost rate."""
+        record["cost"] = float(episode_cost)
+        self.recent_cost_rates.append(float(episode_cost) / max(1, int(record["length"])))
+        if self.config.beta_update == "episodic" and self.total_steps >= self.config.beta_warmup_steps:
+            self.beta_multiplier.update(float(np.mean(self.recent_cost_rates)))
+
+    @torch.inference_mode()
+    def cost_value(self, obs: np.ndarray, action: np.ndarray) -> np.ndarray:
+        """Q_c(s, a) for a batch ``obs[B, *obs_shape]``, ``action[B, act_dim]`` in env units."""
+        obs_t = torch.as_tensor(np.asarray(obs, np.float32), device=self.device).reshape(-1, self.obs_dim)
+        act_t = torch.as_tensor(np.asarray(action, np.float32), device=self.device).reshape(-1, self.act_dim)
+        if obs_t.shape[0] != act_t.shape[0]:
+            raise ValueError(f"obs and action need the same batch size, got {obs_t.shape[0]} and {act_t.shape[0]}")
+        return self.qc(obs_t, (act_t - self._act_center) / self._act_scale).cpu().numpy()
+
+    # ------------------------------------------------------------------ checkpoints
+    def _multiplier_tensors(self) -> dict[str, torch.Tensor]:
+        rates = torch.tensor(list(self.recent_cost_rates), dtype=torch.float64)
+        return {**super()._multiplier_tensors(), "beta": torch.tensor(self.beta, dtype=torch.float64), "recent_cost_rates": rates}
+
+    def _load_multipliers(self, tensors: dict[str, torch.Tensor]) -> None:
+        super()._load_multipliers(tensors)
+        self.beta_multiplier.value = float(tensors["beta"])
+        self.recent_cost_rates.extend(float(x) for x in tensors["recent_cost_rates"])
+
+    def _modules(self) -> dict[str, nn.Module]:
+        return {**super()._modules(), "qc": self.qc, "qc_target": self.qc_target}
+
+    def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {**super()._optimizers(), "qc": self.qc_optimizer}
