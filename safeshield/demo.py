@@ -3,7 +3,8 @@
 - ``DemoSettings``: the experiment's knobs (steps, seeds, network sizes), with CPU-scale defaults.
 - ``run_demo``: runs every (method, seed) job on a process pool with one progress bar, then
   writes ``results.json``, ``cumulative_failures.png``, ``fig5_paths.png`` and prints the table.
-- ``transfer_job`` / ``risk_sweep_job``: one seed of one method (picklable, for the pool).
+- ``transfer_job`` / ``risk_sweep_job``: one seed of one method (picklable, for the pool). The
+  transfer protocol itself lives in ``safeshield.transfer`` (shared with the Minitaur benchmark).
 
 The protocol follows SQRL §5 and Algorithms 1-2 (seed ``000_...``):
 
@@ -40,9 +41,9 @@ import numpy as np
 import torch
 
 import safeshield
-from safeshield.agents import SAC, SACConfig
+from safeshield import transfer
 from safeshield.environments import classify_path
-from safeshield.experiment import Job, episode_reporter, mean_ci, run_jobs, summarise_episodes, write_json
+from safeshield.experiment import Job, episode_reporter, run_jobs, summarise_episodes, write_json
 
 __all__ = ["DemoSettings", "run_demo", "transfer_job", "risk_sweep_job", "summarise"]
 
@@ -81,96 +82,30 @@ class DemoSettings:
             eval_episodes=max(3, int(self.eval_episodes * factor)),
         )
 
-
-def _sac(env: gym.Env, settings: DemoSettings, seed: int) -> SAC:
-    config = SACConfig(
-        hidden=settings.hidden,
-        learning_starts=settings.learning_starts,
-        eps_safe=settings.eps_safe,
-        gamma=settings.sac_gamma,
-        init_alpha=settings.sac_init_alpha,
-    )
-    return SAC(env.observation_space, env.action_space, config, seed=seed)
-
-
-def _shield_options(settings: DemoSettings, **extra: Any) -> dict[str, Any]:
-    options = dict(
-        gamma_safe=settings.gamma_safe,
-        eps_safe=settings.eps_safe,
-        hidden=settings.hidden,
-        learning_starts=settings.learning_starts,
-    )
-    return {**options, **extra}
-
-
-def _evaluate(agent: SAC, env: gym.Env, episodes: int, seed: int) -> dict[str, Any]:
-    """Deterministic actor, ``episodes`` episodes: mean return, failures and the paths taken."""
-    returns, failures, paths = [], 0, []
-    for episode in range(episodes):
-        obs, info = env.reset(seed=seed + episode)
-        path, total, done = [np.asarray(obs[:2], dtype=float)], 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(agent.act(obs, deterministic=True))
-            total += float(reward)
-            path.append(np.asarray(obs[:2], dtype=float))
-            done = terminated or truncated
-        failures += bool(info.get("failure", False))
-        returns.append(total)
-        paths.append(np.stack(path))
-    return {
-        "mean_return": float(np.mean(returns)),
-        "failures": failures,
-        "episodes": episodes,
-        "paths": [p.round(3).tolist() for p in paths],
-    }
+    def transfer_settings(self, **overrides: Any) -> transfer.TransferSettings:
+        """The ``safeshield.transfer`` settings of the DrunkSpider experiment (paths of x, y recorded)."""
+        fields = {f.name for f in dataclasses.fields(transfer.TransferSettings)}
+        values = {k: v for k, v in dataclasses.asdict(self).items() if k in fields}
+        return transfer.TransferSettings(pretrain_id=PRETRAIN_ID, target_id=TARGET_ID, path_dims=2, **{**values, **overrides})
 
 
 def transfer_job(method: str, seed: int, settings: DemoSettings, out_dir: str, progress_queue=None) -> dict[str, Any]:
     """Pre-train in DrunkSpider, fine-tune in DrunkSpiderTarget; ``method`` is "sqrl" or "sac"."""
-    torch.set_num_threads(1)
-    report = episode_reporter(progress_queue)
-    pre_env = gym.make(PRETRAIN_ID)
-    agent = _sac(pre_env, settings, seed)
-    if method == "sqrl":
-        pre_env = safeshield.wrap(pre_env, "sqrl", seed=seed, **_shield_options(settings, pretraining=True))
-        pre_env.attach_policy(agent.sample_actions)
-    pre_records = agent.learn(pre_env, settings.pretrain_steps, seed=seed, progress=False, callback=report)
-
-    target_env = gym.make(TARGET_ID)
-    if method == "sqrl":
-        shield_path = Path(out_dir) / f"sqrl_seed{seed}" / "shield"
-        pre_env.shield.save(shield_path)
-        target_env = safeshield.load(shield_path, target_env, train=True, seed=seed, pretraining=False, selection="uniform")
-        target_env.attach_policy(agent.sample_actions)
-        agent.set_safety_critic(target_env.shield.q_safe, eps_safe=settings.eps_safe)
-    agent.reset_buffer()  # SQRL Alg. 2: D_offline starts empty in the target task
-    fine_records = agent.learn(target_env, settings.finetune_steps, seed=seed + 10_000, progress=False, callback=report)
-
-    eval_env = gym.make(TARGET_ID)
-    if method == "sqrl":
-        eval_env = safeshield.Shield(eval_env, target_env.shield.freeze(), train=False, seed=seed)
-    evaluation = _evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000)
-    return {
-        "method": method,
-        "seed": seed,
-        "pretrain": summarise_episodes(pre_records),
-        "finetune": summarise_episodes(fine_records),
-        "final": evaluation,
-        "nu": agent.nu,
-    }
+    return transfer.transfer_job(method, seed, settings.transfer_settings(), out_dir, progress_queue=progress_queue)
 
 
 def risk_sweep_job(eps_safe: float, seed: int, settings: DemoSettings, out_dir: str, progress_queue=None) -> dict[str, Any]:
     """Fig. 5: train SAC + SQRL with ``eps_safe`` at noise 0.2, then classify the deployed paths."""
     torch.set_num_threads(1)
+    options = settings.transfer_settings(eps_safe=eps_safe)
     env = gym.make(TARGET_ID)
-    agent = _sac(env, dataclasses.replace(settings, eps_safe=eps_safe), seed)
-    env = safeshield.wrap(env, "sqrl", seed=seed, **_shield_options(settings, eps_safe=eps_safe, selection="uniform"))
+    agent = transfer.make_sac(env, options, seed)
+    env = safeshield.wrap(env, "sqrl", seed=seed, **transfer.shield_options(options, selection="uniform"))
     env.attach_policy(agent.sample_actions)
     agent.set_safety_critic(env.shield.q_safe, eps_safe=eps_safe)
     records = agent.learn(env, settings.sweep_steps, seed=seed, progress=False, callback=episode_reporter(progress_queue))
     eval_env = safeshield.Shield(gym.make(TARGET_ID), env.shield.freeze(), train=False, seed=seed)
-    evaluation = _evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000)
+    evaluation = transfer.evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000, path_dims=2)
     labels = [classify_path(np.asarray(p)) for p in evaluation["paths"]]
     return {
         "eps_safe": eps_safe,
@@ -181,21 +116,9 @@ def risk_sweep_job(eps_safe: float, seed: int, settings: DemoSettings, out_dir: 
     }
 
 
-def summarise(transfer: list[dict], sweep: list[dict]) -> dict[str, Any]:
+def summarise(transfer_runs: list[dict], sweep: list[dict]) -> dict[str, Any]:
     """Per-method means with 95 % CIs, and the Fig. 5 path counts per eps_safe."""
-    table = {}
-    for method in sorted({run["method"] for run in transfer}):
-        runs = [run for run in transfer if run["method"] == method]
-        table[method] = {
-            "seeds": [run["seed"] for run in runs],
-            "pretrain_failures": mean_ci([run["pretrain"]["failures"] for run in runs]),
-            "finetune_failures": mean_ci([run["finetune"]["failures"] for run in runs]),
-            "finetune_failure_rate": mean_ci([run["finetune"]["failure_rate"] for run in runs]),
-            "final_return": mean_ci([run["final"]["mean_return"] for run in runs]),
-            "final_failure_rate": mean_ci([run["final"]["failures"] / run["final"]["episodes"] for run in runs]),
-        }
-    if "sqrl" in table and "sac" in table and table["sqrl"]["finetune_failures"][0] > 0:
-        table["sac_to_sqrl_failure_ratio"] = table["sac"]["finetune_failures"][0] / table["sqrl"]["finetune_failures"][0]
+    table = transfer.summarise_transfer(transfer_runs)
     paths = {}
     for eps in sorted({run["eps_safe"] for run in sweep}):
         counts: dict[str, int] = {}
@@ -286,12 +209,12 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | os.PathLike
     total = len(settings.seeds) * 2 * (settings.pretrain_steps + settings.finetune_steps)
     total += len(settings.sweep_eps) * len(settings.sweep_seeds) * settings.sweep_steps
     results = run_jobs(jobs, total, desc="safeshield demo", workers=settings.workers, progress=progress)
-    transfer = [r for r in results if "method" in r]
+    transfer_runs = [r for r in results if "method" in r]
     sweep = [r for r in results if "eps_safe" in r]
-    summary = summarise(transfer, sweep)
-    document = {"settings": dataclasses.asdict(settings), "summary": summary, "transfer_runs": transfer, "fig5_runs": sweep}
+    summary = summarise(transfer_runs, sweep)
+    document = {"settings": dataclasses.asdict(settings), "summary": summary, "transfer_runs": transfer_runs, "fig5_runs": sweep}
     write_json(out / "results.json", document)
-    plots = _plot(transfer, sweep, out)
+    plots = _plot(transfer_runs, sweep, out)
     print(format_table(summary))
     print(f"wrote {out / 'results.json'} and {', '.join(str(p) for p in plots)}")
     return document
