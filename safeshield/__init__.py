@@ -1,6 +1,7 @@
 """safeshield: learned safety shields for any Gymnasium agent.
 
 - ``wrap(env, method, indicator=...)``: put a shield around an env, in one line.
+- ``wrap_vector(envs, method, ...)``: one shared shield for every sub-env of a vector env.
 - ``make(env_id, shield=...)``: ``gym.make`` plus ``wrap``.
 - ``load(path, env=...)``: carry a saved shield to an env (frozen unless ``train=True``).
 - ``methods()``: installed shield methods and their default configs.
@@ -19,6 +20,7 @@ import gymnasium as gym
 
 from safeshield import environments  # noqa: F401  (registers the env ids)
 from safeshield.core import CheckpointError, Shield, ShieldConfig, ShieldModel, get_method, method_names
+from safeshield.core.vector import VectorShield, wrap_vector
 from safeshield.shields import SQRL, SQRLConfig
 
 __all__ = [
@@ -28,10 +30,12 @@ __all__ = [
     "Shield",
     "ShieldConfig",
     "ShieldModel",
+    "VectorShield",
     "load",
     "make",
     "methods",
     "wrap",
+    "wrap_vector",
 ]
 __version__ = "0.1.0"
 

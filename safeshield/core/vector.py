@@ -1,0 +1,241 @@
+"""The vector front end of a shield: N sub-envs, one model, batched risk queries.
+
+- ``VectorShield``: a ``gymnasium.vector.VectorWrapper`` that shields every sub-env of a
+  ``VectorEnv`` with one shared ``ShieldModel`` (one buffer, one learner). It is the vector twin
+  of ``safeshield.core.wrapper.Shield`` and runs the same per-step code (``ShieldCore``).
+- ``wrap_vector``: ``safeshield.wrap`` for vector envs (a method name and its options).
+- ``env_info``: one sub-env's info dict out of a vector info dict.
+
+Per vector step the shield makes one batched risk query for all N proposals and, per
+resampling round, one batched query for the candidates of every rejected proposal.
+
+Autoreset. Gymnasium vector envs reset a finished sub-env themselves, in one of three modes
+(``env.metadata["autoreset_mode"]``):
+
+- ``NEXT_STEP`` (the default): the step after an episode ends resets that sub-env and ignores
+  its action. The shield passes that action through unscored, stores nothing for it and
+  reports ``info["_shield"][i] = False``.
+- ``SAME_STEP``: the finishing step returns the reset observation; the true last observation
+  is ``info["final_obs"][i]`` and the step's info ``info["final_info"]``. The shield stores the
+  transition to the final observation, computes the indicator on the final info, and carries
+  on from the reset observation.
+- ``DISABLED``: the user resets sub-envs with ``reset(options={"reset_mask": mask})``; the
+  shield starts a new episode for exactly those rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AutoresetMode, VectorEnv
+
+from safeshield.core.decision import Decision
+from safeshield.core.model import ShieldConfig, ShieldModel
+from safeshield.core.wrapper import ShieldCore, default_indicator, flatten_batch, resolve_model
+
+__all__ = ["VectorShield", "env_info", "wrap_vector"]
+
+
+class VectorShield(gym.vector.VectorWrapper):
+    """Shield every sub-env of a vector env with one shared model, learning from all of them.
+
+    Every ``step(actions)`` validates the ``(num_envs, *action_shape)`` proposals, decides for
+    every sub-env that is not autoresetting (row ``i`` decides exactly as a single ``Shield``
+    with candidate seed ``seed + i`` would), steps the vector env with the executed actions,
+    stores each sub-env's transition in the one buffer and learns on the model's schedule (one
+    stored transition counts as one step, as for N single shields). ``info["shield"]`` holds
+    the single-env report's keys as arrays over sub-envs, ``info["_shield"]`` the rows it covers.
+
+    ``reset(seed=s)`` reseeds row ``i``'s candidate RNG with ``s + i`` (or ``s[i]`` for a list),
+    matching how the vector env seeds its sub-envs.
+
+    Example:
+        >>> import gymnasium as gym, safeshield
+        >>> envs = gym.make_vec("safeshield/DrunkSpider-v0", num_envs=4, vectorization_mode="sync")
+        >>> envs = safeshield.VectorShield(envs, "sqrl")
+        >>> obs, info = envs.reset(seed=0)
+        >>> obs, rewards, terminations, truncations, info = envs.step(envs.action_space.sample())
+        >>> info["shield"]["intervened"].shape
+        (4,)
+    """
+
+    def __init__(
+        self,
+        env: VectorEnv,
+        model: ShieldModel | str = "sqrl",
+        indicator: str | Callable | None = None,
+        *,
+        train: bool = True,
+        seed: int | None = None,
+        config: ShieldConfig | dict[str, Any] | None = None,
+    ):
+        if not isinstance(env, VectorEnv):
+            raise TypeError(f"env must be a gymnasium.vector.VectorEnv, got {type(env).__name__}")
+        if not isinstance(env.single_action_space, gym.spaces.Box):
+            raise TypeError(f"VectorShield requires a Box single_action_space, got {env.single_action_space}")
+        if _is_vector_shielded(env):
+            raise ValueError("env is already shielded; wrap the unshielded vector env")
+        super().__init__(env)
+        model = resolve_model(model, env.single_observation_space, env.single_action_space, config, seed)
+        indicator = default_indicator(env, indicator)
+        self.shield = model
+        self.core = ShieldCore(
+            model, indicator, env.single_observation_space, env.single_action_space, env.num_envs,
+            train=train, seed=seed,
+        )
+        self.indicator = self.core.indicator
+        self.autoreset_mode = AutoresetMode((env.metadata or {}).get("autoreset_mode", AutoresetMode.NEXT_STEP))
+        self._autoresetting = np.zeros(env.num_envs, dtype=bool)
+        self._all_rows = np.arange(env.num_envs)
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
+        obs, info = self.env.reset(seed=seed, options=options)
+        mask = (options or {}).get("reset_mask")
+        rows = self._all_rows if mask is None else np.flatnonzero(mask)
+        if seed is not None:
+            self.core.seed(seed)
+        self.core.remember(self._flatten(obs))
+        self.core.start_episodes(rows)
+        self._autoresetting[rows] = False
+        return obs, info
+
+    def step(self, actions):
+        core = self.core
+        if core.obs_flat is None:
+            raise gym.error.ResetNeeded("call reset() before step() on a shielded vector env")
+        proposals = core.validate(actions, (self.num_envs, *core.action_shape))
+        rows = np.flatnonzero(~self._autoresetting)
+        executed = proposals.copy()
+        decision = core.decide(proposals[rows], rows) if rows.size else Decision.accepted(proposals[:0], np.zeros(0))
+        executed[rows] = decision.action
+        obs, rewards, terminations, truncations, infos = self.env.step(
+            executed.reshape(self.action_space.shape).astype(core.action_dtype, copy=False)
+        )
+        flat = self._flatten(obs)
+        failures = self._learn(rows, decision, executed[rows], flat, obs, rewards, terminations, truncations, infos)
+        infos = dict(infos)
+        infos["shield"], infos["_shield"] = self._report(actions, executed, rows, decision, failures)
+        core.remember(flat)
+        done = np.logical_or(terminations, truncations)
+        if self.autoreset_mode == AutoresetMode.NEXT_STEP:
+            self._autoresetting = done.copy()
+        if self.autoreset_mode != AutoresetMode.DISABLED:
+            core.start_episodes(np.flatnonzero(done))
+        return obs, rewards, terminations, truncations, infos
+
+    def attach_policy(self, sample) -> None:
+        """Draw candidates from the agent's policy ``sample(obs[m, d], n, generator)`` (the papers' rule)."""
+        self.shield.attach_policy(sample)
+
+    @property
+    def episode_failures(self) -> np.ndarray:
+        """Failing steps in each sub-env's current episode."""
+        return self.core.episode_failures.copy()
+
+    @property
+    def total_failures(self) -> int:
+        return self.core.total_failures
+
+    @property
+    def total_interventions(self) -> int:
+        return self.core.total_interventions
+
+    @property
+    def total_fallbacks(self) -> int:
+        return self.core.total_fallbacks
+
+    # -- the pieces -----------------------------------------------------------------------------
+    def _flatten(self, obs) -> np.ndarray:
+        return flatten_batch(self.single_observation_space, obs, self.num_envs)
+
+    def _learn(self, rows, decision, executed, flat, obs, rewards, terminations, truncations, infos) -> np.ndarray:
+        """Indicator and storage for ``rows``; a SAME_STEP reset row uses its final obs and info."""
+        next_flat = flat[rows]
+        final = infos.get("_final_obs") if self.autoreset_mode == AutoresetMode.SAME_STEP else None
+        failures = np.empty(rows.size)
+        for j, i in enumerate(rows):
+            if final is not None and final[i]:
+                env_obs, info = infos["final_obs"][i], env_info(infos["final_info"], i)
+                next_flat[j] = flatten_batch(self.single_observation_space, env_obs, 1, batched=False)[0]
+            else:
+                env_obs, info = _row(obs, i), env_info(infos, i)
+            failures[j] = self.indicator(env_obs, rewards[i], terminations[i], truncations[i], info)
+        self.core.record(rows, self.core.obs_flat[rows], executed, next_flat, failures, terminations[rows],
+                         truncations[rows], decision.intervened, decision.fell_back)
+        return failures
+
+    def _report(self, actions, executed, rows, decision, failures) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """``info["shield"]`` as arrays over sub-envs (rows not covered hold zeros) and its mask."""
+        n, core = self.num_envs, self.core
+        covered = np.zeros(n, dtype=bool)
+        covered[rows] = True
+
+        def column(values, dtype):
+            out = np.zeros(n, dtype=dtype)
+            out[rows] = values
+            return out
+
+        shape = (n, *core.action_shape)
+        report = {
+            "proposed_action": np.array(actions, dtype=core.action_dtype).reshape(shape),
+            "executed_action": executed.reshape(shape).astype(core.action_dtype),
+            "intervened": column(decision.intervened, bool),
+            "risk": column(decision.risk, np.float64),
+            "proposal_risk": column(decision.proposal_risk, np.float64),
+            "threshold": np.full(n, float(np.float32(core.model.threshold))),
+            "fell_back": column(decision.fell_back, bool),
+            "n_candidates": column(decision.n_candidates, np.int64),
+            "failure": column(failures, np.float64),
+        }
+        return report, covered
+
+
+def env_info(infos: dict[str, Any], i: int) -> dict[str, Any]:
+    """Sub-env ``i``'s entries of a vector info dict (keys whose ``_key`` mask covers ``i``)."""
+    out = {}
+    for key, value in infos.items():
+        if key.startswith("_"):
+            continue
+        mask = infos.get("_" + key)
+        if mask is not None and not mask[i]:
+            continue
+        out[key] = env_info(value, i) if isinstance(value, dict) else value[i]
+    return out
+
+
+def _row(obs, i: int):
+    if isinstance(obs, dict):
+        return {key: _row(value, i) for key, value in obs.items()}
+    if isinstance(obs, tuple):
+        return tuple(_row(value, i) for value in obs)
+    return obs[i]
+
+
+def _is_vector_shielded(env: VectorEnv) -> bool:
+    while isinstance(env, gym.vector.VectorWrapper):
+        if isinstance(env, VectorShield):
+            return True
+        env = env.env
+    return False
+
+
+def wrap_vector(
+    env: VectorEnv,
+    method: str = "sqrl",
+    indicator: str | Callable | None = None,
+    *,
+    train: bool = True,
+    seed: int | None = None,
+    config: ShieldConfig | None = None,
+    **options: Any,
+) -> VectorShield:
+    """``safeshield.wrap`` for a vector env: one ``method`` shield shared by every sub-env.
+
+    ``options`` are fields of the method's config (``eps_safe=0.05`` for SQRL).
+    """
+    if config is not None and options:
+        raise TypeError("pass either config=... or keyword options, not both")
+    return VectorShield(env, method, indicator, train=train, seed=seed, config=config if config is not None else options)
