@@ -4,6 +4,7 @@
   ``safe_rows`` / ``unsafe_rows`` give SAFER's D_safe and D_unsafe; ``save`` / ``load``.
 - ``SCHEMA``: the arrays a file must hold (users can write their own data in this format).
 - ``window_indices``: row indices of each step's window (-1 where it is zero-padded).
+- ``collect_episodes``: roll a (scripted) policy out in an env and label every step.
 
 Schema (format ``safeshield-offline``, version 1). N rows, one per environment step, the rows
 of an episode consecutive and in time order:
@@ -42,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OfflineDataset", "SCHEMA", "FORMAT", "window_indices"]
+__all__ = ["OfflineDataset", "SCHEMA", "FORMAT", "window_indices", "collect_episodes"]
 
 FORMAT = "safeshield-offline"
 VERSION = 1
@@ -205,6 +206,42 @@ class OfflineDataset:
         if metadata.get("format", FORMAT) != FORMAT:
             raise ValueError(f"{str(source)!r} has format={metadata.get('format')!r}, expected {FORMAT!r}")
         return cls(**arrays, metadata=metadata)
+
+
+def collect_episodes(
+    env,
+    policy,
+    episodes: int,
+    seed: int = 0,
+    failure_key: str = "failure",
+    success_key: str = "success",
+    metadata: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> OfflineDataset:
+    """Run ``episodes`` episodes of ``policy(obs, rng) -> action`` (``policy.reset()`` called per
+    episode when it exists) and label each step with ``info[failure_key]`` (omega) and whether
+    its episode ended with ``info[success_key]``. Episode e is reset with seed ``seed + e``."""
+    from tqdm.auto import tqdm
+
+    rng = np.random.default_rng(seed)
+    columns: dict[str, list] = {"observations": [], "actions": [], "violations": [], "successes": [], "episode_ids": []}
+    for episode in tqdm(range(int(episodes)), disable=not progress, desc="collect", unit="episode"):
+        obs, _ = env.reset(seed=int(seed) + episode)
+        if hasattr(policy, "reset"):
+            policy.reset()
+        start, success, done = len(columns["actions"]), False, False
+        while not done:
+            action = np.asarray(policy(obs, rng), dtype=np.float32)
+            next_obs, _, terminated, truncated, info = env.step(action)
+            columns["observations"].append(np.asarray(obs))
+            columns["actions"].append(action.reshape(-1))
+            columns["violations"].append(float(info.get(failure_key, 0.0)) > 0.5)
+            columns["episode_ids"].append(episode)
+            success = success or bool(info.get(success_key, False))
+            obs, done = next_obs, terminated or truncated
+        columns["successes"].extend([success] * (len(columns["actions"]) - start))
+    env_id = getattr(getattr(env, "spec", None), "id", None)
+    return OfflineDataset(**{k: np.asarray(v) for k, v in columns.items()}, metadata={"env_id": env_id, **(metadata or {})})
 
 
 def _window_index_rows(episode_ids: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:

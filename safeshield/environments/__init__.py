@@ -37,7 +37,13 @@ _SPECS: dict[str, tuple[str, int, dict]] = {
     "safeshield/PointTraps-v0": ("safeshield.environments.trap_navigation:TrapNavigationEnv", 500, {"robot": "point"}),
     "safeshield/CarTraps-v0": ("safeshield.environments.trap_navigation:TrapNavigationEnv", 500, {"robot": "car"}),
     # --- SAFER Operation grasping (PyBullet)
+    # task k of 40 (operation.EVAL_TASKS lists the 6 hardest); 50-step episodes (our choice)
+    "safeshield/Operation-v0": ("safeshield.environments.operation:OperationEnv", 50, {}),
+    **{f"safeshield/Operation{k:02d}-v0": ("safeshield.environments.operation:OperationEnv", 50, {"task": k}) for k in range(40)},
     # --- Safe-transfer Hallway (MuJoCo): Walls / Poles / Humanoids
+    "safeshield/PointHallwayWalls-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "walls"}),
+    "safeshield/PointHallwayPoles-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "poles"}),
+    "safeshield/PointHallwayHumanoids-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "humanoids"}),
     # --- Robot envs: Minitaur, Laikago (PyBullet), ShadowHand (gymnasium-robotics), Panda push (robosuite)
     "safeshield/Minitaur-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.0}),
     "safeshield/MinitaurVelocity-v0": (_MINITAUR, 500, {"goal_velocity": 0.4, "foot_friction": 1.0}),
