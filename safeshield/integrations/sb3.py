@@ -1,0 +1,287 @@
+"""Stable-Baselines3 adapter: train any SB3 agent inside a shield, storing what was executed.
+
+- ``ShieldedVecEnv``: an SB3 ``VecEnvWrapper`` that shields every sub-env with one shared
+  model (one batched risk query per step), the SB3 twin of ``safeshield.VectorShield``;
+  ``wrap_vec_env(venv, "sqrl", eps_safe=...)`` builds one from a method name and options.
+- ``ShieldCallback``: the one adapter call (``model.learn(..., callback=ShieldCallback())``).
+  It attaches the agent's own action distribution as the shield's candidate sampler and makes
+  the learner store the *executed* action:
+
+  * off-policy (SAC, TD3, DDPG): SB3 stores ``buffer_action``, the proposal rescaled to
+    [-1, 1] (``OffPolicyAlgorithm._store_transition``). The callback overwrites the rows the
+    shield changed with the executed action, rescaled the same way, before they are stored.
+  * on-policy (PPO, A2C): the rollout buffer stores the sampled action and its log-probability
+    under the acting policy. For a row the shield changed, the callback stores the executed
+    action and recomputes its log-probability and nothing else (the value V(s) does not depend
+    on the action). The PPO ratio is then computed for the action that produced the reward.
+    It is still off-policy data (the executed action was not drawn from pi_old), which is why
+    ``docs/integrations.md`` recommends remap shields for on-policy learners.
+- ``policy_sampler``: ``sample(obs[m, d], n, generator) -> actions[m, n, a]`` in env units
+  from an SB3 model's policy: SAC's squashed Gaussian, PPO/A2C's Gaussian (gSDE: its
+  marginal Gaussian), TD3/DDPG's deterministic actor plus its Gaussian exploration noise.
+
+Works with a per-env ``safeshield.Shield`` too (``SAC("MlpPolicy", safeshield.wrap(env, ...))``,
+``DummyVecEnv`` or ``SubprocVecEnv``): the executed action travels in ``info["shield"]``. Only
+the policy sampler needs the shield in this process (``ShieldedVecEnv`` or ``DummyVecEnv``); in
+``SubprocVecEnv`` each process's shield samples perturbations of the proposal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+
+from safeshield.core.model import ShieldConfig, ShieldModel
+from safeshield.core.wrapper import Shield, ShieldCore, default_indicator, flatten_batch, resolve_model
+
+__all__ = ["ShieldedVecEnv", "ShieldCallback", "find_shields", "policy_sampler", "wrap_vec_env"]
+
+TD3_EXPLORATION_STD = 0.1  # TD3 paper (Fujimoto et al. 2018) exploration noise, in [-1, 1] units
+
+
+class ShieldedVecEnv(VecEnvWrapper):
+    """Shield every sub-env of an SB3 ``VecEnv`` with one shared model, learning from all of them.
+
+    Decisions, storage and the learning schedule are ``ShieldCore``'s, as in ``Shield`` and
+    ``VectorShield``. SB3 resets a finished sub-env inside ``step`` and keeps its last
+    observation in ``info["terminal_observation"]``: the shield stores the transition to that
+    observation and tells termination from time-limit truncation by ``info["TimeLimit.truncated"]``.
+    Each sub-env's ``info["shield"]`` is the single-env report.
+
+    Example:
+        >>> from stable_baselines3.common.env_util import make_vec_env
+        >>> import safeshield
+        >>> from safeshield.integrations.sb3 import ShieldedVecEnv
+        >>> env = ShieldedVecEnv(make_vec_env("safeshield/DrunkSpider-v0", n_envs=4), "sqrl")
+        >>> obs = env.reset()
+        >>> obs, rewards, dones, infos = env.step(np.zeros((4, 2), np.float32))
+        >>> sorted(infos[0]["shield"])[:2]
+        ['executed_action', 'failure']
+    """
+
+    def __init__(
+        self,
+        venv: VecEnv,
+        model: ShieldModel | str = "sqrl",
+        indicator: str | Callable | None = None,
+        *,
+        train: bool = True,
+        seed: int | None = None,
+        config: ShieldConfig | dict[str, Any] | None = None,
+    ):
+        if not isinstance(venv, VecEnv):
+            raise TypeError(f"venv must be a stable_baselines3 VecEnv, got {type(venv).__name__}")
+        if not isinstance(venv.action_space, gym.spaces.Box):
+            raise TypeError(f"ShieldedVecEnv requires a Box action space, got {venv.action_space}")
+        super().__init__(venv)
+        model = resolve_model(model, venv.observation_space, venv.action_space, config, seed)
+        indicator = default_indicator(venv, indicator)
+        self.shield = model
+        self.core = ShieldCore(model, indicator, venv.observation_space, venv.action_space, venv.num_envs,
+                               train=train, seed=seed)
+        self.indicator = self.core.indicator
+        self._pending_step: tuple[np.ndarray, Any] | None = None
+
+    def seed(self, seed: int | None = None):
+        seeds = self.venv.seed(seed)
+        if seed is not None:
+            self.core.seed(seed)
+        return seeds
+
+    def reset(self):
+        obs = self.venv.reset()
+        self.core.remember(flatten_batch(self.observation_space, obs, self.num_envs))
+        self.core.start_episodes(np.arange(self.num_envs))
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        core = self.core
+        if core.obs_flat is None:
+            raise gym.error.ResetNeeded("call reset() before step() on a shielded VecEnv")
+        proposals = core.validate(actions, (self.num_envs, *core.action_shape))
+        decision = core.decide(proposals)
+        self._pending_step = (np.array(actions, copy=True), decision)
+        self.venv.step_async(decision.action.reshape(self.num_envs, *core.action_shape).astype(core.action_dtype))
+
+    def step_wait(self):
+        proposed, decision = self._pending_step
+        core, n = self.core, self.num_envs
+        obs, rewards, dones, infos = self.venv.step_wait()
+        flat = flatten_batch(self.observation_space, obs, n)
+        next_flat = flat.copy()
+        truncated = np.array([bool(info.get("TimeLimit.truncated", False)) for info in infos])
+        terminated = np.asarray(dones, dtype=bool) & ~truncated
+        failures = np.empty(n)
+        for i, info in enumerate(infos):
+            env_obs = info["terminal_observation"] if dones[i] and "terminal_observation" in info else _row(obs, i)
+            if dones[i]:
+                next_flat[i] = flatten_batch(self.observation_space, env_obs, 1, batched=False)[0]
+            failures[i] = self.indicator(env_obs, rewards[i], terminated[i], truncated[i], info)
+        core.record(np.arange(n), core.obs_flat, decision.action, next_flat, failures, terminated, truncated,
+                    decision.intervened, decision.fell_back)
+        core.remember(flat)
+        core.start_episodes(np.flatnonzero(dones))
+        infos = [dict(info, shield=core.report(proposed[i], decision.action[i], decision, i, failures[i]))
+                 for i, info in enumerate(infos)]
+        return obs, rewards, dones, infos
+
+    def attach_policy(self, sample) -> None:
+        self.shield.attach_policy(sample)
+
+    @property
+    def total_failures(self) -> int:
+        return self.core.total_failures
+
+    @property
+    def total_interventions(self) -> int:
+        return self.core.total_interventions
+
+
+def wrap_vec_env(
+    venv: VecEnv,
+    method: str = "sqrl",
+    indicator: str | Callable | None = None,
+    *,
+    train: bool = True,
+    seed: int | None = None,
+    **options: Any,
+) -> ShieldedVecEnv:
+    """``safeshield.wrap`` for an SB3 ``VecEnv``; ``options`` are fields of the method's config."""
+    return ShieldedVecEnv(venv, method, indicator, train=train, seed=seed, config=options)
+
+
+def find_shields(venv: VecEnv) -> list[Any]:
+    """The shields living in this process: a ``ShieldedVecEnv`` in the wrapper chain, or per-env
+    ``Shield`` wrappers inside a ``DummyVecEnv`` (a ``SubprocVecEnv`` keeps its own elsewhere)."""
+    while isinstance(venv, VecEnvWrapper):
+        if isinstance(venv, ShieldedVecEnv):
+            return [venv]
+        venv = venv.venv
+    found = []
+    if isinstance(venv, DummyVecEnv):
+        for env in venv.envs:
+            while isinstance(env, gym.Wrapper):
+                if isinstance(env, Shield):
+                    found.append(env)
+                    break
+                env = env.env
+    return found
+
+
+def policy_sampler(model: BaseAlgorithm) -> Callable:
+    """The SB3 model's action distribution as a candidate sampler (env units, seeded by ``generator``)."""
+    policy = model.policy
+    space = model.action_space
+    low = torch.as_tensor(space.low, dtype=torch.float32)
+    high = torch.as_tensor(space.high, dtype=torch.float32)
+    obs_shape = model.observation_space.shape
+    if not isinstance(model.observation_space, gym.spaces.Box):
+        raise TypeError(f"policy_sampler supports Box observations, got {model.observation_space}")
+
+    def unscale(scaled: torch.Tensor) -> torch.Tensor:
+        return low + (scaled + 1.0) * 0.5 * (high - low)
+
+    def sample(obs: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        m = obs.shape[0]
+        with torch.no_grad():
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=policy.device).reshape(m, *obs_shape)
+            mean, std, kind = _gaussian(model, obs_t)
+            mean, std = mean.float().cpu(), std.float().cpu()
+            noise = torch.randn((m, n, mean.shape[-1]), generator=generator)
+            drawn = mean.unsqueeze(1) + std.unsqueeze(1) * noise
+            if kind == "squashed":
+                return unscale(torch.tanh(drawn))
+            if kind == "scaled":
+                return unscale(drawn.clamp(-1.0, 1.0))
+            return drawn
+
+    return sample
+
+
+def _gaussian(model: BaseAlgorithm, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+    """``(mean, std, kind)`` of the policy's Gaussian at ``obs``; ``kind`` says how to map a draw to env
+    units: ``"squashed"`` (tanh then rescale), ``"scaled"`` (clip to [-1, 1] then rescale) or ``"env"``."""
+    policy = model.policy
+    actor = getattr(policy, "actor", None)
+    if actor is not None and hasattr(actor, "get_action_dist_params"):  # SAC (tanh-squashed Gaussian)
+        mean, log_std, kwargs = actor.get_action_dist_params(obs)
+        normal = actor.action_dist.proba_distribution(mean, log_std, **kwargs).distribution
+        return normal.mean, normal.stddev, "squashed"
+    if hasattr(policy, "get_distribution"):  # PPO, A2C (ActorCriticPolicy)
+        normal = policy.get_distribution(obs).distribution
+        if not isinstance(normal, torch.distributions.Normal):
+            raise TypeError(f"policy_sampler needs a Gaussian policy, got {type(normal).__name__}")
+        return normal.mean, normal.stddev, "squashed" if policy.squash_output else "env"
+    if actor is not None:  # TD3, DDPG: deterministic tanh actor plus Gaussian exploration noise
+        mu = actor(obs)
+        sigma = getattr(getattr(model, "action_noise", None), "_sigma", None)
+        std = torch.as_tensor(sigma if sigma is not None else TD3_EXPLORATION_STD, dtype=mu.dtype).expand_as(mu)
+        return mu, std, "scaled"
+    raise TypeError(f"policy_sampler does not know {type(policy).__name__}")
+
+
+class ShieldCallback(BaseCallback):
+    """Make an SB3 algorithm learn from what the shield executed; draw candidates from its policy.
+
+    ``model.learn(total_timesteps, callback=ShieldCallback())``. With ``attach=False`` the
+    shield keeps its own candidate sampler (perturbations of the proposal).
+    """
+
+    def __init__(self, attach: bool = True, verbose: int = 0):
+        super().__init__(verbose)
+        self.attach = attach
+        self.shields: list[Any] = []
+        self.rewritten = 0  # stored actions replaced by executed ones
+
+    def _init_callback(self) -> None:
+        self.shields = find_shields(self.training_env)
+        if self.attach and self.shields:
+            sample = policy_sampler(self.model)
+            for shield in self.shields:
+                shield.attach_policy(sample)
+
+    def _on_step(self) -> bool:
+        infos = self.locals["infos"]
+        rows = [i for i, info in enumerate(infos) if "shield" in info and info["shield"]["intervened"]]
+        if not rows:
+            return True
+        executed = np.stack([infos[i]["shield"]["executed_action"] for i in rows]).astype(np.float32)
+        policy = self.model.policy
+        if "buffer_actions" in self.locals:  # OffPolicyAlgorithm.collect_rollouts
+            buffer_actions = self.locals["buffer_actions"]
+            stored = policy.scale_action(executed) if policy.squash_output else executed
+            buffer_actions[rows] = stored.reshape(buffer_actions[rows].shape)
+        elif "log_probs" in self.locals:  # OnPolicyAlgorithm.collect_rollouts
+            actions, log_probs = self.locals["actions"], self.locals["log_probs"]
+            stored = policy.scale_action(executed) if policy.squash_output else executed
+            actions[rows] = stored.reshape(actions[rows].shape)
+            obs = _select(self.locals["obs_tensor"], rows)
+            with torch.no_grad():
+                _, log_prob, _ = policy.evaluate_actions(obs, torch.as_tensor(actions[rows], device=policy.device))
+            log_probs[rows] = log_prob.to(log_probs.dtype)
+        else:
+            raise RuntimeError(
+                "ShieldCallback found neither buffer_actions (off-policy) nor log_probs (on-policy) in "
+                f"{type(self.model).__name__}.collect_rollouts; this SB3 version is not supported"
+            )
+        self.rewritten += len(rows)
+        return True
+
+
+def _select(obs, rows):
+    if isinstance(obs, dict):
+        return {key: value[rows] for key, value in obs.items()}
+    return obs[rows]
+
+
+def _row(obs, i: int):
+    if isinstance(obs, dict):
+        return {key: value[i] for key, value in obs.items()}
+    return obs[i]

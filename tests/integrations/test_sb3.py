@@ -1,0 +1,205 @@
+"""Stable-Baselines3 integration: the learner stores what the shield executed, and training runs.
+
+- off-policy (SAC, TD3): every replay-buffer action is the executed action rescaled to [-1, 1]
+  (SB3 would store the proposal), with a per-env ``Shield`` (DummyVecEnv, SubprocVecEnv) and
+  with the shared-model ``ShieldedVecEnv``;
+- on-policy (PPO): replaced rows store the executed action and its recomputed log-probability;
+- the policy sampler draws from the agent's own distribution, reproducibly given a generator;
+- ``ShieldedVecEnv`` handles SB3's same-step reset (``terminal_observation``) and truncation;
+- SB3's and Gymnasium's env checkers pass on a shielded env.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("stable_baselines3")
+
+from gymnasium.utils.env_checker import check_env as gym_check_env  # noqa: E402
+from stable_baselines3 import PPO, SAC, TD3  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList  # noqa: E402
+from stable_baselines3.common.env_checker import check_env  # noqa: E402
+from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
+from stable_baselines3.common.vec_env import SubprocVecEnv  # noqa: E402
+
+import safeshield  # noqa: E402
+from safeshield.integrations.sb3 import ShieldCallback, ShieldedVecEnv, policy_sampler, wrap_vec_env  # noqa: E402
+
+DRUNK_SPIDER = "safeshield/DrunkSpider-v0"
+def small():
+    return {"net_arch": [16, 16]}  # a fresh dict: SB3 adds keys to the one it is given
+
+
+class Recorder(BaseCallback):
+    """Keep every step's shield reports; optionally check the on-policy rewrite as it happens."""
+
+    def __init__(self, check_log_probs=False):
+        super().__init__()
+        self.reports, self.check_log_probs, self.checked = [], check_log_probs, 0
+
+    def _on_step(self) -> bool:
+        self.reports.append([info["shield"] for info in self.locals["infos"]])
+        if self.check_log_probs:
+            rows = [i for i, r in enumerate(self.reports[-1]) if r["intervened"]]
+            if rows:
+                executed = torch.as_tensor(np.stack([self.reports[-1][i]["executed_action"] for i in rows]))
+                with torch.no_grad():
+                    _, log_prob, _ = self.model.policy.evaluate_actions(self.locals["obs_tensor"][rows], executed)
+                torch.testing.assert_close(self.locals["log_probs"][rows], log_prob)
+                np.testing.assert_array_equal(self.locals["actions"][rows], executed.numpy())
+                self.checked += len(rows)
+        return True
+
+
+def assert_replay_holds_executed(model, reports):
+    buffer = model.replay_buffer
+    steps = len(reports)
+    executed = np.array([[r["executed_action"] for r in step] for step in reports])
+    proposed = np.array([[r["proposed_action"] for r in step] for step in reports])
+    intervened = np.array([[r["intervened"] for r in step] for step in reports])
+    np.testing.assert_allclose(buffer.actions[:steps], model.policy.scale_action(executed), atol=1e-5)
+    assert intervened.sum() > 5, "the test needs replaced actions"
+    moved = np.abs(model.policy.scale_action(proposed) - buffer.actions[:steps]).max(axis=-1)
+    assert (moved[intervened] > 1e-3).all(), "replaced rows must not hold the proposal"
+
+
+def test_sac_with_a_per_env_shield_stores_executed_actions_and_trains(far_from_point):
+    env = gym.make(DRUNK_SPIDER)
+    shielded = safeshield.Shield(env, far_from_point(env, n_candidates=8), train=False, seed=0)
+    recorder = Recorder()
+    model = SAC("MlpPolicy", shielded, learning_starts=40, batch_size=16, policy_kwargs=small(), seed=0)
+    adapter = ShieldCallback()
+    model.learn(120, callback=CallbackList([adapter, recorder]))
+    assert_replay_holds_executed(model, recorder.reports)
+    assert model._n_updates > 0 and adapter.rewritten > 5
+    assert shielded.shield.policy_sampler is not None, "candidates come from SAC's own policy"
+
+
+def test_td3_with_a_shared_vec_shield_stores_executed_actions(far_from_point):
+    venv = make_vec_env(DRUNK_SPIDER, n_envs=3, seed=0)
+    shielded = ShieldedVecEnv(venv, far_from_point(venv, n_candidates=8), train=False, seed=0)
+    recorder = Recorder()
+    model = TD3("MlpPolicy", shielded, learning_starts=30, batch_size=16, policy_kwargs=small(), seed=0)
+    model.learn(90, callback=CallbackList([ShieldCallback(), recorder]))
+    assert_replay_holds_executed(model, recorder.reports)
+    assert model._n_updates > 0
+
+
+def test_td3_with_shields_inside_subproc_vec_env_stores_executed_actions():
+    def make():
+        return safeshield.make(DRUNK_SPIDER, seed=0, eps_safe=0.0072)  # untrained critic: rejects some
+
+    venv = SubprocVecEnv([make, make], start_method="fork")
+    try:
+        recorder = Recorder()
+        model = TD3("MlpPolicy", venv, learning_starts=20, batch_size=16, policy_kwargs=small(), seed=0)
+        adapter = ShieldCallback()
+        model.learn(60, callback=CallbackList([adapter, recorder]))
+        executed = np.array([[r["executed_action"] for r in step] for step in recorder.reports])
+        np.testing.assert_allclose(model.replay_buffer.actions[: len(executed)], executed, atol=1e-5)
+        assert adapter.shields == []  # the shields live in the worker processes
+    finally:
+        venv.close()
+
+
+def test_ppo_stores_executed_action_with_its_recomputed_log_prob(far_from_point):
+    venv = make_vec_env(DRUNK_SPIDER, n_envs=2, seed=0)
+    shielded = ShieldedVecEnv(venv, far_from_point(venv, n_candidates=8), train=False, seed=0)
+    recorder = Recorder(check_log_probs=True)
+    model = PPO("MlpPolicy", shielded, n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=small(), seed=0)
+    model.learn(64, callback=CallbackList([ShieldCallback(), recorder]))
+    assert recorder.checked > 5 and model._n_updates > 0
+    last = recorder.reports[-32:]
+    executed = np.array([[r["executed_action"] for r in step] for step in last])
+    intervened = np.array([[r["intervened"] for r in step] for step in last])
+    stored = model.rollout_buffer.actions  # flattened env-major by PPO's training pass (swap_and_flatten)
+    flat = executed.swapaxes(0, 1).reshape(stored.shape), intervened.swapaxes(0, 1).reshape(-1)
+    np.testing.assert_array_equal(stored[flat[1]], flat[0][flat[1]])
+
+
+def test_sac_trains_with_a_learning_sqrl_shield_on_a_shared_vec_env():
+    venv = wrap_vec_env(make_vec_env(DRUNK_SPIDER, n_envs=2, seed=0), "sqrl", seed=0, learning_starts=32,
+                        batch_size=16, hidden=(16,))
+    model = SAC("MlpPolicy", venv, learning_starts=32, batch_size=16, policy_kwargs=small(), seed=0)
+    model.learn(100, callback=ShieldCallback())
+    assert venv.shield.buffer.total_added == 100 and venv.shield.updates > 0 and model._n_updates > 0
+
+
+def test_policy_sampler_draws_from_the_policy_reproducibly():
+    env = gym.make(DRUNK_SPIDER)
+    for algo in (SAC, TD3, PPO):
+        model = algo("MlpPolicy", env, policy_kwargs=small(), seed=0)
+        sample = policy_sampler(model)
+        obs = torch.as_tensor(np.stack([env.observation_space.sample() for _ in range(3)]))
+        first = sample(obs, 500, torch.Generator().manual_seed(1))
+        again = sample(obs, 500, torch.Generator().manual_seed(1))
+        assert first.shape == (3, 500, 2)
+        torch.testing.assert_close(first, again)
+        if algo is PPO:  # the Gaussian's mean is the policy's deterministic action
+            mean = model.policy.get_distribution(obs).distribution.mean
+            torch.testing.assert_close(first.mean(dim=1), mean, atol=0.15, rtol=0)
+        else:
+            assert first.abs().max() <= 1.0
+    with pytest.raises(TypeError):
+        policy_sampler(SAC("MultiInputPolicy", make_dict_env()))
+
+
+def make_dict_env():
+    return gym.wrappers.TransformObservation(
+        gym.make("Pendulum-v1"), lambda o: {"x": o}, gym.spaces.Dict({"x": gym.make("Pendulum-v1").observation_space})
+    )
+
+
+class Countdown(gym.Env):
+    """obs = (episode, t); terminates after 3 steps (a failure) unless truncated after 2 by TimeLimit."""
+
+    def __init__(self):
+        self.observation_space = gym.spaces.Box(-100, 100, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-1, 1, (2,), np.float32)
+        self.episode = -1
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.episode, self.t = self.episode + 1, 0
+        return np.array([self.episode, 0], np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.episode, self.t], np.float32), 0.0, self.t >= 3, False, {}
+
+
+@pytest.mark.parametrize("limit", [None, 2])
+def test_shielded_vec_env_stores_the_terminal_observation_not_the_reset_one(limit):
+    def make():
+        return gym.wrappers.TimeLimit(Countdown(), limit) if limit else Countdown()
+
+    venv = wrap_vec_env(make_vec_env(make, n_envs=2), "sqrl", indicator="terminated", learning_starts=10**6)
+    venv.reset()
+    for _ in range(9):
+        venv.step(np.zeros((2, 2), np.float32))
+    batch = venv.shield.buffer.all()
+    assert len(batch.obs) == 18
+    assert (batch.next_obs[:, 0] == batch.obs[:, 0]).all() and (batch.next_obs[:, 1] == batch.obs[:, 1] + 1).all()
+    ends = batch.next_obs[:, 1] == (limit or 3)
+    np.testing.assert_array_equal(batch.terminated, ends if limit is None else np.zeros_like(ends))
+    np.testing.assert_array_equal(batch.failure, ends if limit is None else np.zeros_like(ends))
+    assert venv.total_failures == (6 if limit is None else 0)
+
+
+def test_sb3_and_gymnasium_env_checkers_pass_on_a_shielded_env():
+    check_env(safeshield.make(DRUNK_SPIDER, seed=0))
+    gym_check_env(safeshield.make(DRUNK_SPIDER, seed=0), skip_render_check=True)
+
+
+def test_shielded_vec_env_rejects_bad_input():
+    with pytest.raises(TypeError, match="VecEnv"):
+        ShieldedVecEnv(gym.make(DRUNK_SPIDER))
+    venv = wrap_vec_env(make_vec_env(DRUNK_SPIDER, n_envs=2))
+    with pytest.raises(gym.error.ResetNeeded):
+        venv.step(np.zeros((2, 2), np.float32))
+    venv.reset()
+    with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
+        venv.step(np.zeros(2, np.float32))
