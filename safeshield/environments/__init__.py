@@ -49,6 +49,7 @@ _SPECS: dict[str, tuple[str, int, dict]] = {
     "safeshield/MinitaurVelocity-v0": (_MINITAUR, 500, {"goal_velocity": 0.4, "foot_friction": 1.0}),
     "safeshield/MinitaurFriction-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.25}),
     "safeshield/MinitaurRandomized-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.0, "randomize_dynamics": True}),
+    "safeshield/Laikago-v0": ("safeshield.environments.laikago:LaikagoEnv", 500, {}),
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
