@@ -28,6 +28,7 @@ __all__ = ["DrunkSpiderEnv", "classify_path", "register_envs", "ENV_IDS"]
 
 _DRUNK_SPIDER = "safeshield.environments.drunk_spider:DrunkSpiderEnv"
 _MINITAUR = "safeshield.environments.minitaur:MinitaurEnv"  # robot envs: entry points only, engines load on make
+_SHADOW_HAND = "safeshield.environments.shadow_hand:ShadowHandCubeRotateEnv"
 
 # id -> (entry point, max_episode_steps, kwargs)
 _SPECS: dict[str, tuple[str, int, dict]] = {
@@ -50,6 +51,8 @@ _SPECS: dict[str, tuple[str, int, dict]] = {
     "safeshield/MinitaurFriction-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.25}),
     "safeshield/MinitaurRandomized-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.0, "randomize_dynamics": True}),
     "safeshield/Laikago-v0": ("safeshield.environments.laikago:LaikagoEnv", 500, {}),
+    "safeshield/ShadowHandCubeRotate-v0": (_SHADOW_HAND, 100, {"turn": 1.0}),
+    "safeshield/ShadowHandCubeRotateTarget-v0": (_SHADOW_HAND, 100, {"turn": 1.5}),
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
