@@ -4,7 +4,8 @@
   ``VectorEnv`` with one shared ``ShieldModel`` (one buffer, one learner). It is the vector twin
   of ``safeshield.core.wrapper.Shield`` and runs the same per-step code (``ShieldCore``).
 - ``wrap_vector``: ``safeshield.wrap`` for vector envs (a method name and its options).
-- ``env_info``: one sub-env's info dict out of a vector info dict.
+- ``env_info`` / ``EnvInfo``: one sub-env's info out of a vector info dict (a dict / a lazy view,
+  which is what the indicator receives).
 
 Per vector step the shield makes one batched risk query for all N proposals and, per
 resampling round, one batched query for the candidates of every rejected proposal.
@@ -25,7 +26,7 @@ Autoreset. Gymnasium vector envs reset a finished sub-env themselves, in one of 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import gymnasium as gym
@@ -36,7 +37,7 @@ from safeshield.core.decision import Decision
 from safeshield.core.model import ShieldConfig, ShieldModel
 from safeshield.core.wrapper import ShieldCore, default_indicator, flatten_batch, resolve_model
 
-__all__ = ["VectorShield", "env_info", "wrap_vector"]
+__all__ = ["EnvInfo", "VectorShield", "env_info", "wrap_vector"]
 
 
 class VectorShield(gym.vector.VectorWrapper):
@@ -158,10 +159,10 @@ class VectorShield(gym.vector.VectorWrapper):
         failures = np.empty(rows.size)
         for j, i in enumerate(rows):
             if final is not None and final[i]:
-                env_obs, info = infos["final_obs"][i], env_info(infos["final_info"], i)
+                env_obs, info = infos["final_obs"][i], EnvInfo(infos["final_info"], i)
                 next_flat[j] = flatten_batch(self.single_observation_space, env_obs, 1, batched=False)[0]
             else:
-                env_obs, info = _row(obs, i), env_info(infos, i)
+                env_obs, info = _row(obs, i), EnvInfo(infos, i)
             failures[j] = self.indicator(env_obs, rewards[i], terminations[i], truncations[i], info)
         self.core.record(rows, self.core.obs_flat[rows], executed, next_flat, failures, terminations[rows],
                          truncations[rows], decision.intervened, decision.fell_back)
@@ -194,16 +195,40 @@ class VectorShield(gym.vector.VectorWrapper):
 
 
 def env_info(infos: dict[str, Any], i: int) -> dict[str, Any]:
-    """Sub-env ``i``'s entries of a vector info dict (keys whose ``_key`` mask covers ``i``)."""
-    out = {}
-    for key, value in infos.items():
-        if key.startswith("_"):
-            continue
-        mask = infos.get("_" + key)
-        if mask is not None and not mask[i]:
-            continue
-        out[key] = env_info(value, i) if isinstance(value, dict) else value[i]
-    return out
+    """Sub-env ``i``'s entries of a vector info dict (keys whose ``_key`` mask covers ``i``), as a dict."""
+    return {key: dict(value) if isinstance(value, EnvInfo) else value for key, value in EnvInfo(infos, i).items()}
+
+
+class EnvInfo(Mapping):
+    """A read-only view of sub-env ``i``'s entries of a vector info dict, built without copying.
+
+    The indicator reads one or two keys per step; building a dict of every key for every
+    sub-env would cost more than the decision itself at N = 16.
+    """
+
+    __slots__ = ("_infos", "_i")
+
+    def __init__(self, infos: dict[str, Any], i: int):
+        self._infos, self._i = infos, i
+
+    def _covers(self, key: str) -> bool:
+        mask = self._infos.get("_" + key)
+        return mask is None or bool(mask[self._i])
+
+    def __getitem__(self, key: str):
+        if key.startswith("_") or key not in self._infos or not self._covers(key):
+            raise KeyError(key)
+        value = self._infos[key]
+        return EnvInfo(value, self._i) if isinstance(value, dict) else value[self._i]
+
+    def __contains__(self, key) -> bool:
+        return isinstance(key, str) and not key.startswith("_") and key in self._infos and self._covers(key)
+
+    def __iter__(self):
+        return (key for key in self._infos if not key.startswith("_") and self._covers(key))
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 def _row(obs, i: int):

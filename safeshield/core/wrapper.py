@@ -116,8 +116,9 @@ class ShieldCore:
         if rows.size == 1:  # the lean single-pair path (numpy forward, no torch dispatch)
             risk = np.array([model.proposal_risk(self.obs_flat[rows[0]], proposals[0])], dtype=np.float32)
         else:
+            obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
             with torch.inference_mode():
-                risk = model.risk(self.obs_tensor[torch.from_numpy(rows)], torch.from_numpy(proposals)).numpy()
+                risk = model.risk(obs, torch.from_numpy(proposals)).numpy()
         if not (risk >= threshold).any():
             return Decision.accepted(proposals, risk)
         return self._resample(proposals, risk, rows, threshold)
@@ -171,9 +172,9 @@ class ShieldCore:
         as the same steps taken by single-env shields one after another would be.
         """
         model = self.model
-        for j, row in enumerate(rows):
-            failure, done = failures[j], bool(terminated[j] or truncated[j])
-            if not model.frozen:
+        if not model.frozen:
+            for j, row in enumerate(rows):
+                failure, done = failures[j], bool(terminated[j] or truncated[j])
                 if self.pending[row] is not None:
                     model.buffer.set_next_action(self.pending[row], executed[j])
                 stored = model.observe(previous[j], executed[j], next_flat[j], failure, bool(terminated[j]))
@@ -181,11 +182,12 @@ class ShieldCore:
                 model.after_step()
                 if done:
                     model.on_episode_end(self.episode_failures[row] + failure > 0)
-            self.total_interventions += int(intervened[j])
-            self.total_fallbacks += int(fell_back[j])
-            if failure > 0.5:
-                self.episode_failures[row] += 1
-                self.total_failures += 1
+        failed = np.asarray(failures) > 0.5
+        self.total_interventions += int(np.count_nonzero(intervened))
+        self.total_fallbacks += int(np.count_nonzero(fell_back))
+        if failed.any():
+            np.add.at(self.episode_failures, np.asarray(rows)[failed], 1)
+            self.total_failures += int(np.count_nonzero(failed))
 
     def report(self, proposed, executed: np.ndarray, decision: Decision, j: int, failure: float) -> dict[str, Any]:
         """The ``info["shield"]`` dict of one env (row ``j`` of ``decision``)."""
