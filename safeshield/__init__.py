@@ -20,6 +20,7 @@ import gymnasium as gym
 
 from safeshield import environments  # noqa: F401  (registers the env ids)
 from safeshield.core import CheckpointError, Shield, ShieldConfig, ShieldModel, get_method, method_names
+from safeshield.core.remap import RemapShield, load_remap, remap_checkpoint_method, remap_method_names
 from safeshield.core.vector import VectorShield, wrap_vector
 from safeshield.shields import SQRL, SQRLConfig
 
@@ -30,6 +31,7 @@ __all__ = [
     "Shield",
     "ShieldConfig",
     "ShieldModel",
+    "RemapShield",
     "VectorShield",
     "load",
     "make",
@@ -58,6 +60,9 @@ def wrap(
     """
     if config is not None and options:
         raise TypeError("pass either config=... or keyword options, not both")
+    if method in remap_method_names():  # remap shields (SAFER) change the action space: core.remap
+        config = config.to_json() if config is not None else options
+        return RemapShield(env, method, indicator, train=train, seed=seed, config=config)
     return Shield(env, method, indicator, train=train, seed=seed, config=config if config is not None else options)
 
 
@@ -90,6 +95,8 @@ def load(
     shield is reused unless another is given (a callable indicator must be passed again).
     ``options`` change decision rules for the new phase (``pretraining=False``, ``eps_safe=...``).
     """
+    if remap_checkpoint_method(path) is not None:  # a remap prior (SAFER): core.remap.load_remap
+        return load_remap(path, env, train=train, indicator=indicator, seed=seed)
     if env is None:
         model = ShieldModel.from_checkpoint(path, seed=seed).reconfigure(**options)
         return model.unfreeze() if train else model.freeze()
@@ -99,4 +106,7 @@ def load(
 
 def methods() -> dict[str, dict[str, Any]]:
     """Installed shield methods, each with its default configuration."""
-    return {name: get_method(name).config_class().to_json() for name in method_names()}
+    from safeshield.core.remap import get_remap_method
+
+    remap = {name: get_remap_method(name).config_class().to_json() for name in remap_method_names()}
+    return {**{name: get_method(name).config_class().to_json() for name in method_names()}, **remap}

@@ -56,7 +56,8 @@ def standard_normal_log_prob(z: torch.Tensor) -> torch.Tensor:
 
 def diagonal_gaussian_kl(mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
     """``KL(N(mean, diag exp(log_std)^2) || N(0, I))`` per row: 0.5 sum(sigma^2 + mu^2 - 1 - log sigma^2)."""
-    return 0.5 * (torch.exp(2.0 * log_std) + mean.pow(2) - 1.0 - 2.0 * log_std).sum(-1)
+    # expm1: sigma^2 - 1 - log sigma^2 without cancellation near sigma = 1 (it stays >= 0)
+    return 0.5 * (torch.expm1(2.0 * log_std) - 2.0 * log_std + mean.pow(2)).sum(-1)
 
 
 class _Coupling(nn.Module):
@@ -103,7 +104,7 @@ class ConditionalRealNVP(nn.Module):
         if not max_log_scale > 0:
             raise ValueError(f"max_log_scale must be > 0, got {max_log_scale!r}")
         even = (torch.arange(dim) % 2 == 0).to(torch.get_default_dtype())
-        masks = [even if k % 2 == 0 else 1.0 - even for k in range(n_couplings)]
+        masks = [even.clone() if k % 2 == 0 else 1.0 - even for k in range(n_couplings)]
         self.dim, self.cond_dim = dim, cond_dim
         self.layers = nn.ModuleList(_Coupling(m, cond_dim, hidden, max_log_scale) for m in masks)
 

@@ -5,6 +5,7 @@
   every agent action u to the env action ``a = f(eta * u; s, E[c | Lambda])``.
 - ``register_remap_method`` / ``get_remap_method`` / ``remap_method_names``: the registry
   ``safeshield.wrap`` and ``safeshield.load`` dispatch remap methods through.
+- ``remap_checkpoint_method`` / ``load_remap``: recognise and load a saved remap prior.
 
 A reject/resample shield (``core.wrapper.Shield``) keeps the agent's action space and replaces
 unsafe proposals; a remap shield changes the action space and maps *every* action, so it has
@@ -34,15 +35,27 @@ executed a is reported for anything that wants env-unit actions.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 
+from safeshield.core.checkpoint import CheckpointError
 from safeshield.core.indicators import make_indicator
 
-__all__ = ["RemapModel", "RemapShield", "register_remap_method", "get_remap_method", "remap_method_names"]
+__all__ = [
+    "RemapModel",
+    "RemapShield",
+    "register_remap_method",
+    "get_remap_method",
+    "remap_method_names",
+    "remap_checkpoint_method",
+    "load_remap",
+]
 
 _REMAP_METHODS: dict[str, Any] = {}
 
@@ -82,6 +95,36 @@ def get_remap_method(name: str):
 
 def remap_method_names() -> list[str]:
     return sorted(_REMAP_METHODS)
+
+
+def remap_checkpoint_method(path: str | os.PathLike) -> str | None:
+    """The remap method a checkpoint directory holds (its kind is ``shield/<method>``), else None."""
+    try:
+        with open(Path(path) / "config.json") as handle:
+            kind = str(json.load(handle).get("kind", ""))
+    except (OSError, ValueError, AttributeError):
+        return None
+    name = kind.removeprefix("shield/")
+    return name if kind.startswith("shield/") and name in _REMAP_METHODS else None
+
+
+def load_remap(
+    path: str | os.PathLike,
+    env: gym.Env | None = None,
+    *,
+    train: bool = False,
+    indicator: str | Callable | None = None,
+    seed: int | None = None,
+):
+    """Load a saved remap prior; with ``env``, wrapped around it in a ``RemapShield`` (spaces must match)."""
+    name = remap_checkpoint_method(path)
+    if name is None:
+        raise CheckpointError(f"{str(path)!r} does not hold a remap shield (installed: {remap_method_names()})")
+    method = get_remap_method(name)
+    if env is None:
+        return method.load(path, seed=seed)
+    model = method.load(path, env.observation_space, env.action_space, seed=seed)
+    return RemapShield(env, model, indicator, train=train, seed=seed)
 
 
 def _indicator_of(env: gym.Env, indicator: str | Callable | None) -> str | Callable | None:

@@ -156,9 +156,11 @@ def eta_deterministic(max_abs: np.ndarray, unsafe: np.ndarray, max_unsafe_fracti
     """The largest open box (-eta, eta)^d whose unsafe fraction on the data is <= the bound (digest A.3).
 
     Sort m_i = ||z_i||_inf; among prefixes ending at a change of value (ties go in or out together),
-    take the longest whose unsafe fraction is <= ``max_unsafe_fraction``; eta is the midpoint to
-    the next value (just past the largest m when every point fits). O(n log n), exact, and
-    monotone non-decreasing in ``max_unsafe_fraction``.
+    take the longest whose unsafe fraction is <= ``max_unsafe_fraction``; eta is the next float
+    above its largest m: the tightest open box holding those points (digest A.3 allows anything up
+    to the next m; the tightest never claims latent space the data did not check, so on an
+    identity flow with omega = 1 iff ||a|| >= r, eta stays inside the safe region). O(n log n),
+    exact, and monotone non-decreasing in ``max_unsafe_fraction``.
     """
     m = np.asarray(max_abs, dtype=np.float64).reshape(-1)
     bad = np.asarray(unsafe, dtype=np.float64).reshape(-1)
@@ -172,10 +174,7 @@ def eta_deterministic(max_abs: np.ndarray, unsafe: np.ndarray, max_unsafe_fracti
     ok = np.flatnonzero(boundary & (fraction <= max_unsafe_fraction + 1e-12))
     if ok.size == 0:
         return float(m[0] / 2)
-    last = int(ok[-1])
-    if last == m.size - 1:
-        return float(m[-1] * (1 + 1e-6) + 1e-9)
-    return float((m[last] + m[last + 1]) / 2)
+    return float(np.nextafter(m[int(ok[-1])], np.inf))
 
 
 def eta_algorithm3(
@@ -191,7 +190,8 @@ def eta_algorithm3(
     With eps = 1 - ``max_unsafe_fraction``: S = points inside (-eta, eta); draw floor(S eps) safe
     and floor(S (1 - eps)) unsafe in-box points (without replacement, at most what the box holds);
     eta <- their largest ||z||_inf; stop once the in-box safe fraction is >= eps. eta never grows
-    (a max over points already inside). If the cap is hit or a fixed point fails the test, the
+    (a max over points already inside); as printed, the point attaining the new eta falls outside
+    the open box, so every iteration drops at least one point and the loop ends. If the cap is hit or a fixed point fails the test, the
     deterministic eta (``eta_deterministic``) is returned and ``satisfied`` is False.
     """
     m = np.asarray(max_abs, dtype=np.float64).reshape(-1)
@@ -279,6 +279,7 @@ class SAFER(nn.Module):
     """
 
     name: ClassVar[str] = "safer"
+    config_class: ClassVar[type[SAFERConfig]] = SAFERConfig
 
     def __init__(
         self, observation_space: gym.Space, action_space: gym.Space, config: SAFERConfig | None = None, seed: int | None = None
