@@ -29,6 +29,7 @@ __all__ = ["DrunkSpiderEnv", "classify_path", "register_envs", "ENV_IDS"]
 _DRUNK_SPIDER = "safeshield.environments.drunk_spider:DrunkSpiderEnv"
 _MINITAUR = "safeshield.environments.minitaur:MinitaurEnv"  # robot envs: entry points only, engines load on make
 _SHADOW_HAND = "safeshield.environments.shadow_hand:ShadowHandCubeRotateEnv"
+_PANDA_PUSH = "safeshield.environments.panda_push:PandaPushEnv"
 
 # id -> (entry point, max_episode_steps, kwargs)
 _SPECS: dict[str, tuple[str, int, dict]] = {
@@ -53,6 +54,8 @@ _SPECS: dict[str, tuple[str, int, dict]] = {
     "safeshield/Laikago-v0": ("safeshield.environments.laikago:LaikagoEnv", 500, {}),
     "safeshield/ShadowHandCubeRotate-v0": (_SHADOW_HAND, 100, {"turn": 1.0}),
     "safeshield/ShadowHandCubeRotateTarget-v0": (_SHADOW_HAND, 100, {"turn": 1.5}),
+    "safeshield/PandaPushNoTopple-v0": (_PANDA_PUSH, 500, {"failure": "topple"}),
+    "safeshield/PandaPushBoundary-v0": (_PANDA_PUSH, 500, {"failure": "boundary"}),
 }
 
 ENV_IDS: tuple[str, ...] = tuple(_SPECS)
