@@ -453,25 +453,45 @@ def _assert_same_runs(a, b):
             assert np.array_equal(x[key], y[key]), key
 
 
-def test_frozen_sqrl_shield_is_deterministic_given_the_seed():
+# The learned methods the shared contract tests run on (each parametrised test below).
+LEARNED_METHODS = ["sqrl", "csc", "q_ensemble"]
+
+
+def _make_with_threshold(method: str, threshold: float | None, **options):
+    """A frozen shield of ``method`` on DrunkSpider whose threshold is ``threshold`` (default if None).
+
+    SQRL's threshold is ``eps_safe``; CSC's is ``(chi - v_hat)`` in normalised units, so V̂_C is
+    set to ``chi - threshold`` (the adaptive rule itself is tested in tests/shields/test_csc.py).
+    """
+    if method == "sqrl":
+        extra = {} if threshold is None else {"eps_safe": threshold}
+        return safeshield.make(DRUNK_SPIDER, train=False, seed=0, **extra, **options)
+    env = safeshield.make(DRUNK_SPIDER, shield=method, train=False, seed=0, threshold_units="normalised", **options)
+    if threshold is not None:
+        env.shield.v_hat = env.shield.config.chi - threshold
+    return env
+
+
+@pytest.mark.parametrize("method", LEARNED_METHODS)
+def test_frozen_learned_shield_is_deterministic_given_the_seed(method):
     """Contract: a frozen shield is deterministic given reset(seed=...), resampling included.
 
-    eps_safe is set to the median risk the untrained critic gives random actions at the start
-    state, so some proposals are rejected, resampled and some fall back.
+    The threshold is set to the median risk the untrained critic gives random actions at the
+    start state, so some proposals are rejected, resampled and some fall back.
     """
-    probe = safeshield.make(DRUNK_SPIDER, train=False, seed=0)
+    probe = _make_with_threshold(method, None)
     start, _ = probe.reset(seed=3)
     actions = np.random.default_rng(0).uniform(-1, 1, (256, 2)).astype(np.float32)
     eps = float(np.median(probe.shield.risk_numpy(np.repeat(start[None], 256, axis=0), actions)))
     runs = []
     for _ in range(2):
-        env = safeshield.make(DRUNK_SPIDER, train=False, seed=0, eps_safe=eps)
+        env = _make_with_threshold(method, eps)
         runs.append(_run(env, seed=3))
     _assert_same_runs(*runs)
     shields = runs[0][1]
     assert any(s["intervened"] for s in shields) and not all(s["intervened"] for s in shields)
     # The same env re-seeded replays the same run too.
-    env = safeshield.make(DRUNK_SPIDER, train=False, seed=0, eps_safe=eps)
+    env = _make_with_threshold(method, eps)
     _assert_same_runs(_run(env, seed=3), _run(env, seed=3))
 
 
@@ -519,9 +539,10 @@ def test_buffer_keeps_exactly_the_last_min_n_capacity_transitions_in_order(n, ca
         assert batch.terminated[i] == np.float32(terminated)
 
 
-def _training_run(capacity: int, steps: int, seed: int = 0):
+def _training_run(capacity: int, steps: int, seed: int = 0, method: str = "sqrl"):
     env = safeshield.make(
-        DRUNK_SPIDER, seed=seed, buffer_capacity=capacity, hidden=(16, 16), learning_starts=20, batch_size=16
+        DRUNK_SPIDER, shield=method, seed=seed, buffer_capacity=capacity, hidden=(16, 16), learning_starts=20,
+        batch_size=16,
     )
     rng = np.random.default_rng(seed)
     records = []  # (obs before, executed, obs after, failure, terminated, truncated)
@@ -537,12 +558,13 @@ def _training_run(capacity: int, steps: int, seed: int = 0):
     return env, records
 
 
+@pytest.mark.parametrize("method", LEARNED_METHODS)
 @pytest.mark.parametrize("capacity", [1000, 37])
-def test_training_shield_stores_every_executed_transition_with_its_sarsa_link(capacity):
+def test_training_shield_stores_every_executed_transition_with_its_sarsa_link(capacity, method):
     """Contract + buffer docstring: every step is stored with the *executed* action; next_action
     of row t is the action executed at step t+1 within an episode (its own action at episode end)."""
     steps = 150
-    env, records = _training_run(capacity, steps)
+    env, records = _training_run(capacity, steps, method=method)
     model = env.shield
     assert model.buffer.total_added == steps
     assert model.updates > 0, "the schedule ran (learning_starts=20)"

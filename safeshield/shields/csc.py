@@ -1,0 +1,319 @@
+"""CSC: a conservative (over-estimating) safety critic with an adaptive threshold.
+
+Paper: Bharadhwaj, Kumar, Rhinehart, Levine, Shkurti, Garg, "Conservative Safety Critics for
+Exploration" (ICLR 2021 draft), ``shared/seeds/001_74a4095eb117fc8f.txt``; digest
+``shared/notes/seeds-sqrl-csc.md`` §2.
+
+What this module implements:
+
+- Eq. 2, the critic loss: TD(0) plus CQL's penalty with the sign reversed,
+
+      L(ζ) = α ( −E_{s∼D, a∼π}[Q_C(s, a)] + E_{(s,a)∼D}[Q_C(s, a)] )
+             + ½ E_{(s,a,s',c)∼D}[ (Q_C(s, a) − B̂^π Q̄_C(s, a))² ],
+      B̂^π Q̄_C(s, a) = c + γ (1 − c) E_{a'∼π(·|s')}[Q̄_C(s', a')],      c = C(s'),
+
+  which pushes Q_C up on the policy's actions and down on the data's, so Q_C over-estimates
+  the failure probability (tested on tabular MDPs in ``tests/shields/test_csc_theory.py``).
+  α = 0.5, η_Q = 2e-4, γ = 0.99 (App. A.6); Q_C ∈ [0, 1] ("capped to be ≤ 1", §4).
+- Alg. 1 lines 2, 5 and 10, the adaptive threshold: V̂_C ← χ at the start; after every epoch of
+  ``episodes_per_epoch`` episodes, V̂_C ← the epoch's average failures per episode, and
+
+      ε = (1 − γ)(χ − V̂_C)                    (``threshold_units="paper"``, the default)
+
+  so ε = 0 in the first epoch and ε ≤ 0 whenever the last epoch failed at least χ per episode.
+- Alg. 1 line 6 with App. A.4's cap: execute a ∼ π_old iff Q_C(s, a) ≤ ε, else resample, at
+  most 100 tries: the proposal plus ``n_candidates = 99`` draws of the shared decision core,
+  with ``selection="uniform"`` (the first safe draw, i.e. rejection sampling from π when the
+  agent's sampler is attached). Executed actions then satisfy Lemma 1's deterministic core,
+  V̂_C + Q_C(s, a) / (1 − γ) < χ, unless the shield fell back (flagged in ``info["shield"]``).
+- ``QEnsemble`` (``"q_ensemble"``), the paper's Q-ensembles baseline (§5.2, App. A.6): the same
+  filter and threshold over 20 critics trained without the CQL term (α = 0), risk = the ensemble
+  maximum (Leave No Trace's pessimism over its ensemble).
+
+Where this differs from the paper, and why:
+
+- After 100 rejected tries the paper does not say what runs (digest §2.12 item 1). We execute
+  the least risky action tried (proposal or candidate) and flag ``fell_back``. In the first
+  epoch (ε = 0) and after any epoch with too many failures (ε ≤ 0) every step falls back, so
+  the shield then acts as "the safest of 100 draws of π".
+- The threshold's scale (digest §2.4, §2.12 item 2): Q_C is a discounted failure probability in
+  [0, 1], and (1 − γ) = 0.01 makes ε at most 5e-4 for χ = 0.05: only actions whose failure is
+  ≥ 757 steps away could pass, longer than an episode. ``threshold_units="normalised"`` drops
+  the (1 − γ), ε = χ − V̂_C, reading Q_C as the probability of failing in the rest of the
+  episode (V_C and χ are per-episode failure probabilities; at most one failure per episode).
+  ``benchmarks/csc_nav.py`` runs both.
+- Comparison: the decision core accepts ``Q_C < ε`` (strict, SQRL's Eq. 5) where Alg. 1 writes
+  ``≤``; they differ only on a measure-zero set of sigmoid outputs.
+- Squashing: Q_C = sigmoid(logit), MSE TD loss as Eq. 2 (the paper does not say how it caps).
+  A Polyak target network (τ = 0.005, our choice) stabilises the backup; the paper has none.
+- E_{a∼π}[·] in the CQL term and a' in the backup: ``cql_samples`` draws from the attached
+  policy sampler (the agent's π); without one, uniform actions over the box for the CQL term
+  (CQL(H)'s uniform proposal) and the executed next action for the backup (SARSA, as SQRL here).
+- The threshold adapts only while the shield learns: a frozen shield keeps its V̂_C, so its
+  decisions stay a deterministic function of the seed.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from safeshield.core.buffer import Batch
+from safeshield.core.model import ShieldConfig, ShieldModel, register_method
+from safeshield.shields.sqrl import INITIAL_LOGIT
+
+__all__ = [
+    "CSC",
+    "CSCConfig",
+    "QEnsemble",
+    "QEnsembleConfig",
+    "CriticEnsemble",
+    "csc_threshold",
+    "conservative_critic_loss",
+]
+
+THRESHOLD_UNITS = ("paper", "normalised")
+ENSEMBLE_RISKS = ("max", "mean")
+
+
+@dataclass(frozen=True)
+class CSCConfig(ShieldConfig):
+    """CSC defaults; each cites its source."""
+
+    chi: float = 0.05  # CSC Fig. 6 caption ("χ = 0.05 for all the baselines"); Fig. 3 says 0.03
+    gamma: float = 0.99  # CSC App. A.6
+    alpha: float = 0.5  # CSC App. A.6 (0.05, 0.5, 5 "nearly same performance")
+    lr: float = 2e-4  # CSC App. A.6 (η_Q; 1e-4 also tried)
+    hidden: tuple[int, ...] = (64, 64)  # our choice (paper silent): small enough for CPU runs
+    n_critics: int = 1  # CSC: one critic; the Q-ensembles baseline uses 20 (App. A.6)
+    ensemble_risk: str = "max"  # our choice for n_critics > 1: pessimism over the ensemble (LNT)
+    tau: float = 0.005  # our choice: Polyak target rate (the paper has no target network)
+    cql_samples: int = 4  # our choice: draws of π per state for E_{a∼π}[Q_C] (paper silent)
+    episodes_per_epoch: int = 5  # our choice: M of Alg. 1 (not given); V̂_C averages over these
+    threshold_units: str = "paper"  # "paper": ε = (1−γ)(χ−V̂_C) (Alg. 1 l.5); "normalised": ε = χ−V̂_C
+    n_candidates: int = 99  # CSC App. A.4: at most 100 tries per step = the proposal + 99 draws
+    resample_rounds: int = 1  # CSC App. A.4: the 100 tries are one batch
+    selection: str = "uniform"  # CSC Alg. 1 l.6: the first safe draw of π (rejection sampling)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.chi < 1.0:
+            raise ValueError(f"chi must be in [0, 1), got {self.chi!r}")
+        if not 0.0 < self.gamma < 1.0:
+            raise ValueError(f"gamma must be in (0, 1), got {self.gamma!r}")
+        if not self.alpha >= 0.0:
+            raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
+        if not self.lr > 0 or not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"lr must be > 0 and tau in (0, 1], got lr={self.lr!r}, tau={self.tau!r}")
+        for name in ("n_critics", "cql_samples", "episodes_per_epoch"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not self.hidden or not all(isinstance(h, (int, np.integer)) and h > 0 for h in self.hidden):
+            raise ValueError(f"hidden must be a non-empty tuple of positive layer widths, got {self.hidden!r}")
+        if self.threshold_units not in THRESHOLD_UNITS:
+            raise ValueError(f"threshold_units must be one of {THRESHOLD_UNITS}, got {self.threshold_units!r}")
+        if self.ensemble_risk not in ENSEMBLE_RISKS:
+            raise ValueError(f"ensemble_risk must be one of {ENSEMBLE_RISKS}, got {self.ensemble_risk!r}")
+
+
+@dataclass(frozen=True)
+class QEnsembleConfig(CSCConfig):
+    """The Q-ensembles baseline: CSC's filter and threshold, 20 critics, no CQL term."""
+
+    alpha: float = 0.0  # CSC §5.2: "the same filtering idea but no CQL"
+    n_critics: int = 20  # CSC App. A.6: "20, as mentioned in the LNT paper"
+
+
+def csc_threshold(chi: float, v_hat: float, gamma: float, units: str = "paper") -> float:
+    """ε of Alg. 1 line 5: ``(1 − γ)(χ − V̂_C)``, or ``χ − V̂_C`` in ``"normalised"`` units."""
+    if units not in THRESHOLD_UNITS:
+        raise ValueError(f"units must be one of {THRESHOLD_UNITS}, got {units!r}")
+    return (chi - v_hat) * ((1.0 - gamma) if units == "paper" else 1.0)
+
+
+def conservative_critic_loss(
+    q_data: torch.Tensor, target: torch.Tensor, q_pi: torch.Tensor | None, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 2 per critic: ``(½ E_D[(Q − y)²], α (E_D[Q] − E_π[Q]))``, each of shape ``(n_critics,)``.
+
+    ``q_data`` / ``target``: ``(n_critics, B)`` on the dataset's (s, a); ``q_pi``: ``(n_critics,
+    B')`` on (s, a ∼ π). Minimising the second term raises Q_C on π's actions and lowers it on the
+    data's, the reverse of CQL, so the critic over-estimates (``tests/shields/test_csc_theory.py``).
+    """
+    td = 0.5 * ((q_data - target) ** 2).mean(dim=-1)
+    if q_pi is None or alpha == 0:
+        return td, torch.zeros_like(td)
+    return td, alpha * (q_data.mean(dim=-1) - q_pi.mean(dim=-1))
+
+
+class CriticEnsemble(nn.Module):
+    """``n`` independent MLP critics on ``[obs, action]``, evaluated in one batched call.
+
+    Weights are stacked ``(n, in, out)`` so the ensemble costs one ``baddbmm`` per layer, not a
+    Python loop; ``forward`` returns logits of shape ``(n, batch)``. Each member is initialised
+    like ``nn.Linear``, independently.
+    """
+
+    def __init__(self, in_dim: int, n: int, hidden: tuple[int, ...]):
+        super().__init__()
+        dims = [in_dim, *map(int, hidden), 1]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            bound = 1.0 / math.sqrt(d_in)
+            self.weights.append(nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, d_out).uniform_(-bound, bound)))
+
+    @property
+    def size(self) -> int:
+        return self.weights[0].shape[0]
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([obs, actions], dim=-1).unsqueeze(0).expand(self.size, -1, -1)
+        last = len(self.weights) - 1
+        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(bias, x, weight)
+            if index < last:
+                x = torch.relu(x)
+        return x.squeeze(-1)
+
+
+@register_method
+class CSC(ShieldModel):
+    """The CSC conservative safety critic as a shield model (``safeshield.wrap(env, "csc")``)."""
+
+    name = "csc"
+    config_class = CSCConfig
+    config: CSCConfig
+
+    def build(self) -> None:
+        cfg = self.config
+        self.critic = CriticEnsemble(self.obs_dim + self.act_dim, cfg.n_critics, cfg.hidden)
+        # start optimistic (Q_C ≈ 0.01), as the SQRL critic does: see shields/sqrl.py
+        with torch.no_grad():
+            self.critic.weights[-1].mul_(0.1)
+            self.critic.biases[-1].fill_(INITIAL_LOGIT)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.v_hat = float(cfg.chi)  # Alg. 1 line 2
+        self.epochs = 0
+        self._epoch_episodes = 0
+        self._epoch_failures = 0
+
+    # -- the threshold (Alg. 1 lines 2, 5, 10) ------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        cfg = self.config
+        return csc_threshold(cfg.chi, self.v_hat, cfg.gamma, cfg.threshold_units)
+
+    def on_episode_end(self, failed: bool) -> None:
+        """Count the episode; after ``episodes_per_epoch`` of them, V̂_C ← their average failures."""
+        if self.frozen:
+            return
+        self._epoch_episodes += 1
+        self._epoch_failures += int(bool(failed))
+        if self._epoch_episodes >= self.config.episodes_per_epoch:
+            self.v_hat = self._epoch_failures / self._epoch_episodes
+            self.epochs += 1
+            self._epoch_episodes = self._epoch_failures = 0
+
+    def lemma1_value(self, q_c: np.ndarray | float) -> np.ndarray:
+        """V̂_C + Q_C / (1 − γ): Lemma 1's left side for an executed action (≤ χ when ε is paper's)."""
+        return self.v_hat + np.asarray(q_c, dtype=np.float64) / (1.0 - self.config.gamma)
+
+    # -- the critic ---------------------------------------------------------------------------------
+    def q_members(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Every member's Q_C(s, a) ∈ (0, 1), shape ``(n_critics, batch)``."""
+        return torch.sigmoid(self.critic(obs, actions))
+
+    def risk(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Q_C(s, a): the (conservative) discounted probability of failing after ``a`` in ``s``."""
+        q = self.q_members(obs, actions)
+        if q.shape[0] == 1:
+            return q[0]
+        return q.max(dim=0).values if self.config.ensemble_risk == "max" else q.mean(dim=0)
+
+    def q_c(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Alias of ``risk`` under the paper's name, for an agent's Â_C (TRPO-Lagrangian)."""
+        return self.risk(obs, actions)
+
+    def _policy_actions(self, obs: torch.Tensor, n: int) -> torch.Tensor | None:
+        """``(batch, n, act_dim)`` draws of the attached policy, or None without one."""
+        if self.policy_sampler is None:
+            return None
+        drawn = self.policy_sampler(obs, n, None)
+        actions = drawn[0] if isinstance(drawn, tuple) else drawn
+        return torch.as_tensor(actions, dtype=obs.dtype)
+
+    def _cql_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        n = self.config.cql_samples
+        actions = self._policy_actions(obs, n)
+        if actions is None:
+            low = torch.as_tensor(self.action_space.low, dtype=obs.dtype).reshape(-1)
+            high = torch.as_tensor(self.action_space.high, dtype=obs.dtype).reshape(-1)
+            actions = low + torch.rand(obs.shape[0], n, self.act_dim, dtype=obs.dtype) * (high - low)
+        return actions
+
+    def learn_step(self, batch: Batch) -> dict[str, float]:
+        cfg = self.config
+        obs, action = torch.from_numpy(batch.obs), torch.from_numpy(batch.action)
+        next_obs = torch.from_numpy(batch.next_obs)
+        failure, terminated = torch.from_numpy(batch.failure), torch.from_numpy(batch.terminated)
+        with torch.no_grad():
+            drawn = self._policy_actions(next_obs, 1)
+            next_action = torch.from_numpy(batch.next_action) if drawn is None else drawn[:, 0, :]
+            next_q = torch.sigmoid(self.target_critic(next_obs, next_action))
+            target = failure + cfg.gamma * (1.0 - failure) * (1.0 - terminated) * next_q
+        q_data = self.q_members(obs, action)
+        q_pi = None
+        if cfg.alpha > 0:
+            with torch.no_grad():
+                pi_actions = self._cql_actions(obs)
+            k = pi_actions.shape[1]
+            flat_obs = obs.unsqueeze(1).expand(-1, k, -1).reshape(-1, self.obs_dim)
+            q_pi = self.q_members(flat_obs, pi_actions.reshape(-1, self.act_dim))
+        td, penalty = conservative_critic_loss(q_data, target, q_pi, cfg.alpha)
+        loss = (td + penalty).sum()  # members are independent: each gets its own full gradient
+        stats = {"safety_critic_td_loss": td.mean().item(), "cql_penalty": penalty.mean().item(),
+                 "mean_q_data": q_data.mean().item()}
+        if q_pi is not None:
+            stats["mean_q_pi"] = q_pi.mean().item()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            for param, target_param in zip(self.critic.parameters(), self.target_critic.parameters()):
+                target_param.lerp_(param, cfg.tau)
+        return stats
+
+    # -- checkpoint state -----------------------------------------------------------------------------
+    def extra_state(self) -> dict:
+        return {
+            **super().extra_state(),
+            "v_hat": self.v_hat,
+            "epochs": self.epochs,
+            "epoch_episodes": self._epoch_episodes,
+            "epoch_failures": self._epoch_failures,
+        }
+
+    def load_extra_state(self, state: dict) -> None:
+        super().load_extra_state(state)
+        self.v_hat = float(state.get("v_hat", self.config.chi))
+        self.epochs = int(state.get("epochs", 0))
+        self._epoch_episodes = int(state.get("epoch_episodes", 0))
+        self._epoch_failures = int(state.get("epoch_failures", 0))
+
+
+@register_method
+class QEnsemble(CSC):
+    """The Q-ensembles baseline of CSC §5.2 (``safeshield.wrap(env, "q_ensemble")``)."""
+
+    name = "q_ensemble"
+    config_class = QEnsembleConfig
+    config: QEnsembleConfig
