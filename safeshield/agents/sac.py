@@ -450,7 +450,7 @@ class SAC:
 
                 if (
                     self.total_steps >= cfg.learning_starts
-                    and len(self.buffer) >= cfg.batch_size
+                    and self._can_update()
                     and self.total_steps % cfg.train_every == 0
                 ):
                     for _ in range(cfg.gradient_steps):
@@ -475,6 +475,10 @@ class SAC:
                     episode_return, episode_length, episode_failed, episode_cost = 0.0, 0, False, 0.0
                 bar.update(1)
         return records
+
+    def _can_update(self) -> bool:
+        """Whether the buffer holds enough data for one ``update`` (a minibatch's worth)."""
+        return len(self.buffer) >= self.config.batch_size
 
     def _episode_end(self, record: dict, episode_cost: float) -> None:
         """Called by ``learn`` with each finished episode's record and summed cost (a hook for subclasses)."""
