@@ -230,7 +230,7 @@ class OperationEnv(gym.Env):
             self.object, [*(_CONTAINER_CENTER + jitter), _FLOOR_TOP + half_z + 0.01], p.getQuaternionFromEuler([0, 0, yaw])
         )
         p.resetBaseVelocity(self.object, [0, 0, 0], [0, 0, 0])
-        start = np.array([*(_CONTAINER_CENTER + self.np_random.uniform(-0.04, 0.04, 2)), self.rim + 0.12])
+        start = np.array([*(_CONTAINER_CENTER + self.np_random.uniform(-0.04, 0.04, 2)), self.rim + 0.07])
         self._target = np.clip(start, _WORKSPACE_LOW, _WORKSPACE_HIGH)
         self._grip_target = _MAX_OPENING
         self._place_arm(self._target)
