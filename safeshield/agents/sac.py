@@ -28,6 +28,13 @@ Where this differs from the paper, and why:
   never receive gradients from the actor loss; gradients flow only through its action input.
 - Observations are flattened to 1-D; actions are produced in [−1, 1] by a tanh-squashed
   Gaussian and rescaled affinely to the env's Box bounds.
+
+For subclasses (``sac_lagrangian``, ``recurrent``): ``update`` is built from ``_sample_batch``,
+``_critic_step``, ``_actor_loss``, ``_actor_step``, ``_alpha_step`` and ``_polyak``; ``learn``
+stores each step's ``info["cost"]`` in the buffer's ``failure`` column and calls
+``_episode_end(record, episode_cost)``; ``save``/``load`` use the class attributes ``kind``,
+``config_key``, ``config_class`` and the ``_modules``/``_optimizers``/``_multiplier_tensors``
+hooks. ``learn_alpha=False`` keeps α fixed at ``init_alpha``.
 """
 
 from __future__ import annotations
