@@ -25,7 +25,8 @@ The task, as built here (the paper gives no layout, trap count, radii or reward;
   ``lidar_bins`` (16) goal lidar, a 16-bin trap lidar, and the health fraction. A lidar bin covers
   an angle sector around the robot's heading; each object adds ``max(0, 1 - d / lidar_range)`` (d
   to the goal's centre, or to a trap's edge, 0 inside it) split linearly between the two nearest
-  bins (Safety-Gym's lidar with aliasing), and a bin keeps the largest value.
+  bins (Safety-Gym's lidar with aliasing), and a bin keeps the largest value. ``lidar_range``
+  (6 m) spans the arena's diagonal, so the goal is always visible (3 m left far goals unseen).
 - ``info``: ``failure``, ``cost`` (1.0 on the failing step, the ``"cost"`` indicator convention
   the package uses), ``in_trap``, ``health``, ``goals_reached``, ``position``.
 - 10 physics substeps of 2 ms per action (0.02 s), Safety-Gym's control rate.
@@ -69,7 +70,7 @@ class TrapNavigationEnv(gym.Env):
         health: int = 25,
         goal_radius: float = 0.3,
         lidar_bins: int = 16,
-        lidar_range: float = 3.0,
+        lidar_range: float = 6.0,
         frame_skip: int = 10,
         render_mode: str | None = None,
     ):
