@@ -325,6 +325,10 @@ class ScriptedGrasp:
     def reset(self) -> None:
         self.phase, self.closed_for = "approach", 0
 
+    def __call__(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """``act``: a ScriptedGrasp is a ``policy(obs, rng)`` for ``safeshield.offline.collect_episodes``."""
+        return self.act(state, rng)
+
     def act(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ee, offset, half = state[0:3], state[7:10], state[10:13]
         rim, floor = state[15], state[16]
