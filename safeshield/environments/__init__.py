@@ -46,6 +46,9 @@ _SPECS: dict[str, tuple[str, int, dict]] = {
     "safeshield/PointHallwayWalls-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "walls"}),
     "safeshield/PointHallwayPoles-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "poles"}),
     "safeshield/PointHallwayHumanoids-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "humanoids"}),
+    "safeshield/DoggoHallwayWalls-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "walls", "robot": "doggo"}),
+    "safeshield/DoggoHallwayPoles-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "poles", "robot": "doggo"}),
+    "safeshield/DoggoHallwayHumanoids-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "humanoids", "robot": "doggo"}),
     # --- Robot envs: Minitaur, Laikago (PyBullet), ShadowHand (gymnasium-robotics), Panda push (robosuite)
     "safeshield/Minitaur-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.0}),
     "safeshield/MinitaurVelocity-v0": (_MINITAUR, 500, {"goal_velocity": 0.4, "foot_friction": 1.0}),

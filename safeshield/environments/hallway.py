@@ -31,13 +31,15 @@ Everything else is a choice made here (B.8.10 lists the gaps):
 - Reward: forward progress ``reward_scale * (x' - x)``, with ``reward_scale = 1000 / length``
   by default so a full traversal returns about 1000, the magnitude of the paper's Table 1.
 - Robot: ``"point"`` from ``mujoco_robots`` (action ``[forward, turn]``, the paper's "heading
-  and forward speed"), 25 physics substeps of 2 ms per action (a 0.05 s control step; our
-  choice, so 1000 steps = 50 s, enough to traverse 20 m at the point's 1 m/s top speed).
-  Doggo (12-joint quadruped) is not built yet.
+  and forward speed") or ``"doggo"`` (``doggo.py``: 12 torque motors, 4 legs x (hip z, hip y,
+  knee)). 25 physics substeps of 2 ms per action (a 0.05 s control step; our choice, so 1000
+  steps = 50 s, enough to traverse 20 m at the point's 1 m/s top speed). Doggo is never
+  terminated for falling over (the paper gives no such rule).
 - Observation: ``proprio`` = [forward, lateral velocity, yaw rate, cos, sin heading,
-  2y/width, x/length] (7 numbers), then
+  2y/width, x/length] (7 numbers; Doggo adds its 12 joint angles, 12 joint velocities and the
+  torso's uprightness), then
   - ``sensing="state"`` (default): ranges to the nearest obstacle or wall along ``n_rays``
-    (16) horizontal directions around the robot at its centre height, ``mj_multiRay``,
+    (16) horizontal directions around the robot at its torso height, ``mj_multiRay``,
     normalised to [0, 1] by ``ray_range`` (4 m): shape-agnostic, so a pre-trained agent reads
     poles and people in the same units as walls.
   - ``sensing="depth"``: a head-camera depth image of ``depth_shape`` (default 16x16; the paper
@@ -59,14 +61,17 @@ import mujoco
 import numpy as np
 
 from safeshield.environments import hallway_people as people
+from safeshield.environments.doggo import DoggoRobot, build_doggo_world_xml
 from safeshield.environments.mujoco_robots import SOLID, PlanarRobot, build_world_xml
 
-__all__ = ["HallwayEnv", "VARIANTS", "SENSING"]
+__all__ = ["HallwayEnv", "VARIANTS", "SENSING", "ROBOTS"]
 
 VARIANTS = ("walls", "poles", "humanoids")
 SENSING = ("state", "depth")
+ROBOTS = ("point", "doggo")
 _HEIGHT = 0.5  # obstacle wall / pole height (m)
-_PROPRIO = 7
+_PROPRIO = {"point": 7, "doggo": 7 + 24 + 1}  # doggo adds 12 joint angles, 12 joint velocities, uprightness
+_ACTIONS = {"point": 2, "doggo": 12}
 
 
 class HallwayEnv(gym.Env):
@@ -101,8 +106,8 @@ class HallwayEnv(gym.Env):
     ):
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-        if robot != "point":
-            raise ValueError(f"robot must be 'point' (Doggo is not built yet), got {robot!r}")
+        if robot not in ROBOTS:
+            raise ValueError(f"robot must be one of {ROBOTS}, got {robot!r}")
         if sensing not in SENSING:
             raise ValueError(f"sensing must be one of {SENSING}, got {sensing!r}")
         if render_mode is not None:
@@ -130,10 +135,11 @@ class HallwayEnv(gym.Env):
         if len(self.slots) == 0:
             raise ValueError(f"no obstacle slot fits a hallway of length {length!r} with spacing {spacing!r}")
 
-        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(_ACTIONS[robot],), dtype=np.float32)
         n_sensed = self.n_rays if sensing == "state" else int(np.prod(depth_shape))
-        low = np.concatenate([np.full(_PROPRIO, -np.inf), np.zeros(n_sensed)]).astype(np.float32)
-        high = np.concatenate([np.full(_PROPRIO, np.inf), np.ones(n_sensed)]).astype(np.float32)
+        n_proprio = _PROPRIO[robot]
+        low = np.concatenate([np.full(n_proprio, -np.inf), np.zeros(n_sensed)]).astype(np.float32)
+        high = np.concatenate([np.full(n_proprio, np.inf), np.ones(n_sensed)]).astype(np.float32)
         self.observation_space = gym.spaces.Box(low, high, dtype=np.float32)
         self._ray_dirs_local = self._ray_directions()
         self._ray_geomid = np.zeros(len(self._ray_dirs_local), np.int32)
@@ -197,12 +203,15 @@ class HallwayEnv(gym.Env):
         return np.linspace(-half_range, half_range, n)
 
     def _build(self) -> None:
-        xml = build_world_xml(self.robot_name, self._scenery_xml(), floor_half_size=self.length + 2.0)
-        self.model = mujoco.MjModel.from_xml_string(xml)
+        scenery = self._scenery_xml()
+        if self.robot_name == "doggo":
+            self.model = mujoco.MjModel.from_xml_string(build_doggo_world_xml(scenery, floor_half_size=self.length + 2.0))
+            self.robot = DoggoRobot(self.model)
+        else:
+            self.model = mujoco.MjModel.from_xml_string(build_world_xml(self.robot_name, scenery, floor_half_size=self.length + 2.0))
+            self.robot = PlanarRobot(self.model, self.robot_name)
         self.data = mujoco.MjData(self.model)
-        self.robot = PlanarRobot(self.model, self.robot_name)
-        geom_body = self.model.geom_bodyid
-        self._robot_geom = geom_body == self.robot.body_id
+        self._robot_geom = self.model.body_rootid[self.model.geom_bodyid] == self.robot.body_id
         # obstacle index of each geom (-1: not an obstacle); a person's bones share one index
         self._obstacle_of = np.full(self.model.ngeom, -1, np.int64)
         for g in range(self.model.ngeom):
@@ -262,8 +271,8 @@ class HallwayEnv(gym.Env):
         if self.data is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         action = np.asarray(action, dtype=np.float64)
-        if action.shape != (2,) or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be 2 finite numbers [forward, turn], got {action!r}")
+        if action.shape != self.action_space.shape or not np.all(np.isfinite(action)):
+            raise ValueError(f"action must be {self.action_space.shape[0]} finite numbers {self.robot.spec.action_names}, got {action!r}")
         self.robot.apply(self.data, action)
         if self.variant == "humanoids":
             self._move_people(self.frame_skip * self.model.opt.timestep)
@@ -295,9 +304,11 @@ class HallwayEnv(gym.Env):
         x, y, heading = self.robot.pose(self.data)
         c, s = math.cos(heading), math.sin(heading)
         proprio = [*self.robot.velocity(self.data), c, s, 2 * y / self.width, x / self.length]
+        if self.robot_name == "doggo":
+            proprio = [*proprio, *self.robot.joints(self.data), self.robot.upright(self.data)]
         rotation = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
         dirs = self._ray_dirs_local @ rotation.T
-        origin = np.array([x, y, self.robot.spec.height + (0.0 if self.sensing == "state" else 0.3)])
+        origin = np.array([x, y, self.data.xpos[self.robot.body_id][2] + (0.0 if self.sensing == "state" else 0.3)])
         mujoco.mj_multiRay(
             self.model, self.data, origin, dirs.reshape(-1), None, 1, self.robot.body_id,
             self._ray_geomid, self._ray_dist, None, len(dirs), self.ray_range,

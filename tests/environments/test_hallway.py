@@ -30,7 +30,7 @@ def rollout(env, seed, steps, policy=None):
     return out
 
 
-@pytest.mark.parametrize("env_id", ["safeshield/PointHallwayWalls-v0", "safeshield/PointHallwayPoles-v0", "safeshield/PointHallwayHumanoids-v0"])
+@pytest.mark.parametrize("env_id", [f"safeshield/{robot}Hallway{v}-v0" for robot in ("Point", "Doggo") for v in ("Walls", "Poles", "Humanoids")])
 def test_registered_envs_pass_check_env(env_id):
     env = gym.make(env_id)
     check_env(env.unwrapped, skip_render_check=True)
@@ -113,7 +113,7 @@ def test_reaching_the_end_terminates_with_success():
 def test_bad_arguments_are_refused():
     for kwargs, match in (
         ({"variant": "lava"}, "variant"),
-        ({"robot": "doggo"}, "robot"),
+        ({"robot": "car"}, "robot"),
         ({"sensing": "rgb"}, "sensing"),
         ({"length": -1.0}, "length"),
         ({"depth_shape": (0, 4)}, "depth_shape"),
@@ -134,3 +134,13 @@ def test_mocap_clips_load_with_human_proportions():
     mid, quat, half = hallway_people.pose_bones("walk", 0.5, np.array([3.0, 1.0]), 1.0)
     assert mid.shape == (hallway_people.N_BONES, 3) and np.allclose(np.linalg.norm(quat, axis=1), 1.0)
     assert np.all(half > 0.01)
+
+
+def test_doggo_has_twelve_motors_and_its_legs_count_as_robot_for_cost():
+    env = HallwayEnv("walls", robot="doggo", **SHORT)
+    obs, _ = env.reset(seed=0)
+    assert env.action_space.shape == (12,) and obs.shape == (32 + 16,)
+    assert env._robot_geom.sum() == 2 + 8  # torso, head, 4 x (thigh, shin)
+    data = rollout(env, 0, 100, policy=lambda t: np.full(12, np.sin(t / 3), np.float32))
+    assert set(data["cost"]) <= {0.0, 1.0}
+    np.testing.assert_allclose(obs[7 + 24], 1.0, atol=1e-6)  # upright at reset
