@@ -292,6 +292,12 @@ class CSC(ShieldModel):
                 target_param.lerp_(param, cfg.tau)
         return stats
 
+    def reconfigure(self, **changes) -> CSC:
+        """As ``ShieldModel.reconfigure``; the ensemble size is fixed once the critics exist."""
+        if "n_critics" in changes:
+            raise ValueError("['n_critics'] cannot change after the model is built; build a new shield")
+        return super().reconfigure(**changes)
+
     # -- checkpoint state -----------------------------------------------------------------------------
     def extra_state(self) -> dict:
         return {

@@ -205,6 +205,14 @@ def test_q_ensemble_is_twenty_plain_critics_with_pessimistic_risk():
         assert not torch.allclose(members[0], members[1]), "members are initialised independently"
 
 
+def test_reconfigure_changes_the_rules_not_the_critics():
+    model = CSC(OBS, ACT, CSCConfig())
+    model.reconfigure(threshold_units="normalised", chi=0.1)
+    assert model.threshold == pytest.approx(0.1 - 0.05)  # V̂_C keeps its value (χ at the start, 0.05)
+    with pytest.raises(ValueError, match="n_critics"):
+        model.reconfigure(n_critics=3)
+
+
 @pytest.mark.parametrize(
     "options, message",
     [
