@@ -173,6 +173,19 @@ class ShieldCore:
         """
         model = self.model
         if not model.frozen:
+            self._store_and_learn(rows, previous, executed, next_flat, failures, terminated, truncated)
+        failed = np.asarray(failures) > 0.5
+        self.total_interventions += int(np.count_nonzero(intervened))
+        self.total_fallbacks += int(np.count_nonzero(fell_back))
+        if failed.any():
+            np.add.at(self.episode_failures, np.asarray(rows)[failed], 1)
+            self.total_failures += int(np.count_nonzero(failed))
+
+    def _store_and_learn(self, rows, previous, executed, next_flat, failures, terminated, truncated) -> None:
+        # Learning needs autograd even when the caller steps the env under no_grad or
+        # inference_mode, as TorchRL's collectors do.
+        model = self.model
+        with torch.inference_mode(False), torch.enable_grad():
             for j, row in enumerate(rows):
                 failure, done = failures[j], bool(terminated[j] or truncated[j])
                 if self.pending[row] is not None:
@@ -182,12 +195,6 @@ class ShieldCore:
                 model.after_step()
                 if done:
                     model.on_episode_end(self.episode_failures[row] + failure > 0)
-        failed = np.asarray(failures) > 0.5
-        self.total_interventions += int(np.count_nonzero(intervened))
-        self.total_fallbacks += int(np.count_nonzero(fell_back))
-        if failed.any():
-            np.add.at(self.episode_failures, np.asarray(rows)[failed], 1)
-            self.total_failures += int(np.count_nonzero(failed))
 
     def report(self, proposed, executed: np.ndarray, decision: Decision, j: int, failure: float) -> dict[str, Any]:
         """The ``info["shield"]`` dict of one env (row ``j`` of ``decision``)."""

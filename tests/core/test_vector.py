@@ -340,3 +340,18 @@ def test_bad_input_raises_clear_errors():
     discrete = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
     with pytest.raises(TypeError, match="Box"):
         VectorShield(discrete, "sqrl", indicator="terminated")
+
+
+@pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
+def test_training_shields_learn_when_stepped_without_autograd(context):
+    """TorchRL's collectors step envs under no_grad; the shield's own updates must still run."""
+    single = safeshield.make(DRUNK_SPIDER, seed=0, learning_starts=4, batch_size=4, hidden=(8,))
+    envs = wrap_vector(gym.make_vec(DRUNK_SPIDER, num_envs=2, vectorization_mode="sync"), "sqrl", seed=0,
+                       learning_starts=4, batch_size=4, hidden=(8,))
+    single.reset(seed=0)
+    envs.reset(seed=0)
+    with context():
+        for _ in range(6):
+            single.step(single.action_space.sample())
+            envs.step(envs.action_space.sample())
+    assert single.shield.updates > 0 and envs.shield.updates > 0
