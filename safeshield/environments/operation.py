@@ -314,8 +314,9 @@ class ScriptedGrasp:
     """PARROT-style scripted grasp with actuation noise: approach, descend, close, lift.
 
     Reads the state vector (``OperationEnv.state_vector``), so it works for image envs too via
-    ``env.unwrapped.state_vector()``. ``noise`` is the std of Gaussian noise added to every action
-    (then clipped to [-1, 1]); SAFER's data come from this policy at several noise levels.
+    ``env.unwrapped.state_vector()``. ``noise`` is the std of Gaussian actuation noise added to the
+    command before a tanh squash (the clean command c in [-1, 1] maps to tanh(atanh(c tanh 1.5) + noise),
+    so a clean +-1 stays +-0.905); SAFER's data come from this policy at several noise levels.
     """
 
     def __init__(self, noise: float = 0.3, close_steps: int = 6, hover: float = 0.05):
@@ -357,5 +358,7 @@ class ScriptedGrasp:
         if self.phase == "lift":
             action[:3] = (0.0, 0.0, 1.0)
             action[3] = 1.0
-        action = np.clip(action, -1.0, 1.0) + self.noise * rng.standard_normal(4)
-        return np.clip(action, -1.0, 1.0).astype(np.float32)
+        # noise enters before a tanh squash, so actions stay inside the box without piling up on
+        # its faces (a prior's f^{-1} is singular there); 1.5 * tanh keeps the clean command near +-1
+        raw = np.arctanh(np.clip(action, -1.0, 1.0) * np.tanh(1.5)) + self.noise * rng.standard_normal(4)
+        return np.tanh(raw).astype(np.float32)
