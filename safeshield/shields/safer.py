@@ -131,7 +131,8 @@ class SAFERConfig:
         return cls(**{"use_context": False, "contrastive_weight": 0.0, "optimizer": "adam", **changes})
 
     def to_json(self) -> dict[str, Any]:
-        return {f.name: list(v) if isinstance(v, tuple) else v for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> SAFERConfig:
@@ -501,17 +502,19 @@ class SAFER(nn.Module):
         safe_rows, unsafe_rows = np.flatnonzero(~store["failures"][:stored]), np.flatnonzero(store["failures"][:stored])
         if safe_rows.size == 0:
             return None
-        batch = lambda rows: tuple(torch.from_numpy(store[k][rows]) for k in ("actions", "windows", "valid"))  # noqa: E731
         self.train()
         stats = self.train_step(
-            batch(self.rng.choice(safe_rows, cfg.batch_size)),
-            batch(self.rng.choice(unsafe_rows, cfg.batch_size)) if unsafe_rows.size else None,
+            self._online_batch(self.rng.choice(safe_rows, cfg.batch_size)),
+            self._online_batch(self.rng.choice(unsafe_rows, cfg.batch_size)) if unsafe_rows.size else None,
         )
         self.eval()
         if self._online_count % cfg.recalibrate_every == 0:
             max_abs = np.abs(self.latents(store["actions"][:stored], store["windows"][:stored], store["valid"][:stored])).max(1)
             self.eta = eta_deterministic(max_abs, store["failures"][:stored], cfg.max_unsafe_fraction)
         return stats
+
+    def _online_batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return tuple(torch.from_numpy(self._online[key][rows]) for key in ("actions", "windows", "valid"))
 
     def freeze(self) -> SAFER:
         self.frozen = True
