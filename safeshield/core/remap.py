@@ -20,8 +20,11 @@ The window Lambda_t = [s_{t-w+1}, ..., s_t] includes the current observation and
 
 ``info["shield"]`` on every step:
 
-- ``proposed_action``: the agent's u, as given; ``latent``: z = eta * clip(u, -1, 1);
-- ``executed_action``: a = f(z; s, c), always inside the env's action space (tanh bijector);
+- ``proposed_action``: the agent's u, as given; ``executed_action``: clip(u, -1, 1), the action in
+  the space the agent sees, which is what an off-policy agent must store (SAFER Alg. 1 stores z:
+  the critic and actor live in the latent space; the reference SAC stores ``executed_action``);
+- ``latent``: z = eta * clip(u, -1, 1);
+- ``env_action``: a = f(z; s, c), what the inner env executed, always inside its action space;
 - ``intervened``: True iff u lay outside [-1, 1]^d and was clipped onto the box, the only case
   where the shield changes what the agent asked for (a remap of an in-box u is the method
   itself, not an intervention); ``fell_back``: always False (nothing to fall back from);
@@ -29,8 +32,6 @@ The window Lambda_t = [s_{t-w+1}, ..., s_t] includes the current observation and
   ``threshold``: 1.0; ``neg_log_prob``: -log p(a | s, c) under the prior;
 - ``failure``: the indicator's value (None when the shield has no indicator).
 
-An off-policy agent stores u (its own action) for its own learning, as SAFER's Alg. 1 does; the
-executed a is reported for anything that wants env-unit actions.
 """
 
 from __future__ import annotations
@@ -141,7 +142,7 @@ class RemapShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         Box(-1.0, 1.0, (1,), float32)
         >>> obs, info = env.reset(seed=0)
         >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        >>> bool(env.unwrapped.action_space.contains(info["shield"]["executed_action"]))
+        >>> bool(env.unwrapped.action_space.contains(info["shield"]["env_action"]))
         True
     """
 
@@ -223,12 +224,12 @@ class RemapShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         intervened = bool(np.any(clipped != u))
         eta = float(self.shield.eta)
         latent = (eta * clipped).astype(np.float32)
-        executed, neg_log_prob = self.shield.remap(latent, self._window, self._valid)
-        executed = executed.reshape(self._env_shape).astype(self._env_dtype)
-        obs, reward, terminated, truncated, info = self.env.step(executed)
+        env_action, neg_log_prob = self.shield.remap(latent, self._window, self._valid)
+        env_action = env_action.reshape(self._env_shape).astype(self._env_dtype)
+        obs, reward, terminated, truncated, info = self.env.step(env_action)
         failure = self.indicator(obs, reward, terminated, truncated, info) if self.indicator is not None else None
         if self.train:
-            self.shield.observe(self._window, self._valid, executed.reshape(-1), float(failure))
+            self.shield.observe(self._window, self._valid, env_action.reshape(-1), float(failure))
             self.shield.after_step()
         self._push(obs)
         self.total_interventions += intervened
@@ -236,8 +237,9 @@ class RemapShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         info = dict(info)
         info["shield"] = {
             "proposed_action": np.asarray(action, dtype=np.float32).copy(),
+            "executed_action": clipped,
             "latent": latent,
-            "executed_action": executed,
+            "env_action": env_action,
             "intervened": intervened,
             "risk": float(np.max(np.abs(latent)) / eta) if eta > 0 else 0.0,
             "threshold": 1.0,

@@ -27,8 +27,11 @@ def test_action_space_is_the_unit_box_and_executed_actions_fit_the_env():
     env.reset(seed=0)
     for u in (-1.0, 0.0, 1.0, 0.3):
         _, _, _, _, info = env.step(np.array([u], np.float32))
-        assert env.unwrapped.action_space.contains(info["shield"]["executed_action"])
+        assert env.unwrapped.action_space.contains(info["shield"]["env_action"])
         assert info["shield"]["latent"][0] == pytest.approx(50.0 * u)
+        # what the agent stores: its own action, in its own space (SAFER Alg. 1 stores z)
+        assert env.action_space.contains(info["shield"]["executed_action"])
+        assert info["shield"]["executed_action"][0] == pytest.approx(u)
 
 
 @settings(max_examples=30, deadline=None)
@@ -43,7 +46,8 @@ def test_out_of_box_proposals_are_clipped_and_flagged(u):
     assert report["intervened"] == outside
     assert np.all(np.abs(report["latent"]) <= env.shield.eta * (1 + 1e-6))
     assert 0.0 <= report["risk"] <= 1.0 + 1e-6
-    assert env.unwrapped.action_space.contains(report["executed_action"])
+    assert env.unwrapped.action_space.contains(report["env_action"])
+    np.testing.assert_array_equal(report["executed_action"], np.clip(np.asarray(u, np.float32), -1, 1))
     assert report["fell_back"] is False and report["threshold"] == 1.0
 
 
@@ -72,7 +76,7 @@ def test_frozen_prior_is_deterministic_given_the_seed():
         env = _shield(seed=7)
         env.reset(seed=11)
         rng = np.random.default_rng(0)
-        runs.append([env.step(rng.uniform(-1, 1, 2).astype(np.float32))[4]["shield"]["executed_action"] for _ in range(10)])
+        runs.append([env.step(rng.uniform(-1, 1, 2).astype(np.float32))[4]["shield"]["env_action"] for _ in range(10)])
     np.testing.assert_array_equal(np.stack(runs[0]), np.stack(runs[1]))
 
 
@@ -122,7 +126,7 @@ def test_save_and_load_round_trip_through_the_public_api(tmp_path):
     for shield in (env, loaded):
         shield.reset(seed=5)
     u = np.array([0.4, -0.2], np.float32)
-    np.testing.assert_array_equal(env.step(u)[4]["shield"]["executed_action"], loaded.step(u)[4]["shield"]["executed_action"])
+    np.testing.assert_array_equal(env.step(u)[4]["shield"]["env_action"], loaded.step(u)[4]["shield"]["env_action"])
     assert isinstance(safeshield.load(tmp_path / "prior"), SAFER)
 
 
