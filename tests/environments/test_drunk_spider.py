@@ -13,6 +13,7 @@ import safeshield.environments as envs
 from safeshield.environments import ENV_IDS, DrunkSpiderEnv, classify_path, register_envs
 
 PRETRAIN, TARGET = "safeshield/DrunkSpider-v0", "safeshield/DrunkSpiderTarget-v0"
+SPIDER_IDS = (PRETRAIN, TARGET)
 INFO_KEYS = {"failure", "cost", "is_success", "position"}
 
 
@@ -73,7 +74,7 @@ def rollouts(env_id: str, make_policy, n: int = 200):
 # ---------------------------------------------------------------- registration / API
 
 
-@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize("env_id", SPIDER_IDS)
 def test_check_env_passes(env_id):
     check_env(gym.make(env_id).unwrapped, skip_render_check=True)
 
@@ -86,8 +87,9 @@ def _changed(a: str, b: str) -> set[str]:
 def test_registration_is_idempotent_and_variants_differ_in_exactly_the_documented_parameter():
     register_envs()
     register_envs()
-    assert ENV_IDS == (PRETRAIN, TARGET)
-    specs = [gym.spec(env_id) for env_id in ENV_IDS]
+    assert ENV_IDS[:2] == SPIDER_IDS and len(set(ENV_IDS)) == len(ENV_IDS)
+    assert all(env_id in gym.registry for env_id in ENV_IDS)
+    specs = [gym.spec(env_id) for env_id in SPIDER_IDS]
     assert {s.entry_point for s in specs} == {"safeshield.environments.drunk_spider:DrunkSpiderEnv"}
     assert {s.max_episode_steps for s in specs} == {30}
     assert _changed(PRETRAIN, TARGET) == {"noise_std"}
@@ -204,7 +206,7 @@ def test_bridge_policy_succeeds_with_noise_01():
 
 
 def test_around_policy_never_fails_and_reaches_goal():
-    for env_id in ENV_IDS:
+    for env_id in SPIDER_IDS:
         results = rollouts(env_id, around_policy)
         assert not any(r[1] for r in results)
         assert sum(r[2] for r in results) >= 0.95 * len(results)
