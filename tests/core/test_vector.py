@@ -355,3 +355,17 @@ def test_training_shields_learn_when_stepped_without_autograd(context):
             single.step(single.action_space.sample())
             envs.step(envs.action_space.sample())
     assert single.shield.updates > 0 and envs.shield.updates > 0
+
+
+def test_dict_observations_are_flattened_per_sub_env():
+    def to_dict(env):
+        space = gym.spaces.Dict({"x": env.observation_space, "t": gym.spaces.Box(0, 1, (1,), np.float32)})
+        return gym.wrappers.TransformObservation(env, lambda o: {"x": o, "t": np.zeros(1, np.float32)}, space)
+
+    envs = wrap_vector(gym.make_vec("Pendulum-v1", num_envs=3, vectorization_mode="sync", wrappers=[to_dict]),
+                       "sqrl", indicator=lambda *a: 0.0, learning_starts=10**6)
+    obs, _ = envs.reset(seed=0)
+    envs.step(envs.action_space.sample())
+    stored = envs.shield.buffer.all().obs
+    np.testing.assert_allclose(stored[:, 1:], obs["x"], rtol=1e-6)  # Dict flattens keys in order: t, x
+    assert (stored[:, 0] == 0).all()
