@@ -65,6 +65,7 @@ def train(steps: int, shielded: bool, seed: int = 0) -> int:
     target_update = SoftUpdate(loss, tau=0.005)
     buffer = ReplayBuffer(storage=LazyTensorStorage(steps))
     collector = Collector(env, actor, frames_per_batch=10, total_frames=steps, init_random_frames=200,
+                          auto_register_policy_transforms=False,
                           postproc=executed_action if shielded else None)  # the optional adapter
     for batch in collector:
         buffer.extend(batch.reshape(-1))

@@ -47,7 +47,8 @@ def test_replay_buffer_holds_the_executed_action_and_sac_trains(far_from_point):
     actor, loss = small_sac(env)
     optimizer = torch.optim.Adam(loss.parameters(), lr=1e-3)
     buffer = ReplayBuffer(storage=LazyTensorStorage(500))
-    collector = Collector(env, actor, frames_per_batch=32, total_frames=128, postproc=executed_action)
+    collector = Collector(env, actor, frames_per_batch=32, total_frames=128, postproc=executed_action,
+                          auto_register_policy_transforms=False)
     before = [p.detach().clone() for p in actor.parameters()]
     for batch in collector:
         buffer.extend(batch.reshape(-1))
