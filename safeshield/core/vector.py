@@ -35,12 +35,12 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from safeshield.core.decision import Decision
 from safeshield.core.model import ShieldConfig, ShieldModel
-from safeshield.core.wrapper import ShieldCore, default_indicator, flatten_batch, resolve_model
+from safeshield.core.wrapper import ShieldFrontEnd, flatten_batch
 
 __all__ = ["EnvInfo", "VectorShield", "env_info", "wrap_vector"]
 
 
-class VectorShield(gym.vector.VectorWrapper):
+class VectorShield(ShieldFrontEnd, gym.vector.VectorWrapper):
     """Shield every sub-env of a vector env with one shared model, learning from all of them.
 
     Every ``step(actions)`` validates the ``(num_envs, *action_shape)`` proposals, decides for
@@ -80,14 +80,8 @@ class VectorShield(gym.vector.VectorWrapper):
         if _is_vector_shielded(env):
             raise ValueError("env is already shielded; wrap the unshielded vector env")
         super().__init__(env)
-        model = resolve_model(model, env.single_observation_space, env.single_action_space, config, seed)
-        indicator = default_indicator(env, indicator)
-        self.shield = model
-        self.core = ShieldCore(
-            model, indicator, env.single_observation_space, env.single_action_space, env.num_envs,
-            train=train, seed=seed,
-        )
-        self.indicator = self.core.indicator
+        self._build_core(env, model, indicator, env.single_observation_space, env.single_action_space,
+                         env.num_envs, train=train, seed=seed, config=config)
         self.autoreset_mode = AutoresetMode((env.metadata or {}).get("autoreset_mode", AutoresetMode.NEXT_STEP))
         self._autoresetting = np.zeros(env.num_envs, dtype=bool)
         self._all_rows = np.arange(env.num_envs)
@@ -127,26 +121,10 @@ class VectorShield(gym.vector.VectorWrapper):
             core.start_episodes(np.flatnonzero(done))
         return obs, rewards, terminations, truncations, infos
 
-    def attach_policy(self, sample) -> None:
-        """Draw candidates from the agent's policy ``sample(obs[m, d], n, generator)`` (the papers' rule)."""
-        self.shield.attach_policy(sample)
-
     @property
     def episode_failures(self) -> np.ndarray:
         """Failing steps in each sub-env's current episode."""
         return self.core.episode_failures.copy()
-
-    @property
-    def total_failures(self) -> int:
-        return self.core.total_failures
-
-    @property
-    def total_interventions(self) -> int:
-        return self.core.total_interventions
-
-    @property
-    def total_fallbacks(self) -> int:
-        return self.core.total_fallbacks
 
     # -- the pieces -----------------------------------------------------------------------------
     def _flatten(self, obs) -> np.ndarray:

@@ -246,7 +246,44 @@ class _PerEnvSampler:
         ])
 
 
-class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class ShieldFrontEnd:
+    """What every front end (``Shield``, ``VectorShield``, SB3's ``ShieldedVecEnv``) keeps and exposes:
+    the model (``shield``), its ``ShieldCore``, the indicator, the policy hook and the counters."""
+
+    shield: ShieldModel
+    core: ShieldCore
+
+    def _build_core(self, env: Any, model: ShieldModel | str, indicator, observation_space: gym.Space,
+                    action_space: gym.Space, num_envs: int, *, train: bool, seed: int | None, config) -> None:
+        """Build (or take) the model, resolve the indicator (``env``'s declared one by default), make the core."""
+        self.shield = resolve_model(model, observation_space, action_space, config, seed)
+        indicator = default_indicator(env, indicator)
+        self.core = ShieldCore(self.shield, indicator, observation_space, action_space, num_envs, train=train, seed=seed)
+        self.indicator = self.core.indicator
+
+    def attach_policy(self, sample) -> None:
+        """Draw candidates from the agent's policy ``sample(obs[m, d], n, generator)`` (the papers' rule)."""
+        self.shield.attach_policy(sample)
+
+    @property
+    def sampler(self):
+        """Where candidates come from now (see ``ShieldCore.sampler``)."""
+        return self.core.sampler
+
+    @property
+    def total_failures(self) -> int:
+        return self.core.total_failures
+
+    @property
+    def total_interventions(self) -> int:
+        return self.core.total_interventions
+
+    @property
+    def total_fallbacks(self) -> int:
+        return self.core.total_fallbacks
+
+
+class Shield(ShieldFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Execute only actions a learned model deems safe; learn that model from a failure indicator.
 
     Every ``step(action)``:
@@ -300,15 +337,13 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
             raise TypeError(f"Shield requires a Box action space, got {env.action_space}")
         if _is_shielded(env):
             raise ValueError("env is already shielded; wrap the unshielded env (double shielding hides decisions)")
-        model = resolve_model(model, env.observation_space, env.action_space, config, seed)
-        indicator = default_indicator(env, indicator)
-        gym.utils.RecordConstructorArgs.__init__(
-            self, model=model.name, indicator=indicator, train=train, seed=seed, config=model.config.to_json()
-        )
         gym.Wrapper.__init__(self, env)
-        self.shield = model
-        self.core = ShieldCore(model, indicator, env.observation_space, env.action_space, 1, train=train, seed=seed)
-        self.indicator = self.core.indicator
+        self._build_core(env, model, indicator, env.observation_space, env.action_space, 1,
+                         train=train, seed=seed, config=config)
+        gym.utils.RecordConstructorArgs.__init__(
+            self, model=self.shield.name, indicator=default_indicator(env, indicator), train=train, seed=seed,
+            config=self.shield.config.to_json(),
+        )
 
     # -- gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
@@ -338,31 +373,9 @@ class Shield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         info["shield"] = core.report(action, executed[0], decision, 0, failure)
         return obs, reward, terminated, truncated, info
 
-    # -- the pieces -----------------------------------------------------------------------------
-    def attach_policy(self, sample) -> None:
-        """Draw candidates from the agent's policy ``sample(obs[m, d], n, generator)`` (the papers' rule)."""
-        self.shield.attach_policy(sample)
-
-    @property
-    def sampler(self):
-        """Where candidates come from now (see ``ShieldCore.sampler``)."""
-        return self.core.sampler
-
     @property
     def episode_failures(self) -> int:
         return int(self.core.episode_failures[0])
-
-    @property
-    def total_failures(self) -> int:
-        return self.core.total_failures
-
-    @property
-    def total_interventions(self) -> int:
-        return self.core.total_interventions
-
-    @property
-    def total_fallbacks(self) -> int:
-        return self.core.total_fallbacks
 
 
 def flatten_batch(space: gym.Space, obs, n: int, *, batched: bool = True) -> np.ndarray:

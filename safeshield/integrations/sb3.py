@@ -39,14 +39,14 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from safeshield.core.model import ShieldConfig, ShieldModel
-from safeshield.core.wrapper import Shield, ShieldCore, default_indicator, flatten_batch, resolve_model
+from safeshield.core.wrapper import Shield, ShieldFrontEnd, flatten_batch
 
 __all__ = ["ShieldedVecEnv", "ShieldCallback", "find_shields", "policy_sampler", "wrap_vec_env"]
 
 TD3_EXPLORATION_STD = 0.1  # TD3 paper (Fujimoto et al. 2018) exploration noise, in [-1, 1] units
 
 
-class ShieldedVecEnv(VecEnvWrapper):
+class ShieldedVecEnv(ShieldFrontEnd, VecEnvWrapper):
     """Shield every sub-env of an SB3 ``VecEnv`` with one shared model, learning from all of them.
 
     Decisions, storage and the learning schedule are ``ShieldCore``'s, as in ``Shield`` and
@@ -81,12 +81,8 @@ class ShieldedVecEnv(VecEnvWrapper):
         if not isinstance(venv.action_space, gym.spaces.Box):
             raise TypeError(f"ShieldedVecEnv requires a Box action space, got {venv.action_space}")
         super().__init__(venv)
-        model = resolve_model(model, venv.observation_space, venv.action_space, config, seed)
-        indicator = default_indicator(venv, indicator)
-        self.shield = model
-        self.core = ShieldCore(model, indicator, venv.observation_space, venv.action_space, venv.num_envs,
-                               train=train, seed=seed)
-        self.indicator = self.core.indicator
+        self._build_core(venv, model, indicator, venv.observation_space, venv.action_space, venv.num_envs,
+                         train=train, seed=seed, config=config)
         self._pending_step: tuple[np.ndarray, Any] | None = None
 
     def seed(self, seed: int | None = None):
@@ -131,17 +127,6 @@ class ShieldedVecEnv(VecEnvWrapper):
         infos = [dict(info, shield=core.report(proposed[i], decision.action[i], decision, i, failures[i]))
                  for i, info in enumerate(infos)]
         return obs, rewards, dones, infos
-
-    def attach_policy(self, sample) -> None:
-        self.shield.attach_policy(sample)
-
-    @property
-    def total_failures(self) -> int:
-        return self.core.total_failures
-
-    @property
-    def total_interventions(self) -> int:
-        return self.core.total_interventions
 
 
 def wrap_vec_env(
