@@ -57,14 +57,15 @@ PAPER = {
 }
 
 
-def train_one(method: str, seed: int, steps: int, progress_queue=None) -> dict:
+def train_one(method: str, seed: int, steps: int, shield_options: dict | None = None, progress_queue=None) -> dict:
     """Train TRPO(-Lagrangian) with ``method``'s shield for ``steps`` env steps; return its records."""
     torch.set_num_threads(1)
     shield_name, options = METHODS[method]
+    shield_options = SHIELD_OPTIONS if shield_options is None else shield_options
     env = gym.make(ENV_ID)
     config = TRPOLagrangianConfig(chi=CHI)
     if shield_name is not None:
-        env = safeshield.wrap(env, shield_name, seed=seed, config={**SHIELD_OPTIONS, **options})
+        env = safeshield.wrap(env, shield_name, seed=seed, config={**shield_options, **options})
     agent = TRPOLagrangian.for_env(env, config, seed=seed)
     if shield_name is not None:
         env.attach_policy(agent.sample_actions)  # Alg. 1 l.6: resample from π_old
@@ -167,15 +168,23 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="one seed, a few episodes (a smoke run, < 1 min)")
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/csc_nav[_quick])")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
+    parser.add_argument("--train-every", type=int, default=SHIELD_OPTIONS["train_every"],
+                        help="env steps per critic update (an ablation of the critic's training rate)")
     args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
+    shield_options = {**SHIELD_OPTIONS, "train_every": args.train_every}
     scale_name = "quick" if args.quick else "full"
     scale = SCALES[scale_name]
     out = Path(args.out or f"benchmarks/results/csc_nav{'_quick' if args.quick else ''}")
-    jobs = [Job(train_one, (method, seed, scale["steps"])) for seed in range(scale["seeds"]) for method in METHODS]
+    jobs = [Job(train_one, (method, seed, scale["steps"], shield_options)) for seed in range(scale["seeds"]) for method in methods]
     start = time.time()
     results = run_jobs(jobs, total_steps=scale["steps"] * len(jobs), desc="csc_nav", workers=args.workers)
     wall = time.time() - start
-    by_method = {m: [r for r in results if r["method"] == m] for m in METHODS}
+    by_method = {m: [r for r in results if r["method"] == m] for m in methods}
     summaries = {m: summarise(runs) for m, runs in by_method.items()}
     document = {
         "env": ENV_ID,
@@ -185,8 +194,8 @@ def main(argv=None) -> dict:
         "seeds": scale["seeds"],
         "wall_seconds": wall,
         "cpu_seconds": sum(r["cpu_seconds"] for r in results),
-        "shield_options": SHIELD_OPTIONS,
-        "methods": {m: {"shield": METHODS[m][0], **METHODS[m][1]} for m in METHODS},
+        "shield_options": shield_options,
+        "methods": {m: {"shield": METHODS[m][0], **METHODS[m][1]} for m in methods},
         "summary": summaries,
         "cumulative_failure_ratios": ratios(summaries),
         "paper": PAPER,
