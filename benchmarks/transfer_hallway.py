@@ -20,7 +20,7 @@ MLP 64x64 [CNN + GRU, 2.1e6 params], one update every 2 env steps [60 distribute
 traversal returns 1000 (Table 1's magnitude); the cost limit is the paper's 0.01 per step.
 
 Usage:
-    .venv/bin/python benchmarks/transfer_hallway.py            # full run, ~15 CPU-minutes
+    .venv/bin/python benchmarks/transfer_hallway.py            # full run: 17 CPU-minutes measured (1020 s)
     .venv/bin/python benchmarks/transfer_hallway.py --quick    # < 1 minute, checks the plumbing
 Writes ``benchmarks/results/transfer_hallway/{results.json, lifetime_cost.png, learning_curves.png}``.
 """
@@ -107,8 +107,10 @@ def evaluate(agent: SACLagrangian, env: gym.Env, episodes: int, seed: int) -> di
 
 
 def _curve(records: list[dict]) -> list[dict]:
-    """Records for plotting: failure = the episode had any cost (so cumulative failures = costly episodes)."""
-    return [{**r, "failure": r["cost"] > 0} for r in records]
+    """Records for plotting: ``step`` counted from the run's first step in this env (a transferred
+    agent's ``total_steps`` include pre-training), failure = the episode had any cost."""
+    offset = records[0]["step"] - records[0]["length"] if records else 0
+    return [{**r, "step": r["step"] - offset, "failure": r["cost"] > 0} for r in records]
 
 
 def _summary(records: list[dict]) -> dict[str, Any]:
@@ -264,7 +266,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-sqrl", action="store_true", help="skip the SQRL-shield arm")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--replot", action="store_true", help="redraw the plots and table from an existing results.json")
     args = parser.parse_args(argv)
+    if args.replot:
+        return replot(args.out)
     s = Settings().quick() if args.quick else Settings()
     overrides = {k: v for k, v in (("seeds", tuple(args.seeds) if args.seeds else None), ("pretrain_steps", args.pretrain),
                                     ("finetune_steps", args.finetune), ("sqrl_finetune_steps", args.finetune)) if v is not None}
@@ -289,13 +294,34 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     data = {"settings": dataclasses.asdict(s), "wall_seconds": wall, "table": table, "paper_table1": PAPER_TABLE1,
             "transfer": [{k: v for k, v in run.items()} for run in transfer], "scratch": scratch, "sqrl_transfer": sqrl}
     write_json(out / "results.json", data)
+    _plots(data, out)
+    print(format_table(table, s))
+    print(f"wall time {wall:.0f} s; results in {out}")
+    return data
+
+
+def _plots(data: dict[str, Any], out: Path) -> None:
+    transfer, scratch, sqrl = data["transfer"], data["scratch"], data["sqrl_transfer"]
     _plot_lifetime(transfer, scratch, sqrl, out / "lifetime_cost.png")
     curves = {f"{arm} {target}": runs for target in TARGETS for arm, runs in (
         ("transfer", [run[target]["records"] for run in transfer]),
         ("scratch", [run["records"] for run in scratch if run["target"] == target]))}
     plot_learning_curves(curves, out / "learning_curves.png", "Hallway high-stakes: costly episodes")
-    print(format_table(table, s))
-    print(f"wall time {wall:.0f} s; results in {out}")
+
+
+def replot(out: Path) -> dict[str, Any]:
+    """Redraw the plots and print the table from ``out/results.json`` (steps re-based per run)."""
+    import json
+
+    data = json.loads((out / "results.json").read_text())
+    for run in data["transfer"]:
+        for target in TARGETS:
+            run[target]["records"] = _curve(run[target]["records"])
+    for run in data["scratch"] + data["sqrl_transfer"]:
+        run["records"] = _curve(run["records"])
+    _plots(data, out)
+    s = Settings(**{**data["settings"], "seeds": tuple(data["settings"]["seeds"]), "hidden": tuple(data["settings"]["hidden"])})
+    print(format_table(data["table"], s))
     return data
 
 
