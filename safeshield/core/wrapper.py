@@ -427,9 +427,14 @@ def default_indicator(env: Any, indicator: str | Callable | None) -> str | Calla
     return declared
 
 
-def _is_shielded(env: gym.Env) -> bool:
+def find_shield(env: Any) -> Shield | None:
+    """The ``Shield`` in ``env``'s wrapper chain, or None (adapters use it to reach the shield)."""
     while isinstance(env, gym.Wrapper):
         if isinstance(env, Shield):
-            return True
+            return env
         env = env.env
-    return False
+    return None
+
+
+def _is_shielded(env: gym.Env) -> bool:
+    return find_shield(env) is not None

@@ -39,7 +39,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from safeshield.core.model import ShieldConfig, ShieldModel
-from safeshield.core.wrapper import Shield, ShieldFrontEnd, flatten_batch
+from safeshield.core.wrapper import ShieldFrontEnd, find_shield, flatten_batch
 
 __all__ = ["ShieldedVecEnv", "ShieldCallback", "find_shields", "policy_sampler", "wrap_vec_env"]
 
@@ -149,15 +149,9 @@ def find_shields(venv: VecEnv) -> list[Any]:
         if isinstance(venv, ShieldedVecEnv):
             return [venv]
         venv = venv.venv
-    found = []
-    if isinstance(venv, DummyVecEnv):
-        for env in venv.envs:
-            while isinstance(env, gym.Wrapper):
-                if isinstance(env, Shield):
-                    found.append(env)
-                    break
-                env = env.env
-    return found
+    if not isinstance(venv, DummyVecEnv):
+        return []
+    return [shield for shield in map(find_shield, venv.envs) if shield is not None]
 
 
 def policy_sampler(model: BaseAlgorithm) -> Callable:

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tianshou.data import Batch, Collector
 
-from safeshield.core.wrapper import Shield
+from safeshield.core.wrapper import Shield, find_shield
 
 __all__ = ["ExecutedActionHook", "attach", "policy_sampler", "find_shields"]
 
@@ -83,15 +83,8 @@ def policy_sampler(policy: Any) -> Callable:
 
 def find_shields(env: Any) -> list[Shield]:
     """``safeshield.Shield`` wrappers reachable in this process from a Tianshou vector env's workers."""
-    found = []
-    for worker in getattr(env, "workers", []):
-        inner = getattr(worker, "env", None)
-        while isinstance(inner, gym.Wrapper):
-            if isinstance(inner, Shield):
-                found.append(inner)
-                break
-            inner = inner.env
-    return found
+    shields = (find_shield(getattr(worker, "env", None)) for worker in getattr(env, "workers", []))
+    return [shield for shield in shields if shield is not None]
 
 
 def attach(collector: Collector, policy: Any, *, sampler: bool = True) -> ExecutedActionHook:

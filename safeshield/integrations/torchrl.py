@@ -26,7 +26,7 @@ from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import GymWrapper
 from torchrl.envs.gym_like import BaseInfoDictReader
 
-from safeshield.core.wrapper import Shield
+from safeshield.core.wrapper import Shield, find_shield
 
 __all__ = ["ShieldInfoReader", "ShieldedGymEnv", "executed_action"]
 
@@ -69,7 +69,7 @@ class ShieldInfoReader(BaseInfoDictReader):
 
 def ShieldedGymEnv(env: Shield, **kwargs: Any) -> GymWrapper:  # noqa: N802 (reads as a class at the call site)
     """A TorchRL ``GymWrapper`` around the shielded env ``env`` that reports ``("next", "shield", ...)``."""
-    if not _find_shield(env):
+    if find_shield(env) is None:
         raise TypeError(f"env must be shielded (safeshield.wrap(...)), got {type(env).__name__}")
     wrapped = GymWrapper(env, **kwargs)
     return wrapped.set_info_dict_reader(ShieldInfoReader(env.action_space))
@@ -85,10 +85,3 @@ def executed_action(td: TensorDictBase) -> TensorDictBase:
     td.set("action", torch.where(mask, executed, action))
     return td
 
-
-def _find_shield(env: gym.Env) -> bool:
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, Shield):
-            return True
-        env = env.env
-    return False
