@@ -148,6 +148,7 @@ def test_sampled_actions_stay_in_the_box():
 
 def test_learns_with_a_csc_shield_on_point_traps():
     """Alg. 1 wiring: candidates from π_old, Â_C from the shield's critic, one update per epoch."""
+    pytest.importorskip("mujoco")  # the [mujoco] extra
     env = safeshield.make("safeshield/PointTraps-v0", shield="csc", seed=0, hidden=(16, 16), learning_starts=50)
     agent = TRPOLagrangian.for_env(env, TRPOLagrangianConfig(hidden=(16,), steps_per_epoch=150, vf_iters=3), seed=0)
     env.attach_policy(agent.sample_actions)

@@ -2,11 +2,19 @@
 
 import math
 
-import mujoco
 import numpy as np
 import pytest
 
-from safeshield.environments.mujoco_robots import ROBOTS, SOLID, PlanarRobot, build_world, build_world_xml, robot_spec
+mujoco = pytest.importorskip("mujoco")  # the [mujoco] extra
+
+from safeshield.environments.mujoco_robots import (  # noqa: E402  (after the importorskip)
+    ROBOTS,
+    SOLID,
+    PlanarRobot,
+    build_world,
+    build_world_xml,
+    robot_spec,
+)
 
 
 def _drive(robot: str, action, steps: int, extra: str = "", start=(0.0, 0.0, 0.0)):

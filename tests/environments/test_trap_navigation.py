@@ -11,7 +11,10 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import safeshield
-from safeshield.environments.trap_navigation import TrapNavigationEnv
+
+pytest.importorskip("mujoco")  # the [mujoco] extra
+
+from safeshield.environments.trap_navigation import TrapNavigationEnv  # noqa: E402
 
 POINT, CAR = "safeshield/PointTraps-v0", "safeshield/CarTraps-v0"
 
