@@ -22,7 +22,8 @@ traversal returns 1000 (Table 1's magnitude); the cost limit is the paper's 0.01
 Usage:
     .venv/bin/python benchmarks/transfer_hallway.py            # full run: 17 CPU-minutes measured (1020 s)
     .venv/bin/python benchmarks/transfer_hallway.py --quick    # < 1 minute, checks the plumbing
-Writes ``benchmarks/results/transfer_hallway/{results.json, lifetime_cost.png, learning_curves.png}``.
+Writes ``benchmarks/results/transfer_hallway/{results.json, lifetime_cost.png, learning_curves.png}``
+(``--quick``: under ``quick/``); the saved agents and shields go to ``runs/transfer_hallway/``.
 """
 
 from __future__ import annotations
@@ -275,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                     ("finetune_steps", args.finetune), ("sqrl_finetune_steps", args.finetune)) if v is not None}
     s = dataclasses.replace(s, **overrides, sqrl=not args.no_sqrl)
     out = args.out / "quick" if args.quick else args.out
-    checkpoints = out / "checkpoints"
+    checkpoints = Path("runs") / "transfer_hallway" / ("quick" if args.quick else "full")  # saved agents/shields (git-ignored)
 
     jobs = [Job(transfer_job, (seed, s, str(checkpoints))) for seed in s.seeds]
     jobs += [Job(scratch_job, (seed, target, s)) for seed in s.seeds for target in TARGETS]
