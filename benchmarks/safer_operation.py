@@ -309,14 +309,15 @@ def plot_prior_losses(priors: dict, path: Path) -> None:
 def plot_calibration(calibration: list[dict], path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    for entry in calibration:
-        shares = 100 * np.asarray(entry["unsafe_share"])
-        jitter = np.linspace(-1.5, 1.5, shares.size) if shares.size > 1 else np.zeros(1)
-        ax.scatter(100 * entry["bound"] + jitter, shares, s=14, alpha=0.7, label=f"task {entry['task']}")
+    tasks = sorted({entry["task"] for entry in calibration})
+    for index, task in enumerate(tasks):
+        entries = [e for e in calibration if e["task"] == task]
+        x = [100 * e["bound"] + (index - (len(tasks) - 1) / 2) * 2.0 for e in entries for _ in e["unsafe_share"]]
+        y = [100 * share for e in entries for share in e["unsafe_share"]]
+        ax.scatter(x, y, s=16, alpha=0.7, color=f"C{index}", label=f"task {task} (one dot per rollout)")
+        ax.plot([100 * e["bound"] for e in entries], [100 * np.mean(e["unsafe_share"]) for e in entries], color=f"C{index}", lw=1)
     ax.plot([0, 45], [0, 45], "k--", lw=1, label="bound")
-    handles, labels = ax.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    ax.legend(unique.values(), unique.keys())
+    ax.legend(fontsize=8)
     ax.set(xlabel="allowed unsafe % (bound)", ylabel="unsafe % of steps in a rollout", title="Fig. 4: z ~ U(box), SAFER prior")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
