@@ -63,7 +63,7 @@ def train_one(method: str, seed: int, steps: int, shield_options: dict | None = 
     shield_name, options = METHODS[method]
     shield_options = SHIELD_OPTIONS if shield_options is None else shield_options
     env = gym.make(ENV_ID)
-    config = TRPOLagrangianConfig(chi=CHI)
+    config = TRPOLagrangianConfig(chi=shield_options["chi"])
     if shield_name is not None:
         env = safeshield.wrap(env, shield_name, seed=seed, config={**shield_options, **options})
     agent = TRPOLagrangian.for_env(env, config, seed=seed)
@@ -129,7 +129,7 @@ def ratios(summaries: dict) -> dict:
     return out
 
 
-def plot_episodes(curves: dict[str, list[list[dict]]], path: Path, window: int = 10) -> None:
+def plot_episodes(curves: dict[str, list[list[dict]]], path: Path, window: int = 10, chi: float = CHI) -> None:
     """Average failures per episode (moving mean), cumulative failures and return vs episodes."""
     import matplotlib
 
@@ -153,7 +153,7 @@ def plot_episodes(curves: dict[str, list[list[dict]]], path: Path, window: int =
         ):
             (line,) = ax.plot(x, values.mean(0), label=f"{label} ({len(runs)} seeds)")
             ax.fill_between(x, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
-    axes[0].axhline(CHI, color="k", ls="--", lw=1, label=f"χ = {CHI}")
+    axes[0].axhline(chi, color="k", ls="--", lw=1, label=f"χ = {chi}")
     axes[0].set(xlabel="episode", ylabel=f"average failures per episode ({window}-episode mean)", title="Point traps")
     axes[1].set(xlabel="episode", ylabel="cumulative failures", title="Cumulative failures")
     axes[2].set(xlabel="episode", ylabel="episode return", title="Return")
@@ -171,12 +171,13 @@ def main(argv=None) -> dict:
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
     parser.add_argument("--train-every", type=int, default=SHIELD_OPTIONS["train_every"],
                         help="env steps per critic update (an ablation of the critic's training rate)")
+    parser.add_argument("--chi", type=float, default=CHI, help="allowed failures per episode (the paper sweeps it, Figs. 4-5)")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
-    shield_options = {**SHIELD_OPTIONS, "train_every": args.train_every}
+    shield_options = {**SHIELD_OPTIONS, "train_every": args.train_every, "chi": args.chi}
     scale_name = "quick" if args.quick else "full"
     scale = SCALES[scale_name]
     out = Path(args.out or f"benchmarks/results/csc_nav{'_quick' if args.quick else ''}")
@@ -188,7 +189,7 @@ def main(argv=None) -> dict:
     summaries = {m: summarise(runs) for m, runs in by_method.items()}
     document = {
         "env": ENV_ID,
-        "chi": CHI,
+        "chi": args.chi,
         "scale": scale_name,
         "steps_per_run": scale["steps"],
         "seeds": scale["seeds"],
@@ -203,8 +204,8 @@ def main(argv=None) -> dict:
     }
     write_json(out / "results.json", document)
     curves = {m: [r["records"] for r in runs] for m, runs in by_method.items()}
-    plot_learning_curves(curves, out / "curves_steps.png", title=f"{ENV_ID}, χ = {CHI}")
-    plot_episodes(curves, out / "curves_episodes.png")
+    plot_learning_curves(curves, out / "curves_steps.png", title=f"{ENV_ID}, χ = {args.chi}")
+    plot_episodes(curves, out / "curves_episodes.png", chi=args.chi)
     print(f"wall {wall:.0f} s, cpu {document['cpu_seconds']:.0f} s -> {out}")
     for m, s in summaries.items():
         print(f"{m:15s} failures {s['failures']['mean']:.1f} ± {s['failures']['ci95']:.1f} "
