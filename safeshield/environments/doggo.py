@@ -17,7 +17,7 @@ from __future__ import annotations
 import mujoco
 import numpy as np
 
-from safeshield.environments.mujoco_robots import SENSORS, PlanarRobot, RobotSpec
+from safeshield.environments.mujoco_robots import SENSORS, PlanarRobot, RobotSpec, build_world_xml
 
 __all__ = ["DOGGO", "build_doggo_world_xml", "DoggoRobot"]
 
@@ -64,47 +64,17 @@ DOGGO = RobotSpec("doggo", _BODY, _ACTUATORS, _SENSOR_XML, _JOINTS, radius=0.3, 
 
 def build_doggo_world_xml(extra_worldbody: str = "", *, floor_half_size: float = 5.0, timestep: float = 0.002) -> str:
     """MJCF text of a flat world with Doggo at the origin and ``extra_worldbody`` pasted in."""
-    body = DOGGO.body_xml.format(x=0.0, y=0.0, z=DOGGO.height)
-    return f"""<mujoco model="safeshield_doggo">
-  <compiler angle="degree" inertiafromgeom="true"/>
-  <option timestep="{timestep}" integrator="implicitfast"/>
-  <worldbody>
-    <light pos="0 0 4" dir="0 0 -1"/>
-    <geom name="floor" type="plane" size="{floor_half_size} {floor_half_size} 0.1" contype="1" conaffinity="1" rgba="0.9 0.9 0.9 1"/>
-{body}
-{extra_worldbody}
-  </worldbody>
-  <actuator>{DOGGO.actuator_xml}
-  </actuator>
-  <sensor>
-{DOGGO.sensor_xml}
-  </sensor>
-</mujoco>"""
+    return build_world_xml(DOGGO, extra_worldbody, floor_half_size=floor_half_size, timestep=timestep)
 
 
 class DoggoRobot(PlanarRobot):
     """``PlanarRobot`` for Doggo (``pose``, ``velocity``, ``sensors``, ``set_pose``, ``apply``) plus joint readers."""
 
     def __init__(self, model: mujoco.MjModel):
-        self.spec = DOGGO
-        self.model = model
-        self.body_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "robot")
-        if self.body_id < 0:
-            raise ValueError("model has no body named 'robot'; build it with build_doggo_world_xml()")
-        ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, name) for name in DOGGO.action_names]
-        self.actuator_ids = np.array(ids)
-        if (self.actuator_ids < 0).any():
-            raise ValueError("model lacks Doggo's 12 motors")
-        joint = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "robot")
-        self._qpos, self._qvel = model.jnt_qposadr[joint], model.jnt_dofadr[joint]
+        super().__init__(model, DOGGO)
         joints = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name) for name in DOGGO.action_names]
         self._joint_qpos = model.jnt_qposadr[joints]
         self._joint_qvel = model.jnt_dofadr[joints]
-        self._sensor_slices = []
-        for kind in SENSORS:
-            sensor = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SENSOR, kind)
-            start = model.sensor_adr[sensor]
-            self._sensor_slices.append(slice(start, start + model.sensor_dim[sensor]))
 
     def joints(self, data: mujoco.MjData) -> np.ndarray:
         """The 12 joint angles (rad) then the 12 joint velocities (rad/s), in ``action_names`` order."""

@@ -136,15 +136,17 @@ _SPECS = {
 ROBOTS: tuple[str, ...] = tuple(_SPECS)
 
 
-def robot_spec(name: str) -> RobotSpec:
-    """The ``RobotSpec`` of ``name`` (one of ``ROBOTS``)."""
+def robot_spec(name: str | RobotSpec) -> RobotSpec:
+    """The ``RobotSpec`` of ``name`` (one of ``ROBOTS``); a ``RobotSpec`` (e.g. Doggo's) passes through."""
+    if isinstance(name, RobotSpec):
+        return name
     if name not in _SPECS:
         raise ValueError(f"robot must be one of {ROBOTS}, got {name!r}")
     return _SPECS[name]
 
 
 def build_world_xml(
-    robot: str,
+    robot: str | RobotSpec,
     extra_worldbody: str = "",
     *,
     floor_half_size: float = 5.0,
@@ -161,7 +163,7 @@ def build_world_xml(
     if not floor_half_size > 0 or not timestep > 0:
         raise ValueError(f"floor_half_size and timestep must be > 0, got {floor_half_size!r}, {timestep!r}")
     body = spec.body_xml.format(x=float(start[0]), y=float(start[1]), z=spec.height)
-    return f"""<mujoco model="safeshield_{robot}">
+    return f"""<mujoco model="safeshield_{spec.name}">
   <compiler angle="degree" inertiafromgeom="true"/>
   <option timestep="{timestep}" integrator="implicitfast"/>
   <visual><headlight ambient="0.5 0.5 0.5"/></visual>
@@ -192,7 +194,7 @@ class PlanarRobot:
     ``set_pose`` places the robot at rest; ``apply`` writes a clipped action into ``data.ctrl``.
     """
 
-    def __init__(self, model: mujoco.MjModel, robot: str):
+    def __init__(self, model: mujoco.MjModel, robot: str | RobotSpec):
         self.spec = robot_spec(robot)
         self.model = model
         self.body_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, "robot")
@@ -202,7 +204,7 @@ class PlanarRobot:
             [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_ACTUATOR, name) for name in self.spec.action_names]
         )
         if (self.actuator_ids < 0).any():
-            raise ValueError(f"model lacks the {robot!r} actuators {self.spec.action_names}")
+            raise ValueError(f"model lacks the {self.spec.name!r} actuators {self.spec.action_names}")
         if self.spec.free_joint:
             joint = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, "robot")
             self._qpos, self._qvel = model.jnt_qposadr[joint], model.jnt_dofadr[joint]
