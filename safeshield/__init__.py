@@ -5,7 +5,12 @@
 - ``make(env_id, shield=...)``: ``gym.make`` plus ``wrap``.
 - ``load(path, env=...)``: carry a saved shield to an env (frozen unless ``train=True``).
 - ``methods()``: installed shield methods and their default configs.
-- ``Shield``, ``ShieldModel``, ``SQRL``, ``SQRLConfig``: the classes behind them.
+- ``Shield``, ``VectorShield``, ``RemapShield``, ``ShieldModel``: the front ends and the model base.
+- ``SQRL``, ``CSC``, ``QEnsemble``, ``SAFER`` (and their configs): the methods.
+- ``PreviousRewardCost``: append r_{t-1}, c_{t-1} to observations (safe transfer's agent input).
+
+Agents live in ``safeshield.agents``; adapters for SB3 / Tianshou / TorchRL in
+``safeshield.integrations`` (imported on demand, never by ``import safeshield``).
 
 Importing safeshield registers its environments (``safeshield/DrunkSpider-v0``, ...).
 """
@@ -22,10 +27,18 @@ from safeshield import environments  # noqa: F401  (registers the env ids)
 from safeshield.core import CheckpointError, Shield, ShieldConfig, ShieldModel, get_method, method_names
 from safeshield.core.remap import RemapShield, load_remap, remap_checkpoint_method, remap_method_names
 from safeshield.core.vector import VectorShield, wrap_vector
-from safeshield.shields import SQRL, SQRLConfig
+from safeshield.shields import CSC, SAFER, SQRL, CSCConfig, QEnsemble, QEnsembleConfig, SAFERConfig, SQRLConfig
+from safeshield.wrappers import PreviousRewardCost
 
 __all__ = [
     "CheckpointError",
+    "CSC",
+    "CSCConfig",
+    "PreviousRewardCost",
+    "QEnsemble",
+    "QEnsembleConfig",
+    "SAFER",
+    "SAFERConfig",
     "SQRL",
     "SQRLConfig",
     "Shield",
