@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench bench-all clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py
+
+# Every benchmark at its full (CPU-scale) setting: a few hours on 2 cores. Each also has --quick.
+bench-all: bench $(STAMP)
+	$(BIN)/python benchmarks/vector_and_agents.py
+	$(BIN)/python benchmarks/envs_speed.py
+	$(BIN)/python benchmarks/minitaur_sqrl.py
+	$(BIN)/python benchmarks/csc_nav.py
+	$(BIN)/python benchmarks/transfer_hallway.py
+	$(BIN)/python benchmarks/safer_operation.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis

@@ -4,15 +4,25 @@
 - ``register_envs``: register every id in ``ENV_IDS`` (idempotent; called at import).
 - ``ENV_IDS``: the registered ids.
 
-Registered ids (both 30-step episodes, the paper's Table 2 episode length):
+Registered ids. Every env exposes failure the same way: ``info["failure"]``, ``info["cost"]`` and
+``metadata["safeshield_indicator"]`` (so ``safeshield.wrap(env, method)`` needs no indicator).
+Engines load on ``gym.make``, never at import: the entries are entry-point strings.
 
-- ``safeshield/DrunkSpider-v0``: pre-training variant, action noise 0.1 (Table 2).
-- ``safeshield/DrunkSpiderTarget-v0``: target (fine-tuning) variant, action noise 0.2 (§7.3,
-  the paper's "drunker" spider of Fig. 5). Pits, goal and reward are unchanged; only the
-  dynamics get riskier, like Minitaur's friction change: the 0.8-wide bridge is 4 sigma wide
-  at 0.1 (safe to cross in pre-training) and 2 sigma at 0.2 (about 4.6 % risk per step on it).
-  The paper does not say how its DrunkSpider tasks differ. (A goal-moved target was tried
-  first: neither SAC nor SQRL learned it within the demo's budget, so it showed nothing.)
+- SQRL's DrunkSpider (pure numpy, 30-step episodes, the paper's Table 2 length):
+  ``DrunkSpider-v0`` (pre-training, action noise 0.1) and ``DrunkSpiderTarget-v0`` (target,
+  noise 0.2: the 0.8-wide bridge is 4 sigma wide at 0.1 and 2 sigma at 0.2, about 4.6 % risk
+  per step on it). The paper does not say how its DrunkSpider tasks differ; pits, goal and
+  reward are unchanged, only the dynamics get riskier, like Minitaur's friction change.
+- CSC trap navigation (MuJoCo, ``trap_navigation``): ``PointTraps-v0``, ``CarTraps-v0``.
+- SAFER Operation grasping (PyBullet, ``operation``): ``Operation00-v0`` ... ``Operation39-v0``
+  and ``Operation-v0``; ``operation.EVAL_TASKS`` names the 6 hardest.
+- Safe-transfer Hallway (MuJoCo, ``hallway``): ``{Point,Doggo}Hallway{Walls,Poles,Humanoids}-v0``.
+- Robots (``minitaur``, ``laikago``, ``shadow_hand``, ``panda_push``): ``Minitaur-v0``,
+  ``MinitaurVelocity-v0``, ``MinitaurFriction-v0``, ``MinitaurRandomized-v0``, ``Laikago-v0``,
+  ``ShadowHandCubeRotate-v0``, ``ShadowHandCubeRotateTarget-v0``, ``PandaPushNoTopple-v0``,
+  ``PandaPushBoundary-v0``.
+
+All ids carry the ``safeshield/`` prefix; ``docs/environments.md`` has the details.
 
 This package imports nothing else from ``safeshield``, so the shields and agents can depend on it
 and not the other way round.
