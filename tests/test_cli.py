@@ -1,0 +1,33 @@
+"""The ``safeshield`` command: subcommands run and bad input names itself."""
+
+import json
+
+import pytest
+
+from safeshield.cli import main
+
+
+def test_transfer_command_writes_results_for_both_methods(tmp_path, capsys):
+    code = main([
+        "transfer", "--pretrain", "safeshield/DrunkSpider-v0", "--target", "safeshield/DrunkSpiderTarget-v0",
+        "--pretrain-steps", "120", "--finetune-steps", "90", "--seeds", "1", "--workers", "0",
+        "--out", str(tmp_path), "--no-progress",
+    ])
+    assert code == 0
+    document = json.loads((tmp_path / "results.json").read_text())
+    assert set(document["summary"]) >= {"sqrl", "sac"}
+    assert document["settings"]["finetune_steps"] == 90
+    assert "sqrl  fine-tune failures" in capsys.readouterr().out
+
+
+def test_transfer_command_rejects_an_unknown_env_id(tmp_path):
+    with pytest.raises(SystemExit, match="pretrain_id must be a registered env id"):
+        main(["transfer", "--pretrain", "nope-v0", "--target", "safeshield/DrunkSpider-v0", "--out", str(tmp_path)])
+
+
+def test_envs_lists_every_family(capsys):
+    assert main(["envs"]) == 0
+    out = capsys.readouterr().out
+    for env_id in ("safeshield/DrunkSpider-v0", "safeshield/PointTraps-v0", "safeshield/Minitaur-v0",
+                   "safeshield/PointHallwayPoles-v0", "safeshield/Operation00-v0"):
+        assert env_id in out
