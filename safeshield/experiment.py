@@ -14,6 +14,7 @@ Each job runs with one torch thread: the machines have two cores and a pool of t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -77,7 +78,9 @@ def run_jobs(
             results = [_run_one(job, local) for job in jobs]
         else:
             context = multiprocessing.get_context("spawn")
-            with context.Manager() as manager, ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+            with _one_blas_thread_in_children(), context.Manager() as manager, ProcessPoolExecutor(
+                max_workers=workers, mp_context=context
+            ) as pool:
                 progress_queue = manager.Queue()
                 futures = [pool.submit(_run_one, job, progress_queue) for job in jobs]
                 while not all(f.done() for f in futures):
@@ -88,6 +91,23 @@ def run_jobs(
                 results = [f.result() for f in futures]
         bar.update(max(0, total_steps - bar.n))
     return results
+
+
+@contextlib.contextmanager
+def _one_blas_thread_in_children():
+    """Spawned workers read ``OPENBLAS_NUM_THREADS`` when they import numpy: one thread each, like torch.
+
+    With two workers on two cores, BLAS's own threads only contend (the vector benchmark measured
+    the batch-1 critic path 4-5x slower with OpenBLAS's default on a loaded machine). A value the
+    user set is kept; this process's environment is restored afterwards.
+    """
+    saved = os.environ.get("OPENBLAS_NUM_THREADS")
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("OPENBLAS_NUM_THREADS", None)
 
 
 class _LocalQueue:

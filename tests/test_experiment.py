@@ -55,3 +55,17 @@ def test_plot_learning_curves_writes_a_png(tmp_path):
     curves = {"sqrl": [_records([False, True]), _records([True])], "sac": [[]]}
     path = plot_learning_curves(curves, tmp_path / "c.png", "title")
     assert path.stat().st_size > 1000
+
+
+def _blas_threads(progress_queue=None):
+    import os
+
+    return os.environ.get("OPENBLAS_NUM_THREADS")
+
+
+def test_workers_get_one_blas_thread_and_the_parent_env_is_restored(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    assert run_jobs([Job(_blas_threads)], 0, "t", workers=1, progress=False) == ["1"]
+    import os
+
+    assert "OPENBLAS_NUM_THREADS" not in os.environ
