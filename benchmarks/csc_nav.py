@@ -3,7 +3,7 @@
 Run ``python benchmarks/csc_nav.py [--quick] [--out benchmarks/results/csc_nav]``.
 
 Every run trains ``TRPOLagrangian`` from scratch on ``safeshield/PointTraps-v0`` (500-step
-episodes, health 25, failure = empty health) for the same number of env steps and seeds:
+episodes, health 25 or ``--health N``, failure = empty health) for the same number of env steps and seeds:
 
 - ``trpo``: no shield, no cost critic: plain TRPO, CSC's "Base" baseline.
 - ``csc``: CSC shield as the paper writes it, ε = (1 − γ)(χ − V̂_C); the agent's Â_C comes from
@@ -38,6 +38,7 @@ from safeshield.experiment import Job, episode_reporter, mean_ci, plot_learning_
 
 ENV_ID = "safeshield/PointTraps-v0"
 CHI = 0.05  # CSC Fig. 6 caption
+HEALTH = 25  # CSC App. A.5: steps in traps until failure
 METHODS = {
     # method -> (shield name or None, shield options)
     "trpo": (None, {}),
@@ -57,12 +58,14 @@ PAPER = {
 }
 
 
-def train_one(method: str, seed: int, steps: int, shield_options: dict | None = None, progress_queue=None) -> dict:
+def train_one(
+    method: str, seed: int, steps: int, shield_options: dict | None = None, health: int = HEALTH, progress_queue=None
+) -> dict:
     """Train TRPO(-Lagrangian) with ``method``'s shield for ``steps`` env steps; return its records."""
     torch.set_num_threads(1)
     shield_name, options = METHODS[method]
     shield_options = SHIELD_OPTIONS if shield_options is None else shield_options
-    env = gym.make(ENV_ID)
+    env = gym.make(ENV_ID, health=health)
     config = TRPOLagrangianConfig(chi=shield_options["chi"])
     if shield_name is not None:
         env = safeshield.wrap(env, shield_name, seed=seed, config={**shield_options, **options})
@@ -172,6 +175,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--train-every", type=int, default=SHIELD_OPTIONS["train_every"],
                         help="env steps per critic update (an ablation of the critic's training rate)")
     parser.add_argument("--chi", type=float, default=CHI, help="allowed failures per episode (the paper sweeps it, Figs. 4-5)")
+    parser.add_argument("--health", type=int, default=HEALTH,
+                        help="initial health = steps in traps until failure (a short failure horizon is an ablation)")
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
@@ -181,7 +186,7 @@ def main(argv=None) -> dict:
     scale_name = "quick" if args.quick else "full"
     scale = SCALES[scale_name]
     out = Path(args.out or f"benchmarks/results/csc_nav{'_quick' if args.quick else ''}")
-    jobs = [Job(train_one, (method, seed, scale["steps"], shield_options)) for seed in range(scale["seeds"]) for method in methods]
+    jobs = [Job(train_one, (method, seed, scale["steps"], shield_options, args.health)) for seed in range(scale["seeds"]) for method in methods]
     start = time.time()
     results = run_jobs(jobs, total_steps=scale["steps"] * len(jobs), desc="csc_nav", workers=args.workers)
     wall = time.time() - start
@@ -190,6 +195,7 @@ def main(argv=None) -> dict:
     document = {
         "env": ENV_ID,
         "chi": args.chi,
+        "health": args.health,
         "scale": scale_name,
         "steps_per_run": scale["steps"],
         "seeds": scale["seeds"],
@@ -204,7 +210,7 @@ def main(argv=None) -> dict:
     }
     write_json(out / "results.json", document)
     curves = {m: [r["records"] for r in runs] for m, runs in by_method.items()}
-    plot_learning_curves(curves, out / "curves_steps.png", title=f"{ENV_ID}, χ = {args.chi}")
+    plot_learning_curves(curves, out / "curves_steps.png", title=f"{ENV_ID}, χ = {args.chi}, health {args.health}")
     plot_episodes(curves, out / "curves_episodes.png", chi=args.chi)
     print(f"wall {wall:.0f} s, cpu {document['cpu_seconds']:.0f} s -> {out}")
     for m, s in summaries.items():
