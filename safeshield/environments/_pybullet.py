@@ -16,7 +16,6 @@ every other step and at reset); ``metadata["safeshield_indicator"] = "info:failu
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import gymnasium as gym
@@ -25,18 +24,9 @@ import pybullet
 import pybullet_data
 from pybullet_utils import bullet_client
 
-__all__ = ["QuadrupedEnv", "fallen", "check_positive", "up_z"]
+from safeshield.environments._checks import check_positive
 
-
-def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
-    """``value`` as a finite float > 0 (>= 0 with ``allow_zero``); ValueError naming ``name``."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}") from error
-    if isinstance(value, bool) or not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
-    return number
+__all__ = ["QuadrupedEnv", "fallen", "up_z"]
 
 
 def up_z(quaternion) -> float:

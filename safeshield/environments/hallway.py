@@ -61,6 +61,7 @@ import mujoco
 import numpy as np
 
 from safeshield.environments import hallway_people as people
+from safeshield.environments._checks import check_count, check_positive
 from safeshield.environments.doggo import DoggoRobot, build_doggo_world_xml
 from safeshield.environments.mujoco_robots import SOLID, PlanarRobot, build_world_xml
 
@@ -113,13 +114,11 @@ class HallwayEnv(gym.Env):
         if render_mode is not None:
             raise ValueError(f"HallwayEnv has no render modes (headless); render_mode must be None, got {render_mode!r}")
         for name, value in (("length", length), ("width", width), ("spacing", spacing), ("ray_range", ray_range), ("depth_fov", depth_fov)):
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            check_positive(name, value)
         if length < 3.0 or width < 1.5:
             raise ValueError(f"the hallway needs length >= 3 and width >= 1.5 (m), got {length!r} x {width!r}")
         for name, value in (("n_rays", n_rays), ("frame_skip", frame_skip), ("poles_per_slot", poles_per_slot)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            check_count(name, value)
         depth_shape = tuple(int(v) for v in depth_shape)
         if len(depth_shape) != 2 or min(depth_shape) < 1:
             raise ValueError(f"depth_shape must be (rows, cols) of positive integers, got {depth_shape!r}")

@@ -44,6 +44,8 @@ from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate import quat_from_a
 from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate_block import MujocoHandBlockEnv
 from gymnasium_robotics.utils import rotations
 
+from safeshield.environments._checks import check_finite
+
 __all__ = ["ShadowHandCubeRotateEnv", "GOAL_AXES"]
 
 # (axis, sign): up, down (about world x), left, right (about world z), as PDDM's four goals
@@ -95,8 +97,7 @@ class ShadowHandCubeRotateEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         for name, value in (("turn", turn), ("drop_height", drop_height), ("reward_scale", reward_scale), ("drop_penalty", drop_penalty)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name} must be a finite number, got {value!r}")
+            check_finite(name, value)
         if turn <= 0:
             raise ValueError(f"turn must be > 0 (quarter turns), got {turn!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:

@@ -41,6 +41,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
+from safeshield.environments._checks import check_count, check_positive
 from safeshield.environments.mujoco_robots import GHOST, SOLID, PlanarRobot, build_world_xml
 
 __all__ = ["TrapNavigationEnv"]
@@ -76,12 +77,11 @@ class TrapNavigationEnv(gym.Env):
     ):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
-        for name, value in (("n_traps", n_traps), ("health", health), ("lidar_bins", lidar_bins), ("frame_skip", frame_skip)):
-            if not isinstance(value, (int, np.integer)) or value < (0 if name == "n_traps" else 1):
-                raise ValueError(f"{name} must be a {'non-negative' if name == 'n_traps' else 'positive'} integer, got {value!r}")
+        check_count("n_traps", n_traps, minimum=0)
+        for name, value in (("health", health), ("lidar_bins", lidar_bins), ("frame_skip", frame_skip)):
+            check_count(name, value)
         for name, value in (("trap_radius", trap_radius), ("arena", arena), ("goal_radius", goal_radius), ("lidar_range", lidar_range)):
-            if not (isinstance(value, (int, float)) and value > 0):
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+            check_positive(name, value)
         if n_traps * math.pi * (trap_radius + 0.2) ** 2 > 0.5 * (2 * arena) ** 2:
             raise ValueError(f"{n_traps} traps of radius {trap_radius} do not fit an arena of half-size {arena}")
         self.robot_name = robot
