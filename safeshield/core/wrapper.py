@@ -254,12 +254,16 @@ class ShieldFrontEnd:
     core: ShieldCore
 
     def _build_core(self, env: Any, model: ShieldModel | str, indicator, observation_space: gym.Space,
-                    action_space: gym.Space, num_envs: int, *, train: bool, seed: int | None, config) -> None:
-        """Build (or take) the model, resolve the indicator (``env``'s declared one by default), make the core."""
+                    action_space: gym.Space, num_envs: int, *, train: bool, seed: int | None, config):
+        """Build (or take) the model, resolve the indicator (``env``'s declared one by default), make the core.
+
+        Returns the resolved indicator as given (a name or a callable), for ``env.spec`` records.
+        """
         self.shield = resolve_model(model, observation_space, action_space, config, seed)
         indicator = default_indicator(env, indicator)
         self.core = ShieldCore(self.shield, indicator, observation_space, action_space, num_envs, train=train, seed=seed)
         self.indicator = self.core.indicator
+        return indicator
 
     def attach_policy(self, sample) -> None:
         """Draw candidates from the agent's policy ``sample(obs[m, d], n, generator)`` (the papers' rule)."""
@@ -338,10 +342,10 @@ class Shield(ShieldFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArgs):
         if _is_shielded(env):
             raise ValueError("env is already shielded; wrap the unshielded env (double shielding hides decisions)")
         gym.Wrapper.__init__(self, env)
-        self._build_core(env, model, indicator, env.observation_space, env.action_space, 1,
-                         train=train, seed=seed, config=config)
+        indicator = self._build_core(env, model, indicator, env.observation_space, env.action_space, 1,
+                                     train=train, seed=seed, config=config)
         gym.utils.RecordConstructorArgs.__init__(
-            self, model=self.shield.name, indicator=default_indicator(env, indicator), train=train, seed=seed,
+            self, model=self.shield.name, indicator=indicator, train=train, seed=seed,
             config=self.shield.config.to_json(),
         )
 
