@@ -4,7 +4,9 @@
   model (one batched risk query per step), the SB3 twin of ``safeshield.VectorShield``;
   ``wrap_vec_env(venv, "sqrl", eps_safe=...)`` builds one from a method name and options.
 - ``ShieldCallback``: the one adapter call (``model.learn(..., callback=ShieldCallback())``).
-  It attaches the agent's own action distribution as the shield's candidate sampler and makes
+  It writes the shield's metrics (``safeshield.core.metrics.METRICS``: failures, interventions,
+  fallbacks, their rates, proposal-risk mean and quantiles, threshold) to the model's logger, so
+  they appear under ``shield/`` in TensorBoard and SB3's CSV next to SB3's own tags. It attaches the agent's own action distribution as the shield's candidate sampler and makes
   the learner store the *executed* action:
 
   * off-policy (SAC, TD3, DDPG): SB3 stores ``buffer_action``, the proposal rescaled to
@@ -38,6 +40,7 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
+from safeshield.core.metrics import ShieldStats
 from safeshield.core.model import ShieldConfig, ShieldModel
 from safeshield.core.wrapper import ShieldFrontEnd, find_shield, flatten_batch
 
@@ -207,17 +210,39 @@ def _gaussian(model: BaseAlgorithm, obs: torch.Tensor) -> tuple[torch.Tensor, to
 
 
 class ShieldCallback(BaseCallback):
-    """Make an SB3 algorithm learn from what the shield executed; draw candidates from its policy.
+    """Make an SB3 algorithm learn from what the shield executed; draw candidates from its policy;
+    log what the shield did.
 
     ``model.learn(total_timesteps, callback=ShieldCallback())``. With ``attach=False`` the
-    shield keeps its own candidate sampler (perturbations of the proposal).
+    shield keeps its own candidate sampler (perturbations of the proposal). With ``log=True``
+    every step's ``info["shield"]`` reports feed ``self.stats`` (a ``ShieldStats``) and its
+    scalars go to ``self.logger`` under ``shield/`` (TensorBoard, CSV, stdout: whatever the model's
+    logger writes; ``stable_baselines3.common.logger.configure`` or ``tensorboard_log=`` choose).
+    Rates and risk quantiles are over the last ``window`` shielded steps; the quantiles are
+    recomputed every ``quantile_every`` steps. The logger is dumped once more when training ends,
+    so a short run still leaves its last values in the files.
+
+    Example:
+        >>> from stable_baselines3 import SAC
+        >>> import gymnasium as gym, safeshield
+        >>> env = safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator=lambda *step: 0.0)
+        >>> model = SAC("MlpPolicy", env, learning_starts=50, policy_kwargs={"net_arch": [8]})
+        >>> callback = ShieldCallback()
+        >>> _ = model.learn(60, callback=callback)
+        >>> callback.stats.steps, callback.stats.failures
+        (60, 0)
     """
 
-    def __init__(self, attach: bool = True, verbose: int = 0):
+    def __init__(self, attach: bool = True, verbose: int = 0, *, log: bool = True, window: int = 1000,
+                 quantile_every: int = 50):
         super().__init__(verbose)
-        self.attach = attach
+        if isinstance(quantile_every, bool) or not isinstance(quantile_every, int) or quantile_every < 1:
+            raise ValueError(f"quantile_every must be an int >= 1, got {quantile_every!r}")
+        self.attach, self.log, self.quantile_every = attach, log, quantile_every
         self.shields: list[Any] = []
+        self.stats = ShieldStats(window)
         self.rewritten = 0  # stored actions replaced by executed ones
+        self._scalars: dict[str, float] = {}
 
     def _init_callback(self) -> None:
         self.shields = find_shields(self.training_env)
@@ -226,8 +251,30 @@ class ShieldCallback(BaseCallback):
             for shield in self.shields:
                 shield.attach_policy(sample)
 
+    def _log(self, reports: list[dict]) -> None:
+        stats = self.stats
+        before = stats.steps
+        stats.update(reports)
+        if not self._scalars or stats.steps // self.quantile_every != before // self.quantile_every:
+            self._scalars = stats.scalars()
+        else:  # counters and rates are cheap: always current
+            self._scalars.update(stats.counters())
+        for key, value in self._scalars.items():
+            self.logger.record(key, value)
+
+    def _on_training_end(self) -> None:
+        if self.log and self.stats.steps:
+            self._scalars = self.stats.scalars()
+            for key, value in self._scalars.items():
+                self.logger.record(key, value)
+            self.logger.dump(self.num_timesteps)
+
     def _on_step(self) -> bool:
         infos = self.locals["infos"]
+        if self.log:
+            reports = [info["shield"] for info in infos if "shield" in info]
+            if reports:
+                self._log(reports)
         rows = [i for i, info in enumerate(infos) if "shield" in info and info["shield"]["intervened"]]
         if not rows:
             return True

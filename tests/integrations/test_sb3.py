@@ -203,3 +203,48 @@ def test_shielded_vec_env_rejects_bad_input():
     venv.reset()
     with pytest.raises(ValueError, match=r"shape \(2, 2\)"):
         venv.step(np.zeros(2, np.float32))
+
+
+def _tensorboard_scalars(folder):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    (events,) = [path for path in folder.rglob("events.out.tfevents.*")]
+    accumulator = EventAccumulator(str(events.parent))
+    accumulator.Reload()
+    return {tag: [event.value for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]}
+
+
+def test_shield_metrics_land_in_tensorboard_and_csv_next_to_sb3s_own(tmp_path, far_from_point):
+    """The user promise: the shield is visible in the logs the user already reads (issue 18)."""
+    pytest.importorskip("tensorboard")
+    from stable_baselines3.common.logger import configure
+
+    from safeshield.core.metrics import METRICS
+
+    env = gym.make(DRUNK_SPIDER)
+    env = safeshield.Shield(env, far_from_point(env), "info:failure", train=False, seed=0)
+    model = SAC("MlpPolicy", env, learning_starts=40, batch_size=16, policy_kwargs=small(), seed=0)
+    model.set_logger(configure(str(tmp_path), ["csv", "tensorboard"]))
+    callback = ShieldCallback()
+    model.learn(120, callback=callback, log_interval=1)
+
+    scalars = _tensorboard_scalars(tmp_path)
+    assert set(METRICS) <= set(scalars), sorted(set(METRICS) - set(scalars))
+    assert any(tag.startswith("train/") for tag in scalars)  # SB3's own tags are still there
+    assert scalars["shield/steps"][-1] == 120
+    assert scalars["shield/interventions"][-1] == env.total_interventions > 0
+    assert scalars["shield/failures"][-1] == env.total_failures
+    assert 0.0 < scalars["shield/intervention_rate"][-1] < 1.0  # the stub rejects about half
+    assert scalars["shield/threshold"][-1] == pytest.approx(0.5)
+    header = (tmp_path / "progress.csv").read_text().splitlines()[0].split(",")
+    assert {"shield/failures", "shield/fallback_rate", "shield/risk_p90"} <= set(header)
+
+
+def test_shield_callback_counts_every_sub_env_of_a_shared_vec_shield(far_from_point):
+    venv = make_vec_env(DRUNK_SPIDER, n_envs=3, seed=0)
+    venv = ShieldedVecEnv(venv, far_from_point(gym.make(DRUNK_SPIDER)), "info:failure", train=False, seed=0)
+    callback = ShieldCallback()
+    PPO("MlpPolicy", venv, n_steps=16, batch_size=16, n_epochs=1, policy_kwargs=small(), seed=0).learn(48, callback=callback)
+    assert callback.stats.steps == 48
+    assert callback.stats.interventions == venv.total_interventions
+    assert callback.stats.fallbacks == venv.total_fallbacks

@@ -1,0 +1,118 @@
+"""Running counters of what a shield did, under the names every log uses.
+
+- ``ShieldStats``: fed with ``info["shield"]`` reports (one per env step), it keeps the
+  cumulative counters and the recent risks, and gives the scalars a logger writes.
+- ``METRICS``: each scalar's name and one-line meaning (the documented list).
+
+The SB3 callback (``safeshield.integrations.sb3.ShieldCallback``) and the ``safeshield train``
+runs (CSV, JSONL, TensorBoard) both write ``ShieldStats.scalars()``, so a TensorBoard tag means
+the same thing whichever agent produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+__all__ = ["METRICS", "ShieldStats"]
+
+# name -> meaning; "steps" means shielded env steps (one per sub-env per vector step)
+METRICS: dict[str, str] = {
+    "shield/steps": "shielded env steps so far",
+    "shield/failures": "failing steps so far (indicator > 0.5)",
+    "shield/interventions": "steps whose proposal the shield replaced, so far",
+    "shield/fallbacks": "steps where no candidate passed and the least risky one ran, so far",
+    "shield/failure_rate": "failing steps / steps in the last window",
+    "shield/intervention_rate": "interventions / steps in the last window",
+    "shield/fallback_rate": "fallbacks / steps in the last window",
+    "shield/risk_mean": "mean risk of the agent's proposals in the last window",
+    "shield/risk_p50": "median proposal risk in the last window",
+    "shield/risk_p90": "90th percentile of proposal risk in the last window",
+    "shield/risk_max": "largest proposal risk in the last window",
+    "shield/threshold": "the threshold a proposal's risk is compared with (latest)",
+}
+
+
+class ShieldStats:
+    """Counters over every report seen, plus a window of the last ``window`` steps for rates and risk.
+
+    Example:
+        >>> stats = ShieldStats(window=2)
+        >>> stats.update([{"failure": 0.0, "intervened": True, "fell_back": False,
+        ...                "proposal_risk": 0.3, "threshold": 0.1}])
+        >>> stats.scalars()["shield/intervention_rate"]
+        1.0
+    """
+
+    def __init__(self, window: int = 1000):
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window must be an int >= 1, got {window!r}")
+        self.window = window
+        self.steps = self.failures = self.interventions = self.fallbacks = 0
+        self.threshold = float("nan")
+        self.max_risk_seen = float("-inf")  # over every proposal ever scored (the sanity checks read it)
+        # ring buffers: column 0 failed, 1 intervened, 2 fell back; risks apart (quantiles)
+        self._flags = np.zeros((window, 3), dtype=np.int64)
+        self._flag_sums = np.zeros(3, dtype=np.int64)
+        self._risk = np.zeros(window, dtype=np.float64)
+
+    def update(self, reports: Iterable[Mapping[str, Any]]) -> None:
+        """Count one report per env step (``info["shield"]`` of a single env)."""
+        for report in reports:
+            flags = (float(report["failure"]) > 0.5, bool(report["intervened"]), bool(report["fell_back"]))
+            risk = float(report["proposal_risk"])
+            slot = self.steps % self.window
+            self.steps += 1
+            self.failures += flags[0]
+            self.interventions += flags[1]
+            self.fallbacks += flags[2]
+            self.threshold = float(report["threshold"])
+            if risk > self.max_risk_seen:
+                self.max_risk_seen = risk
+            row = self._flags[slot]
+            self._flag_sums[0] += flags[0] - row[0]
+            self._flag_sums[1] += flags[1] - row[1]
+            self._flag_sums[2] += flags[2] - row[2]
+            row[:] = flags
+            self._risk[slot] = risk
+
+    def update_vector(self, report: Mapping[str, Any], covered: Any = None) -> None:
+        """Count a vector report (``info["shield"]`` of ``VectorShield``: arrays over sub-envs)."""
+        n = len(report["failure"])
+        rows = range(n) if covered is None else np.flatnonzero(covered)
+        self.update({key: report[key][i] for key in ("failure", "intervened", "fell_back", "proposal_risk", "threshold")}
+                    for i in rows)
+
+    def counters(self) -> dict[str, float]:
+        """The cheap part of ``scalars``: counters, window rates and threshold (no risk quantiles)."""
+        seen = min(self.steps, self.window)
+        rates = self._flag_sums / seen if seen else np.full(3, np.nan)
+        return {
+            "shield/steps": float(self.steps),
+            "shield/failures": float(self.failures),
+            "shield/interventions": float(self.interventions),
+            "shield/fallbacks": float(self.fallbacks),
+            "shield/failure_rate": float(rates[0]),
+            "shield/intervention_rate": float(rates[1]),
+            "shield/fallback_rate": float(rates[2]),
+            "shield/threshold": self.threshold,
+        }
+
+    def scalars(self) -> dict[str, float]:
+        """Every metric of ``METRICS`` (rates and risks over the window; NaN before the first step)."""
+        out = self.counters()
+        seen = min(self.steps, self.window)
+        if seen == 0:
+            return {**out, "shield/risk_mean": float("nan"), "shield/risk_p50": float("nan"),
+                    "shield/risk_p90": float("nan"), "shield/risk_max": float("nan")}
+        risk = self._risk[:seen]
+        ordered = np.partition(risk, (seen // 2, min(seen - 1, int(0.9 * seen))))
+        out.update({
+            "shield/risk_mean": float(risk.mean()),
+            "shield/risk_p50": float(ordered[seen // 2]),
+            "shield/risk_p90": float(ordered[min(seen - 1, int(0.9 * seen))]),
+            "shield/risk_max": float(risk.max()),
+        })
+        return out
