@@ -34,7 +34,8 @@ import torch
 
 import safeshield
 from safeshield.agents.trpo_lagrangian import TRPOLagrangian, TRPOLagrangianConfig
-from safeshield.experiment import Job, episode_reporter, mean_ci, plot_learning_curves, run_jobs, write_json
+from safeshield.experiments.plots import plot_learning_curves
+from safeshield.experiments.runner import Job, episode_reporter, mean_ci, run_jobs, write_json
 
 ENV_ID = "safeshield/PointTraps-v0"
 CHI = 0.05  # CSC Fig. 6 caption
@@ -72,7 +73,7 @@ def train_one(
     agent = TRPOLagrangian.for_env(env, config, seed=seed)
     if shield_name is not None:
         env.attach_policy(agent.sample_actions)  # Alg. 1 l.6: resample from π_old
-        agent.set_cost_critic(env.shield.q_c)  # Â_C from the (conservative) critic
+        agent.set_cost_critic(env.safety_model.q_c)  # Â_C from the (conservative) critic
     start = time.process_time()
     records = agent.learn(env, steps, callback=episode_reporter(progress_queue), progress=False, seed=seed)
     result = {
@@ -87,8 +88,8 @@ def train_one(
         result.update(
             interventions=int(env.total_interventions),
             fallbacks=int(env.total_fallbacks),
-            final_threshold=float(env.shield.threshold),
-            final_v_hat=float(env.shield.v_hat),
+            final_threshold=float(env.safety_model.threshold),
+            final_v_hat=float(env.safety_model.v_hat),
         )
     return result
 

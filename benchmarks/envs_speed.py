@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     from tqdm.auto import tqdm
 
-    from safeshield.experiment import write_json
+    from safeshield.experiments.runner import write_json
 
     steps = 100 if args.quick else args.steps
     out = RESULTS / "quick" if args.quick else RESULTS

@@ -32,8 +32,9 @@ from pathlib import Path
 
 import torch
 
-from safeshield.experiment import plot_learning_curves, write_json
-from safeshield.transfer import TransferSettings, run_transfer
+from safeshield.experiments.plots import plot_learning_curves
+from safeshield.experiments.runner import write_json
+from safeshield.experiments.transfer import TransferSettings, run_transfer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "minitaur_sqrl"
 SEEDS = (0, 1, 2)

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 import safeshield
-from safeshield.core.wrapper import default_indicator
+from safeshield.core.step import default_indicator
 
 SCHEMA = "safeshield/benchmarks/overhead/1"
 ENVS: dict[str, str | None] = {"safeshield/DrunkSpider-v0": None, "Hopper-v5": "terminated"}  # id -> indicator (None: declared)
@@ -166,15 +166,15 @@ class ForwardAfterStep:
         return wall, cpu
 
 
-def set_critic_output(shield: safeshield.Shield, bias: float) -> None:
+def set_critic_output(shield: safeshield.ShieldWrapper, bias: float) -> None:
     """Make the critic's risk a constant ``sigmoid(bias)`` (same compute, known decisions)."""
-    output = shield.shield.critic.net[-1]
+    output = shield.safety_model.critic.net[-1]
     with torch.no_grad():
         output.weight.zero_()
         output.bias.fill_(bias)
 
 
-def make_shield(env_id: str, indicator: str | None, *, regime: str, k: int, train: bool, **options) -> safeshield.Shield:
+def make_shield(env_id: str, indicator: str | None, *, regime: str, k: int, train: bool, **options) -> safeshield.ShieldWrapper:
     eps = 1.0 if regime == "safe" else 0.1
     shield = safeshield.wrap(
         gym.make(env_id), "sqrl", indicator=indicator, train=train, seed=0,
@@ -184,7 +184,7 @@ def make_shield(env_id: str, indicator: str | None, *, regime: str, k: int, trai
     return shield
 
 
-def counters_check(shield: safeshield.Shield, loop: EnvLoop, expect: str, k: int) -> Callable[[], dict[str, Any]]:
+def counters_check(shield: safeshield.ShieldWrapper, loop: EnvLoop, expect: str, k: int) -> Callable[[], dict[str, Any]]:
     """Verify after timing that the shield stayed in its regime (all safe, or all fallen back)."""
 
     def check() -> dict[str, Any]:
@@ -231,21 +231,21 @@ def build_cases(env_id: str, indicator: str | None, ks: Sequence[int], block_sec
     cases.append(Case("train_collect", collect_loop, block_seconds, check=counters_check(collect, collect_loop, "safe", 0)))
     learner = make_shield(env_id, indicator, regime="safe", k=ks[0], train=True)
     learn_loop = EnvLoop(learner, actions, seed=0)
-    starts = learner.shield.config.learning_starts
+    starts = learner.safety_model.config.learning_starts
     learn_loop(starts + warm_steps)  # untimed: fill the buffer and take the first gradient steps
     learn_loop.steps = 0
-    updates_before = learner.shield.updates
+    updates_before = learner.safety_model.updates
 
     def learning_check() -> dict[str, Any]:
         result = counters_check(learner, learn_loop, "safe", 0)()
-        result["updates_in_timed_steps"] = learner.shield.updates - updates_before
+        result["updates_in_timed_steps"] = learner.safety_model.updates - updates_before
         result["regime_ok"] = bool(result["regime_ok"] and result["updates_in_timed_steps"] == learn_loop.steps)
         return result
 
     cases.append(Case("train_learning", learn_loop, train_block_seconds, check=learning_check))
 
     # Floors: the same critic (architecture and dims) at the batch shapes the shield uses.
-    model = collect.shield
+    model = collect.safety_model
     obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(1, -1))
     for batch in sorted({1, *ks}):
         act_t = torch.from_numpy(actions[:batch].reshape(batch, -1).astype(np.float32, copy=True))

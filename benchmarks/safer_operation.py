@@ -11,7 +11,7 @@ Run ``python benchmarks/safer_operation.py [--quick] [--out benchmarks/results/s
    0/15/30/45 % the empirical unsafe share of the steps of rollouts that draw z uniformly from the
    box on the evaluated tasks -> ``calibration.png``.
 4. RL (Table 1): SAC in the env's action space; SAFER + SAC and PARROT + SAC acting in the prior's
-   latent box (``RemapShield``, frozen prior). PARROT has no eta: its box is (-3, 3)^d, 3 sigma of
+   latent box (``RemapWrapper``, frozen prior). PARROT has no eta: its box is (-3, 3)^d, 3 sigma of
    the base N(0, I) (our choice). Success rate over all training episodes and violations per 1,000
    steps, mean and 95 % CI over seeds, per task -> ``results.json``, ``table1.png``, ``curves_*.png``.
 
@@ -33,10 +33,11 @@ import torch
 
 import safeshield  # noqa: F401  (registers the envs)
 from safeshield.agents.sac import SAC, SACConfig
-from safeshield.core.remap import RemapShield
+from safeshield.wrappers.remap import RemapWrapper
 from safeshield.environments.operation import EVAL_TASKS, N_TASKS, ScriptedGrasp
-from safeshield.experiment import Job, mean_ci, plot_learning_curves, run_jobs, write_json
-from safeshield.offline import OfflineDataset, collect_episodes
+from safeshield.experiments.plots import plot_learning_curves
+from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json
+from safeshield.shields.safer.dataset import OfflineDataset, collect_episodes
 from safeshield.shields.safer import SAFER, SAFERConfig, in_box_unsafe_fraction
 
 NOISE_LEVELS = (0.5, 1.0, 1.5, 2.0)  # our choice: actuation noise std (before the tanh) of the scripted grasp
@@ -121,8 +122,8 @@ def rl_run(method: str, task: int, seed: int, steps: int, out: str, progress_que
     stats = _EpisodeStats(gym.make(f"safeshield/Operation{task:02d}-v0"))
     env: gym.Env = stats
     if method != "sac":
-        prior = SAFER.load(Path(out) / f"prior_{method}", stats.observation_space, stats.action_space)
-        env = RemapShield(stats, prior)
+        prior = SAFER.load(Path(out) / f"prior_{method}", stats)
+        env = RemapWrapper(stats, prior)
     agent = SAC(env.observation_space, env.action_space, SAC_CONFIG, seed=seed)
 
     def callback(record: dict) -> None:
@@ -149,10 +150,10 @@ def calibration_rollouts(out: str, task: int, bound: float, data_path: str, epis
     """Fig. 4: z ~ U(box) through the frozen SAFER prior; unsafe share of each rollout's steps."""
     torch.set_num_threads(1)
     env = gym.make(f"safeshield/Operation{task:02d}-v0")
-    prior = SAFER.load(Path(out) / "prior_safer", env.observation_space, env.action_space)
+    prior = SAFER.load(Path(out) / "prior_safer", env)
     data = OfflineDataset.load(data_path)
     eta = prior.calibrate(data, bound)
-    shield = RemapShield(env, prior)
+    shield = RemapWrapper(env, prior)
     rng = np.random.default_rng(int(1000 * bound) + task)
     shares = []
     for episode in range(episodes):

@@ -43,7 +43,8 @@ import torch
 import safeshield
 from safeshield.agents import SACLagrangian, SACLagrangianConfig
 from safeshield.environments.hallway import HallwayEnv
-from safeshield.experiment import Job, episode_reporter, mean_ci, plot_learning_curves, run_jobs, write_json
+from safeshield.experiments.plots import plot_learning_curves
+from safeshield.experiments.runner import Job, episode_reporter, mean_ci, run_jobs, write_json
 from safeshield.wrappers import PreviousRewardCost
 
 OUT = Path(__file__).resolve().parent / "results" / "transfer_hallway"
@@ -166,7 +167,7 @@ def sqrl_job(seed: int, s: Settings, out_dir: str, progress_queue=None) -> dict[
     walls.attach_policy(agent.sample_actions)
     pre_records = agent.learn(walls, s.pretrain_steps, seed=seed, progress=False, callback=report)
     shield_path = Path(out_dir) / f"sqrl_seed{seed}" / "shield"
-    walls.shield.save(shield_path)
+    walls.safety_model.save(shield_path)
     agent.save(Path(out_dir) / f"sqrl_seed{seed}" / "agent")
     poles = safeshield.load(shield_path, make_env("poles", s), train=True, seed=seed, pretraining=False, selection="uniform")
     loaded = SACLagrangian.load(Path(out_dir) / f"sqrl_seed{seed}" / "agent", poles, seed=seed)

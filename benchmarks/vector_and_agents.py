@@ -9,12 +9,12 @@ For N in {1, 2, 4, 8, 16} sub-envs it times one step of the bare vector env and 
 one, both on the same pre-drawn uniform actions, and reports the shield's cost per env-step,
 ``(t_shielded - t_plain) / N``. Regimes (front ends):
 
-- ``accept`` (``VectorShield``, frozen): a critic that deems every action safe (output layer
+- ``accept`` (``VectorShieldWrapper``, frozen): a critic that deems every action safe (output layer
   weights 0, bias -20), so each step makes the one batched proposal query and executes;
-- ``collect`` (``VectorShield``, training, before ``learning_starts``): the same plus storing
+- ``collect`` (``VectorShieldWrapper``, training, before ``learning_starts``): the same plus storing
   every sub-env's transition and the SARSA link (the bookkeeping of a training shield without
   its gradient steps, which cost the same per env-step whatever N is);
-- ``reject`` (``VectorShield``, frozen): bias +20, so every proposal is rejected, one batch of
+- ``reject`` (``VectorShieldWrapper``, frozen): bias +20, so every proposal is rejected, one batch of
   k = 50 candidates per sub-env is scored (one round, ``resample_rounds=1``) and the shield
   falls back: the worst case;
 - ``sb3_accept`` (``ShieldedVecEnv`` around an SB3 ``DummyVecEnv``): the ``accept`` regime.
@@ -61,7 +61,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import safeshield  # noqa: E402
-from safeshield.experiment import Job, mean_ci, run_jobs, write_json  # noqa: E402
+from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json  # noqa: E402
 
 ENV_ID = "safeshield/DrunkSpider-v0"
 NS = (1, 2, 4, 8, 16)
@@ -100,7 +100,7 @@ def make_case(regime: str | None, n: int, sb3: bool) -> Callable[[np.ndarray], N
     env = gym.make_vec(ENV_ID, num_envs=n, vectorization_mode="sync")
     if regime is not None:
         model = critic_with_bias(20.0 if regime == "reject" else -20.0)
-        env = safeshield.VectorShield(env, model, train=regime == "collect", seed=0)
+        env = safeshield.VectorShieldWrapper(env, model, train=regime == "collect", seed=0)
     env.reset(seed=0)
     return lambda actions: env.step(actions)
 
@@ -181,7 +181,7 @@ def sac_run(seed: int, steps: int, shielded: bool, progress_queue=None) -> dict:
     seconds = time.perf_counter() - start
     result = {"seed": seed, "shielded": shielded, "steps": steps, "seconds": seconds, "sac_updates": model._n_updates}
     if shielded:
-        result.update(shield_updates=env.shield.updates, interventions=env.total_interventions,
+        result.update(shield_updates=env.safety_model.updates, interventions=env.total_interventions,
                       failures=env.total_failures, fallbacks=env.total_fallbacks)
     return result
 

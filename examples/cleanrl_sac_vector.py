@@ -111,7 +111,7 @@ def run(args: Args, shielded: bool) -> int:
                 for p, tp in zip(net.parameters(), target_net.parameters()):
                     tp.data.lerp_(p.data, args.tau)
     if shielded:
-        print(f"  shield: {envs.total_interventions} interventions, {envs.shield.buffer.total_added} stored transitions")
+        print(f"  shield: {envs.total_interventions} interventions, {envs.safety_model.buffer.total_added} stored transitions")
     return failures
 
 

@@ -28,12 +28,12 @@ def main() -> None:
                          train_every=10)  # one critic update per 10 steps, as the benchmark
     agent = TRPOLagrangian.for_env(env, TRPOLagrangianConfig(chi=0.05), seed=0)
     env.attach_policy(agent.sample_actions)
-    agent.set_cost_critic(env.shield.q_c)
+    agent.set_cost_critic(env.safety_model.q_c)
     records = agent.learn(env, args.steps, seed=0)
 
     failures = sum(r["failure"] for r in records)
-    print(f"{len(records)} episodes, {failures} failures, threshold now {env.shield.threshold:.2e} "
-          f"(V̂_C = {env.shield.v_hat:.2f}), {env.total_fallbacks} fallbacks, λ = {agent.lam:.3f}")
+    print(f"{len(records)} episodes, {failures} failures, threshold now {env.safety_model.threshold:.2e} "
+          f"(V̂_C = {env.safety_model.v_hat:.2f}), {env.total_fallbacks} fallbacks, λ = {agent.lam:.3f}")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import torch
 
 import safeshield
 from safeshield.environments.operation import EVAL_TASKS, ScriptedGrasp
-from safeshield.offline import OfflineDataset, collect_episodes
+from safeshield.shields.safer.dataset import OfflineDataset, collect_episodes
 from safeshield.shields.safer import SAFER, SAFERConfig
 
 torch.set_num_threads(1)

@@ -21,7 +21,7 @@ def main(steps: int = 3000) -> None:
     agent = SAC(env.observation_space, env.action_space, SACConfig(hidden=(64, 64), learning_starts=500), seed=0)
     env.attach_policy(agent.sample_actions)  # candidates come from the agent's own policy
     records = agent.learn(env, steps, seed=0)
-    shield = env.get_wrapper_attr("shield")
+    shield = env.get_wrapper_attr("safety_model")
     print(f"{len(records)} episodes, {env.total_failures} failing steps, {env.total_interventions} interventions")
 
     shield.save("runs/examples/pendulum_shield")

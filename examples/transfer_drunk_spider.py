@@ -18,12 +18,12 @@ def main(pretrain_steps: int = 4000, finetune_steps: int = 2000) -> None:
     agent = SAC(pre.observation_space, pre.action_space, SACConfig(hidden=(64, 64)), seed=0)
     pre.attach_policy(agent.sample_actions)
     agent.learn(pre, pretrain_steps, seed=0)
-    pre.get_wrapper_attr("shield").save("runs/examples/spider_shield")
+    pre.get_wrapper_attr("safety_model").save("runs/examples/spider_shield")
 
     target = safeshield.load("runs/examples/spider_shield", gym.make("safeshield/DrunkSpiderTarget-v0"),
                              train=True, pretraining=False, selection="uniform")
     target.attach_policy(agent.sample_actions)
-    agent.set_safety_critic(target.get_wrapper_attr("shield").q_safe)  # SQRL Eq. 4
+    agent.set_safety_critic(target.get_wrapper_attr("safety_model").q_safe)  # SQRL Eq. 4
     agent.reset_buffer()
     records = agent.learn(target, finetune_steps, seed=1)
     failed = sum(r["failure"] for r in records)

@@ -5,12 +5,15 @@
 - ``make(env_id, shield=...)``: ``gym.make`` plus ``wrap``.
 - ``load(path, env=...)``: carry a saved shield to an env (frozen unless ``train=True``).
 - ``methods()``: installed shield methods and their default configs.
-- ``Shield``, ``VectorShield``, ``RemapShield``, ``ShieldModel``: the front ends and the model base.
+- ``ShieldWrapper``, ``VectorShieldWrapper``, ``RemapWrapper``, ``PreviousRewardCost``: the
+  wrappers (``safeshield.wrappers``); the wrapper's model is ``env.get_wrapper_attr("safety_model")``.
+- ``SafetyModel`` (base of every method's model), ``SafetyCritic`` / ``CriticConfig``
+  (reject/resample models), ``RemapPrior`` (remap priors).
 - ``SQRL``, ``CSC``, ``QEnsemble``, ``SAFER`` (and their configs): the methods.
-- ``PreviousRewardCost``: append r_{t-1}, c_{t-1} to observations (safe transfer's agent input).
 
 Agents live in ``safeshield.agents``; adapters for SB3 / Tianshou / TorchRL in
-``safeshield.integrations`` (imported on demand, never by ``import safeshield``).
+``safeshield.integrations`` and the experiment harness (demo, CLI) in ``safeshield.experiments``
+(neither is imported by ``import safeshield``).
 
 Importing safeshield registers its environments (``safeshield/DrunkSpider-v0``, ...).
 """
@@ -24,28 +27,45 @@ from typing import Any
 import gymnasium as gym
 
 from safeshield import environments  # noqa: F401  (registers the env ids)
-from safeshield.core import CheckpointError, Shield, ShieldConfig, ShieldModel, get_method, method_names
-from safeshield.core.remap import RemapShield, load_remap, remap_checkpoint_method, remap_method_names
-from safeshield.core.vector import VectorShield, wrap_vector
+from safeshield.core import (
+    CheckpointError,
+    CriticConfig,
+    RemapPrior,
+    SafetyConfig,
+    SafetyCritic,
+    SafetyModel,
+    get_method,
+    method_names,
+)
 from safeshield.shields import CSC, SAFER, SQRL, CSCConfig, QEnsemble, QEnsembleConfig, SAFERConfig, SQRLConfig
-from safeshield.wrappers import PreviousRewardCost
+from safeshield.wrappers import (
+    PreviousRewardCost,
+    RemapWrapper,
+    ShieldWrapper,
+    VectorShieldWrapper,
+    wrap_vector,
+    wrapper_for,
+)
 
 __all__ = [
-    "CheckpointError",
     "CSC",
     "CSCConfig",
+    "CheckpointError",
+    "CriticConfig",
     "PreviousRewardCost",
     "QEnsemble",
     "QEnsembleConfig",
+    "RemapPrior",
+    "RemapWrapper",
     "SAFER",
     "SAFERConfig",
     "SQRL",
     "SQRLConfig",
-    "Shield",
-    "ShieldConfig",
-    "ShieldModel",
-    "RemapShield",
-    "VectorShield",
+    "SafetyConfig",
+    "SafetyCritic",
+    "SafetyModel",
+    "ShieldWrapper",
+    "VectorShieldWrapper",
     "load",
     "make",
     "methods",
@@ -62,21 +82,21 @@ def wrap(
     *,
     train: bool = True,
     seed: int | None = None,
-    config: ShieldConfig | None = None,
+    config: SafetyConfig | None = None,
     **options: Any,
-) -> Shield:
+) -> ShieldWrapper | RemapWrapper:
     """Wrap ``env`` in a ``method`` shield that learns from ``indicator``.
 
     ``options`` are fields of the method's config (``eps_safe=0.05`` for SQRL); ``seed`` seeds
     the model's initial weights, minibatches and the candidate RNG (``reset(seed=...)`` reseeds
     the latter). Envs registered by safeshield declare their indicator, so it may be omitted.
+    The wrapper is the one the method's kind needs: ``ShieldWrapper`` for reject/resample
+    methods (SQRL, CSC, ...), ``RemapWrapper`` for remap priors (SAFER).
     """
     if config is not None and options:
         raise TypeError("pass either config=... or keyword options, not both")
-    if method in remap_method_names():  # remap shields (SAFER) change the action space: core.remap
-        config = config.to_json() if config is not None else options
-        return RemapShield(env, method, indicator, train=train, seed=seed, config=config)
-    return Shield(env, method, indicator, train=train, seed=seed, config=config if config is not None else options)
+    wrapper = wrapper_for(get_method(method).kind)
+    return wrapper(env, method, indicator, train=train, seed=seed, config=config if config is not None else options)
 
 
 def make(
@@ -88,7 +108,7 @@ def make(
     seed: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
     **options: Any,
-) -> Shield:
+) -> ShieldWrapper | RemapWrapper:
     """``wrap(gym.make(env_id, **env_kwargs), shield, indicator, ...)``."""
     return wrap(gym.make(env_id, **(env_kwargs or {})), shield, indicator, train=train, seed=seed, **options)
 
@@ -101,25 +121,19 @@ def load(
     indicator: str | Callable | None = None,
     seed: int | None = None,
     **options: Any,
-) -> Shield | ShieldModel:
+) -> ShieldWrapper | RemapWrapper | SafetyModel:
     """Load a saved shield. With ``env``, return it wrapped around ``env`` (spaces must match).
 
     Frozen unless ``train=True`` (fine-tuning in the new env). The indicator saved with the
     shield is reused unless another is given (a callable indicator must be passed again).
     ``options`` change decision rules for the new phase (``pretraining=False``, ``eps_safe=...``).
     """
-    if remap_checkpoint_method(path) is not None:  # a remap prior (SAFER): core.remap.load_remap
-        return load_remap(path, env, train=train, indicator=indicator, seed=seed)
+    model = SafetyModel.load(path, env, seed=seed).reconfigure(**options)
     if env is None:
-        model = ShieldModel.from_checkpoint(path, seed=seed).reconfigure(**options)
         return model.unfreeze() if train else model.freeze()
-    model = ShieldModel.from_checkpoint(path, env.observation_space, env.action_space, seed=seed).reconfigure(**options)
-    return Shield(env, model, indicator or model.indicator, train=train, seed=seed)
+    return wrapper_for(model.kind)(env, model, indicator or model.indicator, train=train, seed=seed)
 
 
 def methods() -> dict[str, dict[str, Any]]:
     """Installed shield methods, each with its default configuration."""
-    from safeshield.core.remap import get_remap_method
-
-    remap = {name: get_remap_method(name).config_class().to_json() for name in remap_method_names()}
-    return {**{name: get_method(name).config_class().to_json() for name in method_names()}, **remap}
+    return {name: get_method(name).config_class().to_json() for name in method_names()}

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from safeshield.cli import main
+from safeshield.experiments.cli import main
 
 
 def test_transfer_command_writes_results_for_both_methods(tmp_path, capsys):

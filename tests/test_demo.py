@@ -3,7 +3,7 @@ writes what the README promises. Learning quality is the demo's business, not th
 
 import json
 
-from safeshield.demo import DemoSettings, format_table, run_demo, summarise
+from safeshield.experiments.demo import DemoSettings, format_table, run_demo, summarise
 
 
 def test_demo_runs_end_to_end_and_writes_json_and_plots(tmp_path):

@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from safeshield.experiment import Job, mean_ci, plot_learning_curves, run_jobs, summarise_episodes, write_json
+from safeshield.experiments.plots import plot_learning_curves
+from safeshield.experiments.runner import Job, mean_ci, run_jobs, summarise_episodes, write_json
 
 
 def _square(x, *, offset=0, progress_queue=None):

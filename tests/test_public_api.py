@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import safeshield
-from safeshield import SQRL, CheckpointError, Shield, ShieldConfig, ShieldModel, SQRLConfig
+from safeshield import SQRL, CheckpointError, ShieldWrapper, CriticConfig, SafetyCritic, SQRLConfig
 
 torch.set_num_threads(1)
 
@@ -22,8 +22,8 @@ def test_all_names_are_importable():
     for name in safeshield.__all__:
         assert hasattr(safeshield, name), name
     assert issubclass(CheckpointError, ValueError)
-    assert issubclass(SQRL, ShieldModel) and issubclass(SQRLConfig, ShieldConfig)
-    assert issubclass(Shield, gym.Wrapper)
+    assert issubclass(SQRL, SafetyCritic) and issubclass(SQRLConfig, CriticConfig)
+    assert issubclass(ShieldWrapper, gym.Wrapper)
 
 
 def test_methods_lists_sqrl_with_its_paper_defaults():
@@ -54,11 +54,11 @@ def test_wrap_signature():
         assert params[name].kind is inspect.Parameter.KEYWORD_ONLY
     assert params["train"].default is True
     env = safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator="terminated", eps_safe=0.05, seed=1)
-    assert isinstance(env, Shield) and isinstance(env.shield, SQRL)
-    assert env.shield.config.eps_safe == 0.05 and env.shield.threshold == 0.05
+    assert isinstance(env, ShieldWrapper) and isinstance(env.safety_model, SQRL)
+    assert env.safety_model.config.eps_safe == 0.05 and env.safety_model.threshold == 0.05
     config = SQRLConfig(eps_safe=0.2)
     env = safeshield.wrap(gym.make("Pendulum-v1"), indicator="terminated", config=config)
-    assert env.shield.config is config
+    assert env.safety_model.config is config
 
 
 def test_make_signature():
@@ -66,7 +66,7 @@ def test_make_signature():
     assert list(params)[:3] == ["env_id", "shield", "indicator"]
     env = safeshield.make(DRUNK_SPIDER, env_kwargs={"noise_std": 0.0}, train=False, seed=0, gamma_safe=0.65)
     assert env.unwrapped.noise_std == 0.0
-    assert env.shield.frozen and env.shield.config.gamma_safe == 0.65
+    assert env.safety_model.frozen and env.safety_model.config.gamma_safe == 0.65
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
 
@@ -76,22 +76,22 @@ def test_load_signature(tmp_path):
     assert list(params)[:2] == ["path", "env"]
     assert params["train"].default is False
     env = safeshield.make(DRUNK_SPIDER, seed=0, hidden=(8,))
-    env.shield.save(tmp_path / "s")
+    env.safety_model.save(tmp_path / "s")
     assert isinstance(safeshield.load(tmp_path / "s"), SQRL)
-    assert isinstance(safeshield.load(str(tmp_path / "s"), env=gym.make(DRUNK_SPIDER)), Shield)
+    assert isinstance(safeshield.load(str(tmp_path / "s"), env=gym.make(DRUNK_SPIDER)), ShieldWrapper)
 
 
 def test_seed_fixes_the_initial_weights():
-    a = safeshield.make(DRUNK_SPIDER, seed=7, hidden=(8,)).shield
-    b = safeshield.make(DRUNK_SPIDER, seed=7, hidden=(8,)).shield
-    c = safeshield.make(DRUNK_SPIDER, seed=8, hidden=(8,)).shield
+    a = safeshield.make(DRUNK_SPIDER, seed=7, hidden=(8,)).safety_model
+    b = safeshield.make(DRUNK_SPIDER, seed=7, hidden=(8,)).safety_model
+    c = safeshield.make(DRUNK_SPIDER, seed=8, hidden=(8,)).safety_model
     for name, tensor in a.state_dict().items():
         assert torch.equal(tensor, b.state_dict()[name])
     assert any(not torch.equal(t, c.state_dict()[n]) for n, t in a.state_dict().items())
 
 
 def test_shield_model_api_on_a_batch():
-    model = safeshield.make(DRUNK_SPIDER, seed=0).shield
+    model = safeshield.make(DRUNK_SPIDER, seed=0).safety_model
     risks = model.risk_numpy(np.zeros((5, 2), np.float32), np.zeros((5, 2), np.float32))
     assert risks.shape == (5,) and ((risks >= 0) & (risks <= 1)).all()
     obs, actions = torch.zeros(3, 2), torch.zeros(3, 2, requires_grad=True)
@@ -102,7 +102,7 @@ def test_shield_model_api_on_a_batch():
 
 
 def test_learn_on_an_empty_buffer_raises():
-    model = safeshield.make(DRUNK_SPIDER, seed=0).shield
+    model = safeshield.make(DRUNK_SPIDER, seed=0).safety_model
     with pytest.raises(ValueError, match="no stored transitions"):
         model.learn(1)
 
@@ -170,7 +170,7 @@ def test_config_is_frozen():
 
 def test_wrong_config_class_raises_type_error():
     with pytest.raises(TypeError, match="SQRLConfig"):
-        SQRL(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (1,)), ShieldConfig())
+        SQRL(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-1, 1, (1,)), CriticConfig())
 
 
 def test_unbounded_action_space_raises_type_error():

@@ -1,4 +1,4 @@
-"""Tests for ``safeshield.transfer``: the SQRL-vs-SAC pre-train -> fine-tune job on any env pair.
+"""Tests for ``safeshield.experiments.transfer``: the SQRL-vs-SAC pre-train -> fine-tune job on any env pair.
 
 Tiny budgets: these check the protocol's plumbing (shield saved and carried, buffers, summaries),
 not learning quality, which is the benchmarks' business."""
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from safeshield.transfer import TransferSettings, run_transfer, summarise_transfer, transfer_job
+from safeshield.experiments.transfer import TransferSettings, run_transfer, summarise_transfer, transfer_job
 
 TINY = dict(pretrain_steps=120, finetune_steps=90, learning_starts=40, batch_size=32, hidden=(8, 8), eval_episodes=2)
 

@@ -55,14 +55,7 @@ from torch import nn
 
 from safeshield.agents.lagrange import LagrangeMultiplier
 from safeshield.core.buffer import TransitionBuffer
-from safeshield.core.checkpoint import (
-    CheckpointError,
-    box_from_signature,
-    check_space_signature,
-    load_checkpoint,
-    save_checkpoint,
-    space_signature,
-)
+from safeshield.core.checkpoint import restore, save_checkpoint, space_signature
 from safeshield.core.networks import StateActionNet, mlp
 
 __all__ = ["SAC", "SACConfig"]
@@ -431,7 +424,7 @@ class SAC:
         ``env.reset(seed=seed)``; a partial last episode is not recorded. Each step's
         ``info["cost"]`` (0 where the env reports none) is stored with the transition.
         """
-        from tqdm.auto import tqdm
+        from safeshield.core.progress import tqdm
 
         cfg = self.config
         records: list[dict] = []
@@ -514,32 +507,20 @@ class SAC:
         return save_checkpoint(path, tensors, config, kind=self.kind)
 
     @classmethod
-    def load(cls, path, env_or_spaces=None, *, device: str | torch.device = "cpu", seed: int | None = None) -> "SAC":
-        """Rebuild an agent saved with ``save``.
+    def load(cls, path, env=None, *, seed: int | None = None, device: str | torch.device = "cpu") -> "SAC":
+        """Rebuild an agent saved with ``save`` (``core.checkpoint.restore``'s one convention).
 
-        ``env_or_spaces``: an env or ``(observation_space, action_space)``; its spaces must match
-        the saved ones (``CheckpointError`` otherwise). Without it the spaces are rebuilt from
-        the checkpoint (Box spaces only). ``seed`` seeds the fresh noise and sampling RNGs,
-        which are not saved.
+        ``env``: an env or ``(observation_space, action_space)``; its spaces must match the saved
+        ones (``CheckpointError`` otherwise). Without it the spaces are rebuilt from the checkpoint
+        (Box spaces only). ``seed`` seeds the fresh noise and sampling RNGs, which are not saved.
         """
-        tensors, config, _ = load_checkpoint(path, kind=cls.kind)
-        try:
-            saved_obs, saved_act = config["observation_space"], config["action_space"]
-            saved = config[cls.config_key]
-            sac_config = cls.config_class(**{**saved, "hidden": tuple(saved["hidden"])})
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"checkpoint {str(path)!r} has an invalid {cls.kind} config: {error}") from error
-        if env_or_spaces is None:
-            observation_space, action_space = box_from_signature(saved_obs), box_from_signature(saved_act)
-        else:
-            if isinstance(env_or_spaces, (tuple, list)):
-                observation_space, action_space = env_or_spaces
-            else:
-                observation_space, action_space = env_or_spaces.observation_space, env_or_spaces.action_space
-            check_space_signature(saved_obs, observation_space, "observation_space")
-            check_space_signature(saved_act, action_space, "action_space")
-        agent = cls(observation_space, action_space, sac_config, seed=seed, device=device)
-        try:
+
+        def build(document, observation_space, action_space):
+            saved = document[cls.config_key]
+            config = cls.config_class(**{**saved, "hidden": tuple(saved["hidden"])})
+            return cls(observation_space, action_space, config, seed=seed, device=device)
+
+        def load_state(agent, tensors, document):
             for name, net in agent._modules().items():
                 prefix = f"{name}."
                 net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
@@ -548,11 +529,10 @@ class SAC:
             with torch.no_grad():
                 agent.log_alpha.copy_(tensors["log_alpha"])
             agent._load_multipliers(tensors)
-        except (KeyError, RuntimeError) as error:
-            raise CheckpointError(f"checkpoint {str(path)!r} does not fit an {cls.kind} network: {error}") from error
-        agent.total_steps = int(config.get("total_steps", 0))
-        agent.num_updates = int(config.get("num_updates", 0))
-        return agent
+            agent.total_steps = int(document.get("total_steps", 0))
+            agent.num_updates = int(document.get("num_updates", 0))
+
+        return restore(path, env, kind=cls.kind, build=build, load_state=load_state)
 
     def _multiplier_tensors(self) -> dict[str, torch.Tensor]:
         return {"nu": torch.tensor(self.nu_multiplier.value, dtype=torch.float64)}

@@ -68,20 +68,13 @@ from safeshield.agents.policy_gradient import (
     kl_divergence,
     set_flat_parameters,
 )
-from safeshield.core.checkpoint import (
-    CheckpointError,
-    box_from_signature,
-    check_space_signature,
-    load_checkpoint,
-    save_checkpoint,
-    space_signature,
-)
+from safeshield.core.checkpoint import restore, save_checkpoint, space_signature
 from safeshield.core.networks import mlp
 
 __all__ = ["TRPOLagrangian", "TRPOLagrangianConfig"]
 
 CostCritic = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-"""``q_c(obs[B, d], actions[B, a]) -> Q_C[B]``, e.g. ``env.shield.q_c`` of a CSC shield."""
+"""``q_c(obs[B, d], actions[B, a]) -> Q_C[B]``, e.g. ``env.safety_model.q_c`` of a CSC shield."""
 
 
 @dataclass(frozen=True)
@@ -137,7 +130,7 @@ class TRPOLagrangian:
         >>> env = safeshield.wrap(gym.make("safeshield/PointTraps-v0"), "csc")
         >>> agent = TRPOLagrangian.for_env(env, TRPOLagrangianConfig(steps_per_epoch=200), seed=0)
         >>> env.attach_policy(agent.sample_actions)       # CSC resamples from π_old
-        >>> agent.set_cost_critic(env.shield.q_c)         # Â_C from the conservative critic
+        >>> agent.set_cost_critic(env.safety_model.q_c)         # Â_C from the conservative critic
         >>> records = agent.learn(env, 200, progress=False)
         >>> agent.epochs
         1
@@ -189,7 +182,7 @@ class TRPOLagrangian:
         return self.multiplier.value
 
     def set_cost_critic(self, cost_critic: CostCritic | None) -> None:
-        """Attach Q_C (e.g. ``env.shield.q_c``); ``None`` makes the agent plain TRPO again."""
+        """Attach Q_C (e.g. ``env.safety_model.q_c``); ``None`` makes the agent plain TRPO again."""
         self.cost_critic = cost_critic
 
     def _obs_tensor(self, obs) -> torch.Tensor:
@@ -304,7 +297,7 @@ class TRPOLagrangian:
         Records are ``{step, return, length, failure, lambda, v_hat}``. Works on a bare env and on
         a shielded one (the executed action and the failure come from ``info["shield"]`` there).
         """
-        from tqdm.auto import tqdm
+        from safeshield.core.progress import tqdm
 
         records: list[dict[str, Any]] = []
         recent = deque(maxlen=10)
@@ -366,28 +359,20 @@ class TRPOLagrangian:
         return save_checkpoint(path, tensors, config, kind=self.kind)
 
     @classmethod
-    def load(cls, path, env: gym.Env | None = None, seed: int | None = None) -> TRPOLagrangian:
-        """Rebuild a saved agent; with ``env`` its spaces must match the saved ones."""
-        tensors, document, _ = load_checkpoint(path, kind=cls.kind)
-        try:
+    def load(cls, path, env: gym.Env | None = None, *, seed: int | None = None) -> TRPOLagrangian:
+        """Rebuild a saved agent (``core.checkpoint.restore``); with ``env`` its spaces must match the saved ones."""
+
+        def build(document, observation_space, action_space):
             saved = document["config"]
             config = TRPOLagrangianConfig(**{**saved, "hidden": tuple(saved["hidden"])})
-            spaces = document["observation_space"], document["action_space"]
+            return cls(observation_space, action_space, config, seed=seed)
+
+        def load_state(agent, tensors, document):
             state = document["state"]
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"checkpoint {str(path)!r} has an invalid {cls.kind} config: {error}") from error
-        if env is not None:
-            check_space_signature(spaces[0], env.observation_space, "observation_space")
-            check_space_signature(spaces[1], env.action_space, "action_space")
-            observation_space, action_space = env.observation_space, env.action_space
-        else:
-            observation_space, action_space = box_from_signature(spaces[0]), box_from_signature(spaces[1])
-        agent = cls(observation_space, action_space, config, seed=seed)
-        try:
             agent.policy.load_state_dict({k[7:]: v for k, v in tensors.items() if k.startswith("policy.")})
             agent.value.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("value.")})
-        except RuntimeError as error:
-            raise CheckpointError(f"weights in {str(path)!r} do not fit this agent: {error}") from error
-        agent.multiplier.value = float(state["lambda"])
-        agent.v_hat, agent.epochs, agent.total_steps = float(state["v_hat"]), int(state["epochs"]), int(state["total_steps"])
-        return agent
+            agent.multiplier.value = float(state["lambda"])
+            agent.v_hat, agent.epochs = float(state["v_hat"]), int(state["epochs"])
+            agent.total_steps = int(state["total_steps"])
+
+        return restore(path, env, kind=cls.kind, build=build, load_state=load_state, required=("config", "state"))

@@ -4,6 +4,10 @@
 - ``load_checkpoint``: read them back, checking format, integrity (SHA-256) and kind.
 - ``space_signature`` / ``check_space_signature``: describe a Gymnasium space in JSON and refuse
   to load a checkpoint into an environment whose spaces differ.
+- ``restore``: the one load sequence every model and agent uses (read -> check spaces ->
+  rebuild -> load state), each failure raised as ``CheckpointError``; behind every
+  ``Thing.load(path, env=None, *, seed=None)``.
+- ``spaces_of``: ``(observation_space, action_space)`` of an env or of such a pair.
 - ``CheckpointError``: raised for every unreadable, truncated or mismatched checkpoint.
 
 Why a directory swap: the weights and the config must change together. Both files are
@@ -19,8 +23,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gymnasium as gym
 import numpy as np
@@ -35,7 +40,11 @@ __all__ = [
     "space_signature",
     "check_space_signature",
     "box_from_signature",
+    "restore",
+    "spaces_of",
 ]
+
+T = TypeVar("T")
 
 FORMAT = "safeshield-checkpoint"
 FORMAT_VERSION = 1
@@ -213,3 +222,59 @@ def _describe(signature: dict[str, Any]) -> str:
         bounds = f"[{min(low):g}, {max(high):g}]" if low else "[]"
         return f"Box(shape={tuple(signature['shape'])}, bounds {bounds}, dtype={signature['dtype']})"
     return json.dumps(signature)[:200]
+
+
+def spaces_of(env: Any) -> tuple[gym.Space, gym.Space]:
+    """``(observation_space, action_space)`` of an env (or anything with both) or of such a pair."""
+    if isinstance(env, (tuple, list)):
+        if len(env) != 2:
+            raise TypeError(f"env must be an env or (observation_space, action_space), got {len(env)} items")
+        return env[0], env[1]
+    try:
+        return env.observation_space, env.action_space
+    except AttributeError as error:
+        raise TypeError(f"env must be an env or (observation_space, action_space), got {type(env).__name__}") from error
+
+
+def restore(
+    path: str | os.PathLike,
+    env: Any,
+    *,
+    kind: str,
+    build: Callable[[dict[str, Any], gym.Space, gym.Space], T],
+    load_state: Callable[[T, dict[str, torch.Tensor], dict[str, Any]], None],
+    what: str | None = None,
+    required: Sequence[str] = (),
+) -> T:
+    """Load a checkpoint of ``kind`` (a prefix): read -> check spaces -> rebuild -> load state.
+
+    ``env`` (an env or ``(observation_space, action_space)``) must match the saved spaces; None
+    rebuilds them from the checkpoint (Box spaces only). ``build(document, obs_space, act_space)``
+    makes the object from the saved config document; ``load_state(obj, tensors, document)`` puts
+    weights and counters back. Every failure is a ``CheckpointError`` naming ``path``.
+    """
+    what = what or kind
+    tensors, document, _ = load_checkpoint(path, kind=kind)
+    missing = [key for key in (*required, "observation_space", "action_space") if key not in document]
+    if missing:
+        raise CheckpointError(f"{str(path)!r}/config.json lacks {missing} (truncated or not a {what} checkpoint)")
+    saved_obs, saved_act = document["observation_space"], document["action_space"]
+    if env is not None:
+        observation_space, action_space = spaces_of(env)
+        check_space_signature(saved_obs, observation_space, "observation_space")
+        check_space_signature(saved_act, action_space, "action_space")
+    else:
+        observation_space, action_space = box_from_signature(saved_obs), box_from_signature(saved_act)
+    try:
+        thing = build(document, observation_space, action_space)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {str(path)!r} has an invalid {what} config: {error}") from error
+    try:
+        load_state(thing, tensors, document)
+    except CheckpointError:
+        raise
+    except (KeyError, RuntimeError, TypeError, ValueError) as error:
+        raise CheckpointError(f"weights in {str(path)!r} do not fit this {what}: {error}") from error
+    return thing

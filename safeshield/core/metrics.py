@@ -79,7 +79,7 @@ class ShieldStats:
             self._risk[slot] = risk
 
     def update_vector(self, report: Mapping[str, Any], covered: Any = None) -> None:
-        """Count a vector report (``info["shield"]`` of ``VectorShield``: arrays over sub-envs)."""
+        """Count a vector report (``info["shield"]`` of ``VectorShieldWrapper``: arrays over sub-envs)."""
         n = len(report["failure"])
         rows = range(n) if covered is None else np.flatnonzero(covered)
         self.update({key: report[key][i] for key in ("failure", "intervened", "fell_back", "proposal_risk", "threshold")}

@@ -327,7 +327,7 @@ class ScriptedGrasp:
         self.phase, self.closed_for = "approach", 0
 
     def __call__(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``act``: a ScriptedGrasp is a ``policy(obs, rng)`` for ``safeshield.offline.collect_episodes``."""
+        """``act``: a ScriptedGrasp is a ``policy(obs, rng)`` for ``safeshield.shields.safer.dataset.collect_episodes``."""
         return self.act(state, rng)
 
     def act(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Stable-Baselines3 adapter: train any SB3 agent inside a shield, storing what was executed.
 
 - ``ShieldedVecEnv``: an SB3 ``VecEnvWrapper`` that shields every sub-env with one shared
-  model (one batched risk query per step), the SB3 twin of ``safeshield.VectorShield``;
+  model (one batched risk query per step), the SB3 twin of ``safeshield.VectorShieldWrapper``;
   ``wrap_vec_env(venv, "sqrl", eps_safe=...)`` builds one from a method name and options.
 - ``ShieldCallback``: the one adapter call (``model.learn(..., callback=ShieldCallback())``).
   It writes the shield's metrics (``safeshield.core.metrics.METRICS``: failures, interventions,
@@ -22,7 +22,7 @@
   from an SB3 model's policy: SAC's squashed Gaussian, PPO/A2C's Gaussian (gSDE: its
   marginal Gaussian), TD3/DDPG's deterministic actor plus its Gaussian exploration noise.
 
-Works with a per-env ``safeshield.Shield`` too (``SAC("MlpPolicy", safeshield.wrap(env, ...))``,
+Works with a per-env ``safeshield.ShieldWrapper`` too (``SAC("MlpPolicy", safeshield.wrap(env, ...))``,
 ``DummyVecEnv`` or ``SubprocVecEnv``): the executed action travels in ``info["shield"]``. Only
 the policy sampler needs the shield in this process (``ShieldedVecEnv`` or ``DummyVecEnv``); in
 ``SubprocVecEnv`` each process's shield samples perturbations of the proposal.
@@ -40,20 +40,21 @@ from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
+from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.metrics import ShieldStats
-from safeshield.core.model import ShieldConfig, ShieldModel
-from safeshield.core.wrapper import ShieldFrontEnd, find_shield, flatten_batch
+from safeshield.core.step import StepperFrontEnd, flatten_batch
+from safeshield.wrappers.shield import find_shield
 
 __all__ = ["ShieldedVecEnv", "ShieldCallback", "find_shields", "policy_sampler", "wrap_vec_env"]
 
 TD3_EXPLORATION_STD = 0.1  # TD3 paper (Fujimoto et al. 2018) exploration noise, in [-1, 1] units
 
 
-class ShieldedVecEnv(ShieldFrontEnd, VecEnvWrapper):
+class ShieldedVecEnv(StepperFrontEnd, VecEnvWrapper):
     """Shield every sub-env of an SB3 ``VecEnv`` with one shared model, learning from all of them.
 
-    Decisions, storage and the learning schedule are ``ShieldCore``'s, as in ``Shield`` and
-    ``VectorShield``. SB3 resets a finished sub-env inside ``step`` and keeps its last
+    Decisions, storage and the learning schedule are ``ShieldStepper``'s, as in ``ShieldWrapper`` and
+    ``VectorShieldWrapper``. SB3 resets a finished sub-env inside ``step`` and keeps its last
     observation in ``info["terminal_observation"]``: the shield stores the transition to that
     observation and tells termination from time-limit truncation by ``info["TimeLimit.truncated"]``.
     Each sub-env's ``info["shield"]`` is the single-env report.
@@ -72,46 +73,46 @@ class ShieldedVecEnv(ShieldFrontEnd, VecEnvWrapper):
     def __init__(
         self,
         venv: VecEnv,
-        model: ShieldModel | str = "sqrl",
+        model: SafetyCritic | str = "sqrl",
         indicator: str | Callable | None = None,
         *,
         train: bool = True,
         seed: int | None = None,
-        config: ShieldConfig | dict[str, Any] | None = None,
+        config: CriticConfig | dict[str, Any] | None = None,
     ):
         if not isinstance(venv, VecEnv):
             raise TypeError(f"venv must be a stable_baselines3 VecEnv, got {type(venv).__name__}")
         if not isinstance(venv.action_space, gym.spaces.Box):
             raise TypeError(f"ShieldedVecEnv requires a Box action space, got {venv.action_space}")
         super().__init__(venv)
-        self._build_core(venv, model, indicator, venv.observation_space, venv.action_space, venv.num_envs,
+        self._build_stepper(venv, model, indicator, venv.observation_space, venv.action_space, venv.num_envs,
                          train=train, seed=seed, config=config)
         self._pending_step: tuple[np.ndarray, Any] | None = None
 
     def seed(self, seed: int | None = None):
         seeds = self.venv.seed(seed)
         if seed is not None:
-            self.core.seed(seed)
+            self.stepper.seed(seed)
         return seeds
 
     def reset(self):
         obs = self.venv.reset()
-        self.core.remember(flatten_batch(self.observation_space, obs, self.num_envs))
-        self.core.start_episodes(np.arange(self.num_envs))
+        self.stepper.remember(flatten_batch(self.observation_space, obs, self.num_envs))
+        self.stepper.start_episodes(np.arange(self.num_envs))
         return obs
 
     def step_async(self, actions: np.ndarray) -> None:
-        core = self.core
-        if core.obs_flat is None:
+        stepper = self.stepper
+        if stepper.obs_flat is None:
             raise gym.error.ResetNeeded("call reset() before step() on a shielded VecEnv")
-        proposals = core.validate(actions, (self.num_envs, *core.action_shape))
-        decision = core.decide(proposals)
+        proposals = stepper.validate(actions, (self.num_envs, *stepper.action_shape))
+        decision = stepper.decide(proposals)
         self._pending_step = (np.array(actions, copy=True), decision)
-        self.venv.step_async(decision.action.reshape(self.num_envs, *core.action_shape).astype(core.action_dtype))
+        self.venv.step_async(decision.action.reshape(self.num_envs, *stepper.action_shape).astype(stepper.action_dtype))
 
     def step_wait(self):
         proposed, decision = self._pending_step
-        core, n = self.core, self.num_envs
+        stepper, n = self.stepper, self.num_envs
         obs, rewards, dones, infos = self.venv.step_wait()
         flat = flatten_batch(self.observation_space, obs, n)
         next_flat = flat.copy()
@@ -123,11 +124,11 @@ class ShieldedVecEnv(ShieldFrontEnd, VecEnvWrapper):
             if dones[i]:
                 next_flat[i] = flatten_batch(self.observation_space, env_obs, 1, batched=False)[0]
             failures[i] = self.indicator(env_obs, rewards[i], terminated[i], truncated[i], info)
-        core.record(np.arange(n), core.obs_flat, decision.action, next_flat, failures, terminated, truncated,
+        stepper.record(np.arange(n), stepper.obs_flat, decision.action, next_flat, failures, terminated, truncated,
                     decision.intervened, decision.fell_back)
-        core.remember(flat)
-        core.start_episodes(np.flatnonzero(dones))
-        infos = [dict(info, shield=core.report(proposed[i], decision.action[i], decision, i, failures[i]))
+        stepper.remember(flat)
+        stepper.start_episodes(np.flatnonzero(dones))
+        infos = [dict(info, shield=stepper.report(proposed[i], decision.action[i], decision, i, failures[i]))
                  for i, info in enumerate(infos)]
         return obs, rewards, dones, infos
 
@@ -147,7 +148,7 @@ def wrap_vec_env(
 
 def find_shields(venv: VecEnv) -> list[Any]:
     """The shields living in this process: a ``ShieldedVecEnv`` in the wrapper chain, or per-env
-    ``Shield`` wrappers inside a ``DummyVecEnv`` (a ``SubprocVecEnv`` keeps its own elsewhere)."""
+    ``ShieldWrapper`` wrappers inside a ``DummyVecEnv`` (a ``SubprocVecEnv`` keeps its own elsewhere)."""
     while isinstance(venv, VecEnvWrapper):
         if isinstance(venv, ShieldedVecEnv):
             return [venv]

@@ -7,13 +7,13 @@
   documents this hook as the place where the stored data may be changed.
 - ``policy_sampler``: candidates from a Tianshou ``SACPolicy``'s own squashed Gaussian, in env
   units, seeded by the shield's generator.
-- ``attach``: both in one call, for a collector whose env holds ``safeshield.Shield`` wrappers
+- ``attach``: both in one call, for a collector whose env holds ``safeshield.ShieldWrapper`` wrappers
   in this process (``DummyVectorEnv``); with ``SubprocVectorEnv`` the hook still works (the
   executed action travels in ``info``), the sampler does not (the shields live elsewhere).
 
-The shields are ordinary per-env ``safeshield.Shield`` wrappers: Tianshou's vector envs take a
+The shields are ordinary per-env ``safeshield.ShieldWrapper`` wrappers: Tianshou's vector envs take a
 list of env factories, so ``DummyVectorEnv([lambda: safeshield.wrap(gym.make(...), ...)] * n)``.
-For one model shared by every sub-env, give each wrapper the same ``ShieldModel`` instance.
+For one model shared by every sub-env, give each wrapper the same ``SafetyCritic`` instance.
 
 On-policy Tianshou algorithms (PPO, A2C) recompute log-probabilities from the stored action at
 update time, so storing the executed action is all they need for a consistent ratio; the data
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from tianshou.data import Batch, Collector
 
-from safeshield.core.wrapper import Shield, find_shield
+from safeshield.wrappers.shield import ShieldWrapper, find_shield
 
 __all__ = ["ExecutedActionHook", "attach", "policy_sampler", "find_shields"]
 
@@ -81,8 +81,8 @@ def policy_sampler(policy: Any) -> Callable:
     return sample
 
 
-def find_shields(env: Any) -> list[Shield]:
-    """``safeshield.Shield`` wrappers reachable in this process from a Tianshou vector env's workers."""
+def find_shields(env: Any) -> list[ShieldWrapper]:
+    """``safeshield.ShieldWrapper`` wrappers reachable in this process from a Tianshou vector env's workers."""
     shields = (find_shield(getattr(worker, "env", None)) for worker in getattr(env, "workers", []))
     return [shield for shield in shields if shield is not None]
 

@@ -3,7 +3,7 @@
 - ``ShieldInfoReader``: a TorchRL info-dict reader that copies ``info["shield"]``
   (``executed_action``, ``intervened``, ``fell_back``, ``risk``, ``failure``) into each step's
   tensordict under ``("next", "shield", ...)``.
-- ``ShieldedGymEnv(env)``: ``torchrl.envs.GymWrapper`` around a ``safeshield.Shield`` with that
+- ``ShieldedGymEnv(env)``: ``torchrl.envs.GymWrapper`` around a ``safeshield.ShieldWrapper`` with that
   reader installed.
 - ``executed_action(td)``: writes the executed action into ``td["action"]`` wherever the shield
   intervened; pass it as a collector's ``postproc`` (``Collector(..., postproc=
@@ -12,7 +12,7 @@
 
 TorchRL policies are tensordict modules of any shape, so no policy sampler is attached
 automatically; the shield samples perturbations of the proposal unless you attach one with
-``env.attach_policy(sample)`` on the ``Shield``.
+``env.attach_policy(sample)`` on the ``ShieldWrapper``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import GymWrapper
 from torchrl.envs.gym_like import BaseInfoDictReader
 
-from safeshield.core.wrapper import Shield, find_shield
+from safeshield.wrappers.shield import ShieldWrapper, find_shield
 
 __all__ = ["ShieldInfoReader", "ShieldedGymEnv", "executed_action"]
 
@@ -67,7 +67,7 @@ class ShieldInfoReader(BaseInfoDictReader):
         return self._spec
 
 
-def ShieldedGymEnv(env: Shield, **kwargs: Any) -> GymWrapper:  # noqa: N802 (reads as a class at the call site)
+def ShieldedGymEnv(env: ShieldWrapper, **kwargs: Any) -> GymWrapper:  # noqa: N802 (reads as a class at the call site)
     """A TorchRL ``GymWrapper`` around the shielded env ``env`` that reports ``("next", "shield", ...)``."""
     if find_shield(env) is None:
         raise TypeError(f"env must be shielded (safeshield.wrap(...)), got {type(env).__name__}")

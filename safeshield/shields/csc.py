@@ -64,7 +64,8 @@ import torch
 from torch import nn
 
 from safeshield.core.buffer import Batch
-from safeshield.core.model import ShieldConfig, ShieldModel, register_method
+from safeshield.core.critic import CriticConfig, SafetyCritic
+from safeshield.core.model import register_method
 from safeshield.shields.sqrl import INITIAL_LOGIT
 
 __all__ = [
@@ -82,7 +83,7 @@ ENSEMBLE_RISKS = ("max", "mean")
 
 
 @dataclass(frozen=True)
-class CSCConfig(ShieldConfig):
+class CSCConfig(CriticConfig):
     """CSC defaults; each cites its source."""
 
     chi: float = 0.05  # CSC Fig. 6 caption ("χ = 0.05 for all the baselines"); Fig. 3 says 0.03
@@ -185,7 +186,7 @@ class CriticEnsemble(nn.Module):
 
 
 @register_method
-class CSC(ShieldModel):
+class CSC(SafetyCritic):
     """The CSC conservative safety critic as a shield model (``safeshield.wrap(env, "csc")``)."""
 
     name = "csc"
@@ -293,7 +294,7 @@ class CSC(ShieldModel):
         return stats
 
     def reconfigure(self, **changes) -> CSC:
-        """As ``ShieldModel.reconfigure``; the ensemble size is fixed once the critics exist."""
+        """As ``SafetyCritic.reconfigure``; the ensemble size is fixed once the critics exist."""
         if "n_critics" in changes:
             raise ValueError("['n_critics'] cannot change after the model is built; build a new shield")
         return super().reconfigure(**changes)

@@ -55,7 +55,8 @@ import torch
 import torch.nn.functional as F
 
 from safeshield.core.buffer import Batch
-from safeshield.core.model import ShieldConfig, ShieldModel, register_method
+from safeshield.core.critic import CriticConfig, SafetyCritic
+from safeshield.core.model import register_method
 from safeshield.core.networks import StateActionNet
 
 __all__ = ["SQRL", "SQRLConfig"]
@@ -64,7 +65,7 @@ INITIAL_LOGIT = -4.6  # sigmoid(-4.6) ≈ 0.01, so the initial risk is about 0.0
 
 
 @dataclass(frozen=True)
-class SQRLConfig(ShieldConfig):
+class SQRLConfig(CriticConfig):
     """SQRL defaults; each cites its source."""
 
     eps_safe: float = 0.1  # SQRL Table 1 ("target safety"); Fig. 5 uses 0.05 and 0.2
@@ -98,7 +99,7 @@ def bellman_target(failure: torch.Tensor, terminated: torch.Tensor, next_q: torc
 
 
 @register_method
-class SQRL(ShieldModel):
+class SQRL(SafetyCritic):
     """The SQRL safety critic as a shield model (``safeshield.wrap(env, "sqrl")``)."""
 
     name = "sqrl"

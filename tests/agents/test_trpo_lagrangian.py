@@ -152,11 +152,11 @@ def test_learns_with_a_csc_shield_on_point_traps():
     env = safeshield.make("safeshield/PointTraps-v0", shield="csc", seed=0, hidden=(16, 16), learning_starts=50)
     agent = TRPOLagrangian.for_env(env, TRPOLagrangianConfig(hidden=(16,), steps_per_epoch=150, vf_iters=3), seed=0)
     env.attach_policy(agent.sample_actions)
-    agent.set_cost_critic(env.shield.q_c)
+    agent.set_cost_critic(env.safety_model.q_c)
     before = flat_parameters(agent.policy).clone()
     agent.learn(env, 300, progress=False, seed=0)
     assert agent.epochs == 2 and agent.total_steps == 300
-    assert env.shield.updates > 0 and not torch.equal(flat_parameters(agent.policy), before)
+    assert env.safety_model.updates > 0 and not torch.equal(flat_parameters(agent.policy), before)
 
 
 def test_checkpoint_round_trip(tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for ``safeshield.core.checkpoint`` and ``ShieldModel.save`` / ``safeshield.load``.
+"""Tests for ``safeshield.core.checkpoint`` and ``SafetyCritic.save`` / ``safeshield.load``.
 
 Contract (DESIGN.md): checkpoints never use pickle (safetensors + JSON), are written
 atomically, and refuse to load into an env with other spaces, naming what is wrong.
@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import safeshield
-from safeshield import CheckpointError, Shield, ShieldModel
+from safeshield import CheckpointError, ShieldWrapper, SafetyCritic
 from safeshield.core import checkpoint as checkpoint_module
 from safeshield.core.checkpoint import save_checkpoint
 
@@ -36,7 +36,7 @@ def trained_shield(seed: int = 0, steps: int = 60, **options):
         _, _, terminated, truncated, _ = env.step(action)
         if terminated or truncated:
             env.reset()
-    assert env.shield.updates > 0
+    assert env.safety_model.updates > 0
     return env
 
 
@@ -46,7 +46,7 @@ def probe_batch(n: int = 64, seed: int = 1):
     return torch.as_tensor(obs, dtype=torch.float32), torch.as_tensor(rng.uniform(-1, 1, (n, 2)), dtype=torch.float32)
 
 
-def risks(model: ShieldModel) -> torch.Tensor:
+def risks(model: SafetyCritic) -> torch.Tensor:
     obs, actions = probe_batch()
     with torch.inference_mode():
         return model.risk(obs, actions).clone()
@@ -56,7 +56,7 @@ def risks(model: ShieldModel) -> torch.Tensor:
 def saved(tmp_path):
     env = trained_shield(eps_safe=0.07, gamma_safe=0.65)
     path = tmp_path / "shield"
-    env.shield.save(path)
+    env.safety_model.save(path)
     return env, path
 
 
@@ -66,31 +66,31 @@ def saved(tmp_path):
 def test_round_trip_reproduces_risks_config_and_counters(saved):
     env, path = saved
     loaded = safeshield.load(path, gym.make(DRUNK_SPIDER))
-    assert isinstance(loaded, Shield)
-    assert torch.equal(risks(loaded.shield), risks(env.shield))
-    assert np.array_equal(loaded.shield.risk_numpy(*map(torch.Tensor.numpy, probe_batch())),
-                          env.shield.risk_numpy(*map(torch.Tensor.numpy, probe_batch())))
-    assert loaded.shield.config == env.shield.config
-    assert loaded.shield.config.eps_safe == 0.07 and loaded.shield.config.gamma_safe == 0.65
-    assert loaded.shield.updates == env.shield.updates
-    assert loaded.shield.indicator == "info:failure"
+    assert isinstance(loaded, ShieldWrapper)
+    assert torch.equal(risks(loaded.safety_model), risks(env.safety_model))
+    assert np.array_equal(loaded.safety_model.risk_numpy(*map(torch.Tensor.numpy, probe_batch())),
+                          env.safety_model.risk_numpy(*map(torch.Tensor.numpy, probe_batch())))
+    assert loaded.safety_model.config == env.safety_model.config
+    assert loaded.safety_model.config.eps_safe == 0.07 and loaded.safety_model.config.gamma_safe == 0.65
+    assert loaded.safety_model.updates == env.safety_model.updates
+    assert loaded.safety_model.indicator == "info:failure"
     # Target network too (fine-tuning continues from the same target).
-    for name, tensor in env.shield.state_dict().items():
-        assert torch.equal(loaded.shield.state_dict()[name], tensor), name
+    for name, tensor in env.safety_model.state_dict().items():
+        assert torch.equal(loaded.safety_model.state_dict()[name], tensor), name
 
 
 def test_load_with_env_is_frozen_by_default_and_train_true_unfreezes(saved):
     _, path = saved
     frozen = safeshield.load(path, gym.make(DRUNK_SPIDER))
-    assert frozen.shield.frozen
+    assert frozen.safety_model.frozen
     frozen.reset(seed=0)
     frozen.step(np.zeros(2, np.float32))
-    assert frozen.shield.buffer.total_added == 0
+    assert frozen.safety_model.buffer.total_added == 0
     training = safeshield.load(path, gym.make("safeshield/DrunkSpiderTarget-v0"), train=True)
-    assert isinstance(training, Shield) and not training.shield.frozen
+    assert isinstance(training, ShieldWrapper) and not training.safety_model.frozen
     training.reset(seed=0)
     training.step(np.zeros(2, np.float32))
-    assert training.shield.buffer.total_added == 1
+    assert training.safety_model.buffer.total_added == 1
 
 
 def test_load_without_env_returns_the_model(saved):
@@ -99,7 +99,7 @@ def test_load_without_env_returns_the_model(saved):
     assert isinstance(model, safeshield.SQRL) and not isinstance(model, gym.Env)
     assert model.frozen
     assert not safeshield.load(path, train=True).frozen
-    assert torch.equal(risks(model), risks(env.shield))
+    assert torch.equal(risks(model), risks(env.safety_model))
     assert model.action_space == env.action_space
     assert model.observation_space.shape == env.observation_space.shape
 
@@ -107,9 +107,9 @@ def test_load_without_env_returns_the_model(saved):
 def test_loaded_shield_decides_like_the_saved_one(saved):
     """A frozen shield is deterministic given the seed, so a loaded copy replays the original."""
     env, path = saved
-    env.shield.freeze()
+    env.safety_model.freeze()
     loaded = safeshield.load(path, gym.make(DRUNK_SPIDER), seed=5)
-    original = Shield(gym.make(DRUNK_SPIDER), env.shield, train=False, seed=5)
+    original = ShieldWrapper(gym.make(DRUNK_SPIDER), env.safety_model, train=False, seed=5)
     for shield in (loaded, original):
         shield.reset(seed=2)
     rng = np.random.default_rng(0)
@@ -123,10 +123,10 @@ def test_loaded_shield_decides_like_the_saved_one(saved):
             original.reset(seed=3)
 
 
-def test_sqrl_from_checkpoint_round_trip(saved):
+def test_sqrl_load_round_trip(saved):
     env, path = saved
-    model = safeshield.SQRL.from_checkpoint(path, env.observation_space, env.action_space)
-    assert torch.equal(risks(model), risks(env.shield))
+    model = safeshield.SQRL.load(path, env)
+    assert torch.equal(risks(model), risks(env.safety_model))
 
 
 # ---------------------------------------------------------------- mismatched spaces
@@ -249,12 +249,12 @@ def leftovers(parent: Path, name: str) -> list[str]:
 def test_saving_over_an_existing_checkpoint_replaces_it(tmp_path):
     path = tmp_path / "shield"
     first = trained_shield(seed=0)
-    first.shield.save(path)
+    first.safety_model.save(path)
     second = trained_shield(seed=1, eps_safe=0.2)
-    second.shield.save(path)
+    second.safety_model.save(path)
     loaded = safeshield.load(path)
-    assert torch.equal(risks(loaded), risks(second.shield))
-    assert not torch.equal(risks(loaded), risks(first.shield))
+    assert torch.equal(risks(loaded), risks(second.safety_model))
+    assert not torch.equal(risks(loaded), risks(first.safety_model))
     assert loaded.config.eps_safe == 0.2
     assert sorted(os.listdir(tmp_path)) == ["shield"]
 
@@ -267,15 +267,15 @@ def _boom(*args, **kwargs):
 def test_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temp_dirs(tmp_path, monkeypatch, target):
     path = tmp_path / "shield"
     first = trained_shield(seed=0)
-    first.shield.save(path)
-    expected = risks(first.shield)
+    first.safety_model.save(path)
+    expected = risks(first.safety_model)
     second = trained_shield(seed=1)
     if target == "save_file":
         monkeypatch.setattr(checkpoint_module, "save_file", _boom)
     else:
         monkeypatch.setattr(checkpoint_module.json, "dump", _boom)
     with pytest.raises(OSError, match="simulated"):
-        second.shield.save(path)
+        second.safety_model.save(path)
     monkeypatch.undo()
     assert torch.equal(risks(safeshield.load(path)), expected)
     assert leftovers(tmp_path, "shield") == []
@@ -288,8 +288,8 @@ def test_failed_swap_keeps_the_previous_checkpoint_loadable(tmp_path, monkeypatc
     new one is in place")."""
     path = tmp_path / "shield"
     first = trained_shield(seed=0)
-    first.shield.save(path)
-    expected = risks(first.shield)
+    first.safety_model.save(path)
+    expected = risks(first.safety_model)
     second = trained_shield(seed=1)
     real_rename = os.rename
     calls = []
@@ -302,7 +302,7 @@ def test_failed_swap_keeps_the_previous_checkpoint_loadable(tmp_path, monkeypatc
 
     monkeypatch.setattr(checkpoint_module.os, "rename", rename)
     with pytest.raises(OSError, match="simulated"):
-        second.shield.save(path)
+        second.safety_model.save(path)
     monkeypatch.undo()
     assert calls, "the save reached the swap"
     assert torch.equal(risks(safeshield.load(path)), expected)
@@ -313,7 +313,7 @@ def test_saving_onto_a_regular_file_raises_checkpoint_error_and_keeps_it(tmp_pat
     path = tmp_path / "shield"
     path.write_text("not a checkpoint")
     with pytest.raises(CheckpointError, match="not a checkpoint directory"):
-        trained_shield().shield.save(path)
+        trained_shield().safety_model.save(path)
     assert path.read_text() == "not a checkpoint"
     assert leftovers(tmp_path, "shield") == []
 
@@ -338,8 +338,8 @@ def test_checkpoint_holds_only_json_and_safetensors(saved):
 def test_load_with_options_changes_the_rules_not_the_weights(saved):
     env, path = saved
     fine_tune = safeshield.load(path, gym.make(DRUNK_SPIDER), train=True, eps_safe=0.2, pretraining=False)
-    assert fine_tune.shield.threshold == 0.2 and fine_tune.shield.config.eps_safe == 0.2
-    assert torch.equal(risks(fine_tune.shield), risks(env.shield))
+    assert fine_tune.safety_model.threshold == 0.2 and fine_tune.safety_model.config.eps_safe == 0.2
+    assert torch.equal(risks(fine_tune.safety_model), risks(env.safety_model))
     with pytest.raises(ValueError, match="hidden"):
         safeshield.load(path, gym.make(DRUNK_SPIDER), hidden=(4,))
     with pytest.raises(TypeError, match="eps_unsafe"):
@@ -350,8 +350,8 @@ def test_load_with_a_new_learning_rate_reaches_the_optimizer(saved):
     """``load(..., lr=...)`` for fine-tuning: the config and the optimizer must agree on the rate."""
     _, path = saved
     fine_tune = safeshield.load(path, gym.make(DRUNK_SPIDER), train=True, lr=1e-5)
-    assert fine_tune.shield.config.lr == 1e-5
-    assert [group["lr"] for group in fine_tune.shield.optimizer.param_groups] == [1e-5]
+    assert fine_tune.safety_model.config.lr == 1e-5
+    assert [group["lr"] for group in fine_tune.safety_model.optimizer.param_groups] == [1e-5]
 
 
 def test_fine_tuning_a_loaded_shield_is_reproducible_given_the_seed(saved):
@@ -366,8 +366,8 @@ def test_fine_tuning_a_loaded_shield_is_reproducible_given_the_seed(saved):
             _, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 2).astype(np.float32))
             if terminated or truncated:
                 env.reset()
-        assert env.shield.updates > 0
-        return env.shield.state_dict()
+        assert env.safety_model.updates > 0
+        return env.safety_model.state_dict()
 
     first, second = fine_tune(), fine_tune()
     assert all(torch.equal(first[name], second[name]) for name in first)

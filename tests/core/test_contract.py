@@ -1,7 +1,7 @@
 """Property tests of the shield contract (DESIGN.md, "The shield contract").
 
 Every test here holds the decision core (``safeshield.core.decision.decide``), the
-``Shield`` wrapper or the ``TransitionBuffer`` to one guarantee of the contract, or to the
+``ShieldWrapper`` wrapper or the ``TransitionBuffer`` to one guarantee of the contract, or to the
 SQRL statement it implements. The risk model is a stub whose risk is a known function of the
 action, so each guarantee is checked exactly rather than against a learned critic:
 
@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import safeshield
-from safeshield.core import PerturbationSampler, PolicySampler, ShieldConfig, ShieldModel, TransitionBuffer, decide
+from safeshield.core import PerturbationSampler, PolicySampler, CriticConfig, SafetyCritic, TransitionBuffer, decide
 
 torch.set_num_threads(1)
 
@@ -102,8 +102,8 @@ class RecordingSampler:
         return candidates
 
 
-class StubModel(ShieldModel):
-    """A frozen ShieldModel whose risk is a given function; nothing to learn."""
+class StubModel(SafetyCritic):
+    """A frozen SafetyCritic whose risk is a given function; nothing to learn."""
 
     name = "test-stub"
 
@@ -251,10 +251,10 @@ def test_executed_action_is_always_inside_the_action_space(box, data):
     w = np.array([data.draw(st.floats(-3, 3)) for _ in range(dims)])
     risk_fn = make_risk(data.draw(st.sampled_from(["distance", "linear"])), low, high, point, w, 0.0)
     threshold = data.draw(st.floats(0.0, 1.0))
-    config = ShieldConfig(n_candidates=data.draw(st.integers(1, 10)), resample_rounds=data.draw(st.integers(1, 3)))
+    config = CriticConfig(n_candidates=data.draw(st.integers(1, 10)), resample_rounds=data.draw(st.integers(1, 3)))
     env = BoxEnv(space)
     model = StubModel(env.observation_space, space, risk_fn, threshold, config)
-    shield = safeshield.Shield(env, model, indicator=lambda *a: 0.0, train=False, seed=0)
+    shield = safeshield.ShieldWrapper(env, model, indicator=lambda *a: 0.0, train=False, seed=0)
     shield.reset(seed=data.draw(st.integers(0, 1000)))
     width = (high - low).astype(np.float64)
     for _ in range(5):
@@ -468,7 +468,7 @@ def _make_with_threshold(method: str, threshold: float | None, **options):
         return safeshield.make(DRUNK_SPIDER, train=False, seed=0, **extra, **options)
     env = safeshield.make(DRUNK_SPIDER, shield=method, train=False, seed=0, threshold_units="normalised", **options)
     if threshold is not None:
-        env.shield.v_hat = env.shield.config.chi - threshold
+        env.safety_model.v_hat = env.safety_model.config.chi - threshold
     return env
 
 
@@ -482,7 +482,7 @@ def test_frozen_learned_shield_is_deterministic_given_the_seed(method):
     probe = _make_with_threshold(method, None)
     start, _ = probe.reset(seed=3)
     actions = np.random.default_rng(0).uniform(-1, 1, (256, 2)).astype(np.float32)
-    eps = float(np.median(probe.shield.risk_numpy(np.repeat(start[None], 256, axis=0), actions)))
+    eps = float(np.median(probe.safety_model.risk_numpy(np.repeat(start[None], 256, axis=0), actions)))
     runs = []
     for _ in range(2):
         env = _make_with_threshold(method, eps)
@@ -504,9 +504,9 @@ def test_frozen_stub_shield_is_deterministic_given_the_seed():
         model = StubModel(
             env.observation_space, env.action_space,
             make_risk("linear", low, high, low, np.array([4.0, -3.0]), 0.5), 0.5,
-            ShieldConfig(n_candidates=8, resample_rounds=3),
+            CriticConfig(n_candidates=8, resample_rounds=3),
         )
-        runs.append(_run(safeshield.Shield(env, model, train=False, seed=1), seed=11))
+        runs.append(_run(safeshield.ShieldWrapper(env, model, train=False, seed=1), seed=11))
     _assert_same_runs(*runs)
     assert sum(s["intervened"] for s in runs[0][1]) >= 5
 
@@ -565,7 +565,7 @@ def test_training_shield_stores_every_executed_transition_with_its_sarsa_link(ca
     of row t is the action executed at step t+1 within an episode (its own action at episode end)."""
     steps = 150
     env, records = _training_run(capacity, steps, method=method)
-    model = env.shield
+    model = env.safety_model
     assert model.buffer.total_added == steps
     assert model.updates > 0, "the schedule ran (learning_starts=20)"
     batch = model.buffer.all()

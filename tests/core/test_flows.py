@@ -14,7 +14,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from safeshield.core.flows import (
+from safeshield.shields.safer.flow import (
     BoundedFlow,
     ConditionalRealNVP,
     TanhBijector,

@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import safeshield
-from safeshield.core.remap import RemapShield
+from safeshield.wrappers.remap import RemapWrapper
 from safeshield.shields.safer import SAFER, SAFERConfig
 
 SMALL = dict(flow_hidden=(16,), embed_dim=8, frame_hidden=(8,), transformer_heads=2, window=4, context_dim=2)
 SPIDER = "safeshield/DrunkSpider-v0"
 
 
-def _shield(env_id: str = SPIDER, seed: int = 0, **kwargs) -> RemapShield:
+def _shield(env_id: str = SPIDER, seed: int = 0, **kwargs) -> RemapWrapper:
     return safeshield.wrap(gym.make(env_id), "safer", seed=seed, train=False, **{**SMALL, **kwargs})
 
 
@@ -44,7 +44,7 @@ def test_out_of_box_proposals_are_clipped_and_flagged(u):
     report = info["shield"]
     outside = bool(np.any(np.abs(np.asarray(u, np.float32)) > 1.0))
     assert report["intervened"] == outside
-    assert np.all(np.abs(report["latent"]) <= env.shield.eta * (1 + 1e-6))
+    assert np.all(np.abs(report["latent"]) <= env.safety_model.eta * (1 + 1e-6))
     assert 0.0 <= report["risk"] <= 1.0 + 1e-6
     assert env.unwrapped.action_space.contains(report["env_action"])
     np.testing.assert_array_equal(report["executed_action"], np.clip(np.asarray(u, np.float32), -1, 1))
@@ -97,7 +97,7 @@ def test_bad_actions_and_arguments_are_named():
     with pytest.raises(ValueError, match="indicator"):
         safeshield.wrap(gym.make("Pendulum-v1"), "safer", train=True)
     with pytest.raises(TypeError, match="remap model"):
-        RemapShield(gym.make(SPIDER), object())
+        RemapWrapper(gym.make(SPIDER), object())
     with pytest.raises(TypeError, match="unknown option"):
         safeshield.wrap(gym.make(SPIDER), "safer", not_an_option=1)
 
@@ -114,15 +114,15 @@ def test_online_fine_tuning_learns_and_recalibrates_eta():
         _, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 2).astype(np.float32))
         if terminated or truncated:
             env.reset()
-    assert env.shield.updates == 60 - 20 + 1
-    assert env.shield.eta != 2.0
+    assert env.safety_model.updates == 60 - 20 + 1
+    assert env.safety_model.eta != 2.0
 
 
 def test_save_and_load_round_trip_through_the_public_api(tmp_path):
     env = _shield(seed=3, eta_init=1.7)
-    env.shield.save(tmp_path / "prior")
+    env.safety_model.save(tmp_path / "prior")
     loaded = safeshield.load(tmp_path / "prior", gym.make(SPIDER))
-    assert isinstance(loaded, RemapShield) and loaded.shield.eta == pytest.approx(1.7)
+    assert isinstance(loaded, RemapWrapper) and loaded.safety_model.eta == pytest.approx(1.7)
     for shield in (env, loaded):
         shield.reset(seed=5)
     u = np.array([0.4, -0.2], np.float32)

@@ -1,8 +1,8 @@
-"""Tests for ``safeshield.core.vector.VectorShield``: one shared model for N sub-envs.
+"""Tests for ``safeshield.wrappers.vector.VectorShieldWrapper``: one shared model for N sub-envs.
 
 Holds the vector shield to the issue's statements:
 
-1. it decides exactly as N single ``Shield``s with the same model and seeds would
+1. it decides exactly as N single ``ShieldWrapper``s with the same model and seeds would
    (same executed actions, interventions, fallbacks and candidate counts, step by step);
 2. autoreset steps are never stored (NEXT_STEP: the ignored action at a reset step;
    SAME_STEP: the transition ends at the final observation, not the reset one; DISABLED: the
@@ -25,22 +25,22 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import safeshield
-from safeshield.core import ShieldModel
-from safeshield.core.vector import VectorShield, env_info, wrap_vector
+from safeshield.core import SafetyCritic
+from safeshield.wrappers.vector import VectorShieldWrapper, env_info, wrap_vector
 
 DRUNK_SPIDER = "safeshield/DrunkSpider-v0"
 SETTINGS = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-class DistanceRisk(ShieldModel):
+class DistanceRisk(SafetyCritic):
     """Frozen stub: risk = squared distance of the action from ``point`` (exact elementwise ops)."""
 
     name = "test-vector-stub"
 
     def __init__(self, observation_space, action_space, point=0.5, threshold=0.3, calls=None, **config):
-        from safeshield.core import ShieldConfig
+        from safeshield.core import CriticConfig
 
-        super().__init__(observation_space, action_space, ShieldConfig(**config) if config else None)
+        super().__init__(observation_space, action_space, CriticConfig(**config) if config else None)
         self.point, self._threshold, self.calls = point, threshold, calls
 
     def build(self) -> None:
@@ -101,7 +101,7 @@ def counter_vec(n=3, mode=AutoresetMode.NEXT_STEP, length=3, terminate=True):
 
 
 def run_vector(model, n, steps, seed, actions):
-    envs = VectorShield(gym.make_vec(DRUNK_SPIDER, num_envs=n, vectorization_mode="sync"), model, train=False)
+    envs = VectorShieldWrapper(gym.make_vec(DRUNK_SPIDER, num_envs=n, vectorization_mode="sync"), model, train=False)
     envs.reset(seed=seed)
     out = []
     for t in range(steps):
@@ -111,7 +111,7 @@ def run_vector(model, n, steps, seed, actions):
 
 
 def run_singles(model, n, steps, seed, actions):
-    envs = [safeshield.Shield(gym.make(DRUNK_SPIDER), model, train=False) for _ in range(n)]
+    envs = [safeshield.ShieldWrapper(gym.make(DRUNK_SPIDER), model, train=False) for _ in range(n)]
     for i, env in enumerate(envs):
         env.reset(seed=seed + i)
     resetting = np.zeros(n, dtype=bool)
@@ -191,7 +191,7 @@ def test_autoreset_steps_are_never_stored(mode):
     for a in actions:
         _, _, _, _, info = envs.step(a)
         covered_steps += int(info["_shield"].sum())
-    obs, action, next_obs, next_action, failure = stored(envs.shield)
+    obs, action, next_obs, next_action, failure = stored(envs.safety_model)
     assert len(obs) == covered_steps
     assert (next_obs[:, 0] == obs[:, 0]).all(), "a transition crossed sub-envs"
     assert (next_obs[:, 1] == obs[:, 1]).all(), "a transition crossed an episode boundary (reset stored)"
@@ -209,7 +209,7 @@ def test_sarsa_link_stays_within_each_env_and_episode():
     envs.reset(seed=0)
     for a in np.random.default_rng(2).uniform(-1, 1, (30, 3, 2)).astype(np.float32):
         envs.step(a)
-    obs, action, next_obs, next_action, _ = stored(envs.shield)
+    obs, action, next_obs, next_action, _ = stored(envs.safety_model)
     where = {tuple(o): k for k, o in enumerate(obs)}
     linked = 0
     for k in range(len(obs)):
@@ -230,9 +230,9 @@ def test_disabled_autoreset_uses_the_reset_mask():
     assert list(terminations) == [True, False]
     obs, _ = envs.reset(options={"reset_mask": terminations})
     envs.step(zeros)  # env 0 starts a new episode, env 1 finishes its first
-    stored_obs, _, stored_next, _, _ = stored(envs.shield)
+    stored_obs, _, stored_next, _, _ = stored(envs.safety_model)
     assert (stored_next[:, 1] == stored_obs[:, 1]).all() and (stored_next[:, 2] == stored_obs[:, 2] + 1).all()
-    assert envs.core.pending[0] is not None
+    assert envs.stepper.pending[0] is not None
 
 
 # ---------------------------------------------------------------- 3. contract per row
@@ -251,7 +251,7 @@ def test_contract_holds_per_row_with_batched_queries(n, seed, threshold, point, 
     single = gym.make(DRUNK_SPIDER)
     model = DistanceRisk(single.observation_space, single.action_space, point, threshold, calls,
                          n_candidates=6, resample_rounds=3)
-    envs = VectorShield(gym.make_vec(DRUNK_SPIDER, num_envs=n, vectorization_mode="sync"), model, train=False)
+    envs = VectorShieldWrapper(gym.make_vec(DRUNK_SPIDER, num_envs=n, vectorization_mode="sync"), model, train=False)
     envs.reset(seed=seed)
     proposals = np.random.default_rng(seed).uniform(-scale, scale, (n, 2)).astype(np.float32)
     calls.clear()
@@ -294,13 +294,13 @@ def test_one_buffer_learns_from_every_sub_env_on_the_single_env_schedule():
     covered = 0
     for _ in range(10):
         covered += int(envs.step(envs.action_space.sample())[4]["_shield"].sum())
-    model = envs.shield
+    model = envs.safety_model
     assert model.buffer.total_added == covered >= 30
     assert model.updates == covered - 20 + 1  # one update per stored transition from learning_starts on
 
 
 def test_info_shield_mask_and_per_env_view():
-    envs = VectorShield(counter_vec(2), "sqrl", indicator="info:failure", seed=0)
+    envs = VectorShieldWrapper(counter_vec(2), "sqrl", indicator="info:failure", seed=0)
     envs.reset(seed=0)
     zeros = np.zeros((2, 2), np.float32)
     for _ in range(3):
@@ -326,10 +326,10 @@ def test_per_env_shields_inside_an_async_vector_env():
 def test_bad_input_raises_clear_errors():
     vec = gym.make_vec(DRUNK_SPIDER, num_envs=2, vectorization_mode="sync")
     with pytest.raises(TypeError, match="VectorEnv"):
-        VectorShield(gym.make(DRUNK_SPIDER))
-    envs = VectorShield(vec, "sqrl")
+        VectorShieldWrapper(gym.make(DRUNK_SPIDER))
+    envs = VectorShieldWrapper(vec, "sqrl")
     with pytest.raises(ValueError, match="already shielded"):
-        VectorShield(envs, "sqrl")
+        VectorShieldWrapper(envs, "sqrl")
     with pytest.raises(gym.error.ResetNeeded):
         envs.step(np.zeros((2, 2), np.float32))
     envs.reset(seed=0)
@@ -339,7 +339,7 @@ def test_bad_input_raises_clear_errors():
         envs.step(np.full((2, 2), np.nan, np.float32))
     discrete = gym.make_vec("CartPole-v1", num_envs=2, vectorization_mode="sync")
     with pytest.raises(TypeError, match="Box"):
-        VectorShield(discrete, "sqrl", indicator="terminated")
+        VectorShieldWrapper(discrete, "sqrl", indicator="terminated")
 
 
 @pytest.mark.parametrize("context", [torch.no_grad, torch.inference_mode])
@@ -354,7 +354,7 @@ def test_training_shields_learn_when_stepped_without_autograd(context):
         for _ in range(6):
             single.step(single.action_space.sample())
             envs.step(envs.action_space.sample())
-    assert single.shield.updates > 0 and envs.shield.updates > 0
+    assert single.safety_model.updates > 0 and envs.safety_model.updates > 0
 
 
 def test_dict_observations_are_flattened_per_sub_env():
@@ -366,6 +366,6 @@ def test_dict_observations_are_flattened_per_sub_env():
                        "sqrl", indicator=lambda *a: 0.0, learning_starts=10**6)
     obs, _ = envs.reset(seed=0)
     envs.step(envs.action_space.sample())
-    stored = envs.shield.buffer.all().obs
+    stored = envs.safety_model.buffer.all().obs
     np.testing.assert_allclose(stored[:, 1:], obs["x"], rtol=1e-6)  # Dict flattens keys in order: t, x
     assert (stored[:, 0] == 0).all()

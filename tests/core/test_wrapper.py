@@ -1,4 +1,4 @@
-"""Tests for ``safeshield.core.wrapper.Shield``: Gymnasium compatibility, reporting, bad input, indicators."""
+"""Tests for ``safeshield.wrappers.ShieldWrapper``: Gymnasium compatibility, reporting, bad input, indicators."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 
 import safeshield
-from safeshield import Shield
+from safeshield import ShieldWrapper
 
 torch.set_num_threads(1)
 
@@ -63,9 +63,9 @@ def test_check_env_passes_on_a_wrapped_pendulum():
 def test_spec_records_the_shield_so_gym_make_can_rebuild_it():
     env = safeshield.make(DRUNK_SPIDER, eps_safe=0.05)
     remade = gym.make(env.spec)
-    assert isinstance(remade, Shield)
-    assert remade.shield.config == env.shield.config
-    assert remade.shield.config.eps_safe == 0.05
+    assert isinstance(remade, ShieldWrapper)
+    assert remade.safety_model.config == env.safety_model.config
+    assert remade.safety_model.config.eps_safe == 0.05
 
 
 def test_info_shield_reports_keys_and_types():
@@ -163,10 +163,10 @@ def test_record_episode_statistics_around_a_shield():
 
 
 def test_gym_make_with_additional_wrapper_spec_round_trip():
-    """A shielded env's spec lists the Shield wrapper, and gym.make(spec) re-creates it."""
+    """A shielded env's spec lists the ShieldWrapper, and gym.make(spec) re-creates it."""
     env = safeshield.make(DRUNK_SPIDER, seed=3)
     names = [w.name for w in env.spec.additional_wrappers]
-    assert "Shield" in names
+    assert "ShieldWrapper" in names
     remade = gym.make(env.spec)
     remade.reset(seed=0)
     _, _, _, _, info = remade.step(remade.action_space.sample())
@@ -204,7 +204,7 @@ def test_bad_action_does_not_step_the_env_or_store_anything():
     obs, _ = env.reset(seed=0)
     with pytest.raises(ValueError):
         env.step(np.array([np.nan, 0.0], np.float32))
-    assert env.shield.buffer.total_added == 0
+    assert env.safety_model.buffer.total_added == 0
     assert np.array_equal(env.unwrapped.position.astype(np.float32), obs[:2])
 
 
@@ -259,7 +259,7 @@ def test_missing_indicator_on_an_env_that_does_not_declare_one_raises():
 
 def test_declared_indicator_is_used_when_none_is_given():
     env = safeshield.make(DRUNK_SPIDER)
-    assert env.shield.indicator == "info:failure"
+    assert env.safety_model.indicator == "info:failure"
 
 
 def test_step_before_reset_raises_reset_needed():
@@ -270,7 +270,7 @@ def test_step_before_reset_raises_reset_needed():
 
 def test_non_env_raises_type_error():
     with pytest.raises(TypeError, match="gymnasium.Env"):
-        Shield("Pendulum-v1", "sqrl", indicator="terminated")
+        ShieldWrapper("Pendulum-v1", "sqrl", indicator="terminated")
 
 
 # ---------------------------------------------------------------- indicators
@@ -333,7 +333,7 @@ def test_callable_indicator_receives_the_step_tuple():
     assert np.array_equal(seen[0][0], obs) and seen[0][1] == reward
     assert seen[0][2] == terminated and seen[0][3] == truncated
     assert "shield" not in seen[0][4], "the indicator sees the env's info, before the shield's report"
-    assert env.shield.buffer.failure[0] == np.float32(0.25)
+    assert env.safety_model.buffer.failure[0] == np.float32(0.25)
 
 
 def test_training_shield_learns_on_schedule_and_frozen_one_does_not():
@@ -343,14 +343,14 @@ def test_training_shield_learns_on_schedule_and_frozen_one_does_not():
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         if terminated or truncated:
             env.reset()
-    assert env.shield.updates == 6  # steps 10..15
+    assert env.safety_model.updates == 6  # steps 10..15
     frozen = safeshield.make(DRUNK_SPIDER, seed=0, train=False, learning_starts=1)
     frozen.reset(seed=0)
-    before = {k: v.clone() for k, v in frozen.shield.state_dict().items()}
+    before = {k: v.clone() for k, v in frozen.safety_model.state_dict().items()}
     for _ in range(5):
         frozen.step(frozen.action_space.sample())
-    assert frozen.shield.updates == 0 and frozen.shield.buffer.total_added == 0
-    assert all(torch.equal(before[k], v) for k, v in frozen.shield.state_dict().items())
+    assert frozen.safety_model.updates == 0 and frozen.safety_model.buffer.total_added == 0
+    assert all(torch.equal(before[k], v) for k, v in frozen.safety_model.state_dict().items())
 
 
 def test_doctest_example_runs():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from safeshield.core import ShieldConfig, ShieldModel
+from safeshield.core import CriticConfig, SafetyCritic
 
 
-class FarFromPoint(ShieldModel):
+class FarFromPoint(SafetyCritic):
     """Frozen stub: risk = squared distance of the action from ``point`` in every dimension.
 
     With ``point=0.5`` and ``threshold=0.5`` about half of uniform proposals in [-1, 1]^2 are
@@ -18,7 +18,7 @@ class FarFromPoint(ShieldModel):
     name = "test-far-from-point"
 
     def __init__(self, observation_space, action_space, point=0.5, threshold=0.5, **config):
-        super().__init__(observation_space, action_space, ShieldConfig(**config) if config else None)
+        super().__init__(observation_space, action_space, CriticConfig(**config) if config else None)
         self.point, self._threshold = point, threshold
 
     def build(self) -> None:

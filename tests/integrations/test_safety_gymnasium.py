@@ -33,5 +33,5 @@ def test_cost_indicator_counts_every_costly_step_of_a_safety_gymnasium_task():
             env.reset()
     assert costly > 0, "this drive crosses hazards in PointGoal1 (seed 0)"
     assert env.total_failures == costly
-    assert env.shield.buffer.total_added == 1000
-    assert env.shield.buffer.all().failure.sum() == costly
+    assert env.safety_model.buffer.total_added == 1000
+    assert env.safety_model.buffer.all().failure.sum() == costly

@@ -1,7 +1,7 @@
 """Stable-Baselines3 integration: the learner stores what the shield executed, and training runs.
 
 - off-policy (SAC, TD3): every replay-buffer action is the executed action rescaled to [-1, 1]
-  (SB3 would store the proposal), with a per-env ``Shield`` (DummyVecEnv, SubprocVecEnv) and
+  (SB3 would store the proposal), with a per-env ``ShieldWrapper`` (DummyVecEnv, SubprocVecEnv) and
   with the shared-model ``ShieldedVecEnv``;
 - on-policy (PPO): replaced rows store the executed action and its recomputed log-probability;
 - the policy sampler draws from the agent's own distribution, reproducibly given a generator;
@@ -68,14 +68,14 @@ def assert_replay_holds_executed(model, reports):
 
 def test_sac_with_a_per_env_shield_stores_executed_actions_and_trains(far_from_point):
     env = gym.make(DRUNK_SPIDER)
-    shielded = safeshield.Shield(env, far_from_point(env, n_candidates=8), train=False, seed=0)
+    shielded = safeshield.ShieldWrapper(env, far_from_point(env, n_candidates=8), train=False, seed=0)
     recorder = Recorder()
     model = SAC("MlpPolicy", shielded, learning_starts=40, batch_size=16, policy_kwargs=small(), seed=0)
     adapter = ShieldCallback()
     model.learn(120, callback=CallbackList([adapter, recorder]))
     assert_replay_holds_executed(model, recorder.reports)
     assert model._n_updates > 0 and adapter.rewritten > 5
-    assert shielded.shield.policy_sampler is not None, "candidates come from SAC's own policy"
+    assert shielded.safety_model.policy_sampler is not None, "candidates come from SAC's own policy"
 
 
 def test_td3_with_a_shared_vec_shield_stores_executed_actions(far_from_point):
@@ -125,7 +125,7 @@ def test_sac_trains_with_a_learning_sqrl_shield_on_a_shared_vec_env():
                         batch_size=16, hidden=(16,))
     model = SAC("MlpPolicy", venv, learning_starts=32, batch_size=16, policy_kwargs=small(), seed=0)
     model.learn(100, callback=ShieldCallback())
-    assert venv.shield.buffer.total_added == 100 and venv.shield.updates > 0 and model._n_updates > 0
+    assert venv.safety_model.buffer.total_added == 100 and venv.safety_model.updates > 0 and model._n_updates > 0
 
 
 def test_policy_sampler_draws_from_the_policy_reproducibly():
@@ -180,7 +180,7 @@ def test_shielded_vec_env_stores_the_terminal_observation_not_the_reset_one(limi
     venv.reset()
     for _ in range(9):
         venv.step(np.zeros((2, 2), np.float32))
-    batch = venv.shield.buffer.all()
+    batch = venv.safety_model.buffer.all()
     assert len(batch.obs) == 18
     assert (batch.next_obs[:, 0] == batch.obs[:, 0]).all() and (batch.next_obs[:, 1] == batch.obs[:, 1] + 1).all()
     ends = batch.next_obs[:, 1] == (limit or 3)
@@ -222,7 +222,7 @@ def test_shield_metrics_land_in_tensorboard_and_csv_next_to_sb3s_own(tmp_path, f
     from safeshield.core.metrics import METRICS
 
     env = gym.make(DRUNK_SPIDER)
-    env = safeshield.Shield(env, far_from_point(env), "info:failure", train=False, seed=0)
+    env = safeshield.ShieldWrapper(env, far_from_point(env), "info:failure", train=False, seed=0)
     model = SAC("MlpPolicy", env, learning_starts=40, batch_size=16, policy_kwargs=small(), seed=0)
     model.set_logger(configure(str(tmp_path), ["csv", "tensorboard"]))
     callback = ShieldCallback()

@@ -54,7 +54,7 @@ def test_collector_buffer_holds_the_executed_action_and_sac_trains(far_from_poin
     torch.manual_seed(0)
     env = gym.make(DRUNK_SPIDER)
     model = far_from_point(env, n_candidates=8)
-    envs = DummyVectorEnv([lambda: safeshield.Shield(gym.make(DRUNK_SPIDER), model, train=False, seed=0)])
+    envs = DummyVectorEnv([lambda: safeshield.ShieldWrapper(gym.make(DRUNK_SPIDER), model, train=False, seed=0)])
     policy, algorithm = small_sac(env)
     buffer = ReplayBuffer(500)
     collector = Collector(algorithm, envs, buffer)

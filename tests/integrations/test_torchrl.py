@@ -43,7 +43,7 @@ def small_sac(env):
 def test_replay_buffer_holds_the_executed_action_and_sac_trains(far_from_point):
     torch.manual_seed(0)
     base = gym.make(DRUNK_SPIDER)
-    env = ShieldedGymEnv(safeshield.Shield(base, far_from_point(base, n_candidates=8), train=False, seed=0))
+    env = ShieldedGymEnv(safeshield.ShieldWrapper(base, far_from_point(base, n_candidates=8), train=False, seed=0))
     actor, loss = small_sac(env)
     optimizer = torch.optim.Adam(loss.parameters(), lr=1e-3)
     buffer = ReplayBuffer(storage=LazyTensorStorage(500))

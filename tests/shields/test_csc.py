@@ -70,11 +70,11 @@ def test_v_hat_is_the_previous_epochs_average_failures_per_episode():
 # ---------------------------------------------------------------- the filter
 
 
-def _shield_with_threshold_band(units: str, v_hat: float, seed: int) -> safeshield.Shield:
+def _shield_with_threshold_band(units: str, v_hat: float, seed: int) -> safeshield.ShieldWrapper:
     """A frozen CSC shield on Pendulum whose critic straddles its threshold (some actions pass)."""
     env = safeshield.wrap(gym.make("Pendulum-v1"), "csc", indicator=NEVER, train=False, seed=seed,
                           config={"threshold_units": units, "hidden": (16, 16)})
-    model = env.shield
+    model = env.safety_model
     model.v_hat = v_hat
     eps = model.threshold
     with torch.no_grad():
@@ -90,7 +90,7 @@ def test_executed_actions_satisfy_lemma_1_or_are_flagged(units, v_hat, seed):
     """Lemma 1's core: every executed (s, a) has V̂_C + Q_C/(1−γ) ≤ χ (paper units; Q_C ≤ ε in
     normalised units), or the shield fell back and says so; never more than 100 tries per step."""
     env = _shield_with_threshold_band(units, v_hat, seed)
-    model = env.shield
+    model = env.safety_model
     rng = np.random.default_rng(seed)
     env.reset(seed=seed)
     for _ in range(25):
@@ -109,7 +109,7 @@ def test_executed_actions_satisfy_lemma_1_or_are_flagged(units, v_hat, seed):
 def test_at_most_100_critic_queries_per_step():
     """App. A.4: the proposal plus 99 candidates; a rejected step scores exactly 100 actions."""
     env = safeshield.wrap(gym.make("Pendulum-v1"), "csc", indicator=NEVER, train=False, seed=0)
-    critic = env.shield.critic
+    critic = env.safety_model.critic
     scored = []
     original = critic.forward
 
@@ -136,7 +136,7 @@ def test_fallback_runs_the_least_risky_action_tried():
     assert report["fell_back"] and report["risk"] <= report["proposal_risk"]
     # no action on a fine grid of the box is much less risky than the one executed
     grid = np.linspace(-2, 2, 401, dtype=np.float32)[:, None]
-    risks = env.shield.risk_numpy(np.repeat(obs[None], len(grid), axis=0), grid)
+    risks = env.safety_model.risk_numpy(np.repeat(obs[None], len(grid), axis=0), grid)
     assert report["risk"] <= np.quantile(risks, 0.1)
 
 
@@ -184,7 +184,7 @@ def test_checkpoint_keeps_the_adaptive_state(tmp_path):
     for failed in (True, False, False):
         model.on_episode_end(failed)
     model.save(tmp_path / "csc")
-    loaded = CSC.from_checkpoint(tmp_path / "csc")
+    loaded = CSC.load(tmp_path / "csc")
     assert (loaded.v_hat, loaded.epochs, loaded.threshold) == (model.v_hat, model.epochs, model.threshold)
     loaded.on_episode_end(False)  # completes the second epoch (one episode was carried over)
     assert loaded.v_hat == 0.0 and loaded.epochs == 2
@@ -196,7 +196,7 @@ def test_checkpoint_keeps_the_adaptive_state(tmp_path):
 
 
 def test_q_ensemble_is_twenty_plain_critics_with_pessimistic_risk():
-    model = safeshield.wrap(gym.make("Pendulum-v1"), "q_ensemble", indicator=NEVER).shield
+    model = safeshield.wrap(gym.make("Pendulum-v1"), "q_ensemble", indicator=NEVER).safety_model
     assert isinstance(model, QEnsemble) and model.config.alpha == 0.0 and model.config.n_critics == 20
     obs, actions = torch.zeros(7, 3), torch.rand(7, 1) * 4 - 2
     with torch.no_grad():

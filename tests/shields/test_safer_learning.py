@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from safeshield.offline import OfflineDataset, window_indices
+from safeshield.shields.safer.dataset import OfflineDataset, window_indices
 from safeshield.shields.safer import SAFER, SAFERConfig, in_box_unsafe_fraction
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)

@@ -175,7 +175,7 @@ def test_identity_flow_box_executes_only_safe_actions(radius, seed):
     """A.9.8: an untrained prior is a = tanh(z) (identity couplings); label omega(a) = 1 iff
     ||a||_inf >= r; the eta calibrated for 0 % unsafe satisfies eta <= atanh(r), and every latent
     in the box executes a safe action."""
-    from safeshield.offline import OfflineDataset
+    from safeshield.shields.safer.dataset import OfflineDataset
 
     rng = np.random.default_rng(seed)
     n = 400

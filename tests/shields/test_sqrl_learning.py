@@ -59,13 +59,13 @@ def separates(model) -> bool:
 @pytest.fixture(scope="module")
 def collected():
     env, failures = collect()
-    assert env.shield.updates == 0, "learning is deferred until the data is in"
+    assert env.safety_model.updates == 0, "learning is deferred until the data is in"
     return env, failures
 
 
 def test_collection_went_through_the_shield(collected):
     env, failures = collected
-    model = env.shield
+    model = env.safety_model
     assert model.buffer.total_added > 2000
     assert failures >= 50, "the scripted dives must produce failures to learn from"
     assert model.buffer.failure.sum() == failures
@@ -74,13 +74,13 @@ def test_collection_went_through_the_shield(collected):
 def test_untrained_critic_does_not_separate_pit_from_bridge():
     """Guards the learning test: an untrained critic (risk ≈ 0.01 everywhere) fails the check."""
     env = safeshield.make(DRUNK_SPIDER, seed=0, gamma_safe=0.65, hidden=(64, 64))
-    assert not separates(env.shield)
-    assert all(risk(env.shield, p, a) < env.shield.threshold for p, a in INTO_PIT)
+    assert not separates(env.safety_model)
+    assert all(risk(env.safety_model, p, a) < env.safety_model.threshold for p, a in INTO_PIT)
 
 
 def test_trained_critic_rejects_stepping_into_a_pit_and_accepts_the_bridge(collected):
     env, _ = collected
-    model = env.shield
+    model = env.safety_model
     model.learn(2000)
     eps = model.threshold
     into = {p: risk(model, p, a) for p, a in INTO_PIT}
@@ -91,7 +91,7 @@ def test_trained_critic_rejects_stepping_into_a_pit_and_accepts_the_bridge(colle
     # The shield now acts on it: walk onto the bridge, then propose a dive; it is replaced by a
     # safe candidate or, where the search misses the narrow safe set (only a_x ≈ 1 is known to be
     # safe from this data), by the least risky one found.
-    env.shield.freeze()
+    env.safety_model.freeze()
     obs, _ = env.reset(seed=123)
     for _ in range(5):
         obs, _, _, _, info = env.step(np.clip([1.0, -obs[1]], -1.0, 1.0).astype(np.float32))

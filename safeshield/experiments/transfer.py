@@ -1,7 +1,7 @@
 """SQRL's pre-train -> fine-tune transfer against plain SAC, for any pair of registered env ids.
 
 - ``TransferSettings``: the two env ids and the experiment's knobs (steps, networks, eps_safe, ...).
-- ``transfer_job``: one (method, seed) run, picklable for ``safeshield.experiment.run_jobs``.
+- ``transfer_job``: one (method, seed) run, picklable for ``safeshield.experiments.runner.run_jobs``.
 - ``run_transfer``: every (method, seed) job on the process pool with one progress bar.
 - ``summarise_transfer``: per-method means with 95 % CIs and the SAC/SQRL failure ratio.
 - ``make_sac``, ``shield_options``, ``evaluate``: the pieces the jobs are made of (the DrunkSpider
@@ -37,7 +37,7 @@ import torch
 
 import safeshield
 from safeshield.agents import SAC, SACConfig
-from safeshield.experiment import Job, episode_reporter, mean_ci, run_jobs, summarise_episodes
+from safeshield.experiments.runner import Job, episode_reporter, mean_ci, run_jobs, summarise_episodes
 
 __all__ = [
     "TransferSettings",
@@ -149,18 +149,18 @@ def transfer_job(
     target_env = gym.make(settings.target_id)
     if method == "sqrl":
         shield_path = Path(out_dir) / f"sqrl_seed{seed}" / "shield"
-        pre_env.shield.save(shield_path)
+        pre_env.safety_model.save(shield_path)
         target_env = safeshield.load(
             shield_path, target_env, train=True, seed=seed, pretraining=False, selection="uniform"
         )
         target_env.attach_policy(agent.sample_actions)
-        agent.set_safety_critic(target_env.shield.q_safe, eps_safe=settings.eps_safe)
+        agent.set_safety_critic(target_env.safety_model.q_safe, eps_safe=settings.eps_safe)
     agent.reset_buffer()  # SQRL Alg. 2: D_offline starts empty in the target task
     fine_records = agent.learn(target_env, settings.finetune_steps, seed=seed + 10_000, progress=False, callback=report)
 
     eval_env = gym.make(settings.target_id)
     if method == "sqrl":
-        eval_env = safeshield.Shield(eval_env, target_env.shield.freeze(), train=False, seed=seed)
+        eval_env = safeshield.ShieldWrapper(eval_env, target_env.safety_model.freeze(), train=False, seed=seed)
     evaluation = evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000, path_dims=settings.path_dims)
     for env in (pre_env, target_env, eval_env):
         env.close()

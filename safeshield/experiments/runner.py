@@ -1,4 +1,4 @@
-"""Plumbing shared by the main job and the benchmarks: parallel jobs, one progress bar, JSON, plots.
+"""Plumbing shared by the main job and the benchmarks: parallel jobs, one progress bar, JSON.
 
 - ``Job``: one picklable unit of work (a top-level function, its arguments).
 - ``run_jobs``: run jobs on a spawn process pool with one tqdm bar fed by the workers.
@@ -6,7 +6,6 @@
 - ``mean_ci``: mean and 95 % Student-t half-width over seeds.
 - ``summarise_episodes``: failures, failure rate and learning curves from episode records.
 - ``write_json``: atomic JSON write (a crash never leaves a half-written results file).
-- ``plot_learning_curves``: cumulative failures and return against env steps, mean ± band over seeds.
 
 Episode records are the dicts the agents' ``learn`` loops emit: ``{step, return, length, failure}``.
 Each job runs with one torch thread: the machines have two cores and a pool of two workers.
@@ -20,7 +19,6 @@ import multiprocessing
 import os
 import queue as queue_module
 import tempfile
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -36,7 +34,6 @@ __all__ = [
     "mean_ci",
     "summarise_episodes",
     "write_json",
-    "plot_learning_curves",
 ]
 
 # two-sided 95 % Student-t quantiles by sample size (n − 1 degrees of freedom)
@@ -164,56 +161,3 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def _on_grid(records: Sequence[Mapping[str, Any]], grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cumulative failures and a moving-mean return, as step functions of env steps, sampled on ``grid``."""
-    if not records:
-        return np.zeros_like(grid, dtype=float), np.full_like(grid, np.nan, dtype=float)
-    steps = np.asarray([r["step"] for r in records], dtype=float)
-    cumulative = np.cumsum([bool(r["failure"]) for r in records]).astype(float)
-    returns = np.asarray([r["return"] for r in records], dtype=float)
-    window = max(1, returns.size // 20)
-    smooth = np.convolve(returns, np.ones(window) / window, mode="full")[: returns.size]
-    smooth[: window - 1] = np.cumsum(returns[: window - 1]) / np.arange(1, window)
-    index = np.searchsorted(steps, grid, side="right") - 1
-    seen = index >= 0
-    failures_at = np.where(seen, cumulative[np.clip(index, 0, None)], 0.0)
-    return_at = np.where(seen, smooth[np.clip(index, 0, None)], np.nan)
-    return failures_at, return_at
-
-
-def plot_learning_curves(
-    curves: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]], path: str | os.PathLike, title: str
-) -> Path:
-    """Two panels, cumulative failures and episode return against env steps; one line per label.
-
-    ``curves`` maps a label (method) to one record list per seed. Lines are the mean over seeds,
-    bands the min–max over seeds.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    last = max((r["step"] for runs in curves.values() for run in runs for r in run), default=1)
-    grid = np.linspace(0, last, 200)
-    fig, (ax_fail, ax_ret) = plt.subplots(1, 2, figsize=(11, 4))
-    for label, runs in curves.items():
-        sampled = [_on_grid(run, grid) for run in runs]
-        for ax, values in ((ax_fail, np.stack([f for f, _ in sampled])), (ax_ret, np.stack([r for _, r in sampled]))):
-            with warnings.catch_warnings():  # all-NaN columns before a seed's first episode
-                warnings.simplefilter("ignore", RuntimeWarning)
-                mean, low, high = np.nanmean(values, 0), np.nanmin(values, 0), np.nanmax(values, 0)
-            (line,) = ax.plot(grid, mean, label=f"{label} ({len(runs)} seeds)")
-            ax.fill_between(grid, low, high, color=line.get_color(), alpha=0.2)
-    ax_fail.set(xlabel="env steps", ylabel="cumulative failures", title=title)
-    ax_ret.set(xlabel="env steps", ylabel="episode return (moving mean)", title="Return")
-    ax_fail.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-

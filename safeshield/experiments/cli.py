@@ -17,7 +17,7 @@ __all__ = ["main"]
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from safeshield.demo import DemoSettings, run_demo
+    from safeshield.experiments.demo import DemoSettings, run_demo
 
     settings = DemoSettings(workers=args.workers)
     if args.seeds is not None:
@@ -33,8 +33,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _transfer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from safeshield.experiment import write_json
-    from safeshield.transfer import TransferSettings, run_transfer
+    from safeshield.experiments.runner import write_json
+    from safeshield.experiments.transfer import TransferSettings, run_transfer
 
     try:
         settings = TransferSettings(

@@ -7,7 +7,7 @@ part A).
 What this module implements:
 
 - §3.2 model: a = f_phi(z; s, c), a conditional RealNVP with 3 couplings and base N(0, I),
-  dim z = dim a (``core.flows.BoundedFlow``); the safety variable's posterior q_rho(c | Lambda),
+  dim z = dim a (``shields.safer.flow.BoundedFlow``); the safety variable's posterior q_rho(c | Lambda),
   a diagonal Gaussian over dim c = 8 from a window of w = 16 states: a per-frame encoder (MLP
   for state vectors, CNN for images) and a small transformer over the window; prior N(0, I).
 - Eq. 2, the flow density, and Eq. 5 / Alg. 2 (App. E), the SAFER contrastive loss on separate
@@ -16,7 +16,7 @@ What this module implements:
   (batch means), SGD + momentum, lr 1e-4 (App. C), gradient clipping (§3.2).
 - Alg. 3 (App. F), the latent bound eta (``eta_algorithm3``), and the exact deterministic
   variant of digest A.3 (``eta_deterministic``, the default).
-- Alg. 1 inference: a = f(z; s, E[c | Lambda]) (``SAFER.remap``), used by ``core.remap.RemapShield``.
+- Alg. 1 inference: a = f(z; s, E[c | Lambda]) (``SAFER.remap``), used by ``safeshield.wrappers.RemapWrapper``.
 - PARROT (App. D baseline) is the same model with ``use_context=False`` (no c, no KL) and
   ``contrastive_weight=0`` trained on safe, successful data: ``SAFERConfig.parrot()``.
 
@@ -43,9 +43,6 @@ Where this differs from the paper, and why:
 
 from __future__ import annotations
 
-import dataclasses
-import math
-import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -54,26 +51,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from safeshield.core.checkpoint import (
-    CheckpointError,
-    box_from_signature,
-    check_space_signature,
-    load_checkpoint,
-    save_checkpoint,
-    space_signature,
-)
-from safeshield.core.flows import BoundedFlow, diagonal_gaussian_kl, standard_normal_log_prob
+from safeshield.core.model import SafetyConfig, register_method
 from safeshield.core.networks import mlp
-from safeshield.core.remap import register_remap_method
-from safeshield.offline import OfflineDataset
+from safeshield.core.prior import RemapPrior
+from safeshield.shields.safer.calibration import eta_algorithm3, eta_deterministic
+from safeshield.shields.safer.dataset import OfflineDataset
+from safeshield.shields.safer.flow import BoundedFlow, diagonal_gaussian_kl, standard_normal_log_prob
 
-__all__ = ["SAFER", "SAFERConfig", "eta_deterministic", "eta_algorithm3", "in_box_unsafe_fraction"]
-
-KIND = "shield/safer"
+__all__ = ["SAFER", "SAFERConfig"]
 
 
 @dataclass(frozen=True)
-class SAFERConfig:
+class SAFERConfig(SafetyConfig):
     """SAFER defaults; each cites its source."""
 
     context_dim: int = 8  # App. C: "components" of the safety variable c (tuned 8, 32, 64)
@@ -130,92 +119,6 @@ class SAFERConfig:
         """PARROT (App. D): no safety variable, no contrastive term, Adam; safe+successful data."""
         return cls(**{"use_context": False, "contrastive_weight": 0.0, "optimizer": "adam", **changes})
 
-    def to_json(self) -> dict[str, Any]:
-        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        return {name: list(value) if isinstance(value, tuple) else value for name, value in values.items()}
-
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> SAFERConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TypeError(f"unknown option(s) {unknown} for shield 'safer'; its options are {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
-
-
-# ---------------------------------------------------------------------------------------------
-# eta: the latent bound (§3.4, Alg. 3)
-
-
-def in_box_unsafe_fraction(max_abs: np.ndarray, unsafe: np.ndarray, eta: float) -> float:
-    """Unsafe fraction of the points with ||z||_inf < eta (0 for an empty box)."""
-    inside = np.asarray(max_abs) < eta
-    return float(np.asarray(unsafe)[inside].mean()) if inside.any() else 0.0
-
-
-def eta_deterministic(max_abs: np.ndarray, unsafe: np.ndarray, max_unsafe_fraction: float) -> float:
-    """The largest open box (-eta, eta)^d whose unsafe fraction on the data is <= the bound (digest A.3).
-
-    Sort m_i = ||z_i||_inf; among prefixes ending at a change of value (ties go in or out together),
-    take the longest whose unsafe fraction is <= ``max_unsafe_fraction``; eta is the next float
-    above its largest m: the tightest open box holding those points (digest A.3 allows anything up
-    to the next m; the tightest never claims latent space the data did not check, so on an
-    identity flow with omega = 1 iff ||a|| >= r, eta stays inside the safe region). O(n log n),
-    exact, and monotone non-decreasing in ``max_unsafe_fraction``.
-    """
-    m = np.asarray(max_abs, dtype=np.float64).reshape(-1)
-    bad = np.asarray(unsafe, dtype=np.float64).reshape(-1)
-    if m.size == 0:
-        raise ValueError("eta_deterministic needs at least one labelled latent")
-    order = np.argsort(m, kind="stable")
-    m, bad = m[order], bad[order]
-    k = np.arange(1, m.size + 1)
-    fraction = np.cumsum(bad) / k
-    boundary = np.append(m[1:] > m[:-1], True)  # prefix k ends where the value changes
-    ok = np.flatnonzero(boundary & (fraction <= max_unsafe_fraction + 1e-12))
-    if ok.size == 0:
-        return float(m[0] / 2)
-    return float(np.nextafter(m[int(ok[-1])], np.inf))
-
-
-def eta_algorithm3(
-    max_abs: np.ndarray,
-    unsafe: np.ndarray,
-    max_unsafe_fraction: float,
-    eta0: float,
-    max_iterations: int = 100,
-    rng: np.random.Generator | None = None,
-) -> tuple[float, list[float], bool]:
-    """SAFER Alg. 3 (App. F) on m_i = ||z_i||_inf; returns ``(eta, eta per iteration, satisfied)``.
-
-    With eps = 1 - ``max_unsafe_fraction``: S = points inside (-eta, eta); draw floor(S eps) safe
-    and floor(S (1 - eps)) unsafe in-box points (without replacement, at most what the box holds);
-    eta <- their largest ||z||_inf; stop once the in-box safe fraction is >= eps. eta never grows
-    (a max over points already inside); as printed, the point attaining the new eta falls outside
-    the open box, so every iteration drops at least one point and the loop ends. If the cap is hit or a fixed point fails the test, the
-    deterministic eta (``eta_deterministic``) is returned and ``satisfied`` is False.
-    """
-    m = np.asarray(max_abs, dtype=np.float64).reshape(-1)
-    bad = np.asarray(unsafe).reshape(-1).astype(bool)
-    rng = rng if rng is not None else np.random.default_rng(0)
-    eps = 1.0 - max_unsafe_fraction
-    eta, history = float(eta0), [float(eta0)]
-    for _ in range(int(max_iterations)):
-        if in_box_unsafe_fraction(m, bad, eta) <= max_unsafe_fraction + 1e-12:
-            return eta, history, True
-        inside = m < eta
-        safe_in, unsafe_in = np.flatnonzero(inside & ~bad), np.flatnonzero(inside & bad)
-        total = safe_in.size + unsafe_in.size
-        n_safe = min(int(math.floor(total * eps)), safe_in.size)
-        n_unsafe = min(int(math.floor(total * (1.0 - eps))), unsafe_in.size)
-        chosen = np.concatenate([rng.choice(safe_in, n_safe, replace=False), rng.choice(unsafe_in, n_unsafe, replace=False)])
-        new_eta = float(m[chosen].max()) if chosen.size else 0.0
-        history.append(new_eta)
-        if new_eta >= eta:  # fixed point that fails the test
-            break
-        eta = new_eta
-    return eta_deterministic(m, bad, max_unsafe_fraction), history, False
-
 
 # ---------------------------------------------------------------------------------------------
 # the model
@@ -264,8 +167,8 @@ class _Posterior(nn.Module):
         return mean, log_std.clamp(-5.0, 2.0)
 
 
-@register_remap_method
-class SAFER(nn.Module):
+@register_method
+class SAFER(RemapPrior):
     """The SAFER prior: ``fit`` (Alg. 2), ``calibrate`` (Alg. 3), ``remap`` (Alg. 1), ``save``/``load``.
 
     Example:
@@ -282,46 +185,41 @@ class SAFER(nn.Module):
     name: ClassVar[str] = "safer"
     config_class: ClassVar[type[SAFERConfig]] = SAFERConfig
 
-    def __init__(
-        self, observation_space: gym.Space, action_space: gym.Space, config: SAFERConfig | None = None, seed: int | None = None
-    ):
-        super().__init__()
-        config = config if config is not None else SAFERConfig()
-        if not isinstance(config, SAFERConfig):
-            raise TypeError(f"config must be a SAFERConfig, got {type(config).__name__}")
-        if not isinstance(action_space, gym.spaces.Box) or not action_space.is_bounded("both"):
-            raise TypeError(f"SAFER requires a bounded Box action space, got {action_space}")
+    fixed_fields: ClassVar[frozenset[str]] = frozenset({
+        "context_dim", "window", "n_couplings", "flow_hidden", "embed_dim", "frame_hidden", "transformer_layers",
+        "transformer_heads", "use_context", "optimizer", "momentum", "online_capacity",
+    })
+
+    def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        super().check_spaces(observation_space, action_space)
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) not in (1, 3):
             raise TypeError(f"SAFER requires a Box observation space of a vector or an HxWxC image, got {observation_space}")
-        self.config, self.observation_space, self.action_space = config, observation_space, action_space
-        self.obs_shape = tuple(observation_space.shape)
-        self.act_dim = int(np.prod(action_space.shape))
+
+    def setup(self, seed: int | None) -> None:
+        config = self.config
+        self.obs_shape = tuple(self.observation_space.shape)
+        self.act_dim = int(np.prod(self.action_space.shape))
         self.window = config.window
         self.eta = float(config.eta_init)
         self.frozen = True
-        self.updates = 0
         self.rng = np.random.default_rng(seed)
         self.generator = torch.Generator().manual_seed(int(self.rng.integers(2**31)))
-        with torch.random.fork_rng(devices=[]):
-            if seed is not None:
-                torch.manual_seed(seed)
-            self.encoder = _FrameEncoder(self.obs_shape, config.embed_dim, config.frame_hidden)
-            self.posterior = _Posterior(config) if config.use_context else None
-            cond_dim = config.embed_dim + (config.context_dim if config.use_context else 0)
-            self.flow = BoundedFlow(
-                self.act_dim, cond_dim, action_space.low.reshape(-1), action_space.high.reshape(-1),
-                config.n_couplings, config.flow_hidden,
-            )
+
+    def build(self) -> None:
+        config, action_space = self.config, self.action_space
+        self.encoder = _FrameEncoder(self.obs_shape, config.embed_dim, config.frame_hidden)
+        self.posterior = _Posterior(config) if config.use_context else None
+        cond_dim = config.embed_dim + (config.context_dim if config.use_context else 0)
+        self.flow = BoundedFlow(
+            self.act_dim, cond_dim, action_space.low.reshape(-1), action_space.high.reshape(-1),
+            config.n_couplings, config.flow_hidden,
+        )
         image = len(self.obs_shape) == 3
         self.register_buffer("obs_mean", torch.zeros(self.obs_shape) if not image else torch.zeros(()))
         self.register_buffer("obs_std", torch.ones(self.obs_shape) if not image else torch.full((), 255.0))
         self.optimizer = self._make_optimizer()
         self._online: dict[str, np.ndarray] | None = None
         self._online_count = 0
-
-    @classmethod
-    def from_options(cls, observation_space, action_space, options: dict[str, Any], seed: int | None = None) -> SAFER:
-        return cls(observation_space, action_space, SAFERConfig.from_options(options), seed=seed)
 
     def _make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
@@ -404,7 +302,7 @@ class SAFER(nn.Module):
         D_safe = safe (and, by default, successful) steps; D_unsafe = steps with omega = 1 (none
         for PARROT: ``contrastive_weight == 0`` and no context means the unsafe batch is unused).
         """
-        from tqdm.auto import tqdm
+        from safeshield.core.progress import tqdm
 
         cfg = self.config
         safe_rows = data.safe_rows(cfg.successful_only)
@@ -516,51 +414,10 @@ class SAFER(nn.Module):
     def _online_batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return tuple(torch.from_numpy(self._online[key][rows]) for key in ("actions", "windows", "valid"))
 
-    def freeze(self) -> SAFER:
-        self.frozen = True
-        return self
+    # -- checkpoints (core.model.SafetyModel.save / load) ---------------------------------------
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "eta": self.eta}
 
-    def unfreeze(self) -> SAFER:
-        self.frozen = False
-        return self
-
-    # -- checkpoints -------------------------------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> None:
-        """Weights (safetensors) + config, eta, spaces (JSON), atomically (``core.checkpoint``)."""
-        document = {
-            "method": self.name,
-            "config": self.config.to_json(),
-            "observation_space": space_signature(self.observation_space),
-            "action_space": space_signature(self.action_space),
-            "state": {"eta": self.eta, "updates": self.updates},
-        }
-        save_checkpoint(path, dict(self.state_dict()), document, kind=KIND)
-
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike, observation_space: gym.Space | None = None, action_space: gym.Space | None = None,
-        seed: int | None = None,
-    ) -> SAFER:
-        """Rebuild a saved prior; given spaces must match the saved ones (``CheckpointError``)."""
-        tensors, document, _ = load_checkpoint(path, kind=KIND)
-        try:
-            config = SAFERConfig.from_options(document["config"])
-            saved_obs, saved_act = document["observation_space"], document["action_space"]
-        except (KeyError, TypeError, ValueError) as error:
-            raise CheckpointError(f"{str(path)!r} does not hold a valid SAFER config: {error}") from error
-        if observation_space is not None:
-            check_space_signature(saved_obs, observation_space, "observation_space")
-        if action_space is not None:
-            check_space_signature(saved_act, action_space, "action_space")
-        model = cls(
-            observation_space if observation_space is not None else box_from_signature(saved_obs),
-            action_space if action_space is not None else box_from_signature(saved_act),
-            config, seed=seed,
-        )
-        try:
-            model.load_state_dict(tensors)
-        except RuntimeError as error:
-            raise CheckpointError(f"weights in {str(path)!r} do not fit a SAFER model: {error}") from error
-        model.eta = float(document.get("state", {}).get("eta", config.eta_init))
-        model.updates = int(document.get("state", {}).get("updates", 0))
-        return model
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self.eta = float(state.get("eta", self.config.eta_init))

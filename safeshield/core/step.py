@@ -1,15 +1,14 @@
-"""The Gymnasium front end of a reject/resample shield, and the per-step core every front end shares.
+"""The per-step work every reject/resample wrapper shares, for n environments (rows) at once.
 
-- ``Shield``: a ``gymnasium.Wrapper`` that checks every proposed action with a ``ShieldModel``
-  (through ``decide``), executes the chosen one, reports what it did in ``info["shield"]`` and,
-  unless frozen, learns online from the failure indicator.
-- ``ShieldCore``: the per-step work for ``n`` environments (rows) at once: validation,
-  decision, the buffer's SARSA link, the learning schedule, counters and the report. ``Shield``
-  runs it with one row; the vector front ends (``safeshield.core.vector.VectorShield``, the SB3
-  ``ShieldedVecEnv``) run it with one row per sub-env, so all share one code path.
-- ``build_model`` / ``default_indicator`` / ``flatten_batch``: small helpers the front ends share.
+- ``ShieldStepper``: validation, the decision (``core.decision.decide``), the buffer's SARSA
+  link, the learning schedule, counters and the ``info["shield"]`` report. ``ShieldWrapper``
+  runs it with one row; the vector wrappers (``safeshield.wrappers.VectorShieldWrapper``, the
+  SB3 ``ShieldedVecEnv``) run it with one row per sub-env, so all share one code path.
+- ``StepperFrontEnd``: the mixin those wrappers share (the model as ``safety_model``, the
+  stepper, the indicator, the policy hook and the counters).
+- ``default_indicator`` / ``flatten_batch``: small helpers the wrappers share.
 
-The front ends only do I/O. The decision itself is ``safeshield.core.decision.decide``.
+The wrappers only do I/O. The decision itself is ``safeshield.core.decision.decide``.
 """
 
 from __future__ import annotations
@@ -23,23 +22,24 @@ import torch
 
 from safeshield.core.decision import Decision, PerturbationSampler, PolicySampler, decide
 from safeshield.core.indicators import make_indicator
-from safeshield.core.model import ShieldConfig, ShieldModel, get_method
+from safeshield.core.critic import CriticConfig, SafetyCritic
+from safeshield.core.model import resolve_model
 
-__all__ = ["Shield", "ShieldCore", "build_model", "default_indicator", "flatten_batch"]
+__all__ = ["ShieldStepper", "StepperFrontEnd", "default_indicator", "flatten_batch"]
 
 
-class ShieldCore:
+class ShieldStepper:
     """One shield's per-step state and work for ``n_envs`` environments sharing one model.
 
     Each env (row) keeps its own current observation, its own pending SARSA row and its own
-    candidate RNG (seeded ``seed + i``), so row ``i`` decides exactly as a single-env ``Shield``
+    candidate RNG (seeded ``seed + i``), so row ``i`` decides exactly as a single-env ``ShieldWrapper``
     seeded ``seed + i`` would, whatever the other rows do. What is batched: one risk query for
     all proposals, and per resampling round one risk query for every rejected row's candidates.
     """
 
     def __init__(
         self,
-        model: ShieldModel,
+        model: SafetyCritic,
         indicator: str | Callable,
         observation_space: gym.Space,
         action_space: gym.spaces.Box,
@@ -62,7 +62,7 @@ class ShieldCore:
         self.high = torch.as_tensor(action_space.high, dtype=torch.float32).reshape(-1)
         self.low_np, self.high_np = self.low.numpy(), self.high.numpy()
         self.half_range = (self.high_np - self.low_np) / 2
-        self._perturbation: tuple[ShieldConfig, PerturbationSampler, PerturbationSampler] | None = None
+        self._perturbation: tuple[CriticConfig, PerturbationSampler, PerturbationSampler] | None = None
         base = 0 if seed is None else int(seed)
         self.generators = [torch.Generator().manual_seed(base + i) for i in range(self.n_envs)]
         self.obs_flat: np.ndarray | None = None  # (n_envs, obs_dim) float32, the current observations
@@ -246,140 +246,47 @@ class _PerEnvSampler:
         ])
 
 
-class ShieldFrontEnd:
-    """What every front end (``Shield``, ``VectorShield``, SB3's ``ShieldedVecEnv``) keeps and exposes:
-    the model (``shield``), its ``ShieldCore``, the indicator, the policy hook and the counters."""
+class StepperFrontEnd:
+    """What every reject/resample wrapper (``ShieldWrapper``, ``VectorShieldWrapper``, SB3's
+    ``ShieldedVecEnv``) keeps and exposes: the model (``safety_model``), its ``ShieldStepper``
+    (``stepper``), the indicator, the policy hook and the counters."""
 
-    shield: ShieldModel
-    core: ShieldCore
+    safety_model: SafetyCritic
+    stepper: ShieldStepper
 
-    def _build_core(self, env: Any, model: ShieldModel | str, indicator, observation_space: gym.Space,
-                    action_space: gym.Space, num_envs: int, *, train: bool, seed: int | None, config):
-        """Build (or take) the model, resolve the indicator (``env``'s declared one by default), make the core.
+    def _build_stepper(self, env: Any, model: SafetyCritic | str, indicator, observation_space: gym.Space,
+                       action_space: gym.Space, num_envs: int, *, train: bool, seed: int | None, config):
+        """Build (or take) the model, resolve the indicator (``env``'s declared one by default), make the stepper.
 
         Returns the resolved indicator as given (a name or a callable), for ``env.spec`` records.
         """
-        self.shield = resolve_model(model, observation_space, action_space, config, seed)
+        self.safety_model = resolve_model(model, observation_space, action_space, config, seed, kind="reject")
         indicator = default_indicator(env, indicator)
-        self.core = ShieldCore(self.shield, indicator, observation_space, action_space, num_envs, train=train, seed=seed)
-        self.indicator = self.core.indicator
+        self.stepper = ShieldStepper(self.safety_model, indicator, observation_space, action_space, num_envs,
+                                     train=train, seed=seed)
+        self.indicator = self.stepper.indicator
         return indicator
 
     def attach_policy(self, sample) -> None:
         """Draw candidates from the agent's policy ``sample(obs[m, d], n, generator)`` (the papers' rule)."""
-        self.shield.attach_policy(sample)
+        self.safety_model.attach_policy(sample)
 
     @property
     def sampler(self):
-        """Where candidates come from now (see ``ShieldCore.sampler``)."""
-        return self.core.sampler
+        """Where candidates come from now (see ``ShieldStepper.sampler``)."""
+        return self.stepper.sampler
 
     @property
     def total_failures(self) -> int:
-        return self.core.total_failures
+        return self.stepper.total_failures
 
     @property
     def total_interventions(self) -> int:
-        return self.core.total_interventions
+        return self.stepper.total_interventions
 
     @property
     def total_fallbacks(self) -> int:
-        return self.core.total_fallbacks
-
-
-class Shield(ShieldFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArgs):
-    """Execute only actions a learned model deems safe; learn that model from a failure indicator.
-
-    Every ``step(action)``:
-
-    1. validates ``action`` (shape, finite) and clips it into the Box (the only silent change:
-       an executed action is always inside the action space);
-    2. asks the model for the proposal's risk; if it is below the threshold the proposal runs
-       unchanged, otherwise candidates are scored in batches and a safe one (or, failing that,
-       the least risky one, flagged ``fell_back``) runs instead;
-    3. steps the env, computes ``failure = indicator(...)``, stores the transition with the
-       *executed* action and lets the model learn on its schedule (unless frozen);
-    4. adds ``info["shield"]``: ``proposed_action``, ``executed_action``, ``intervened``,
-       ``risk`` (of the executed action), ``proposal_risk``, ``threshold``, ``fell_back``,
-       ``n_candidates``, ``failure``.
-
-    The candidate RNG is reseeded by ``reset(seed=...)``, so a frozen shield is deterministic
-    given the seed and ``gymnasium.utils.env_checker.check_env`` passes. Its vector twin,
-    ``safeshield.core.vector.VectorShield``, shields N sub-envs with one model and the same
-    per-step code (``ShieldCore``).
-
-    Example:
-        >>> import gymnasium as gym, safeshield
-        >>> env = safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator=lambda *s: 0.0)
-        >>> obs, info = env.reset(seed=0)
-        >>> obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
-        >>> sorted(info["shield"])[:3]
-        ['executed_action', 'failure', 'fell_back']
-    """
-
-    _ROW = np.zeros(1, dtype=np.int64)
-
-    def __init__(
-        self,
-        env: gym.Env,
-        model: ShieldModel | str = "sqrl",
-        indicator: str | Callable | None = None,
-        *,
-        train: bool = True,
-        seed: int | None = None,
-        config: ShieldConfig | dict[str, Any] | None = None,
-    ):
-        """Shield ``env`` with ``model`` (a ``ShieldModel``, or a method name built with ``config``).
-
-        ``indicator`` may be omitted for envs that declare ``metadata["safeshield_indicator"]``.
-        ``env.spec`` records the method name and config, not the weights: re-making the env
-        from its spec gives a fresh shield of the same kind (save/load carries weights).
-        """
-        if not isinstance(env, gym.Env):
-            raise TypeError(f"env must be a gymnasium.Env, got {type(env).__name__}")
-        if not isinstance(env.action_space, gym.spaces.Box):
-            raise TypeError(f"Shield requires a Box action space, got {env.action_space}")
-        if _is_shielded(env):
-            raise ValueError("env is already shielded; wrap the unshielded env (double shielding hides decisions)")
-        gym.Wrapper.__init__(self, env)
-        indicator = self._build_core(env, model, indicator, env.observation_space, env.action_space, 1,
-                                     train=train, seed=seed, config=config)
-        gym.utils.RecordConstructorArgs.__init__(
-            self, model=self.shield.name, indicator=indicator, train=train, seed=seed,
-            config=self.shield.config.to_json(),
-        )
-
-    # -- gymnasium API --------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
-        if seed is not None:
-            self.core.seed(seed)
-        self.core.remember(flatten_batch(self.observation_space, obs, 1, batched=False))
-        self.core.start_episodes(self._ROW)
-        return obs, info
-
-    def step(self, action):
-        core = self.core
-        if core.obs_flat is None:
-            raise gym.error.ResetNeeded("call reset() before step() on a shielded env")
-        proposal = core.validate(action, core.action_shape)
-        decision = core.decide(proposal, self._ROW)
-        executed = decision.action
-        obs, reward, terminated, truncated, info = self.env.step(
-            executed[0].reshape(core.action_shape).astype(core.action_dtype, copy=False)
-        )
-        failure = self.indicator(obs, reward, terminated, truncated, info)
-        previous = core.obs_flat
-        core.remember(flatten_batch(self.observation_space, obs, 1, batched=False))
-        core.record(self._ROW, previous, executed, core.obs_flat, (failure,), (terminated,), (truncated,),
-                    decision.intervened, decision.fell_back)
-        info = dict(info)
-        info["shield"] = core.report(action, executed[0], decision, 0, failure)
-        return obs, reward, terminated, truncated, info
-
-    @property
-    def episode_failures(self) -> int:
-        return int(self.core.episode_failures[0])
+        return self.stepper.total_fallbacks
 
 
 def flatten_batch(space: gym.Space, obs, n: int, *, batched: bool = True) -> np.ndarray:
@@ -394,30 +301,6 @@ def flatten_batch(space: gym.Space, obs, n: int, *, batched: bool = True) -> np.
     return np.asarray(rows, dtype=np.float32)
 
 
-def resolve_model(model: ShieldModel | str, observation_space: gym.Space, action_space: gym.Space,
-                  config: ShieldConfig | dict[str, Any] | None, seed: int | None) -> ShieldModel:
-    """``model`` itself, or the ``model`` method built with ``config`` (which only a name may take)."""
-    if isinstance(model, str):
-        return build_model(model, observation_space, action_space, config, seed=seed)
-    if config is not None:
-        raise TypeError("config is only used when model is a method name; the model already has one")
-    return model
-
-
-def build_model(
-    method: str,
-    observation_space: gym.Space,
-    action_space: gym.Space,
-    config: ShieldConfig | dict[str, Any] | None = None,
-    seed: int | None = None,
-) -> ShieldModel:
-    """Build the ``method`` model; ``config`` is its config object or a dict of its fields."""
-    cls = get_method(method)
-    if isinstance(config, dict):
-        config = cls.config_class.from_options(config, method)
-    return cls(observation_space, action_space, config, seed=seed)
-
-
 def default_indicator(env: Any, indicator: str | Callable | None) -> str | Callable:
     """``indicator``, or the one ``env`` declares in ``metadata["safeshield_indicator"]``."""
     if indicator is not None:
@@ -429,16 +312,3 @@ def default_indicator(env: Any, indicator: str | Callable | None) -> str | Calla
             "(obs, reward, terminated, truncated, info) -> float in [0, 1]"
         )
     return declared
-
-
-def find_shield(env: Any) -> Shield | None:
-    """The ``Shield`` in ``env``'s wrapper chain, or None (adapters use it to reach the shield)."""
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, Shield):
-            return env
-        env = env.env
-    return None
-
-
-def _is_shielded(env: gym.Env) -> bool:
-    return find_shield(env) is not None

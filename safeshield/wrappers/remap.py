@@ -1,13 +1,10 @@
 """The Gymnasium front end of a *remap* shield (SAFER): the agent acts in a latent box.
 
-- ``RemapModel``: what a remap method provides (``remap``, ``eta``, ``window``, online hooks).
-- ``RemapShield``: a ``gymnasium.Wrapper`` whose action space is ``Box(-1, 1, (d,))``; it maps
+- ``RemapWrapper``: a ``gymnasium.Wrapper`` whose action space is ``Box(-1, 1, (d,))``; it maps
   every agent action u to the env action ``a = f(eta * u; s, E[c | Lambda])``.
-- ``register_remap_method`` / ``get_remap_method`` / ``remap_method_names``: the registry
-  ``safeshield.wrap`` and ``safeshield.load`` dispatch remap methods through.
-- ``remap_checkpoint_method`` / ``load_remap``: recognise and load a saved remap prior.
+- The model is a ``safeshield.core.prior.RemapPrior`` (``remap``, ``eta``, ``window``, online hooks).
 
-A reject/resample shield (``core.wrapper.Shield``) keeps the agent's action space and replaces
+A reject/resample shield (``safeshield.wrappers.ShieldWrapper``) keeps the agent's action space and replaces
 unsafe proposals; a remap shield changes the action space and maps *every* action, so it has
 no candidates and no fallback (DESIGN.md, "A remap method ... replaces the reject/resample logic
 of layer 2 with its map").
@@ -36,103 +33,24 @@ The window Lambda_t = [s_{t-w+1}, ..., s_t] includes the current observation and
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from safeshield.core.checkpoint import CheckpointError
 from safeshield.core.indicators import make_indicator
+from safeshield.core.model import SafetyConfig, resolve_model
+from safeshield.core.prior import RemapPrior
 
-__all__ = [
-    "RemapModel",
-    "RemapShield",
-    "register_remap_method",
-    "get_remap_method",
-    "remap_method_names",
-    "remap_checkpoint_method",
-    "load_remap",
-]
-
-_REMAP_METHODS: dict[str, Any] = {}
-
-
-@runtime_checkable
-class RemapModel(Protocol):
-    """A remap method's model, as ``RemapShield`` uses it."""
-
-    name: str
-    window: int
-    eta: float
-    frozen: bool
-    observation_space: gym.Space
-    action_space: gym.Space
-
-    def remap(self, latent: np.ndarray, window: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, float]:
-        """Env action for latent ``z`` (d,) given the window (w, *obs_shape) and its mask (w,); and -log p."""
-
-    def observe(self, window: np.ndarray, valid: np.ndarray, action: np.ndarray, failure: float) -> None:
-        """Store one labelled step for online fine-tuning."""
-
-    def after_step(self) -> dict[str, float] | None:
-        """Learn on the model's schedule (no-op when frozen)."""
-
-
-def register_remap_method(cls):
-    """Class decorator: make ``cls`` reachable as ``safeshield.wrap(env, cls.name)``."""
-    _REMAP_METHODS[cls.name] = cls
-    return cls
-
-
-def get_remap_method(name: str):
-    if name not in _REMAP_METHODS:
-        raise ValueError(f"unknown remap method={name!r}; installed remap methods: {sorted(_REMAP_METHODS)}")
-    return _REMAP_METHODS[name]
-
-
-def remap_method_names() -> list[str]:
-    return sorted(_REMAP_METHODS)
-
-
-def remap_checkpoint_method(path: str | os.PathLike) -> str | None:
-    """The remap method a checkpoint directory holds (its kind is ``shield/<method>``), else None."""
-    try:
-        with open(Path(path) / "config.json") as handle:
-            kind = str(json.load(handle).get("kind", ""))
-    except (OSError, ValueError, AttributeError):
-        return None
-    name = kind.removeprefix("shield/")
-    return name if kind.startswith("shield/") and name in _REMAP_METHODS else None
-
-
-def load_remap(
-    path: str | os.PathLike,
-    env: gym.Env | None = None,
-    *,
-    train: bool = False,
-    indicator: str | Callable | None = None,
-    seed: int | None = None,
-):
-    """Load a saved remap prior; with ``env``, wrapped around it in a ``RemapShield`` (spaces must match)."""
-    name = remap_checkpoint_method(path)
-    if name is None:
-        raise CheckpointError(f"{str(path)!r} does not hold a remap shield (installed: {remap_method_names()})")
-    method = get_remap_method(name)
-    if env is None:
-        return method.load(path, seed=seed)
-    model = method.load(path, env.observation_space, env.action_space, seed=seed)
-    return RemapShield(env, model, indicator, train=train, seed=seed)
+__all__ = ["RemapWrapper"]
 
 
 def _indicator_of(env: gym.Env, indicator: str | Callable | None) -> str | Callable | None:
     return indicator if indicator is not None else (env.metadata or {}).get("safeshield_indicator")
 
 
-class RemapShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
+class RemapWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Let the agent act in the latent box of a remap prior; execute the prior's action.
 
     Example:
@@ -149,12 +67,12 @@ class RemapShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def __init__(
         self,
         env: gym.Env,
-        model: RemapModel | str,
+        model: RemapPrior | str,
         indicator: str | Callable | None = None,
         *,
         train: bool = False,
         seed: int | None = None,
-        config: dict[str, Any] | None = None,
+        config: SafetyConfig | dict[str, Any] | None = None,
     ):
         """``model``: a built remap model, or a remap method name (a fresh model built with ``config``).
 
@@ -165,13 +83,8 @@ class RemapShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if not isinstance(env, gym.Env):
             raise TypeError(f"env must be a gymnasium.Env, got {type(env).__name__}")
         if not isinstance(env.action_space, gym.spaces.Box) or not env.action_space.is_bounded("both"):
-            raise TypeError(f"RemapShield requires a bounded Box action space, got {env.action_space}")
-        if isinstance(model, str):
-            model = get_remap_method(model).from_options(env.observation_space, env.action_space, config or {}, seed=seed)
-        elif config is not None:
-            raise TypeError("config is only used when model is a method name; the model already has one")
-        if not isinstance(model, RemapModel):
-            raise TypeError(f"model must be a remap model (see RemapModel) or a method name, got {type(model).__name__}")
+            raise TypeError(f"RemapWrapper requires a bounded Box action space, got {env.action_space}")
+        model = resolve_model(model, env.observation_space, env.action_space, config, seed, kind="remap")
         indicator = _indicator_of(env, indicator)
         if train and indicator is None:
             raise ValueError("train=True needs an indicator (the env declares none): pass indicator=...")
@@ -179,7 +92,8 @@ class RemapShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
             self, model=model.name, indicator=indicator, train=train, seed=seed, config=model.config.to_json()
         )
         gym.Wrapper.__init__(self, env)
-        self.shield = model
+        self.safety_model = model
+        model.indicator = indicator if isinstance(indicator, str) else None
         self.indicator = make_indicator(indicator) if indicator is not None else None
         self.train = bool(train)
         model.frozen = not self.train
@@ -222,15 +136,15 @@ class RemapShield(gym.Wrapper, gym.utils.RecordConstructorArgs):
         u = self._validate(action)
         clipped = np.clip(u, -1.0, 1.0)
         intervened = bool(np.any(clipped != u))
-        eta = float(self.shield.eta)
+        eta = float(self.safety_model.eta)
         latent = (eta * clipped).astype(np.float32)
-        env_action, neg_log_prob = self.shield.remap(latent, self._window, self._valid)
+        env_action, neg_log_prob = self.safety_model.remap(latent, self._window, self._valid)
         env_action = env_action.reshape(self._env_shape).astype(self._env_dtype)
         obs, reward, terminated, truncated, info = self.env.step(env_action)
         failure = self.indicator(obs, reward, terminated, truncated, info) if self.indicator is not None else None
         if self.train:
-            self.shield.observe(self._window, self._valid, env_action.reshape(-1), float(failure))
-            self.shield.after_step()
+            self.safety_model.observe(self._window, self._valid, env_action.reshape(-1), float(failure))
+            self.safety_model.after_step()
         self._push(obs)
         self.total_interventions += intervened
         self.total_failures += bool(failure)

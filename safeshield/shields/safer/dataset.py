@@ -221,7 +221,7 @@ def collect_episodes(
     """Run ``episodes`` episodes of ``policy(obs, rng) -> action`` (``policy.reset()`` called per
     episode when it exists) and label each step with ``info[failure_key]`` (omega) and whether
     its episode ended with ``info[success_key]``. Episode e is reset with seed ``seed + e``."""
-    from tqdm.auto import tqdm
+    from safeshield.core.progress import tqdm
 
     rng = np.random.default_rng(seed)
     columns: dict[str, list] = {"observations": [], "actions": [], "violations": [], "successes": [], "episode_ids": []}

@@ -4,7 +4,7 @@
 - ``run_demo``: runs every (method, seed) job on a process pool with one progress bar, then
   writes ``results.json``, ``cumulative_failures.png``, ``fig5_paths.png`` and prints the table.
 - ``transfer_job`` / ``risk_sweep_job``: one seed of one method (picklable, for the pool). The
-  transfer protocol itself lives in ``safeshield.transfer`` (shared with the Minitaur benchmark).
+  transfer protocol itself lives in ``safeshield.experiments.transfer`` (shared with the Minitaur benchmark).
 
 The protocol follows SQRL §5 and Algorithms 1-2 (seed ``000_...``):
 
@@ -41,9 +41,10 @@ import numpy as np
 import torch
 
 import safeshield
-from safeshield import transfer
+from safeshield.experiments import transfer
 from safeshield.environments import classify_path
-from safeshield.experiment import Job, episode_reporter, run_jobs, summarise_episodes, write_json
+from safeshield.experiments.plots import plot_demo
+from safeshield.experiments.runner import Job, episode_reporter, run_jobs, summarise_episodes, write_json
 
 __all__ = ["DemoSettings", "run_demo", "transfer_job", "risk_sweep_job", "summarise"]
 
@@ -83,7 +84,7 @@ class DemoSettings:
         )
 
     def transfer_settings(self, **overrides: Any) -> transfer.TransferSettings:
-        """The ``safeshield.transfer`` settings of the DrunkSpider experiment (paths of x, y recorded)."""
+        """The ``safeshield.experiments.transfer`` settings of the DrunkSpider experiment (paths of x, y recorded)."""
         fields = {f.name for f in dataclasses.fields(transfer.TransferSettings)}
         values = {k: v for k, v in dataclasses.asdict(self).items() if k in fields}
         return transfer.TransferSettings(pretrain_id=PRETRAIN_ID, target_id=TARGET_ID, path_dims=2, **{**values, **overrides})
@@ -102,9 +103,9 @@ def risk_sweep_job(eps_safe: float, seed: int, settings: DemoSettings, out_dir: 
     agent = transfer.make_sac(env, options, seed)
     env = safeshield.wrap(env, "sqrl", seed=seed, **transfer.shield_options(options, selection="uniform"))
     env.attach_policy(agent.sample_actions)
-    agent.set_safety_critic(env.shield.q_safe, eps_safe=eps_safe)
+    agent.set_safety_critic(env.safety_model.q_safe, eps_safe=eps_safe)
     records = agent.learn(env, settings.sweep_steps, seed=seed, progress=False, callback=episode_reporter(progress_queue))
-    eval_env = safeshield.Shield(gym.make(TARGET_ID), env.shield.freeze(), train=False, seed=seed)
+    eval_env = safeshield.ShieldWrapper(gym.make(TARGET_ID), env.safety_model.freeze(), train=False, seed=seed)
     evaluation = transfer.evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000, path_dims=2)
     labels = [classify_path(np.asarray(p)) for p in evaluation["paths"]]
     return {
@@ -152,54 +153,6 @@ def format_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _plot(transfer: list[dict], sweep: list[dict], out: Path) -> list[Path]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    written = []
-    fig, (ax_fail, ax_ret) = plt.subplots(1, 2, figsize=(11, 4))
-    colours = {"sqrl": "tab:blue", "sac": "tab:red"}
-    labelled: set[str] = set()
-    for run in transfer:
-        phase = run["finetune"]
-        colour = colours.get(run["method"], "k")
-        label = None if run["method"] in labelled else run["method"].upper()
-        labelled.add(run["method"])
-        ax_fail.step(phase["curve_steps"], phase["curve_cumulative_failures"], where="post", color=colour, alpha=0.8, label=label)
-        returns = np.asarray(phase["curve_returns"])
-        if returns.size:
-            window = max(1, returns.size // 20)
-            smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
-            ax_ret.plot(phase["curve_steps"][window - 1 :], smooth, color=colour, alpha=0.8, label=label)
-    ax_fail.set(xlabel="agent step (pre-training + fine-tuning)", ylabel="cumulative fine-tuning failures",
-                title="DrunkSpiderTarget fine-tuning (noise 0.2), one line per seed")
-    ax_ret.set(xlabel="agent step", ylabel="episode return (moving mean)", title="Fine-tuning return")
-    ax_fail.legend()
-    fig.tight_layout()
-    written.append(out / "cumulative_failures.png")
-    fig.savefig(written[-1], dpi=110)
-    plt.close(fig)
-
-    if sweep:
-        fig, axes = plt.subplots(1, len({r["eps_safe"] for r in sweep}), figsize=(11, 4), squeeze=False)
-        for ax, eps in zip(axes[0], sorted({r["eps_safe"] for r in sweep})):
-            ax.add_patch(plt.Rectangle((2, 0.4), 6, 5.6, color="tab:red", alpha=0.3))
-            ax.add_patch(plt.Rectangle((2, -6), 6, 5.6, color="tab:red", alpha=0.3))
-            ax.add_patch(plt.Circle((10, 0), 0.7, color="tab:green", alpha=0.4))
-            for run in (r for r in sweep if r["eps_safe"] == eps):
-                for path in run["final"]["paths"]:
-                    p = np.asarray(path)
-                    ax.plot(p[:, 0], p[:, 1], lw=0.8, alpha=0.6)
-            ax.set(xlim=(-2, 12), ylim=(-8, 8), aspect="equal", title=f"eps_safe = {eps} (noise 0.2)")
-        fig.tight_layout()
-        written.append(out / "fig5_paths.png")
-        fig.savefig(written[-1], dpi=110)
-        plt.close(fig)
-    return written
-
-
 def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | os.PathLike = "runs/demo", progress: bool = True) -> dict[str, Any]:
     """Run every job, write JSON + plots under ``out_dir``, print and return the summary."""
     out = Path(out_dir)
@@ -214,7 +167,7 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | os.PathLike
     summary = summarise(transfer_runs, sweep)
     document = {"settings": dataclasses.asdict(settings), "summary": summary, "transfer_runs": transfer_runs, "fig5_runs": sweep}
     write_json(out / "results.json", document)
-    plots = _plot(transfer_runs, sweep, out)
+    plots = plot_demo(transfer_runs, sweep, out)
     print(format_table(summary))
     print(f"wrote {out / 'results.json'} and {', '.join(str(p) for p in plots)}")
     return document

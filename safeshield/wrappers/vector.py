@@ -1,8 +1,8 @@
 """The vector front end of a shield: N sub-envs, one model, batched risk queries.
 
-- ``VectorShield``: a ``gymnasium.vector.VectorWrapper`` that shields every sub-env of a
-  ``VectorEnv`` with one shared ``ShieldModel`` (one buffer, one learner). It is the vector twin
-  of ``safeshield.core.wrapper.Shield`` and runs the same per-step code (``ShieldCore``).
+- ``VectorShieldWrapper``: a ``gymnasium.vector.VectorWrapper`` that shields every sub-env of a
+  ``VectorEnv`` with one shared ``SafetyCritic`` (one buffer, one learner). It is the vector twin
+  of ``safeshield.wrappers.ShieldWrapper`` and runs the same per-step code (``ShieldStepper``).
 - ``wrap_vector``: ``safeshield.wrap`` for vector envs (a method name and its options).
 - ``env_info`` / ``EnvInfo``: one sub-env's info out of a vector info dict (a dict / a lazy view,
   which is what the indicator receives).
@@ -34,17 +34,17 @@ import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
 from safeshield.core.decision import Decision
-from safeshield.core.model import ShieldConfig, ShieldModel
-from safeshield.core.wrapper import ShieldFrontEnd, flatten_batch
+from safeshield.core.critic import CriticConfig, SafetyCritic
+from safeshield.core.step import StepperFrontEnd, flatten_batch
 
-__all__ = ["EnvInfo", "VectorShield", "env_info", "wrap_vector"]
+__all__ = ["EnvInfo", "VectorShieldWrapper", "env_info", "wrap_vector"]
 
 
-class VectorShield(ShieldFrontEnd, gym.vector.VectorWrapper):
+class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
     """Shield every sub-env of a vector env with one shared model, learning from all of them.
 
     Every ``step(actions)`` validates the ``(num_envs, *action_shape)`` proposals, decides for
-    every sub-env that is not autoresetting (row ``i`` decides exactly as a single ``Shield``
+    every sub-env that is not autoresetting (row ``i`` decides exactly as a single ``ShieldWrapper``
     with candidate seed ``seed + i`` would), steps the vector env with the executed actions,
     stores each sub-env's transition in the one buffer and learns on the model's schedule (one
     stored transition counts as one step, as for N single shields). ``info["shield"]`` holds
@@ -56,7 +56,7 @@ class VectorShield(ShieldFrontEnd, gym.vector.VectorWrapper):
     Example:
         >>> import gymnasium as gym, safeshield
         >>> envs = gym.make_vec("safeshield/DrunkSpider-v0", num_envs=4, vectorization_mode="sync")
-        >>> envs = safeshield.VectorShield(envs, "sqrl")
+        >>> envs = safeshield.VectorShieldWrapper(envs, "sqrl")
         >>> obs, info = envs.reset(seed=0)
         >>> obs, rewards, terminations, truncations, info = envs.step(envs.action_space.sample())
         >>> info["shield"]["intervened"].shape
@@ -66,21 +66,21 @@ class VectorShield(ShieldFrontEnd, gym.vector.VectorWrapper):
     def __init__(
         self,
         env: VectorEnv,
-        model: ShieldModel | str = "sqrl",
+        model: SafetyCritic | str = "sqrl",
         indicator: str | Callable | None = None,
         *,
         train: bool = True,
         seed: int | None = None,
-        config: ShieldConfig | dict[str, Any] | None = None,
+        config: CriticConfig | dict[str, Any] | None = None,
     ):
         if not isinstance(env, VectorEnv):
             raise TypeError(f"env must be a gymnasium.vector.VectorEnv, got {type(env).__name__}")
         if not isinstance(env.single_action_space, gym.spaces.Box):
-            raise TypeError(f"VectorShield requires a Box single_action_space, got {env.single_action_space}")
+            raise TypeError(f"VectorShieldWrapper requires a Box single_action_space, got {env.single_action_space}")
         if _is_vector_shielded(env):
             raise ValueError("env is already shielded; wrap the unshielded vector env")
         super().__init__(env)
-        self._build_core(env, model, indicator, env.single_observation_space, env.single_action_space,
+        self._build_stepper(env, model, indicator, env.single_observation_space, env.single_action_space,
                          env.num_envs, train=train, seed=seed, config=config)
         self.autoreset_mode = AutoresetMode((env.metadata or {}).get("autoreset_mode", AutoresetMode.NEXT_STEP))
         self._autoresetting = np.zeros(env.num_envs, dtype=bool)
@@ -91,40 +91,40 @@ class VectorShield(ShieldFrontEnd, gym.vector.VectorWrapper):
         mask = (options or {}).get("reset_mask")
         rows = self._all_rows if mask is None else np.flatnonzero(mask)
         if seed is not None:
-            self.core.seed(seed)
-        self.core.remember(self._flatten(obs))
-        self.core.start_episodes(rows)
+            self.stepper.seed(seed)
+        self.stepper.remember(self._flatten(obs))
+        self.stepper.start_episodes(rows)
         self._autoresetting[rows] = False
         return obs, info
 
     def step(self, actions):
-        core = self.core
-        if core.obs_flat is None:
+        stepper = self.stepper
+        if stepper.obs_flat is None:
             raise gym.error.ResetNeeded("call reset() before step() on a shielded vector env")
-        proposals = core.validate(actions, (self.num_envs, *core.action_shape))
+        proposals = stepper.validate(actions, (self.num_envs, *stepper.action_shape))
         rows = np.flatnonzero(~self._autoresetting)
         executed = proposals.copy()
-        decision = core.decide(proposals[rows], rows) if rows.size else Decision.accepted(proposals[:0], np.zeros(0))
+        decision = stepper.decide(proposals[rows], rows) if rows.size else Decision.accepted(proposals[:0], np.zeros(0))
         executed[rows] = decision.action
         obs, rewards, terminations, truncations, infos = self.env.step(
-            executed.reshape(self.action_space.shape).astype(core.action_dtype, copy=False)
+            executed.reshape(self.action_space.shape).astype(stepper.action_dtype, copy=False)
         )
         flat = self._flatten(obs)
         failures = self._learn(rows, decision, executed[rows], flat, obs, rewards, terminations, truncations, infos)
         infos = dict(infos)
         infos["shield"], infos["_shield"] = self._report(actions, executed, rows, decision, failures)
-        core.remember(flat)
+        stepper.remember(flat)
         done = np.logical_or(terminations, truncations)
         if self.autoreset_mode == AutoresetMode.NEXT_STEP:
             self._autoresetting = done.copy()
         if self.autoreset_mode != AutoresetMode.DISABLED:
-            core.start_episodes(np.flatnonzero(done))
+            stepper.start_episodes(np.flatnonzero(done))
         return obs, rewards, terminations, truncations, infos
 
     @property
     def episode_failures(self) -> np.ndarray:
         """Failing steps in each sub-env's current episode."""
-        return self.core.episode_failures.copy()
+        return self.stepper.episode_failures.copy()
 
     # -- the pieces -----------------------------------------------------------------------------
     def _flatten(self, obs) -> np.ndarray:
@@ -142,13 +142,13 @@ class VectorShield(ShieldFrontEnd, gym.vector.VectorWrapper):
             else:
                 env_obs, info = _row(obs, i), EnvInfo(infos, i)
             failures[j] = self.indicator(env_obs, rewards[i], terminations[i], truncations[i], info)
-        self.core.record(rows, self.core.obs_flat[rows], executed, next_flat, failures, terminations[rows],
+        self.stepper.record(rows, self.stepper.obs_flat[rows], executed, next_flat, failures, terminations[rows],
                          truncations[rows], decision.intervened, decision.fell_back)
         return failures
 
     def _report(self, actions, executed, rows, decision, failures) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """``info["shield"]`` as arrays over sub-envs (rows not covered hold zeros) and its mask."""
-        n, core = self.num_envs, self.core
+        n, stepper = self.num_envs, self.stepper
         covered = np.zeros(n, dtype=bool)
         covered[rows] = True
 
@@ -157,14 +157,14 @@ class VectorShield(ShieldFrontEnd, gym.vector.VectorWrapper):
             out[rows] = values
             return out
 
-        shape = (n, *core.action_shape)
+        shape = (n, *stepper.action_shape)
         report = {
-            "proposed_action": np.array(actions, dtype=core.action_dtype).reshape(shape),
-            "executed_action": executed.reshape(shape).astype(core.action_dtype),
+            "proposed_action": np.array(actions, dtype=stepper.action_dtype).reshape(shape),
+            "executed_action": executed.reshape(shape).astype(stepper.action_dtype),
             "intervened": column(decision.intervened, bool),
             "risk": column(decision.risk, np.float64),
             "proposal_risk": column(decision.proposal_risk, np.float64),
-            "threshold": np.full(n, float(np.float32(core.model.threshold))),
+            "threshold": np.full(n, float(np.float32(stepper.model.threshold))),
             "fell_back": column(decision.fell_back, bool),
             "n_candidates": column(decision.n_candidates, np.int64),
             "failure": column(failures, np.float64),
@@ -219,7 +219,7 @@ def _row(obs, i: int):
 
 def _is_vector_shielded(env: VectorEnv) -> bool:
     while isinstance(env, gym.vector.VectorWrapper):
-        if isinstance(env, VectorShield):
+        if isinstance(env, VectorShieldWrapper):
             return True
         env = env.env
     return False
@@ -232,13 +232,13 @@ def wrap_vector(
     *,
     train: bool = True,
     seed: int | None = None,
-    config: ShieldConfig | None = None,
+    config: CriticConfig | None = None,
     **options: Any,
-) -> VectorShield:
+) -> VectorShieldWrapper:
     """``safeshield.wrap`` for a vector env: one ``method`` shield shared by every sub-env.
 
     ``options`` are fields of the method's config (``eps_safe=0.05`` for SQRL).
     """
     if config is not None and options:
         raise TypeError("pass either config=... or keyword options, not both")
-    return VectorShield(env, method, indicator, train=train, seed=seed, config=config if config is not None else options)
+    return VectorShieldWrapper(env, method, indicator, train=train, seed=seed, config=config if config is not None else options)
