@@ -61,8 +61,9 @@ class ShieldStats:
     def update(self, reports: Iterable[Mapping[str, Any]]) -> None:
         """Count one report per env step (``info["shield"]`` of a single env)."""
         for report in reports:
-            flags = (float(report["failure"]) > 0.5, bool(report["intervened"]), bool(report["fell_back"]))
-            risk = float(report["proposal_risk"])
+            failure = report["failure"]  # None from a remap shield without an indicator
+            flags = (failure is not None and float(failure) > 0.5, bool(report["intervened"]), bool(report["fell_back"]))
+            risk = float(report["proposal_risk"] if "proposal_risk" in report else report["risk"])  # remap: no proposal score
             slot = self.steps % self.window
             self.steps += 1
             self.failures += flags[0]

@@ -2,6 +2,7 @@
 
 - ``Job``: one picklable unit of work (a top-level function, its arguments).
 - ``run_jobs``: run jobs on a spawn process pool with one tqdm bar fed by the workers.
+- ``progress_bar``: that bar; in a non-terminal log it prints every 30 s instead of redrawing.
 - ``episode_reporter``: the callback a job passes to a training loop to advance that bar.
 - ``mean_ci``: mean and 95 % Student-t half-width over seeds.
 - ``summarise_episodes``: failures, failure rate and learning curves from episode records.
@@ -30,6 +31,7 @@ import numpy as np
 __all__ = [
     "Job",
     "run_jobs",
+    "progress_bar",
     "episode_reporter",
     "mean_ci",
     "summarise_episodes",
@@ -62,17 +64,17 @@ def run_jobs(
     """Run ``jobs`` on ``workers`` spawn processes; return their results in job order.
 
     Workers report progress by putting step counts on ``progress_queue`` (see
-    ``episode_reporter``); the bar's total is ``total_steps``. ``workers=0`` runs in this process,
-    which is what tests and debuggers want. An exception in a job is re-raised here.
+    ``episode_reporter``), or ``(steps, {"failures": n, "return": r})`` to show live failures
+    and the recent mean return on the bar; the bar's total is ``total_steps``. ``workers=0``
+    runs in this process, which is what tests and debuggers want. An exception in a job is
+    re-raised here.
     """
     if workers < 0:
         raise ValueError(f"run_jobs: workers must be >= 0, got {workers!r}")
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total_steps, desc=desc, unit="step", disable=not progress) as bar:
+    with progress_bar(total_steps, desc, progress) as bar:
+        live = _LiveBar(bar)
         if workers == 0:
-            local = _LocalQueue(bar)
-            results = [_run_one(job, local) for job in jobs]
+            results = [_run_one(job, live) for job in jobs]
         else:
             context = multiprocessing.get_context("spawn")
             with _one_blas_thread_in_children(), context.Manager() as manager, ProcessPoolExecutor(
@@ -82,12 +84,32 @@ def run_jobs(
                 futures = [pool.submit(_run_one, job, progress_queue) for job in jobs]
                 while not all(f.done() for f in futures):
                     try:
-                        bar.update(progress_queue.get(timeout=0.5))
+                        live.put(progress_queue.get(timeout=0.5))
                     except queue_module.Empty:
                         pass
                 results = [f.result() for f in futures]
         bar.update(max(0, total_steps - bar.n))
     return results
+
+
+def progress_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any):
+    """A tqdm bar that behaves in a log file: when stderr is not a terminal it prints a line at
+    most every ``NON_TTY_INTERVAL`` seconds instead of redrawing (a redraw is a new line in a file)."""
+    from tqdm.auto import tqdm
+
+    if not _stderr_is_terminal():
+        kwargs = {"mininterval": NON_TTY_INTERVAL, "maxinterval": NON_TTY_INTERVAL * 2, **kwargs}
+    return tqdm(total=total, desc=desc, unit="step", disable=not enabled, **kwargs)
+
+
+NON_TTY_INTERVAL = 30.0  # seconds between progress lines in a non-terminal log
+
+
+def _stderr_is_terminal() -> bool:
+    try:
+        return os.isatty(2)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager
@@ -107,14 +129,24 @@ def _one_blas_thread_in_children():
             os.environ.pop("OPENBLAS_NUM_THREADS", None)
 
 
-class _LocalQueue:
-    """In-process stand-in for the manager queue: updates the bar directly."""
+class _LiveBar:
+    """Advances the bar by each reported step count; ``(steps, live)`` items also update the
+    postfix with the failures so far and the mean return of the last 20 episodes. It is also
+    the in-process stand-in for the manager queue (``workers=0``)."""
 
     def __init__(self, bar):
-        self.bar = bar
+        self.bar, self.failures, self.returns = bar, 0, []
 
-    def put(self, n: int) -> None:
-        self.bar.update(n)
+    def put(self, item) -> None:
+        if isinstance(item, tuple):
+            steps, live = item
+            self.failures += int(live.get("failures", 0))
+            if "return" in live:
+                self.returns = (self.returns + [float(live["return"])])[-20:]
+            self.bar.set_postfix(failures=self.failures, ret=f"{np.mean(self.returns):.3g}" if self.returns else "-",
+                                 refresh=False)
+            item = steps
+        self.bar.update(item)
 
 
 def episode_reporter(progress_queue) -> Callable[[dict], None] | None:
