@@ -5,6 +5,7 @@
   URDF from ``pybullet_data`` once, resets by teleporting the robot (no reload), steps
   ``substeps`` physics steps per action, exposes the fall test and renders ``rgb_array`` with
   the software TinyRenderer.
+- ``direct_client``: a headless ``BulletClient`` made without PyBullet's ``argv[0]=`` line on stdout.
 - ``fallen``: the fall test of the Minitaur code the SQRL paper cites (``is_fallen``: the base's
   up-vector has z-component < ``min_up_z`` or the base is lower than ``min_height``).
 
@@ -26,7 +27,25 @@ from pybullet_utils import bullet_client
 
 from safeshield.environments._checks import check_positive
 
-__all__ = ["QuadrupedEnv", "fallen", "up_z"]
+__all__ = ["QuadrupedEnv", "direct_client", "fallen", "up_z"]
+
+
+def direct_client() -> bullet_client.BulletClient:
+    """A ``DIRECT`` (headless) client. PyBullet's C code prints ``argv[0]=`` on stdout for every
+    new physics server, one line per env in a user's log; stdout's file descriptor is pointed at
+    ``os.devnull`` while it connects (Python's buffered output is flushed first and kept)."""
+    import os
+    import sys
+
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        return bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
 
 
 def up_z(quaternion) -> float:
@@ -73,7 +92,7 @@ class QuadrupedEnv(gym.Env):
         self.substeps = int(substeps)
         self.min_up_z = float(min_up_z)
         self.min_height = float(min_height)
-        self.client: bullet_client.BulletClient | None = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
+        self.client: bullet_client.BulletClient | None = direct_client()
         self.robot: int | None = None
         self._needs_reset = True
 

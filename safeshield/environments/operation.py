@@ -162,9 +162,6 @@ class OperationEnv(gym.Env):
         lift_clearance: float = 0.03,
         render_mode: str | None = None,
     ):
-        from pybullet_utils import bullet_client
-        import pybullet
-
         if obs_mode not in ("state", "image"):
             raise ValueError(f"obs_mode must be 'state' or 'image', got {obs_mode!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
@@ -179,7 +176,9 @@ class OperationEnv(gym.Env):
             self.observation_space = gym.spaces.Box(-np.inf, np.inf, (17,), np.float32)
         else:
             self.observation_space = gym.spaces.Box(0, 255, (self.image_size, self.image_size, 3), np.uint8)
-        self._p = bullet_client.BulletClient(pybullet.DIRECT)
+        from safeshield.environments._pybullet import direct_client
+
+        self._p = direct_client()  # without PyBullet's argv[0]= line
         self._build()
 
     # -- scene -----------------------------------------------------------------------------------

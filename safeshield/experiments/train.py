@@ -408,7 +408,7 @@ def train_seed(config_json: dict[str, Any], seed: int, out_dir: str, progress_qu
             if model is not None:
                 checkpoint = str(folder / ("shield" if phase == "train" else f"{phase}_shield"))
                 model.save(checkpoint)
-                phase_summary.update(_shield_summary(stats))
+                phase_summary.update(_shield_summary(stats), shield_updates=getattr(model, "updates", None))
             phases.append(phase_summary)
             log.flush()
             env.close()
@@ -528,7 +528,8 @@ def _after_run_notes(seeds: list[dict[str, Any]]) -> list[str]:
         if steps >= 200 and fallbacks / steps > FALLBACK_WARN:
             notes.append(f"{phase}: the shield fell back on {fallbacks / steps:.0%} of steps (no candidate passed its "
                          "threshold): it is acting as a noisy controller, not a filter; see docs/tuning.md")
-        silent = [p for p in rows if p["shield_failures"] >= SILENT_CRITIC_FAILURES and p["max_proposal_risk"] < p["threshold"]]
+        silent = [p for p in rows if p["shield_failures"] >= SILENT_CRITIC_FAILURES and p.get("shield_updates") != 0
+                  and p["max_proposal_risk"] < p["threshold"]]
         if silent:
             worst = max(silent, key=lambda p: p["shield_failures"])
             notes.append(f"{phase}: after {worst['shield_failures']} failures no proposal's risk ever reached the threshold "

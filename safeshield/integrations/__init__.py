@@ -5,6 +5,8 @@
 - ``safeshield.integrations.tianshou``: Tianshou (``ExecutedActionBuffer``, ``attach_policy``).
 - ``safeshield.integrations.torchrl``: TorchRL (``ShieldedGymEnv``, ``executed_action``).
 - ``safeshield.integrations.safety_gymnasium``: Safety-Gymnasium envs under ``indicator="cost"``.
+- ``safeshield.integrations.dm_control``: dm-control suite tasks through Shimmy (``make``,
+  ``walker_fell``, ``obs_below``).
 
 Nothing here is imported by ``import safeshield``: each module imports its library, so import
 the one you use (``from safeshield.integrations import sb3``). Which shield suits which

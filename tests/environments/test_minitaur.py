@@ -186,3 +186,11 @@ def test_importing_safeshield_does_not_import_pybullet():
     code = "import sys, safeshield; print('pybullet' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_making_an_env_prints_nothing_on_stdout(capfd):
+    """PyBullet prints ``argv[0]=`` per physics server; a user's log must not get a line per env (issue 18)."""
+    env = gym.make("safeshield/Minitaur-v0")
+    env.reset(seed=0)
+    env.close()
+    assert "argv[0]" not in capfd.readouterr().out
