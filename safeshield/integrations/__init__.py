@@ -7,6 +7,7 @@
 - ``safeshield.integrations.safety_gymnasium``: Safety-Gymnasium envs under ``indicator="cost"``.
 - ``safeshield.integrations.dm_control``: dm-control suite tasks through Shimmy (``make``,
   ``walker_fell``, ``obs_below``).
+- ``safeshield.integrations.minari``: SAFER's offline data to and from Minari datasets.
 
 Nothing here is imported by ``import safeshield``: each module imports its library, so import
 the one you use (``from safeshield.integrations import sb3``). Which shield suits which
