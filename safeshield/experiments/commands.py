@@ -99,7 +99,7 @@ def _add_train(commands) -> None:
 
 # -- eval ----------------------------------------------------------------------------------------------
 def _eval(args: argparse.Namespace) -> int:
-    from safeshield.experiment import mean_ci, write_json
+    from safeshield.experiments.runner import mean_ci, write_json
     from safeshield.experiments.train import check_run, evaluate_seed, read_run
 
     try:

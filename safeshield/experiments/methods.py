@@ -73,21 +73,17 @@ MEANINGS = {
 
 def method_config_class(name: str) -> type:
     """The config dataclass of an installed method (reject/resample or remap)."""
-    from safeshield.core.model import get_method, method_names
-    from safeshield.core.remap import get_remap_method, remap_method_names
+    from safeshield.core.model import get_method
 
-    if name in method_names():
-        return get_method(name).config_class
-    if name in remap_method_names():
-        return get_remap_method(name).config_class
-    raise ValueError(f"unknown method {name!r}; installed: {', '.join(_installed())}")
+    if name not in _installed():
+        raise ValueError(f"unknown method {name!r}; installed: {', '.join(_installed())}")
+    return get_method(name).config_class
 
 
 def _installed() -> list[str]:
     from safeshield.core.model import method_names
-    from safeshield.core.remap import remap_method_names
 
-    return [*method_names(), *remap_method_names()]
+    return list(method_names())
 
 
 def describe_methods(name: str | None = None) -> str:

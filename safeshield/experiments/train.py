@@ -270,9 +270,11 @@ def make_run_env(config: RunConfig, env_id: str, phase: str, *, seed: int, on_ep
 
 
 def _shield_wrapper(env: gym.Env) -> Any:
-    """The shield wrapper in ``env``'s chain (the one with ``attach_policy`` or a remap ``shield``)."""
+    """The shield wrapper in ``env``'s chain (reject/resample or remap), or None."""
+    from safeshield.wrappers import RemapWrapper, ShieldWrapper
+
     while isinstance(env, gym.Wrapper):
-        if hasattr(env, "attach_policy") or type(env).__name__ == "RemapShield":
+        if isinstance(env, (ShieldWrapper, RemapWrapper)):
             return env
         env = env.env
     return None
@@ -280,9 +282,7 @@ def _shield_wrapper(env: gym.Env) -> Any:
 
 def _safety_model(env: gym.Env) -> Any:
     wrapper = _shield_wrapper(env)
-    if wrapper is None:
-        return None
-    return getattr(wrapper, "safety_model", None) or getattr(wrapper, "shield", None)
+    return None if wrapper is None else wrapper.safety_model
 
 
 # -- agents --------------------------------------------------------------------------------------------
@@ -420,7 +420,7 @@ def train_seed(config_json: dict[str, Any], seed: int, out_dir: str, progress_qu
                "seconds": round(time.perf_counter() - started, 1)}
     if config.eval_episodes:
         summary["eval"] = evaluate_seed(config, seed, folder, config.env, config.eval_episodes)
-    from safeshield.experiment import write_json
+    from safeshield.experiments.runner import write_json
 
     write_json(folder / "summary.json", summary)
     return summary
@@ -474,7 +474,7 @@ def run_train(config: RunConfig, *, progress: bool = True, command: list[str] | 
     ``notes`` are ``check_run``'s warnings when the caller already ran it (the CLI prints them
     before the bar starts); each is also issued once as a ``RunWarning``.
     """
-    from safeshield.experiment import Job, run_jobs, write_json
+    from safeshield.experiments.runner import Job, run_jobs, write_json
 
     notes = check_run(config) if notes is None else notes
     out = Path(config.out)
@@ -540,7 +540,7 @@ def _after_run_notes(seeds: list[dict[str, Any]]) -> list[str]:
 
 def summarise_seeds(config: RunConfig, seeds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per phase over seeds: failures, episodes, interventions and fallbacks (mean, 95 % half-width)."""
-    from safeshield.experiment import mean_ci
+    from safeshield.experiments.runner import mean_ci
 
     from safeshield.experiments.runlog import read_episodes
 

@@ -81,7 +81,7 @@ def _episode_success(episode, success: str | Callable | None) -> bool:
 def from_minari(dataset: Any, violation: str | Callable = "info:violation",
                 success: str | Callable | None = "info:success", *, metadata: dict[str, Any] | None = None):
     """A labelled ``OfflineDataset`` from a Minari dataset (id or ``MinariDataset``); see the module docstring."""
-    from safeshield.offline import OfflineDataset
+    from safeshield.shields.safer.dataset import OfflineDataset
 
     if isinstance(dataset, str):
         dataset = _minari().load_dataset(dataset)

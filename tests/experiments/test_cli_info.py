@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import safeshield
-from safeshield.cli import main
+from safeshield.experiments.cli import main
 
 
 def test_version(capsys):
@@ -50,7 +50,7 @@ def test_envs_table_matches_what_each_family_declares():
     import gymnasium as gym
     from gymnasium.envs.registration import load_env_creator
 
-    from safeshield.cli import _ENGINES
+    from safeshield.experiments.cli import _ENGINES
     from safeshield.environments import ENV_IDS
 
     seen = {}

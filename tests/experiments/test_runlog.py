@@ -74,7 +74,7 @@ def test_agent_signals_fill_failure_and_cost_only_where_the_env_has_none():
 
 def test_progress_bar_prints_rarely_when_stderr_is_not_a_terminal(monkeypatch):
     """A log file gets a line every 30 s, not a redraw per update (the demo's log had ~1,800 lines)."""
-    import safeshield.experiment as runner
+    import safeshield.experiments.runner as runner
 
     monkeypatch.setattr(runner, "_stderr_is_terminal", lambda: False)
     stream = io.StringIO()
@@ -86,7 +86,7 @@ def test_progress_bar_prints_rarely_when_stderr_is_not_a_terminal(monkeypatch):
 
 
 def test_live_postfix_shows_failures_and_return():
-    import safeshield.experiment as runner
+    import safeshield.experiments.runner as runner
 
     stream = io.StringIO()
     with runner.progress_bar(100, "x", file=stream, mininterval=0) as bar:

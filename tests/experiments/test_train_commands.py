@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from safeshield.cli import main
+from safeshield.experiments.cli import main
 from safeshield.core.metrics import METRICS
 
 SPIDER = "safeshield/DrunkSpider-v0"
@@ -132,12 +132,12 @@ def test_pretrain_then_fine_tune_saves_both_shields(tmp_path):
 @pytest.fixture
 def no_workers(monkeypatch):
     """Fail the test if a job pool would start."""
-    import safeshield.experiment
+    import safeshield.experiments.runner
 
     def refuse(*args, **kwargs):
         raise AssertionError("a worker started before the arguments were checked")
 
-    monkeypatch.setattr(safeshield.experiment, "run_jobs", refuse)
+    monkeypatch.setattr(safeshield.experiments.runner, "run_jobs", refuse)
 
 
 @pytest.mark.parametrize(("argv", "message"), [

@@ -38,7 +38,7 @@ def test_obs_below_names_itself_and_reads_the_key():
 
 
 def test_train_cli_takes_the_walker_and_its_importable_indicator(tmp_path):
-    from safeshield.cli import main
+    from safeshield.experiments.cli import main
 
     assert main(["train", "--env", "dm_control/walker-walk-v0", "--indicator",
                  "safeshield.integrations.dm_control:walker_fell", "--agent", "sac", "--steps", "40", "--seeds", "1",

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # Minari asks fo
 
 import safeshield  # noqa: E402, F401  (registers the ids)
 from safeshield.integrations.minari import from_minari, to_minari  # noqa: E402
-from safeshield.offline import collect_episodes  # noqa: E402
+from safeshield.shields.safer.dataset import collect_episodes  # noqa: E402
 
 
 @pytest.fixture
