@@ -20,11 +20,7 @@ Importing safeshield registers its environments (``safeshield/DrunkSpider-v0``, 
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
-from typing import Any
-
-import gymnasium as gym
+from typing import TYPE_CHECKING
 
 from safeshield import environments  # noqa: F401  (registers the env ids)
 from safeshield.core import (
@@ -74,6 +70,20 @@ __all__ = [
 ]
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:  # names for the annotations only: `import safeshield` exports what __all__ lists
+    import os
+    from collections.abc import Callable
+    from typing import Any
+
+    import gymnasium as gym
+
+_SUBPACKAGES = ["agents", "core", "environments", "experiments", "integrations", "shields", "wrappers"]
+
+
+def __dir__() -> list[str]:
+    """What ``dir(safeshield)`` and tab completion show: the public names and the subpackages."""
+    return sorted([*__all__, *_SUBPACKAGES, "__version__"])
+
 
 def wrap(
     env: gym.Env,
@@ -110,6 +120,8 @@ def make(
     **options: Any,
 ) -> ShieldWrapper | RemapWrapper:
     """``wrap(gym.make(env_id, **env_kwargs), shield, indicator, ...)``."""
+    import gymnasium as gym
+
     return wrap(gym.make(env_id, **(env_kwargs or {})), shield, indicator, train=train, seed=seed, **options)
 
 
@@ -125,13 +137,24 @@ def load(
     """Load a saved shield. With ``env``, return it wrapped around ``env`` (spaces must match).
 
     Frozen unless ``train=True`` (fine-tuning in the new env). The indicator saved with the
-    shield is reused unless another is given (a callable indicator must be passed again).
-    ``options`` change decision rules for the new phase (``pretraining=False``, ``eps_safe=...``).
+    shield is reused unless another is given (a callable indicator must be passed again: the
+    error names it). ``options`` change decision rules for the new phase (``pretraining=False``,
+    ``eps_safe=...``). A ``gymnasium.vector.VectorEnv`` gets a ``VectorShieldWrapper`` (one
+    shared model; the checkpoint's spaces are checked against the sub-env's).
     """
+    import gymnasium as gym
+
+    if isinstance(env, gym.vector.VectorEnv):
+        model = SafetyModel.load(path, (env.single_observation_space, env.single_action_space), seed=seed)
+        if model.kind != "reject":
+            raise ValueError(f"a {model.name} checkpoint remaps actions; it has no vector wrapper yet: load it into "
+                             "each sub-env (safeshield.load(path, gym.make(...))) instead")
+        model = model.reconfigure(**options)
+        return VectorShieldWrapper(env, model, indicator, train=train, seed=seed)
     model = SafetyModel.load(path, env, seed=seed).reconfigure(**options)
     if env is None:
         return model.unfreeze() if train else model.freeze()
-    return wrapper_for(model.kind)(env, model, indicator or model.indicator, train=train, seed=seed)
+    return wrapper_for(model.kind)(env, model, indicator, train=train, seed=seed)
 
 
 def methods() -> dict[str, dict[str, Any]]:

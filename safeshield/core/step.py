@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from safeshield.core.decision import Decision, PerturbationSampler, PolicySampler, decide
-from safeshield.core.indicators import make_indicator
+from safeshield.core.indicators import describe_indicator, make_indicator
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import resolve_model
 
@@ -50,7 +50,9 @@ class ShieldStepper:
     ):
         self.model = model
         self.indicator = make_indicator(indicator)
-        model.indicator = indicator if isinstance(indicator, str) else None
+        # a name is saved with the model and reused on load; a callable only by its name, so that
+        # loading can say which function to pass again (default_indicator)
+        model.indicator = describe_indicator(indicator)
         if train:
             model.unfreeze()
         else:
@@ -255,17 +257,22 @@ class StepperFrontEnd:
     stepper: ShieldStepper
 
     def _build_stepper(self, env: Any, model: SafetyCritic | str, indicator, observation_space: gym.Space,
-                       action_space: gym.Space, num_envs: int, *, train: bool, seed: int | None, config):
-        """Build (or take) the model, resolve the indicator (``env``'s declared one by default), make the stepper.
+                       action_space: gym.Space, num_envs: int, *, train: bool | None, seed: int | None, config):
+        """Build (or take) the model, resolve the indicator, make the stepper.
 
-        Returns the resolved indicator as given (a name or a callable), for ``env.spec`` records.
+        ``train=None`` keeps a given model's frozen or learning state (a fresh model learns): a
+        wrapper default never unfreezes a loaded, frozen model. The indicator is the one given,
+        else the one the model was trained with (saved in its checkpoint), else ``env``'s declared
+        one. Returns ``(indicator, train)`` as resolved, for ``env.spec`` records.
         """
         self.safety_model = resolve_model(model, observation_space, action_space, config, seed, kind="reject")
-        indicator = default_indicator(env, indicator)
+        if train is None:
+            train = isinstance(model, str) or not self.safety_model.frozen
+        indicator = default_indicator(env, indicator, self.safety_model)
         self.stepper = ShieldStepper(self.safety_model, indicator, observation_space, action_space, num_envs,
                                      train=train, seed=seed)
         self.indicator = self.stepper.indicator
-        return indicator
+        return indicator, train
 
     def attach_policy(self, sample) -> None:
         """Draw candidates from the agent's policy ``sample(obs[m, d], n, generator)`` (the papers' rule)."""
@@ -301,8 +308,22 @@ def flatten_batch(space: gym.Space, obs, n: int, *, batched: bool = True) -> np.
     return np.asarray(rows, dtype=np.float32)
 
 
-def default_indicator(env: Any, indicator: str | Callable | None) -> str | Callable:
-    """``indicator``, or the one ``env`` declares in ``metadata["safeshield_indicator"]``."""
+def default_indicator(env: Any, indicator: str | Callable | None, model: Any = None) -> str | Callable:
+    """``indicator``, else the one ``model`` was trained with (its checkpoint names it), else the one
+    ``env`` declares in ``metadata["safeshield_indicator"]``.
+
+    A model trained with a callable indicator remembers only its name (``"callable:module.name"``):
+    functions are not saved. Then the error says which function to pass again.
+    """
+    if indicator is None and model is not None:
+        indicator = getattr(model, "indicator", None)
+    if isinstance(indicator, str) and indicator.startswith("callable:"):
+        name = indicator[len("callable:") :]
+        raise ValueError(
+            f"this shield learned from the function indicator {name}, which a checkpoint cannot store: pass "
+            f"indicator={name.rsplit('.', 1)[-1]} again (safeshield.load(path, env, indicator=...), or the "
+            "wrapper's indicator argument)"
+        )
     if indicator is not None:
         return indicator
     declared = (getattr(env, "metadata", None) or {}).get("safeshield_indicator")

@@ -76,7 +76,7 @@ class ShieldedVecEnv(StepperFrontEnd, VecEnvWrapper):
         model: SafetyCritic | str = "sqrl",
         indicator: str | Callable | None = None,
         *,
-        train: bool = True,
+        train: bool | None = None,
         seed: int | None = None,
         config: CriticConfig | dict[str, Any] | None = None,
     ):

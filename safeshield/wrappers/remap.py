@@ -39,15 +39,27 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from safeshield.core.indicators import make_indicator
+from safeshield.core.indicators import describe_indicator, make_indicator
 from safeshield.core.model import SafetyConfig, resolve_model
 from safeshield.core.prior import RemapPrior
 
 __all__ = ["RemapWrapper"]
 
 
-def _indicator_of(env: gym.Env, indicator: str | Callable | None) -> str | Callable | None:
-    return indicator if indicator is not None else (env.metadata or {}).get("safeshield_indicator")
+def _indicator_of(env: gym.Env, indicator: str | Callable | None, model: Any, train: bool) -> str | Callable | None:
+    """The indicator given, else the model's saved one, else the env's declared one; None for a frozen
+    prior with none of them (a remap needs no indicator to act, only to learn and to report failures)."""
+    from safeshield.core.step import default_indicator
+
+    saved = getattr(model, "indicator", None)
+    if indicator is None and isinstance(saved, str) and saved.startswith("callable:") and not train:
+        saved = None  # frozen: acting needs no indicator; the report's failure is then None
+    try:
+        return default_indicator(env, indicator, None if saved is None else model)
+    except ValueError:
+        if indicator is None and saved is None and not train:
+            return None
+        raise
 
 
 class RemapWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -85,7 +97,7 @@ class RemapWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         if not isinstance(env.action_space, gym.spaces.Box) or not env.action_space.is_bounded("both"):
             raise TypeError(f"RemapWrapper requires a bounded Box action space, got {env.action_space}")
         model = resolve_model(model, env.observation_space, env.action_space, config, seed, kind="remap")
-        indicator = _indicator_of(env, indicator)
+        indicator = _indicator_of(env, indicator, model, train)
         if train and indicator is None:
             raise ValueError("train=True needs an indicator (the env declares none): pass indicator=...")
         gym.utils.RecordConstructorArgs.__init__(
@@ -93,7 +105,7 @@ class RemapWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         )
         gym.Wrapper.__init__(self, env)
         self.safety_model = model
-        model.indicator = indicator if isinstance(indicator, str) else None
+        model.indicator = describe_indicator(indicator) if indicator is not None else None
         self.indicator = make_indicator(indicator) if indicator is not None else None
         self.train = bool(train)
         model.frozen = not self.train

@@ -58,13 +58,16 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
         model: SafetyCritic | str = "sqrl",
         indicator: str | Callable | None = None,
         *,
-        train: bool = True,
+        train: bool | None = None,
         seed: int | None = None,
         config: CriticConfig | dict[str, Any] | None = None,
     ):
         """ShieldWrapper ``env`` with ``model`` (a ``SafetyCritic``, or a method name built with ``config``).
 
-        ``indicator`` may be omitted for envs that declare ``metadata["safeshield_indicator"]``.
+        ``train``: learn online (True) or not (False); None keeps a given model's state (a loaded
+        model stays frozen) and lets a fresh one learn. ``indicator`` may be omitted when the model
+        was trained with a named one (its checkpoint keeps it) or the env declares
+        ``metadata["safeshield_indicator"]``.
         ``env.spec`` records the method name and config, not the weights: re-making the env
         from its spec gives a fresh shield of the same kind (save/load carries weights).
         """
@@ -75,8 +78,8 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
         if _is_shielded(env):
             raise ValueError("env is already shielded; wrap the unshielded env (double shielding hides decisions)")
         gym.Wrapper.__init__(self, env)
-        indicator = self._build_stepper(env, model, indicator, env.observation_space, env.action_space, 1,
-                                     train=train, seed=seed, config=config)
+        indicator, train = self._build_stepper(env, model, indicator, env.observation_space, env.action_space, 1,
+                                               train=train, seed=seed, config=config)
         gym.utils.RecordConstructorArgs.__init__(
             self, model=self.safety_model.name, indicator=indicator, train=train, seed=seed,
             config=self.safety_model.config.to_json(),

@@ -69,10 +69,12 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
         model: SafetyCritic | str = "sqrl",
         indicator: str | Callable | None = None,
         *,
-        train: bool = True,
+        train: bool | None = None,
         seed: int | None = None,
         config: CriticConfig | dict[str, Any] | None = None,
     ):
+        """As ``ShieldWrapper``: ``train=None`` keeps a given model's frozen or learning state, and the
+        indicator defaults to the one the model was trained with, then the env's declared one."""
         if not isinstance(env, VectorEnv):
             raise TypeError(f"env must be a gymnasium.vector.VectorEnv, got {type(env).__name__}")
         if not isinstance(env.single_action_space, gym.spaces.Box):
@@ -81,7 +83,7 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
             raise ValueError("env is already shielded; wrap the unshielded vector env")
         super().__init__(env)
         self._build_stepper(env, model, indicator, env.single_observation_space, env.single_action_space,
-                         env.num_envs, train=train, seed=seed, config=config)
+                            env.num_envs, train=train, seed=seed, config=config)
         self.autoreset_mode = AutoresetMode((env.metadata or {}).get("autoreset_mode", AutoresetMode.NEXT_STEP))
         self._autoresetting = np.zeros(env.num_envs, dtype=bool)
         self._all_rows = np.arange(env.num_envs)

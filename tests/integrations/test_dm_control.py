@@ -45,7 +45,7 @@ def test_train_cli_takes_the_walker_and_its_importable_indicator(tmp_path):
                  "--workers", "0", "--eval-episodes", "0", "--out", str(tmp_path / "w"), "--no-progress",
                  "--set", "agent.hidden=[8]", "--set", "shield.hidden=[8]"]) == 0
     saved = (tmp_path / "w" / "seed0" / "shield" / "config.json").read_text()
-    assert '"indicator": null' in saved  # a callable is not saved by name: load() must be given it again
+    assert '"indicator": "callable:safeshield.integrations.dm_control.walker_fell"' in saved  # by name only
     env = gym.make("dm_control/walker-walk-v0")
     loaded = safeshield.load(tmp_path / "w" / "seed0" / "shield", env, indicator=dm_control.walker_fell)
     obs, _ = loaded.reset(seed=0)
