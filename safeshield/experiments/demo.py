@@ -130,7 +130,12 @@ def summarise(transfer_runs: list[dict], sweep: list[dict]) -> dict[str, Any]:
     return {"transfer": table, "fig5_paths": paths}
 
 
-def format_table(summary: dict[str, Any]) -> str:
+SMOKE_STEPS = 4_000  # fine-tuning steps below which a demo's ratio is a smoke run's (--quick gives 600)
+
+
+def format_table(summary: dict[str, Any], settings: DemoSettings | None = None) -> str:
+    """The printed table; with ``settings`` of a smoke run (``--quick`` or fewer than 3 seeds) the
+    failure ratio says it is not evidence."""
     table = summary["transfer"]
     lines = [
         "method | pre-train failures | fine-tune failures | fine-tune failure rate | final return | final failure rate",
@@ -146,8 +151,11 @@ def format_table(summary: dict[str, Any]) -> str:
             f"{cell('finetune_failure_rate', '.2%'):22} | {cell('final_return', '.2f'):12} | {cell('final_failure_rate', '.0%')}"
         )
     if "sac_to_sqrl_failure_ratio" in table:
+        smoke = settings is not None and (settings.finetune_steps < SMOKE_STEPS or len(settings.seeds) < 3)
+        caveat = (f" -- smoke run ({settings.finetune_steps} fine-tuning steps x {len(settings.seeds)} seeds): "
+                  "not evidence; run without --quick" if smoke else "")
         lines.append(f"SAC fails {table['sac_to_sqrl_failure_ratio']:.1f}x as often as SQRL while fine-tuning "
-                     "(paper: SQRL ~1 % fall rate on DrunkSpider; Minitaur SAC ~3x SQRL)")
+                     f"(paper: SQRL ~1 % fall rate on DrunkSpider; Minitaur SAC ~3x SQRL){caveat}")
     for eps, counts in summary["fig5_paths"].items():
         lines.append(f"Fig. 5, eps_safe={eps}: deployed paths {counts}")
     return "\n".join(lines)
@@ -168,6 +176,6 @@ def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | os.PathLike
     document = {"settings": dataclasses.asdict(settings), "summary": summary, "transfer_runs": transfer_runs, "fig5_runs": sweep}
     write_json(out / "results.json", document)
     plots = plot_demo(transfer_runs, sweep, out)
-    print(format_table(summary))
+    print(format_table(summary, settings))
     print(f"wrote {out / 'results.json'} and {', '.join(str(p) for p in plots)}")
     return document

@@ -93,23 +93,10 @@ def run_jobs(
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any):
-    """A tqdm bar that behaves in a log file: when stderr is not a terminal it prints a line at
-    most every ``NON_TTY_INTERVAL`` seconds instead of redrawing (a redraw is a new line in a file)."""
-    from tqdm.auto import tqdm
+    """One tqdm bar over ``total`` steps (``core.progress.tqdm``: quiet in non-terminal logs)."""
+    from safeshield.core.progress import tqdm
 
-    if not _stderr_is_terminal():
-        kwargs = {"mininterval": NON_TTY_INTERVAL, "maxinterval": NON_TTY_INTERVAL * 2, **kwargs}
     return tqdm(total=total, desc=desc, unit="step", disable=not enabled, **kwargs)
-
-
-NON_TTY_INTERVAL = 30.0  # seconds between progress lines in a non-terminal log
-
-
-def _stderr_is_terminal() -> bool:
-    try:
-        return os.isatty(2)
-    except OSError:
-        return False
 
 
 @contextlib.contextmanager

@@ -72,17 +72,28 @@ def test_agent_signals_fill_failure_and_cost_only_where_the_env_has_none():
     assert spider.step(spider.action_space.sample())[4]["cost"] == 0.0
 
 
-def test_progress_bar_prints_rarely_when_stderr_is_not_a_terminal(monkeypatch):
+def test_progress_bar_prints_rarely_when_its_stream_is_not_a_terminal():
     """A log file gets a line every 30 s, not a redraw per update (the demo's log had ~1,800 lines)."""
     import safeshield.experiments.runner as runner
+    from safeshield.core.progress import NON_TTY_INTERVAL
 
-    monkeypatch.setattr(runner, "_stderr_is_terminal", lambda: False)
     stream = io.StringIO()
     with runner.progress_bar(10_000, "x", file=stream) as bar:
         for _ in range(1000):
             bar.update(10)
-    assert bar.mininterval == runner.NON_TTY_INTERVAL
+    assert bar.mininterval == NON_TTY_INTERVAL
     assert stream.getvalue().count("\r") <= 3
+
+
+def test_progress_bar_redraws_often_on_a_terminal():
+    from safeshield.core.progress import tqdm
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    with tqdm(total=10, file=Terminal()) as bar:
+        assert bar.mininterval < 1
 
 
 def test_live_postfix_shows_failures_and_return():

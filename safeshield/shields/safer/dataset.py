@@ -28,8 +28,8 @@ Window convention (digest A.10.1, used everywhere: data, Alg. 2, Alg. 3 and infe
 Lambda_t = [s_{t-w+1}, ..., s_t], oldest first, *including* the current state, zero-padded at
 the front when the episode is younger than w steps (SAFER §3.2, footnote 2).
 
-Minari was not used: it is not installed here and its episode-per-group layout would need
-this module's windowing on top anyway; the HDF5 variant is a flat, self-describing file.
+Minari datasets convert both ways with ``safeshield.integrations.minari`` (``from_minari``,
+``to_minari``); this flat, self-describing file is what training reads.
 """
 
 from __future__ import annotations
@@ -220,10 +220,16 @@ def collect_episodes(
 ) -> OfflineDataset:
     """Run ``episodes`` episodes of ``policy(obs, rng) -> action`` (``policy.reset()`` called per
     episode when it exists) and label each step with ``info[failure_key]`` (omega) and whether
-    its episode ended with ``info[success_key]``. Episode e is reset with seed ``seed + e``."""
+    its episode ended with ``info[success_key]``. Episode e is reset with seed ``seed + e``.
+
+    Every step's info must hold ``failure_key`` (``KeyError`` otherwise: a missing label would
+    silently make every step safe). ``success_key`` may be absent (the episode did not succeed);
+    if no step of any episode reports it, a warning says so (SAFER's ``successful_only`` would
+    then find no data)."""
     from safeshield.core.progress import tqdm
 
     rng = np.random.default_rng(seed)
+    seen_success_key = False
     columns: dict[str, list] = {"observations": [], "actions": [], "violations": [], "successes": [], "episode_ids": []}
     for episode in tqdm(range(int(episodes)), disable=not progress, desc="collect", unit="episode"):
         obs, _ = env.reset(seed=int(seed) + episode)
@@ -235,11 +241,21 @@ def collect_episodes(
             next_obs, _, terminated, truncated, info = env.step(action)
             columns["observations"].append(np.asarray(obs))
             columns["actions"].append(action.reshape(-1))
-            columns["violations"].append(float(info.get(failure_key, 0.0)) > 0.5)
+            if failure_key not in info:
+                env_id = getattr(getattr(env, "spec", None), "id", type(env).__name__)
+                raise KeyError(f"collect_episodes: {env_id} reports no info[{failure_key!r}] (its keys: {sorted(info)}); "
+                               "pass failure_key=... naming the env's failure flag")
+            columns["violations"].append(float(info[failure_key]) > 0.5)
+            seen_success_key = seen_success_key or success_key in info
             columns["episode_ids"].append(episode)
             success = success or bool(info.get(success_key, False))
             obs, done = next_obs, terminated or truncated
         columns["successes"].extend([success] * (len(columns["actions"]) - start))
+    if not seen_success_key and episodes > 0:
+        import warnings
+
+        warnings.warn(f"collect_episodes: no step reported info[{success_key!r}], so no episode counts as successful; "
+                      "pass success_key=... or train SAFER with successful_only=False", stacklevel=2)
     env_id = getattr(getattr(env, "spec", None), "id", None)
     return OfflineDataset(**{k: np.asarray(v) for k, v in columns.items()}, metadata={"env_id": env_id, **(metadata or {})})
 

@@ -308,7 +308,12 @@ class SAFER(RemapPrior):
         safe_rows = data.safe_rows(cfg.successful_only)
         unsafe_rows = data.unsafe_rows()
         if safe_rows.size == 0:
-            raise ValueError("the dataset has no safe (and successful) steps to train the prior on")
+            successful = int(data.successes.sum())
+            hint = (" (no episode is marked successful: SAFERConfig(successful_only=False) trains on every safe step, "
+                    "or label success in the data)" if cfg.successful_only and successful == 0 and len(data) else "")
+            raise ValueError(f"the dataset has no safe{' and successful' if cfg.successful_only else ''} steps to "
+                             f"train the prior on: {len(data)} steps, {int(data.violations.sum())} unsafe, "
+                             f"{successful} in successful episodes{hint}")
         use_unsafe = unsafe_rows.size > 0 and (cfg.contrastive_weight > 0 or cfg.use_context)
         if self.updates == 0:
             self.fit_normalizer(data.observations)
