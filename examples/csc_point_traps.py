@@ -4,8 +4,8 @@ Run ``python examples/csc_point_traps.py [--steps 5000] [--units normalised]``.
 
 The shield resamples the agent's own actions (``attach_policy``) until its conservative critic
 Q_C is below ε = (1 − γ)(χ − V̂_C), and the agent folds the critic's Â_C into its advantage
-(``set_cost_critic``). ``benchmarks/csc_nav.py`` compares this with unshielded TRPO and a
-Q-ensemble shield over several seeds.
+(``set_cost_critic``). The same TRPO without a shield runs next, on the same seed, for
+comparison; ``benchmarks/csc_nav.py`` does this over several seeds with a Q-ensemble arm.
 """
 
 import argparse
@@ -19,8 +19,9 @@ from safeshield.agents import TRPOLagrangian, TRPOLagrangianConfig
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5000)
-    parser.add_argument("--units", choices=["paper", "normalised"], default="paper")
+    parser.add_argument("--steps", type=int, default=5000, help="env steps per run (default 5000)")
+    parser.add_argument("--units", choices=["paper", "normalised"], default="paper",
+                        help="CSC threshold units (default paper)")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -32,8 +33,12 @@ def main() -> None:
     records = agent.learn(env, args.steps, seed=0)
 
     failures = sum(r["failure"] for r in records)
-    print(f"{len(records)} episodes, {failures} failures, threshold now {env.safety_model.threshold:.2e} "
+    print(f"TRPO-Lagrangian + CSC: {len(records)} episodes, {failures} failures, threshold now {env.safety_model.threshold:.2e} "
           f"(V̂_C = {env.safety_model.v_hat:.2f}), {env.total_fallbacks} fallbacks, λ = {agent.lam:.3f}")
+
+    plain = TRPOLagrangian.for_env(gym.make("safeshield/PointTraps-v0"), TRPOLagrangianConfig(chi=0.05), seed=0)
+    records = plain.learn(gym.make("safeshield/PointTraps-v0"), args.steps, seed=0)
+    print(f"TRPO, no shield:       {len(records)} episodes, {sum(r['failure'] for r in records)} failures")
 
 
 if __name__ == "__main__":

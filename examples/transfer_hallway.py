@@ -4,8 +4,12 @@ SAC-Lagrangian (cost critic + multiplier β) with the previous reward and cost i
 learns the Walls hallway, is saved, and is carried to the Poles hallway: evaluated zero-shot,
 then fine-tuned there. ``benchmarks/transfer_hallway.py`` runs the full protocol with seeds,
 a from-scratch baseline and an SQRL-shield arm.
-Run: ``.venv/bin/python examples/transfer_hallway.py`` (a few minutes on one core).
+The agent is saved under ``--out`` (announced). Run: ``.venv/bin/python examples/transfer_hallway.py``
+(a few minutes on one core).
 """
+
+import argparse
+from pathlib import Path
 
 import gymnasium as gym
 import torch
@@ -20,16 +24,23 @@ def hallway(variant: str) -> gym.Env:
     return PreviousRewardCost(env)  # appends r_{t-1}, c_{t-1} to the observation
 
 
-def main(pretrain_steps: int = 8000, finetune_steps: int = 4000) -> None:
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pretrain-steps", type=int, default=8000, help="steps in Walls (default 8000)")
+    parser.add_argument("--finetune-steps", type=int, default=4000, help="steps in Poles (default 4000)")
+    parser.add_argument("--out", default="runs/examples", help="where the agent is saved (default runs/examples)")
+    args = parser.parse_args()
+    pretrain_steps, finetune_steps, path = args.pretrain_steps, args.finetune_steps, Path(args.out) / "hallway_agent"
     torch.set_num_threads(1)
     walls = hallway("Walls")
     config = SACLagrangianConfig(hidden=(64, 64), batch_size=128, train_every=2)
     agent = SACLagrangian(walls.observation_space, walls.action_space, config, seed=0)
     agent.learn(walls, pretrain_steps, seed=0)
-    agent.save("runs/examples/hallway_agent")
+    print(f"saving the agent to {path}/")
+    agent.save(path)
 
     poles = hallway("Poles")
-    agent = SACLagrangian.load("runs/examples/hallway_agent", poles, seed=0)  # weights, critics and β
+    agent = SACLagrangian.load(path, poles, seed=0)  # weights, critics and β
     obs, _ = poles.reset(seed=123)
     zero_shot_cost, done = 0.0, False
     while not done:
