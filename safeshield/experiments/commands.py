@@ -63,7 +63,7 @@ def _print_summary(config: RunConfig, summary: dict) -> None:
     if "eval" in summary:
         ev = summary["eval"]
         print(f"eval     {ev['env']}: return {ev['mean_return'][0]:.3g} ± {ev['mean_return'][1]:.2g}, "
-              f"failure rate {ev['failure_rate'][0]:.0%} over {ev['episodes']} episodes per seed")
+              f"failure rate {ev['failure_rate'][0]:.0%} over {ev['episodes']} episode(s) per seed")
     if summary.get("smoke"):
         print("(smoke run: fewer than 3 seeds or 10k steps; the numbers are not evidence)")
 
