@@ -21,7 +21,7 @@ def test_transfer_command_writes_results_for_both_methods(tmp_path, capsys):
 
 
 def test_transfer_command_rejects_an_unknown_env_id(tmp_path):
-    with pytest.raises(SystemExit, match="pretrain_id must be a registered env id"):
+    with pytest.raises(SystemExit, match="'nope-v0' is not a registered gymnasium id"):
         main(["transfer", "--pretrain", "nope-v0", "--target", "safeshield/DrunkSpider-v0", "--out", str(tmp_path)])
 
 

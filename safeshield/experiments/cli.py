@@ -38,13 +38,27 @@ def _transfer(args: argparse.Namespace) -> int:
     from safeshield.experiments.runner import write_json
     from safeshield.experiments.transfer import TransferSettings, run_transfer
 
+    from safeshield.experiments.config import RunConfig
+    from safeshield.experiments.train import check_run, ensure_registered
+
     try:
+        for env_id in (args.pretrain, args.target):
+            ensure_registered(env_id)
         settings = TransferSettings(
             pretrain_id=args.pretrain, target_id=args.target, pretrain_steps=args.pretrain_steps,
             finetune_steps=args.finetune_steps, eps_safe=args.eps_safe, gamma_safe=args.gamma_safe,
+            indicator=args.indicator or "",
         )
+        # the same checks as `train` (env ids, indicator on a real step, budgets), before any worker starts
+        notes = check_run(RunConfig(env=args.target, pretrain_env=args.pretrain, pretrain_steps=args.pretrain_steps,
+                                    steps=args.finetune_steps, seeds=args.seeds, method="sqrl", agent="sac",
+                                    indicator=args.indicator or "",
+                                    agent_options={"learning_starts": settings.learning_starts, "hidden": [8]},
+                                    shield={"learning_starts": settings.learning_starts, "hidden": [8]}))
     except ValueError as error:
         raise SystemExit(f"safeshield transfer: {error}") from error
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
     runs, table = run_transfer(settings, tuple(range(args.seeds)), args.out, workers=args.workers,
                                progress=not args.no_progress)
     path = write_json(Path(args.out) / "results.json",
@@ -169,6 +183,8 @@ def main(argv: list[str] | None = None) -> int:
                                    formatter_class=defaults)
     transfer.add_argument("--pretrain", required=True, help="low-stakes env id (e.g. safeshield/Minitaur-v0)")
     transfer.add_argument("--target", required=True, help="high-stakes env id (e.g. safeshield/MinitaurVelocity-v0)")
+    transfer.add_argument("--indicator", help="failure indicator when the envs declare none: terminated, cost, "
+                          "info:<key> or module:function")
     transfer.add_argument("--pretrain-steps", type=int, default=8_000, help="pre-training env steps")
     transfer.add_argument("--finetune-steps", type=int, default=6_000, help="fine-tuning env steps")
     transfer.add_argument("--eps-safe", type=float, default=0.1, help="SQRL threshold (paper Table 1: 0.1)")

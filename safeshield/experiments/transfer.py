@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 import safeshield
+from safeshield.experiments.train import resolve_indicator
 from safeshield.agents import SAC, SACConfig
 from safeshield.experiments.runner import Job, episode_reporter, mean_ci, run_jobs, summarise_episodes
 
@@ -71,6 +72,7 @@ class TransferSettings:
     train_every: int = 1  # SQRL Alg. 2: one update per env step (SAC and shield)
     eval_episodes: int = 20  # deterministic episodes scoring the deployed policy
     path_dims: int = 0  # leading observation entries recorded per evaluation step (2: DrunkSpider's x, y)
+    indicator: str = ""  # "" = the envs' declared one; "terminated", "cost", "info:<key>" or "module:function"
 
     def __post_init__(self) -> None:
         for name in ("pretrain_steps", "finetune_steps", "batch_size", "train_every", "eval_episodes"):
@@ -131,6 +133,16 @@ def evaluate(agent: SAC, env: gym.Env, episodes: int, seed: int, path_dims: int 
     return {"mean_return": float(np.mean(returns)), "failures": failures, "episodes": episodes, "paths": paths}
 
 
+def _signalled(env: gym.Env, indicator) -> gym.Env:
+    """``info["failure"]`` from the indicator where the env reports none, so both methods count
+    failures the same way (a gymnasium env that only terminates reports none)."""
+    from safeshield.experiments.runlog import AgentSignals
+    from safeshield.experiments.train import _declared_indicator
+
+    indicator = indicator if indicator is not None else _declared_indicator(env)
+    return AgentSignals(env, indicator) if indicator is not None else env
+
+
 def transfer_job(
     method: str, seed: int, settings: TransferSettings, out_dir: str, progress_queue=None
 ) -> dict[str, Any]:
@@ -139,28 +151,29 @@ def transfer_job(
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     torch.set_num_threads(1)
     report = episode_reporter(progress_queue)
-    pre_env = gym.make(settings.pretrain_id)
+    indicator = resolve_indicator(settings.indicator)
+    pre_env = _signalled(gym.make(settings.pretrain_id), indicator)
     agent = make_sac(pre_env, settings, seed)
     if method == "sqrl":
-        pre_env = safeshield.wrap(pre_env, "sqrl", seed=seed, **shield_options(settings, pretraining=True))
+        pre_env = safeshield.wrap(pre_env, "sqrl", indicator, seed=seed, **shield_options(settings, pretraining=True))
         pre_env.attach_policy(agent.sample_actions)
     pre_records = agent.learn(pre_env, settings.pretrain_steps, seed=seed, progress=False, callback=report)
 
-    target_env = gym.make(settings.target_id)
+    target_env = _signalled(gym.make(settings.target_id), indicator)
     if method == "sqrl":
         shield_path = Path(out_dir) / f"sqrl_seed{seed}" / "shield"
         pre_env.safety_model.save(shield_path)
         target_env = safeshield.load(
-            shield_path, target_env, train=True, seed=seed, pretraining=False, selection="uniform"
+            shield_path, target_env, train=True, seed=seed, indicator=indicator, pretraining=False, selection="uniform"
         )
         target_env.attach_policy(agent.sample_actions)
         agent.set_safety_critic(target_env.safety_model.q_safe, eps_safe=settings.eps_safe)
     agent.reset_buffer()  # SQRL Alg. 2: D_offline starts empty in the target task
     fine_records = agent.learn(target_env, settings.finetune_steps, seed=seed + 10_000, progress=False, callback=report)
 
-    eval_env = gym.make(settings.target_id)
+    eval_env = _signalled(gym.make(settings.target_id), indicator)
     if method == "sqrl":
-        eval_env = safeshield.ShieldWrapper(eval_env, target_env.safety_model.freeze(), train=False, seed=seed)
+        eval_env = safeshield.ShieldWrapper(eval_env, target_env.safety_model.freeze(), indicator, train=False, seed=seed)
     evaluation = evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000, path_dims=settings.path_dims)
     for env in (pre_env, target_env, eval_env):
         env.close()
