@@ -26,26 +26,16 @@ import pybullet_data
 from pybullet_utils import bullet_client
 
 from safeshield.environments._checks import check_positive
+from safeshield.environments._quiet import quiet_stdout
 
 __all__ = ["QuadrupedEnv", "direct_client", "fallen", "up_z"]
 
 
 def direct_client() -> bullet_client.BulletClient:
     """A ``DIRECT`` (headless) client. PyBullet's C code prints ``argv[0]=`` on stdout for every
-    new physics server, one line per env in a user's log; stdout's file descriptor is pointed at
-    ``os.devnull`` while it connects (Python's buffered output is flushed first and kept)."""
-    import os
-    import sys
-
-    sys.stdout.flush()
-    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 1)
+    new physics server, one line per env in a user's log: it connects under ``quiet_stdout``."""
+    with quiet_stdout():
         return bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
-    finally:
-        os.dup2(saved, 1)
-        os.close(saved)
-        os.close(null)
 
 
 def up_z(quaternion) -> float:

@@ -123,11 +123,12 @@ def _envs(args: argparse.Namespace) -> int:
 def _env_details(env_id: str) -> int:
     import gymnasium as gym
 
-    from safeshield.experiments.train import _quiet_engine, ensure_registered
+    from safeshield.environments._quiet import quiet_stdout
+    from safeshield.experiments.train import ensure_registered
 
     try:
         ensure_registered(env_id)
-        with _quiet_engine():
+        with quiet_stdout():
             env = gym.make(env_id)
     except (ValueError, ImportError, gym.error.Error) as error:
         raise SystemExit(f"safeshield envs: {error}") from None

@@ -65,7 +65,7 @@ def _print_summary(config: RunConfig, summary: dict) -> None:
         print(f"eval     {ev['env']}: return {ev['mean_return'][0]:.3g} ± {ev['mean_return'][1]:.2g}, "
               f"failure rate {ev['failure_rate'][0]:.0%} over {ev['episodes']} episode(s) per seed")
     if summary.get("smoke"):
-        print("(smoke run: fewer than 3 seeds or 10k steps; the numbers are not evidence)")
+        print("(smoke run: fewer than 3 seeds or 5000 training steps; the numbers are not evidence)")
 
 
 def _add_train(commands) -> None:

@@ -130,9 +130,6 @@ def summarise(transfer_runs: list[dict], sweep: list[dict]) -> dict[str, Any]:
     return {"transfer": table, "fig5_paths": paths}
 
 
-SMOKE_STEPS = 4_000  # fine-tuning steps below which a demo's ratio is a smoke run's (--quick gives 600)
-
-
 def format_table(summary: dict[str, Any], settings: DemoSettings | None = None) -> str:
     """The printed table; with ``settings`` of a smoke run (``--quick`` or fewer than 3 seeds) the
     failure ratio says it is not evidence."""
@@ -151,7 +148,9 @@ def format_table(summary: dict[str, Any], settings: DemoSettings | None = None) 
             f"{cell('finetune_failure_rate', '.2%'):22} | {cell('final_return', '.2f'):12} | {cell('final_failure_rate', '.0%')}"
         )
     if "sac_to_sqrl_failure_ratio" in table:
-        smoke = settings is not None and (settings.finetune_steps < SMOKE_STEPS or len(settings.seeds) < 3)
+        from safeshield.experiments.train import is_smoke
+
+        smoke = settings is not None and is_smoke(settings.finetune_steps, len(settings.seeds))
         caveat = (f" -- smoke run ({settings.finetune_steps} fine-tuning steps x {len(settings.seeds)} seeds): "
                   "not evidence; run without --quick" if smoke else "")
         lines.append(f"SAC fails {table['sac_to_sqrl_failure_ratio']:.1f}x as often as SQRL while fine-tuning "

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from safeshield.experiments.runlog import read_episodes
-from safeshield.experiments.train import SMOKE_STEPS, read_run
+from safeshield.experiments.train import SMOKE_SEEDS, SMOKE_STEPS, is_smoke, read_run
 
 __all__ = ["METRICS", "Run", "load_run", "plot_metric", "write_report"]
 
@@ -58,7 +58,7 @@ class Run:
 
     @property
     def smoke(self) -> bool:
-        return self.config["seeds"] < 3 or self.config["steps"] < SMOKE_STEPS
+        return is_smoke(self.config["steps"], self.config["seeds"])
 
     @property
     def label(self) -> str:
@@ -234,8 +234,8 @@ def write_report(folders: list[str | os.PathLike], out: str | os.PathLike) -> tu
     table = [_table_row(run) for run in runs]
     md = ["# safeshield report", ""]
     if any(run.smoke for run in runs):
-        md += ["> **Smoke run(s)** marked below (fewer than 3 seeds or "
-               f"{SMOKE_STEPS} training steps): their ratios are not evidence.", ""]
+        md += [f"> **Smoke run(s)** marked below (fewer than {SMOKE_SEEDS} seeds or {SMOKE_STEPS} training steps): "
+               "their ratios are not evidence.", ""]
     md += _md_table(table) + [""]
     ratios = _ratios(runs)
     if ratios:

@@ -49,6 +49,7 @@ import torch
 
 import safeshield
 from safeshield.core.metrics import ShieldStats
+from safeshield.environments._quiet import quiet_stdout
 from safeshield.experiments.config import RunConfig, to_toml
 from safeshield.experiments.runlog import AgentSignals, EpisodeRecorder, RunLog
 
@@ -67,7 +68,15 @@ __all__ = [
     "train_seed",
 ]
 
-SMOKE_STEPS = 10_000  # below this many training steps per seed, or with fewer than 3 seeds, a run is a smoke run
+# our rule of thumb: below this many training steps per seed, or with fewer than 3 seeds, a run is a
+# smoke run whose failure ratios are noise (the DrunkSpider demo's 6000 fine-tuning steps are not)
+SMOKE_STEPS = 5_000
+SMOKE_SEEDS = 3
+
+
+def is_smoke(steps: int, seeds: int) -> bool:
+    """Whether a run of ``steps`` training steps per seed over ``seeds`` seeds is a smoke run."""
+    return steps < SMOKE_STEPS or seeds < SMOKE_SEEDS
 FALLBACK_WARN = 0.5  # fallbacks on more than this share of steps
 SILENT_CRITIC_FAILURES = 10  # failures after which a shield that never rejected anything is suspicious
 
@@ -139,7 +148,7 @@ def check_run(config: RunConfig) -> list[str]:
     shield_options = dict(config.shield)
     for phase, env_id, steps in config.phases:
         ensure_registered(env_id)
-        with _quiet_engine():
+        with quiet_stdout():
             env = gym.make(env_id)
         try:
             if indicator is None and _declared_indicator(env) is None:
@@ -159,9 +168,9 @@ def check_run(config: RunConfig) -> list[str]:
                 notes += _budget_notes(config, agent, env, steps, phase)
         finally:
             env.close()
-    if config.seeds < 3 or config.steps < SMOKE_STEPS:
+    if is_smoke(config.steps, config.seeds):
         notes.append(f"smoke run ({config.steps} steps x {config.seeds} seed(s)): its failure ratios are not evidence; "
-                     f"use >= {SMOKE_STEPS} steps and >= 3 seeds for a comparison")
+                     f"use >= {SMOKE_STEPS} steps and >= {SMOKE_SEEDS} seeds for a comparison")
     return notes
 
 
@@ -170,7 +179,7 @@ def _try_indicator(env: gym.Env, indicator, env_id: str) -> None:
     from safeshield.core.indicators import make_indicator
 
     fn = make_indicator(indicator)
-    with _quiet_engine():
+    with quiet_stdout():
         env.reset(seed=0)
         step = env.step(env.action_space.sample())
     try:
@@ -209,24 +218,6 @@ def _agent_learning_starts(agent: Any) -> tuple[int | None, str]:
 
 
 # -- the env stack -------------------------------------------------------------------------------------
-class _quiet_engine:
-    """Silence what an engine prints on stdout while an env is built (PyBullet's ``argv[0]=``)."""
-
-    def __enter__(self):
-        sys.stdout.flush()
-        self._saved = os.dup(1)
-        self._null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(self._null, 1)
-        return self
-
-    def __exit__(self, *exc):
-        sys.stdout.flush()
-        os.dup2(self._saved, 1)
-        os.close(self._saved)
-        os.close(self._null)
-        return False
-
-
 def _needs_flat(env: gym.Env) -> bool:
     return not isinstance(env.observation_space, gym.spaces.Box)
 
@@ -255,7 +246,7 @@ def make_run_env(config: RunConfig, env_id: str, phase: str, *, seed: int, on_ep
                  step_offset: int = 0, checkpoint: str = "", train: bool = True) -> tuple[gym.Env, ShieldStats | None]:
     """The phase's wrapper stack (module docstring); returns the env the agent sees and the shield's stats."""
     indicator = resolve_indicator(config.indicator)
-    with _quiet_engine():
+    with quiet_stdout():
         env = gym.make(env_id)
     indicator = indicator if indicator is not None else _declared_indicator(env)
     env = AgentSignals(env, indicator)
@@ -544,7 +535,7 @@ def summarise_seeds(config: RunConfig, seeds: list[dict[str, Any]]) -> dict[str,
 
     from safeshield.experiments.runlog import read_episodes
 
-    summary: dict[str, Any] = {"smoke": config.seeds < 3 or config.steps < SMOKE_STEPS}
+    summary: dict[str, Any] = {"smoke": is_smoke(config.steps, config.seeds)}
     for phase, _, steps in config.phases:
         per_seed = []
         for seed in seeds:
