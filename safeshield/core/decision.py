@@ -29,7 +29,7 @@ one small forward pass in the common case, not k.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -180,7 +180,7 @@ def decide(
     proposal: torch.Tensor,
     threshold: float,
     sampler: CandidateSampler,
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     *,
     k: int = 50,
     rounds: int = 1,
@@ -194,69 +194,108 @@ def decide(
     under ``torch.inference_mode()``; it never mutates its inputs. A front end that already
     scored the proposals (a leaner single-row path) passes ``proposal_risk`` to skip that pass.
     Risks are compared in float32, the dtype the models compute in.
+
+    ``generator``: one ``torch.Generator`` for every row, or one per row. With one per row,
+    each row's candidates are drawn with its own generator (the sampler is called row by row;
+    scoring stays one batched call per round), so a row decides the same whatever the other
+    rows do: what lets N environments share one model and decide as N single shields would.
     """
     threshold = np.float32(threshold)
     if proposal_risk is None:
         proposal_risk = risk_fn(obs, proposal).numpy()
     proposal_np = proposal.numpy()
-    n = proposal_np.shape[0]
     rejected = np.flatnonzero(proposal_risk >= threshold)
+    if rejected.size == 0:
+        return Decision.accepted(proposal_np, np.asarray(proposal_risk, dtype=np.float32))
+    n = proposal_np.shape[0]
+    if not isinstance(generator, torch.Generator) and len(generator) != n:
+        raise ValueError(f"generator must be one torch.Generator or one per row ({n}), got {len(generator)}")
+    search = _Search(
+        risk_fn, obs, proposal, threshold, sampler, generator, k, rounds, selection,
+        half_range if half_range is not None else np.ones(proposal_np.shape[1], dtype=np.float32),
+    )
+    state = _Best(proposal_np.copy(), np.asarray(proposal_risk, dtype=np.float32).copy(), np.zeros(n, dtype=np.int64))
+    found = search.run(rejected, state)
     intervened = np.zeros(n, dtype=bool)
     fell_back = np.zeros(n, dtype=bool)
-    n_candidates = np.zeros(n, dtype=np.int64)
-    action, risk = proposal_np, np.asarray(proposal_risk, dtype=np.float32)
-    if rejected.size:
-        action, risk = proposal_np.copy(), risk.copy()
-        scale = half_range if half_range is not None else np.ones(proposal_np.shape[1], dtype=np.float32)
-        found = _resample(
-            risk_fn, obs, proposal, threshold, sampler, generator, rejected,
-            action, risk, n_candidates, k, rounds, selection, scale,
-        )
-        fell_back[rejected] = ~found
-        intervened[rejected] = (action[rejected] != proposal_np[rejected]).any(axis=1)
+    fell_back[rejected] = ~found
+    intervened[rejected] = (state.action[rejected] != proposal_np[rejected]).any(axis=1)
     return Decision(
-        action=action,
-        risk=risk,
+        action=state.action,
+        risk=state.risk,
         proposal_risk=np.asarray(proposal_risk),
         intervened=intervened,
         fell_back=fell_back,
-        n_candidates=n_candidates,
+        n_candidates=state.n_candidates,
     )
 
 
-def _resample(risk_fn, obs, proposal, threshold, sampler, generator, rows, action, risk, n_candidates,
-              k, rounds, selection, half_range) -> np.ndarray:
-    """Fill ``action``/``risk`` (numpy) for ``rows`` in place; return which rows found a safe action.
+@dataclass
+class _Best:
+    """Per row: the action chosen so far, its risk, and how many candidates were scored."""
 
-    Until a row finds a safe candidate, ``action``/``risk`` hold its least risky action so far
-    (the proposal to start with), which is the fallback if no round succeeds. Sampling and
-    scoring are one batched torch call per round; the bookkeeping is numpy on small arrays.
-    """
-    found = np.zeros(rows.size, dtype=bool)
-    for round_index in range(rounds):
-        active = np.flatnonzero(~found)
-        if active.size == 0:
-            break
-        env_rows = rows[active]
-        index = torch.from_numpy(env_rows)
-        row_obs, row_proposal = obs[index], proposal[index]
-        candidates_t = sampler(row_obs, row_proposal, k, round_index, generator)
-        act_dim = candidates_t.shape[-1]
-        flat_obs = row_obs.unsqueeze(1).expand(-1, k, -1).reshape(-1, row_obs.shape[-1])
-        candidate_risk = risk_fn(flat_obs, candidates_t.reshape(-1, act_dim)).numpy().reshape(-1, k)
-        candidates = candidates_t.numpy()
-        n_candidates[env_rows] += k
-        safe = candidate_risk < threshold
-        has_safe = safe.any(axis=1)
-        pick = np.where(
-            has_safe,
-            _choose_safe(candidate_risk, safe, candidates, row_proposal.numpy(), half_range, selection),
-            candidate_risk.argmin(axis=1),
-        )
-        lines = np.arange(pick.size)
-        picked_risk = candidate_risk[lines, pick]
-        improves = has_safe | (picked_risk < risk[env_rows])
-        action[env_rows[improves]] = candidates[lines[improves], pick[improves]]
-        risk[env_rows[improves]] = picked_risk[improves]
-        found[active] = has_safe
-    return found
+    action: np.ndarray  # (n, act_dim)
+    risk: np.ndarray  # (n,) float32
+    n_candidates: np.ndarray  # (n,) int64
+
+
+@dataclass(frozen=True)
+class _Search:
+    """The fixed inputs of the resampling rounds (what ``decide`` was called with)."""
+
+    risk_fn: RiskFunction
+    obs: torch.Tensor
+    proposal: torch.Tensor
+    threshold: np.float32
+    sampler: CandidateSampler
+    generator: torch.Generator | Sequence[torch.Generator]
+    k: int
+    rounds: int
+    selection: str
+    half_range: np.ndarray
+
+    def draw(self, rows: np.ndarray, row_obs: torch.Tensor, row_proposal: torch.Tensor, round_index: int) -> torch.Tensor:
+        """``(len(rows), k, act_dim)`` candidates: one call for all rows, or row by row with each row's generator."""
+        if isinstance(self.generator, torch.Generator):
+            return self.sampler(row_obs, row_proposal, self.k, round_index, self.generator)
+        return torch.cat([
+            self.sampler(row_obs[i : i + 1], row_proposal[i : i + 1], self.k, round_index, self.generator[row])
+            for i, row in enumerate(rows)
+        ])
+
+    def run(self, rows: np.ndarray, best: _Best) -> np.ndarray:
+        """Fill ``best`` for ``rows`` in place; return which of them found a safe action.
+
+        Until a row finds a safe candidate, ``best`` holds its least risky action so far (the
+        proposal to start with), which is the fallback if no round succeeds. Sampling and
+        scoring are one batched torch call per round; the bookkeeping is numpy on small arrays.
+        """
+        k = self.k
+        found = np.zeros(rows.size, dtype=bool)
+        for round_index in range(self.rounds):
+            active = np.flatnonzero(~found)
+            if active.size == 0:
+                break
+            env_rows = rows[active]
+            index = torch.from_numpy(env_rows)
+            row_obs, row_proposal = self.obs[index], self.proposal[index]
+            candidates_t = self.draw(env_rows, row_obs, row_proposal, round_index)
+            act_dim = candidates_t.shape[-1]
+            flat_obs = row_obs.unsqueeze(1).expand(-1, k, -1).reshape(-1, row_obs.shape[-1])
+            candidate_risk = self.risk_fn(flat_obs, candidates_t.reshape(-1, act_dim)).numpy().reshape(-1, k)
+            candidates = candidates_t.numpy()
+            best.n_candidates[env_rows] += k
+            safe = candidate_risk < self.threshold
+            has_safe = safe.any(axis=1)
+            pick = np.where(
+                has_safe,
+                _choose_safe(candidate_risk, safe, candidates, row_proposal.numpy(), self.half_range, self.selection),
+                candidate_risk.argmin(axis=1),
+            )
+            lines = np.arange(pick.size)
+            picked_risk = candidate_risk[lines, pick]
+            improves = has_safe | (picked_risk < best.risk[env_rows])
+            best.action[env_rows[improves]] = candidates[lines[improves], pick[improves]]
+            best.risk[env_rows[improves]] = picked_risk[improves]
+            found[active] = has_safe
+        return found

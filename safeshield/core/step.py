@@ -14,6 +14,7 @@ The wrappers only do I/O. The decision itself is ``safeshield.core.decision.deci
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -25,7 +26,20 @@ from safeshield.core.indicators import describe_indicator, make_indicator
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import resolve_model
 
-__all__ = ["ShieldStepper", "StepperFrontEnd", "default_indicator", "flatten_batch"]
+__all__ = ["ShieldStepper", "StepperFrontEnd", "Transitions", "default_indicator", "flatten_batch"]
+
+
+@dataclass(frozen=True)
+class Transitions:
+    """One env step of some rows, as ``ShieldStepper.record`` stores it (flat float32 arrays)."""
+
+    rows: np.ndarray  # (m,) which envs stepped
+    obs: np.ndarray  # (m, obs_dim) observations the actions were taken in
+    action: np.ndarray  # (m, act_dim) executed actions
+    next_obs: np.ndarray  # (m, obs_dim) observations after the step
+    failure: Sequence[float]  # (m,) indicator values
+    terminated: Sequence[bool]  # (m,)
+    truncated: Sequence[bool]  # (m,)
 
 
 class ShieldStepper:
@@ -123,76 +137,43 @@ class ShieldStepper:
                 risk = model.risk(obs, torch.from_numpy(proposals)).numpy()
         if not (risk >= threshold).any():
             return Decision.accepted(proposals, risk)
-        return self._resample(proposals, risk, rows, threshold)
-
-    def _resample(self, proposals: np.ndarray, proposal_risk: np.ndarray, rows: np.ndarray, threshold) -> Decision:
-        """``decide`` for the rejected rows, one round at a time, each row drawing from its own RNG.
-
-        Each round is one ``decide`` call (one batched candidate query); across rounds a row keeps
-        its least risky action, as ``decide`` does within its own rounds.
-        """
-        cfg, model = self.model.config, self.model
-        action, risk = proposals.copy(), proposal_risk.copy()
-        n = proposals.shape[0]
-        found = np.zeros(n, dtype=bool)
-        n_candidates = np.zeros(n, dtype=np.int64)
-        rejected = np.flatnonzero(proposal_risk >= threshold)
-        active = rejected
-        obs = self.obs_tensor[torch.from_numpy(rows[active])]
-        proposal_t = torch.from_numpy(proposals)
+        cfg = model.config
+        obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
         with torch.inference_mode():
-            for round_index in range(cfg.resample_rounds):
-                index = torch.from_numpy(active)
-                sampler = _PerEnvSampler(self.sampler, [self.generators[r] for r in rows[active]], round_index)
-                step = decide(
-                    model.risk, obs, proposal_t[index], threshold, sampler, self.generators[rows[active[0]]],
-                    k=cfg.n_candidates, rounds=1, selection=model.selection,
-                    half_range=self.half_range, proposal_risk=proposal_risk[active],
-                )
-                n_candidates[active] += step.n_candidates
-                safe = ~step.fell_back
-                better = safe | (step.risk < risk[active])
-                action[active[better]] = step.action[better]
-                risk[active[better]] = step.risk[better]
-                found[active] = safe
-                if safe.all():
-                    break
-                obs = obs[torch.from_numpy(np.flatnonzero(~safe))]
-                active = active[~safe]
-        intervened = np.zeros(n, dtype=bool)
-        intervened[rejected] = (action[rejected] != proposals[rejected]).any(axis=1)
-        fell_back = np.zeros(n, dtype=bool)
-        fell_back[rejected] = ~found[rejected]
-        return Decision(action, risk, proposal_risk, intervened, fell_back, n_candidates)
+            return decide(
+                model.risk, obs, torch.from_numpy(proposals), threshold, self.sampler,
+                [self.generators[row] for row in rows], k=cfg.n_candidates, rounds=cfg.resample_rounds,
+                selection=model.selection, half_range=self.half_range, proposal_risk=risk,
+            )
 
-    def record(self, rows, previous: np.ndarray, executed: np.ndarray, next_flat: np.ndarray,
-               failures, terminated, truncated, intervened, fell_back) -> None:
-        """Count one step of ``rows``; unless frozen, store ``(previous, executed, next)`` per row,
-        link each env's previous transition to ``executed`` (SARSA) and learn on the schedule.
+    def record(self, step: Transitions, decision: Decision) -> None:
+        """Count one step of ``step.rows``; unless frozen, store each row's transition, link each
+        env's previous transition to the executed action (SARSA) and learn on the schedule.
 
-        Rows are stored one after another with the model's schedule checked after each, exactly
-        as the same steps taken by single-env shields one after another would be.
+        ``decision`` is the one made for those rows. Rows are stored one after another with the
+        model's schedule checked after each, exactly as the same steps taken by single-env
+        shields one after another would be.
         """
-        model = self.model
-        if not model.frozen:
-            self._store_and_learn(rows, previous, executed, next_flat, failures, terminated, truncated)
-        failed = np.asarray(failures) > 0.5
-        self.total_interventions += int(np.count_nonzero(intervened))
-        self.total_fallbacks += int(np.count_nonzero(fell_back))
+        if not self.model.frozen:
+            self._store_and_learn(step)
+        failed = np.asarray(step.failure) > 0.5
+        self.total_interventions += int(np.count_nonzero(decision.intervened))
+        self.total_fallbacks += int(np.count_nonzero(decision.fell_back))
         if failed.any():
-            np.add.at(self.episode_failures, np.asarray(rows)[failed], 1)
+            np.add.at(self.episode_failures, np.asarray(step.rows)[failed], 1)
             self.total_failures += int(np.count_nonzero(failed))
 
-    def _store_and_learn(self, rows, previous, executed, next_flat, failures, terminated, truncated) -> None:
+    def _store_and_learn(self, step: Transitions) -> None:
         # Learning needs autograd even when the caller steps the env under no_grad or
         # inference_mode, as TorchRL's collectors do.
         model = self.model
         with torch.inference_mode(False), torch.enable_grad():
-            for j, row in enumerate(rows):
-                failure, done = failures[j], bool(terminated[j] or truncated[j])
+            for j, row in enumerate(step.rows):
+                failure, terminated = step.failure[j], bool(step.terminated[j])
+                done = terminated or bool(step.truncated[j])
                 if self.pending[row] is not None:
-                    model.buffer.set_next_action(self.pending[row], executed[j])
-                stored = model.observe(previous[j], executed[j], next_flat[j], failure, bool(terminated[j]))
+                    model.buffer.set_next_action(self.pending[row], step.action[j])
+                stored = model.observe(step.obs[j], step.action[j], step.next_obs[j], failure, terminated)
                 self.pending[row] = None if done else stored
                 model.after_step()
                 if done:
@@ -226,26 +207,6 @@ class ShieldStepper:
             wider = self._perturbation[2] if cfg.widen_policy else None
             return PolicySampler(self.model.policy_sampler, self.low, self.high, wider=wider)
         return self._perturbation[1]
-
-
-class _PerEnvSampler:
-    """Draw each row's candidates with its own env's RNG, at a fixed round index.
-
-    Why not one draw for all rows: then a row's candidates would depend on which other envs
-    were rejected in the same step, and a vector shield would not decide as N single ones do.
-    Sampling is cheap next to scoring, which stays one batched call per round.
-    """
-
-    def __init__(self, sampler, generators: list[torch.Generator], round_index: int):
-        self.sampler, self.generators, self.round_index = sampler, generators, round_index
-
-    def __call__(self, obs, proposal, k, _round_index, _generator):
-        if len(self.generators) == 1:
-            return self.sampler(obs, proposal, k, self.round_index, self.generators[0])
-        return torch.cat([
-            self.sampler(obs[i : i + 1], proposal[i : i + 1], k, self.round_index, generator)
-            for i, generator in enumerate(self.generators)
-        ])
 
 
 class StepperFrontEnd:

@@ -42,7 +42,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.metrics import ShieldStats
-from safeshield.core.step import StepperFrontEnd, flatten_batch
+from safeshield.core.step import StepperFrontEnd, Transitions, flatten_batch
 from safeshield.wrappers.shield import find_shield
 
 __all__ = ["ShieldedVecEnv", "ShieldCallback", "find_shields", "policy_sampler", "wrap_vec_env"]
@@ -124,8 +124,8 @@ class ShieldedVecEnv(StepperFrontEnd, VecEnvWrapper):
             if dones[i]:
                 next_flat[i] = flatten_batch(self.observation_space, env_obs, 1, batched=False)[0]
             failures[i] = self.indicator(env_obs, rewards[i], terminated[i], truncated[i], info)
-        stepper.record(np.arange(n), stepper.obs_flat, decision.action, next_flat, failures, terminated, truncated,
-                    decision.intervened, decision.fell_back)
+        step = Transitions(np.arange(n), stepper.obs_flat, decision.action, next_flat, failures, terminated, truncated)
+        stepper.record(step, decision)
         stepper.remember(flat)
         stepper.start_episodes(np.flatnonzero(dones))
         infos = [dict(info, shield=stepper.report(proposed[i], decision.action[i], decision, i, failures[i]))

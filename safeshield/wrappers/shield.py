@@ -15,7 +15,7 @@ import gymnasium as gym
 import numpy as np
 
 from safeshield.core.critic import CriticConfig, SafetyCritic
-from safeshield.core.step import StepperFrontEnd, flatten_batch
+from safeshield.core.step import StepperFrontEnd, Transitions, flatten_batch
 
 __all__ = ["ShieldWrapper", "find_shield"]
 
@@ -107,8 +107,9 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
         failure = self.indicator(obs, reward, terminated, truncated, info)
         previous = stepper.obs_flat
         stepper.remember(flatten_batch(self.observation_space, obs, 1, batched=False))
-        stepper.record(self._ROW, previous, executed, stepper.obs_flat, (failure,), (terminated,), (truncated,),
-                    decision.intervened, decision.fell_back)
+        stepper.record(
+            Transitions(self._ROW, previous, executed, stepper.obs_flat, (failure,), (terminated,), (truncated,)), decision
+        )
         info = dict(info)
         info["shield"] = stepper.report(action, executed[0], decision, 0, failure)
         return obs, reward, terminated, truncated, info

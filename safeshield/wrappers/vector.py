@@ -35,7 +35,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from safeshield.core.decision import Decision
 from safeshield.core.critic import CriticConfig, SafetyCritic
-from safeshield.core.step import StepperFrontEnd, flatten_batch
+from safeshield.core.step import StepperFrontEnd, Transitions, flatten_batch
 
 __all__ = ["EnvInfo", "VectorShieldWrapper", "env_info", "wrap_vector"]
 
@@ -144,8 +144,9 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
             else:
                 env_obs, info = _row(obs, i), EnvInfo(infos, i)
             failures[j] = self.indicator(env_obs, rewards[i], terminations[i], truncations[i], info)
-        self.stepper.record(rows, self.stepper.obs_flat[rows], executed, next_flat, failures, terminations[rows],
-                         truncations[rows], decision.intervened, decision.fell_back)
+        step = Transitions(rows, self.stepper.obs_flat[rows], executed, next_flat, failures, terminations[rows],
+                           truncations[rows])
+        self.stepper.record(step, decision)
         return failures
 
     def _report(self, actions, executed, rows, decision, failures) -> tuple[dict[str, np.ndarray], np.ndarray]:
