@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 
+from safeshield.core.validation import check_finite, check_interval, check_positive
+
 __all__ = ["LagrangeMultiplier"]
 
 
@@ -33,13 +35,11 @@ class LagrangeMultiplier:
     """
 
     def __init__(self, limit: float, lr: float, init: float = 0.0, max_value: float | None = None):
-        for name, value in (("limit", limit), ("lr", lr), ("init", init)):
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"LagrangeMultiplier: {name} must be a finite number, got {value!r}")
-        if lr < 0 or init < 0:
-            raise ValueError(f"LagrangeMultiplier: lr and init must be >= 0, got lr={lr!r}, init={init!r}")
-        if max_value is not None and not max_value >= init:
-            raise ValueError(f"LagrangeMultiplier: max_value must be >= init, got {max_value!r}")
+        check_finite("LagrangeMultiplier.limit", limit)
+        check_positive("LagrangeMultiplier.lr", lr, allow_zero=True)
+        check_positive("LagrangeMultiplier.init", init, allow_zero=True)
+        if max_value is not None:
+            check_interval("LagrangeMultiplier.max_value", max_value, float(init), math.inf, closed="left")
         self.limit = float(limit)
         self.lr = float(lr)
         self.max_value = None if max_value is None else float(max_value)
@@ -47,9 +47,7 @@ class LagrangeMultiplier:
 
     def update(self, measured: float) -> float:
         """One dual step from the measured constraint value C; returns the new λ."""
-        measured = float(measured)
-        if not math.isfinite(measured):
-            raise ValueError(f"LagrangeMultiplier.update: measured must be finite, got {measured!r}")
+        measured = check_finite("LagrangeMultiplier.update measured", float(measured))
         value = max(0.0, self.value + self.lr * (measured - self.limit))
         self.value = value if self.max_value is None else min(value, self.max_value)
         return self.value

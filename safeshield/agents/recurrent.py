@@ -42,6 +42,7 @@ from torch import nn
 
 from safeshield.agents.sac import _adam
 from safeshield.agents.sac_lagrangian import SACLagrangian, SACLagrangianConfig
+from safeshield.core.validation import check_count
 
 __all__ = ["SequenceBuffer", "RecurrentSACLagrangian", "RecurrentSACLagrangianConfig"]
 
@@ -107,8 +108,8 @@ class RecurrentSACLagrangianConfig(SACLagrangianConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.gru_hidden < 1 or self.sequence_length < 1:
-            raise ValueError(f"gru_hidden and sequence_length must be >= 1, got {self.gru_hidden!r}, {self.sequence_length!r}")
+        check_count("RecurrentSACLagrangianConfig.gru_hidden", self.gru_hidden)
+        check_count("RecurrentSACLagrangianConfig.sequence_length", self.sequence_length)
 
 
 class RecurrentSACLagrangian(SACLagrangian):

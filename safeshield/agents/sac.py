@@ -57,6 +57,7 @@ from safeshield.agents.lagrange import LagrangeMultiplier
 from safeshield.core.buffer import TransitionBuffer
 from safeshield.core.checkpoint import restore, save_checkpoint, space_signature
 from safeshield.core.networks import StateActionNet, mlp
+from safeshield.core.validation import check_count, check_interval, check_positive, check_widths
 
 __all__ = ["SAC", "SACConfig"]
 
@@ -87,15 +88,15 @@ class SACConfig:
     nu_init: float = 0.0  # our choice: start unconstrained (SQRL silent)
 
     def __post_init__(self):
-        positive = ("tau", "lr", "batch_size", "buffer_size", "train_every", "gradient_steps", "init_alpha")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"SACConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        if not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"SACConfig.gamma must lie in [0, 1], got {self.gamma!r}")
-        if self.nu_lr < 0 or self.nu_init < 0 or self.learning_starts < 0:
-            raise ValueError("SACConfig.nu_lr, nu_init and learning_starts must be >= 0")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        for name in ("tau", "lr", "init_alpha"):
+            check_positive(f"SACConfig.{name}", getattr(self, name))
+        for name in ("batch_size", "buffer_size", "train_every", "gradient_steps"):
+            check_count(f"SACConfig.{name}", getattr(self, name))
+        check_interval("SACConfig.gamma", self.gamma, 0.0, 1.0)
+        for name in ("nu_lr", "nu_init"):
+            check_positive(f"SACConfig.{name}", getattr(self, name), allow_zero=True)
+        check_count("SACConfig.learning_starts", self.learning_starts, minimum=0)
+        object.__setattr__(self, "hidden", check_widths("SACConfig.hidden", self.hidden))
 
 
 class _Actor(nn.Module):

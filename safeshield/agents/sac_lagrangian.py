@@ -50,6 +50,7 @@ from torch import nn
 from safeshield.agents.lagrange import LagrangeMultiplier
 from safeshield.agents.sac import SAC, SACConfig, _adam
 from safeshield.core.networks import StateActionNet
+from safeshield.core.validation import check_choice, check_count, check_interval, check_positive
 
 __all__ = ["SACLagrangian", "SACLagrangianConfig"]
 
@@ -74,15 +75,12 @@ class SACLagrangianConfig(SACConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.beta_update not in BETA_UPDATES:
-            raise ValueError(f"SACLagrangianConfig.beta_update must be one of {BETA_UPDATES}, got {self.beta_update!r}")
-        if not 0.0 <= self.cost_gamma < 1.0:
-            raise ValueError(f"SACLagrangianConfig.cost_gamma must lie in [0, 1), got {self.cost_gamma!r}")
-        for name in ("cost_limit", "beta_init", "beta_lr", "beta_warmup_steps"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"SACLagrangianConfig.{name} must be >= 0, got {getattr(self, name)!r}")
-        if self.cost_window < 1:
-            raise ValueError(f"SACLagrangianConfig.cost_window must be >= 1, got {self.cost_window!r}")
+        check_choice("SACLagrangianConfig.beta_update", self.beta_update, BETA_UPDATES)
+        check_interval("SACLagrangianConfig.cost_gamma", self.cost_gamma, 0.0, 1.0, closed="left")
+        for name in ("cost_limit", "beta_init", "beta_lr"):
+            check_positive(f"SACLagrangianConfig.{name}", getattr(self, name), allow_zero=True)
+        check_count("SACLagrangianConfig.beta_warmup_steps", self.beta_warmup_steps, minimum=0)
+        check_count("SACLagrangianConfig.cost_window", self.cost_window)
 
 
 class SACLagrangian(SAC):

@@ -70,6 +70,7 @@ from safeshield.agents.policy_gradient import (
 )
 from safeshield.core.checkpoint import restore, save_checkpoint, space_signature
 from safeshield.core.networks import mlp
+from safeshield.core.validation import check_count, check_interval, check_positive, check_widths
 
 __all__ = ["TRPOLagrangian", "TRPOLagrangianConfig"]
 
@@ -101,24 +102,17 @@ class TRPOLagrangianConfig:
     normalize_advantages: bool = True  # our choice: standard practice for TRPO
 
     def __post_init__(self) -> None:
-        if not 0.0 < self.gamma < 1.0:
-            raise ValueError(f"gamma must be in (0, 1), got {self.gamma!r}")
-        if not 0.0 <= self.gae_lambda <= 1.0:
-            raise ValueError(f"gae_lambda must be in [0, 1], got {self.gae_lambda!r}")
-        if not 0.0 < self.backtrack_coef < 1.0:
-            raise ValueError(f"backtrack_coef must be in (0, 1), got {self.backtrack_coef!r}")
+        check_interval("gamma", self.gamma, 0.0, 1.0, closed="neither")
+        check_interval("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_interval("backtrack_coef", self.backtrack_coef, 0.0, 1.0, closed="neither")
         for name in ("max_kl", "cg_damping", "vf_lr"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            check_positive(name, getattr(self, name))
         for name in ("backtrack_iters", "cg_iters", "vf_iters", "steps_per_epoch", "cost_samples"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not 0.0 <= self.chi < 1.0 or self.lambda_lr < 0 or self.lambda_init < 0:
-            raise ValueError(f"need chi in [0, 1), lambda_lr >= 0, lambda_init >= 0; got {self.chi!r}, "
-                             f"{self.lambda_lr!r}, {self.lambda_init!r}")
-        if not self.hidden or not all(isinstance(h, (int, np.integer)) and h > 0 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty tuple of positive layer widths, got {self.hidden!r}")
+            check_count(name, getattr(self, name))
+        check_interval("chi", self.chi, 0.0, 1.0, closed="left")
+        check_positive("lambda_lr", self.lambda_lr, allow_zero=True)
+        check_positive("lambda_init", self.lambda_init, allow_zero=True)
+        check_widths("hidden", self.hidden)
 
 
 class TRPOLagrangian:

@@ -14,6 +14,7 @@ and in ``core.model.SafetyModel`` once.
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -24,6 +25,7 @@ import torch
 from safeshield.core.buffer import Batch, TransitionBuffer
 from safeshield.core.decision import SELECTIONS
 from safeshield.core.model import SafetyConfig, SafetyModel
+from safeshield.core.validation import check_choice, check_count, check_interval, check_positive
 
 __all__ = ["CriticConfig", "SafetyCritic", "flat_dim"]
 
@@ -47,19 +49,12 @@ class CriticConfig(SafetyConfig):
 
     def __post_init__(self) -> None:
         for name in ("n_candidates", "resample_rounds", "buffer_capacity", "batch_size", "train_every", "gradient_steps"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.learning_starts < 0:
-            raise ValueError(f"learning_starts must be >= 0, got {self.learning_starts!r}")
-        if not self.perturbation_scale > 0:
-            raise ValueError(f"perturbation_scale must be > 0, got {self.perturbation_scale!r}")
-        if not self.widen >= 1:
-            raise ValueError(f"widen must be >= 1, got {self.widen!r}")
-        if not 0.0 <= self.uniform_fraction <= 1.0:
-            raise ValueError(f"uniform_fraction must be in [0, 1], got {self.uniform_fraction!r}")
-        if self.selection not in SELECTIONS:
-            raise ValueError(f"selection must be one of {SELECTIONS}, got {self.selection!r}")
+            check_count(name, getattr(self, name))
+        check_count("learning_starts", self.learning_starts, minimum=0)
+        check_positive("perturbation_scale", self.perturbation_scale)
+        check_interval("widen", self.widen, 1.0, math.inf, closed="left")
+        check_interval("uniform_fraction", self.uniform_fraction, 0.0, 1.0)
+        check_choice("selection", self.selection, SELECTIONS)
 
 
 def flat_dim(space: gym.Space) -> int:

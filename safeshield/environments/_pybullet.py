@@ -25,7 +25,7 @@ import pybullet
 import pybullet_data
 from pybullet_utils import bullet_client
 
-from safeshield.environments._checks import check_positive
+from safeshield.core.validation import check_positive
 from safeshield.environments._quiet import quiet_stdout
 
 __all__ = ["QuadrupedEnv", "direct_client", "fallen", "up_z"]

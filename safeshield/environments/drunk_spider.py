@@ -70,41 +70,11 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from safeshield.core.validation import check_finite, check_pair, check_positive
+
 __all__ = ["DrunkSpiderEnv", "classify_path"]
 
 _IMAGE_LONG_SIDE = 160  # longest image side, in pixels
-
-
-def _finite(name: str, value: Any, *, low: float | None = None, strict: bool = False) -> float:
-    """Return ``value`` as a finite float, optionally bounded below; ValueError naming ``name``."""
-    expected = "a finite number" + (
-        "" if low is None else f" {'>' if strict else '>='} {low:g}"
-    )
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be {expected}, got {value!r}") from error
-    if not math.isfinite(number) or (
-        low is not None and (number <= low if strict else number < low)
-    ):
-        raise ValueError(f"{name} must be {expected}, got {value!r}")
-    return number
-
-
-def _pair(name: str, value: Any, what: str = "(x, y)") -> tuple[float, float]:
-    """Return ``value`` as a pair of finite floats; ValueError naming ``name``."""
-    try:
-        items = tuple(value)
-    except TypeError as error:
-        raise ValueError(f"{name} must be a pair of finite numbers {what}, got {value!r}") from error
-    if len(items) != 2:
-        raise ValueError(f"{name} must be a pair of finite numbers {what}, got {value!r}")
-    try:
-        return (_finite(name, items[0]), _finite(name, items[1]))
-    except ValueError as error:
-        raise ValueError(f"{name} must be a pair of finite numbers {what}, got {value!r}") from error
 
 
 def _in_pit(positions: np.ndarray, x_lo: float, x_hi: float, inner: float, outer: float) -> np.ndarray:
@@ -153,26 +123,26 @@ class DrunkSpiderEnv(gym.Env):
         goal_bonus: float = 10.0,
         render_mode: str | None = None,
     ) -> None:
-        self.noise_std = _finite("noise_std", noise_std, low=0.0)
-        self.action_scale = _finite("action_scale", action_scale, low=0.0, strict=True)
-        self.goal_radius = _finite("goal_radius", goal_radius, low=0.0, strict=True)
-        self.start_jitter = _finite("start_jitter", start_jitter, low=0.0)
-        self.bridge_half_width = _finite("bridge_half_width", bridge_half_width, low=0.0, strict=True)
-        self.pit_outer_y = _finite("pit_outer_y", pit_outer_y)
+        self.noise_std = check_positive("noise_std", noise_std, allow_zero=True)
+        self.action_scale = check_positive("action_scale", action_scale)
+        self.goal_radius = check_positive("goal_radius", goal_radius)
+        self.start_jitter = check_positive("start_jitter", start_jitter, allow_zero=True)
+        self.bridge_half_width = check_positive("bridge_half_width", bridge_half_width)
+        self.pit_outer_y = check_finite("pit_outer_y", pit_outer_y)
         if self.pit_outer_y <= self.bridge_half_width:
             raise ValueError(
                 f"pit_outer_y must be a finite number > bridge_half_width ({self.bridge_half_width:g}), "
                 f"got {pit_outer_y!r}"
             )
-        self.step_penalty = _finite("step_penalty", step_penalty)
-        self.goal_bonus = _finite("goal_bonus", goal_bonus)
-        self.goal = _pair("goal", goal)
-        self.start = _pair("start", start)
-        self.pit_x = _pair("pit_x", pit_x, "(x_low, x_high)")
+        self.step_penalty = check_finite("step_penalty", step_penalty)
+        self.goal_bonus = check_finite("goal_bonus", goal_bonus)
+        self.goal = check_pair("goal", goal)
+        self.start = check_pair("start", start)
+        self.pit_x = check_pair("pit_x", pit_x, "(x_low, x_high)")
         if not self.pit_x[0] < self.pit_x[1]:
             raise ValueError(f"pit_x must be a pair (x_low, x_high) with x_low < x_high, got {pit_x!r}")
-        self.arena_low = _pair("arena_low", arena_low)
-        self.arena_high = _pair("arena_high", arena_high)
+        self.arena_low = check_pair("arena_low", arena_low)
+        self.arena_high = check_pair("arena_high", arena_high)
         if not (self.arena_low[0] < self.arena_high[0] and self.arena_low[1] < self.arena_high[1]):
             raise ValueError(
                 f"arena_low must be below arena_high on both axes, got arena_low={arena_low!r}, "
@@ -229,7 +199,7 @@ class DrunkSpiderEnv(gym.Env):
 
     @position.setter
     def position(self, value: Sequence[float]) -> None:
-        x, y = _pair("position", value)
+        x, y = check_pair("position", value)
         lo, hi = self.arena_low, self.arena_high
         if not (lo[0] <= x <= hi[0] and lo[1] <= y <= hi[1]):
             raise ValueError(f"position must lie inside the arena [arena_low, arena_high], got {value!r}")
@@ -381,12 +351,12 @@ def _pit_geometry(env: Any) -> tuple[float, float, float, float]:
     if isinstance(env, Mapping):
         defaults = {"pit_x": (2.0, 8.0), "bridge_half_width": 0.4, "pit_outer_y": 6.0}
         params = {**defaults, **{k: env[k] for k in defaults if k in env}}
-        x_lo, x_hi = _pair("pit_x", params["pit_x"], "(x_low, x_high)")
+        x_lo, x_hi = check_pair("pit_x", params["pit_x"], "(x_low, x_high)")
         return (
             x_lo,
             x_hi,
-            _finite("bridge_half_width", params["bridge_half_width"]),
-            _finite("pit_outer_y", params["pit_outer_y"]),
+            check_finite("bridge_half_width", params["bridge_half_width"]),
+            check_finite("pit_outer_y", params["pit_outer_y"]),
         )
     base = getattr(env, "unwrapped", env)
     if not isinstance(base, DrunkSpiderEnv):

@@ -61,7 +61,7 @@ import mujoco
 import numpy as np
 
 from safeshield.environments import hallway_people as people
-from safeshield.environments._checks import check_count, check_positive
+from safeshield.core.validation import check_count, check_positive
 from safeshield.environments.doggo import DoggoRobot, build_doggo_world_xml
 from safeshield.environments.mujoco_robots import SOLID, PlanarRobot, build_world_xml
 

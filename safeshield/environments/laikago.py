@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from safeshield.environments._checks import check_positive
+from safeshield.core.validation import check_positive
 from safeshield.environments._pybullet import QuadrupedEnv
 
 __all__ = ["LaikagoEnv", "STANDING_POSE"]

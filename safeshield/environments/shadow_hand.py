@@ -44,7 +44,7 @@ from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate import quat_from_a
 from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate_block import MujocoHandBlockEnv
 from gymnasium_robotics.utils import rotations
 
-from safeshield.environments._checks import check_finite
+from safeshield.core.validation import check_finite
 
 __all__ = ["ShadowHandCubeRotateEnv", "GOAL_AXES"]
 

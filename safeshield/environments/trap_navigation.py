@@ -41,7 +41,7 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from safeshield.environments._checks import check_count, check_positive
+from safeshield.core.validation import check_count, check_positive
 from safeshield.environments.mujoco_robots import GHOST, SOLID, PlanarRobot, build_world_xml
 
 __all__ = ["TrapNavigationEnv"]

@@ -66,6 +66,7 @@ from torch import nn
 from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
+from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
 from safeshield.shields.sqrl import INITIAL_LOGIT
 
 __all__ = [
@@ -103,24 +104,16 @@ class CSCConfig(CriticConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 <= self.chi < 1.0:
-            raise ValueError(f"chi must be in [0, 1), got {self.chi!r}")
-        if not 0.0 < self.gamma < 1.0:
-            raise ValueError(f"gamma must be in (0, 1), got {self.gamma!r}")
-        if not self.alpha >= 0.0:
-            raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
-        if not self.lr > 0 or not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"lr must be > 0 and tau in (0, 1], got lr={self.lr!r}, tau={self.tau!r}")
+        check_interval("chi", self.chi, 0.0, 1.0, closed="left")
+        check_interval("gamma", self.gamma, 0.0, 1.0, closed="neither")
+        check_positive("alpha", self.alpha, allow_zero=True)
+        check_positive("lr", self.lr)
+        check_interval("tau", self.tau, 0.0, 1.0, closed="right")
         for name in ("n_critics", "cql_samples", "episodes_per_epoch"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not self.hidden or not all(isinstance(h, (int, np.integer)) and h > 0 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty tuple of positive layer widths, got {self.hidden!r}")
-        if self.threshold_units not in THRESHOLD_UNITS:
-            raise ValueError(f"threshold_units must be one of {THRESHOLD_UNITS}, got {self.threshold_units!r}")
-        if self.ensemble_risk not in ENSEMBLE_RISKS:
-            raise ValueError(f"ensemble_risk must be one of {ENSEMBLE_RISKS}, got {self.ensemble_risk!r}")
+            check_count(name, getattr(self, name))
+        check_widths("hidden", self.hidden)
+        check_choice("threshold_units", self.threshold_units, THRESHOLD_UNITS)
+        check_choice("ensemble_risk", self.ensemble_risk, ENSEMBLE_RISKS)
 
 
 @dataclass(frozen=True)
@@ -133,8 +126,7 @@ class QEnsembleConfig(CSCConfig):
 
 def csc_threshold(chi: float, v_hat: float, gamma: float, units: str = "paper") -> float:
     """ε of Alg. 1 line 5: ``(1 − γ)(χ − V̂_C)``, or ``χ − V̂_C`` in ``"normalised"`` units."""
-    if units not in THRESHOLD_UNITS:
-        raise ValueError(f"units must be one of {THRESHOLD_UNITS}, got {units!r}")
+    check_choice("units", units, THRESHOLD_UNITS)
     return (chi - v_hat) * ((1.0 - gamma) if units == "paper" else 1.0)
 
 

@@ -58,6 +58,7 @@ from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
 from safeshield.core.networks import StateActionNet
+from safeshield.core.validation import check_interval, check_positive, check_widths
 
 __all__ = ["SQRL", "SQRLConfig"]
 
@@ -78,18 +79,12 @@ class SQRLConfig(CriticConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not 0.0 < self.eps_safe <= 1.0:
-            raise ValueError(f"eps_safe must be in (0, 1], got {self.eps_safe!r}")
-        if not 0.0 < self.gamma_safe <= 1.0:
-            raise ValueError(f"gamma_safe must be in (0, 1], got {self.gamma_safe!r}")
-        if not 0.0 < self.fail_weight < 1.0:
-            raise ValueError(f"fail_weight must be in (0, 1), got {self.fail_weight!r}")
-        if not 0.0 < self.tau <= 1.0:
-            raise ValueError(f"tau must be in (0, 1], got {self.tau!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
-        if not self.hidden or not all(isinstance(h, (int, np.integer)) and h > 0 for h in self.hidden):
-            raise ValueError(f"hidden must be a non-empty tuple of positive layer widths, got {self.hidden!r}")
+        check_interval("eps_safe", self.eps_safe, 0.0, 1.0, closed="right")
+        check_interval("gamma_safe", self.gamma_safe, 0.0, 1.0, closed="right")
+        check_interval("fail_weight", self.fail_weight, 0.0, 1.0, closed="neither")
+        check_interval("tau", self.tau, 0.0, 1.0, closed="right")
+        check_positive("lr", self.lr)
+        check_widths("hidden", self.hidden)
 
 
 def bellman_target(failure: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma_safe: float) -> torch.Tensor:

@@ -54,6 +54,7 @@ from torch import nn
 from safeshield.core.model import SafetyConfig, register_method
 from safeshield.core.networks import mlp
 from safeshield.core.prior import RemapPrior
+from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
 from safeshield.shields.safer.calibration import eta_algorithm3, eta_deterministic
 from safeshield.shields.safer.dataset import OfflineDataset
 from safeshield.shields.safer.flow import BoundedFlow, diagonal_gaussian_kl, standard_normal_log_prob
@@ -92,27 +93,22 @@ class SAFERConfig(SafetyConfig):
     recalibrate_every: int = 1000  # our choice: online, recompute eta every this many steps
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "flow_hidden", tuple(int(h) for h in self.flow_hidden))
-        object.__setattr__(self, "frame_hidden", tuple(int(h) for h in self.frame_hidden))
+        object.__setattr__(self, "flow_hidden", check_widths("SAFERConfig.flow_hidden", self.flow_hidden))
+        object.__setattr__(self, "frame_hidden", check_widths("SAFERConfig.frame_hidden", self.frame_hidden))
         for name in ("context_dim", "window", "n_couplings", "embed_dim", "transformer_layers", "transformer_heads",
                      "batch_size", "eta_iterations", "online_capacity", "train_every", "recalibrate_every"):
-            if not isinstance(getattr(self, name), (int, np.integer)) or getattr(self, name) < 1:
-                raise ValueError(f"SAFERConfig.{name} must be a positive integer, got {getattr(self, name)!r}")
+            check_count(f"SAFERConfig.{name}", getattr(self, name))
         if self.embed_dim % self.transformer_heads:
-            raise ValueError(f"embed_dim ({self.embed_dim}) must be divisible by transformer_heads ({self.transformer_heads})")
-        if not self.flow_hidden:
-            raise ValueError("SAFERConfig.flow_hidden must name at least one layer width")
+            raise ValueError(f"SAFERConfig.embed_dim must be divisible by transformer_heads ({self.transformer_heads}), "
+                             f"got {self.embed_dim!r}")
         for name in ("lr", "grad_clip", "eta_init", "divergence_margin"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"SAFERConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        if self.contrastive_weight < 0 or not 0 <= self.momentum < 1 or self.learning_starts < 0:
-            raise ValueError("SAFERConfig: contrastive_weight >= 0, momentum in [0, 1), learning_starts >= 0 required")
-        if not 0.0 <= self.max_unsafe_fraction < 1.0:
-            raise ValueError(f"SAFERConfig.max_unsafe_fraction must be in [0, 1), got {self.max_unsafe_fraction!r}")
-        if self.optimizer not in ("sgd", "adam"):
-            raise ValueError(f"SAFERConfig.optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if self.eta_method not in ("deterministic", "algorithm3"):
-            raise ValueError(f"SAFERConfig.eta_method must be 'deterministic' or 'algorithm3', got {self.eta_method!r}")
+            check_positive(f"SAFERConfig.{name}", getattr(self, name))
+        check_positive("SAFERConfig.contrastive_weight", self.contrastive_weight, allow_zero=True)
+        check_interval("SAFERConfig.momentum", self.momentum, 0.0, 1.0, closed="left")
+        check_count("SAFERConfig.learning_starts", self.learning_starts, minimum=0)
+        check_interval("SAFERConfig.max_unsafe_fraction", self.max_unsafe_fraction, 0.0, 1.0, closed="left")
+        check_choice("SAFERConfig.optimizer", self.optimizer, ("sgd", "adam"))
+        check_choice("SAFERConfig.eta_method", self.eta_method, ("deterministic", "algorithm3"))
 
     @classmethod
     def parrot(cls, **changes: Any) -> SAFERConfig:
