@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from safeshield.agents.sac import _adam
+from safeshield.agents.optim import adam
 from safeshield.agents.sac_lagrangian import SACLagrangian, SACLagrangianConfig
 from safeshield.core.validation import check_count
 
@@ -156,7 +156,7 @@ class RecurrentSACLagrangian(SACLagrangian):
         for p in self.gru_target.parameters():
             p.requires_grad_(False)
         self.trunk_params = list(self.gru.parameters())
-        self.trunk_optimizer = _adam(self.trunk_params, config.lr)
+        self.trunk_optimizer = adam(self.trunk_params, config.lr)
         self.buffer = SequenceBuffer(config.buffer_size, self.input_dim, self.act_dim, config.gru_hidden)
         self.episode_id = 0
         self.state = torch.zeros(1, 1, config.gru_hidden, device=self.device)  # h before the next act()
@@ -219,22 +219,27 @@ class RecurrentSACLagrangian(SACLagrangian):
         next_features, _ = gru(batch["next_obs"].reshape(flat.shape[0], 1, -1), flat.unsqueeze(0).contiguous())
         return flat, next_features[:, 0]
 
-    def update(self) -> dict[str, float]:
-        """Algorithm 1 on ``batch_size`` stored-state windows; masked steps are left out of every loss."""
+    def _sample_batch(self) -> dict[str, torch.Tensor]:
+        """``batch_size`` stored-state windows as tensors, with the mask of the steps that count."""
         cfg = self.config
         if len(self.buffer) < cfg.sequence_length:
             raise RuntimeError(f"update() needs at least {cfg.sequence_length} stored steps")
         raw = self.buffer.sample(cfg.batch_size, cfg.sequence_length, self.rng)
-        batch = {k: torch.from_numpy(raw[k]).to(self.device) for k in ("obs", "action", "reward", "cost", "next_obs", "terminated", "hidden")}
-        valid = torch.from_numpy(raw["mask"]).reshape(-1).bool()
+        keys = ("obs", "action", "reward", "cost", "next_obs", "terminated", "hidden")
+        batch = {k: torch.from_numpy(raw[k]).to(self.device) for k in keys}
+        batch["valid"] = torch.from_numpy(raw["mask"]).reshape(-1).bool()
+        return batch
+
+    def _critic_update(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        """Q1, Q2, Q_c and the GRU trunk in one step on every unmasked step; the actor reads detached features."""
+        cfg = self.config
+        valid = batch["valid"]
         flat = {k: batch[k].reshape(valid.shape[0], -1)[valid] for k in ("action", "reward", "cost", "terminated")}
         action = (flat["action"] - self._act_center) / self._act_scale
         reward, cost, done = flat["reward"][:, 0], flat["cost"][:, 0], flat["terminated"][:, 0]
-        alpha = self.log_alpha.detach().exp()
-
         features, next_features = (x[valid] for x in self._features(self.gru, batch))
         with torch.no_grad():
-            target_features, target_next = (x[valid] for x in self._features(self.gru_target, batch))
+            _, target_next = (x[valid] for x in self._features(self.gru_target, batch))
             next_action, next_log_pi = self.actor(next_features.detach(), self.generator)
             next_q = torch.min(self.q1_target(target_next, next_action), self.q2_target(target_next, next_action))
             y = reward + cfg.gamma * (1.0 - done) * (next_q - alpha * next_log_pi)
@@ -248,21 +253,17 @@ class RecurrentSACLagrangian(SACLagrangian):
         (critic_loss + cost_loss).backward(inputs=[*self.critic_params, *self.qc_params, *self.trunk_params])
         for optimizer in optimizers:
             optimizer.step()
+        info = {
+            "critic_loss": float(critic_loss.detach()),
+            "q": float(q1.detach().mean()),
+            "cost_critic_loss": float(cost_loss.detach()),
+            "qc": float(qc.detach().mean()),
+            "steps": int(valid.sum()),
+        }
+        return info, features.detach()
 
-        detached = features.detach()
-        new_action, log_pi = self.actor(detached, self.generator)
-        actor_loss, info = self._actor_loss(detached, new_action, log_pi, alpha)
-        self._actor_step(actor_loss)
-        alpha_loss = self._alpha_step(log_pi)
-        mean_qc = float(qc.detach().mean())
-        if cfg.beta_update == "critic":
-            self.beta_multiplier.update(mean_qc)
-        self._polyak(((self.q1, self.q1_target), (self.q2, self.q2_target), (self.qc, self.qc_target), (self.gru, self.gru_target)))
-        self.num_updates += 1
-        info.update(critic_loss=float(critic_loss.detach()), cost_critic_loss=float(cost_loss.detach()), q=float(q1.detach().mean()),
-                    qc=mean_qc, actor_loss=float(actor_loss.detach()), alpha_loss=alpha_loss, alpha=float(alpha),
-                    beta=self.beta, entropy=float(-log_pi.detach().mean()), steps=int(valid.sum()))
-        return info
+    def _target_pairs(self) -> tuple[tuple[nn.Module, nn.Module], ...]:
+        return (*super()._target_pairs(), (self.gru, self.gru_target))
 
     # ------------------------------------------------------------------ checkpoints
     def _modules(self) -> dict[str, nn.Module]:

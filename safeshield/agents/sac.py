@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from safeshield.agents.lagrange import LagrangeMultiplier
+from safeshield.agents.optim import adam, load_optimizer_state, optimizer_tensors
 from safeshield.core.buffer import TransitionBuffer
 from safeshield.core.checkpoint import restore, save_checkpoint, space_signature
 from safeshield.core.networks import StateActionNet, mlp
@@ -192,9 +193,9 @@ class SAC:
 
         self.critic_params = [*self.q1.parameters(), *self.q2.parameters()]
         self.actor_params = list(self.actor.parameters())
-        self.critic_optimizer = _adam(self.critic_params, config.lr)
-        self.actor_optimizer = _adam(self.actor_params, config.lr)
-        self.alpha_optimizer = _adam([self.log_alpha], config.lr)
+        self.critic_optimizer = adam(self.critic_params, config.lr)
+        self.actor_optimizer = adam(self.actor_params, config.lr)
+        self.alpha_optimizer = adam([self.log_alpha], config.lr)
 
         # affine map between the squashed action in [−1, 1] and env units
         self._low_np, self._high_np = low, high
@@ -274,7 +275,7 @@ class SAC:
 
         ``terminated`` is true termination only: after a time-limit truncation the critic
         target still bootstraps from ``next_obs``. ``cost`` (>= 0, e.g. ``info["cost"]``) goes
-        into the buffer's ``failure`` column: SAC ignores it, a constrained subclass learns it.
+        into the buffer's ``cost`` column: SAC ignores it, a constrained subclass learns it.
         """
         executed = np.asarray(action, dtype=np.float32).reshape(-1)
         if executed.size != self.act_dim or not np.all(np.isfinite(executed)):
@@ -287,9 +288,10 @@ class SAC:
             self._check_obs(obs, "obs"),
             executed,
             self._check_obs(next_obs, "next_obs"),
-            failure=float(cost),
+            failure=0.0,
             terminated=bool(terminated),
             reward=float(reward),
+            cost=float(cost),
         )
         self.total_steps += 1
 
@@ -315,22 +317,27 @@ class SAC:
 
     # ------------------------------------------------------------------ learning
     def update(self) -> dict[str, float]:
-        """One gradient step on the twin critics, the actor (Eq. 4), α, and ν; then Polyak targets."""
+        """One gradient step on the twin critics, the actor (Eq. 4), α, and ν; then Polyak targets.
+
+        Subclasses extend it through hooks, not copies: ``_sample_batch`` (what a minibatch is),
+        ``_critic_update`` (the critics and what the actor reads), ``_extra_critic_steps`` (more
+        critics on the same next actions), ``_after_actor_update`` (more multipliers) and
+        ``_target_pairs`` (more target networks).
+        """
         batch = self._sample_batch()
         alpha = self.log_alpha.detach().exp()
-        with torch.no_grad():
-            next_action, next_log_pi = self.actor(batch["next_obs"], self.generator)
-        critic_info = self._critic_step(batch, next_action, next_log_pi, alpha)
-        new_action, log_pi = self.actor(batch["obs"], self.generator)
-        actor_loss, info = self._actor_loss(batch["obs"], new_action, log_pi, alpha)
+        info, actor_obs = self._critic_update(batch, alpha)
+        new_action, log_pi = self.actor(actor_obs, self.generator)
+        actor_loss, actor_info = self._actor_loss(actor_obs, new_action, log_pi, alpha)
         self._actor_step(actor_loss)
         alpha_loss = self._alpha_step(log_pi)
-        if "q_safe" in info:  # ν: projected dual ascent on Eq. 4
-            self.nu_multiplier.update(info["q_safe"])
-        self._polyak(((self.q1, self.q1_target), (self.q2, self.q2_target)))
+        if "q_safe" in actor_info:  # ν: projected dual ascent on Eq. 4
+            self.nu_multiplier.update(actor_info["q_safe"])
+        self._after_actor_update(info)
+        self._polyak(self._target_pairs())
         self.num_updates += 1
         info.update(
-            critic_info,
+            actor_info,
             actor_loss=float(actor_loss.detach()),
             alpha_loss=alpha_loss,
             alpha=float(alpha),
@@ -339,6 +346,25 @@ class SAC:
         )
         return info
 
+    def _critic_update(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+        """Critic steps on ``batch``; returns their diagnostics and the observations the actor reads."""
+        with torch.no_grad():
+            next_action, next_log_pi = self.actor(batch["next_obs"], self.generator)
+        info = self._critic_step(batch, next_action, next_log_pi, alpha)
+        info.update(self._extra_critic_steps(batch, next_action))
+        return info, batch["obs"]
+
+    def _extra_critic_steps(self, batch: dict[str, torch.Tensor], next_action: torch.Tensor) -> dict[str, float]:
+        """Hook: further critics trained on the same batch and next actions (none in SAC)."""
+        return {}
+
+    def _after_actor_update(self, info: dict[str, float]) -> None:
+        """Hook: multiplier steps after the actor's (none besides ν in SAC); may add to ``info``."""
+
+    def _target_pairs(self) -> tuple[tuple[nn.Module, nn.Module], ...]:
+        """``(network, target network)`` pairs Polyak-averaged after every update."""
+        return ((self.q1, self.q1_target), (self.q2, self.q2_target))
+
     def _sample_batch(self) -> dict[str, torch.Tensor]:
         """A replay minibatch as tensors; ``action`` is rescaled to [−1, 1] (what the critics see)."""
         if len(self.buffer) == 0:
@@ -346,10 +372,9 @@ class SAC:
         batch = self.buffer.sample(self.config.batch_size, self.rng)
         tensors = {
             name: torch.from_numpy(getattr(batch, name)).to(self.device)
-            for name in ("obs", "action", "reward", "next_obs", "terminated", "failure")
+            for name in ("obs", "action", "reward", "next_obs", "terminated", "cost")
         }
         tensors["action"] = (tensors["action"] - self._act_center) / self._act_scale
-        tensors["cost"] = tensors.pop("failure")  # observe() stores the cost in the failure column
         return tensors
 
     def _critic_step(self, batch, next_action, next_log_pi, alpha) -> dict[str, float]:
@@ -496,8 +521,7 @@ class SAC:
         for name, net in self._modules().items():
             tensors.update({f"{name}.{key}": value for key, value in net.state_dict().items()})
         for name, optimizer in self._optimizers().items():
-            for index, state in optimizer.state_dict()["state"].items():
-                tensors.update({f"optim.{name}.{index}.{key}": value for key, value in state.items()})
+            tensors.update(optimizer_tensors(optimizer, f"optim.{name}."))
         config = {
             self.config_key: {**asdict(self.config), "hidden": list(self.config.hidden)},
             "observation_space": space_signature(self.observation_space),
@@ -526,7 +550,7 @@ class SAC:
                 prefix = f"{name}."
                 net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
             for name, optimizer in agent._optimizers().items():
-                _load_optimizer_state(optimizer, tensors, f"optim.{name}.")
+                load_optimizer_state(optimizer, tensors, f"optim.{name}.")
             with torch.no_grad():
                 agent.log_alpha.copy_(tensors["log_alpha"])
             agent._load_multipliers(tensors)
@@ -546,21 +570,3 @@ class SAC:
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_optimizer, "critic": self.critic_optimizer, "alpha": self.alpha_optimizer}
-
-
-def _adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
-    """Adam, fused where this torch and device support it (measured: ~13% off a CPU update)."""
-    try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, ValueError):  # torch < 2.4 on CPU, or a device without a fused kernel
-        return torch.optim.Adam(params, lr=lr)
-
-
-def _load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], prefix: str) -> None:
-    state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
-        if key.startswith(prefix):
-            index, field = key[len(prefix) :].split(".", 1)
-            state.setdefault(int(index), {})[field] = value
-    if state:
-        optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})

@@ -48,7 +48,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from safeshield.agents.lagrange import LagrangeMultiplier
-from safeshield.agents.sac import SAC, SACConfig, _adam
+from safeshield.agents.optim import adam
+from safeshield.agents.sac import SAC, SACConfig
 from safeshield.core.networks import StateActionNet
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive
 
@@ -124,7 +125,7 @@ class SACLagrangian(SAC):
         for p in self.qc_target.parameters():
             p.requires_grad_(False)
         self.qc_params = list(self.qc.parameters())
-        self.qc_optimizer = _adam(self.qc_params, config.lr)
+        self.qc_optimizer = adam(self.qc_params, config.lr)
         limit = config.cost_limit if config.beta_update == "episodic" else config.cost_limit / (1.0 - config.cost_gamma)
         self.beta_multiplier = LagrangeMultiplier(limit=limit, lr=config.beta_lr, init=config.beta_init)
         self.recent_cost_rates: deque[float] = deque(maxlen=config.cost_window)
@@ -139,35 +140,19 @@ class SACLagrangian(SAC):
         self.beta_multiplier.value = max(0.0, float(value))
 
     # ------------------------------------------------------------------ learning
-    def update(self) -> dict[str, float]:
-        """One step of Algorithm 1: Q1, Q2, Q_c, the actor (with −β Q_c), β (``"critic"`` mode); Polyak."""
-        batch = self._sample_batch()
-        alpha = self.log_alpha.detach().exp()
-        with torch.no_grad():
-            next_action, next_log_pi = self.actor(batch["next_obs"], self.generator)
-        info = self._critic_step(batch, next_action, next_log_pi, alpha)
+    def _extra_critic_steps(self, batch: dict[str, torch.Tensor], next_action: torch.Tensor) -> dict[str, float]:
+        """Algorithm 1's cost critic Q_c, on the batch and next actions the reward critics used."""
         qc, cost_critic_loss = self._cost_critic_step(batch, next_action)
-        new_action, log_pi = self.actor(batch["obs"], self.generator)
-        actor_loss, actor_info = self._actor_loss(batch["obs"], new_action, log_pi, alpha)
-        self._actor_step(actor_loss)
-        alpha_loss = self._alpha_step(log_pi)
-        if "q_safe" in actor_info:
-            self.nu_multiplier.update(actor_info["q_safe"])
-        if self.config.beta_update == "critic":  # Alg. 1: gradient step on E[β (c − Q_c(s, a))]
-            self.beta_multiplier.update(qc)
-        self._polyak(((self.q1, self.q1_target), (self.q2, self.q2_target), (self.qc, self.qc_target)))
-        self.num_updates += 1
-        info.update(
-            actor_info,
-            cost_critic_loss=cost_critic_loss,
-            qc=qc,
-            actor_loss=float(actor_loss.detach()),
-            alpha_loss=alpha_loss,
-            alpha=float(alpha),
-            beta=self.beta,
-            entropy=float(-log_pi.detach().mean()),
-        )
-        return info
+        return {"qc": qc, "cost_critic_loss": cost_critic_loss}
+
+    def _after_actor_update(self, info: dict[str, float]) -> None:
+        """β: in ``"critic"`` mode, Alg. 1's gradient step on E[β (c − Q_c(s, a))] with the batch's mean Q_c."""
+        if self.config.beta_update == "critic":
+            self.beta_multiplier.update(info["qc"])
+        info["beta"] = self.beta
+
+    def _target_pairs(self) -> tuple[tuple[nn.Module, nn.Module], ...]:
+        return (*super()._target_pairs(), (self.qc, self.qc_target))
 
     def cost_target(self, cost: torch.Tensor, next_obs: torch.Tensor, next_action: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
         """y_c = c + γ_c (1 − d) max(0, Q_c^targ(s', a')); ``next_action`` in [−1, 1] (critic units)."""

@@ -1,8 +1,10 @@
 """Replay storage for shield models.
 
-- ``TransitionBuffer``: a preallocated numpy ring buffer of ``(obs, action, reward, next_obs,
-  next_action, failure, terminated)`` shared by shield models and agents; it loses no transition until ``capacity`` forces the
-  oldest out, and it can fill in the next action of a transition one step later.
+- ``TransitionBuffer``: a preallocated numpy ring buffer of ``(obs, action, reward, cost,
+  next_obs, next_action, failure, terminated)`` shared by shield models (which learn from
+  ``failure``, the indicator) and agents (which learn from ``reward`` and ``cost``); it loses no
+  transition until ``capacity`` forces the oldest out, and it can fill in the next action of a
+  transition one step later.
 
 Why ``next_action`` is stored: SQRL's critic is evaluated under the policy that acts, and a
 wrapper that does not own the policy can only learn that by SARSA, from the action that was
@@ -27,6 +29,7 @@ class Batch:
     obs: np.ndarray
     action: np.ndarray
     reward: np.ndarray
+    cost: np.ndarray
     next_obs: np.ndarray
     next_action: np.ndarray
     failure: np.ndarray
@@ -43,6 +46,7 @@ class TransitionBuffer:
         self.obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
         self.action = np.zeros((self.capacity, act_dim), dtype=np.float32)
         self.reward = np.zeros(self.capacity, dtype=np.float32)
+        self.cost = np.zeros(self.capacity, dtype=np.float32)
         self.next_obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
         self.next_action = np.zeros((self.capacity, act_dim), dtype=np.float32)
         self.failure = np.zeros(self.capacity, dtype=np.float32)
@@ -52,12 +56,17 @@ class TransitionBuffer:
     def __len__(self) -> int:
         return min(self.total_added, self.capacity)
 
-    def add(self, obs, action, next_obs, failure: float, terminated: bool, reward: float = 0.0) -> int:
-        """Store one transition and return its row index (valid until it is evicted)."""
+    def add(self, obs, action, next_obs, failure: float, terminated: bool, reward: float = 0.0, cost: float = 0.0) -> int:
+        """Store one transition and return its row index (valid until it is evicted).
+
+        ``failure`` is the shield's indicator value, ``cost`` the env's constraint cost (an
+        agent's signal, e.g. ``info["cost"]``); a shield model stores no cost, SAC no failure.
+        """
         index = self.total_added % self.capacity
         self.obs[index] = obs
         self.action[index] = action
         self.reward[index] = reward
+        self.cost[index] = cost
         self.next_obs[index] = next_obs
         self.next_action[index] = action
         self.failure[index] = failure
@@ -94,6 +103,7 @@ class TransitionBuffer:
             obs=self.obs[rows],
             action=self.action[rows],
             reward=self.reward[rows],
+            cost=self.cost[rows],
             next_obs=self.next_obs[rows],
             next_action=self.next_action[rows],
             failure=self.failure[rows],
