@@ -8,7 +8,7 @@ episodes, health 25 or ``--health N``, failure = empty health) for the same numb
 - ``trpo``: no shield, no cost critic: plain TRPO, CSC's "Base" baseline.
 - ``csc``: CSC shield as the paper writes it, ε = (1 − γ)(χ − V̂_C); the agent's Â_C comes from
   the shield's conservative critic, candidates from the agent's π_old (Alg. 1).
-- ``csc_normalised``: the same with ε = χ − V̂_C (``threshold_units="normalised"``, digest §2.4).
+- ``csc_normalised``: the same with ε = χ − V̂_C (``threshold_units="normalised"``).
 - ``q_ensemble``: 20 critics, no CQL term (α = 0), otherwise as ``csc`` (the paper's Q-ensembles).
 
 χ = 0.05 (Fig. 6). Outputs in ``--out``: ``results.json`` (per method and seed: every episode's

@@ -1,4 +1,4 @@
-"""Safe transfer on the Hallway (Knight & Achiam, seed ``004_36bcc7e0cd121378``) at CPU scale.
+"""Safe transfer on the Hallway (Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning") at CPU scale.
 
 One command runs the paper's protocol (§4.1, Fig. 4, Table 1) for the Point robot:
 

@@ -1,4 +1,4 @@
-"""The public surface of ``safeshield`` (DESIGN.md, "The public surface, sketched")."""
+"""The public surface of ``safeshield``."""
 
 from __future__ import annotations
 
@@ -147,7 +147,7 @@ def test_sqrl_config_validation_names_the_field(field, value):
     ],
 )
 def test_sqrl_config_validates_every_numeric_field_at_construction(field, value):
-    """DESIGN.md conventions: bad input gets a clear exception naming the argument. These fields
+    """Convention: bad input gets a clear exception naming the argument. These fields
     must fail when the config is built (not later, in Adam or the sampler, under another name)."""
     with pytest.raises(ValueError, match=field):
         SQRLConfig(**{field: value})

@@ -1,4 +1,4 @@
-"""Tests of ``safeshield.wrappers.PreviousRewardCost`` (Knight & Achiam §2.1; digest B.7 item 5)."""
+"""Tests of ``safeshield.wrappers.PreviousRewardCost`` (Knight & Achiam §2.1)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ reading) is
     λ ← max(0, λ + lr · (C − d)).
 
 This is the *standard* sign. CSC prints the opposite sign for its dual step (seed 001,
-Alg. 1 line "λ ← λ − η_λ (…)"; digest ``seeds-sqrl-csc.md`` §2.3): with it λ would shrink
+Alg. 1 line "λ ← λ − η_λ (…)"): with it λ would shrink
 exactly when the agent fails too often. The tests pin the standard sign.
 """
 

@@ -5,7 +5,7 @@
 - ``RecurrentSACLagrangianConfig`` / ``RecurrentSACLagrangian``: ``SACLagrangian`` whose heads
   (actor, Q1, Q2, Q_c) read the features of a GRU run over the observation history.
 
-Paper: "Safe Transfer with constrained RL" (Knight & Achiam; seed ``004_36bcc7e0cd121378``),
+Paper: Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning",
 §2.1 and App. A (Tab. 2-3): a GRU between the observation encoder and the policy and Q MLPs;
 recurrent states from the actors' rollouts are stored and loaded into the learner (stored-state
 replay, as in R2D2), no burn-in, backprop horizon 30. Algorithm 1's losses are those of
@@ -22,7 +22,7 @@ Where this differs from the paper, and why:
   time-limit truncation both bootstrap from their true next observation.
 - No CNN tower: the trunk reads the flat observation (state or a small flattened depth image);
   widths are CPU-sized (``gru_hidden`` 64, MLP 64x64 by default, Tab. 2 implies ~200 and ~512).
-- ``batch_size`` counts sequences: 8 windows of 30 steps ≈ the paper's 256 (B.8.7 is ambiguous).
+- ``batch_size`` counts sequences: 8 windows of 30 steps ≈ the paper's 256 (the paper is ambiguous).
 - Windows start anywhere in the buffer; steps after the start episode's last step are masked
   out of every loss (they never cross an episode boundary).
 - ``sample_actions`` (a shield's policy sampler) is not supported: the policy needs a history.
@@ -102,7 +102,7 @@ class RecurrentSACLagrangianConfig(SACLagrangianConfig):
 
     gru_hidden: int = 64  # our choice for CPU (Tab. 2's 4.3e5-parameter GRU implies ~200)
     sequence_length: int = 30  # Knight & Achiam Tab. 3: backprop horizon 30
-    batch_size: int = 8  # our choice: 8 x 30 steps ≈ Tab. 3's batch of 256 (B.8.7)
+    batch_size: int = 8  # our choice: 8 x 30 steps ≈ Tab. 3's batch of 256
     hidden: tuple[int, ...] = (64, 64)  # our choice for CPU (Tab. 2 implies ~512-wide MLPs)
     buffer_size: int = 200_000  # our choice (Tab. 3: learner replay 2e6 across 60 actors)
 

@@ -4,7 +4,7 @@
 - ``SAC``: the agent (``act``, ``sample_actions``, ``observe``, ``update``, ``learn``, ``save``/``load``).
 
 Paper: SQRL, "Learning to be Safe: Deep RL with a Safety Critic" (Srinivasan et al.; seed
-``000_7a4cb64995c033c4``). SAC is SQRL's base learner (Eq. 1). With a safety critic attached
+arXiv:2010.14603). SAC is SQRL's base learner (Eq. 1). With a safety critic attached
 the actor optimises the fine-tuning objective Eq. 4,
 
     J_target(θ, α, ν) = E[ r − α (log π'_θ(a'|s) − H̄) + ν (ε_safe − Q̂_safe(s, a')) ],
@@ -22,8 +22,8 @@ Where this differs from the paper, and why:
   reward risk once the constraint is slack.
 - ν takes a plain (not Adam) gradient step of size ``nu_lr`` once per actor step, using the
   Q̂_safe values of that actor step; Alg. 2 shares one step size λ for θ, α and ν.
-- α uses the standard SAC temperature loss −log α · (log π + H̄) with H̄ = −|A| (digest
-  §1.12 item 7); Eq. 4's sign convention for H̄ is ambiguous.
+- α uses the standard SAC temperature loss −log α · (log π + H̄) with H̄ = −|A| (SQRL official
+  code); Eq. 4's sign convention for H̄ is ambiguous.
 - The safety critic is not trained here: it is a callable the shield owns. Its parameters
   never receive gradients from the actor loss; gradients flow only through its action input.
 - Observations are flattened to 1-D; actions are produced in [−1, 1] by a tanh-squashed
@@ -79,7 +79,7 @@ class SACConfig:
     learning_starts: int = 1000  # our choice: uniform random actions before this many observed steps
     train_every: int = 1  # our choice: SQRL Alg. 2 updates once per env step
     gradient_steps: int = 1  # our choice: SQRL Alg. 2 updates once per env step
-    target_entropy: float | None = None  # None -> −act_dim (standard SAC; digest §1.12 item 7)
+    target_entropy: float | None = None  # None -> −act_dim (standard SAC)
     init_alpha: float = 1.0  # our choice: CleanRL / SB3 auto-α start value (log α = 0)
     learn_alpha: bool = True  # standard SAC auto-α; False keeps α = init_alpha fixed (e.g. Knight & Achiam Tab. 3)
     log_std_min: float = -20.0  # our choice: Haarnoja et al.'s reference SAC clamp

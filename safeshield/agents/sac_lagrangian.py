@@ -4,9 +4,9 @@
 - ``SACLagrangian``: the agent (``SAC``'s API; ``observe`` takes the step's cost, ``learn``
   reads ``info["cost"]``, ``cost_value`` scores Q_c, ``beta`` is the multiplier).
 
-Paper: "Safe Transfer with constrained RL" (Knight & Achiam; seed ``004_36bcc7e0cd121378``),
-§2 and Algorithm 1 (App. D), "Lagrangian Actor-Critic (SAC-like)", with the digest
-``seeds-safer-transfer.md`` part B. Per update, on a replay minibatch (d = done flag):
+Paper: Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained
+Reinforcement Learning", §2 and Algorithm 1 (App. D), "Lagrangian Actor-Critic (SAC-like)";
+the paper's errors are listed in ``docs/transfer.md``. Per update, on a replay minibatch (d = done flag):
 
     Q1, Q2:  minimise E[(Q_i(s,a) − y)²],    y   = r + γ (1 − d)(min_i Q_i^targ(s',a') − α log π(a'|s'))
     Q_c:     minimise E[(Q_c(s,a) − y_c)²],  y_c = c + γ_c (1 − d) Q_c^targ(s',a')
@@ -14,25 +14,8 @@ Paper: "Safe Transfer with constrained RL" (Knight & Achiam; seed ``004_36bcc7e0
     β:       projected dual step  β ← max(0, β + lr_β (C − d_limit))
     targets: Polyak averaging of Q1, Q2 and Q_c.
 
-Where this differs from the paper, and why:
-- Cost backup: the paper prints r in the Q_c target (digest B.8.2); it must be the cost c.
-- Q_c^targ(s', a') is clamped at 0 in the backup: with costs ≥ 0 the true Q_c is ≥ 0, and the
-  clamp keeps an untrained critic's negative outputs from making the target negative.
-- Unit of the cost limit (digest B.8.1). The paper's Table 3 gives a *per-step* limit
-  c = 0.01 while Algorithm 1 compares it with Q_c, a discounted *sum*. Default
-  (``beta_update="episodic"``, OmniSafe's SACLag practice, ``notes/anchors.md`` §6): after
-  ``beta_warmup_steps`` steps, at each episode end, C is the mean per-step cost of the last
-  ``cost_window`` episodes (episodic cost / episode length) and d_limit = 0.01. This is the
-  paper's per-step unit read literally, equal to its implied episodic limit 10 on 1000-step
-  episodes, and it stays meaningful on the shorter episodes a CPU benchmark uses.
-  ``beta_update="critic"`` is Algorithm 1 as printed: one step per update with C = batch mean
-  of Q_c(s, a) and d_limit = c / (1 − γ_c) (the per-step limit as a discounted sum).
-- β is a ``LagrangeMultiplier`` (plain projected gradient step, β ≥ 0 by projection); the paper
-  uses Adam on λ and does not give its parameterisation, initial value or step size (B.8.3).
-- α = 0.005 is fixed (Table 3), as in the paper (B.8.4): ``learn_alpha=False``.
-- Single process, one replay buffer, no distributed actors (B.8.6); MLP networks on a flat
-  observation by default (the paper's CNN + GRU trunk is ``safeshield.agents.recurrent`` where
-  built; the MLP is the default for speed on CPU).
+Where this differs from the paper (the cost backup, the unit of the cost limit, β's optimiser)
+is in ``docs/transfer.md``.
 """
 
 from __future__ import annotations
@@ -98,7 +81,7 @@ class SACLagrangian(SAC):
 
     Episode records carry ``"cost"`` (the summed ``info["cost"]``) besides SAC's keys.
     ``save``/``load`` carry the cost critic, its target and β (the transfer protocol carries
-    all of them, not the replay buffer: digest B.8.8).
+    all of them, not the replay buffer).
     """
 
     kind = "agent/sac_lagrangian"

@@ -4,7 +4,7 @@
 - ``TRPOLagrangian``: the agent (``act``, ``sample_actions``, ``update``, ``learn``, ``save``/``load``).
 
 Paper: Bharadhwaj et al., "Conservative Safety Critics for Exploration" (seed
-``001_74a4095eb117fc8f``), §4 and App. A.1–A.2, A.6; digest ``seeds-sqrl-csc.md`` §2.3.
+arXiv:2010.14497), §4 and App. A.1–A.2, A.6
 Per epoch (Alg. 1 lines 11–16), on the epoch's rollouts from π_old:
 
 1. A_R by GAE on the learned V_R; Â_C(s, a) = Q_C(s, a) − E_{a'∼π_old}[Q_C(s, a')] from the
@@ -20,8 +20,8 @@ Per epoch (Alg. 1 lines 11–16), on the epoch's rollouts from π_old:
        λ ← max(0, λ + η_λ (V̂_C + E_{s,a∼π_old}[Â_C] / (1 − γ) − χ)),   η_λ = 4e-2,
 
    V̂_C = the epoch's failures per finished episode. The paper prints λ ← λ − η_λ(…) (Eq. 9 /
-   Eq. 57): with that sign λ would *shrink* exactly when the agent fails more than χ (digest
-   §2.3); ``tests/agents/test_trpo_lagrangian.py`` pins the standard sign.
+   Eq. 57): with that sign λ would *shrink* exactly when the agent fails more than χ
+   (``docs/csc.md``); ``tests/agents/test_trpo_lagrangian.py`` pins the standard sign.
 
 Without a ``cost_critic`` the agent is plain TRPO (CSC's "Base" baseline): λ stays at its value
 and Ã = A_R.

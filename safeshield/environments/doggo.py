@@ -5,8 +5,8 @@
 - ``DoggoRobot``: ``mujoco_robots.PlanarRobot``'s pose / velocity / placement / action helpers
   for Doggo, plus ``joints`` (12 angles, 12 velocities) and ``upright`` (torso z-axis height).
 
-The paper (seed ``004_36bcc7e0cd121378``, §3) uses Safety Gym's Doggo: "a quadruped that must
-learn to walk", 4 legs x (hip z, hip y, knee), torque actions in [-1, 1]^12 (digest B.4). This
+The paper (Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning", §3) uses Safety Gym's Doggo: "a quadruped that must
+learn to walk", 4 legs x (hip z, hip y, knee), torque actions in [-1, 1]^12. This
 one is written here from that description (no file copied): a 0.4 m x 0.24 m torso, legs of two
 0.15 m capsules at the torso's corners, hip yaw +-30 deg, hip pitch +-60 deg, knee 0-120 deg,
 motors of 2 N m per unit action. Its geoms collide with the floor and with ``SOLID`` obstacles.

@@ -5,12 +5,12 @@
   ``"humanoids"`` (high stakes).
 - ``VARIANTS`` / ``SENSING``: the accepted ``variant`` and ``sensing`` values.
 
-Paper: "Safe Transfer with constrained RL" (seed ``004_36bcc7e0cd121378``) §3, §3.1, Figs 2-3,
-digest ``seeds-safer-transfer.md`` B.4. The paper fixes: a long cluttered hallway, reward for
+Paper: Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning", §3, §3.1, Figs 2-3,
+The paper fixes: a long cluttered hallway, reward for
 moving forward, cost for touching an obstacle, at most 1000 steps, partial observation by a
 head depth camera (50x50) plus proprioception; Walls = walls perturbed each episode; Poles =
 cylinders replace the walls; Humanoids = moving people, cost only on the first touch of each.
-Everything else is a choice made here (B.8.10 lists the gaps):
+Everything else is a choice made here:
 
 - Geometry: hallway along +x, ``length`` m long (default 20) and ``width`` m wide (3); the
   robot starts at x = 0.5 with y ~ U(-0.3, 0.3), heading ~ U(-0.3, 0.3) rad, and the episode

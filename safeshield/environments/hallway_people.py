@@ -6,7 +6,7 @@
 - ``person_xml(index)``: MJCF of one person: one mocap body + capsule geom per bone.
 - ``pose_bones(clip, t, anchor, heading)``: bone midpoints and orientations at time ``t``.
 
-Knight & Achiam (seed ``004_36bcc7e0cd121378``) drive their humanoids with CMU motion-capture
+Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning" drive their humanoids with CMU motion-capture
 clips. That database cannot be downloaded here (dm_control fetches it at run time), so the
 people replay the DeepMimic clips that the ``pybullet`` wheel ships in
 ``pybullet_data/data/motions/`` (walk, run, dance, punch, kick, spin, jump): real motion capture,
@@ -22,7 +22,7 @@ Retargeting, and where it differs from the paper:
   person drifts slowly across the hallway instead (see ``hallway.py``), so looping clips never
   teleport.
 - Kinematic replay (MuJoCo mocap bodies): people push the robot away but cannot fall on it
-  (digest B.8.11; the paper's people are simulated and can fall).
+  (the paper's people are simulated and can fall).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 - ``LaikagoEnv``: the 12-joint Laikago quadruped walking forward as fast as it can from a
   standing start; falling is the failure.
 
-What the paper fixes (§5.1, digest §2.7) and what is chosen here
+What the paper fixes (§5.1) and what is chosen here
 ----------------------------------------------------------------
 - Robot and simulator: Laikago, 18 DoF (12 actuated joints + a 6-DoF floating base), PyBullet,
   "based on Peng et al. 2020". Here ``laikago/laikago_toes_zup.urdf`` from ``pybullet_data`` on a

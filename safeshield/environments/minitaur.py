@@ -4,7 +4,7 @@
   falling is the failure. Written for Gymnasium on ``pybullet`` + ``pybullet_data`` directly
   (``pybullet_envs`` needs the old ``gym``).
 
-What the paper fixes (App. C, Table 2, digest §1.8) and what is chosen here
+What the paper fixes (App. C, Table 2) and what is chosen here
 ---------------------------------------------------------------------------
 - Robot and simulator: Minitaur in PyBullet (Tan et al. 2018), ``quadruped/minitaur.urdf``
   from ``pybullet_data``, on a flat plane. Episode length **500** (Table 2): the registered
@@ -19,7 +19,7 @@ What the paper fixes (App. C, Table 2, digest §1.8) and what is chosen here
   signed by the motor direction), the base orientation quaternion (x, y, z, w): the cited code's
   observation.
 - Reward: App. C prints ``r = vel_g + |vel_g - vel_cur| - 0.01 acc``; that rewards running *away*
-  from the goal velocity (digest §1.8: a sign typo) and ``acc`` is a vector. Implemented:
+  from the goal velocity (a sign typo) and ``acc`` is a vector. Implemented:
   ``r = vel_g - |vel_g - vel_cur| - 0.01 ||a_t - 2 a_{t-1} + a_{t-2}||_2``, with ``vel_cur`` the
   base's forward (x) velocity in m/s and actions in the leg model's [-1, 1] units (the first two
   steps of an episode use ``a_{-1} = a_{-2} = 0``).

@@ -6,7 +6,7 @@
 - ``N_TASKS`` (40) and ``EVAL_TASKS``: the 6 hardest tasks (tightest margin per wall height).
 - ``ScriptedGrasp``: the noisy scripted data-collection policy (approach, descend, close, lift).
 
-Paper: SAFER §5.1 and Figs. 3, 10 (``shared/seeds/002_4fcfba2a7e3dc0ed.txt``; digest A.6):
+Paper: SAFER §5.1 and Figs. 3, 10 (Slack, Chow, Dai, Wichers (2022), "SAFER: Data-Efficient and Safe Reinforcement Learning via Skill Acquisition", arXiv:2202.04849):
 40 tasks, each one container + one object from the PyBullet package, containers generated to
 fit the object with random widths and heights (the size sets the difficulty), reward +1 when the
 object is extracted and -1 per step before, omega = 1 when the arm touches the box, 48x48 images
@@ -23,7 +23,7 @@ Where this differs from the paper, and why:
   fingers can enter a container: its inner width leaves room for the open fingers along their
   axis, and the rim is at most where the hand's underside is when grasping.
 - omega: any contact between any robot link (fingers included) and the container at *any* of the
-  ``substeps`` physics steps of the action (digest A.6 choice). It does not end the episode.
+  ``substeps`` physics steps of the action. It does not end the episode.
 - Success: the object's lowest point rises ``lift_clearance`` (3 cm) above the rim; the episode
   ends with reward +1 there (otherwise -1 per step). Episodes last at most 50 steps (our choice;
   the paper does not give a length).

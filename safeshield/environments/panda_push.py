@@ -5,7 +5,7 @@
   variant ``failure="boundary"``: the block's centre leaving a 15 x 35 cm region is.
   A flat-``Box`` Gymnasium env around a small robosuite task (``PandaPushTask``).
 
-What the paper fixes (§5.1, digest §2.7) and what is chosen here
+What the paper fixes (§5.1) and what is chosen here
 ----------------------------------------------------------------
 - Robot, simulator, controller: Panda in robosuite with an operational-space controller on the
   end effector (robosuite's ``OSC_POSITION``: the action is a bounded end-effector displacement

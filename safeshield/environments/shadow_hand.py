@@ -5,7 +5,7 @@
   block is the failure. A flat-``Box`` Gymnasium env (not a ``GoalEnv``), so shields and agents
   take it as it is.
 
-What the paper fixes (§7, App. C, Table 2, digest §1.8) and what is chosen here
+What the paper fixes (§7, App. C, Table 2) and what is chosen here
 -------------------------------------------------------------------------------
 - Task: PDDM's cube rotation (Nagabandi et al. 2019): pre-training goals are a quarter turn in one
   of four directions, up/down (about the world x axis) and left/right (about the world z axis);

@@ -5,12 +5,12 @@
   an empty health bar is a failure that ends the episode.
 
 Paper: Bharadhwaj et al., "Conservative Safety Critics for Exploration" (seed
-``001_74a4095eb117fc8f``), §5.1 and App. A.5: "the agent must reach a goal while avoiding traps;
+arXiv:2010.14497), §5.1 and App. A.5: "the agent must reach a goal while avoiding traps;
 health starts at 25 and decreases by 1 per step inside a trap; failure when it reaches 0";
 episodes of 500 steps (Figs. 3, 4). The robots are Safety-Gym's point and car (Ray et al. 2019).
 
-The task, as built here (the paper gives no layout, trap count, radii or reward; digest
-``seeds-sqrl-csc.md`` §2.12 item 12, so each choice below is ours unless cited):
+The task, as built here (the paper gives no layout, trap count, radii or reward,
+so each choice below is ours unless cited):
 
 - Arena: ``[-arena, arena]^2`` (2 m) inside solid walls. Each reset draws ``n_traps`` (8) traps of
   radius ``trap_radius`` (0.3 m) apart from each other, a robot start outside every trap, and a

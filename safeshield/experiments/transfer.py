@@ -7,7 +7,7 @@
 - ``make_sac``, ``shield_options``, ``evaluate``: the pieces the jobs are made of (the DrunkSpider
   demo's Fig. 5 sweep reuses them).
 
-The protocol is SQRL §5 and Algorithms 1-2 (Srinivasan et al. 2020, seed ``000_7a4cb64995c033c4``):
+The protocol is SQRL §5 and Algorithms 1-2 (Srinivasan, Eysenbach, Ha, Tan, Finn (2020), "Learning to be Safe: Deep RL with a Safety Critic", arXiv:2010.14603):
 
 1. Pre-train in ``pretrain_id`` (safe to fail): SAC inside a training SQRL shield whose
    candidates come from the SAC policy and which prefers the riskiest safe candidate (§6, the

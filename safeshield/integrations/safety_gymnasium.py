@@ -10,7 +10,7 @@
   hashable colour arrays (Python 3.11 rejects ndarray dataclass defaults) and two ``EnvSpec``
   fields that gymnasium 1.x dropped. It edits no installed file, only ``sys.modules`` and two
   class attributes, and only when called. Only ``make``/``reset``/``step`` of the single-agent
-  tasks were checked (``shared/notes/install.md`` §5); vector envs, rendering and multi-agent
+  tasks were checked (see ``constraints.txt``); vector envs, rendering and multi-agent
   tasks were not.
 """
 

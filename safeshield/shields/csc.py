@@ -1,8 +1,8 @@
 """CSC: a conservative (over-estimating) safety critic with an adaptive threshold.
 
 Paper: Bharadhwaj, Kumar, Rhinehart, Levine, Shkurti, Garg, "Conservative Safety Critics for
-Exploration" (ICLR 2021 draft), ``shared/seeds/001_74a4095eb117fc8f.txt``; digest
-``shared/notes/seeds-sqrl-csc.md`` §2.
+Exploration" (ICLR 2021), arXiv:2010.14497; the derivations and the paper's errors are in
+``docs/csc.md``.
 
 What this module implements:
 
@@ -32,11 +32,11 @@ What this module implements:
 
 Where this differs from the paper, and why:
 
-- After 100 rejected tries the paper does not say what runs (digest §2.12 item 1). We execute
+- After 100 rejected tries the paper does not say what runs. We execute
   the least risky action tried (proposal or candidate) and flag ``fell_back``. In the first
   epoch (ε = 0) and after any epoch with too many failures (ε ≤ 0) every step falls back, so
   the shield then acts as "the safest of 100 draws of π".
-- The threshold's scale (digest §2.4, §2.12 item 2): Q_C is a discounted failure probability in
+- The threshold's scale (``docs/csc.md``): Q_C is a discounted failure probability in
   [0, 1], and (1 − γ) = 0.01 makes ε at most 5e-4 for χ = 0.05: only actions whose failure is
   ≥ 757 steps away could pass, longer than an episode. ``threshold_units="normalised"`` drops
   the (1 − γ), ε = χ − V̂_C, reading Q_C as the probability of failing in the rest of the

@@ -1,47 +1,20 @@
 """SQRL: a safety critic Q_safe(s, a) that rejects actions likely to lead to failure.
 
 Paper: Srinivasan, Eysenbach, Ha, Tan, Finn, "Learning to be Safe: Deep RL with a Safety
-Critic" (2020), ``shared/seeds/000_7a4cb64995c033c4.txt``.
+Critic" (2020), arXiv:2010.14603.
 
 What this module implements:
 
-- Eq. 2 and the Bellman backup of §5.1: Q_safe(s, a) = I(s) + (1 - I(s)) gamma_safe
-  E[Q̄_safe(s', a')], learned by TD(0) against a delayed (Polyak, tau = 0.005) target network.
-- Eq. 3 / Eq. 5, the masked policy pi_bar(a|s) ∝ pi(a|s) 1[Q_safe(s, a) < eps_safe]: the
-  shared decision core (``safeshield.core.decision``) with this critic as the risk.
-- §6 action selection: pre-training picks the riskiest safe candidate (``pretraining=True``),
-  fine-tuning picks a safe candidate drawn from pi (``selection="uniform"`` with a policy
-  sampler attached) or the one closest to the proposal; no safe candidate -> argmin Q, flagged.
-- App. D: the critic trains on a small on-policy buffer D_safe (``buffer_capacity``), online.
+- Eq. 2 and the Bellman backup of §5.1 (``bellman_target``), learned by TD(0) against a delayed
+  (Polyak) target network, in the next-state label convention: the network's output *is* the
+  paper's Q_safe, so ``eps_safe`` compares with it directly.
+- Eq. 3 / Eq. 5, the masked policy, through the shared decision core
+  (``safeshield.core.decision``) with this critic as the risk; §6's action selection
+  (``pretraining=True`` picks the riskiest safe candidate).
+- App. D: the critic trains online on a small buffer D_safe (``buffer_capacity``).
 
-The label convention, and why the threshold means what the paper's does. SQRL labels the
-*current* state: the target is I(s) + (1 - I(s)) gamma Q̄(s', a'). A replay tuple carries the
-label of the *next* state, c' = I(s'). Since failures are terminal, the state an action is
-taken in is never a failure (I(s) = 0), and Q_safe(s', .) = 1 when s' is a failure, so the
-paper's target becomes
-
-    y = gamma_safe * (c' + (1 - c') (1 - d') Q̄_safe(s', a')),      d' = terminated without failure.
-
-The network is trained on exactly this target, so its output *is* the paper's Q_safe and
-``eps_safe`` is compared with it directly: an action whose next state fails for sure has risk
-gamma_safe (0.7), one that fails j steps later gamma_safe**j, accepted at eps_safe = 0.1 iff
-j >= 7. (In the next-state convention that replay-based codes use, Q_next = Q_safe / gamma_safe
-and the same threshold would read 0.1 / 0.7 ≈ 0.143; digest §1.12.1.)
-
-Where this differs from the paper, and why:
-
-- Output: a sigmoid and a binary cross-entropy loss against the soft target, as in the
-  official code (``safemrl/algorithm/safe_sac_agent.py``); the paper's MSE would let the
-  estimate leave [0, 1]. The sigmoid estimates Q_safe / gamma_safe, and the risk is gamma_safe
-  times it, so the estimate is bounded by gamma_safe exactly as every target is. The official code also weights failures by 0.75; we default to no
-  class weighting (``fail_weight=0.5``) because weighting moves the optimum from p to
-  w p / (w p + (1 - w)(1 - p)), which would silently change what eps_safe means.
-- a' in the target: App. D samples it from the unconstrained pi. A wrapper does not own pi,
-  so by default a' is the action executed at s' (SARSA: the critic of the constrained policy
-  that acts, which is what Lemma 1 assumes); with a policy sampler attached (an adapter or
-  the reference SAC), a' ~ pi(.|s') as in App. D.
-- Candidates: without the agent's distribution they are perturbations of the proposal plus
-  uniform draws (documented deviation, digest §3); with a policy sampler they come from pi.
+The label-convention derivation and every deviation from the paper (sigmoid + cross-entropy
+output, no class weighting, SARSA next action, candidate sampling) are in ``docs/sqrl.md``.
 """
 
 from __future__ import annotations

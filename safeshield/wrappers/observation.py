@@ -2,7 +2,7 @@
 
 - ``PreviousRewardCost``: appends the previous step's reward and cost, ``[obs, r_{t−1}, c_{t−1}]``.
 
-Paper: "Safe Transfer with constrained RL" (Knight & Achiam; seed ``004_36bcc7e0cd121378``),
+Paper: Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning",
 §2.1 and App. C.2: the last reward and the last cost are fed to the agent alongside the
 observation; without them learning is "dramatically less stable" and the agent can lean on a
 wall and keep incurring cost. Here they are appended to a flat Box observation (zeros after

@@ -6,8 +6,7 @@
 
 A reject/resample shield (``safeshield.wrappers.ShieldWrapper``) keeps the agent's action space and replaces
 unsafe proposals; a remap shield changes the action space and maps *every* action, so it has
-no candidates and no fallback (DESIGN.md, "A remap method ... replaces the reject/resample logic
-of layer 2 with its map").
+no candidates and no fallback.
 
 Why ``Box(-1, 1)`` scaled by eta inside, not ``Box(-eta, eta)``: SB3 and most libraries assume
 or warn about boxes other than [-1, 1], and a recalibrated eta would change the space.

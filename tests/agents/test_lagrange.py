@@ -15,7 +15,7 @@ def test_multiplier_never_negative_and_moves_with_the_violation(init, lr, limit,
     new = lam.update(measured)
     assert new >= 0.0
     if measured > limit and lr > 0:
-        assert new >= init  # violated: λ grows (CSC's printed sign would shrink it, digest §2.3)
+        assert new >= init  # violated: λ grows (CSC's printed sign would shrink it)
     if measured < limit:
         assert new <= init
     assert new == pytest.approx(max(0.0, init + lr * (measured - limit)))

@@ -1,4 +1,4 @@
-"""Tests of ``safeshield.agents.recurrent`` (Knight & Achiam §2.1; digest B.7 items 8-9)."""
+"""Tests of ``safeshield.agents.recurrent`` (Knight & Achiam §2.1)."""
 
 from __future__ import annotations
 

@@ -167,7 +167,7 @@ def constant_critic(value: float):
 
 
 def test_nu_rises_by_nu_lr_times_the_excess_risk():
-    """Digest §1.11 item 7: one ν-step increases ν iff mean Q̂_safe(s, a') > ε_safe."""
+    """One ν-step increases ν iff mean Q̂_safe(s, a') > ε_safe."""
     config = SACConfig(hidden=(16, 16), batch_size=32, learning_starts=0, eps_safe=0.1, nu_lr=0.01)
     agent = SAC(OBS, ASYM, config, safety_critic=constant_critic(0.5), seed=0)
     fill(agent, 50)

@@ -1,4 +1,4 @@
-"""Tests of ``safeshield.agents.sac_lagrangian`` (Knight & Achiam Alg. 1; digest B.7 items 1-4, 8)."""
+"""Tests of ``safeshield.agents.sac_lagrangian`` (Knight & Achiam Alg. 1)."""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def constant_critic(obs, actions):
 def test_lambda_grows_when_failures_exceed_chi_standard_sign():
     """Eq. 9 with the standard sign: λ ← max(0, λ + η_λ (V̂_C + E[Â_C]/(1−γ) − χ)).
 
-    The paper prints λ ← λ − η_λ(…) (Eq. 9 / Eq. 57; digest §2.3), which would *lower* λ here,
+    The paper prints λ ← λ − η_λ(…) (Eq. 9 / Eq. 57), which would *lower* λ here,
     where the agent fails in every episode; this test pins the corrected sign.
     """
     agent = _agent(0, critic=constant_critic, chi=0.05)  # constant Q_C: Â_C = 0

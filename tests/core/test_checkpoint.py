@@ -1,6 +1,6 @@
 """Tests for ``safeshield.core.checkpoint`` and ``SafetyCritic.save`` / ``safeshield.load``.
 
-Contract (DESIGN.md): checkpoints never use pickle (safetensors + JSON), are written
+Contract: checkpoints never use pickle (safetensors + JSON), are written
 atomically, and refuse to load into an env with other spaces, naming what is wrong.
 """
 

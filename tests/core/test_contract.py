@@ -1,4 +1,4 @@
-"""Property tests of the shield contract (DESIGN.md, "The shield contract").
+"""Property tests of the shield contract.
 
 Every test here holds the decision core (``safeshield.core.decision.decide``), the
 ``ShieldWrapper`` wrapper or the ``TransitionBuffer`` to one guarantee of the contract, or to the
@@ -8,7 +8,7 @@ action, so each guarantee is checked exactly rather than against a learned criti
 1. the executed action is always inside the action space (out-of-bounds proposals are clipped);
 2. a proposal with risk < threshold passes unchanged (SQRL Eq. 5 uses "<");
 3. if any scored candidate is below threshold, the executed one is (SQRL Eq. 3: pi_bar's
-   support is the safe set; digest §1.11, "filter invariant");
+   support is the safe set, "filter invariant");
 4. otherwise the executed action is the least risky one scored and ``fell_back`` is set
    (SQRL §6 / official code: argmin Q_safe over the candidates);
 5. the selection rules "closest", "riskiest" (SQRL §6 pre-training) and "uniform";
@@ -17,7 +17,7 @@ action, so each guarantee is checked exactly rather than against a learned criti
    executed action with its SARSA link;
 8. ``decide`` on n rows gives the same guarantees as n single-row calls (it is pure and batched);
 9. "uniform" selection with a policy sampler is exactly the masked policy
-   pi(a|s) 1[a safe] / Z (SQRL Eq. 3 / Eq. 5; digest §1.11 item 2, a chi-square test that also
+   pi(a|s) 1[a safe] / Z (SQRL Eq. 3 / Eq. 5a chi-square test that also
    catches the pi-squared bias of "resample proportional to pi among draws from pi").
 """
 
@@ -328,7 +328,7 @@ def test_proposal_exactly_at_threshold_is_rejected():
 @SETTINGS
 @given(sc=scenarios(), fraction=st.floats(0.01, 1.0))
 def test_if_a_candidate_is_safe_the_executed_action_is_safe(sc, fraction):
-    """Digest §1.11.1 / SQRL Eq. 3: with a safe candidate among those scored, the executed one is safe.
+    """SQRL Eq. 3: with a safe candidate among those scored, the executed one is safe.
 
     The sampler plants the risk-0 "safe point" among the candidates, so one always exists.
     """
@@ -371,7 +371,7 @@ def test_without_a_safe_candidate_the_least_risky_action_runs_and_fell_back_is_s
 @SETTINGS
 @given(sc=scenarios(), threshold=st.floats(0.0, 1.0))
 def test_filter_invariant_for_any_threshold(sc, threshold):
-    """Digest §1.11.1 for an arbitrary threshold: safe-if-possible, else argmin; flags agree."""
+    """For an arbitrary threshold: safe-if-possible, else argmin; flags agree."""
     threshold = f32(threshold)
     decision, recorder, _ = run_decide(sc, threshold, risk_of(sc))
     actions, risks = scored(recorder)

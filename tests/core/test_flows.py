@@ -1,6 +1,6 @@
 """Conditional RealNVP + tanh bijector: the change-of-variables guarantees SAFER's Eq. 2 relies on.
 
-Digest A.9 items 1-4: invertibility, log-det = autograd Jacobian, the density integrates to 1,
+Flow properties: invertibility, log-det = autograd Jacobian, the density integrates to 1,
 and the closed-form KL matches ``torch.distributions``.
 """
 
@@ -46,7 +46,7 @@ seeds = st.integers(0, 10_000)
 @settings(max_examples=25, deadline=None)
 @given(dim=dims, cond_dim=st.integers(0, 3), seed=seeds)
 def test_realnvp_is_invertible_and_log_dets_are_opposite(dim, cond_dim, seed):
-    """A.9.1/2: f(f^-1(y)) = y, f^-1(f(z)) = z, and log|det J_f| = -log|det J_f^-1|."""
+    """f(f^-1(y)) = y, f^-1(f(z)) = z, and log|det J_f| = -log|det J_f^-1|."""
     flow = _randomised(ConditionalRealNVP(dim, cond_dim, 3, (16,)), seed)
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn(32, dim, generator=generator, dtype=torch.float64)
@@ -60,7 +60,7 @@ def test_realnvp_is_invertible_and_log_dets_are_opposite(dim, cond_dim, seed):
 @settings(max_examples=25, deadline=None)
 @given(dim=dims, seed=seeds)
 def test_bounded_flow_maps_into_the_box_and_back(dim, seed):
-    """A.9.9: every latent, however large, executes an action inside [low, high] (tanh may round to a bound)."""
+    """Every latent, however large, executes an action inside [low, high] (tanh may round to a bound)."""
     flow = _flow(dim, 2, seed)
     generator = torch.Generator().manual_seed(seed)
     z = 3.0 * torch.randn(64, dim, generator=generator, dtype=torch.float64)
@@ -75,7 +75,7 @@ def test_bounded_flow_maps_into_the_box_and_back(dim, seed):
 
 @pytest.mark.parametrize("dim", [1, 2, 3])
 def test_log_det_equals_the_autograd_jacobian(dim):
-    """A.9.2: the inverse log-det of the whole bounded flow equals log|det| of autograd's Jacobian."""
+    """The inverse log-det of the whole bounded flow equals log|det| of autograd's Jacobian."""
     flow = _flow(dim, 2, seed=dim)
     cond = torch.tensor([0.3, -0.7], dtype=torch.float64)
     for point in torch.linspace(-0.8, 0.8, 5):
@@ -109,7 +109,7 @@ def _mass_inside_boundary(flow: BoundedFlow, cond: torch.Tensor, n: int = 400_00
 
 
 def test_density_integrates_to_one_in_one_dimension():
-    """A.9.3, d = 1: quadrature of p(a | cond) over the box equals the probability mass there."""
+    """d = 1: quadrature of p(a | cond) over the box equals the probability mass there."""
     flow = _flow(1, 2, seed=3)
     cond = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
     x = torch.linspace(-flow.boundary, flow.boundary, 400_001, dtype=torch.float64)
@@ -122,7 +122,7 @@ def test_density_integrates_to_one_in_one_dimension():
 
 
 def test_density_integrates_to_one_in_two_dimensions():
-    """A.9.3, d = 2: grid quadrature over the box equals the probability mass there."""
+    """d = 2: grid quadrature over the box equals the probability mass there."""
     flow = _flow(2, 1, seed=11, scale=0.3)
     cond = torch.full((1, 1), 0.4, dtype=torch.float64)
     x = torch.linspace(-flow.boundary, flow.boundary, 1201, dtype=torch.float64)
@@ -159,7 +159,7 @@ def test_tanh_bijector_log_det_is_stable_when_saturated():
     log_std=st.floats(-3, 2),
 )
 def test_kl_matches_torch_distributions(mean, log_std):
-    """A.9.4: closed-form KL(N(mu, sigma^2) || N(0, I)) equals torch.distributions and is >= 0."""
+    """Closed-form KL(N(mu, sigma^2) || N(0, I)) equals torch.distributions and is >= 0."""
     mean_t = torch.tensor(mean, dtype=torch.float64)
     log_std_t = torch.full_like(mean_t, log_std)
     ours = diagonal_gaussian_kl(mean_t, log_std_t)

@@ -1,4 +1,4 @@
-"""The remap shield front end (digest A.9 item 9): space, executed actions, window, determinism, check_env."""
+"""The remap shield front end : space, executed actions, window, determinism, check_env."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def test_action_space_is_the_unit_box_and_executed_actions_fit_the_env():
 @settings(max_examples=30, deadline=None)
 @given(u=st.lists(st.floats(-3.0, 3.0), min_size=2, max_size=2))
 def test_out_of_box_proposals_are_clipped_and_flagged(u):
-    """A.9.9: a z outside the box is clipped onto it, and that is the intervention the shield reports."""
+    """A z outside the box is clipped onto it, and that is the intervention the shield reports."""
     env = _shield()
     env.reset(seed=1)
     _, _, _, _, info = env.step(np.asarray(u, np.float32))
@@ -52,7 +52,7 @@ def test_out_of_box_proposals_are_clipped_and_flagged(u):
 
 
 def test_window_is_zero_padded_at_reset_and_fifo():
-    """A.9.9: Lambda holds the last w observations (current one last), zeros before the episode's start."""
+    """Lambda holds the last w observations (current one last), zeros before the episode's start."""
     env = _shield()
     obs0, _ = env.reset(seed=0)
     window, valid = env.window

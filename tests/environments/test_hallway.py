@@ -1,4 +1,4 @@
-"""Tests of the Hallway environments (Knight & Achiam §3; digest B.7 items 6-7)."""
+"""Tests of the Hallway environments (Knight & Achiam §3)."""
 
 from __future__ import annotations
 

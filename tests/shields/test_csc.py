@@ -39,7 +39,7 @@ def test_threshold_is_zero_at_the_start(units):
     v1=st.floats(0.0, 1.0), v2=st.floats(0.0, 1.0),
 )
 def test_threshold_decreases_in_v_hat_and_is_nonpositive_iff_v_hat_reaches_chi(chi, gamma, v1, v2):
-    """§2.11.2: ε = (1 − γ)(χ − V̂_C) is decreasing in V̂_C and ε ≤ 0 iff V̂_C ≥ χ (both units)."""
+    """ε = (1 − γ)(χ − V̂_C) is decreasing in V̂_C and ε ≤ 0 iff V̂_C ≥ χ (both units)."""
     for units in ("paper", "normalised"):
         e1, e2 = csc_threshold(chi, v1, gamma, units), csc_threshold(chi, v2, gamma, units)
         if v1 < v2:

@@ -1,4 +1,4 @@
-"""CSC's conservative critic on tabular MDPs (digest ``seeds-sqrl-csc.md`` §2.11.3).
+"""CSC's conservative critic on tabular MDPs.
 
 Eq. 2 of CSC minimises ½ E_D[(Q − B^π Q̂_k)²] + α (E_D[Q] − E_{a∼π}[Q]). Setting its gradient to
 zero gives, pointwise, Q̂ = B^π Q̂ + α (π(a|s) / π_β(a|s) − 1), so V̂(s) = E_π Q̂(s, ·) solves
@@ -93,7 +93,7 @@ def _values(q: np.ndarray, policy: np.ndarray) -> np.ndarray:
 @settings(max_examples=8, deadline=None)
 @given(mdp=mdps(), alpha=st.sampled_from([0.05, 0.5, 2.0]))
 def test_reversed_cql_over_estimates_the_policy_value_pointwise(mdp, alpha):
-    """§2.11.3: V̂ ≥ V^π_C in every state for α ≥ 0, and each step solves Q̂ = B^π Q̂ + α(π/π_β − 1)."""
+    """V̂ ≥ V^π_C in every state for α ≥ 0, and each step solves Q̂ = B^π Q̂ + α(π/π_β − 1)."""
     transitions, behaviour, policy = mdp
     q_hat = conservative_fixed_point(transitions, behaviour, policy, alpha)
     v_true = _values(exact_q(transitions, policy), policy)
@@ -111,7 +111,7 @@ def test_reversed_cql_over_estimates_the_policy_value_pointwise(mdp, alpha):
 @settings(max_examples=8, deadline=None)
 @given(mdp=mdps(), alpha=st.sampled_from([0.05, 0.5, 2.0]))
 def test_reversed_cql_is_exact_when_the_policy_is_the_behaviour_policy(mdp, alpha):
-    """§2.11.3: with π = π_β the penalty's gradient vanishes in expectation, so V̂ = V^π_C."""
+    """With π = π_β the penalty's gradient vanishes in expectation, so V̂ = V^π_C."""
     transitions, behaviour, _ = mdp
     q_hat = conservative_fixed_point(transitions, behaviour, behaviour, alpha)
     assert np.allclose(_values(q_hat, behaviour), _values(exact_q(transitions, behaviour), behaviour), atol=1e-7)
@@ -120,7 +120,7 @@ def test_reversed_cql_is_exact_when_the_policy_is_the_behaviour_policy(mdp, alph
 @settings(max_examples=6, deadline=None)
 @given(mdp=mdps())
 def test_over_estimate_grows_with_alpha(mdp):
-    """§2.11.3: Δ(α) = V̂ − V^π_C is non-decreasing in α in every state (and zero at α = 0)."""
+    """Δ(α) = V̂ − V^π_C is non-decreasing in α in every state (and zero at α = 0)."""
     transitions, behaviour, policy = mdp
     v_true = _values(exact_q(transitions, policy), policy)
     gaps = [_values(conservative_fixed_point(transitions, behaviour, policy, a), policy) - v_true for a in (0.0, 0.5, 2.0)]

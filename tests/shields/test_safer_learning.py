@@ -1,9 +1,9 @@
 """SAFER learning end to end on small synthetic data, and the offline dataset format.
 
 - The offline format: npz and HDF5 round trips, the schema check, windows that never cross
-  episodes and are zero-padded at the front (digest A.10.1).
+  episodes and are zero-padded at the front.
 - Alg. 2 learns: safe actions become likely, unsafe ones less likely than safe ones.
-- Statistical calibration (digest A.9.10): on held-out labelled data the in-box unsafe fraction
+- Statistical calibration : on held-out labelled data the in-box unsafe fraction
   is at most the bound plus a binomial margin.
 """
 
@@ -104,7 +104,7 @@ def test_alg2_makes_safe_actions_likely_and_unsafe_ones_less_so(trained):
 
 
 def test_eta_is_calibrated_on_held_out_data(trained):
-    """A.9.10: the in-box unsafe fraction on held-out labelled data <= bound + a binomial margin."""
+    """The in-box unsafe fraction on held-out labelled data <= bound + a binomial margin."""
     prior, _, train = trained
     held_out = _synthetic(100, seed=3)
     max_abs, unsafe = prior.labelled_latents(held_out)

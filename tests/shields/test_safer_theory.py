@@ -1,4 +1,4 @@
-"""SAFER's guarantees as property tests (digest A.9 items 5-8).
+"""SAFER's guarantees as property tests.
 
 - Alg. 2 loss: the unsafe term's sign (a step lowers the unsafe log-likelihood), the PARROT and
   Context-PARROT special cases, and the divergence freeze rule.
@@ -38,7 +38,7 @@ def _model(seed: int = 0, **changes) -> SAFER:
 
 
 def test_parrot_loss_is_the_flow_nll():
-    """A.9.6: without context and with lambda = 0 the loss is -mean log p(a_safe | s) (PARROT)."""
+    """Without context and with lambda = 0 the loss is -mean log p(a_safe | s) (PARROT)."""
     model = _model(use_context=False, contrastive_weight=0.0)
     safe = _batch(0)
     loss, _ = model.loss(safe, None)
@@ -48,7 +48,7 @@ def test_parrot_loss_is_the_flow_nll():
 
 
 def test_context_parrot_loss_is_the_elbo_with_both_kls():
-    """A.9.6: lambda = 0 gives -(L_safe - KL_safe - KL_unsafe), Alg. 2 with the contrast removed."""
+    """Lambda = 0 gives -(L_safe - KL_safe - KL_unsafe), Alg. 2 with the contrast removed."""
     model = _model(contrastive_weight=0.0)
     safe, unsafe = _batch(0), _batch(1, shift=0.5)
     model.generator.manual_seed(5)
@@ -62,7 +62,7 @@ def test_context_parrot_loss_is_the_elbo_with_both_kls():
 
 @pytest.mark.parametrize("use_context", [False, True])
 def test_unsafe_term_lowers_the_unsafe_likelihood(use_context):
-    """A.9.6: d NLL / d L_unsafe = +lambda, so the contrastive step pushes log p(a_unsafe) down.
+    """d NLL / d L_unsafe = +lambda, so the contrastive step pushes log p(a_unsafe) down.
 
     Two identical models take one step on the same safe batch, one with lambda = 1 and one with
     lambda = 0; the unsafe batch ends up less likely under the first. The context is the posterior
@@ -119,7 +119,7 @@ bounds = st.floats(0.0, 0.95)
 @settings(max_examples=200, deadline=None)
 @given(data=labelled, bound=bounds)
 def test_deterministic_eta_meets_the_bound_and_is_maximal(data, bound):
-    """A.9.7c: the box holds at most the allowed unsafe fraction; no larger data-defined box does."""
+    """The box holds at most the allowed unsafe fraction; no larger data-defined box does."""
     m, unsafe = np.asarray(data[0]), np.asarray(data[1])
     eta = eta_deterministic(m, unsafe, bound)
     assert in_box_unsafe_fraction(m, unsafe, eta) <= bound + 1e-12
@@ -130,7 +130,7 @@ def test_deterministic_eta_meets_the_bound_and_is_maximal(data, bound):
 @settings(max_examples=100, deadline=None)
 @given(data=labelled, low=bounds, high=bounds)
 def test_deterministic_eta_grows_with_the_allowed_fraction(data, low, high):
-    """A.9.7e: eta never decreases as the allowed unsafe fraction grows."""
+    """Eta never decreases as the allowed unsafe fraction grows."""
     m, unsafe = np.asarray(data[0]), np.asarray(data[1])
     low, high = min(low, high), max(low, high)
     assert eta_deterministic(m, unsafe, low) <= eta_deterministic(m, unsafe, high)
@@ -139,7 +139,7 @@ def test_deterministic_eta_grows_with_the_allowed_fraction(data, low, high):
 @settings(max_examples=200, deadline=None)
 @given(data=labelled, bound=bounds, seed=st.integers(0, 1000))
 def test_algorithm3_is_monotone_terminates_and_meets_the_bound(data, bound, seed):
-    """A.9.7a-c: eta_{t+1} <= eta_t, at most the cap of iterations, and the result meets the bound
+    """Eta_{t+1} <= eta_t, at most the cap of iterations, and the result meets the bound
     (when Alg. 3 itself fails its test, the deterministic fallback does, flagged)."""
     m, unsafe = np.asarray(data[0]), np.asarray(data[1])
     eta, history, satisfied = eta_algorithm3(m, unsafe, bound, eta0=10.0, max_iterations=50, rng=np.random.default_rng(seed))
@@ -153,7 +153,7 @@ def test_algorithm3_is_monotone_terminates_and_meets_the_bound(data, bound, seed
 @settings(max_examples=100, deadline=None)
 @given(n_safe=st.integers(1, 50), n_unsafe=st.integers(1, 50), gap=st.floats(0.01, 1.0), seed=st.integers(0, 1000))
 def test_zero_unsafe_bound_on_separable_data_excludes_every_unsafe_point(n_safe, n_unsafe, gap, seed):
-    """A.9.7d: with 0 % allowed and unsafe latents all farther out, the box holds every safe point and no unsafe one."""
+    """With 0 % allowed and unsafe latents all farther out, the box holds every safe point and no unsafe one."""
     rng = np.random.default_rng(seed)
     safe_m = rng.uniform(0, 1, n_safe)
     unsafe_m = rng.uniform(1 + gap, 3, n_unsafe)
@@ -172,7 +172,7 @@ def test_zero_unsafe_bound_on_separable_data_excludes_every_unsafe_point(n_safe,
 @settings(max_examples=20, deadline=None)
 @given(radius=st.floats(0.2, 0.9), seed=st.integers(0, 1000))
 def test_identity_flow_box_executes_only_safe_actions(radius, seed):
-    """A.9.8: an untrained prior is a = tanh(z) (identity couplings); label omega(a) = 1 iff
+    """An untrained prior is a = tanh(z) (identity couplings); label omega(a) = 1 iff
     ||a||_inf >= r; the eta calibrated for 0 % unsafe satisfies eta <= atanh(r), and every latent
     in the box executes a safe action."""
     from safeshield.shields.safer.dataset import OfflineDataset

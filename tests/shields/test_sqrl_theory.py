@@ -1,15 +1,15 @@
-"""SQRL theory -> property tests (digest ``shared/notes/seeds-sqrl-csc.md`` §1.11).
+"""SQRL theory -> property tests.
 
-Each test names the statement of the SQRL paper (seed ``000_7a4cb64995c033c4.txt``) or the
-digest item it holds ``safeshield.shields.sqrl`` to:
+Each test names the statement of the SQRL paper (Srinivasan, Eysenbach, Ha, Tan, Finn (2020), "Learning to be Safe: Deep RL with a Safety Critic", arXiv:2010.14603) or the
+derived property (``docs/sqrl.md``) it holds ``safeshield.shields.sqrl`` to:
 
-- §1.11.4, Bellman target range: y in [0, gamma_safe], and y = gamma_safe iff the next state fails
+- Bellman target range: y in [0, gamma_safe], and y = gamma_safe iff the next state fails
   (the next-state label convention documented in ``sqrl.py``; the paper's y = 1 iff I(s) = 1).
-- §1.11.5, tabular fixed point: on a deterministic chain failing j steps after (s, a),
+- tabular fixed point: on a deterministic chain failing j steps after (s, a),
   Q_safe = gamma_safe**j; eps 0.1 accepts iff j >= 7 at gamma 0.7 and iff j >= 6 at gamma 0.65.
   Also on random finite MDPs, iterating the target converges to the solution of Eq. 2's linear system.
 - The same chain *learned* by the actual SQRL model reaches gamma_safe**j.
-- §1.11.3, threshold monotonicity: accepted(eps1) ⊆ accepted(eps2) for eps1 < eps2.
+- threshold monotonicity: accepted(eps1) ⊆ accepted(eps2) for eps1 < eps2.
 - The label convention of ``sqrl.py``: a transition into failure has risk gamma_safe, not 1.
 """
 
@@ -29,11 +29,11 @@ from safeshield.shields.sqrl import bellman_target
 torch.set_num_threads(1)
 
 SETTINGS = settings(max_examples=50, deadline=None)
-# (gamma_safe, smallest accepted j at eps_safe = 0.1): digest §1.11.5.
+# (gamma_safe, smallest accepted j at eps_safe = 0.1):
 CHAIN_CASES = [(0.7, 7), (0.65, 6)]
 
 
-# ---------------------------------------------------------------- §1.11.4 target range
+# ---------------------------------------------------------------- target range
 
 
 @SETTINGS
@@ -44,7 +44,7 @@ CHAIN_CASES = [(0.7, 7), (0.65, 6)]
     gamma=st.floats(0.01, 1.0),
 )
 def test_bellman_target_lies_in_0_gamma(failure, terminated, next_q, gamma):
-    """Digest §1.11.4: with Q̄ in [0, 1] and a failure probability in [0, 1], y in [0, gamma_safe]."""
+    """With Q̄ in [0, 1] and a failure probability in [0, 1], y in [0, gamma_safe]."""
     y = bellman_target(
         torch.tensor([failure], dtype=torch.float64),
         torch.tensor([float(terminated)], dtype=torch.float64),
@@ -62,7 +62,7 @@ def test_bellman_target_lies_in_0_gamma(failure, terminated, next_q, gamma):
     gamma=st.floats(0.01, 1.0),
 )
 def test_bellman_target_equals_gamma_iff_failure(failure, terminated, next_q, gamma):
-    """Digest §1.11.4 in the next-state convention: y = gamma_safe iff s' is a failure (Q̄ < 1)."""
+    """In the next-state convention: y = gamma_safe iff s' is a failure (Q̄ < 1)."""
     terminated = terminated or failure  # failures are terminal
     y = bellman_target(
         torch.tensor([float(failure)], dtype=torch.float64),
@@ -87,7 +87,7 @@ def test_bellman_target_is_batched_elementwise():
     assert torch.allclose(y, torch.tensor([0.25, 0.5, 0.0, 0.0]))
 
 
-# ---------------------------------------------------------------- §1.11.5 tabular fixed point
+# ---------------------------------------------------------------- tabular fixed point
 
 
 def iterate_chain(length: int, gamma: float, iterations: int = 200) -> np.ndarray:
@@ -107,7 +107,7 @@ def iterate_chain(length: int, gamma: float, iterations: int = 200) -> np.ndarra
 
 @pytest.mark.parametrize("gamma, first_accepted", CHAIN_CASES)
 def test_tabular_chain_fixed_point_is_gamma_to_the_j(gamma, first_accepted):
-    """Digest §1.11.5: Q_safe = gamma_safe**j on a chain that fails j steps later; eps 0.1 accepts iff j >= 7 (6)."""
+    """Q_safe = gamma_safe**j on a chain that fails j steps later; eps 0.1 accepts iff j >= 7 (6)."""
     length = 12
     q = iterate_chain(length, gamma)
     j = length - np.arange(length)
@@ -117,15 +117,15 @@ def test_tabular_chain_fixed_point_is_gamma_to_the_j(gamma, first_accepted):
     assert q[-1] == pytest.approx(gamma), "one step before failure: gamma_safe, not 1"
 
 
-def test_tabular_thresholds_quoted_in_the_digest():
-    """The boundary numbers of §1.11.5 (guards the accept/reject pattern above against typos)."""
+def test_tabular_thresholds_quoted_in_the_sqrl_docs():
+    """The boundary numbers of the tabular fixed point (guards the accept/reject pattern above against typos)."""
     assert round(0.7**6, 4) == 0.1176 and round(0.7**7, 4) == 0.0824
     assert round(0.65**5, 4) == 0.1160 and round(0.65**6, 4) == 0.0754
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_iterating_the_target_on_a_random_mdp_solves_eq_2(seed):
-    """Digest §1.11.5: on a random finite MDP under a fixed policy, the iterated target converges to
+    """On a random finite MDP under a fixed policy, the iterated target converges to
     the solution of Eq. 2's linear system Q = gamma (P_fail + P_cont Pi Q)."""
     rng = np.random.default_rng(seed)
     n_states, n_actions, gamma = 6, 3, 0.7
@@ -209,7 +209,7 @@ def test_transition_into_failure_has_risk_gamma_safe_not_one():
     assert float(y[0]) == pytest.approx(gamma)
 
 
-# ---------------------------------------------------------------- §1.11.3 threshold monotonicity
+# ---------------------------------------------------------------- threshold monotonicity
 
 
 class FixedCandidates:
@@ -231,7 +231,7 @@ def shifted_risk(obs, actions):
     eps=st.lists(st.floats(0.0, 1.0, width=32), min_size=2, max_size=2, unique=True),
 )
 def test_threshold_monotonicity(risks, eps):
-    """Digest §1.11.3: accepted(eps1) ⊆ accepted(eps2) for eps1 < eps2, for proposals and for
+    """Accepted(eps1) ⊆ accepted(eps2) for eps1 < eps2, for proposals and for
     rows that found a safe candidate (with the same candidates)."""
     eps1, eps2 = sorted(eps)
     obs = torch.tensor(risks, dtype=torch.float32).unsqueeze(1)

@@ -22,12 +22,12 @@ def in_box_unsafe_fraction(max_abs: np.ndarray, unsafe: np.ndarray, eta: float) 
 
 
 def eta_deterministic(max_abs: np.ndarray, unsafe: np.ndarray, max_unsafe_fraction: float) -> float:
-    """The largest open box (-eta, eta)^d whose unsafe fraction on the data is <= the bound (digest A.3).
+    """The largest open box (-eta, eta)^d whose unsafe fraction on the data is <= the bound.
 
     Sort m_i = ||z_i||_inf; among prefixes ending at a change of value (ties go in or out together),
     take the longest whose unsafe fraction is <= ``max_unsafe_fraction``; eta is the next float
-    above its largest m: the tightest open box holding those points (digest A.3 allows anything up
-    to the next m; the tightest never claims latent space the data did not check, so on an
+    above its largest m: the tightest open box holding those points (any eta up to the next m
+    satisfies the bound; the tightest never claims latent space the data did not check, so on an
     identity flow with omega = 1 iff ||a|| >= r, eta stays inside the safe region). O(n log n),
     exact, and monotone non-decreasing in ``max_unsafe_fraction``.
     """

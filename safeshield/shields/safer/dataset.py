@@ -24,7 +24,7 @@ array             shape, dtype           meaning
 Metadata (npz: a JSON string in the array ``metadata``; HDF5: root attributes): ``format``,
 ``version``, ``action_low``, ``action_high`` and anything else (``env_id``, collection policy).
 
-Window convention (digest A.10.1, used everywhere: data, Alg. 2, Alg. 3 and inference):
+Window convention (SAFER §3.2; used everywhere: data, Alg. 2, Alg. 3 and inference):
 Lambda_t = [s_{t-w+1}, ..., s_t], oldest first, *including* the current state, zero-padded at
 the front when the episode is younger than w steps (SAFER §3.2, footnote 2).
 
@@ -102,7 +102,7 @@ class OfflineDataset:
     def action_dim(self) -> int:
         return int(self.actions.shape[1])
 
-    # -- SAFER's splits (§3.2, App. D; digest A.10.9) -------------------------------------------
+    # -- SAFER's splits (§3.2, App. D) -------------------------------------------
     def safe_rows(self, successful_only: bool = True) -> np.ndarray:
         """Rows of D_safe: omega = 0, and (by default, as the paper implies) from successful episodes."""
         keep = self.violations == 0

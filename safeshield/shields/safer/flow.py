@@ -19,7 +19,7 @@ the identity and the rest depend on the condition only). The log-scale is soft-c
 s = s_max * tanh(raw / s_max), and each layer's output layer starts at zero, so an untrained
 flow is the identity map (before the tanh) and training starts from a stable point.
 
-Why a tanh bijector (digest A.10.8): RealNVP is unbounded but env actions are bounded. Clipping
+Why a tanh bijector: RealNVP is unbounded but env actions are bounded. Clipping
 at execution would break f^{-1} at the bound (and with it the latent bound eta of SAFER's
 Alg. 3); a final tanh keeps the map a bijection onto the open box. Data on the bound are moved
 inside by ``BoundedFlow.inverse`` to +-``boundary`` (0.999 of the half-range, our choice:

@@ -1,8 +1,8 @@
 """SAFER: a safety skill prior (conditional RealNVP flow) that remaps a latent action box.
 
 Paper: Slack, Chow, Dai, Wichers, "SAFER: Data-Efficient and Safe Reinforcement Learning via
-Skill Acquisition", ``shared/seeds/002_4fcfba2a7e3dc0ed.txt`` (digest: ``notes/seeds-safer-transfer.md``
-part A).
+Skill Acquisition" (2022), arXiv:2202.04849; derivations and the paper's errors in
+``docs/safer.md``.
 
 What this module implements:
 
@@ -15,21 +15,21 @@ What this module implements:
       NLL = -(log p(a_safe | s, c_safe) - lambda * log p(a_unsafe | s, c_unsafe) - KL_safe - KL_unsafe)
   (batch means), SGD + momentum, lr 1e-4 (App. C), gradient clipping (§3.2).
 - Alg. 3 (App. F), the latent bound eta (``eta_algorithm3``), and the exact deterministic
-  variant of digest A.3 (``eta_deterministic``, the default).
+  variant (``eta_deterministic``, the default).
 - Alg. 1 inference: a = f(z; s, E[c | Lambda]) (``SAFER.remap``), used by ``safeshield.wrappers.RemapWrapper``.
 - PARROT (App. D baseline) is the same model with ``use_context=False`` (no c, no KL) and
   ``contrastive_weight=0`` trained on safe, successful data: ``SAFERConfig.parrot()``.
 
 Where this differs from the paper, and why:
 
-- Bounded actions: a final tanh bijector and an affine map onto the action Box (digest A.10.8);
+- Bounded actions: a final tanh bijector and an affine map onto the action Box;
   the paper's flow is unbounded. Actions on the bound are moved to 0.999 of the half-range.
 - "Frozen if it starts to diverge" (§3.2) is defined as: the unsafe term is dropped from a step
   whose mean unsafe log-likelihood is already ``divergence_margin`` nats below the mean safe
   log-likelihood (Eq. 5 is unbounded above through log p_unsafe -> -inf; once the contrast is
   that large, pushing further only destabilises). Each step reports whether it froze the term.
-- Alg. 2 line 6 samples c_unsafe from q(c | Lambda_safe); we use Lambda_unsafe (typo, A.10.2).
-- Window: Lambda_t = [s_{t-w+1}, ..., s_t] includes s_t (A.10.1), zero-padded at the front.
+- Alg. 2 line 6 samples c_unsafe from q(c | Lambda_safe); we use Lambda_unsafe (a typo).
+- Window: Lambda_t = [s_{t-w+1}, ..., s_t] includes s_t, zero-padded at the front.
   The state features the flow is conditioned on are the frame encoder's output for s_t.
 - Alg. 3's sample sizes: floor(S eps) safe and floor(S (1 - eps)) unsafe items drawn without
   replacement, capped at what the box holds; the box is open, (-eta, eta)^d; an iteration cap,
@@ -75,7 +75,7 @@ class SAFERConfig(SafetyConfig):
     transformer_layers: int = 1  # our choice (paper: "a transformer", size not stated)
     transformer_heads: int = 4  # our choice
     use_context: bool = True  # §3.2; False = PARROT / "no safety variable" ablation
-    contrastive_weight: float = 1e-4  # lambda, App. C tuned {1e-4, 1e-5}; digest A.10.4
+    contrastive_weight: float = 1e-4  # lambda, App. C tuned {1e-4, 1e-5}
     divergence_margin: float = 10.0  # our choice: freeze rule of §3.2 (module docstring)
     optimizer: str = "sgd"  # App. C: SGD + momentum (Adam diverged); PARROT used "adam"
     lr: float = 1e-4  # App. C
@@ -83,7 +83,7 @@ class SAFERConfig(SafetyConfig):
     batch_size: int = 256  # our choice (not stated); safe and unsafe batches each this size
     grad_clip: float = 1.0  # our choice: §3.2 clips gradients, norm not stated
     max_unsafe_fraction: float = 0.15  # §5.2: bound for <= 15 % unsafe (Alg. 3 eps = 0.85)
-    eta_method: str = "deterministic"  # digest A.3 exact variant; "algorithm3" = App. F as printed
+    eta_method: str = "deterministic"  # exact variant; "algorithm3" = App. F as printed
     eta_init: float = 10.0  # Alg. 3 eta_0 ("large"), our value; also eta before calibration
     eta_iterations: int = 100  # our choice: Alg. 3 iteration cap
     successful_only: bool = True  # §3.2 / App. D: D_safe = safe pairs from successful rollouts
