@@ -42,6 +42,7 @@ from torch import nn
 
 from safeshield.agents.optim import adam
 from safeshield.agents.sac_lagrangian import SACLagrangian, SACLagrangianConfig
+from safeshield.core.networks import to_device
 from safeshield.core.validation import check_count
 
 __all__ = ["SequenceBuffer", "RecurrentSACLagrangian", "RecurrentSACLagrangianConfig"]
@@ -151,7 +152,7 @@ class RecurrentSACLagrangian(SACLagrangian):
         self.input_dim = int(np.prod(observation_space.shape))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(np.random.SeedSequence(seed).generate_state(5)[4]))
-            self.gru = nn.GRU(self.input_dim, config.gru_hidden, batch_first=True).to(self.device)
+            self.gru = to_device(nn.GRU(self.input_dim, config.gru_hidden, batch_first=True), self.device)
         self.gru_target = copy.deepcopy(self.gru)
         for p in self.gru_target.parameters():
             p.requires_grad_(False)

@@ -57,7 +57,7 @@ from safeshield.agents.lagrange import LagrangeMultiplier
 from safeshield.agents.optim import adam, load_optimizer_state, optimizer_tensors
 from safeshield.core.buffer import TransitionBuffer
 from safeshield.core.checkpoint import restore, save_checkpoint, space_signature
-from safeshield.core.networks import StateActionNet, mlp
+from safeshield.core.networks import StateActionNet, mlp, to_device
 from safeshield.core.validation import check_count, check_interval, check_positive, check_widths
 
 __all__ = ["SAC", "SACConfig"]
@@ -185,7 +185,7 @@ class SAC:
             self.q2 = StateActionNet(self.obs_dim, self.act_dim, config.hidden)
         self.q1_target, self.q2_target = copy.deepcopy(self.q1), copy.deepcopy(self.q2)
         for net in (self.actor, self.q1, self.q2, self.q1_target, self.q2_target):
-            net.to(self.device)
+            to_device(net, self.device)
         for p in (*self.q1_target.parameters(), *self.q2_target.parameters()):
             p.requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(config.init_alpha), device=self.device, requires_grad=True)

@@ -33,7 +33,7 @@ from torch import nn
 from safeshield.agents.lagrange import LagrangeMultiplier
 from safeshield.agents.optim import adam
 from safeshield.agents.sac import SAC, SACConfig
-from safeshield.core.networks import StateActionNet
+from safeshield.core.networks import StateActionNet, to_device
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive
 
 __all__ = ["SACLagrangian", "SACLagrangianConfig"]
@@ -103,7 +103,7 @@ class SACLagrangian(SAC):
         qc_seed = int(np.random.SeedSequence(seed).generate_state(4)[3])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(qc_seed)
-            self.qc = StateActionNet(self.obs_dim, self.act_dim, config.hidden).to(self.device)
+            self.qc = to_device(StateActionNet(self.obs_dim, self.act_dim, config.hidden), self.device)
         self.qc_target = copy.deepcopy(self.qc)
         for p in self.qc_target.parameters():
             p.requires_grad_(False)

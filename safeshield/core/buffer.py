@@ -19,7 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TransitionBuffer", "Batch"]
+__all__ = ["TransitionBuffer", "Batch", "MAX_BUFFER_BYTES"]
+
+MAX_BUFFER_BYTES = 16 << 30  # a sanity bound: a larger buffer is a typo or a hostile config
 
 
 @dataclass(frozen=True)
@@ -40,8 +42,14 @@ class TransitionBuffer:
     """A FIFO ring buffer of transitions with ``capacity`` rows, preallocated once."""
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int):
-        if int(capacity) <= 0:
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity <= 0:
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+        row_bytes = 4 * (2 * int(obs_dim) + 2 * int(act_dim) + 4)
+        if int(capacity) * row_bytes > MAX_BUFFER_BYTES:
+            raise ValueError(
+                f"buffer_capacity must keep the buffer under {MAX_BUFFER_BYTES >> 30} GiB, got {int(capacity)} rows of "
+                f"{row_bytes} bytes ({int(capacity) * row_bytes / 2**30:.1f} GiB)"
+            )
         self.capacity = int(capacity)
         self.obs = np.zeros((self.capacity, obs_dim), dtype=np.float32)
         self.action = np.zeros((self.capacity, act_dim), dtype=np.float32)

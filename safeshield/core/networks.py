@@ -2,6 +2,8 @@
 
 - ``mlp``: a plain multi-layer perceptron.
 - ``StateActionNet``: an MLP over the concatenation ``[obs, action]`` (critics, risk models).
+- ``ActionHeadsNet``: an MLP over ``obs`` with one output per action of a ``Discrete`` space, so
+  one forward pass scores every action (critics of discrete-action shields).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["mlp", "StateActionNet"]
+__all__ = ["mlp", "StateActionNet", "ActionHeadsNet", "one_hot_index", "to_device"]
 
 
 def mlp(
@@ -74,3 +76,40 @@ class StateActionNet(nn.Module):
             ]
             self._numpy_pointers = pointers
         return self._numpy_layers
+
+
+def to_device(module: nn.Module, device: torch.device | str) -> nn.Module:
+    """``module.to(device)``, except for a module built on the ``meta`` device, which stays there.
+
+    ``core.checkpoint.restore`` builds every model and agent once on ``meta`` (no memory) to check
+    a checkpoint's tensor shapes before the real build; a meta module cannot be copied to a device.
+    """
+    if any(p.is_meta for p in module.parameters()):
+        return module
+    return module.to(device)
+
+
+def one_hot_index(actions: torch.Tensor) -> torch.Tensor:
+    """``(batch, 1)`` int64 indices of one-hot ``(batch, n)`` action rows (as the buffer stores them)."""
+    return actions.argmax(dim=-1, keepdim=True)
+
+
+class ActionHeadsNet(nn.Module):
+    """``f(obs) -> (batch, n)``: one output per action of a Discrete space (a DQN-style head).
+
+    ``forward(obs, actions)`` takes one-hot ``actions`` (what the buffer stores for a Discrete
+    space, ``gymnasium.spaces.flatten``'s encoding) and returns the chosen action's output, so
+    a method's learning code is the same for Box and Discrete actions; ``all_actions(obs)``
+    scores every action in one pass, which is what the shield's exact mask needs. The output
+    layer is ``net[-1]``, as in ``StateActionNet``.
+    """
+
+    def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int] = (256, 256)):
+        super().__init__()
+        self.net = mlp(obs_dim, n_actions, hidden)
+
+    def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs)
+
+    def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).gather(-1, one_hot_index(action)).squeeze(-1)

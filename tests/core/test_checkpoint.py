@@ -52,6 +52,13 @@ def risks(model: SafetyCritic) -> torch.Tensor:
         return model.risk(obs, actions).clone()
 
 
+def rewrite_config(path: Path, document: dict) -> None:
+    """Write an edited config.json with its hash recomputed (an edit a hash cannot catch)."""
+    weights = (path / "weights.safetensors").read_bytes()
+    document["content_sha256"] = checkpoint_module._content_hash(document, weights)
+    (path / "config.json").write_text(json.dumps(document))
+
+
 @pytest.fixture
 def saved(tmp_path):
     env = trained_shield(eps_safe=0.07, gamma_safe=0.65)
@@ -169,7 +176,7 @@ def test_truncated_weights_with_a_matching_hash_still_raises_checkpoint_error(sa
     weights = path / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     document = json.loads((path / "config.json").read_text())
-    document["weights_sha256"] = checkpoint_module._sha256(weights)
+    document["content_sha256"] = checkpoint_module._content_hash(document, weights.read_bytes())
     (path / "config.json").write_text(json.dumps(document))
     with pytest.raises(CheckpointError, match="weights.safetensors"):
         safeshield.load(path)
@@ -202,7 +209,7 @@ def test_config_json_missing_a_section_raises_checkpoint_error(saved, section):
         del document["config"]
     else:
         del document["config"][section]
-    config.write_text(json.dumps(document))
+    rewrite_config(path, document)
     with pytest.raises(CheckpointError, match="config.json|" + section):
         safeshield.load(path, gym.make(DRUNK_SPIDER))
 
@@ -212,7 +219,7 @@ def test_checkpoint_of_an_unknown_method_raises_checkpoint_error(saved):
     config = path / "config.json"
     document = json.loads(config.read_text())
     document["config"]["method"] = "nosuchmethod"
-    config.write_text(json.dumps(document))
+    rewrite_config(path, document)
     with pytest.raises(CheckpointError, match="nosuchmethod"):
         safeshield.load(path)
 
@@ -263,17 +270,17 @@ def _boom(*args, **kwargs):
     raise OSError("disk full (simulated)")
 
 
-@pytest.mark.parametrize("target", ["save_file", "json_dump"])
+@pytest.mark.parametrize("target", ["serialise_weights", "write_file"])
 def test_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temp_dirs(tmp_path, monkeypatch, target):
     path = tmp_path / "shield"
     first = trained_shield(seed=0)
     first.safety_model.save(path)
     expected = risks(first.safety_model)
     second = trained_shield(seed=1)
-    if target == "save_file":
-        monkeypatch.setattr(checkpoint_module, "save_file", _boom)
+    if target == "serialise_weights":
+        monkeypatch.setattr(checkpoint_module, "save_safetensors_bytes", _boom)
     else:
-        monkeypatch.setattr(checkpoint_module.json, "dump", _boom)
+        monkeypatch.setattr(checkpoint_module, "_write_file", _boom)
     with pytest.raises(OSError, match="simulated"):
         second.safety_model.save(path)
     monkeypatch.undo()
@@ -282,10 +289,11 @@ def test_failed_save_keeps_the_previous_checkpoint_and_leaves_no_temp_dirs(tmp_p
     assert sorted(os.listdir(tmp_path)) == ["shield"]
 
 
-def test_failed_swap_keeps_the_previous_checkpoint_loadable(tmp_path, monkeypatch):
+@pytest.mark.parametrize("exchange", ["unsupported", "fails"])
+def test_failed_swap_keeps_the_previous_checkpoint_loadable(tmp_path, monkeypatch, exchange):
     """Atomicity at the last step: if moving the new checkpoint into place fails, the old one
     must still be at ``path`` (save_checkpoint's docstring: "the old checkpoint survives until the
-    new one is in place")."""
+    new one is in place"), whether the atomic exchange is unavailable (two renames) or fails."""
     path = tmp_path / "shield"
     first = trained_shield(seed=0)
     first.safety_model.save(path)
@@ -301,6 +309,11 @@ def test_failed_swap_keeps_the_previous_checkpoint_loadable(tmp_path, monkeypatc
         return real_rename(src, dst)
 
     monkeypatch.setattr(checkpoint_module.os, "rename", rename)
+    if exchange == "unsupported":
+        monkeypatch.setattr(checkpoint_module, "_exchange", lambda a, b: False)
+    else:
+        calls.append("exchange")
+        monkeypatch.setattr(checkpoint_module, "_exchange", lambda a, b: _boom() if Path(b) == path else False)
     with pytest.raises(OSError, match="simulated"):
         second.safety_model.save(path)
     monkeypatch.undo()

@@ -161,12 +161,14 @@ class BoundedFlow(nn.Module):
         boundary: float = 0.999,
     ):
         super().__init__()
-        low_t = torch.as_tensor(np.asarray(low, dtype=np.float64).reshape(-1), dtype=torch.get_default_dtype())
-        high_t = torch.as_tensor(np.asarray(high, dtype=np.float64).reshape(-1), dtype=torch.get_default_dtype())
-        if low_t.numel() != dim or high_t.numel() != dim:
-            raise ValueError(f"low and high must have {dim} entries, got {low_t.numel()} and {high_t.numel()}")
-        if not (torch.isfinite(low_t).all() and torch.isfinite(high_t).all() and (high_t > low_t).all()):
-            raise ValueError(f"low < high must be finite bounds, got low={low_t.tolist()}, high={high_t.tolist()}")
+        # checked in numpy: the tensors may live on the meta device (core.checkpoint.restore's shadow build)
+        low_np, high_np = np.asarray(low, dtype=np.float64).reshape(-1), np.asarray(high, dtype=np.float64).reshape(-1)
+        if low_np.size != dim or high_np.size != dim:
+            raise ValueError(f"low and high must have {dim} entries, got {low_np.size} and {high_np.size}")
+        if not (np.isfinite(low_np).all() and np.isfinite(high_np).all() and (high_np > low_np).all()):
+            raise ValueError(f"low < high must be finite bounds, got low={low_np.tolist()}, high={high_np.tolist()}")
+        low_t = torch.as_tensor(low_np, dtype=torch.get_default_dtype())
+        high_t = torch.as_tensor(high_np, dtype=torch.get_default_dtype())
         if not 0.0 < boundary < 1.0:
             raise ValueError(f"boundary must be in (0, 1), got {boundary!r}")
         self.core = ConditionalRealNVP(dim, cond_dim, n_couplings, hidden, max_log_scale)
