@@ -93,6 +93,7 @@ def wrap(
     train: bool = True,
     seed: int | None = None,
     config: SafetyConfig | None = None,
+    on_nonfinite: str = "raise",
     **options: Any,
 ) -> ShieldWrapper | RemapWrapper:
     """Wrap ``env`` in a ``method`` shield that learns from ``indicator``.
@@ -102,11 +103,25 @@ def wrap(
     the latter). Envs registered by safeshield declare their indicator, so it may be omitted.
     The wrapper is the one the method's kind needs: ``ShieldWrapper`` for reject/resample
     methods (SQRL, CSC, ...), ``RemapWrapper`` for remap priors (SAFER).
+    ``on_nonfinite`` (reject/resample methods): ``"raise"`` (default) refuses a NaN / infinite
+    observation or reward with a ``ValueError``; ``"risky"`` treats such a step as risky and stores
+    nothing of it (``docs/robustness.md``).
     """
     if config is not None and options:
         raise TypeError("pass either config=... or keyword options, not both")
-    wrapper = wrapper_for(get_method(method).kind)
-    return wrapper(env, method, indicator, train=train, seed=seed, config=config if config is not None else options)
+    kind = get_method(method).kind
+    return wrapper_for(kind)(env, method, indicator, train=train, seed=seed,
+                             config=config if config is not None else options, **_nonfinite(kind, on_nonfinite))
+
+
+def _nonfinite(kind: str, on_nonfinite: str) -> dict[str, str]:
+    """``on_nonfinite`` for a reject wrapper; a remap wrapper only takes the default."""
+    if kind == "reject":
+        return {"on_nonfinite": on_nonfinite}
+    if on_nonfinite != "raise":
+        raise ValueError(f"on_nonfinite={on_nonfinite!r} is for reject/resample methods (sqrl, csc, q_ensemble), "
+                         f"not for a {kind} method")
+    return {}
 
 
 def make(
@@ -132,6 +147,7 @@ def load(
     train: bool = False,
     indicator: str | Callable | None = None,
     seed: int | None = None,
+    on_nonfinite: str = "raise",
     **options: Any,
 ) -> ShieldWrapper | RemapWrapper | SafetyModel:
     """Load a saved shield. With ``env``, return it wrapped around ``env`` (spaces must match).
@@ -150,11 +166,11 @@ def load(
             raise ValueError(f"a {model.name} checkpoint remaps actions; it has no vector wrapper yet: load it into "
                              "each sub-env (safeshield.load(path, gym.make(...))) instead")
         model = model.reconfigure(**options)
-        return VectorShieldWrapper(env, model, indicator, train=train, seed=seed)
+        return VectorShieldWrapper(env, model, indicator, train=train, seed=seed, on_nonfinite=on_nonfinite)
     model = SafetyModel.load(path, env, seed=seed).reconfigure(**options)
     if env is None:
         return model.unfreeze() if train else model.freeze()
-    return wrapper_for(model.kind)(env, model, indicator, train=train, seed=seed)
+    return wrapper_for(model.kind)(env, model, indicator, train=train, seed=seed, **_nonfinite(model.kind, on_nonfinite))
 
 
 def methods() -> dict[str, dict[str, Any]]:

@@ -26,6 +26,7 @@ from safeshield.core.buffer import Batch, TransitionBuffer
 from safeshield.core.decision import SELECTIONS
 from safeshield.core.model import SafetyConfig, SafetyModel
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive
+from safeshield.core.spaces import action_codec, check_observation_space
 
 __all__ = ["CriticConfig", "SafetyCritic", "flat_dim"]
 
@@ -48,6 +49,7 @@ class CriticConfig(SafetyConfig):
     gradient_steps: int = 1  # our choice
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # field types: integers, finite numbers, bools, strings
         for name in ("n_candidates", "resample_rounds", "buffer_capacity", "batch_size", "train_every", "gradient_steps"):
             check_count(name, getattr(self, name))
         check_count("learning_starts", self.learning_starts, minimum=0)
@@ -68,9 +70,17 @@ class SafetyCritic(SafetyModel):
     config_class: ClassVar[type[CriticConfig]] = CriticConfig
     fixed_fields: ClassVar[frozenset[str]] = frozenset({"hidden", "buffer_capacity"})
 
+    def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        """Any flattenable observation space; a bounded float Box, Discrete, MultiDiscrete or
+        MultiBinary action space (``core.spaces``), else an error saying why and what instead."""
+        check_observation_space(observation_space)
+        action_codec(action_space)
+
     def setup(self, seed: int | None) -> None:
         config = self.config
-        self.obs_dim, self.act_dim = flat_dim(self.observation_space), flat_dim(self.action_space)
+        self.actions = action_codec(self.action_space)  # how actions cross between env and model
+        self.discrete = self.actions.discrete
+        self.obs_dim, self.act_dim = check_observation_space(self.observation_space), self.actions.act_dim
         self.buffer = TransitionBuffer(config.buffer_capacity, self.obs_dim, self.act_dim)
         self.rng = np.random.default_rng(seed)
         self.policy_sampler = None  # set by an adapter: sample(obs, n, generator) -> actions
@@ -105,6 +115,29 @@ class SafetyCritic(SafetyModel):
         with torch.inference_mode():
             return float(self.risk(torch.from_numpy(obs)[None], torch.from_numpy(action)[None])[0])
 
+    def risk_all(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B, n)``: the risk of every action of a Discrete-like action space at each row.
+
+        This generic version scores the ``n`` one-hot actions as one batch; SQRL and CSC override it
+        with their critics' action heads (one forward pass of the observations only).
+        """
+        n = self.actions.n
+        rows = obs.shape[0]
+        eye = torch.eye(n, dtype=obs.dtype)
+        return self.risk(obs.repeat_interleave(n, 0), eye.repeat(rows, 1)).reshape(rows, n)
+
+    def model_actions(self, drawn) -> torch.Tensor:
+        """A policy sampler's draws ``(m, k, ...)`` in env units as the model's ``(m, k, act_dim)``
+        actions (one-hot joint indices for a Discrete-like space)."""
+        actions = drawn[0] if isinstance(drawn, tuple) else drawn
+        actions = torch.as_tensor(actions)
+        if not self.discrete:
+            return actions.to(torch.float32)
+        m, k = actions.shape[0], actions.shape[1]
+        draws = actions.numpy().reshape(m * k, *self.actions.shape)
+        index = self.actions.validate(draws, (m * k,), name="policy sampler draw")
+        return torch.from_numpy(self.actions.one_hot(index)).reshape(m, k, self.act_dim)
+
     # -- shared machinery ---------------------------------------------------------------------
     def risk_numpy(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Convenience: risks of numpy batches, under ``inference_mode``."""
@@ -135,7 +168,24 @@ class SafetyCritic(SafetyModel):
         for _ in range(steps):
             stats = self.learn_step(self.buffer.sample(self.config.batch_size, self.rng))
             self.updates += 1
+        self.check_finite(stats)
         return stats
+
+    def check_finite(self, stats: dict[str, float] | None = None) -> None:
+        """Raise ``FloatingPointError`` if a weight (or a reported loss) is NaN or infinite.
+
+        Called after every burst of updates: a diverged critic would otherwise report NaN risks
+        (never safe here, so every step would fall back) or be saved and loaded elsewhere.
+        """
+        bad_stats = [key for key, value in (stats or {}).items() if not math.isfinite(value)]
+        bad = [name for name, p in self.named_parameters() if not bool(torch.isfinite(p).all())]
+        if bad or bad_stats:
+            found = " and ".join(part for part in (f"weights {bad[:5]}" if bad else "",
+                                                   f"statistics {bad_stats}" if bad_stats else "") if part)
+            raise FloatingPointError(
+                f"{self.name} shield training diverged after {self.updates} updates: non-finite {found}; lower "
+                "the learning rate (lr) or check the observations and the indicator the shield learns from"
+            )
 
     def attach_policy(self, sample) -> None:
         """Attach the agent's sampler ``sample(obs[m, d], n, generator) -> actions[m, n, a]``."""

@@ -39,6 +39,7 @@ import torch
 __all__ = [
     "Decision",
     "decide",
+    "decide_discrete",
     "CandidateSampler",
     "PerturbationSampler",
     "PolicySampler",
@@ -204,7 +205,7 @@ def decide(
     if proposal_risk is None:
         proposal_risk = risk_fn(obs, proposal).numpy()
     proposal_np = proposal.numpy()
-    rejected = np.flatnonzero(proposal_risk >= threshold)
+    rejected = np.flatnonzero(~(np.asarray(proposal_risk) < threshold))  # a NaN risk is never safe
     if rejected.size == 0:
         return Decision.accepted(proposal_np, np.asarray(proposal_risk, dtype=np.float32))
     n = proposal_np.shape[0]
@@ -285,17 +286,92 @@ class _Search:
             candidate_risk = self.risk_fn(flat_obs, candidates_t.reshape(-1, act_dim)).numpy().reshape(-1, k)
             candidates = candidates_t.numpy()
             best.n_candidates[env_rows] += k
-            safe = candidate_risk < self.threshold
+            safe = candidate_risk < self.threshold  # NaN: never safe
             has_safe = safe.any(axis=1)
             pick = np.where(
                 has_safe,
                 _choose_safe(candidate_risk, safe, candidates, row_proposal.numpy(), self.half_range, self.selection),
-                candidate_risk.argmin(axis=1),
+                np.where(np.isnan(candidate_risk), np.inf, candidate_risk).argmin(axis=1),  # NaN: never the least risky
             )
             lines = np.arange(pick.size)
             picked_risk = candidate_risk[lines, pick]
-            improves = has_safe | (picked_risk < best.risk[env_rows])
+            best_risk = best.risk[env_rows]
+            improves = has_safe | (picked_risk < best_risk) | (np.isnan(best_risk) & ~np.isnan(picked_risk))
             best.action[env_rows[improves]] = candidates[lines[improves], pick[improves]]
             best.risk[env_rows[improves]] = picked_risk[improves]
             found[active] = has_safe
         return found
+
+
+DiscretePolicy = Callable[[np.ndarray], tuple[str, np.ndarray]]
+"""``policy(rows) -> ("probs", p[len(rows), n])`` or ``("draws", a[len(rows), k])`` for a Discrete space:
+the agent's action probabilities at those rows' observations, or ``k`` of its draws (indices, in order)."""
+
+
+def decide_discrete(
+    risk_all: np.ndarray,
+    proposal: np.ndarray,
+    threshold: float,
+    generators: list[torch.Generator],
+    policy: DiscretePolicy | None = None,
+) -> Decision:
+    """Mask a Discrete action space exactly, given the risk of every action of every row.
+
+    ``risk_all`` is ``(m, n)`` (one forward pass scores all ``n`` actions), ``proposal`` the
+    ``(m,)`` proposed indices (0-based), ``generators`` one per row. For each row:
+
+    1. a proposal with risk strictly below the threshold passes unchanged;
+    2. else, if some action is safe: with the agent's probabilities (``policy`` returning
+       ``"probs"``), one draw of pi restricted to the safe set, pi(a|s) 1[risk < eps] / Z(s) exactly
+       (SQRL Eq. 3 with nothing truncated); with only draws of pi (``"draws"``), the first safe draw
+       (rejection sampling), else the safest safe action; with no policy, the safest action;
+    3. else the least risky action, flagged ``fell_back``.
+
+    A NaN risk is never safe and never the least risky. ``action`` holds indices (int64).
+    """
+    threshold = np.float32(threshold)
+    risk_all = np.asarray(risk_all, dtype=np.float32)
+    m, n = risk_all.shape
+    lines = np.arange(m)
+    proposal = np.asarray(proposal, dtype=np.int64).reshape(m)
+    ordered = np.where(np.isnan(risk_all), np.inf, risk_all)  # NaN: never the least risky
+    safe = risk_all < threshold  # NaN: never safe
+    proposal_risk = risk_all[lines, proposal]
+    action = proposal.copy()
+    rejected = np.flatnonzero(~safe[lines, proposal])
+    fell_back = np.zeros(m, dtype=bool)
+    n_candidates = np.zeros(m, dtype=np.int64)
+    if rejected.size:
+        n_candidates[rejected] = n - 1
+        safest = ordered[rejected].argmin(axis=1)
+        unknown = np.isnan(risk_all[rejected]).all(axis=1)  # nothing could be scored: keep the proposal
+        action[rejected] = np.where(unknown, proposal[rejected], safest)  # the safest: a safe one if any, else the fallback
+        has_safe = safe[rejected].any(axis=1)
+        fell_back[rejected] = ~has_safe
+        masked = rejected[has_safe]
+        if masked.size and policy is not None:
+            kind, values = policy(masked)
+            values = np.asarray(values)
+            for j, row in enumerate(masked):
+                choice = _from_policy(kind, values[j], safe[row], generators[row])
+                if choice is not None:
+                    action[row] = choice
+    risk = risk_all[lines, action]
+    return Decision(action, risk, proposal_risk, action != proposal, fell_back, n_candidates)
+
+
+def _from_policy(kind: str, values: np.ndarray, safe: np.ndarray, generator: torch.Generator) -> int | None:
+    """One row's safe action from the agent's probabilities or draws; None if pi gives the safe set no mass."""
+    if kind == "probs":
+        weights = np.where(safe, np.nan_to_num(np.asarray(values, dtype=np.float64), nan=0.0).clip(min=0.0), 0.0)
+        total = weights.sum()
+        if not total > 0:
+            return None
+        u = float(torch.rand((), generator=generator, dtype=torch.float64)) * total
+        return int(min(np.searchsorted(np.cumsum(weights), u, side="right"), np.flatnonzero(weights)[-1]))
+    if kind == "draws":
+        draws = np.asarray(values, dtype=np.int64).reshape(-1)
+        valid = draws[(draws >= 0) & (draws < safe.size)]
+        hits = valid[safe[valid]]
+        return int(hits[0]) if hits.size else None
+    raise ValueError(f"a discrete policy returns 'probs' or 'draws', got {kind!r}")

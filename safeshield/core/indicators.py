@@ -28,11 +28,18 @@ Indicator = Callable[[Any, float, bool, bool, dict], float]
 _FORMS = '"cost", "terminated", "info:<key>" or a callable (obs, reward, terminated, truncated, info) -> float in [0, 1]'
 
 
-def _checked(value: Any, source: str) -> float:
+def _number(value: Any, what: str) -> float:
+    """``value`` as a float if it is a number (bool, int, float, numpy or 0-d array); text is refused."""
+    if isinstance(value, (str, bytes, bytearray)):
+        raise ValueError(f"{what} returned {value!r:.80}, expected a number, not text")
     try:
-        failure = float(value)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"indicator {source} returned {value!r}, expected a number in [0, 1]") from error
+        return float(value)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise ValueError(f"{what} returned {value!r:.80}, expected a number in [0, 1]") from error
+
+
+def _checked(value: Any, source: str) -> float:
+    failure = _number(value, f"indicator {source}")
     if math.isnan(failure) or not 0.0 <= failure <= 1.0:
         raise ValueError(f"indicator {source} returned {failure!r}, expected a number in [0, 1]")
     return failure
@@ -41,7 +48,10 @@ def _checked(value: Any, source: str) -> float:
 def _from_cost(obs, reward, terminated, truncated, info) -> float:
     if "cost" not in info:
         raise KeyError('indicator="cost" needs info["cost"] on every step; this env does not report it')
-    return 1.0 if float(info["cost"]) > 0.0 else 0.0
+    cost = _number(info["cost"], 'indicator "cost" (info["cost"])')
+    if math.isnan(cost):
+        raise ValueError('indicator "cost" read info["cost"] = nan, expected a number')
+    return 1.0 if cost > 0.0 else 0.0
 
 
 def _from_terminated(obs, reward, terminated, truncated, info) -> float:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -25,9 +26,12 @@ import torch
 from torch import nn
 
 from safeshield.core.checkpoint import CheckpointError, restore, save_checkpoint, space_signature
+from safeshield.core.spaces import action_codec, check_observation_space
 
 __all__ = [
     "SafetyConfig",
+    "check_field_types",
+    "torch_seed",
     "SafetyModel",
     "build_model",
     "get_method",
@@ -41,7 +45,11 @@ _METHODS: dict[str, type[SafetyModel]] = {}
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    """Base of every method's config: JSON round-trip and a check of keyword options."""
+    """Base of every method's config: JSON round-trip, a check of keyword options, and of field types
+    (``check_field_types``: subclasses call ``super().__post_init__()`` first)."""
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -66,6 +74,38 @@ class SafetyConfig:
             return cls.from_options(data, cls.__name__)
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"the saved config does not fit {cls.__name__}: {error}") from error
+
+
+def check_field_types(config: Any) -> None:
+    """Every field of a config dataclass has its default's type: an int field an integer (not a bool),
+    a float field a finite number, a bool field a bool, a str field a str, a tuple field a tuple (or
+    list) of integers. Raises ``ValueError`` naming the field, the value and the expected form, so
+    a NaN, an inf, a bool or a string never reaches a model (from a user or from a checkpoint)."""
+    for field in dataclasses.fields(config):
+        value, default = getattr(config, field.name), field.default
+        if isinstance(default, bool):
+            ok, expected = isinstance(value, (bool, np.bool_)), "a bool"
+        elif isinstance(default, int):
+            ok, expected = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)), "an integer"
+        elif isinstance(default, float):
+            ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+                  and math.isfinite(value))
+            expected = "a finite number"
+        elif isinstance(default, str):
+            ok, expected = isinstance(value, str), "a string"
+        elif isinstance(default, tuple):
+            ok = isinstance(value, (tuple, list)) and all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value)
+            expected = "a tuple of integers"
+        else:
+            continue
+        if not ok:
+            raise ValueError(f"{type(config).__name__}.{field.name} must be {expected}, got {value!r:.100}")
+
+
+def torch_seed(seed: int | None) -> int:
+    """A 63-bit torch seed derived from ``seed`` (fresh OS entropy when None)."""
+    return int(np.random.SeedSequence(seed).generate_state(1, np.uint64)[0] >> np.uint64(1))
 
 
 def _jsonable(value: Any) -> Any:
@@ -161,6 +201,9 @@ class SafetyModel(nn.Module, abc.ABC):
         self.frozen = False
         self.updates = 0
         self.indicator: str | None = None  # the wrapper's indicator when it is a name, saved with the model
+        # torch draws of learning (a policy sampler's a', CSC's uniform actions) come from this
+        # generator, never torch's global one, so a run does not depend on what ran before it
+        self.generator = torch.Generator().manual_seed(torch_seed(seed))
         self.setup(seed)
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
@@ -169,9 +212,15 @@ class SafetyModel(nn.Module, abc.ABC):
 
     # -- what a subclass implements -----------------------------------------------------------
     def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
-        """Refuse spaces the model cannot work with (``TypeError``); a bounded Box action space here."""
-        if not isinstance(action_space, gym.spaces.Box) or not action_space.is_bounded("both"):
-            raise TypeError(f"{type(self).__name__} requires a bounded Box action space, got {action_space}")
+        """Refuse spaces the model cannot work with, saying why and what to use instead
+        (``TypeError`` / ``ValueError``); a bounded float Box action space here."""
+        check_observation_space(observation_space)
+        if not isinstance(action_space, gym.spaces.Box):
+            raise TypeError(
+                f"{type(self).__name__} requires a bounded Box action space, got {action_space}; "
+                "use a reject method (sqrl, csc, q_ensemble) for Discrete, MultiDiscrete or MultiBinary actions instead"
+            )
+        action_codec(action_space)  # bounded, float, finite in float32
 
     def setup(self, seed: int | None) -> None:
         """Non-network state ``build`` needs (RNGs, buffers); seeds ``rng`` by default."""
@@ -186,8 +235,12 @@ class SafetyModel(nn.Module, abc.ABC):
         return {"updates": self.updates, "indicator": self.indicator}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.updates = int(state.get("updates", 0))
-        self.indicator = state.get("indicator")
+        updates, indicator = state.get("updates", 0), state.get("indicator")
+        if isinstance(updates, bool) or not isinstance(updates, int) or updates < 0:
+            raise ValueError(f"state.updates must be a non-negative integer, got {updates!r:.100}")
+        if indicator is not None and not isinstance(indicator, str):
+            raise ValueError(f"state.indicator must be a string or null, got {indicator!r:.100}")
+        self.updates, self.indicator = updates, indicator
 
     # -- shared machinery ---------------------------------------------------------------------
     def freeze(self) -> SafetyModel:

@@ -13,6 +13,7 @@ The wrappers only do I/O. The decision itself is ``safeshield.core.decision.deci
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,12 +22,17 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from safeshield.core.decision import Decision, PerturbationSampler, PolicySampler, decide
+from safeshield.core.decision import Decision, PerturbationSampler, PolicySampler, decide, decide_discrete
 from safeshield.core.indicators import describe_indicator, make_indicator
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import resolve_model
 
-__all__ = ["ShieldStepper", "StepperFrontEnd", "Transitions", "default_indicator", "flatten_batch"]
+__all__ = ["ShieldStepper", "StepperFrontEnd", "Transitions", "default_indicator", "flatten_batch", "NONFINITE"]
+
+NONFINITE = ("raise", "risky")
+"""What a shield does with a NaN or infinite observation or reward: ``"raise"`` (the default) a
+``ValueError`` naming it; ``"risky"``: treat the step as risky (risk inf, ``fell_back``; the
+proposal runs since nothing can be scored) and store no transition that touches the value."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +41,12 @@ class Transitions:
 
     rows: np.ndarray  # (m,) which envs stepped
     obs: np.ndarray  # (m, obs_dim) observations the actions were taken in
-    action: np.ndarray  # (m, act_dim) executed actions
+    action: np.ndarray  # (m, act_dim) executed actions ((m,) joint indices for a Discrete-like space)
     next_obs: np.ndarray  # (m, obs_dim) observations after the step
     failure: Sequence[float]  # (m,) indicator values
     terminated: Sequence[bool]  # (m,)
     truncated: Sequence[bool]  # (m,)
+    skip: Sequence[bool] | None = None  # (m,) rows not to store (a non-finite value, on_nonfinite="risky")
 
 
 class ShieldStepper:
@@ -61,8 +68,12 @@ class ShieldStepper:
         *,
         train: bool = True,
         seed: int | None = None,
+        on_nonfinite: str = "raise",
     ):
+        if on_nonfinite not in NONFINITE:
+            raise ValueError(f"on_nonfinite must be one of {NONFINITE}, got {on_nonfinite!r}")
         self.model = model
+        self.on_nonfinite = on_nonfinite
         self.indicator = make_indicator(indicator)
         # a name is saved with the model and reused on load; a callable only by its name, so that
         # loading can say which function to pass again (default_indicator)
@@ -73,17 +84,22 @@ class ShieldStepper:
             model.freeze()
         self.n_envs = int(n_envs)
         self.observation_space, self.action_space = observation_space, action_space
+        self.actions = model.actions  # how actions cross between env and model (core.spaces)
+        self.discrete = self.actions.discrete
         self.action_shape, self.action_dtype = action_space.shape, action_space.dtype
-        self.low = torch.as_tensor(action_space.low, dtype=torch.float32).reshape(-1)
-        self.high = torch.as_tensor(action_space.high, dtype=torch.float32).reshape(-1)
-        self.low_np, self.high_np = self.low.numpy(), self.high.numpy()
-        self.half_range = (self.high_np - self.low_np) / 2
+        if not self.discrete:
+            self.low, self.high = torch.from_numpy(self.actions.low), torch.from_numpy(self.actions.high)
+            self.low_np, self.high_np = self.actions.low, self.actions.high
+            self.half_range = (self.high_np - self.low_np) / 2
         self._perturbation: tuple[CriticConfig, PerturbationSampler, PerturbationSampler] | None = None
         base = 0 if seed is None else int(seed)
         self.generators = [torch.Generator().manual_seed(base + i) for i in range(self.n_envs)]
         self.obs_flat: np.ndarray | None = None  # (n_envs, obs_dim) float32, the current observations
         self.obs_tensor: torch.Tensor | None = None  # the same memory as a tensor
         self.pending = [None] * self.n_envs  # buffer row waiting for its next action, per env
+        self.nonfinite = np.zeros(self.n_envs, dtype=bool)  # rows whose current observation is not finite
+        self.any_nonfinite = False  # self.nonfinite.any(), kept as a bool for the per-step path
+        self.error: str | None = None  # what the env (or a check of its output) raised mid-step, until a reset
         self.episode_failures = np.zeros(self.n_envs, dtype=np.int64)
         self.total_failures = 0
         self.total_interventions = 0
@@ -91,9 +107,72 @@ class ShieldStepper:
 
     # -- observations, seeds and episodes -------------------------------------------------------
     def remember(self, flat_obs: np.ndarray) -> None:
-        """Set every row's current observation (``(n_envs, obs_dim)`` float32)."""
+        """Set every row's current observation (``(n_envs, obs_dim)`` float32), checking it is finite.
+
+        A NaN or infinite value (or a float64 one that overflows float32) raises ``ValueError``;
+        with ``on_nonfinite="risky"`` the row is marked instead: its next step is treated as
+        risky and nothing touching the observation is stored.
+        """
+        if not np.isfinite(flat_obs).all():  # one cheap check per step; the rare path below
+            bad = ~np.isfinite(flat_obs).all(axis=1)
+            if self.on_nonfinite == "raise":
+                rows = np.flatnonzero(bad).tolist()
+                self.obs_flat = self.obs_tensor = None
+                self.error = "a non-finite observation"
+                raise ValueError(
+                    f"observation must be finite in float32 (the shield computes in float32), got "
+                    f"{flat_obs[bad][0]!r:.200} (flattened{', rows ' + str(rows) if self.n_envs > 1 else ''}); "
+                    'pass on_nonfinite="risky" to treat such steps as risky instead'
+                )
+            self.nonfinite, self.any_nonfinite = bad, True
+        elif self.any_nonfinite:
+            self.nonfinite, self.any_nonfinite = np.zeros(self.n_envs, dtype=bool), False
         self.obs_flat = flat_obs
         self.obs_tensor = torch.from_numpy(flat_obs)
+        self.error = None
+
+    def check_reward(self, reward) -> bool:
+        """Whether one env's reward is finite; a non-finite one raises unless ``on_nonfinite="risky"``."""
+        try:
+            if math.isfinite(reward):
+                return True
+        except TypeError:
+            return bool(self.check_rewards(reward).all())
+        if self.on_nonfinite == "raise":
+            raise ValueError(f'reward must be finite, got {reward!r}; pass on_nonfinite="risky" to treat such steps as risky instead')
+        return False
+
+    def check_rewards(self, rewards) -> np.ndarray:
+        """Which rewards are finite; a non-finite one raises unless ``on_nonfinite="risky"``."""
+        finite = np.isfinite(np.asarray(rewards, dtype=np.float64)).reshape(-1)
+        if not finite.all() and self.on_nonfinite == "raise":
+            raise ValueError(
+                f"reward must be finite, got {np.asarray(rewards)!r:.200}; "
+                'pass on_nonfinite="risky" to treat such steps as risky instead'
+            )
+        return finite
+
+    def check_next(self, next_flat: np.ndarray) -> np.ndarray:
+        """Which rows of the step's next observations are not finite (raises unless ``"risky"``)."""
+        bad = ~np.isfinite(next_flat).all(axis=1)
+        if bad.any() and self.on_nonfinite == "raise":
+            self.remember(next_flat)  # raises, naming the observation
+        return bad
+
+    def ready(self, what: str) -> None:
+        """Raise unless a step can be decided: reset first, and say so if the env raised before."""
+        if self.obs_flat is None:
+            if self.error is not None:
+                raise RuntimeError(
+                    f"the env or a check of its output raised during an earlier step ({self.error}); call reset() "
+                    "before step() (a gymnasium AsyncVectorEnv shuts a failed worker down: then build a new vector env)"
+                )
+            raise gym.error.ResetNeeded(f"call reset() before step() on a shielded {what}")
+
+    def fail(self, error: BaseException) -> None:
+        """The env (or a check of what it returned) raised mid-step: no decision until a reset."""
+        self.obs_flat = self.obs_tensor = None
+        self.error = f"{type(error).__name__}: {error}"
 
     def seed(self, seeds: int | Sequence[int | None]) -> None:
         """Reseed the candidate RNGs: an int seeds row ``i`` with ``seed + i``; a list, row by row."""
@@ -110,18 +189,21 @@ class ShieldStepper:
             self.episode_failures[row] = 0
 
     # -- one step -------------------------------------------------------------------------------
-    def validate(self, action, shape: tuple[int, ...]) -> np.ndarray:
-        """``action`` as ``(rows, act_dim)`` float32 clipped into the Box; ``shape`` is what it must have."""
-        try:
-            array = np.asarray(action, dtype=np.float32)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"action must be a numeric array of shape {shape}, got {action!r}") from error
-        if array.shape != shape:
-            raise ValueError(f"action must have shape {shape}, got shape {array.shape}")
-        flat = array.reshape(-1, self.low_np.size)
-        if not np.isfinite(flat).all():
-            raise ValueError(f"action contains NaN or inf: {array!r}")
-        return np.minimum(np.maximum(flat, self.low_np), self.high_np)
+    def validate(self, action, rows: int | None = None) -> np.ndarray:
+        """``action`` of one env (``rows=None``) or ``rows`` stacked ones as the decision's proposals:
+        ``(rows, act_dim)`` float32 clipped into a Box, ``(rows,)`` int64 joint indices otherwise."""
+        shape = () if rows is None else (rows,)
+        if not self.discrete:
+            shape = (*shape, *self.action_shape)
+        return self.actions.validate(action, shape)
+
+    def to_env(self, executed: np.ndarray, rows: int | None = None):
+        """The decision's actions as what the env executes: the space's dtype, inside the space."""
+        return self.actions.to_env(executed, () if rows is None else (rows,))
+
+    def model_actions(self, executed: np.ndarray) -> np.ndarray:
+        """The decision's actions as the model stores them (one-hot rows for Discrete-like spaces)."""
+        return self.actions.one_hot(executed) if self.discrete else executed
 
     def decide(self, proposals: np.ndarray, rows: np.ndarray | None = None) -> Decision:
         """Decide for ``rows`` (all rows by default) given their ``(len(rows), act_dim)`` proposals."""
@@ -129,13 +211,17 @@ class ShieldStepper:
         threshold = np.float32(model.threshold)
         if rows is None:
             rows = np.arange(self.n_envs)
+        if self.any_nonfinite:
+            return self._decide_nonfinite(proposals, rows)
+        if self.discrete:
+            return self._decide_discrete(proposals, rows, threshold)
         if rows.size == 1:  # the lean single-pair path (numpy forward, no torch dispatch)
             risk = np.array([model.proposal_risk(self.obs_flat[rows[0]], proposals[0])], dtype=np.float32)
         else:
             obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
             with torch.inference_mode():
                 risk = model.risk(obs, torch.from_numpy(proposals)).numpy()
-        if not (risk >= threshold).any():
+        if (risk < threshold).all():  # written so that a NaN risk is never safe
             return Decision.accepted(proposals, risk)
         cfg = model.config
         obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
@@ -145,6 +231,37 @@ class ShieldStepper:
                 [self.generators[row] for row in rows], k=cfg.n_candidates, rounds=cfg.resample_rounds,
                 selection=model.selection, half_range=self.half_range, proposal_risk=risk,
             )
+
+    def _decide_discrete(self, proposals: np.ndarray, rows: np.ndarray, threshold) -> Decision:
+        """Score every action of every row in one forward pass and mask exactly (``decide_discrete``)."""
+        obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
+        with torch.inference_mode():
+            risk_all = self.model.risk_all(obs).numpy()
+        generators = [self.generators[r] for r in rows]
+        policy = None
+        if self.model.policy_sampler is not None:
+            policy = _DiscretePolicy(self.model, obs, generators, self.model.config.n_candidates)
+        return decide_discrete(risk_all, proposals, threshold, generators, policy)
+
+    def _decide_nonfinite(self, proposals: np.ndarray, rows: np.ndarray) -> Decision:
+        """``on_nonfinite="risky"``: rows with a non-finite observation cannot be scored. Their
+        proposal runs (nothing is known to be safer), reported with risk inf and ``fell_back``."""
+        bad = self.nonfinite[rows]
+        good = np.flatnonzero(~bad)
+        n = rows.size
+        risk = np.full(n, np.inf, dtype=np.float32)
+        action, proposal_risk = proposals.copy(), risk.copy()
+        intervened, fell_back = np.zeros(n, dtype=bool), bad.copy()
+        n_candidates = np.zeros(n, dtype=np.int64)
+        if good.size:
+            self.any_nonfinite = False  # decide the finite rows as usual
+            try:
+                part = self.decide(proposals[good], rows[good])
+            finally:
+                self.any_nonfinite = True
+            action[good], risk[good], proposal_risk[good] = part.action, part.risk, part.proposal_risk
+            intervened[good], fell_back[good], n_candidates[good] = part.intervened, part.fell_back, part.n_candidates
+        return Decision(action, risk, proposal_risk, intervened, fell_back, n_candidates)
 
     def record(self, step: Transitions, decision: Decision) -> None:
         """Count one step of ``step.rows``; unless frozen, store each row's transition, link each
@@ -167,13 +284,19 @@ class ShieldStepper:
         # Learning needs autograd even when the caller steps the env under no_grad or
         # inference_mode, as TorchRL's collectors do.
         model = self.model
+        actions = self.model_actions(step.action)
         with torch.inference_mode(False), torch.enable_grad():
             for j, row in enumerate(step.rows):
                 failure, terminated = step.failure[j], bool(step.terminated[j])
                 done = terminated or bool(step.truncated[j])
+                if step.skip is not None and step.skip[j]:  # a non-finite observation or reward: store nothing of it
+                    self.pending[row] = None
+                    if done:
+                        model.on_episode_end(self.episode_failures[row] + failure > 0)
+                    continue
                 if self.pending[row] is not None:
-                    model.buffer.set_next_action(self.pending[row], step.action[j])
-                stored = model.observe(step.obs[j], step.action[j], step.next_obs[j], failure, terminated)
+                    model.buffer.set_next_action(self.pending[row], actions[j])
+                stored = model.observe(step.obs[j], actions[j], step.next_obs[j], failure, terminated)
                 self.pending[row] = None if done else stored
                 model.after_step()
                 if done:
@@ -182,8 +305,8 @@ class ShieldStepper:
     def report(self, proposed, executed: np.ndarray, decision: Decision, j: int, failure: float) -> dict[str, Any]:
         """The ``info["shield"]`` dict of one env (row ``j`` of ``decision``)."""
         return {
-            "proposed_action": np.asarray(proposed, dtype=self.action_dtype).copy(),
-            "executed_action": executed.reshape(self.action_shape).astype(self.action_dtype),
+            "proposed_action": np.array(proposed, dtype=self.action_dtype),
+            "executed_action": self.actions.report(executed),
             "intervened": bool(decision.intervened[j]),
             "risk": float(decision.risk[j]),
             "proposal_risk": float(decision.proposal_risk[j]),
@@ -209,6 +332,24 @@ class ShieldStepper:
         return self._perturbation[1]
 
 
+class _DiscretePolicy:
+    """The attached policy for ``decide_discrete``: probabilities when the sampler offers them
+    (``sample.probs(obs) -> (m, joint actions)``), else ``k`` draws per row from the row's RNG."""
+
+    def __init__(self, model, obs: torch.Tensor, generators: list[torch.Generator], k: int):
+        self.model, self.obs, self.generators, self.k = model, obs, generators, k
+
+    def __call__(self, rows: np.ndarray) -> tuple[str, np.ndarray]:
+        sample = self.model.policy_sampler
+        obs = self.obs[torch.from_numpy(rows)]
+        probs = getattr(sample, "probs", None)
+        if probs is not None:
+            return "probs", torch.as_tensor(probs(obs)).reshape(rows.size, -1).double().numpy()
+        draws = torch.cat([self.model.model_actions(sample(obs[j : j + 1], self.k, self.generators[r]))
+                           for j, r in enumerate(rows)])
+        return "draws", draws.argmax(dim=-1).numpy()
+
+
 class StepperFrontEnd:
     """What every reject/resample wrapper (``ShieldWrapper``, ``VectorShieldWrapper``, SB3's
     ``ShieldedVecEnv``) keeps and exposes: the model (``safety_model``), its ``ShieldStepper``
@@ -218,7 +359,8 @@ class StepperFrontEnd:
     stepper: ShieldStepper
 
     def _build_stepper(self, env: Any, model: SafetyCritic | str, indicator, observation_space: gym.Space,
-                       action_space: gym.Space, num_envs: int, *, train: bool | None, seed: int | None, config):
+                       action_space: gym.Space, num_envs: int, *, train: bool | None, seed: int | None, config,
+                       on_nonfinite: str = "raise"):
         """Build (or take) the model, resolve the indicator, make the stepper.
 
         ``train=None`` keeps a given model's frozen or learning state (a fresh model learns): a
@@ -231,7 +373,7 @@ class StepperFrontEnd:
             train = isinstance(model, str) or not self.safety_model.frozen
         indicator = default_indicator(env, indicator, self.safety_model)
         self.stepper = ShieldStepper(self.safety_model, indicator, observation_space, action_space, num_envs,
-                                     train=train, seed=seed)
+                                     train=train, seed=seed, on_nonfinite=on_nonfinite)
         self.indicator = self.stepper.indicator
         return indicator, train
 

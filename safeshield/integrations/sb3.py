@@ -45,7 +45,7 @@ from safeshield.core.metrics import ShieldStats
 from safeshield.core.step import StepperFrontEnd, Transitions, flatten_batch
 from safeshield.wrappers.shield import find_shield
 
-__all__ = ["ShieldedVecEnv", "ShieldCallback", "find_shields", "policy_sampler", "wrap_vec_env"]
+__all__ = ["ShieldedVecEnv", "ShieldCallback", "discrete_policy", "find_shields", "policy_sampler", "wrap_vec_env"]
 
 TD3_EXPLORATION_STD = 0.1  # TD3 paper (Fujimoto et al. 2018) exploration noise, in [-1, 1] units
 
@@ -79,14 +79,13 @@ class ShieldedVecEnv(StepperFrontEnd, VecEnvWrapper):
         train: bool | None = None,
         seed: int | None = None,
         config: CriticConfig | dict[str, Any] | None = None,
+        on_nonfinite: str = "raise",
     ):
         if not isinstance(venv, VecEnv):
             raise TypeError(f"venv must be a stable_baselines3 VecEnv, got {type(venv).__name__}")
-        if not isinstance(venv.action_space, gym.spaces.Box):
-            raise TypeError(f"ShieldedVecEnv requires a Box action space, got {venv.action_space}")
         super().__init__(venv)
         self._build_stepper(venv, model, indicator, venv.observation_space, venv.action_space, venv.num_envs,
-                         train=train, seed=seed, config=config)
+                         train=train, seed=seed, config=config, on_nonfinite=on_nonfinite)
         self._pending_step: tuple[np.ndarray, Any] | None = None
 
     def seed(self, seed: int | None = None):
@@ -103,12 +102,11 @@ class ShieldedVecEnv(StepperFrontEnd, VecEnvWrapper):
 
     def step_async(self, actions: np.ndarray) -> None:
         stepper = self.stepper
-        if stepper.obs_flat is None:
-            raise gym.error.ResetNeeded("call reset() before step() on a shielded VecEnv")
-        proposals = stepper.validate(actions, (self.num_envs, *stepper.action_shape))
+        stepper.ready("VecEnv")
+        proposals = stepper.validate(actions, self.num_envs)
         decision = stepper.decide(proposals)
         self._pending_step = (np.array(actions, copy=True), decision)
-        self.venv.step_async(decision.action.reshape(self.num_envs, *stepper.action_shape).astype(stepper.action_dtype))
+        self.venv.step_async(stepper.to_env(decision.action, self.num_envs))
 
     def step_wait(self):
         proposed, decision = self._pending_step
@@ -124,7 +122,8 @@ class ShieldedVecEnv(StepperFrontEnd, VecEnvWrapper):
             if dones[i]:
                 next_flat[i] = flatten_batch(self.observation_space, env_obs, 1, batched=False)[0]
             failures[i] = self.indicator(env_obs, rewards[i], terminated[i], truncated[i], info)
-        step = Transitions(np.arange(n), stepper.obs_flat, decision.action, next_flat, failures, terminated, truncated)
+        skip = stepper.nonfinite | stepper.check_next(next_flat) | ~stepper.check_rewards(rewards)
+        step = Transitions(np.arange(n), stepper.obs_flat, decision.action, next_flat, failures, terminated, truncated, skip)
         stepper.record(step, decision)
         stepper.remember(flat)
         stepper.start_episodes(np.flatnonzero(dones))
@@ -159,7 +158,14 @@ def find_shields(venv: VecEnv) -> list[Any]:
 
 
 def policy_sampler(model: BaseAlgorithm) -> Callable:
-    """The SB3 model's action distribution as a candidate sampler (env units, seeded by ``generator``)."""
+    """The SB3 model's action distribution as a candidate sampler (env units, seeded by ``generator``).
+
+    For a ``Discrete`` / ``MultiDiscrete`` / ``MultiBinary`` action space the sampler also has
+    ``probs(obs) -> (m, joint actions)``, so the shield masks the agent's distribution exactly
+    (``discrete_policy``).
+    """
+    if isinstance(model.action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
+        return discrete_policy(model)
     policy = model.policy
     space = model.action_space
     low = torch.as_tensor(space.low, dtype=torch.float32)
@@ -185,6 +191,54 @@ def policy_sampler(model: BaseAlgorithm) -> Callable:
                 return unscale(drawn.clamp(-1.0, 1.0))
             return drawn
 
+    return sample
+
+
+def discrete_policy(model: BaseAlgorithm) -> Callable:
+    """An SB3 model's distribution over a Discrete / MultiDiscrete / MultiBinary action space.
+
+    ``probs(obs[m, d]) -> (m, N)`` over the joint actions (in ``numpy.ravel_multi_index`` order
+    of the sub-actions): PPO / A2C's categorical (a product of them for MultiDiscrete, of
+    Bernoullis for MultiBinary); DQN's epsilon-greedy policy, ``1 - epsilon`` on the greedy
+    action plus ``epsilon / N`` everywhere, with the model's current ``exploration_rate``.
+    ``sample(obs, n, generator)`` draws ``n`` joint indices per row from it (env units for a
+    Discrete space: ``start + index``).
+    """
+    from safeshield.core.spaces import action_codec
+
+    policy, codec = model.policy, action_codec(model.action_space)
+    obs_shape = model.observation_space.shape
+
+    def probs(obs) -> torch.Tensor:
+        m = obs.shape[0]
+        with torch.no_grad():
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=policy.device).reshape(m, *obs_shape)
+            if hasattr(policy, "q_net"):  # DQN: epsilon-greedy over the Q-network's argmax
+                q = policy.q_net(obs_t).float().cpu()
+                epsilon = float(getattr(model, "exploration_rate", 0.0))
+                p = torch.full_like(q, epsilon / q.shape[-1])
+                p[torch.arange(m), q.argmax(dim=-1)] += 1.0 - epsilon
+                return p
+            if not hasattr(policy, "get_distribution"):
+                raise TypeError(f"policy_sampler does not know {type(policy).__name__} for {model.action_space}")
+            distribution = policy.get_distribution(obs_t).distribution
+            parts = distribution if isinstance(distribution, (list, tuple)) else [distribution]
+            joint = torch.ones(m, 1)
+            for part in parts:
+                if isinstance(part, torch.distributions.Bernoulli):
+                    for column in part.probs.float().cpu().reshape(m, -1).T:
+                        joint = (joint[:, :, None] * torch.stack([1 - column, column], dim=1)[:, None, :]).reshape(m, -1)
+                else:
+                    joint = (joint[:, :, None] * part.probs.float().cpu().reshape(m, 1, -1)).reshape(m, -1)
+            return joint
+
+    def sample(obs, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        index = torch.multinomial(probs(obs), int(n), replacement=True, generator=generator)
+        if codec.nvec.size == 1:
+            return index + int(codec.start[0])
+        return torch.as_tensor(codec.to_env(index.numpy().reshape(-1), (index.shape[0], int(n))))
+
+    sample.probs = probs
     return sample
 
 

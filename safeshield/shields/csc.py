@@ -67,6 +67,7 @@ from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
+from safeshield.core.networks import one_hot_index
 from safeshield.shields.sqrl import INITIAL_LOGIT
 
 __all__ = [
@@ -153,9 +154,11 @@ class CriticEnsemble(nn.Module):
     like ``nn.Linear``, independently.
     """
 
-    def __init__(self, in_dim: int, n: int, hidden: tuple[int, ...]):
+    def __init__(self, in_dim: int, n: int, hidden: tuple[int, ...], n_actions: int | None = None):
         super().__init__()
-        dims = [in_dim, *map(int, hidden), 1]
+        # n_actions: a Discrete-like action space; the input is then obs only, with one output per action
+        self.n_actions = n_actions
+        dims = [in_dim, *map(int, hidden), 1 if n_actions is None else int(n_actions)]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for d_in, d_out in zip(dims[:-1], dims[1:]):
@@ -167,14 +170,24 @@ class CriticEnsemble(nn.Module):
     def size(self) -> int:
         return self.weights[0].shape[0]
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([obs, actions], dim=-1).unsqueeze(0).expand(self.size, -1, -1)
+    def _layers(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(0).expand(self.size, -1, -1)
         last = len(self.weights) - 1
         for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(bias, x, weight)
             if index < last:
                 x = torch.relu(x)
-        return x.squeeze(-1)
+        return x
+
+    def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(n, batch, n_actions)`` logits of every action (Discrete-like spaces), one pass."""
+        return self._layers(obs)
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        if self.n_actions is not None:  # one-hot actions select their head
+            index = one_hot_index(actions).unsqueeze(0).expand(self.size, -1, -1)
+            return self._layers(obs).gather(-1, index).squeeze(-1)
+        return self._layers(torch.cat([obs, actions], dim=-1)).squeeze(-1)
 
 
 @register_method
@@ -187,7 +200,10 @@ class CSC(SafetyCritic):
 
     def build(self) -> None:
         cfg = self.config
-        self.critic = CriticEnsemble(self.obs_dim + self.act_dim, cfg.n_critics, cfg.hidden)
+        if self.discrete:  # one output per action: every action scored in one forward pass
+            self.critic = CriticEnsemble(self.obs_dim, cfg.n_critics, cfg.hidden, n_actions=self.act_dim)
+        else:
+            self.critic = CriticEnsemble(self.obs_dim + self.act_dim, cfg.n_critics, cfg.hidden)
         # start optimistic (Q_C ≈ 0.01), as the SQRL critic does: see shields/sqrl.py
         with torch.no_grad():
             self.critic.weights[-1].mul_(0.1)
@@ -232,6 +248,13 @@ class CSC(SafetyCritic):
             return q[0]
         return q.max(dim=0).values if self.config.ensemble_risk == "max" else q.mean(dim=0)
 
+    def risk_all(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B, n)`` risks of every action of a Discrete-like space: one pass of the action heads."""
+        q = torch.sigmoid(self.critic.all_actions(obs))
+        if q.shape[0] == 1:
+            return q[0]
+        return q.max(dim=0).values if self.config.ensemble_risk == "max" else q.mean(dim=0)
+
     def q_c(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Alias of ``risk`` under the paper's name, for an agent's Â_C (TRPO-Lagrangian)."""
         return self.risk(obs, actions)
@@ -240,17 +263,17 @@ class CSC(SafetyCritic):
         """``(batch, n, act_dim)`` draws of the attached policy, or None without one."""
         if self.policy_sampler is None:
             return None
-        drawn = self.policy_sampler(obs, n, None)
-        actions = drawn[0] if isinstance(drawn, tuple) else drawn
-        return torch.as_tensor(actions, dtype=obs.dtype)
+        return self.model_actions(self.policy_sampler(obs, n, self.generator)).to(obs.dtype)
 
     def _cql_actions(self, obs: torch.Tensor) -> torch.Tensor:
         n = self.config.cql_samples
         actions = self._policy_actions(obs, n)
+        if actions is None and self.discrete:  # E over uniform actions, exactly: every action once
+            return torch.eye(self.act_dim, dtype=obs.dtype).expand(obs.shape[0], -1, -1)
         if actions is None:
             low = torch.as_tensor(self.action_space.low, dtype=obs.dtype).reshape(-1)
             high = torch.as_tensor(self.action_space.high, dtype=obs.dtype).reshape(-1)
-            actions = low + torch.rand(obs.shape[0], n, self.act_dim, dtype=obs.dtype) * (high - low)
+            actions = low + torch.rand(obs.shape[0], n, self.act_dim, generator=self.generator, dtype=obs.dtype) * (high - low)
         return actions
 
     def learn_step(self, batch: Batch) -> dict[str, float]:
@@ -303,7 +326,10 @@ class CSC(SafetyCritic):
 
     def load_extra_state(self, state: dict) -> None:
         super().load_extra_state(state)
-        self.v_hat = float(state.get("v_hat", self.config.chi))
+        v_hat = state.get("v_hat", self.config.chi)
+        if isinstance(v_hat, bool) or not isinstance(v_hat, (int, float)) or not 0.0 <= v_hat <= 1.0:
+            raise ValueError(f"state.v_hat must be a number in [0, 1] (failures per episode), got {v_hat!r:.100}")
+        self.v_hat = float(v_hat)
         self.epochs = int(state.get("epochs", 0))
         self._epoch_episodes = int(state.get("epoch_episodes", 0))
         self._epoch_failures = int(state.get("epoch_failures", 0))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
-from safeshield.core.networks import StateActionNet
+from safeshield.core.networks import ActionHeadsNet, StateActionNet
 from safeshield.core.validation import check_interval, check_positive, check_widths
 
 __all__ = ["SQRL", "SQRLConfig"]
@@ -75,7 +75,10 @@ class SQRL(SafetyCritic):
     config: SQRLConfig
 
     def build(self) -> None:
-        self.critic = StateActionNet(self.obs_dim, self.act_dim, self.config.hidden)
+        if self.discrete:  # one output per action: every action scored in one forward pass
+            self.critic = ActionHeadsNet(self.obs_dim, self.act_dim, self.config.hidden)
+        else:
+            self.critic = StateActionNet(self.obs_dim, self.act_dim, self.config.hidden)
         # Start optimistic (risk ≈ 0.01 everywhere) rather than at sigmoid(0) = 0.5: an untrained
         # critic then lets the agent act and learns from what happens, instead of rejecting every
         # action and executing the argmin of random weights.
@@ -103,12 +106,17 @@ class SQRL(SafetyCritic):
         """
         return self.config.gamma_safe * torch.sigmoid(self.critic(obs, actions))
 
+    def risk_all(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B, n)`` risks of every action of a Discrete-like space: one pass of the action heads."""
+        return self.config.gamma_safe * torch.sigmoid(self.critic.all_actions(obs))
+
     def proposal_risk(self, obs: np.ndarray, action: np.ndarray) -> float:
         """``risk`` of one pair via the critic's numpy path (no torch dispatch at batch 1)."""
-        if self.critic.net[0].weight.device.type != "cpu":
+        if self.discrete or self.critic.net[0].weight.device.type != "cpu":
             return super().proposal_risk(obs, action)
         logit = self.critic.forward_single(obs, action)
-        return self.config.gamma_safe / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
+        # ``not <=`` lets NaN through to a NaN risk (never safe); only a very negative logit is 0
+        return self.config.gamma_safe / (1.0 + math.exp(-logit)) if not logit <= -700 else 0.0
 
     def q_safe(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Alias of ``risk`` under the paper's name, for Eq. 4 in an agent's actor loss."""
@@ -117,8 +125,7 @@ class SQRL(SafetyCritic):
     def _next_actions(self, batch_next_obs: torch.Tensor, stored_next_action: torch.Tensor) -> torch.Tensor:
         if self.policy_sampler is None:
             return stored_next_action
-        drawn = self.policy_sampler(batch_next_obs, 1, None)
-        actions = drawn[0] if isinstance(drawn, tuple) else drawn
+        actions = self.model_actions(self.policy_sampler(batch_next_obs, 1, self.generator))
         return actions[:, 0, :].to(stored_next_action.dtype)
 
     def learn_step(self, batch: Batch) -> dict[str, float]:

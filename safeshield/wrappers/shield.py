@@ -61,6 +61,7 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
         train: bool | None = None,
         seed: int | None = None,
         config: CriticConfig | dict[str, Any] | None = None,
+        on_nonfinite: str = "raise",
     ):
         """ShieldWrapper ``env`` with ``model`` (a ``SafetyCritic``, or a method name built with ``config``).
 
@@ -73,21 +74,20 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
         """
         if not isinstance(env, gym.Env):
             raise TypeError(f"env must be a gymnasium.Env, got {type(env).__name__}")
-        if not isinstance(env.action_space, gym.spaces.Box):
-            raise TypeError(f"ShieldWrapper requires a Box action space, got {env.action_space}")
         if _is_shielded(env):
             raise ValueError("env is already shielded; wrap the unshielded env (double shielding hides decisions)")
         gym.Wrapper.__init__(self, env)
         indicator, train = self._build_stepper(env, model, indicator, env.observation_space, env.action_space, 1,
-                                               train=train, seed=seed, config=config)
+                                               train=train, seed=seed, config=config, on_nonfinite=on_nonfinite)
         gym.utils.RecordConstructorArgs.__init__(
             self, model=self.safety_model.name, indicator=indicator, train=train, seed=seed,
-            config=self.safety_model.config.to_json(),
+            config=self.safety_model.config.to_json(), on_nonfinite=on_nonfinite,
         )
 
     # -- gymnasium API --------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         obs, info = self.env.reset(seed=seed, options=options)
+        self.stepper.error = None
         if seed is not None:
             self.stepper.seed(seed)
         self.stepper.remember(flatten_batch(self.observation_space, obs, 1, batched=False))
@@ -96,19 +96,23 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
 
     def step(self, action):
         stepper = self.stepper
-        if stepper.obs_flat is None:
-            raise gym.error.ResetNeeded("call reset() before step() on a shielded env")
-        proposal = stepper.validate(action, stepper.action_shape)
+        stepper.ready("env")
+        proposal = stepper.validate(action)
         decision = stepper.decide(proposal, self._ROW)
         executed = decision.action
-        obs, reward, terminated, truncated, info = self.env.step(
-            executed[0].reshape(stepper.action_shape).astype(stepper.action_dtype, copy=False)
-        )
-        failure = self.indicator(obs, reward, terminated, truncated, info)
-        previous = stepper.obs_flat
-        stepper.remember(flatten_batch(self.observation_space, obs, 1, batched=False))
+        previous, previous_bad = stepper.obs_flat, stepper.any_nonfinite
+        try:
+            obs, reward, terminated, truncated, info = self.env.step(stepper.to_env(executed))
+            failure = self.indicator(obs, reward, terminated, truncated, info)
+            reward_ok = stepper.check_reward(reward)
+            stepper.remember(flatten_batch(self.observation_space, obs, 1, batched=False))
+        except BaseException as error:
+            stepper.fail(error)
+            raise
+        skip = (True,) if previous_bad or stepper.any_nonfinite or not reward_ok else None
         stepper.record(
-            Transitions(self._ROW, previous, executed, stepper.obs_flat, (failure,), (terminated,), (truncated,)), decision
+            Transitions(self._ROW, previous, executed, stepper.obs_flat, (failure,), (terminated,), (truncated,), skip),
+            decision,
         )
         info = dict(info)
         info["shield"] = stepper.report(action, executed[0], decision, 0, failure)

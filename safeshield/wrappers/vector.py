@@ -72,24 +72,32 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
         train: bool | None = None,
         seed: int | None = None,
         config: CriticConfig | dict[str, Any] | None = None,
+        on_nonfinite: str = "raise",
     ):
         """As ``ShieldWrapper``: ``train=None`` keeps a given model's frozen or learning state, and the
         indicator defaults to the one the model was trained with, then the env's declared one."""
         if not isinstance(env, VectorEnv):
             raise TypeError(f"env must be a gymnasium.vector.VectorEnv, got {type(env).__name__}")
-        if not isinstance(env.single_action_space, gym.spaces.Box):
-            raise TypeError(f"VectorShieldWrapper requires a Box single_action_space, got {env.single_action_space}")
         if _is_vector_shielded(env):
             raise ValueError("env is already shielded; wrap the unshielded vector env")
         super().__init__(env)
         self._build_stepper(env, model, indicator, env.single_observation_space, env.single_action_space,
-                            env.num_envs, train=train, seed=seed, config=config)
+                            env.num_envs, train=train, seed=seed, config=config, on_nonfinite=on_nonfinite)
         self.autoreset_mode = AutoresetMode((env.metadata or {}).get("autoreset_mode", AutoresetMode.NEXT_STEP))
         self._autoresetting = np.zeros(env.num_envs, dtype=bool)
         self._all_rows = np.arange(env.num_envs)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict[str, Any] | None = None):
-        obs, info = self.env.reset(seed=seed, options=options)
+        try:
+            obs, info = self.env.reset(seed=seed, options=options)
+        except Exception as error:
+            if self.stepper.error is None:
+                raise
+            raise RuntimeError(
+                f"the vector env cannot reset after an earlier step raised ({self.stepper.error}); a gymnasium "
+                "AsyncVectorEnv shuts a failed worker down: close it and build a new vector env"
+            ) from error
+        self.stepper.error = None
         mask = (options or {}).get("reset_mask")
         rows = self._all_rows if mask is None else np.flatnonzero(mask)
         if seed is not None:
@@ -101,18 +109,19 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
 
     def step(self, actions):
         stepper = self.stepper
-        if stepper.obs_flat is None:
-            raise gym.error.ResetNeeded("call reset() before step() on a shielded vector env")
-        proposals = stepper.validate(actions, (self.num_envs, *stepper.action_shape))
+        stepper.ready("vector env")
+        proposals = stepper.validate(actions, self.num_envs)
         rows = np.flatnonzero(~self._autoresetting)
         executed = proposals.copy()
         decision = stepper.decide(proposals[rows], rows) if rows.size else Decision.accepted(proposals[:0], np.zeros(0))
         executed[rows] = decision.action
-        obs, rewards, terminations, truncations, infos = self.env.step(
-            executed.reshape(self.action_space.shape).astype(stepper.action_dtype, copy=False)
-        )
-        flat = self._flatten(obs)
-        failures = self._learn(rows, decision, executed[rows], flat, obs, rewards, terminations, truncations, infos)
+        try:
+            obs, rewards, terminations, truncations, infos = self.env.step(stepper.to_env(executed, self.num_envs))
+            flat = self._flatten(obs)
+            failures = self._learn(rows, decision, executed[rows], flat, obs, rewards, terminations, truncations, infos)
+        except BaseException as error:
+            stepper.fail(error)
+            raise
         infos = dict(infos)
         infos["shield"], infos["_shield"] = self._report(actions, executed, rows, decision, failures)
         stepper.remember(flat)
@@ -144,9 +153,11 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
             else:
                 env_obs, info = _row(obs, i), EnvInfo(infos, i)
             failures[j] = self.indicator(env_obs, rewards[i], terminations[i], truncations[i], info)
-        step = Transitions(rows, self.stepper.obs_flat[rows], executed, next_flat, failures, terminations[rows],
-                           truncations[rows])
-        self.stepper.record(step, decision)
+        stepper = self.stepper
+        skip = stepper.nonfinite[rows] | stepper.check_next(next_flat) | ~stepper.check_rewards(np.asarray(rewards)[rows])
+        step = Transitions(rows, stepper.obs_flat[rows], executed, next_flat, failures, terminations[rows],
+                           truncations[rows], skip)
+        stepper.record(step, decision)
         return failures
 
     def _report(self, actions, executed, rows, decision, failures) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -163,7 +174,7 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
         shape = (n, *stepper.action_shape)
         report = {
             "proposed_action": np.array(actions, dtype=stepper.action_dtype).reshape(shape),
-            "executed_action": executed.reshape(shape).astype(stepper.action_dtype),
+            "executed_action": stepper.actions.report(executed, (n,)),
             "intervened": column(decision.intervened, bool),
             "risk": column(decision.risk, np.float64),
             "proposal_risk": column(decision.proposal_risk, np.float64),
@@ -236,6 +247,7 @@ def wrap_vector(
     train: bool = True,
     seed: int | None = None,
     config: CriticConfig | None = None,
+    on_nonfinite: str = "raise",
     **options: Any,
 ) -> VectorShieldWrapper:
     """``safeshield.wrap`` for a vector env: one ``method`` shield shared by every sub-env.
@@ -244,4 +256,5 @@ def wrap_vector(
     """
     if config is not None and options:
         raise TypeError("pass either config=... or keyword options, not both")
-    return VectorShieldWrapper(env, method, indicator, train=train, seed=seed, config=config if config is not None else options)
+    return VectorShieldWrapper(env, method, indicator, train=train, seed=seed, config=config if config is not None else options,
+                        on_nonfinite=on_nonfinite)

@@ -247,9 +247,11 @@ def test_double_shielding_raises():
         safeshield.wrap(gym.wrappers.RecordEpisodeStatistics(env), "sqrl")
 
 
-def test_discrete_action_space_raises_type_error():
-    with pytest.raises(TypeError, match="Box"):
-        safeshield.wrap(gym.make("CartPole-v1"), "sqrl", indicator="terminated")
+def test_unsupported_action_space_raises_type_error_naming_what_works():
+    env = gym.make("CartPole-v1")
+    env.action_space = gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Discrete(2)))
+    with pytest.raises(TypeError, match="Box, Discrete, MultiDiscrete or MultiBinary"):
+        safeshield.wrap(env, "sqrl", indicator="terminated")
 
 
 def test_missing_indicator_on_an_env_that_does_not_declare_one_raises():

@@ -93,6 +93,7 @@ class SAFERConfig(SafetyConfig):
     recalibrate_every: int = 1000  # our choice: online, recompute eta every this many steps
 
     def __post_init__(self) -> None:
+        super().__post_init__()  # field types: integers, finite numbers, bools, strings
         object.__setattr__(self, "flow_hidden", check_widths("SAFERConfig.flow_hidden", self.flow_hidden))
         object.__setattr__(self, "frame_hidden", check_widths("SAFERConfig.frame_hidden", self.frame_hidden))
         for name in ("context_dim", "window", "n_couplings", "embed_dim", "transformer_layers", "transformer_heads",
