@@ -44,7 +44,7 @@ class TransitionBuffer:
     def __init__(self, capacity: int, obs_dim: int, act_dim: int):
         if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity <= 0:
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
-        row_bytes = 4 * (2 * int(obs_dim) + 2 * int(act_dim) + 4)
+        row_bytes = 4 * (2 * int(obs_dim) + 2 * int(act_dim) + 5)  # obs, next_obs, action, next_action + 5 scalars
         if int(capacity) * row_bytes > MAX_BUFFER_BYTES:
             raise ValueError(
                 f"buffer_capacity must keep the buffer under {MAX_BUFFER_BYTES >> 30} GiB, got {int(capacity)} rows of "
