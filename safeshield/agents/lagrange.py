@@ -28,9 +28,11 @@ class LagrangeMultiplier:
 
     Example:
         >>> lam = LagrangeMultiplier(limit=0.05, lr=0.1)
-        >>> lam.update(0.25)   # constraint violated by 0.2: λ grows by lr · 0.2
+        >>> round(lam.update(0.25), 6)   # constraint violated by 0.2: λ grows by lr · 0.2
         0.02
-        >>> lam.update(0.0)    # slack: λ shrinks, but never below 0
+        >>> round(lam.update(0.0), 6)    # slack of 0.05: λ shrinks by lr · 0.05
+        0.015
+        >>> lam.update(-1.0)              # however large the slack, never below 0
         0.0
     """
 
