@@ -102,19 +102,32 @@ def summarise(runs: list[dict]) -> dict:
         failures = np.array([r["failure"] for r in records], dtype=float)
         returns = np.array([r["return"] for r in records], dtype=float)
         tail = max(1, len(records) // 4)
-        per_seed.append({
-            "seed": run["seed"],
-            "episodes": len(records),
-            "failures": int(failures.sum()),
-            "failure_rate": float(failures.mean()) if len(records) else 0.0,
-            "last_quarter_failure_rate": float(failures[-tail:].mean()) if len(records) else 0.0,
-            "mean_return": float(returns.mean()) if len(records) else 0.0,
-            "last_quarter_return": float(returns[-tail:].mean()) if len(records) else 0.0,
-            "cpu_seconds": run["cpu_seconds"],
-            **{k: run[k] for k in ("interventions", "fallbacks", "final_threshold", "final_v_hat", "final_lambda") if k in run},
-        })
+        per_seed.append(
+            {
+                "seed": run["seed"],
+                "episodes": len(records),
+                "failures": int(failures.sum()),
+                "failure_rate": float(failures.mean()) if len(records) else 0.0,
+                "last_quarter_failure_rate": float(failures[-tail:].mean()) if len(records) else 0.0,
+                "mean_return": float(returns.mean()) if len(records) else 0.0,
+                "last_quarter_return": float(returns[-tail:].mean()) if len(records) else 0.0,
+                "cpu_seconds": run["cpu_seconds"],
+                **{
+                    k: run[k]
+                    for k in ("interventions", "fallbacks", "final_threshold", "final_v_hat", "final_lambda")
+                    if k in run
+                },
+            }
+        )
     summary = {"seeds": per_seed}
-    for key in ("failures", "failure_rate", "last_quarter_failure_rate", "mean_return", "last_quarter_return", "episodes"):
+    for key in (
+        "failures",
+        "failure_rate",
+        "last_quarter_failure_rate",
+        "mean_return",
+        "last_quarter_return",
+        "episodes",
+    ):
         mean, half = mean_ci([s[key] for s in per_seed])
         summary[key] = {"mean": mean, "ci95": half}
     return summary
@@ -151,7 +164,7 @@ def plot_episodes(curves: dict[str, list[list[dict]]], path: Path, window: int =
         moving = np.array([np.convolve(f, kernel, mode="valid") for f in failures])
         episodes = np.arange(1, n + 1)
         for ax, values, x in (
-            (axes[0], moving, episodes[len(kernel) - 1:]),
+            (axes[0], moving, episodes[len(kernel) - 1 :]),
             (axes[1], np.cumsum(failures, axis=1), episodes),
             (axes[2], returns, episodes),
         ):
@@ -173,11 +186,21 @@ def main(argv=None) -> dict:
     parser.add_argument("--out", default=None, help="output folder (default benchmarks/results/csc_nav[_quick])")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
-    parser.add_argument("--train-every", type=int, default=SHIELD_OPTIONS["train_every"],
-                        help="env steps per critic update (an ablation of the critic's training rate)")
-    parser.add_argument("--chi", type=float, default=CHI, help="allowed failures per episode (the paper sweeps it, Figs. 4-5)")
-    parser.add_argument("--health", type=int, default=HEALTH,
-                        help="initial health = steps in traps until failure (a short failure horizon is an ablation)")
+    parser.add_argument(
+        "--train-every",
+        type=int,
+        default=SHIELD_OPTIONS["train_every"],
+        help="env steps per critic update (an ablation of the critic's training rate)",
+    )
+    parser.add_argument(
+        "--chi", type=float, default=CHI, help="allowed failures per episode (the paper sweeps it, Figs. 4-5)"
+    )
+    parser.add_argument(
+        "--health",
+        type=int,
+        default=HEALTH,
+        help="initial health = steps in traps until failure (a short failure horizon is an ablation)",
+    )
     args = parser.parse_args(argv)
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS))
@@ -187,7 +210,11 @@ def main(argv=None) -> dict:
     scale_name = "quick" if args.quick else "full"
     scale = SCALES[scale_name]
     out = Path(args.out or f"benchmarks/results/csc_nav{'_quick' if args.quick else ''}")
-    jobs = [Job(train_one, (method, seed, scale["steps"], shield_options, args.health)) for seed in range(scale["seeds"]) for method in methods]
+    jobs = [
+        Job(train_one, (method, seed, scale["steps"], shield_options, args.health))
+        for seed in range(scale["seeds"])
+        for method in methods
+    ]
     start = time.time()
     results = run_jobs(jobs, total_steps=scale["steps"] * len(jobs), desc="csc_nav", workers=args.workers)
     wall = time.time() - start
@@ -215,10 +242,12 @@ def main(argv=None) -> dict:
     plot_episodes(curves, out / "curves_episodes.png", chi=args.chi)
     print(f"wall {wall:.0f} s, cpu {document['cpu_seconds']:.0f} s -> {out}")
     for m, s in summaries.items():
-        print(f"{m:15s} failures {s['failures']['mean']:.1f} ± {s['failures']['ci95']:.1f} "
-              f"rate {s['failure_rate']['mean']:.2f} last-quarter rate {s['last_quarter_failure_rate']['mean']:.2f} "
-              f"return {s['mean_return']['mean']:.2f} last-quarter {s['last_quarter_return']['mean']:.2f} "
-              f"episodes {s['episodes']['mean']:.0f}")
+        print(
+            f"{m:15s} failures {s['failures']['mean']:.1f} ± {s['failures']['ci95']:.1f} "
+            f"rate {s['failure_rate']['mean']:.2f} last-quarter rate {s['last_quarter_failure_rate']['mean']:.2f} "
+            f"return {s['mean_return']['mean']:.2f} last-quarter {s['last_quarter_return']['mean']:.2f} "
+            f"episodes {s['episodes']['mean']:.0f}"
+        )
     print("ratios", document["cumulative_failure_ratios"])
     return document
 

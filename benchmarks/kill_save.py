@@ -81,8 +81,9 @@ def _kill_loop(module, swap: str, kills: int, seed: int, workdir: Path) -> dict:
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
     complete = recovered = mid_save = max_debris = 0
     for k in range(kills):
-        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), str(1000 * (k + 1)), swap],
-                                 stdout=subprocess.PIPE, env=env)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD, str(path), str(1000 * (k + 1)), swap], stdout=subprocess.PIPE, env=env
+        )
         child.stdout.readline()  # "ready": imports done, the save loop starts now
         time.sleep(float(rng.uniform(0.0, 0.1)))
         os.kill(child.pid, signal.SIGKILL)
@@ -96,10 +97,18 @@ def _kill_loop(module, swap: str, kills: int, seed: int, workdir: Path) -> dict:
             check_complete(path)
         complete += 1
     module.save_checkpoint(path, {"w": torch.full((SIZE,), -1.0)}, {"i": -1}, kind=KIND)
-    left = sorted(p.name for p in workdir.iterdir() if p.name.startswith(path.name) or p.name.startswith(f".{path.name}."))
-    return {"kills": kills, "complete_loads": complete, "kills_mid_save": int(mid_save), "recovered_from_old": int(recovered),
-            "max_temp_folders_at_once": int(max_debris), "left_after_final_save": left,
-            "only_the_checkpoint_left": left == [path.name]}
+    left = sorted(
+        p.name for p in workdir.iterdir() if p.name.startswith(path.name) or p.name.startswith(f".{path.name}.")
+    )
+    return {
+        "kills": kills,
+        "complete_loads": complete,
+        "kills_mid_save": int(mid_save),
+        "recovered_from_old": int(recovered),
+        "max_temp_folders_at_once": int(max_debris),
+        "left_after_final_save": left,
+        "only_the_checkpoint_left": left == [path.name],
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -119,9 +128,15 @@ def main(argv: list[str] | None = None) -> dict:
             results[swap] = run_swap(swap, kills, args.seed, workdir)
             results[swap]["seconds"] = round(time.perf_counter() - start, 1)
             print(swap, json.dumps(results[swap]))
-    document = {"benchmark": "kill_save", "size_floats": SIZE, "seed": args.seed, "quick": args.quick, "results": results,
-                "every_load_complete": all(r["complete_loads"] == r["kills"] for r in results.values()),
-                "no_debris_after_final_save": all(r["only_the_checkpoint_left"] for r in results.values())}
+    document = {
+        "benchmark": "kill_save",
+        "size_floats": SIZE,
+        "seed": args.seed,
+        "quick": args.quick,
+        "results": results,
+        "every_load_complete": all(r["complete_loads"] == r["kills"] for r in results.values()),
+        "no_debris_after_final_save": all(r["only_the_checkpoint_left"] for r in results.values()),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "results.json"
     tmp = target.with_suffix(".json.tmp")

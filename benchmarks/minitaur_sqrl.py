@@ -60,7 +60,9 @@ SETTINGS = TransferSettings(
     train_every=2,  # our choice: one update every 2 env steps halves the CPU cost
     eval_episodes=3,  # deterministic 500-step episodes of the deployed policy
 )
-QUICK = dataclasses.replace(SETTINGS, pretrain_steps=500, finetune_steps=400, learning_starts=200, batch_size=64, eval_episodes=1)
+QUICK = dataclasses.replace(
+    SETTINGS, pretrain_steps=500, finetune_steps=400, learning_starts=200, batch_size=64, eval_episodes=1
+)
 
 
 def _records(phase: dict, offset: int) -> list[dict]:
@@ -86,7 +88,9 @@ def format_table(table: dict) -> str:
         )
     ratio = table.get("sac_to_sqrl_failure_ratio")
     lines.append(
-        f"SAC/SQRL fine-tuning falls: {ratio:.2f}x" if ratio is not None else "SAC/SQRL ratio undefined (SQRL never fell)"
+        f"SAC/SQRL fine-tuning falls: {ratio:.2f}x"
+        if ratio is not None
+        else "SAC/SQRL ratio undefined (SQRL never fell)"
     )
     lines.append("paper (§7.1): SQRL falls ~5 % of the time during learning, SAC ~3x as often")
     return "\n".join(lines)
@@ -96,9 +100,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny budget, one seed (< 1 min); writes to .../quick/")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (one torch thread each)")
-    parser.add_argument("--out", type=Path, default=None, help="output folder (default benchmarks/results/minitaur_sqrl)")
     parser.add_argument(
-        "--gamma-safe", type=float, default=None,
+        "--out", type=Path, default=None, help="output folder (default benchmarks/results/minitaur_sqrl)"
+    )
+    parser.add_argument(
+        "--gamma-safe",
+        type=float,
+        default=None,
         help="override gamma_safe (Table 1: 0.7); results go to .../gamma_safe_<value>/ unless --out is given",
     )
     args = parser.parse_args(argv)
@@ -112,7 +120,9 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     start = time.perf_counter()
-    runs, table = run_transfer(settings, seeds, str(out / "shields"), workers=args.workers, progress=sys.stderr.isatty(), desc="minitaur sqrl")
+    runs, table = run_transfer(
+        settings, seeds, str(out / "shields"), workers=args.workers, progress=sys.stderr.isatty(), desc="minitaur sqrl"
+    )
     wall = time.perf_counter() - start
     curves = {
         method.upper(): [_records(run["finetune"], settings.pretrain_steps) for run in runs if run["method"] == method]

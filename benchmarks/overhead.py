@@ -62,7 +62,10 @@ import safeshield
 from safeshield.core.step import default_indicator
 
 SCHEMA = "safeshield/benchmarks/overhead/1"
-ENVS: dict[str, str | None] = {"safeshield/DrunkSpider-v0": None, "Hopper-v5": "terminated"}  # id -> indicator (None: declared)
+ENVS: dict[str, str | None] = {
+    "safeshield/DrunkSpider-v0": None,
+    "Hopper-v5": "terminated",
+}  # id -> indicator (None: declared)
 KS: tuple[int, ...] = (1, 10, 50, 100, 250)
 SAFE_BIAS, REJECT_BIAS = -20.0, 20.0
 TARGETS = {
@@ -174,17 +177,28 @@ def set_critic_output(shield: safeshield.ShieldWrapper, bias: float) -> None:
         output.bias.fill_(bias)
 
 
-def make_shield(env_id: str, indicator: str | None, *, regime: str, k: int, train: bool, **options) -> safeshield.ShieldWrapper:
+def make_shield(
+    env_id: str, indicator: str | None, *, regime: str, k: int, train: bool, **options
+) -> safeshield.ShieldWrapper:
     eps = 1.0 if regime == "safe" else 0.1
     shield = safeshield.wrap(
-        gym.make(env_id), "sqrl", indicator=indicator, train=train, seed=0,
-        n_candidates=k, resample_rounds=1, eps_safe=eps, **options,
+        gym.make(env_id),
+        "sqrl",
+        indicator=indicator,
+        train=train,
+        seed=0,
+        n_candidates=k,
+        resample_rounds=1,
+        eps_safe=eps,
+        **options,
     )
     set_critic_output(shield, SAFE_BIAS if regime == "safe" else REJECT_BIAS)
     return shield
 
 
-def counters_check(shield: safeshield.ShieldWrapper, loop: EnvLoop, expect: str, k: int) -> Callable[[], dict[str, Any]]:
+def counters_check(
+    shield: safeshield.ShieldWrapper, loop: EnvLoop, expect: str, k: int
+) -> Callable[[], dict[str, Any]]:
     """Verify after timing that the shield stayed in its regime (all safe, or all fallen back)."""
 
     def check() -> dict[str, Any]:
@@ -205,8 +219,14 @@ def counters_check(shield: safeshield.ShieldWrapper, loop: EnvLoop, expect: str,
     return check
 
 
-def build_cases(env_id: str, indicator: str | None, ks: Sequence[int], block_seconds: float,
-                train_block_seconds: float, warm_steps: int) -> tuple[list[Case], dict[str, Any]]:
+def build_cases(
+    env_id: str,
+    indicator: str | None,
+    ks: Sequence[int],
+    block_seconds: float,
+    train_block_seconds: float,
+    warm_steps: int,
+) -> tuple[list[Case], dict[str, Any]]:
     """Every case for one env, warmed up (training shield past ``learning_starts``)."""
     probe = gym.make(env_id)
     space = probe.action_space
@@ -223,12 +243,16 @@ def build_cases(env_id: str, indicator: str | None, ks: Sequence[int], block_sec
         for k in ks:
             shield = make_shield(env_id, indicator, regime=regime, k=k, train=False)
             loop = EnvLoop(shield, actions, seed=0)
-            cases.append(Case(f"frozen_{regime}[{k}]", loop, block_seconds, check=counters_check(shield, loop, regime, k)))
+            cases.append(
+                Case(f"frozen_{regime}[{k}]", loop, block_seconds, check=counters_check(shield, loop, regime, k))
+            )
 
     # Training shield, safe regime: one collecting only (learning_starts out of reach), one learning.
     collect = make_shield(env_id, indicator, regime="safe", k=ks[0], train=True, learning_starts=10**12)
     collect_loop = EnvLoop(collect, actions, seed=0)
-    cases.append(Case("train_collect", collect_loop, block_seconds, check=counters_check(collect, collect_loop, "safe", 0)))
+    cases.append(
+        Case("train_collect", collect_loop, block_seconds, check=counters_check(collect, collect_loop, "safe", 0))
+    )
     learner = make_shield(env_id, indicator, regime="safe", k=ks[0], train=True)
     learn_loop = EnvLoop(learner, actions, seed=0)
     starts = learner.safety_model.config.learning_starts
@@ -252,8 +276,13 @@ def build_cases(env_id: str, indicator: str | None, ks: Sequence[int], block_sec
         if batch > len(actions):
             act_t = act_t.repeat(math.ceil(batch / len(actions)), 1)[:batch]
         cases.append(Case(f"floor[{batch}]", Forward(model.risk, obs_t.repeat(batch, 1), act_t), block_seconds))
-        cases.append(Case(f"floor_after_step[{batch}]",
-                          ForwardAfterStep(gym.make(env_id), actions, model.risk, obs_t.repeat(batch, 1), act_t), block_seconds))
+        cases.append(
+            Case(
+                f"floor_after_step[{batch}]",
+                ForwardAfterStep(gym.make(env_id), actions, model.risk, obs_t.repeat(batch, 1), act_t),
+                block_seconds,
+            )
+        )
 
     info = {
         "indicator": resolved,
@@ -288,7 +317,12 @@ def summarise(blocks: list[float]) -> dict[str, float]:
         q1, _, q3 = statistics.quantiles(us, n=4)
     else:
         q1, q3 = us[0], us[-1]
-    return {"median_us": median, "q1_us": q1, "q3_us": q3, "rel_iqr": (q3 - q1) / median if median > 0 else float("nan")}
+    return {
+        "median_us": median,
+        "q1_us": q1,
+        "q3_us": q3,
+        "rel_iqr": (q3 - q1) / median if median > 0 else float("nan"),
+    }
 
 
 def ratio_entry(value: float | None, target: float | None) -> dict[str, Any]:
@@ -302,7 +336,9 @@ def env_ratios(t: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
     safe = t["frozen_safe_pooled"]
     ratios: dict[str, Any] = {
         "safe_overhead": ratio_entry((safe - raw) / floor1, TARGETS["safe_overhead"]),
-        "safe_overhead_per_k": {str(k): ratio_entry((t["frozen_safe"][str(k)] - raw) / floor1, TARGETS["safe_overhead"]) for k in ks},
+        "safe_overhead_per_k": {
+            str(k): ratio_entry((t["frozen_safe"][str(k)] - raw) / floor1, TARGETS["safe_overhead"]) for k in ks
+        },
         "rejected_overhead": {
             str(k): ratio_entry(
                 (t["frozen_rejected"][str(k)] - safe) / t["floor"][str(k)], TARGETS["rejected_overhead"]
@@ -334,8 +370,10 @@ def analyse(cases: list[Case], ks: Sequence[int], attribute: str = "blocks") -> 
         "frozen_rejected": {str(k): med[f"frozen_rejected[{k}]"] for k in ks},
         "train_collect": med["train_collect"],
         "train_learning": med["train_learning"],
-        "floor": {name[len("floor["):-1]: v for name, v in med.items() if name.startswith("floor[")},
-        "floor_after_step": {name[len("floor_after_step["):-1]: v for name, v in med.items() if name.startswith("floor_after_step[")},
+        "floor": {name[len("floor[") : -1]: v for name, v in med.items() if name.startswith("floor[")},
+        "floor_after_step": {
+            name[len("floor_after_step[") : -1]: v for name, v in med.items() if name.startswith("floor_after_step[")
+        },
     }
     return timings, stats
 
@@ -432,14 +470,39 @@ def plot(path: str, result: dict[str, Any]) -> None:
     for env in envs:
         t, c = result["envs"][env]["timings_us"], colours[env]
         ax_t.plot(ks, [t["frozen_safe"][str(k)] for k in ks], "-o", color=c, label=f"{short(env)} frozen, safe")
-        ax_t.plot(ks, [t["frozen_rejected"][str(k)] for k in ks], "-s", color=c, alpha=0.7, label=f"{short(env)} frozen, rejected")
-        ax_t.plot(ks, [t["floor"][str(k)] for k in ks], ":^", color=c, alpha=0.7, label=f"{short(env)} floor: bare k-batch forward")
-        ax_t.plot(ks, [t["floor_after_step"][str(k)] for k in ks], ":v", color=c, alpha=0.45,
-                  label=f"{short(env)} same forward after an env step")
+        ax_t.plot(
+            ks,
+            [t["frozen_rejected"][str(k)] for k in ks],
+            "-s",
+            color=c,
+            alpha=0.7,
+            label=f"{short(env)} frozen, rejected",
+        )
+        ax_t.plot(
+            ks,
+            [t["floor"][str(k)] for k in ks],
+            ":^",
+            color=c,
+            alpha=0.7,
+            label=f"{short(env)} floor: bare k-batch forward",
+        )
+        ax_t.plot(
+            ks,
+            [t["floor_after_step"][str(k)] for k in ks],
+            ":v",
+            color=c,
+            alpha=0.45,
+            label=f"{short(env)} same forward after an env step",
+        )
         ax_t.axhline(t["raw"], color=c, ls="--", lw=1, label=f"{short(env)} raw env step")
         ax_t.axhline(t["train_learning"], color=c, ls="-.", lw=1, label=f"{short(env)} training shield (learning)")
-    ax_t.set(xscale="log", yscale="log", xlabel="candidates per round k", ylabel="µs per step (median of block means)",
-             title="Per-step wall time, 1 torch thread")
+    ax_t.set(
+        xscale="log",
+        yscale="log",
+        xlabel="candidates per round k",
+        ylabel="µs per step (median of block means)",
+        title="Per-step wall time, 1 torch thread",
+    )
     ax_t.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     ax_t.grid(True, which="both", alpha=0.3)
 
@@ -447,8 +510,12 @@ def plot(path: str, result: dict[str, Any]) -> None:
         r = result["ratios"][env]["rejected_overhead"]
         ax_r.plot(ks, [r[str(k)]["value"] for k in ks], "-s", color=colours[env], label=f"{short(env)}")
     ax_r.axhline(TARGETS["rejected_overhead"], color="k", ls="--", label=f"target ≤ {TARGETS['rejected_overhead']}")
-    ax_r.set(xscale="log", xlabel="k", ylabel="(rejected − safe) / bare k-batch forward",
-             title="Rejected-proposal overhead vs target")
+    ax_r.set(
+        xscale="log",
+        xlabel="k",
+        ylabel="(rejected − safe) / bare k-batch forward",
+        title="Rejected-proposal overhead vs target",
+    )
     ax_r.set_ylim(bottom=0)
     ax_r.legend(fontsize=8)
     ax_r.grid(True, which="both", alpha=0.3)
@@ -456,11 +523,17 @@ def plot(path: str, result: dict[str, Any]) -> None:
     labels, values, targets, bar_colours = [], [], [], []
     for env in envs:
         r = result["ratios"][env]
-        for key, label in (("safe_overhead", "safe overhead\n/ batch-1 fwd"),
-                           ("frozen_safe_over_raw", "frozen safe\n/ raw"),
-                           ("train_learning_over_raw", "training\n/ raw")):
+        for key, label in (
+            ("safe_overhead", "safe overhead\n/ batch-1 fwd"),
+            ("frozen_safe_over_raw", "frozen safe\n/ raw"),
+            ("train_learning_over_raw", "training\n/ raw"),
+        ):
             entry = r[key]
-            target = TARGETS["hopper_shielded_over_raw"] if (env == HOPPER and key == "frozen_safe_over_raw") else entry["target"]
+            target = (
+                TARGETS["hopper_shielded_over_raw"]
+                if (env == HOPPER and key == "frozen_safe_over_raw")
+                else entry["target"]
+            )
             labels.append(f"{short(env)}\n{label}")
             values.append(entry["value"])
             targets.append(target)
@@ -477,8 +550,11 @@ def plot(path: str, result: dict[str, Any]) -> None:
     ax_s.set(ylabel="ratio (log)", title="Ratios vs targets (dashed; training has none)")
     ax_s.grid(True, axis="y", which="both", alpha=0.3)
 
-    fig.suptitle(f"safeshield shield overhead ({result['mode']} run, {result['machine']['cpu_model']}, "
-                 f"torch {result['machine']['torch']}, {result['machine']['torch_threads']} thread)", fontsize=10)
+    fig.suptitle(
+        f"safeshield shield overhead ({result['mode']} run, {result['machine']['cpu_model']}, "
+        f"torch {result['machine']['torch']}, {result['machine']['torch_threads']} thread)",
+        fontsize=10,
+    )
     fig.tight_layout()
 
     def write(tmp: str) -> None:
@@ -497,7 +573,9 @@ def profile_shields(env_id: str, indicator: str | None, out: str, steps: int, k:
     for regime in ("safe", "rejected"):
         shield = make_shield(env_id, indicator, regime=regime, k=k, train=False)
         space = shield.action_space
-        actions = np.random.default_rng(1).uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
+        actions = (
+            np.random.default_rng(1).uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
+        )
         loop = EnvLoop(shield, actions, seed=0)
         loop(min(steps, 200))
         profiler = cProfile.Profile()
@@ -526,26 +604,43 @@ def profile_shields(env_id: str, indicator: str | None, out: str, steps: int, k:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="CI-sized run (a few seconds): short blocks, few rounds")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
-                        help="output folder (default: benchmarks/results next to this script)")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
+        help="output folder (default: benchmarks/results next to this script)",
+    )
     parser.add_argument("--envs", nargs="+", default=list(ENVS), help=f"env ids (default: {' '.join(ENVS)})")
     parser.add_argument("--ks", nargs="+", type=int, default=list(KS), help="candidate counts k")
     parser.add_argument("--blocks", type=int, default=None, help="round-robin rounds (default 25; quick 5)")
-    parser.add_argument("--block-seconds", type=float, default=None, help="target seconds per block (default 0.06; quick 0.004)")
-    parser.add_argument("--train-block-seconds", type=float, default=None, help="same for the learning shield (default 0.1; quick 0.01)")
+    parser.add_argument(
+        "--block-seconds", type=float, default=None, help="target seconds per block (default 0.06; quick 0.004)"
+    )
+    parser.add_argument(
+        "--train-block-seconds", type=float, default=None, help="same for the learning shield (default 0.1; quick 0.01)"
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="cap on steps per block (default 20000; quick 500)")
     parser.add_argument("--min-steps", type=int, default=None, help="floor on steps per block (default 20; quick 3)")
-    parser.add_argument("--warm-steps", type=int, default=None, help="untimed steps per case before timing (default 200; quick 10)")
+    parser.add_argument(
+        "--warm-steps", type=int, default=None, help="untimed steps per case before timing (default 200; quick 10)"
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip overhead.png")
     parser.add_argument("--profile", action="store_true", help="also write cProfile summaries of the shield step")
     parser.add_argument("--profile-k", type=int, default=50, help="k for --profile (default 50)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     args = parser.parse_args(argv)
     quick = args.quick
-    defaults = {"blocks": (25, 5), "block_seconds": (0.06, 0.004), "train_block_seconds": (0.1, 0.01),
-                "max_steps": (20000, 500), "min_steps": (20, 3), "warm_steps": (200, 10)}
+    defaults = {
+        "blocks": (25, 5),
+        "block_seconds": (0.06, 0.004),
+        "train_block_seconds": (0.1, 0.01),
+        "max_steps": (20000, 500),
+        "min_steps": (20, 3),
+        "warm_steps": (200, 10),
+    }
     for name, (full, small) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
@@ -591,13 +686,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "resample_rounds": 1,
             "safe_regime": f"critic output weight 0, bias {SAFE_BIAS} (risk ~2e-9), eps_safe 1.0",
             "rejected_regime": f"critic output weight 0, bias {REJECT_BIAS} (risk at its maximum: sigmoid = 1, times gamma_safe "
-                               "if the model scales by it), eps_safe 0.1: every step falls back after one k-batch",
+            "if the model scales by it), eps_safe 0.1: every step falls back after one k-batch",
             "floor": "model.risk (critic MLP + sigmoid) on preallocated tensors, in a tight loop inside one torch.inference_mode() block",
             "floor_after_step": "the same forward timed alone right after an untimed raw env step (caches as a shield meets them); informative",
             "statistic": "median over blocks of the block's mean time per step; cases run round-robin in shuffled order",
             "clocks": "timings_us / ratios: wall time (perf_counter), which the targets grade; cpu_timings_us / "
-                      "ratios_cpu: the same from this thread's CPU time (thread_time), less sensitive to other "
-                      "processes competing for the CPU, reported as a cross-check",
+            "ratios_cpu: the same from this thread's CPU time (thread_time), less sensitive to other "
+            "processes competing for the CPU, reported as a cross-check",
         },
         "targets": dict(TARGETS),
         "definitions": {
@@ -625,15 +720,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     rng = random.Random(0)
     n_cases = 1 + 2 * len(args.ks) + 2 + 2 * len({1, *args.ks})
-    progress = tqdm(total=len(plans) * n_cases * (args.blocks + 1), desc="overhead", unit="block",
-                    disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
+    progress = tqdm(
+        total=len(plans) * n_cases * (args.blocks + 1),
+        desc="overhead",
+        unit="block",
+        disable=args.no_progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     for env_id in plans:
         progress.set_postfix_str(f"{short(env_id)}: build")
-        cases, info = build_cases(env_id, ENVS[env_id], args.ks, args.block_seconds, args.train_block_seconds, args.warm_steps)
+        cases, info = build_cases(
+            env_id, ENVS[env_id], args.ks, args.block_seconds, args.train_block_seconds, args.warm_steps
+        )
         for case in cases:
             progress.set_postfix_str(f"{short(env_id)}: calibrate {case.name}")
-            calibrate(case, args.warm_steps if not case.name.startswith("train_learning") else max(1, args.warm_steps // 10),
-                      args.min_steps, args.max_steps)
+            calibrate(
+                case,
+                args.warm_steps if not case.name.startswith("train_learning") else max(1, args.warm_steps // 10),
+                args.min_steps,
+                args.max_steps,
+            )
             progress.update(1)
         for block in range(args.blocks):
             order = cases[:]
@@ -675,9 +782,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result["ratios"]["hopper_shielded_over_raw"] = entry
         summary["hopper_shielded_over_raw"] = entry
         t = result["envs"][HOPPER]["cpu_timings_us"]
-        result["ratios_cpu"]["hopper_shielded_over_raw"] = ratio_entry(t["frozen_safe_pooled"] / t["raw"], TARGETS["hopper_shielded_over_raw"])
+        result["ratios_cpu"]["hopper_shielded_over_raw"] = ratio_entry(
+            t["frozen_safe_pooled"] / t["raw"], TARGETS["hopper_shielded_over_raw"]
+        )
     for env_id in plans:
-        summary[f"train_learning_over_raw[{short(env_id)}] (informative)"] = result["ratios"][env_id]["train_learning_over_raw"]
+        summary[f"train_learning_over_raw[{short(env_id)}] (informative)"] = result["ratios"][env_id][
+            "train_learning_over_raw"
+        ]
     result["summary"] = summary
     graded = [e["met"] for e in summary.values() if e["met"] is not None]
     result["all_targets_met"] = bool(graded) and all(graded)
@@ -689,8 +800,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if args.profile:
         result["profiles"] = []
         for env_id in plans:
-            result["profiles"] += [os.path.relpath(p, out) for p in
-                                   profile_shields(env_id, ENVS[env_id], out, 300 if args.quick else 3000, args.profile_k)]
+            result["profiles"] += [
+                os.path.relpath(p, out)
+                for p in profile_shields(env_id, ENVS[env_id], out, 300 if args.quick else 3000, args.profile_k)
+            ]
 
     write_json(os.path.join(out, "overhead.json"), result)
     if not args.no_plot and plans:
@@ -704,15 +817,19 @@ def _print_summary(result: dict[str, Any]) -> None:
             print(f"{env_id}: skipped ({env['skipped']})")
             continue
         t = env["timings_us"]
-        print(f"\n{env_id}  (indicator {env['indicator']!r}, obs {env['obs_dim']}, act {env['act_dim']}; regimes ok: {env['regimes_ok']})")
+        print(
+            f"\n{env_id}  (indicator {env['indicator']!r}, obs {env['obs_dim']}, act {env['act_dim']}; regimes ok: {env['regimes_ok']})"
+        )
         print(f"  raw step            {t['raw']:9.1f} µs")
         print(f"  training, collect   {t['train_collect']:9.1f} µs")
         print(f"  training, learning  {t['train_learning']:9.1f} µs")
         print(f"  floor[1] {t['floor']['1']:.1f} µs, after a step {t['floor_after_step']['1']:.1f} µs")
         print(f"  {'k':>5} {'safe':>10} {'rejected':>10} {'floor[k]':>10} {'after step':>11}")
         for k in result["settings"]["ks"]:
-            print(f"  {k:>5} {t['frozen_safe'][str(k)]:10.1f} {t['frozen_rejected'][str(k)]:10.1f} "
-                  f"{t['floor'][str(k)]:10.1f} {t['floor_after_step'][str(k)]:11.1f}")
+            print(
+                f"  {k:>5} {t['frozen_safe'][str(k)]:10.1f} {t['frozen_rejected'][str(k)]:10.1f} "
+                f"{t['floor'][str(k)]:10.1f} {t['floor_after_step'][str(k)]:11.1f}"
+            )
     print("\nratios (target; met):")
     for name, entry in result["summary"].items():
         target = "-" if entry["target"] is None else f"≤ {entry['target']}"

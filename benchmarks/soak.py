@@ -86,15 +86,32 @@ def worker(seed: int, steps: int, sample_every: int, nonfinite_every: int) -> di
                 env.reset()
             done_steps += 1
             if done_steps % sample_every == 0:
-                samples.append({"step": done_steps, "rss_mb": rss_mb(), "objects": len(gc.get_objects()),
-                                "stored": int(model.buffer.total_added), "updates": int(model.updates)})
+                samples.append(
+                    {
+                        "step": done_steps,
+                        "rss_mb": rss_mb(),
+                        "objects": len(gc.get_objects()),
+                        "stored": int(model.buffer.total_added),
+                        "updates": int(model.updates),
+                    }
+                )
     seconds = time.perf_counter() - start
     stored = len(model.buffer)
-    finite = bool(np.isfinite(model.buffer.obs[:stored]).all() and np.isfinite(model.buffer.next_obs[:stored]).all()
-                  and all(bool(torch.isfinite(p).all()) for p in model.parameters()))
-    return {"seed": seed, "steps": steps, "seconds": seconds, "steps_per_second": steps / seconds, "samples": samples,
-            "nonfinite_observations": poisoned.t // nonfinite_every if nonfinite_every else 0,
-            "steps_reported_risky": int(risky), "all_stored_values_and_weights_finite": finite}
+    finite = bool(
+        np.isfinite(model.buffer.obs[:stored]).all()
+        and np.isfinite(model.buffer.next_obs[:stored]).all()
+        and all(bool(torch.isfinite(p).all()) for p in model.parameters())
+    )
+    return {
+        "seed": seed,
+        "steps": steps,
+        "seconds": seconds,
+        "steps_per_second": steps / seconds,
+        "samples": samples,
+        "nonfinite_observations": poisoned.t // nonfinite_every if nonfinite_every else 0,
+        "steps_reported_risky": int(risky),
+        "all_stored_values_and_weights_finite": finite,
+    }
 
 
 def growth(samples: list[dict], after: int) -> tuple[float, float]:
@@ -126,8 +143,9 @@ def plot(document: dict, path: Path) -> None:
     ax.axvline(document["settings"]["flat_after_step"], color="grey", ls="--", lw=1, label="buffer full + warm-up")
     ax.set_xlabel("env steps")
     ax.set_ylabel("resident memory (MB)")
-    ax.set_title("Soak: SQRL shield on DrunkSpider, NaN observation every "
-                 f"{document['settings']['nonfinite_every']} steps")
+    ax.set_title(
+        f"Soak: SQRL shield on DrunkSpider, NaN observation every {document['settings']['nonfinite_every']} steps"
+    )
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -141,7 +159,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--sample-every", type=int, default=10_000)
     parser.add_argument("--nonfinite-every", type=int, default=10_007)
-    parser.add_argument("--warm", type=int, default=100_000, help="steps after the buffer fills before memory must be flat")
+    parser.add_argument(
+        "--warm", type=int, default=100_000, help="steps after the buffer fills before memory must be flat"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "soak")
     parser.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -152,14 +172,28 @@ def main(argv: list[str] | None = None) -> dict:
     flat_after = min(CAPACITY + args.warm, steps // 2)
     runs = []
     for seed in range(seeds):
-        command = [sys.executable, __file__, "--worker", str(seed), "--steps", str(steps), "--sample-every",
-                   str(args.sample_every), "--nonfinite-every", str(args.nonfinite_every)]
-        output = subprocess.run(command, check=True, capture_output=True, text=True,
-                                env={**os.environ, "OMP_NUM_THREADS": "1"}).stdout
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            str(seed),
+            "--steps",
+            str(steps),
+            "--sample-every",
+            str(args.sample_every),
+            "--nonfinite-every",
+            str(args.nonfinite_every),
+        ]
+        output = subprocess.run(
+            command, check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        ).stdout
         run = json.loads(output.strip().splitlines()[-1])
         run["rss_growth_mb"], run["rss_slope_mb_per_million_steps"] = growth(run["samples"], flat_after)
-        print(f"seed {seed}: {run['steps_per_second']:.0f} steps/s, RSS growth after step {flat_after}: "
-              f"{run['rss_growth_mb']:.2f} MB, slope {run['rss_slope_mb_per_million_steps']:.2f} MB/1M steps", flush=True)
+        print(
+            f"seed {seed}: {run['steps_per_second']:.0f} steps/s, RSS growth after step {flat_after}: "
+            f"{run['rss_growth_mb']:.2f} MB, slope {run['rss_slope_mb_per_million_steps']:.2f} MB/1M steps",
+            flush=True,
+        )
         runs.append(run)
     summary = {}
     for key in ("rss_growth_mb", "rss_slope_mb_per_million_steps", "steps_per_second"):
@@ -167,9 +201,17 @@ def main(argv: list[str] | None = None) -> dict:
         summary[key] = {"mean": mean, "ci95": half}
     document = {
         "benchmark": "soak",
-        "settings": {"env": ENV_ID, "method": "sqrl", "buffer_capacity": CAPACITY, "steps": steps, "seeds": seeds,
-                     "sample_every": args.sample_every, "nonfinite_every": args.nonfinite_every, "flat_after_step": flat_after,
-                     "quick": args.quick},
+        "settings": {
+            "env": ENV_ID,
+            "method": "sqrl",
+            "buffer_capacity": CAPACITY,
+            "steps": steps,
+            "seeds": seeds,
+            "sample_every": args.sample_every,
+            "nonfinite_every": args.nonfinite_every,
+            "flat_after_step": flat_after,
+            "quick": args.quick,
+        },
         "summary": summary,
         "all_finite": all(r["all_stored_values_and_weights_finite"] for r in runs),
         "runs": runs,

@@ -32,19 +32,47 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "spaces_property")
     args = parser.parse_args(argv)
     examples = 50 if args.quick else args.examples
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", TEST,
-               "--hypothesis-show-statistics", f"--hypothesis-seed={args.seed}", "-k", "every_space"]
-    env = {**os.environ, "SAFESHIELD_HYPOTHESIS_EXAMPLES": str(examples), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(ROOT)}
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        TEST,
+        "--hypothesis-show-statistics",
+        f"--hypothesis-seed={args.seed}",
+        "-k",
+        "every_space",
+    ]
+    env = {
+        **os.environ,
+        "SAFESHIELD_HYPOTHESIS_EXAMPLES": str(examples),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": str(ROOT),
+    }
     start = time.perf_counter()
     completed = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     output = completed.stdout + completed.stderr
-    statistics = [line.strip() for line in output.splitlines() if "passing" in line or "failing" in line
-                  or "Stopped because" in line or "phase" in line]
-    document = {"benchmark": "spaces_property", "examples": examples, "seed": args.seed, "command": " ".join(command[1:]),
-                "exit_status": completed.returncode, "all_properties_held": completed.returncode == 0,
-                "seconds": round(seconds, 1), "hypothesis_statistics": statistics, "tail": output.splitlines()[-15:]}
+    statistics = [
+        line.strip()
+        for line in output.splitlines()
+        if "passing" in line or "failing" in line or "Stopped because" in line or "phase" in line
+    ]
+    document = {
+        "benchmark": "spaces_property",
+        "examples": examples,
+        "seed": args.seed,
+        "command": " ".join(command[1:]),
+        "exit_status": completed.returncode,
+        "all_properties_held": completed.returncode == 0,
+        "seconds": round(seconds, 1),
+        "hypothesis_statistics": statistics,
+        "tail": output.splitlines()[-15:],
+    }
     print(json.dumps({k: v for k, v in document.items() if k != "tail"}, indent=1))
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / "results.json"

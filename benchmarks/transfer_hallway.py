@@ -77,8 +77,16 @@ class Settings:
 
     def quick(self) -> "Settings":
         return dataclasses.replace(
-            self, seeds=(0,), pretrain_steps=600, finetune_steps=300, sqrl_finetune_steps=300, episode_steps=60,
-            learning_starts=200, batch_size=32, eval_episodes=1, hidden=(16, 16),
+            self,
+            seeds=(0,),
+            pretrain_steps=600,
+            finetune_steps=300,
+            sqrl_finetune_steps=300,
+            episode_steps=60,
+            learning_starts=200,
+            batch_size=32,
+            eval_episodes=1,
+            hidden=(16, 16),
         )
 
 
@@ -89,7 +97,10 @@ def make_env(variant: str, s: Settings) -> gym.Env:
 
 def make_agent(env: gym.Env, s: Settings, seed: int) -> SACLagrangian:
     config = SACLagrangianConfig(
-        hidden=s.hidden, batch_size=s.batch_size, learning_starts=s.learning_starts, train_every=s.train_every,
+        hidden=s.hidden,
+        batch_size=s.batch_size,
+        learning_starts=s.learning_starts,
+        train_every=s.train_every,
         buffer_size=max(s.pretrain_steps, s.finetune_steps),
     )
     return SACLagrangian(env.observation_space, env.action_space, config, seed=seed)
@@ -135,15 +146,24 @@ def transfer_job(seed: int, s: Settings, out_dir: str, progress_queue=None) -> d
     pre_records = agent.learn(walls, s.pretrain_steps, seed=seed, progress=False, callback=report)
     path = Path(out_dir) / f"agent_seed{seed}"
     agent.save(path)
-    result = {"seed": seed, "pretrain": _summary(pre_records), "pretrain_beta": agent.beta,
-              "walls_eval": evaluate(agent, walls, s.eval_episodes, seed + 30_000)}
+    result = {
+        "seed": seed,
+        "pretrain": _summary(pre_records),
+        "pretrain_beta": agent.beta,
+        "walls_eval": evaluate(agent, walls, s.eval_episodes, seed + 30_000),
+    }
     for target in TARGETS:
         env = make_env(target, s)
         loaded = SACLagrangian.load(path, env, seed=seed)
         zero_shot = evaluate(loaded, env, s.eval_episodes, seed + 20_000)
         records = loaded.learn(env, s.finetune_steps, seed=seed + 10_000, progress=False, callback=report)
-        result[target] = {"zero_shot": zero_shot, "finetune": _summary(records), "records": _curve(records),
-                          "final": evaluate(loaded, env, s.eval_episodes, seed + 20_000), "beta": loaded.beta}
+        result[target] = {
+            "zero_shot": zero_shot,
+            "finetune": _summary(records),
+            "records": _curve(records),
+            "final": evaluate(loaded, env, s.eval_episodes, seed + 20_000),
+            "beta": loaded.beta,
+        }
     return result
 
 
@@ -152,16 +172,26 @@ def scratch_job(seed: int, target: str, s: Settings, progress_queue=None) -> dic
     torch.set_num_threads(1)
     env = make_env(target, s)
     agent = make_agent(env, s, seed)
-    records = agent.learn(env, s.finetune_steps, seed=seed + 10_000, progress=False, callback=episode_reporter(progress_queue))
-    return {"seed": seed, "target": target, "finetune": _summary(records), "records": _curve(records),
-            "final": evaluate(agent, env, s.eval_episodes, seed + 20_000), "beta": agent.beta}
+    records = agent.learn(
+        env, s.finetune_steps, seed=seed + 10_000, progress=False, callback=episode_reporter(progress_queue)
+    )
+    return {
+        "seed": seed,
+        "target": target,
+        "finetune": _summary(records),
+        "records": _curve(records),
+        "final": evaluate(agent, env, s.eval_episodes, seed + 20_000),
+        "beta": agent.beta,
+    }
 
 
 def sqrl_job(seed: int, s: Settings, out_dir: str, progress_queue=None) -> dict[str, Any]:
     """SAC-Lagrangian inside an SQRL shield: both pre-trained in Walls, both carried to Poles."""
     torch.set_num_threads(1)
     report = episode_reporter(progress_queue)
-    options = dict(hidden=s.hidden, batch_size=s.batch_size, learning_starts=s.learning_starts, train_every=s.train_every)
+    options = dict(
+        hidden=s.hidden, batch_size=s.batch_size, learning_starts=s.learning_starts, train_every=s.train_every
+    )
     walls = safeshield.wrap(make_env("walls", s), "sqrl", indicator="cost", seed=seed, pretraining=True, **options)
     agent = make_agent(walls, s, seed)
     walls.attach_policy(agent.sample_actions)
@@ -169,13 +199,21 @@ def sqrl_job(seed: int, s: Settings, out_dir: str, progress_queue=None) -> dict[
     shield_path = Path(out_dir) / f"sqrl_seed{seed}" / "shield"
     walls.safety_model.save(shield_path)
     agent.save(Path(out_dir) / f"sqrl_seed{seed}" / "agent")
-    poles = safeshield.load(shield_path, make_env("poles", s), train=True, seed=seed, pretraining=False, selection="uniform")
+    poles = safeshield.load(
+        shield_path, make_env("poles", s), train=True, seed=seed, pretraining=False, selection="uniform"
+    )
     loaded = SACLagrangian.load(Path(out_dir) / f"sqrl_seed{seed}" / "agent", poles, seed=seed)
     poles.attach_policy(loaded.sample_actions)
     records = loaded.learn(poles, s.sqrl_finetune_steps, seed=seed + 10_000, progress=False, callback=report)
-    return {"seed": seed, "pretrain": _summary(pre_records), "finetune": _summary(records), "records": _curve(records),
-            "final": evaluate(loaded, poles, s.eval_episodes, seed + 20_000), "beta": loaded.beta,
-            "interventions": int(poles.total_interventions)}
+    return {
+        "seed": seed,
+        "pretrain": _summary(pre_records),
+        "finetune": _summary(records),
+        "records": _curve(records),
+        "final": evaluate(loaded, poles, s.eval_episodes, seed + 20_000),
+        "beta": loaded.beta,
+        "interventions": int(poles.total_interventions),
+    }
 
 
 def summarise(transfer: list[dict], scratch: list[dict], sqrl: list[dict], s: Settings) -> dict[str, Any]:
@@ -218,8 +256,10 @@ def _plot_lifetime(transfer, scratch, sqrl, path: Path) -> Path:
 
     fig, axes = plt.subplots(1, len(TARGETS), figsize=(11, 4))
     for ax, target in zip(axes, TARGETS):
-        arms = {"transfer (Walls -> fine-tune)": [run[target]["records"] for run in transfer],
-                "from scratch": [run["records"] for run in scratch if run["target"] == target]}
+        arms = {
+            "transfer (Walls -> fine-tune)": [run[target]["records"] for run in transfer],
+            "from scratch": [run["records"] for run in scratch if run["target"] == target],
+        }
         if target == "poles" and sqrl:
             arms["transfer + SQRL shield"] = [run["records"] for run in sqrl]
         for label, runs in arms.items():
@@ -233,7 +273,9 @@ def _plot_lifetime(transfer, scratch, sqrl, path: Path) -> Path:
             curves = np.stack(curves)
             (line,) = ax.plot(grid, curves.mean(0), label=f"{label} ({len(runs)} seeds)")
             ax.fill_between(grid, curves.min(0), curves.max(0), color=line.get_color(), alpha=0.2)
-        ax.set(xlabel="env steps in the high-stakes hallway", ylabel="lifetime cost", title=f"Point-{target.capitalize()}")
+        ax.set(
+            xlabel="env steps in the high-stakes hallway", ylabel="lifetime cost", title=f"Point-{target.capitalize()}"
+        )
         ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -242,7 +284,9 @@ def _plot_lifetime(transfer, scratch, sqrl, path: Path) -> Path:
 
 
 def format_table(table: dict[str, Any], s: Settings) -> str:
-    lines = [f"Point robot, {s.episode_steps}-step episodes, {len(s.seeds)} seeds (mean ± 95% CI); paper Table 1 in brackets (1000-step episodes)"]
+    lines = [
+        f"Point robot, {s.episode_steps}-step episodes, {len(s.seeds)} seeds (mean ± 95% CI); paper Table 1 in brackets (1000-step episodes)"
+    ]
     for target, paper in zip(TARGETS, PAPER_TABLE1.values()):
         row = table[target]
         f = lambda key: f"{row[key][0]:.1f} ± {row[key][1]:.1f}"  # noqa: E731
@@ -255,7 +299,9 @@ def format_table(table: dict[str, Any], s: Settings) -> str:
             f"  transfer final  return {f('transfer_final_return')}  cost {f('transfer_final_cost')}",
         ]
     walls = table["walls_pretrained_eval"]
-    lines.append(f"Walls after pre-training: return {walls['return'][0]:.1f}, cost {walls['cost'][0]:.1f}, success {walls['success'][0]:.2f}")
+    lines.append(
+        f"Walls after pre-training: return {walls['return'][0]:.1f}, cost {walls['cost'][0]:.1f}, success {walls['success'][0]:.2f}"
+    )
     return "\n".join(lines)
 
 
@@ -268,16 +314,28 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--no-sqrl", action="store_true", help="skip the SQRL-shield arm")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--replot", action="store_true", help="redraw the plots and table from an existing results.json")
+    parser.add_argument(
+        "--replot", action="store_true", help="redraw the plots and table from an existing results.json"
+    )
     args = parser.parse_args(argv)
     if args.replot:
         return replot(args.out)
     s = Settings().quick() if args.quick else Settings()
-    overrides = {k: v for k, v in (("seeds", tuple(args.seeds) if args.seeds else None), ("pretrain_steps", args.pretrain),
-                                    ("finetune_steps", args.finetune), ("sqrl_finetune_steps", args.finetune)) if v is not None}
+    overrides = {
+        k: v
+        for k, v in (
+            ("seeds", tuple(args.seeds) if args.seeds else None),
+            ("pretrain_steps", args.pretrain),
+            ("finetune_steps", args.finetune),
+            ("sqrl_finetune_steps", args.finetune),
+        )
+        if v is not None
+    }
     s = dataclasses.replace(s, **overrides, sqrl=not args.no_sqrl)
     out = args.out / "quick" if args.quick else args.out
-    checkpoints = Path("runs") / "transfer_hallway" / ("quick" if args.quick else "full")  # saved agents/shields (git-ignored)
+    checkpoints = (
+        Path("runs") / "transfer_hallway" / ("quick" if args.quick else "full")
+    )  # saved agents/shields (git-ignored)
 
     jobs = [Job(transfer_job, (seed, s, str(checkpoints))) for seed in s.seeds]
     jobs += [Job(scratch_job, (seed, target, s)) for seed in s.seeds for target in TARGETS]
@@ -293,8 +351,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     scratch = results[n : 3 * n]
     sqrl = results[3 * n :]
     table = summarise(transfer, scratch, sqrl, s)
-    data = {"settings": dataclasses.asdict(s), "wall_seconds": wall, "table": table, "paper_table1": PAPER_TABLE1,
-            "transfer": [{k: v for k, v in run.items()} for run in transfer], "scratch": scratch, "sqrl_transfer": sqrl}
+    data = {
+        "settings": dataclasses.asdict(s),
+        "wall_seconds": wall,
+        "table": table,
+        "paper_table1": PAPER_TABLE1,
+        "transfer": [{k: v for k, v in run.items()} for run in transfer],
+        "scratch": scratch,
+        "sqrl_transfer": sqrl,
+    }
     write_json(out / "results.json", data)
     _plots(data, out)
     print(format_table(table, s))
@@ -305,9 +370,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 def _plots(data: dict[str, Any], out: Path) -> None:
     transfer, scratch, sqrl = data["transfer"], data["scratch"], data["sqrl_transfer"]
     _plot_lifetime(transfer, scratch, sqrl, out / "lifetime_cost.png")
-    curves = {f"{arm} {target}": runs for target in TARGETS for arm, runs in (
-        ("transfer", [run[target]["records"] for run in transfer]),
-        ("scratch", [run["records"] for run in scratch if run["target"] == target]))}
+    curves = {
+        f"{arm} {target}": runs
+        for target in TARGETS
+        for arm, runs in (
+            ("transfer", [run[target]["records"] for run in transfer]),
+            ("scratch", [run["records"] for run in scratch if run["target"] == target]),
+        )
+    }
     plot_learning_curves(curves, out / "learning_curves.png", "Hallway high-stakes: costly episodes")
 
 
@@ -322,7 +392,9 @@ def replot(out: Path) -> dict[str, Any]:
     for run in data["scratch"] + data["sqrl_transfer"]:
         run["records"] = _curve(run["records"])
     _plots(data, out)
-    s = Settings(**{**data["settings"], "seeds": tuple(data["settings"]["seeds"]), "hidden": tuple(data["settings"]["hidden"])})
+    s = Settings(
+        **{**data["settings"], "seeds": tuple(data["settings"]["seeds"]), "hidden": tuple(data["settings"]["hidden"])}
+    )
     print(format_table(data["table"], s))
     return data
 

@@ -76,8 +76,12 @@ SAC_TARGET = 1.35  # issue: SAC inside a training shield <= 1.35x outside
 def critic_with_bias(bias: float) -> safeshield.SQRL:
     """An SQRL model whose risk is constant: ~0 (bias -20, all safe) or gamma_safe (bias +20)."""
     env = gym.make(ENV_ID)
-    model = safeshield.SQRL(env.observation_space, env.action_space, safeshield.SQRLConfig(resample_rounds=1,
-                            learning_starts=10**9, buffer_capacity=200_000), seed=0)
+    model = safeshield.SQRL(
+        env.observation_space,
+        env.action_space,
+        safeshield.SQRLConfig(resample_rounds=1, learning_starts=10**9, buffer_capacity=200_000),
+        seed=0,
+    )
     with torch.no_grad():
         model.critic.net[-1].weight.zero_()
         model.critic.net[-1].bias.fill_(bias)
@@ -181,8 +185,12 @@ def sac_run(seed: int, steps: int, shielded: bool, progress_queue=None) -> dict:
     seconds = time.perf_counter() - start
     result = {"seed": seed, "shielded": shielded, "steps": steps, "seconds": seconds, "sac_updates": model._n_updates}
     if shielded:
-        result.update(shield_updates=env.safety_model.updates, interventions=env.total_interventions,
-                      failures=env.total_failures, fallbacks=env.total_fallbacks)
+        result.update(
+            shield_updates=env.safety_model.updates,
+            interventions=env.total_interventions,
+            failures=env.total_failures,
+            fallbacks=env.total_fallbacks,
+        )
     return result
 
 
@@ -225,17 +233,29 @@ def plot(results: dict, path: Path) -> None:
         values = [costs[str(n)] for n in ns]
         ax_a.plot(ns, values, marker="o", label=f"{regime} ({scale['ratio_first_to_last'][regime]:.1f}x)")
     first = scale["shield_cost_per_env_step_us"]["accept"][str(ns[0])]
-    ax_a.plot([ns[-1]], [first / SCALING_TARGET], "k_", markersize=20, label=f"accept target (N=1 cost / {SCALING_TARGET:g})")
-    ax_a.set(xscale="log", yscale="log", xlabel="sub-envs N", ylabel="shield cost per env-step (µs)",
-             title="Vector shield: cost per env-step")
+    ax_a.plot(
+        [ns[-1]], [first / SCALING_TARGET], "k_", markersize=20, label=f"accept target (N=1 cost / {SCALING_TARGET:g})"
+    )
+    ax_a.set(
+        xscale="log",
+        yscale="log",
+        xlabel="sub-envs N",
+        ylabel="shield cost per env-step (µs)",
+        title="Vector shield: cost per env-step",
+    )
     ax_a.set_xticks(ns, [str(n) for n in ns])
     ax_a.legend(fontsize=8)
     seeds = sorted({r["seed"] for r in sac["runs"]})
     for offset, shielded in ((-0.2, False), (0.2, True)):
-        seconds = [next(r["seconds"] for r in sac["runs"] if r["seed"] == s and r["shielded"] == shielded) for s in seeds]
+        seconds = [
+            next(r["seconds"] for r in sac["runs"] if r["seed"] == s and r["shielded"] == shielded) for s in seeds
+        ]
         ax_b.bar(np.array(seeds) + offset, seconds, width=0.4, label="inside SQRL shield" if shielded else "plain SAC")
-    ax_b.set(xlabel="seed", ylabel="wall-clock of learn() (s)",
-             title=f"SB3 SAC: ratio {sac['ratio_mean']:.2f}x (target <= {SAC_TARGET})")
+    ax_b.set(
+        xlabel="seed",
+        ylabel="wall-clock of learn() (s)",
+        title=f"SB3 SAC: ratio {sac['ratio_mean']:.2f}x (target <= {SAC_TARGET})",
+    )
     ax_b.set_xticks(seeds)
     ax_b.legend(fontsize=8)
     fig.tight_layout()
@@ -261,9 +281,14 @@ def main(argv=None) -> dict:
     results = {
         "benchmark": "vector_and_agents",
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                    "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-                    "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS")},
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "platform": platform.platform(),
+            "openblas_threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+        },
         "settings": vars(args),
         "scaling": scaling(args.blocks, args.block_seconds, NS, progress),
         "sac": sac_overhead(args.sac_seeds, args.sac_steps, progress),
@@ -276,10 +301,14 @@ def main(argv=None) -> dict:
     print(f"shield cost per env-step (µs) for N = {NS}:")
     for regime, costs in scale["shield_cost_per_env_step_us"].items():
         row = "  ".join(f"{costs[str(n)]:8.1f}" for n in NS)
-        print(f"  {regime:11s} {row}   N=1/N=16: {scale['ratio_first_to_last'][regime]:.2f}x "
-              f"(target >= {SCALING_TARGET}: {'met' if scale['met'][regime] else 'not met'})")
-    print(f"SB3 SAC inside/outside a training shield: {sac['ratio_mean']:.3f}x ± {sac['ratio_ci95_half_width']:.3f} "
-          f"over {len(sac['ratios'])} seed(s) (target <= {SAC_TARGET}: {'met' if sac['met'] else 'not met'})")
+        print(
+            f"  {regime:11s} {row}   N=1/N=16: {scale['ratio_first_to_last'][regime]:.2f}x "
+            f"(target >= {SCALING_TARGET}: {'met' if scale['met'][regime] else 'not met'})"
+        )
+    print(
+        f"SB3 SAC inside/outside a training shield: {sac['ratio_mean']:.3f}x ± {sac['ratio_ci95_half_width']:.3f} "
+        f"over {len(sac['ratios'])} seed(s) (target <= {SAC_TARGET}: {'met' if sac['met'] else 'not met'})"
+    )
     print(f"wrote {out / 'results.json'} and {out / 'scaling.png'} in {results['wall_seconds']:.0f} s")
     return results
 

@@ -50,8 +50,9 @@ class Actor(nn.Module):
 
 
 def q_net(obs_dim, act_dim, hidden):
-    return nn.Sequential(nn.Linear(obs_dim + act_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
-                         nn.Linear(hidden, 1))
+    return nn.Sequential(
+        nn.Linear(obs_dim + act_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, 1)
+    )
 
 
 def run(args: Args, shielded: bool) -> int:
@@ -60,7 +61,11 @@ def run(args: Args, shielded: bool) -> int:
     if shielded:
         envs = safeshield.wrap_vector(envs, "sqrl", seed=args.seed, learning_starts=200, hidden=(64, 64))  # shield
     obs_dim, act_dim = envs.single_observation_space.shape[0], envs.single_action_space.shape[0]
-    actor, q1, q2 = Actor(obs_dim, act_dim, args.hidden), q_net(obs_dim, act_dim, args.hidden), q_net(obs_dim, act_dim, args.hidden)
+    actor, q1, q2 = (
+        Actor(obs_dim, act_dim, args.hidden),
+        q_net(obs_dim, act_dim, args.hidden),
+        q_net(obs_dim, act_dim, args.hidden),
+    )
     q1_target, q2_target = q_net(obs_dim, act_dim, args.hidden), q_net(obs_dim, act_dim, args.hidden)
     q1_target.load_state_dict(q1.state_dict())
     q2_target.load_state_dict(q2.state_dict())
@@ -111,7 +116,9 @@ def run(args: Args, shielded: bool) -> int:
                 for p, tp in zip(net.parameters(), target_net.parameters()):
                     tp.data.lerp_(p.data, args.tau)
     if shielded:
-        print(f"  shield: {envs.total_interventions} interventions, {envs.safety_model.buffer.total_added} stored transitions")
+        print(
+            f"  shield: {envs.total_interventions} interventions, {envs.safety_model.buffer.total_added} stored transitions"
+        )
     return failures
 
 

@@ -20,21 +20,25 @@ from safeshield.agents import TRPOLagrangian, TRPOLagrangianConfig
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="env steps per run (default 5000)")
-    parser.add_argument("--units", choices=["paper", "normalised"], default="paper",
-                        help="CSC threshold units (default paper)")
+    parser.add_argument(
+        "--units", choices=["paper", "normalised"], default="paper", help="CSC threshold units (default paper)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    env = safeshield.wrap(gym.make("safeshield/PointTraps-v0"), "csc", seed=0, chi=0.05, threshold_units=args.units,
-                         train_every=10)  # one critic update per 10 steps, as the benchmark
+    env = safeshield.wrap(
+        gym.make("safeshield/PointTraps-v0"), "csc", seed=0, chi=0.05, threshold_units=args.units, train_every=10
+    )  # one critic update per 10 steps, as the benchmark
     agent = TRPOLagrangian.for_env(env, TRPOLagrangianConfig(chi=0.05), seed=0)
     env.attach_policy(agent.sample_actions)
     agent.set_cost_critic(env.safety_model.q_c)
     records = agent.learn(env, args.steps, seed=0)
 
     failures = sum(r["failure"] for r in records)
-    print(f"TRPO-Lagrangian + CSC: {len(records)} episodes, {failures} failures, threshold now {env.safety_model.threshold:.2e} "
-          f"(V̂_C = {env.safety_model.v_hat:.2f}), {env.total_fallbacks} fallbacks, λ = {agent.lam:.3f}")
+    print(
+        f"TRPO-Lagrangian + CSC: {len(records)} episodes, {failures} failures, threshold now {env.safety_model.threshold:.2e} "
+        f"(V̂_C = {env.safety_model.v_hat:.2f}), {env.total_fallbacks} fallbacks, λ = {agent.lam:.3f}"
+    )
 
     plain = TRPOLagrangian.for_env(gym.make("safeshield/PointTraps-v0"), TRPOLagrangianConfig(chi=0.05), seed=0)
     records = plain.learn(gym.make("safeshield/PointTraps-v0"), args.steps, seed=0)

@@ -45,8 +45,10 @@ def main() -> None:
     data = collect_episodes(env, ScriptedGrasp(noise=0.5), episodes=args.episodes, seed=0)
     print(f"writing the data to {out / 'data.h5'} and the prior to {out / 'prior'}/")
     data.save(out / "data.h5")
-    print(f"{len(data)} steps, {data.violations.mean():.1%} violations, D_safe {data.safe_rows().size}, "
-          f"D_unsafe {data.unsafe_rows().size}")
+    print(
+        f"{len(data)} steps, {data.violations.mean():.1%} violations, D_safe {data.safe_rows().size}, "
+        f"D_unsafe {data.unsafe_rows().size}"
+    )
 
     # 2. the prior (Alg. 2) and 3. the latent bound for <= 15 % unsafe (Alg. 3, exact variant)
     prior = SAFER(env.observation_space, env.action_space, SAFERConfig(flow_hidden=(64, 64), batch_size=64), seed=0)
@@ -56,7 +58,9 @@ def main() -> None:
 
     # 4. any agent now acts in Box(-1, 1)^4; the shield executes a = f(eta * u; s, E[c | window])
     shielded = safeshield.load(out / "prior", gym.make(f"safeshield/Operation{task:02d}-v0"))
-    print(f"random actions, bare env:        {violations_of_random_actions(gym.make(f'safeshield/Operation{task:02d}-v0'))} violations")
+    print(
+        f"random actions, bare env:        {violations_of_random_actions(gym.make(f'safeshield/Operation{task:02d}-v0'))} violations"
+    )
     print(f"random latent actions, shielded: {violations_of_random_actions(shielded)} violations")
 
 

@@ -42,10 +42,13 @@ def main() -> None:
 
     torch.set_num_threads(1)
     print(f"without shield: {drive(make('SafetyPointGoal1-v0'), steps)} costly steps in {steps}")
-    shielded = safeshield.wrap(make("SafetyPointGoal1-v0"), "sqrl", indicator="cost", seed=0,
-                               learning_starts=500, hidden=(64, 64))
-    print(f"inside an SQRL shield: {drive(shielded, steps)} costly steps in {steps} "
-          f"({shielded.total_interventions} interventions)")
+    shielded = safeshield.wrap(
+        make("SafetyPointGoal1-v0"), "sqrl", indicator="cost", seed=0, learning_starts=500, hidden=(64, 64)
+    )
+    print(
+        f"inside an SQRL shield: {drive(shielded, steps)} costly steps in {steps} "
+        f"({shielded.total_interventions} interventions)"
+    )
 
 
 if __name__ == "__main__":

@@ -38,8 +38,15 @@ def train(steps: int, shielded: bool, seed: int = 0) -> int:
     if shielded:
         env = safeshield.wrap(env, "sqrl", seed=seed, learning_starts=200, hidden=(64, 64))  # the one line
         callbacks.append(ShieldCallback())  # the optional adapter
-    model = SAC("MlpPolicy", env, learning_starts=200, batch_size=64, gamma=0.95,
-                policy_kwargs={"net_arch": [64, 64]}, seed=seed)
+    model = SAC(
+        "MlpPolicy",
+        env,
+        learning_starts=200,
+        batch_size=64,
+        gamma=0.95,
+        policy_kwargs={"net_arch": [64, 64]},
+        seed=seed,
+    )
     model.learn(steps, callback=CallbackList(callbacks))
     if shielded:
         print(f"  shield: {env.total_interventions} interventions, {env.total_fallbacks} fallbacks")

@@ -28,13 +28,24 @@ ENV_ID = "safeshield/DrunkSpider-v0"
 
 def make_sac(env: gym.Env):
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
-    actor = ContinuousActorProbabilistic(preprocess_net=Net(state_shape=obs_dim, hidden_sizes=[64, 64]),
-                                         action_shape=act_dim, unbounded=True, conditioned_sigma=True)
-    critic = ContinuousCritic(preprocess_net=Net(state_shape=obs_dim, action_shape=act_dim, hidden_sizes=[64, 64],
-                                                 concat=True))
+    actor = ContinuousActorProbabilistic(
+        preprocess_net=Net(state_shape=obs_dim, hidden_sizes=[64, 64]),
+        action_shape=act_dim,
+        unbounded=True,
+        conditioned_sigma=True,
+    )
+    critic = ContinuousCritic(
+        preprocess_net=Net(state_shape=obs_dim, action_shape=act_dim, hidden_sizes=[64, 64], concat=True)
+    )
     policy = SACPolicy(actor=actor, action_space=env.action_space, observation_space=env.observation_space)
-    algorithm = SAC(policy=policy, policy_optim=AdamOptimizerFactory(lr=1e-3), critic=critic,
-                    critic_optim=AdamOptimizerFactory(lr=1e-3), gamma=0.95, alpha=0.1)
+    algorithm = SAC(
+        policy=policy,
+        policy_optim=AdamOptimizerFactory(lr=1e-3),
+        critic=critic,
+        critic_optim=AdamOptimizerFactory(lr=1e-3),
+        gamma=0.95,
+        alpha=0.1,
+    )
     return policy, algorithm
 
 

@@ -26,15 +26,19 @@ ENV_ID = "safeshield/DrunkSpider-v0"
 
 def make_sac(env):
     obs_dim, act_dim = env.observation_spec["observation"].shape[-1], env.action_spec.shape[-1]
-    actor_net = nn.Sequential(MLP(in_features=obs_dim, out_features=2 * act_dim, num_cells=[64, 64]),
-                              NormalParamExtractor())
+    actor_net = nn.Sequential(
+        MLP(in_features=obs_dim, out_features=2 * act_dim, num_cells=[64, 64]), NormalParamExtractor()
+    )
     actor = ProbabilisticActor(
         TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
-        in_keys=["loc", "scale"], spec=env.action_spec, distribution_class=TanhNormal,
+        in_keys=["loc", "scale"],
+        spec=env.action_spec,
+        distribution_class=TanhNormal,
         distribution_kwargs={"low": env.action_spec.space.low, "high": env.action_spec.space.high},
     )
-    qnet = ValueOperator(MLP(in_features=obs_dim + act_dim, out_features=1, num_cells=[64, 64]),
-                         in_keys=["observation", "action"])
+    qnet = ValueOperator(
+        MLP(in_features=obs_dim + act_dim, out_features=1, num_cells=[64, 64]), in_keys=["observation", "action"]
+    )
     loss = SACLoss(actor, qnet, num_qvalue_nets=2, fixed_alpha=True, alpha_init=0.1)
     loss.make_value_estimator(gamma=0.95)
     return actor, loss
@@ -55,8 +59,9 @@ def train(steps: int, shielded: bool, seed: int = 0) -> int:
     torch.manual_seed(seed)
     counted = CountFailures(gym.make(ENV_ID))
     if shielded:
-        env = ShieldedGymEnv(safeshield.wrap(counted, "sqrl", seed=seed, learning_starts=200,
-                                             hidden=(64, 64)))  # the one line
+        env = ShieldedGymEnv(
+            safeshield.wrap(counted, "sqrl", seed=seed, learning_starts=200, hidden=(64, 64))
+        )  # the one line
     else:
         env = GymWrapper(counted)
     env.set_seed(seed)
@@ -64,9 +69,15 @@ def train(steps: int, shielded: bool, seed: int = 0) -> int:
     optimizer = torch.optim.Adam(loss.parameters(), lr=1e-3)
     target_update = SoftUpdate(loss, tau=0.005)
     buffer = ReplayBuffer(storage=LazyTensorStorage(steps))
-    collector = Collector(env, actor, frames_per_batch=10, total_frames=steps, init_random_frames=200,
-                          auto_register_policy_transforms=False,
-                          postproc=executed_action if shielded else None)  # the optional adapter
+    collector = Collector(
+        env,
+        actor,
+        frames_per_batch=10,
+        total_frames=steps,
+        init_random_frames=200,
+        auto_register_policy_transforms=False,
+        postproc=executed_action if shielded else None,
+    )  # the optional adapter
     for batch in collector:
         buffer.extend(batch.reshape(-1))
         if len(buffer) >= 200:

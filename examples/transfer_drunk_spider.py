@@ -18,15 +18,18 @@ from safeshield.agents import SAC, SACConfig
 
 
 def shielded_run(pretrain_steps: int, finetune_steps: int, out: Path) -> list[dict]:
-    pre = safeshield.make("safeshield/DrunkSpider-v0", "sqrl", seed=0, pretraining=True, gamma_safe=0.65, hidden=(64, 64))
+    pre = safeshield.make(
+        "safeshield/DrunkSpider-v0", "sqrl", seed=0, pretraining=True, gamma_safe=0.65, hidden=(64, 64)
+    )
     agent = SAC(pre.observation_space, pre.action_space, SACConfig(hidden=(64, 64)), seed=0)
     pre.attach_policy(agent.sample_actions)
     agent.learn(pre, pretrain_steps, seed=0, progress=False)
     print(f"saving the pre-trained shield to {out}/")
     pre.get_wrapper_attr("safety_model").save(out)
 
-    target = safeshield.load(out, gym.make("safeshield/DrunkSpiderTarget-v0"),
-                             train=True, pretraining=False, selection="uniform")
+    target = safeshield.load(
+        out, gym.make("safeshield/DrunkSpiderTarget-v0"), train=True, pretraining=False, selection="uniform"
+    )
     target.attach_policy(agent.sample_actions)
     agent.set_safety_critic(target.get_wrapper_attr("safety_model").q_safe)  # SQRL Eq. 4
     agent.reset_buffer()
@@ -48,9 +51,10 @@ def main() -> None:
     parser.add_argument("--out", default="runs/examples", help="where the shield is saved (default runs/examples)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    for name, records in (("SAC + SQRL", shielded_run(args.pretrain_steps, args.finetune_steps,
-                                                         Path(args.out) / "spider_shield")),
-                          ("SAC alone ", plain_run(args.pretrain_steps, args.finetune_steps))):
+    for name, records in (
+        ("SAC + SQRL", shielded_run(args.pretrain_steps, args.finetune_steps, Path(args.out) / "spider_shield")),
+        ("SAC alone ", plain_run(args.pretrain_steps, args.finetune_steps)),
+    ):
         print(f"{name} fine-tuning: {sum(r['failure'] for r in records)} failed episodes out of {len(records)}")
     print("(one seed: `safeshield demo` runs 3 seeds with confidence intervals)")
 

@@ -48,7 +48,9 @@ def main() -> None:
         zero_shot_cost, done = zero_shot_cost + info["cost"], terminated or truncated
     records = agent.learn(poles, finetune_steps, seed=1)
     print(f"zero-shot episode cost in Poles: {zero_shot_cost:.0f}")
-    print(f"lifetime cost while fine-tuning: {sum(r['cost'] for r in records):.0f} over {len(records)} episodes, β = {agent.beta:.2f}")
+    print(
+        f"lifetime cost while fine-tuning: {sum(r['cost'] for r in records):.0f} over {len(records)} episodes, β = {agent.beta:.2f}"
+    )
 
 
 if __name__ == "__main__":

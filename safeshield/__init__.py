@@ -110,8 +110,15 @@ def wrap(
     if config is not None and options:
         raise TypeError("pass either config=... or keyword options, not both")
     kind = get_method(method).kind
-    return wrapper_for(kind)(env, method, indicator, train=train, seed=seed,
-                             config=config if config is not None else options, **_nonfinite(kind, on_nonfinite))
+    return wrapper_for(kind)(
+        env,
+        method,
+        indicator,
+        train=train,
+        seed=seed,
+        config=config if config is not None else options,
+        **_nonfinite(kind, on_nonfinite),
+    )
 
 
 def _nonfinite(kind: str, on_nonfinite: str) -> dict[str, str]:
@@ -119,8 +126,10 @@ def _nonfinite(kind: str, on_nonfinite: str) -> dict[str, str]:
     if kind == "reject":
         return {"on_nonfinite": on_nonfinite}
     if on_nonfinite != "raise":
-        raise ValueError(f"on_nonfinite={on_nonfinite!r} is for reject/resample methods (sqrl, csc, q_ensemble), "
-                         f"not for a {kind} method")
+        raise ValueError(
+            f"on_nonfinite={on_nonfinite!r} is for reject/resample methods (sqrl, csc, q_ensemble), "
+            f"not for a {kind} method"
+        )
     return {}
 
 
@@ -163,14 +172,18 @@ def load(
     if isinstance(env, gym.vector.VectorEnv):
         model = SafetyModel.load(path, (env.single_observation_space, env.single_action_space), seed=seed)
         if model.kind != "reject":
-            raise ValueError(f"a {model.name} checkpoint remaps actions; it has no vector wrapper yet: load it into "
-                             "each sub-env (safeshield.load(path, gym.make(...))) instead")
+            raise ValueError(
+                f"a {model.name} checkpoint remaps actions; it has no vector wrapper yet: load it into "
+                "each sub-env (safeshield.load(path, gym.make(...))) instead"
+            )
         model = model.reconfigure(**options)
         return VectorShieldWrapper(env, model, indicator, train=train, seed=seed, on_nonfinite=on_nonfinite)
     model = SafetyModel.load(path, env, seed=seed).reconfigure(**options)
     if env is None:
         return model.unfreeze() if train else model.freeze()
-    return wrapper_for(model.kind)(env, model, indicator, train=train, seed=seed, **_nonfinite(model.kind, on_nonfinite))
+    return wrapper_for(model.kind)(
+        env, model, indicator, train=train, seed=seed, **_nonfinite(model.kind, on_nonfinite)
+    )
 
 
 def methods() -> dict[str, dict[str, Any]]:

@@ -16,8 +16,13 @@ INTERNAL = re.compile(
 
 def shipped_files() -> list[Path]:
     files = [ROOT / "README.md", ROOT / "pyproject.toml", ROOT / "Makefile"]
-    for folder, patterns in (("safeshield", ("*.py",)), ("tests", ("*.py",)), ("docs", ("*.md",)),
-                             ("examples", ("*.py",)), ("benchmarks", ("*.py", "*.md"))):
+    for folder, patterns in (
+        ("safeshield", ("*.py",)),
+        ("tests", ("*.py",)),
+        ("docs", ("*.md",)),
+        ("examples", ("*.py",)),
+        ("benchmarks", ("*.py", "*.md")),
+    ):
         for pattern in patterns:
             files.extend((ROOT / folder).rglob(pattern))
     return [f for f in files if f.is_file() and f.resolve() != Path(__file__).resolve()]
@@ -33,8 +38,14 @@ def test_no_internal_references_in_shipped_files():
 
 
 def test_the_pattern_catches_what_it_is_for():
-    for text in ("see shared/seeds/000_7a4cb64995c033c4.txt", "digest §1.12", "(DESIGN.md)", "notes/anchors.md",
-                 "seed ``004_36bcc7e0cd121378``", "A.9.6: the loss"):
+    for text in (
+        "see shared/seeds/000_7a4cb64995c033c4.txt",
+        "digest §1.12",
+        "(DESIGN.md)",
+        "notes/anchors.md",
+        "seed ``004_36bcc7e0cd121378``",
+        "A.9.6: the loss",
+    ):
         assert INTERNAL.search(text), text
     for text in ("arXiv:2010.14603", "hashlib.sha256().hexdigest()", "SQRL Eq. 3", "App. A.6"):
         assert not INTERNAL.search(text), text

@@ -8,11 +8,26 @@ from safeshield.experiments.cli import main
 
 
 def test_transfer_command_writes_results_for_both_methods(tmp_path, capsys):
-    code = main([
-        "transfer", "--pretrain", "safeshield/DrunkSpider-v0", "--target", "safeshield/DrunkSpiderTarget-v0",
-        "--pretrain-steps", "120", "--finetune-steps", "90", "--seeds", "1", "--workers", "0",
-        "--out", str(tmp_path), "--no-progress",
-    ])
+    code = main(
+        [
+            "transfer",
+            "--pretrain",
+            "safeshield/DrunkSpider-v0",
+            "--target",
+            "safeshield/DrunkSpiderTarget-v0",
+            "--pretrain-steps",
+            "120",
+            "--finetune-steps",
+            "90",
+            "--seeds",
+            "1",
+            "--workers",
+            "0",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     document = json.loads((tmp_path / "results.json").read_text())
     assert set(document["summary"]) >= {"sqrl", "sac"}
@@ -28,6 +43,11 @@ def test_transfer_command_rejects_an_unknown_env_id(tmp_path):
 def test_envs_lists_every_family(capsys):
     assert main(["envs"]) == 0
     out = capsys.readouterr().out
-    for env_id in ("safeshield/DrunkSpider-v0", "safeshield/PointTraps-v0", "safeshield/Minitaur-v0",
-                   "safeshield/PointHallwayPoles-v0", "safeshield/Operation00-v0"):
+    for env_id in (
+        "safeshield/DrunkSpider-v0",
+        "safeshield/PointTraps-v0",
+        "safeshield/Minitaur-v0",
+        "safeshield/PointHallwayPoles-v0",
+        "safeshield/Operation00-v0",
+    ):
         assert env_id in out

@@ -8,8 +8,16 @@ from safeshield.experiments.demo import DemoSettings, format_table, run_demo, su
 
 def test_demo_runs_end_to_end_and_writes_json_and_plots(tmp_path):
     settings = DemoSettings(
-        seeds=(0,), pretrain_steps=150, finetune_steps=120, learning_starts=60, hidden=(8, 8),
-        eval_episodes=2, sweep_eps=(0.2,), sweep_steps=90, sweep_seeds=(0,), workers=2,
+        seeds=(0,),
+        pretrain_steps=150,
+        finetune_steps=120,
+        learning_starts=60,
+        hidden=(8, 8),
+        eval_episodes=2,
+        sweep_eps=(0.2,),
+        sweep_steps=90,
+        sweep_seeds=(0,),
+        workers=2,
     )
     document = run_demo(settings, tmp_path, progress=False)
     saved = json.loads((tmp_path / "results.json").read_text())
@@ -27,9 +35,15 @@ def test_demo_runs_end_to_end_and_writes_json_and_plots(tmp_path):
 
 def test_summary_means_and_intervals():
     runs = [
-        {"method": m, "seed": s, "pretrain": {"failures": f}, "finetune": {"failures": f, "failure_rate": f / 10},
-         "final": {"mean_return": 1.0, "failures": 0, "episodes": 5}}
-        for m, fails in (("sqrl", (1, 3)), ("sac", (4, 8))) for s, f in zip((0, 1), fails)
+        {
+            "method": m,
+            "seed": s,
+            "pretrain": {"failures": f},
+            "finetune": {"failures": f, "failure_rate": f / 10},
+            "final": {"mean_return": 1.0, "failures": 0, "episodes": 5},
+        }
+        for m, fails in (("sqrl", (1, 3)), ("sac", (4, 8)))
+        for s, f in zip((0, 1), fails)
     ]
     table = summarise(runs, [])["transfer"]
     assert table["sqrl"]["finetune_failures"][0] == 2.0 and table["sac"]["finetune_failures"][0] == 6.0
@@ -40,9 +54,15 @@ def test_summary_means_and_intervals():
 def test_a_quick_demos_ratio_is_flagged_as_a_smoke_run():
     """`demo --quick` printed "SAC fails 43.2x as often as SQRL" with no caveat (issue 18)."""
     runs = [
-        {"method": m, "seed": s, "pretrain": {"failures": f}, "finetune": {"failures": f, "failure_rate": f / 10},
-         "final": {"mean_return": 1.0, "failures": 0, "episodes": 5}}
-        for m, fails in (("sqrl", (1, 3)), ("sac", (4, 8))) for s, f in zip((0, 1), fails)
+        {
+            "method": m,
+            "seed": s,
+            "pretrain": {"failures": f},
+            "finetune": {"failures": f, "failure_rate": f / 10},
+            "final": {"mean_return": 1.0, "failures": 0, "episodes": 5},
+        }
+        for m, fails in (("sqrl", (1, 3)), ("sac", (4, 8)))
+        for s, f in zip((0, 1), fails)
     ]
     summary = summarise(runs, [])
     quick = DemoSettings().scaled(0.1)

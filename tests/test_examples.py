@@ -25,14 +25,21 @@ def test_an_example_does_its_work_under_main_with_an_argument_parser(example):
         guard = isinstance(node, ast.If) and "__main__" in ast.unparse(node.test)
         calls = isinstance(node, (ast.Assign, ast.AnnAssign)) and any(isinstance(n, ast.Call) for n in ast.walk(node))
         assert (isinstance(node, allowed) and not calls) or docstring or guard, (
-            f"{example.name}:{node.lineno} runs at import: {ast.unparse(node)[:60]}")
+            f"{example.name}:{node.lineno} runs at import: {ast.unparse(node)[:60]}"
+        )
     assert "argparse.ArgumentParser" in example.read_text(), f"{example.name}: --help needs an argument parser"
 
 
 def test_help_of_the_any_env_example_prints_usage_and_writes_nothing(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    result = subprocess.run([sys.executable, str(ROOT / "examples" / "shield_any_env.py"), "--help"],
-                            capture_output=True, text=True, timeout=120, cwd=tmp_path, env=env)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "shield_any_env.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=env,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage:") and "--out" in result.stdout
     assert not list(tmp_path.iterdir())

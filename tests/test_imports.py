@@ -36,8 +36,15 @@ def test_import_safeshield_imports_only_its_core_dependencies():
 
 def test_experiment_harness_is_not_imported_by_the_package():
     result = subprocess.run(
-        [sys.executable, "-c", "import sys, safeshield; print(sorted(m for m in sys.modules if m.startswith('safeshield.')))"],
-        cwd=ROOT, capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, safeshield; print(sorted(m for m in sys.modules if m.startswith('safeshield.')))",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     loaded = result.stdout
     for module in ("safeshield.experiments", "safeshield.integrations", "safeshield.agents"):

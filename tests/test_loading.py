@@ -69,8 +69,15 @@ def test_a_function_indicator_is_named_and_must_be_passed_again(tmp_path):
 
 def test_import_safeshield_shows_only_its_public_names():
     public = {name for name in dir(safeshield) if not name.startswith("_")}
-    assert public <= set(safeshield.__all__) | {"agents", "core", "environments", "experiments", "integrations",
-                                                 "shields", "wrappers"}
+    assert public <= set(safeshield.__all__) | {
+        "agents",
+        "core",
+        "environments",
+        "experiments",
+        "integrations",
+        "shields",
+        "wrappers",
+    }
     for leaked in ("Any", "Callable", "gym", "os", "annotations"):
         assert leaked not in public
     assert set(safeshield.__all__) <= set(dir(safeshield))

@@ -41,16 +41,22 @@ def test_transfer_job_on_another_env_pair(tmp_path):
 
 def test_summary_means_ratio_and_intervals():
     runs = [
-        {"method": m, "seed": s, "pretrain": {"failures": f}, "finetune": {"failures": f, "failure_rate": f / 10},
-         "final": {"mean_return": r, "failures": 1, "episodes": 4}}
-        for m, fails, r in (("sqrl", (1, 3), 2.0), ("sac", (4, 8), 5.0)) for s, f in zip((0, 1), fails)
+        {
+            "method": m,
+            "seed": s,
+            "pretrain": {"failures": f},
+            "finetune": {"failures": f, "failure_rate": f / 10},
+            "final": {"mean_return": r, "failures": 1, "episodes": 4},
+        }
+        for m, fails, r in (("sqrl", (1, 3), 2.0), ("sac", (4, 8), 5.0))
+        for s, f in zip((0, 1), fails)
     ]
     table = summarise_transfer(runs)
     assert table["sqrl"]["finetune_failures"][0] == 2.0 and table["sac"]["finetune_failures"][0] == 6.0
     assert table["sac_to_sqrl_failure_ratio"] == 3.0
     assert table["sac"]["final_return"] == (5.0, 0.0) and table["sac"]["final_failure_rate"] == (0.25, 0.0)
     # 95 % Student-t half-width with n = 2: 12.706 * std / sqrt(2).
-    assert table["sqrl"]["finetune_failures"][1] == pytest.approx(12.706 * 2 ** 0.5 / 2 ** 0.5)
+    assert table["sqrl"]["finetune_failures"][1] == pytest.approx(12.706 * 2**0.5 / 2**0.5)
 
 
 def test_bad_settings_and_method_raise(tmp_path):

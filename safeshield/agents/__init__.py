@@ -11,4 +11,13 @@ from safeshield.agents.sac_lagrangian import SACLagrangian, SACLagrangianConfig
 from safeshield.agents.recurrent import RecurrentSACLagrangian, RecurrentSACLagrangianConfig
 from safeshield.agents.trpo_lagrangian import TRPOLagrangian, TRPOLagrangianConfig
 
-__all__ = ["SAC", "SACConfig", "SACLagrangian", "SACLagrangianConfig", "RecurrentSACLagrangian", "RecurrentSACLagrangianConfig", "TRPOLagrangian", "TRPOLagrangianConfig"]
+__all__ = [
+    "SAC",
+    "SACConfig",
+    "SACLagrangian",
+    "SACLagrangianConfig",
+    "RecurrentSACLagrangian",
+    "RecurrentSACLagrangianConfig",
+    "TRPOLagrangian",
+    "TRPOLagrangianConfig",
+]

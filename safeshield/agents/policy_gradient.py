@@ -55,7 +55,9 @@ class GaussianPolicy(nn.Module):
         return mean + noise * self.log_std.exp()
 
 
-def kl_divergence(old_mean: torch.Tensor, old_log_std: torch.Tensor, policy: GaussianPolicy, obs: torch.Tensor) -> torch.Tensor:
+def kl_divergence(
+    old_mean: torch.Tensor, old_log_std: torch.Tensor, policy: GaussianPolicy, obs: torch.Tensor
+) -> torch.Tensor:
     """Mean over states of KL(π_old(·|s) ‖ π(·|s)) for diagonal Gaussians (differentiable in π)."""
     mean, log_std = policy.mean(obs), policy.log_std
     var_old, var = (2 * old_log_std).exp(), (2 * log_std).exp()
@@ -138,7 +140,9 @@ def flat_grad(output: torch.Tensor, module: nn.Module, **kwargs) -> torch.Tensor
     return torch.cat([g.reshape(-1) for g in grads])
 
 
-def conjugate_gradient(matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int, tol: float = 1e-10) -> torch.Tensor:
+def conjugate_gradient(
+    matvec: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int, tol: float = 1e-10
+) -> torch.Tensor:
     """Approximately solve ``A x = b`` for symmetric positive-definite ``A`` given ``x -> A x``."""
     x = torch.zeros_like(b)
     r, p = b.clone(), b.clone()

@@ -91,9 +91,15 @@ class SequenceBuffer:
         episode = self.episode[rows]
         mask = np.cumprod(episode == episode[:, :1], axis=1).astype(np.float32)
         return {
-            "obs": self.obs[rows], "action": self.action[rows], "reward": self.reward[rows], "cost": self.cost[rows],
-            "next_obs": self.next_obs[rows], "terminated": self.terminated[rows], "hidden": self.hidden[rows[:, 0]],
-            "mask": mask, "rows": rows,
+            "obs": self.obs[rows],
+            "action": self.action[rows],
+            "reward": self.reward[rows],
+            "cost": self.cost[rows],
+            "next_obs": self.next_obs[rows],
+            "terminated": self.terminated[rows],
+            "hidden": self.hidden[rows[:, 0]],
+            "mask": mask,
+            "rows": rows,
         }
 
 
@@ -143,7 +149,9 @@ class RecurrentSACLagrangian(SACLagrangian):
         device: str | torch.device = "cpu",
     ):
         if not isinstance(config, RecurrentSACLagrangianConfig):
-            raise TypeError(f"RecurrentSACLagrangian requires a RecurrentSACLagrangianConfig, got {type(config).__name__}")
+            raise TypeError(
+                f"RecurrentSACLagrangian requires a RecurrentSACLagrangianConfig, got {type(config).__name__}"
+            )
         if not isinstance(observation_space, gym.spaces.Box):
             raise TypeError(f"RecurrentSACLagrangian requires a Box observation_space, got {observation_space!r}")
         features = gym.spaces.Box(-np.inf, np.inf, (config.gru_hidden,), np.float32)
@@ -185,7 +193,9 @@ class RecurrentSACLagrangian(SACLagrangian):
         return action.astype(self.action_space.dtype).reshape(self.action_space.shape)
 
     def sample_actions(self, obs, n, generator=None):
-        raise TypeError("RecurrentSACLagrangian cannot sample actions for a bare observation: its policy needs the history")
+        raise TypeError(
+            "RecurrentSACLagrangian cannot sample actions for a bare observation: its policy needs the history"
+        )
 
     def observe(self, obs, action, reward: float, next_obs, terminated: bool, cost: float = 0.0) -> None:
         """Store one step with the GRU state the last ``act`` started from and the episode id."""
@@ -195,8 +205,16 @@ class RecurrentSACLagrangian(SACLagrangian):
         if not (np.isfinite(float(reward)) and np.isfinite(float(cost)) and float(cost) >= 0.0):
             raise ValueError(f"reward must be finite and cost finite and >= 0, got {reward!r}, {cost!r}")
         hidden = self._state_used.reshape(-1).cpu().numpy()
-        self.buffer.add(self._check_obs(obs, "obs"), executed, float(reward), float(cost),
-                        self._check_obs(next_obs, "next_obs"), bool(terminated), hidden, self.episode_id)
+        self.buffer.add(
+            self._check_obs(obs, "obs"),
+            executed,
+            float(reward),
+            float(cost),
+            self._check_obs(next_obs, "next_obs"),
+            bool(terminated),
+            hidden,
+            self.episode_id,
+        )
         self.total_steps += 1
 
     def _can_update(self) -> bool:
@@ -231,7 +249,9 @@ class RecurrentSACLagrangian(SACLagrangian):
         batch["valid"] = torch.from_numpy(raw["mask"]).reshape(-1).bool()
         return batch
 
-    def _critic_update(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    def _critic_update(
+        self, batch: dict[str, torch.Tensor], alpha: torch.Tensor
+    ) -> tuple[dict[str, float], torch.Tensor]:
         """Q1, Q2, Q_c and the GRU trunk in one step on every unmasked step; the actor reads detached features."""
         cfg = self.config
         valid = batch["valid"]

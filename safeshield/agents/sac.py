@@ -264,7 +264,10 @@ class SAC:
         mean, log_std = self.actor.dist_params(obs.reshape(obs.shape[0], self.obs_dim))
         m = mean.shape[0]
         noise = torch.randn(
-            (m, int(n), self.act_dim), generator=self.generator if generator is None else generator, device=self.device, dtype=mean.dtype
+            (m, int(n), self.act_dim),
+            generator=self.generator if generator is None else generator,
+            device=self.device,
+            dtype=mean.dtype,
         )
         squashed, log_prob = self.actor.squash(mean.unsqueeze(1), log_std.unsqueeze(1), noise)
         return self._to_env_units(squashed), log_prob - self._log_scale_sum
@@ -346,7 +349,9 @@ class SAC:
         )
         return info
 
-    def _critic_update(self, batch: dict[str, torch.Tensor], alpha: torch.Tensor) -> tuple[dict[str, float], torch.Tensor]:
+    def _critic_update(
+        self, batch: dict[str, torch.Tensor], alpha: torch.Tensor
+    ) -> tuple[dict[str, float], torch.Tensor]:
         """Critic steps on ``batch``; returns their diagnostics and the observations the actor reads."""
         with torch.no_grad():
             next_action, next_log_pi = self.actor(batch["next_obs"], self.generator)
@@ -566,7 +571,13 @@ class SAC:
         self.nu_multiplier.value = float(tensors["nu"])
 
     def _modules(self) -> dict[str, nn.Module]:
-        return {"actor": self.actor, "q1": self.q1, "q2": self.q2, "q1_target": self.q1_target, "q2_target": self.q2_target}
+        return {
+            "actor": self.actor,
+            "q1": self.q1,
+            "q2": self.q2,
+            "q1_target": self.q1_target,
+            "q2_target": self.q2_target,
+        }
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"actor": self.actor_optimizer, "critic": self.critic_optimizer, "alpha": self.alpha_optimizer}

@@ -137,7 +137,9 @@ class SACLagrangian(SAC):
     def _target_pairs(self) -> tuple[tuple[nn.Module, nn.Module], ...]:
         return (*super()._target_pairs(), (self.qc, self.qc_target))
 
-    def cost_target(self, cost: torch.Tensor, next_obs: torch.Tensor, next_action: torch.Tensor, terminated: torch.Tensor) -> torch.Tensor:
+    def cost_target(
+        self, cost: torch.Tensor, next_obs: torch.Tensor, next_action: torch.Tensor, terminated: torch.Tensor
+    ) -> torch.Tensor:
         """y_c = c + γ_c (1 − d) max(0, Q_c^targ(s', a')); ``next_action`` in [−1, 1] (critic units)."""
         with torch.no_grad():
             next_qc = self.qc_target(next_obs, next_action).clamp_min(0.0)
@@ -178,7 +180,11 @@ class SACLagrangian(SAC):
     # ------------------------------------------------------------------ checkpoints
     def _multiplier_tensors(self) -> dict[str, torch.Tensor]:
         rates = torch.tensor(list(self.recent_cost_rates), dtype=torch.float64)
-        return {**super()._multiplier_tensors(), "beta": torch.tensor(self.beta, dtype=torch.float64), "recent_cost_rates": rates}
+        return {
+            **super()._multiplier_tensors(),
+            "beta": torch.tensor(self.beta, dtype=torch.float64),
+            "recent_cost_rates": rates,
+        }
 
     def _load_multipliers(self, tensors: dict[str, torch.Tensor]) -> None:
         super()._load_multipliers(tensors)

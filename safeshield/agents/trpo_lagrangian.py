@@ -160,7 +160,9 @@ class TRPOLagrangian:
         self.value_optimizer = torch.optim.Adam(self.value.parameters(), lr=config.vf_lr)
         self.multiplier = LagrangeMultiplier(limit=config.chi, lr=config.lambda_lr, init=config.lambda_init)
         self.cost_critic = cost_critic
-        self.rollout = RolloutBuffer(config.steps_per_epoch, self.obs_dim, self.act_dim, config.gamma, config.gae_lambda)
+        self.rollout = RolloutBuffer(
+            config.steps_per_epoch, self.obs_dim, self.act_dim, config.gamma, config.gae_lambda
+        )
         self.v_hat = config.chi  # failures per episode of the last epoch (CSC's V̂_C, initialised to χ)
         self.epochs = 0
         self.total_steps = 0
@@ -304,7 +306,9 @@ class TRPOLagrangian:
                 with torch.no_grad():
                     action = torch.clamp(self.policy.sample(obs_t, 1, self.generator)[0, 0], self.low, self.high)
                     value = float(self.value(obs_t)[0, 0])
-                next_obs, reward, terminated, truncated, info = env.step(action.numpy().reshape(self.action_space.shape))
+                next_obs, reward, terminated, truncated, info = env.step(
+                    action.numpy().reshape(self.action_space.shape)
+                )
                 executed, failed = action.numpy(), bool(info.get("failure", False))
                 shield = info.get("shield")
                 if isinstance(shield, dict):
@@ -321,8 +325,14 @@ class TRPOLagrangian:
                     last_value = 0.0 if terminated else float(self.value(self._obs_tensor(obs)).detach()[0, 0])
                     self.rollout.finish_path(last_value)
                 if terminated or truncated:
-                    record = {"step": self.total_steps, "return": episode_return, "length": episode_length,
-                              "failure": episode_failed, "lambda": self.lam, "v_hat": self.v_hat}
+                    record = {
+                        "step": self.total_steps,
+                        "return": episode_return,
+                        "length": episode_length,
+                        "failure": episode_failed,
+                        "lambda": self.lam,
+                        "v_hat": self.v_hat,
+                    }
                     records.append(record)
                     recent.append(episode_return)
                     epoch_episodes += 1

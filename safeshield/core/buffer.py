@@ -64,7 +64,9 @@ class TransitionBuffer:
     def __len__(self) -> int:
         return min(self.total_added, self.capacity)
 
-    def add(self, obs, action, next_obs, failure: float, terminated: bool, reward: float = 0.0, cost: float = 0.0) -> int:
+    def add(
+        self, obs, action, next_obs, failure: float, terminated: bool, reward: float = 0.0, cost: float = 0.0
+    ) -> int:
         """Store one transition and return its row index (valid until it is evicted).
 
         ``failure`` is the shield's indicator value, ``cost`` the env's constraint cost (an

@@ -93,12 +93,33 @@ _STALE_MARKERS = (".tmp-", ".old-")
 
 # safetensors dtype names and their sizes in bytes (safetensors' own table)
 _DTYPE_SIZES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "I16": 2, "U16": 2, "F16": 2,
-    "BF16": 2, "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8,
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
 }
 _TORCH_DTYPE_NAMES = {
-    torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.int16: "I16", torch.float16: "F16",
-    torch.bfloat16: "BF16", torch.int32: "I32", torch.float32: "F32", torch.int64: "I64", torch.float64: "F64",
+    torch.bool: "BOOL",
+    torch.uint8: "U8",
+    torch.int8: "I8",
+    torch.int16: "I16",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.int32: "I32",
+    torch.float32: "F32",
+    torch.int64: "I64",
+    torch.float64: "F64",
 }
 
 
@@ -118,7 +139,9 @@ def _open_regular(path: Path) -> tuple[int, int]:
     if stat.S_ISLNK(info.st_mode):
         raise CheckpointError(f"{path} is a symbolic link; a checkpoint holds regular files only")
     if not stat.S_ISREG(info.st_mode):
-        raise CheckpointError(f"{path} is not a regular file (a FIFO, device or directory); a checkpoint holds regular files only")
+        raise CheckpointError(
+            f"{path} is not a regular file (a FIFO, device or directory); a checkpoint holds regular files only"
+        )
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     flags |= getattr(os, "O_BINARY", 0)
     try:
@@ -146,7 +169,9 @@ def _read_capped(path: Path, cap: int, what: str) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
             if total > cap:
-                raise CheckpointError(f"{path} grew past {cap} bytes while being read; {what} may be at most {cap} bytes")
+                raise CheckpointError(
+                    f"{path} grew past {cap} bytes while being read; {what} may be at most {cap} bytes"
+                )
         return b"".join(chunks)
     except OSError as error:
         raise CheckpointError(f"{path} cannot be read: {error}") from error
@@ -192,7 +217,9 @@ class TensorInfo:
 def _parse_header(data: bytes, path: Path) -> dict[str, TensorInfo]:
     """Parse and check the header of safetensors ``data`` (bytes only, nothing allocated)."""
     if len(data) < 8:
-        raise CheckpointError(f"{path} is truncated ({len(data)} bytes; a safetensors file starts with an 8-byte header size)")
+        raise CheckpointError(
+            f"{path} is truncated ({len(data)} bytes; a safetensors file starts with an 8-byte header size)"
+        )
     size = int.from_bytes(data[:8], "little")
     if size > MAX_HEADER_BYTES or 8 + size > len(data):
         raise CheckpointError(f"{path} declares a {size}-byte header in a {len(data)}-byte file (truncated or corrupt)")
@@ -282,7 +309,9 @@ class Checkpoint:
                     f"describes {want}{list(shape)}"
                 )
 
-    def tensors(self, expected: Mapping[str, tuple[torch.dtype, tuple[int, ...]]] | None = None) -> dict[str, torch.Tensor]:
+    def tensors(
+        self, expected: Mapping[str, tuple[torch.dtype, tuple[int, ...]]] | None = None
+    ) -> dict[str, torch.Tensor]:
         """The weights, checked against ``expected`` (see ``expected_state``) first; floats must be finite."""
         if expected is not None:
             self.check_header(expected)
@@ -304,7 +333,9 @@ def _recover(root: Path) -> bool:
         return False
     prefix = f".{root.name}.old-"
     try:
-        candidates = [p for p in root.parent.iterdir() if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink()]
+        candidates = [
+            p for p in root.parent.iterdir() if p.name.startswith(prefix) and p.is_dir() and not p.is_symlink()
+        ]
     except OSError:
         return False
     for candidate in sorted(candidates, key=lambda p: p.stat().st_mtime, reverse=True):
@@ -319,8 +350,11 @@ def _recover(root: Path) -> bool:
                 return True
             continue
         _fsync_dir(root.parent)
-        warnings.warn(f"checkpoint {str(root)!r} was missing (a save was killed); recovered the complete copy {candidate.name}",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(
+            f"checkpoint {str(root)!r} was missing (a save was killed); recovered the complete copy {candidate.name}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
         return True
     return False
 
@@ -341,11 +375,17 @@ def read_checkpoint(path: str | os.PathLike, kind: str | None = None) -> Checkpo
 def _read_document(root: Path) -> dict[str, Any]:
     config_path = root / CONFIG
     document = _parse_json(_read_capped(config_path, MAX_CONFIG_BYTES, CONFIG), config_path)
-    if not isinstance(document, dict) or document.get("format") != FORMAT or not isinstance(document.get("config"), dict):
+    if (
+        not isinstance(document, dict)
+        or document.get("format") != FORMAT
+        or not isinstance(document.get("config"), dict)
+    ):
         raise CheckpointError(f"{config_path} is not a safeshield checkpoint (missing format={FORMAT!r} or its config)")
     version = document.get("format_version")
     if type(version) is not int or version not in (1, FORMAT_VERSION):
-        raise CheckpointError(f"{config_path} has format_version={version!r:.50}; this safeshield reads 1 and {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{config_path} has format_version={version!r:.50}; this safeshield reads 1 and {FORMAT_VERSION}"
+        )
     if not isinstance(document.get("kind", ""), str):
         raise CheckpointError(f"{config_path}: field 'kind' must be a string, got {document.get('kind')!r:.100}")
     return document
@@ -384,7 +424,9 @@ def read_kind(path: str | os.PathLike) -> str | None:
         return None
 
 
-def load_checkpoint(path: str | os.PathLike, kind: str | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
+def load_checkpoint(
+    path: str | os.PathLike, kind: str | None = None
+) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
     """Return ``(tensors, config, kind)`` from a directory written by ``save_checkpoint``.
 
     Raises ``CheckpointError`` naming the file when anything is missing, truncated, altered,
@@ -551,8 +593,12 @@ def space_signature(space: gym.Space) -> dict[str, Any]:
     if isinstance(space, gym.spaces.Discrete):
         return {"type": "Discrete", "n": int(space.n), "start": int(space.start)}
     if isinstance(space, gym.spaces.MultiDiscrete):
-        return {"type": "MultiDiscrete", "nvec": np.asarray(space.nvec).ravel().tolist(), "shape": list(space.shape),
-                "start": np.asarray(space.start).ravel().tolist()}
+        return {
+            "type": "MultiDiscrete",
+            "nvec": np.asarray(space.nvec).ravel().tolist(),
+            "shape": list(space.shape),
+            "start": np.asarray(space.start).ravel().tolist(),
+        }
     if isinstance(space, gym.spaces.MultiBinary):
         return {"type": "MultiBinary", "n": np.asarray(space.n).ravel().tolist()}
     if isinstance(space, gym.spaces.Dict):
@@ -597,11 +643,19 @@ def space_from_signature(signature: Any) -> gym.Space:
         return gym.spaces.Discrete(n, start=start)
     if signature.get("type") != "Box":
         raise CheckpointError(f"cannot rebuild a {signature.get('type')!r:.50} space from a checkpoint; pass the env")
-    shape = tuple(_field(signature, "shape", lambda v: isinstance(v, list) and all(_is_count(d) for d in v),
-                         "a list of non-negative integers"))
+    shape = tuple(
+        _field(
+            signature,
+            "shape",
+            lambda v: isinstance(v, list) and all(_is_count(d) for d in v),
+            "a list of non-negative integers",
+        )
+    )
     size = math.prod(shape)
     if size > MAX_SPACE_SIZE:
-        raise CheckpointError(f"space signature field 'shape' {list(shape)} has {size} elements, at most {MAX_SPACE_SIZE}")
+        raise CheckpointError(
+            f"space signature field 'shape' {list(shape)} has {size} elements, at most {MAX_SPACE_SIZE}"
+        )
     try:
         dtype = np.dtype(_field(signature, "dtype", lambda v: isinstance(v, str), "a dtype name"))
     except TypeError as error:
@@ -610,9 +664,16 @@ def space_from_signature(signature: Any) -> gym.Space:
         raise CheckpointError(f"space signature field 'dtype' must be a numeric dtype, got {dtype}")
     bounds = []
     for key in ("low", "high"):
-        values = _field(signature, key, lambda v: isinstance(v, list) and len(v) == size
-                        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v),
-                        f"a list of {size} numbers")
+        values = _field(
+            signature,
+            key,
+            lambda v: (
+                isinstance(v, list)
+                and len(v) == size
+                and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            ),
+            f"a list of {size} numbers",
+        )
         array = np.asarray(values, dtype=np.float64).reshape(shape)
         if np.isnan(array).any():
             raise CheckpointError(f"space signature field {key!r} holds NaN")
@@ -716,7 +777,9 @@ def restore(
     except CheckpointError:
         raise
     except Exception as error:  # the saved config is what failed: report it as the checkpoint's fault
-        raise CheckpointError(f"{config_path} does not describe a valid {what}: {type(error).__name__}: {error}") from error
+        raise CheckpointError(
+            f"{config_path} does not describe a valid {what}: {type(error).__name__}: {error}"
+        ) from error
     del shadow
     checkpoint.check_header(expected, exact=exact)
     tensors = checkpoint.tensors()
@@ -725,11 +788,15 @@ def restore(
     except CheckpointError:
         raise
     except Exception as error:
-        raise CheckpointError(f"{config_path} does not describe a valid {what}: {type(error).__name__}: {error}") from error
+        raise CheckpointError(
+            f"{config_path} does not describe a valid {what}: {type(error).__name__}: {error}"
+        ) from error
     try:
         load_state(thing, tensors, document)
     except CheckpointError:
         raise
     except Exception as error:
-        raise CheckpointError(f"{checkpoint.weights_path} does not fit this {what}: {type(error).__name__}: {error}") from error
+        raise CheckpointError(
+            f"{checkpoint.weights_path} does not fit this {what}: {type(error).__name__}: {error}"
+        ) from error
     return thing

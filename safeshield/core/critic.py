@@ -41,7 +41,9 @@ class CriticConfig(SafetyConfig):
     perturbation_scale: float = 0.1  # our choice: candidate std as a fraction of the half-range
     uniform_fraction: float = 0.25  # our choice: share of candidates drawn uniformly over the box
     selection: str = "closest"  # our choice without a policy sampler: least intervention
-    widen_policy: bool = False  # our choice: rounds after the first draw from pi only (paper §6); True = official code's widening
+    widen_policy: bool = (
+        False  # our choice: rounds after the first draw from pi only (paper §6); True = official code's widening
+    )
     buffer_capacity: int = 50_000  # our choice (paper silent): holds a DrunkSpider pre-training run
     batch_size: int = 256  # our choice (paper silent), common SAC value
     learning_starts: int = 500  # our choice: no update before this many stored transitions
@@ -50,7 +52,14 @@ class CriticConfig(SafetyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()  # field types: integers, finite numbers, bools, strings
-        for name in ("n_candidates", "resample_rounds", "buffer_capacity", "batch_size", "train_every", "gradient_steps"):
+        for name in (
+            "n_candidates",
+            "resample_rounds",
+            "buffer_capacity",
+            "batch_size",
+            "train_every",
+            "gradient_steps",
+        ):
             check_count(name, getattr(self, name))
         check_count("learning_starts", self.learning_starts, minimum=0)
         check_positive("perturbation_scale", self.perturbation_scale)
@@ -146,7 +155,9 @@ class SafetyCritic(SafetyModel):
             act_t = torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(-1, self.act_dim))
             return self.risk(obs_t, act_t).numpy()
 
-    def observe(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray, failure: float, terminated: bool) -> int:
+    def observe(
+        self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray, failure: float, terminated: bool
+    ) -> int:
         """Store one transition (flat float arrays) and return its buffer row."""
         return self.buffer.add(obs, action, next_obs, failure, terminated)
 
@@ -180,8 +191,11 @@ class SafetyCritic(SafetyModel):
         bad_stats = [key for key, value in (stats or {}).items() if not math.isfinite(value)]
         bad = [name for name, p in self.named_parameters() if not bool(torch.isfinite(p).all())]
         if bad or bad_stats:
-            found = " and ".join(part for part in (f"weights {bad[:5]}" if bad else "",
-                                                   f"statistics {bad_stats}" if bad_stats else "") if part)
+            found = " and ".join(
+                part
+                for part in (f"weights {bad[:5]}" if bad else "", f"statistics {bad_stats}" if bad_stats else "")
+                if part
+            )
             raise FloatingPointError(
                 f"{self.name} shield training diverged after {self.updates} updates: non-finite {found}; lower "
                 "the learning rate (lr) or check the observations and the indicator the shield learns from"

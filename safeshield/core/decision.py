@@ -161,8 +161,14 @@ class PolicySampler:
         return torch.clamp(actions.to(proposal.dtype), self.low, self.high)
 
 
-def _choose_safe(risk: np.ndarray, safe: np.ndarray, candidates: np.ndarray, proposal: np.ndarray,
-                 half_range: np.ndarray, selection: str) -> np.ndarray:
+def _choose_safe(
+    risk: np.ndarray,
+    safe: np.ndarray,
+    candidates: np.ndarray,
+    proposal: np.ndarray,
+    half_range: np.ndarray,
+    selection: str,
+) -> np.ndarray:
     """Index per row of the chosen safe candidate (rows without one get an arbitrary index)."""
     if selection == "closest":
         key = (((candidates - proposal[:, None, :]) / half_range) ** 2).sum(-1)
@@ -212,7 +218,15 @@ def decide(
     if not isinstance(generator, torch.Generator) and len(generator) != n:
         raise ValueError(f"generator must be one torch.Generator or one per row ({n}), got {len(generator)}")
     search = _Search(
-        risk_fn, obs, proposal, threshold, sampler, generator, k, rounds, selection,
+        risk_fn,
+        obs,
+        proposal,
+        threshold,
+        sampler,
+        generator,
+        k,
+        rounds,
+        selection,
         half_range if half_range is not None else np.ones(proposal_np.shape[1], dtype=np.float32),
     )
     state = _Best(proposal_np.copy(), np.asarray(proposal_risk, dtype=np.float32).copy(), np.zeros(n, dtype=np.int64))
@@ -255,14 +269,18 @@ class _Search:
     selection: str
     half_range: np.ndarray
 
-    def draw(self, rows: np.ndarray, row_obs: torch.Tensor, row_proposal: torch.Tensor, round_index: int) -> torch.Tensor:
+    def draw(
+        self, rows: np.ndarray, row_obs: torch.Tensor, row_proposal: torch.Tensor, round_index: int
+    ) -> torch.Tensor:
         """``(len(rows), k, act_dim)`` candidates: one call for all rows, or row by row with each row's generator."""
         if isinstance(self.generator, torch.Generator):
             return self.sampler(row_obs, row_proposal, self.k, round_index, self.generator)
-        return torch.cat([
-            self.sampler(row_obs[i : i + 1], row_proposal[i : i + 1], self.k, round_index, self.generator[row])
-            for i, row in enumerate(rows)
-        ])
+        return torch.cat(
+            [
+                self.sampler(row_obs[i : i + 1], row_proposal[i : i + 1], self.k, round_index, self.generator[row])
+                for i, row in enumerate(rows)
+            ]
+        )
 
     def run(self, rows: np.ndarray, best: _Best) -> np.ndarray:
         """Fill ``best`` for ``rows`` in place; return which of them found a safe action.
@@ -345,7 +363,9 @@ def decide_discrete(
         n_candidates[rejected] = n - 1
         safest = ordered[rejected].argmin(axis=1)
         unknown = np.isnan(risk_all[rejected]).all(axis=1)  # nothing could be scored: keep the proposal
-        action[rejected] = np.where(unknown, proposal[rejected], safest)  # the safest: a safe one if any, else the fallback
+        action[rejected] = np.where(
+            unknown, proposal[rejected], safest
+        )  # the safest: a safe one if any, else the fallback
         has_safe = safe[rejected].any(axis=1)
         fell_back[rejected] = ~has_safe
         masked = rejected[has_safe]

@@ -25,7 +25,9 @@ __all__ = ["Indicator", "make_indicator", "describe_indicator"]
 
 Indicator = Callable[[Any, float, bool, bool, dict], float]
 
-_FORMS = '"cost", "terminated", "info:<key>" or a callable (obs, reward, terminated, truncated, info) -> float in [0, 1]'
+_FORMS = (
+    '"cost", "terminated", "info:<key>" or a callable (obs, reward, terminated, truncated, info) -> float in [0, 1]'
+)
 
 
 def _number(value: Any, what: str) -> float:

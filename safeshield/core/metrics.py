@@ -62,8 +62,14 @@ class ShieldStats:
         """Count one report per env step (``info["shield"]`` of a single env)."""
         for report in reports:
             failure = report["failure"]  # None from a remap shield without an indicator
-            flags = (failure is not None and float(failure) > 0.5, bool(report["intervened"]), bool(report["fell_back"]))
-            risk = float(report["proposal_risk"] if "proposal_risk" in report else report["risk"])  # remap: no proposal score
+            flags = (
+                failure is not None and float(failure) > 0.5,
+                bool(report["intervened"]),
+                bool(report["fell_back"]),
+            )
+            risk = float(
+                report["proposal_risk"] if "proposal_risk" in report else report["risk"]
+            )  # remap: no proposal score
             slot = self.steps % self.window
             self.steps += 1
             self.failures += flags[0]
@@ -83,8 +89,10 @@ class ShieldStats:
         """Count a vector report (``info["shield"]`` of ``VectorShieldWrapper``: arrays over sub-envs)."""
         n = len(report["failure"])
         rows = range(n) if covered is None else np.flatnonzero(covered)
-        self.update({key: report[key][i] for key in ("failure", "intervened", "fell_back", "proposal_risk", "threshold")}
-                    for i in rows)
+        self.update(
+            {key: report[key][i] for key in ("failure", "intervened", "fell_back", "proposal_risk", "threshold")}
+            for i in rows
+        )
 
     def counters(self) -> dict[str, float]:
         """The cheap part of ``scalars``: counters, window rates and threshold (no risk quantiles)."""
@@ -106,14 +114,21 @@ class ShieldStats:
         out = self.counters()
         seen = min(self.steps, self.window)
         if seen == 0:
-            return {**out, "shield/risk_mean": float("nan"), "shield/risk_p50": float("nan"),
-                    "shield/risk_p90": float("nan"), "shield/risk_max": float("nan")}
+            return {
+                **out,
+                "shield/risk_mean": float("nan"),
+                "shield/risk_p50": float("nan"),
+                "shield/risk_p90": float("nan"),
+                "shield/risk_max": float("nan"),
+            }
         risk = self._risk[:seen]
         ordered = np.partition(risk, (seen // 2, min(seen - 1, int(0.9 * seen))))
-        out.update({
-            "shield/risk_mean": float(risk.mean()),
-            "shield/risk_p50": float(ordered[seen // 2]),
-            "shield/risk_p90": float(ordered[min(seen - 1, int(0.9 * seen))]),
-            "shield/risk_max": float(risk.max()),
-        })
+        out.update(
+            {
+                "shield/risk_mean": float(risk.mean()),
+                "shield/risk_p50": float(ordered[seen // 2]),
+                "shield/risk_p90": float(ordered[min(seen - 1, int(0.9 * seen))]),
+                "shield/risk_max": float(risk.max()),
+            }
+        )
         return out

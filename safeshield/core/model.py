@@ -86,16 +86,23 @@ def check_field_types(config: Any) -> None:
         if isinstance(default, bool):
             ok, expected = isinstance(value, (bool, np.bool_)), "a bool"
         elif isinstance(default, int):
-            ok, expected = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)), "an integer"
+            ok, expected = (
+                isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)),
+                "an integer",
+            )
         elif isinstance(default, float):
-            ok = (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-                  and math.isfinite(value))
+            ok = (
+                isinstance(value, (int, float, np.integer, np.floating))
+                and not isinstance(value, (bool, np.bool_))
+                and math.isfinite(value)
+            )
             expected = "a finite number"
         elif isinstance(default, str):
             ok, expected = isinstance(value, str), "a string"
         elif isinstance(default, tuple):
             ok = isinstance(value, (tuple, list)) and all(
-                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value)
+                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value
+            )
             expected = "a tuple of integers"
         else:
             continue
@@ -306,5 +313,6 @@ class SafetyModel(nn.Module, abc.ABC):
             model.load_state_dict(tensors)
             model.load_extra_state(document.get("state", {}))
 
-        return restore(path, env, kind="shield/", what="shield", required=("method", "config"),
-                       build=build, load_state=load_state)
+        return restore(
+            path, env, kind="shield/", what="shield", required=("method", "config"), build=build, load_state=load_state
+        )

@@ -112,8 +112,9 @@ class IndexActions:
             array = np.asarray(action)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{name} must be an integer array of shape {full}, got {action!r:.200}") from error
-        if array.dtype.kind not in "iub" and not (array.dtype.kind == "f" and np.isfinite(array).all()
-                                                  and np.array_equal(array, np.round(array))):
+        if array.dtype.kind not in "iub" and not (
+            array.dtype.kind == "f" and np.isfinite(array).all() and np.array_equal(array, np.round(array))
+        ):
             raise ValueError(f"{name} must hold integers of {self.space}, got {action!r:.200}")
         if array.shape != full:
             raise ValueError(f"{name} must have shape {full} for {self.space}, got shape {array.shape}")

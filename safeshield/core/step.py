@@ -139,7 +139,9 @@ class ShieldStepper:
         except TypeError:
             return bool(self.check_rewards(reward).all())
         if self.on_nonfinite == "raise":
-            raise ValueError(f'reward must be finite, got {reward!r}; pass on_nonfinite="risky" to treat such steps as risky instead')
+            raise ValueError(
+                f'reward must be finite, got {reward!r}; pass on_nonfinite="risky" to treat such steps as risky instead'
+            )
         return False
 
     def check_rewards(self, rewards) -> np.ndarray:
@@ -227,9 +229,17 @@ class ShieldStepper:
         obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
         with torch.inference_mode():
             return decide(
-                model.risk, obs, torch.from_numpy(proposals), threshold, self.sampler,
-                [self.generators[row] for row in rows], k=cfg.n_candidates, rounds=cfg.resample_rounds,
-                selection=model.selection, half_range=self.half_range, proposal_risk=risk,
+                model.risk,
+                obs,
+                torch.from_numpy(proposals),
+                threshold,
+                self.sampler,
+                [self.generators[row] for row in rows],
+                k=cfg.n_candidates,
+                rounds=cfg.resample_rounds,
+                selection=model.selection,
+                half_range=self.half_range,
+                proposal_risk=risk,
             )
 
     def _decide_discrete(self, proposals: np.ndarray, rows: np.ndarray, threshold) -> Decision:
@@ -345,8 +355,9 @@ class _DiscretePolicy:
         probs = getattr(sample, "probs", None)
         if probs is not None:
             return "probs", torch.as_tensor(probs(obs)).reshape(rows.size, -1).double().numpy()
-        draws = torch.cat([self.model.model_actions(sample(obs[j : j + 1], self.k, self.generators[r]))
-                           for j, r in enumerate(rows)])
+        draws = torch.cat(
+            [self.model.model_actions(sample(obs[j : j + 1], self.k, self.generators[r])) for j, r in enumerate(rows)]
+        )
         return "draws", draws.argmax(dim=-1).numpy()
 
 
@@ -358,9 +369,20 @@ class StepperFrontEnd:
     safety_model: SafetyCritic
     stepper: ShieldStepper
 
-    def _build_stepper(self, env: Any, model: SafetyCritic | str, indicator, observation_space: gym.Space,
-                       action_space: gym.Space, num_envs: int, *, train: bool | None, seed: int | None, config,
-                       on_nonfinite: str = "raise"):
+    def _build_stepper(
+        self,
+        env: Any,
+        model: SafetyCritic | str,
+        indicator,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        num_envs: int,
+        *,
+        train: bool | None,
+        seed: int | None,
+        config,
+        on_nonfinite: str = "raise",
+    ):
         """Build (or take) the model, resolve the indicator, make the stepper.
 
         ``train=None`` keeps a given model's frozen or learning state (a fresh model learns): a
@@ -372,8 +394,16 @@ class StepperFrontEnd:
         if train is None:
             train = isinstance(model, str) or not self.safety_model.frozen
         indicator = default_indicator(env, indicator, self.safety_model)
-        self.stepper = ShieldStepper(self.safety_model, indicator, observation_space, action_space, num_envs,
-                                     train=train, seed=seed, on_nonfinite=on_nonfinite)
+        self.stepper = ShieldStepper(
+            self.safety_model,
+            indicator,
+            observation_space,
+            action_space,
+            num_envs,
+            train=train,
+            seed=seed,
+            on_nonfinite=on_nonfinite,
+        )
         self.indicator = self.stepper.indicator
         return indicator, train
 

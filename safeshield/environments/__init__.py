@@ -51,19 +51,42 @@ _SPECS: dict[str, tuple[str, int, dict]] = {
     # --- SAFER Operation grasping (PyBullet)
     # task k of 40 (operation.EVAL_TASKS lists the 6 hardest); 50-step episodes (our choice)
     "safeshield/Operation-v0": ("safeshield.environments.operation:OperationEnv", 50, {}),
-    **{f"safeshield/Operation{k:02d}-v0": ("safeshield.environments.operation:OperationEnv", 50, {"task": k}) for k in range(40)},
+    **{
+        f"safeshield/Operation{k:02d}-v0": ("safeshield.environments.operation:OperationEnv", 50, {"task": k})
+        for k in range(40)
+    },
     # --- Safe-transfer Hallway (MuJoCo): Walls / Poles / Humanoids
     "safeshield/PointHallwayWalls-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "walls"}),
     "safeshield/PointHallwayPoles-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "poles"}),
-    "safeshield/PointHallwayHumanoids-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "humanoids"}),
-    "safeshield/DoggoHallwayWalls-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "walls", "robot": "doggo"}),
-    "safeshield/DoggoHallwayPoles-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "poles", "robot": "doggo"}),
-    "safeshield/DoggoHallwayHumanoids-v0": ("safeshield.environments.hallway:HallwayEnv", 1000, {"variant": "humanoids", "robot": "doggo"}),
+    "safeshield/PointHallwayHumanoids-v0": (
+        "safeshield.environments.hallway:HallwayEnv",
+        1000,
+        {"variant": "humanoids"},
+    ),
+    "safeshield/DoggoHallwayWalls-v0": (
+        "safeshield.environments.hallway:HallwayEnv",
+        1000,
+        {"variant": "walls", "robot": "doggo"},
+    ),
+    "safeshield/DoggoHallwayPoles-v0": (
+        "safeshield.environments.hallway:HallwayEnv",
+        1000,
+        {"variant": "poles", "robot": "doggo"},
+    ),
+    "safeshield/DoggoHallwayHumanoids-v0": (
+        "safeshield.environments.hallway:HallwayEnv",
+        1000,
+        {"variant": "humanoids", "robot": "doggo"},
+    ),
     # --- Robot envs: Minitaur, Laikago (PyBullet), ShadowHand (gymnasium-robotics), Panda push (robosuite)
     "safeshield/Minitaur-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.0}),
     "safeshield/MinitaurVelocity-v0": (_MINITAUR, 500, {"goal_velocity": 0.4, "foot_friction": 1.0}),
     "safeshield/MinitaurFriction-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.25}),
-    "safeshield/MinitaurRandomized-v0": (_MINITAUR, 500, {"goal_velocity": 0.3, "foot_friction": 1.0, "randomize_dynamics": True}),
+    "safeshield/MinitaurRandomized-v0": (
+        _MINITAUR,
+        500,
+        {"goal_velocity": 0.3, "foot_friction": 1.0, "randomize_dynamics": True},
+    ),
     "safeshield/Laikago-v0": ("safeshield.environments.laikago:LaikagoEnv", 500, {}),
     "safeshield/ShadowHandCubeRotate-v0": (_SHADOW_HAND, 100, {"turn": 1.0}),
     "safeshield/ShadowHandCubeRotateTarget-v0": (_SHADOW_HAND, 100, {"turn": 1.5}),

@@ -115,9 +115,7 @@ class QuadrupedEnv(gym.Env):
         # the previous episodes, and a seed no longer reproduces an episode (measured).
         client.setPhysicsEngineParameter(deterministicOverlappingPairs=1)
         self.plane = client.loadURDF("plane.urdf")
-        self.robot = client.loadURDF(
-            self.urdf, self.start_position, self.start_orientation, flags=self.urdf_flags
-        )
+        self.robot = client.loadURDF(self.urdf, self.start_position, self.start_orientation, flags=self.urdf_flags)
         self._setup_robot()
         # Restoring a saved state (not only the poses) also clears contact and solver caches,
         # which is what makes episodes reproducible under a seed.
@@ -183,9 +181,7 @@ class QuadrupedEnv(gym.Env):
         position, _ = self.base_pose()
         view = self.client.computeViewMatrixFromYawPitchRoll(position.tolist(), 1.0, 30.0, -25.0, 0.0, 2)
         projection = self.client.computeProjectionMatrixFOV(60.0, 4.0 / 3.0, 0.1, 10.0)
-        _, _, rgba, _, _ = self.client.getCameraImage(
-            160, 120, view, projection, renderer=pybullet.ER_TINY_RENDERER
-        )
+        _, _, rgba, _, _ = self.client.getCameraImage(160, 120, view, projection, renderer=pybullet.ER_TINY_RENDERER)
         return np.asarray(rgba, dtype=np.uint8).reshape(120, 160, 4)[:, :, :3].copy()
 
     def close(self) -> None:

@@ -149,9 +149,7 @@ class DrunkSpiderEnv(gym.Env):
                 f"arena_high={arena_high!r}"
             )
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
+            raise ValueError(f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}")
         self.render_mode = render_mode
 
         pits = (self.pit_x[0], self.pit_x[1], self.bridge_half_width, self.pit_outer_y)
@@ -163,9 +161,7 @@ class DrunkSpiderEnv(gym.Env):
             raise ValueError(f"goal must not lie inside a pit, got {goal!r}")
         sx, sy, j = self.start[0], self.start[1], self.start_jitter
         if not (lo[0] <= sx - j and sx + j <= hi[0] and lo[1] <= sy - j and sy + j <= hi[1]):
-            raise ValueError(
-                f"start must lie inside the arena with start_jitter ({j:g}) to spare, got {start!r}"
-            )
+            raise ValueError(f"start must lie inside the arena with start_jitter ({j:g}) to spare, got {start!r}")
         if _box_meets_pits(self.start, j, *pits):
             raise ValueError(
                 f"start must be at least start_jitter ({j:g}) away from the pits on each axis, got {start!r}"
@@ -319,9 +315,7 @@ class DrunkSpiderEnv(gym.Env):
     def render(self) -> np.ndarray | None:
         """``rgb_array``: a uint8 ``(H, W, 3)`` top-down image; with ``render_mode=None`` warns, returns None."""
         if self.render_mode is None:
-            gym.logger.warn(
-                "render() called with render_mode=None; build the env with render_mode='rgb_array'"
-            )
+            gym.logger.warn("render() called with render_mode=None; build the env with render_mode='rgb_array'")
             return None
         if self._background is None:
             self._background = self._build_background()

@@ -112,8 +112,16 @@ class HallwayEnv(gym.Env):
         if sensing not in SENSING:
             raise ValueError(f"sensing must be one of {SENSING}, got {sensing!r}")
         if render_mode is not None:
-            raise ValueError(f"HallwayEnv has no render modes (headless); render_mode must be None, got {render_mode!r}")
-        for name, value in (("length", length), ("width", width), ("spacing", spacing), ("ray_range", ray_range), ("depth_fov", depth_fov)):
+            raise ValueError(
+                f"HallwayEnv has no render modes (headless); render_mode must be None, got {render_mode!r}"
+            )
+        for name, value in (
+            ("length", length),
+            ("width", width),
+            ("spacing", spacing),
+            ("ray_range", ray_range),
+            ("depth_fov", depth_fov),
+        ):
             check_positive(name, value)
         if length < 3.0 or width < 1.5:
             raise ValueError(f"the hallway needs length >= 3 and width >= 1.5 (m), got {length!r} x {width!r}")
@@ -180,14 +188,18 @@ class HallwayEnv(gym.Env):
             for i, x in enumerate(xs):
                 span = rng.uniform(0.5, 0.65) * self.width
                 y = side * (half_w - span / 2)
-                geoms.append(f'<geom name="obstacle{i}" type="box" size="0.05 {span / 2} {_HEIGHT}" pos="{x} {y} {_HEIGHT}" {SOLID} rgba="0.3 0.4 0.8 1"/>')
+                geoms.append(
+                    f'<geom name="obstacle{i}" type="box" size="0.05 {span / 2} {_HEIGHT}" pos="{x} {y} {_HEIGHT}" {SOLID} rgba="0.3 0.4 0.8 1"/>'
+                )
                 side = -side
         elif self.variant == "poles":
             k = 0
             for x in xs:
                 for y in self._spread(self.poles_per_slot, half_w - 0.2, 0.6):
                     radius = rng.uniform(0.1, 0.15)
-                    geoms.append(f'<geom name="obstacle{k}" type="cylinder" size="{radius} {_HEIGHT}" pos="{x} {y} {_HEIGHT}" {SOLID} rgba="0.8 0.4 0.3 1"/>')
+                    geoms.append(
+                        f'<geom name="obstacle{k}" type="cylinder" size="{radius} {_HEIGHT}" pos="{x} {y} {_HEIGHT}" {SOLID} rgba="0.8 0.4 0.3 1"/>'
+                    )
                     k += 1
         else:
             geoms += [people.person_xml(i, SOLID) for i in range(len(xs))]
@@ -204,10 +216,14 @@ class HallwayEnv(gym.Env):
     def _build(self) -> None:
         scenery = self._scenery_xml()
         if self.robot_name == "doggo":
-            self.model = mujoco.MjModel.from_xml_string(build_doggo_world_xml(scenery, floor_half_size=self.length + 2.0))
+            self.model = mujoco.MjModel.from_xml_string(
+                build_doggo_world_xml(scenery, floor_half_size=self.length + 2.0)
+            )
             self.robot = DoggoRobot(self.model)
         else:
-            self.model = mujoco.MjModel.from_xml_string(build_world_xml(self.robot_name, scenery, floor_half_size=self.length + 2.0))
+            self.model = mujoco.MjModel.from_xml_string(
+                build_world_xml(self.robot_name, scenery, floor_half_size=self.length + 2.0)
+            )
             self.robot = PlanarRobot(self.model, self.robot_name)
         self.data = mujoco.MjData(self.model)
         self._robot_geom = self.model.body_rootid[self.model.geom_bodyid] == self.robot.body_id
@@ -236,7 +252,15 @@ class HallwayEnv(gym.Env):
             geoms = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, f"person{i}_{b[0]}") for b in people.BONES]
             self.model.geom_size[geoms, 1] = half
         self._mocap = np.array(
-            [[self.model.body_mocapid[mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"person{i}_{b[0]}")] for b in people.BONES] for i in range(n)]
+            [
+                [
+                    self.model.body_mocapid[
+                        mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_BODY, f"person{i}_{b[0]}")
+                    ]
+                    for b in people.BONES
+                ]
+                for i in range(n)
+            ]
         )
         self._move_people(0.0)
 
@@ -271,7 +295,9 @@ class HallwayEnv(gym.Env):
             raise gym.error.ResetNeeded("call reset() before step()")
         action = np.asarray(action, dtype=np.float64)
         if action.shape != self.action_space.shape or not np.all(np.isfinite(action)):
-            raise ValueError(f"action must be {self.action_space.shape[0]} finite numbers {self.robot.spec.action_names}, got {action!r}")
+            raise ValueError(
+                f"action must be {self.action_space.shape[0]} finite numbers {self.robot.spec.action_names}, got {action!r}"
+            )
         self.robot.apply(self.data, action)
         if self.variant == "humanoids":
             self._move_people(self.frame_skip * self.model.opt.timestep)
@@ -309,8 +335,18 @@ class HallwayEnv(gym.Env):
         dirs = self._ray_dirs_local @ rotation.T
         origin = np.array([x, y, self.data.xpos[self.robot.body_id][2] + (0.0 if self.sensing == "state" else 0.3)])
         mujoco.mj_multiRay(
-            self.model, self.data, origin, dirs.reshape(-1), None, 1, self.robot.body_id,
-            self._ray_geomid, self._ray_dist, None, len(dirs), self.ray_range,
+            self.model,
+            self.data,
+            origin,
+            dirs.reshape(-1),
+            None,
+            1,
+            self.robot.body_id,
+            self._ray_geomid,
+            self._ray_dist,
+            None,
+            len(dirs),
+            self.ray_range,
         )
         dist = np.where(self._ray_geomid < 0, self.ray_range, np.minimum(self._ray_dist, self.ray_range))
         return np.concatenate([proprio, dist / self.ray_range]).astype(np.float32)

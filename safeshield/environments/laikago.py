@@ -102,8 +102,11 @@ class LaikagoEnv(QuadrupedEnv):
 
     def _command(self, targets: np.ndarray) -> None:
         self.client.setJointMotorControlArray(
-            self.robot, self.joint_ids, self.client.POSITION_CONTROL,
-            targetPositions=targets.tolist(), forces=[self.max_torque] * 12,
+            self.robot,
+            self.joint_ids,
+            self.client.POSITION_CONTROL,
+            targetPositions=targets.tolist(),
+            forces=[self.max_torque] * 12,
         )
 
     def _apply_action(self, action: np.ndarray) -> None:
@@ -113,9 +116,9 @@ class LaikagoEnv(QuadrupedEnv):
         states = self.client.getJointStates(self.robot, self.joint_ids)
         _, orientation = self.client.getBasePositionAndOrientation(self.robot)
         linear, angular = self.client.getBaseVelocity(self.robot)
-        return np.concatenate(
-            [[s[0] for s in states], [s[1] for s in states], orientation, angular, linear]
-        ).astype(np.float32)
+        return np.concatenate([[s[0] for s in states], [s[1] for s in states], orientation, angular, linear]).astype(
+            np.float32
+        )
 
     def _reward(self, action: np.ndarray) -> float:
         return float(self.client.getBaseVelocity(self.robot)[0][0])

@@ -53,8 +53,14 @@ from safeshield.environments._pybullet import QuadrupedEnv
 __all__ = ["MinitaurEnv", "MOTOR_NAMES"]
 
 MOTOR_NAMES = (
-    "motor_front_leftL_joint", "motor_front_leftR_joint", "motor_back_leftL_joint", "motor_back_leftR_joint",
-    "motor_front_rightL_joint", "motor_front_rightR_joint", "motor_back_rightL_joint", "motor_back_rightR_joint",
+    "motor_front_leftL_joint",
+    "motor_front_leftR_joint",
+    "motor_back_leftL_joint",
+    "motor_back_leftR_joint",
+    "motor_front_rightL_joint",
+    "motor_front_rightR_joint",
+    "motor_back_rightL_joint",
+    "motor_back_rightR_joint",
 )
 _LEGS = ("front_left", "back_left", "front_right", "back_right")
 _MOTOR_DIRECTION = np.array([-1, -1, -1, -1, 1, 1, 1, 1], dtype=np.float64)
@@ -103,7 +109,9 @@ class MinitaurEnv(QuadrupedEnv):
         substeps: int = 2,
         render_mode: str | None = None,
     ) -> None:
-        super().__init__(time_step=time_step, substeps=substeps, min_up_z=0.85, min_height=0.13, render_mode=render_mode)
+        super().__init__(
+            time_step=time_step, substeps=substeps, min_up_z=0.85, min_height=0.13, render_mode=render_mode
+        )
         try:
             self.goal_velocity = float(goal_velocity)
         except (TypeError, ValueError) as error:
@@ -129,7 +137,9 @@ class MinitaurEnv(QuadrupedEnv):
         try:
             low, high = (float(v) for v in value)
         except (TypeError, ValueError) as error:
-            raise ValueError(f"{name} must be a pair (low, high) of numbers with 0 < low <= high, got {value!r}") from error
+            raise ValueError(
+                f"{name} must be a pair (low, high) of numbers with 0 < low <= high, got {value!r}"
+            ) from error
         if not (math.isfinite(low) and math.isfinite(high) and 0 < low <= high):
             raise ValueError(f"{name} must be a pair (low, high) of numbers with 0 < low <= high, got {value!r}")
         return (low, high)
@@ -147,8 +157,14 @@ class MinitaurEnv(QuadrupedEnv):
         }
         for leg in _LEGS:
             client.createConstraint(
-                robot, names[f"knee_{leg}R_link"], robot, names[f"knee_{leg}L_link"],
-                client.JOINT_POINT2POINT, [0, 0, 0], _KNEE_POINT_RIGHT, _KNEE_POINT_LEFT,
+                robot,
+                names[f"knee_{leg}R_link"],
+                robot,
+                names[f"knee_{leg}L_link"],
+                client.JOINT_POINT2POINT,
+                [0, 0, 0],
+                _KNEE_POINT_RIGHT,
+                _KNEE_POINT_LEFT,
             )
         for knee in self.knee_ids:  # free knees (no default velocity motor)
             client.setJointMotorControl2(robot, knee, client.VELOCITY_CONTROL, targetVelocity=0, force=0)
@@ -190,9 +206,13 @@ class MinitaurEnv(QuadrupedEnv):
 
     def _command_motors(self, angles: np.ndarray) -> None:
         self.client.setJointMotorControlArray(
-            self.robot, self.motor_ids, self.client.POSITION_CONTROL,
+            self.robot,
+            self.motor_ids,
+            self.client.POSITION_CONTROL,
             targetPositions=(angles * _MOTOR_DIRECTION).tolist(),
-            positionGains=[self.kp] * 8, velocityGains=[self.kd] * 8, forces=[self.max_torque] * 8,
+            positionGains=[self.kp] * 8,
+            velocityGains=[self.kd] * 8,
+            forces=[self.max_torque] * 8,
         )
 
     def _apply_action(self, action: np.ndarray) -> None:

@@ -260,5 +260,7 @@ class PlanarRobot:
         """Write ``action`` (one value per ``spec.action_names``, clipped to [-1, 1]) to ``data.ctrl``."""
         action = np.asarray(action, dtype=np.float64).reshape(-1)
         if action.shape != (self.action_dim,):
-            raise ValueError(f"action must have {self.action_dim} values {self.spec.action_names}, got shape {action.shape}")
+            raise ValueError(
+                f"action must have {self.action_dim} values {self.spec.action_names}, got shape {action.shape}"
+            )
         data.ctrl[self.actuator_ids] = np.clip(action, -1.0, 1.0)

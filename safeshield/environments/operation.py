@@ -226,7 +226,9 @@ class OperationEnv(gym.Env):
         yaw = self.np_random.uniform(-math.pi, math.pi)
         half_z = self.spec_task.extent[2] / 2
         p.resetBasePositionAndOrientation(
-            self.object, [*(_CONTAINER_CENTER + jitter), _FLOOR_TOP + half_z + 0.01], p.getQuaternionFromEuler([0, 0, yaw])
+            self.object,
+            [*(_CONTAINER_CENTER + jitter), _FLOOR_TOP + half_z + 0.01],
+            p.getQuaternionFromEuler([0, 0, yaw]),
         )
         p.resetBaseVelocity(self.object, [0, 0, 0], [0, 0, 0])
         start = np.array([*(_CONTAINER_CENTER + self.np_random.uniform(-0.04, 0.04, 2)), self.rim + 0.07])
@@ -245,11 +247,15 @@ class OperationEnv(gym.Env):
         self._command(angles)
 
     def _ik(self, target: np.ndarray) -> list[float]:
-        return list(self._p.calculateInverseKinematics(self.robot, _EE_LINK, target.tolist(), _DOWN, maxNumIterations=20))[:7]
+        return list(
+            self._p.calculateInverseKinematics(self.robot, _EE_LINK, target.tolist(), _DOWN, maxNumIterations=20)
+        )[:7]
 
     def _command(self, angles: list[float]) -> None:
         p = self._p
-        p.setJointMotorControlArray(self.robot, list(_ARM), p.POSITION_CONTROL, targetPositions=angles, forces=[87.0] * 4 + [12.0] * 3)
+        p.setJointMotorControlArray(
+            self.robot, list(_ARM), p.POSITION_CONTROL, targetPositions=angles, forces=[87.0] * 4 + [12.0] * 3
+        )
         p.setJointMotorControlArray(
             self.robot, list(_FINGERS), p.POSITION_CONTROL, targetPositions=[self._grip_target] * 2, forces=[40.0, 40.0]
         )
@@ -273,7 +279,12 @@ class OperationEnv(gym.Env):
         low, _ = p.getAABB(self.object)
         success = low[2] > self.rim + self.lift_clearance
         reward = 1.0 if success else -1.0
-        info = {"failure": float(touched), "cost": float(touched), "success": bool(success), "task": self.spec_task.task}
+        info = {
+            "failure": float(touched),
+            "cost": float(touched),
+            "success": bool(success),
+            "task": self.spec_task.task,
+        }
         return self._observation(), reward, bool(success), False, info
 
     # -- observations ----------------------------------------------------------------------------

@@ -76,7 +76,9 @@ class PandaPushTask(Lift):
         ManipulationEnv._load_model(self)
         xpos = self.robots[0].robot_model.base_xpos_offset["table"](self.table_full_size[0])
         self.robots[0].robot_model.set_base_xpos(xpos)
-        arena = TableArena(table_full_size=self.table_full_size, table_friction=self.table_friction, table_offset=self.table_offset)
+        arena = TableArena(
+            table_full_size=self.table_full_size, table_friction=self.table_friction, table_offset=self.table_offset
+        )
         arena.set_origin([0, 0, 0])
         self.cube = BoxObject(name="block", size=list(BLOCK_HALF_SIZE), rgba=[0.2, 0.4, 0.9, 1.0], density=500.0)
         self.model = ManipulationTask(

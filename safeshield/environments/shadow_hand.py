@@ -96,7 +96,12 @@ class ShadowHandCubeRotateEnv(gym.Env):
         drop_penalty: float = 0.0,
         render_mode: str | None = None,
     ) -> None:
-        for name, value in (("turn", turn), ("drop_height", drop_height), ("reward_scale", reward_scale), ("drop_penalty", drop_penalty)):
+        for name, value in (
+            ("turn", turn),
+            ("drop_height", drop_height),
+            ("reward_scale", reward_scale),
+            ("drop_penalty", drop_penalty),
+        ):
             check_finite(name, value)
         if turn <= 0:
             raise ValueError(f"turn must be > 0 (quarter turns), got {turn!r}")

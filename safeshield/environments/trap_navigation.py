@@ -80,7 +80,12 @@ class TrapNavigationEnv(gym.Env):
         check_count("n_traps", n_traps, minimum=0)
         for name, value in (("health", health), ("lidar_bins", lidar_bins), ("frame_skip", frame_skip)):
             check_count(name, value)
-        for name, value in (("trap_radius", trap_radius), ("arena", arena), ("goal_radius", goal_radius), ("lidar_range", lidar_range)):
+        for name, value in (
+            ("trap_radius", trap_radius),
+            ("arena", arena),
+            ("goal_radius", goal_radius),
+            ("lidar_range", lidar_range),
+        ):
             check_positive(name, value)
         if n_traps * math.pi * (trap_radius + 0.2) ** 2 > 0.5 * (2 * arena) ** 2:
             raise ValueError(f"{n_traps} traps of radius {trap_radius} do not fit an arena of half-size {arena}")
@@ -90,10 +95,14 @@ class TrapNavigationEnv(gym.Env):
         self.lidar_bins, self.lidar_range, self.frame_skip = int(lidar_bins), float(lidar_range), int(frame_skip)
         self.render_mode = render_mode
 
-        self.model = mujoco.MjModel.from_xml_string(build_world_xml(robot, self._scenery_xml(), floor_half_size=arena + 0.5))
+        self.model = mujoco.MjModel.from_xml_string(
+            build_world_xml(robot, self._scenery_xml(), floor_half_size=arena + 0.5)
+        )
         self.data = mujoco.MjData(self.model)
         self.robot = PlanarRobot(self.model, robot)
-        self._trap_geoms = [mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, f"trap{i}") for i in range(self.n_traps)]
+        self._trap_geoms = [
+            mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, f"trap{i}") for i in range(self.n_traps)
+        ]
         self._goal_geom = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, "goal")
         self.action_space = gym.spaces.Box(-1.0, 1.0, shape=(self.robot.action_dim,), dtype=np.float32)
         low = np.concatenate([np.full(3, -np.inf), np.zeros(2 * self.lidar_bins + 1)]).astype(np.float32)
@@ -113,8 +122,12 @@ class TrapNavigationEnv(gym.Env):
         walls = "\n".join(
             f'    <geom name="wall{i}" type="box" size="{sx} {sy} 0.25" pos="{px} {py} 0.25" {SOLID} rgba="0.5 0.5 0.5 1"/>'
             for i, (sx, sy, px, py) in enumerate(
-                [(wall, _WALL_THICKNESS, 0, wall), (wall, _WALL_THICKNESS, 0, -wall),
-                 (_WALL_THICKNESS, wall, wall, 0), (_WALL_THICKNESS, wall, -wall, 0)]
+                [
+                    (wall, _WALL_THICKNESS, 0, wall),
+                    (wall, _WALL_THICKNESS, 0, -wall),
+                    (_WALL_THICKNESS, wall, wall, 0),
+                    (_WALL_THICKNESS, wall, -wall, 0),
+                ]
             )
         )
         traps = "\n".join(

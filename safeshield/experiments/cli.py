@@ -45,29 +45,46 @@ def _transfer(args: argparse.Namespace) -> int:
         for env_id in (args.pretrain, args.target):
             ensure_registered(env_id)
         settings = TransferSettings(
-            pretrain_id=args.pretrain, target_id=args.target, pretrain_steps=args.pretrain_steps,
-            finetune_steps=args.finetune_steps, eps_safe=args.eps_safe, gamma_safe=args.gamma_safe,
+            pretrain_id=args.pretrain,
+            target_id=args.target,
+            pretrain_steps=args.pretrain_steps,
+            finetune_steps=args.finetune_steps,
+            eps_safe=args.eps_safe,
+            gamma_safe=args.gamma_safe,
             indicator=args.indicator or "",
         )
         # the same checks as `train` (env ids, indicator on a real step, budgets), before any worker starts
-        notes = check_run(RunConfig(env=args.target, pretrain_env=args.pretrain, pretrain_steps=args.pretrain_steps,
-                                    steps=args.finetune_steps, seeds=args.seeds, method="sqrl", agent="sac",
-                                    indicator=args.indicator or "",
-                                    agent_options={"learning_starts": settings.learning_starts, "hidden": [8]},
-                                    shield={"learning_starts": settings.learning_starts, "hidden": [8]}))
+        notes = check_run(
+            RunConfig(
+                env=args.target,
+                pretrain_env=args.pretrain,
+                pretrain_steps=args.pretrain_steps,
+                steps=args.finetune_steps,
+                seeds=args.seeds,
+                method="sqrl",
+                agent="sac",
+                indicator=args.indicator or "",
+                agent_options={"learning_starts": settings.learning_starts, "hidden": [8]},
+                shield={"learning_starts": settings.learning_starts, "hidden": [8]},
+            )
+        )
     except ValueError as error:
         raise SystemExit(f"safeshield transfer: {error}") from error
     for note in notes:
         print(f"warning: {note}", file=sys.stderr)
-    runs, table = run_transfer(settings, tuple(range(args.seeds)), args.out, workers=args.workers,
-                               progress=not args.no_progress)
-    path = write_json(Path(args.out) / "results.json",
-                      {"settings": dataclasses.asdict(settings), "summary": table, "runs": runs})
+    runs, table = run_transfer(
+        settings, tuple(range(args.seeds)), args.out, workers=args.workers, progress=not args.no_progress
+    )
+    path = write_json(
+        Path(args.out) / "results.json", {"settings": dataclasses.asdict(settings), "summary": table, "runs": runs}
+    )
     for method in ("sqrl", "sac"):
         row = table[method]
-        print(f"{method:5} fine-tune failures {row['finetune_failures'][0]:.1f} ± {row['finetune_failures'][1]:.1f}  "
-              f"deployed return {row['final_return'][0]:.2f} ± {row['final_return'][1]:.2f}  "
-              f"deployed failure rate {row['final_failure_rate'][0]:.0%}")
+        print(
+            f"{method:5} fine-tune failures {row['finetune_failures'][0]:.1f} ± {row['finetune_failures'][1]:.1f}  "
+            f"deployed return {row['final_return'][0]:.2f} ± {row['final_return'][1]:.2f}  "
+            f"deployed failure rate {row['final_failure_rate'][0]:.0%}"
+        )
     print(f"wrote {path}")
     return 0
 
@@ -99,8 +116,17 @@ def _env_rows() -> list[dict[str, str]]:
         module = str(spec.entry_point).split(":")[0].rsplit(".", 1)[-1]
         engine, extra, indicator = _ENGINES.get(module, ("?", "", "?"))
         key = re.sub(r"\d+-v", "<k>-v", env_id)
-        row = rows.setdefault(key, {"id": key, "engine": engine, "extra": extra, "indicator": indicator,
-                                    "steps": str(spec.max_episode_steps), "variants": []})
+        row = rows.setdefault(
+            key,
+            {
+                "id": key,
+                "engine": engine,
+                "extra": extra,
+                "indicator": indicator,
+                "steps": str(spec.max_episode_steps),
+                "variants": [],
+            },
+        )
         if key != env_id:
             row["variants"].append(env_id)
     return list(rows.values())
@@ -112,11 +138,17 @@ def _envs(args: argparse.Namespace) -> int:
     rows = _env_rows()
     print(f"{'id':42} {'engine':28} {'indicator':13} {'steps':>5}  install")
     for row in rows:
-        variants = f"  ({len(row['variants'])} tasks: {row['variants'][0]} .. {row['variants'][-1]})" if row["variants"] else ""
+        variants = (
+            f"  ({len(row['variants'])} tasks: {row['variants'][0]} .. {row['variants'][-1]})"
+            if row["variants"]
+            else ""
+        )
         extra = f"safeshield[{row['extra']}]" if row["extra"] else "-"
         print(f"{row['id']:42} {row['engine']:28} {row['indicator']:13} {row['steps']:>5}  {extra}{variants}")
-    print("\nAny gymnasium id works too (indicator: --indicator terminated|cost|info:<key>|module:function);"
-          "\ndm_control/<domain>-<task>-v0 through Shimmy. `safeshield envs ID` shows spaces.")
+    print(
+        "\nAny gymnasium id works too (indicator: --indicator terminated|cost|info:<key>|module:function);"
+        "\ndm_control/<domain>-<task>-v0 through Shimmy. `safeshield envs ID` shows spaces."
+    )
     return 0
 
 
@@ -170,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     add_commands(commands)
 
     defaults = argparse.ArgumentDefaultsHelpFormatter
-    demo = commands.add_parser("demo", help="SQRL vs SAC pre-train -> fine-tune on DrunkSpider (< 10 min on 2 cores)",
-                               formatter_class=defaults)
+    demo = commands.add_parser(
+        "demo", help="SQRL vs SAC pre-train -> fine-tune on DrunkSpider (< 10 min on 2 cores)", formatter_class=defaults
+    )
     demo.add_argument("--out", default="runs/demo", help="output folder for results.json and plots")
     demo.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
     demo.add_argument("--workers", type=int, default=2, help="parallel processes (one torch thread each)")
@@ -180,12 +213,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     demo.set_defaults(run=_demo)
 
-    transfer = commands.add_parser("transfer", help="SQRL vs SAC pre-train -> fine-tune on any pair of env ids",
-                                   formatter_class=defaults)
+    transfer = commands.add_parser(
+        "transfer", help="SQRL vs SAC pre-train -> fine-tune on any pair of env ids", formatter_class=defaults
+    )
     transfer.add_argument("--pretrain", required=True, help="low-stakes env id (e.g. safeshield/Minitaur-v0)")
     transfer.add_argument("--target", required=True, help="high-stakes env id (e.g. safeshield/MinitaurVelocity-v0)")
-    transfer.add_argument("--indicator", help="failure indicator when the envs declare none: terminated, cost, "
-                          "info:<key> or module:function")
+    transfer.add_argument(
+        "--indicator",
+        help="failure indicator when the envs declare none: terminated, cost, info:<key> or module:function",
+    )
     transfer.add_argument("--pretrain-steps", type=int, default=8_000, help="pre-training env steps")
     transfer.add_argument("--finetune-steps", type=int, default=6_000, help="fine-tuning env steps")
     transfer.add_argument("--eps-safe", type=float, default=0.1, help="SQRL threshold (paper Table 1: 0.1)")

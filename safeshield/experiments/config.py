@@ -123,7 +123,9 @@ def preset_path(name_or_path: str) -> Path:
         return PRESET_DIR / f"{name_or_path}.toml"
     path = Path(name_or_path)
     if not path.is_file():
-        raise ValueError(f"--config must be a TOML file or one of the presets {', '.join(PRESETS)}, got {name_or_path!r}")
+        raise ValueError(
+            f"--config must be a TOML file or one of the presets {', '.join(PRESETS)}, got {name_or_path!r}"
+        )
     return path
 
 
@@ -158,8 +160,9 @@ def parse_override(text: str) -> tuple[str, str, Any]:
     return section, name, value
 
 
-def resolve(file: dict[str, Any] | None = None, cli: dict[str, Any] | None = None,
-            overrides: list[str] = ()) -> RunConfig:
+def resolve(
+    file: dict[str, Any] | None = None, cli: dict[str, Any] | None = None, overrides: list[str] = ()
+) -> RunConfig:
     """Defaults <- ``file`` (``load_config``'s dict) <- ``cli`` (run fields given on the command line)
     <- ``overrides`` (``--set`` strings)."""
     file = file or {"run": {}, "shield": {}, "agent": {}}
@@ -190,7 +193,9 @@ def to_toml(config: RunConfig, header: str = "") -> str:
 
 def from_toml(text: str) -> RunConfig:
     document = tomllib.loads(text)
-    return RunConfig(**document.get("run", {}), shield=document.get("shield", {}), agent_options=document.get("agent", {}))
+    return RunConfig(
+        **document.get("run", {}), shield=document.get("shield", {}), agent_options=document.get("agent", {})
+    )
 
 
 def _toml_value(value: Any) -> str:

@@ -64,7 +64,9 @@ class DemoSettings:
     gamma_safe: float = 0.65  # paper Table 2 (DrunkSpider)
     learning_starts: int = 1_000  # SAC warm-up with uniform actions (our choice)
     sac_gamma: float = 0.95  # our choice (paper silent): 30-step episodes; 0.99 never found the bridge in 20k steps
-    sac_init_alpha: float = 0.1  # our choice: alpha 1.0 drowns the ~1/step reward in entropy (measured, see closing note)
+    sac_init_alpha: float = (
+        0.1  # our choice: alpha 1.0 drowns the ~1/step reward in entropy (measured, see closing note)
+    )
     eval_episodes: int = 20  # deterministic episodes scoring the deployed policy
     sweep_eps: tuple[float, ...] = (0.05, 0.2)  # paper Fig. 5
     sweep_steps: int = 8_000  # training steps per Fig. 5 run (noise 0.2)
@@ -87,7 +89,9 @@ class DemoSettings:
         """The ``safeshield.experiments.transfer`` settings of the DrunkSpider experiment (paths of x, y recorded)."""
         fields = {f.name for f in dataclasses.fields(transfer.TransferSettings)}
         values = {k: v for k, v in dataclasses.asdict(self).items() if k in fields}
-        return transfer.TransferSettings(pretrain_id=PRETRAIN_ID, target_id=TARGET_ID, path_dims=2, **{**values, **overrides})
+        return transfer.TransferSettings(
+            pretrain_id=PRETRAIN_ID, target_id=TARGET_ID, path_dims=2, **{**values, **overrides}
+        )
 
 
 def transfer_job(method: str, seed: int, settings: DemoSettings, out_dir: str, progress_queue=None) -> dict[str, Any]:
@@ -95,7 +99,9 @@ def transfer_job(method: str, seed: int, settings: DemoSettings, out_dir: str, p
     return transfer.transfer_job(method, seed, settings.transfer_settings(), out_dir, progress_queue=progress_queue)
 
 
-def risk_sweep_job(eps_safe: float, seed: int, settings: DemoSettings, out_dir: str, progress_queue=None) -> dict[str, Any]:
+def risk_sweep_job(
+    eps_safe: float, seed: int, settings: DemoSettings, out_dir: str, progress_queue=None
+) -> dict[str, Any]:
     """Fig. 5: train SAC + SQRL with ``eps_safe`` at noise 0.2, then classify the deployed paths."""
     torch.set_num_threads(1)
     options = settings.transfer_settings(eps_safe=eps_safe)
@@ -104,7 +110,9 @@ def risk_sweep_job(eps_safe: float, seed: int, settings: DemoSettings, out_dir: 
     env = safeshield.wrap(env, "sqrl", seed=seed, **transfer.shield_options(options, selection="uniform"))
     env.attach_policy(agent.sample_actions)
     agent.set_safety_critic(env.safety_model.q_safe, eps_safe=eps_safe)
-    records = agent.learn(env, settings.sweep_steps, seed=seed, progress=False, callback=episode_reporter(progress_queue))
+    records = agent.learn(
+        env, settings.sweep_steps, seed=seed, progress=False, callback=episode_reporter(progress_queue)
+    )
     eval_env = safeshield.ShieldWrapper(gym.make(TARGET_ID), env.safety_model.freeze(), train=False, seed=seed)
     evaluation = transfer.evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000, path_dims=2)
     labels = [classify_path(np.asarray(p)) for p in evaluation["paths"]]
@@ -151,28 +159,47 @@ def format_table(summary: dict[str, Any], settings: DemoSettings | None = None) 
         from safeshield.experiments.train import is_smoke
 
         smoke = settings is not None and is_smoke(settings.finetune_steps, len(settings.seeds))
-        caveat = (f" -- smoke run ({settings.finetune_steps} fine-tuning steps x {len(settings.seeds)} seeds): "
-                  "not evidence; run without --quick" if smoke else "")
-        lines.append(f"SAC fails {table['sac_to_sqrl_failure_ratio']:.1f}x as often as SQRL while fine-tuning "
-                     f"(paper: SQRL ~1 % fall rate on DrunkSpider; Minitaur SAC ~3x SQRL){caveat}")
+        caveat = (
+            f" -- smoke run ({settings.finetune_steps} fine-tuning steps x {len(settings.seeds)} seeds): "
+            "not evidence; run without --quick"
+            if smoke
+            else ""
+        )
+        lines.append(
+            f"SAC fails {table['sac_to_sqrl_failure_ratio']:.1f}x as often as SQRL while fine-tuning "
+            f"(paper: SQRL ~1 % fall rate on DrunkSpider; Minitaur SAC ~3x SQRL){caveat}"
+        )
     for eps, counts in summary["fig5_paths"].items():
         lines.append(f"Fig. 5, eps_safe={eps}: deployed paths {counts}")
     return "\n".join(lines)
 
 
-def run_demo(settings: DemoSettings = DemoSettings(), out_dir: str | os.PathLike = "runs/demo", progress: bool = True) -> dict[str, Any]:
+def run_demo(
+    settings: DemoSettings = DemoSettings(), out_dir: str | os.PathLike = "runs/demo", progress: bool = True
+) -> dict[str, Any]:
     """Run every job, write JSON + plots under ``out_dir``, print and return the summary."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [Job(transfer_job, (method, seed, settings, str(out))) for seed in settings.seeds for method in ("sqrl", "sac")]
-    jobs += [Job(risk_sweep_job, (eps, seed, settings, str(out))) for eps in settings.sweep_eps for seed in settings.sweep_seeds]
+    jobs = [
+        Job(transfer_job, (method, seed, settings, str(out))) for seed in settings.seeds for method in ("sqrl", "sac")
+    ]
+    jobs += [
+        Job(risk_sweep_job, (eps, seed, settings, str(out)))
+        for eps in settings.sweep_eps
+        for seed in settings.sweep_seeds
+    ]
     total = len(settings.seeds) * 2 * (settings.pretrain_steps + settings.finetune_steps)
     total += len(settings.sweep_eps) * len(settings.sweep_seeds) * settings.sweep_steps
     results = run_jobs(jobs, total, desc="safeshield demo", workers=settings.workers, progress=progress)
     transfer_runs = [r for r in results if "method" in r]
     sweep = [r for r in results if "eps_safe" in r]
     summary = summarise(transfer_runs, sweep)
-    document = {"settings": dataclasses.asdict(settings), "summary": summary, "transfer_runs": transfer_runs, "fig5_runs": sweep}
+    document = {
+        "settings": dataclasses.asdict(settings),
+        "summary": summary,
+        "transfer_runs": transfer_runs,
+        "fig5_runs": sweep,
+    }
     write_json(out / "results.json", document)
     plots = plot_demo(transfer_runs, sweep, out)
     print(format_table(summary, settings))

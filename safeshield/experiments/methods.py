@@ -93,7 +93,9 @@ def describe_methods(name: str | None = None) -> str:
     for method in names:
         docs = option_docs(method_config_class(method))
         width = max(len(f"{d['name']} = {_toml_value(d['default'])}") for d in docs)
-        lines = [f"{method}  (safeshield.wrap(env, {method!r}, **options); train --method {method} --set shield.<option>=...)"]
+        lines = [
+            f"{method}  (safeshield.wrap(env, {method!r}, **options); train --method {method} --set shield.<option>=...)"
+        ]
         for doc in docs:
             left = f"{doc['name']} = {_toml_value(doc['default'])}"
             meaning = MEANINGS.get(doc["name"], "")
@@ -107,7 +109,9 @@ def method_toml(name: str, **run: Any) -> str:
     """A full ``safeshield train`` config for method ``name``: every option at its default, commented."""
     docs = option_docs(method_config_class(name))
     config = RunConfig(method=name, shield_checkpoint="PATH" if name == "safer" else "", **run)
-    head = to_toml(config, header=f"safeshield train config for {name}: edit, then safeshield train --config FILE --env ID")
+    head = to_toml(
+        config, header=f"safeshield train config for {name}: edit, then safeshield train --config FILE --env ID"
+    )
     head = head[: head.index("[shield]")]
     lines = [head.rstrip("\n"), "", "[shield]"]
     for doc in docs:

@@ -85,14 +85,19 @@ def plot_demo(transfer: list[dict], sweep: list[dict], out: Path) -> list[Path]:
         colour = colours.get(run["method"], "k")
         label = None if run["method"] in labelled else run["method"].upper()
         labelled.add(run["method"])
-        ax_fail.step(phase["curve_steps"], phase["curve_cumulative_failures"], where="post", color=colour, alpha=0.8, label=label)
+        ax_fail.step(
+            phase["curve_steps"], phase["curve_cumulative_failures"], where="post", color=colour, alpha=0.8, label=label
+        )
         returns = np.asarray(phase["curve_returns"])
         if returns.size:
             window = max(1, returns.size // 20)
             smooth = np.convolve(returns, np.ones(window) / window, mode="valid")
             ax_ret.plot(phase["curve_steps"][window - 1 :], smooth, color=colour, alpha=0.8, label=label)
-    ax_fail.set(xlabel="agent step (pre-training + fine-tuning)", ylabel="cumulative fine-tuning failures",
-                title="DrunkSpiderTarget fine-tuning (noise 0.2), one line per seed")
+    ax_fail.set(
+        xlabel="agent step (pre-training + fine-tuning)",
+        ylabel="cumulative fine-tuning failures",
+        title="DrunkSpiderTarget fine-tuning (noise 0.2), one line per seed",
+    )
     ax_ret.set(xlabel="agent step", ylabel="episode return (moving mean)", title="Fine-tuning return")
     ax_fail.legend()
     fig.tight_layout()

@@ -165,18 +165,20 @@ def _per_seed(run: Run, phase: str = "train") -> list[dict[str, Any]]:
     for seed, records in sorted(run.seeds.items()):
         mine = [r for r in records if r["phase"] == phase]
         steps = sum(r["length"] for r in mine)
-        tail = mine[-max(1, len(mine) // 4):]
+        tail = mine[-max(1, len(mine) // 4) :]
         summary = run.seed_summary(seed)
-        rows.append({
-            "seed": seed,
-            "episodes": len(mine),
-            "steps": steps,
-            "failures": sum(bool(r["failure"]) for r in mine),
-            "final_return": float(np.mean([r["return"] for r in tail])) if tail else math.nan,
-            "intervention_rate": sum(r.get("interventions", 0) for r in mine) / max(1, steps),
-            "fallback_rate": sum(r.get("fallbacks", 0) for r in mine) / max(1, steps),
-            "eval": summary.get("eval"),
-        })
+        rows.append(
+            {
+                "seed": seed,
+                "episodes": len(mine),
+                "steps": steps,
+                "failures": sum(bool(r["failure"]) for r in mine),
+                "final_return": float(np.mean([r["return"] for r in tail])) if tail else math.nan,
+                "intervention_rate": sum(r.get("interventions", 0) for r in mine) / max(1, steps),
+                "fallback_rate": sum(r.get("fallbacks", 0) for r in mine) / max(1, steps),
+                "eval": summary.get("eval"),
+            }
+        )
     return rows
 
 
@@ -229,13 +231,19 @@ def write_report(folders: list[str | os.PathLike], out: str | os.PathLike) -> tu
     runs = [load_run(folder) for folder in folders]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figures = {metric: plot_metric(runs, metric, out / f"{metric}.png") for metric in METRICS
-               if metric in ("cumulative_failures", "return") or any(r.config["method"] != "none" for r in runs)}
+    figures = {
+        metric: plot_metric(runs, metric, out / f"{metric}.png")
+        for metric in METRICS
+        if metric in ("cumulative_failures", "return") or any(r.config["method"] != "none" for r in runs)
+    }
     table = [_table_row(run) for run in runs]
     md = ["# safeshield report", ""]
     if any(run.smoke for run in runs):
-        md += [f"> **Smoke run(s)** marked below (fewer than {SMOKE_SEEDS} seeds or {SMOKE_STEPS} training steps): "
-               "their ratios are not evidence.", ""]
+        md += [
+            f"> **Smoke run(s)** marked below (fewer than {SMOKE_SEEDS} seeds or {SMOKE_STEPS} training steps): "
+            "their ratios are not evidence.",
+            "",
+        ]
     md += _md_table(table) + [""]
     ratios = _ratios(runs)
     if ratios:
@@ -255,36 +263,53 @@ def _md_table(rows: list[dict[str, str]]) -> list[str]:
     if not rows:
         return []
     keys = list(rows[0])
-    return (["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-            + ["| " + " | ".join(row[k] for k in keys) + " |" for row in rows])
+    return ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] + [
+        "| " + " | ".join(row[k] for k in keys) + " |" for row in rows
+    ]
 
 
 def _run_section(run: Run) -> list[str]:
     config = run.config
-    phases = " -> ".join(f"{env} ({steps} steps)" for env, steps in
-                         ([(config["pretrain_env"], config["pretrain_steps"] or config["steps"])] if config["pretrain_env"] else [])
-                         + [(config["env"], config["steps"])])
-    lines = [f"## Run {run.name}" + (" (smoke run)" if run.smoke else ""), "",
-             f"- env: {phases}", f"- method: {config['method']}, agent: {config['agent']}, "
-             f"indicator: {config['indicator'] or 'declared by the env'}", f"- folder: `{run.folder}`"]
+    phases = " -> ".join(
+        f"{env} ({steps} steps)"
+        for env, steps in (
+            [(config["pretrain_env"], config["pretrain_steps"] or config["steps"])] if config["pretrain_env"] else []
+        )
+        + [(config["env"], config["steps"])]
+    )
+    lines = [
+        f"## Run {run.name}" + (" (smoke run)" if run.smoke else ""),
+        "",
+        f"- env: {phases}",
+        f"- method: {config['method']}, agent: {config['agent']}, "
+        f"indicator: {config['indicator'] or 'declared by the env'}",
+        f"- folder: `{run.folder}`",
+    ]
     if config.get("shield"):
         lines.append("- shield options: " + ", ".join(f"{k}={v}" for k, v in sorted(config["shield"].items())))
     if config.get("agent_options"):
         lines.append("- agent options: " + ", ".join(f"{k}={v}" for k, v in sorted(config["agent_options"].items())))
-    lines += ["", "| seed | episodes | failures | final return | intervention rate | fallback rate | eval return | eval failures |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| seed | episodes | failures | final return | intervention rate | fallback rate | eval return | eval failures |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in _per_seed(run):
         ev = row["eval"] or {}
-        lines.append(f"| {row['seed']} | {row['episodes']} | {row['failures']} | {row['final_return']:.3g} | "
-                     f"{row['intervention_rate']:.2f} | {row['fallback_rate']:.2f} | "
-                     f"{ev.get('mean_return', math.nan):.3g} | {ev.get('failures', '–')}/{ev.get('episodes', '–')} |")
+        lines.append(
+            f"| {row['seed']} | {row['episodes']} | {row['failures']} | {row['final_return']:.3g} | "
+            f"{row['intervention_rate']:.2f} | {row['fallback_rate']:.2f} | "
+            f"{ev.get('mean_return', math.nan):.3g} | {ev.get('failures', '–')}/{ev.get('episodes', '–')} |"
+        )
     quality = _quality(run)
     if quality:
         lines += ["", "### Shield quality", ""]
         for seed, report in quality:
             scalars = {k: v for k, v in report.items() if isinstance(v, (int, float, str, bool))}
-            lines.append(f"- seed {seed}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                                      for k, v in scalars.items()))
+            lines.append(
+                f"- seed {seed}: "
+                + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in scalars.items())
+            )
     notes = run.document.get("warnings") or []
     if notes:
         lines += ["", "### Warnings", ""] + [f"- {note}" for note in notes]
@@ -355,9 +380,13 @@ def _html(markdown_lines: list[str], figures: dict[str, Path]) -> str:
         else:
             close_blocks()
     close_blocks()
-    style = ("body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
-             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;"
-             "text-align:right}th{background:#f3f3f3}img{max-width:48%;margin:.5%}pre{background:#f6f6f6;"
-             "padding:.6em;overflow-x:auto}blockquote{border-left:4px solid #e0a000;margin:1em 0;padding:.3em 1em}")
-    return ("<!doctype html><html><head><meta charset='utf-8'><title>safeshield report</title>"
-            f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    style = (
+        "body{font-family:system-ui,sans-serif;max-width:70em;margin:2em auto;padding:0 1em}"
+        "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;"
+        "text-align:right}th{background:#f3f3f3}img{max-width:48%;margin:.5%}pre{background:#f6f6f6;"
+        "padding:.6em;overflow-x:auto}blockquote{border-left:4px solid #e0a000;margin:1em 0;padding:.3em 1em}"
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>safeshield report</title>"
+        f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n"
+    )

@@ -33,8 +33,21 @@ from safeshield.core.metrics import ShieldStats
 
 __all__ = ["AgentSignals", "EpisodeRecorder", "RunLog", "read_episodes", "EPISODE_FIELDS"]
 
-EPISODE_FIELDS = ("phase", "env", "episode", "step", "return", "length", "failure", "failures", "cost",
-                  "interventions", "fallbacks", "risk_mean", "threshold")
+EPISODE_FIELDS = (
+    "phase",
+    "env",
+    "episode",
+    "step",
+    "return",
+    "length",
+    "failure",
+    "failures",
+    "cost",
+    "interventions",
+    "fallbacks",
+    "risk_mean",
+    "threshold",
+)
 
 
 class RunLog:
@@ -113,8 +126,17 @@ class EpisodeRecorder(gym.Wrapper):
     ``record["step"]`` continue across phases.
     """
 
-    def __init__(self, env: gym.Env, indicator: str | Callable, phase: str, on_episode: Callable, *,
-                 env_id: str = "", step_offset: int = 0, stats: ShieldStats | None = None):
+    def __init__(
+        self,
+        env: gym.Env,
+        indicator: str | Callable,
+        phase: str,
+        on_episode: Callable,
+        *,
+        env_id: str = "",
+        step_offset: int = 0,
+        stats: ShieldStats | None = None,
+    ):
         super().__init__(env)
         self.indicator = make_indicator(indicator)
         self.phase, self.env_id, self.on_episode = phase, env_id, on_episode
@@ -151,13 +173,23 @@ class EpisodeRecorder(gym.Wrapper):
         if terminated or truncated:
             self.episodes += 1
             record = {
-                "phase": self.phase, "env": self.env_id, "episode": self.episodes, "step": self.steps,
-                "return": self._return, "length": self._length, "failure": self._failures > 0,
-                "failures": self._failures, "cost": self._cost,
+                "phase": self.phase,
+                "env": self.env_id,
+                "episode": self.episodes,
+                "step": self.steps,
+                "return": self._return,
+                "length": self._length,
+                "failure": self._failures > 0,
+                "failures": self._failures,
+                "cost": self._cost,
             }
             if self._threshold is not None:
-                record.update(interventions=self._interventions, fallbacks=self._fallbacks,
-                              risk_mean=self._risk_sum / self._length, threshold=self._threshold)
+                record.update(
+                    interventions=self._interventions,
+                    fallbacks=self._fallbacks,
+                    risk_mean=self._risk_sum / self._length,
+                    threshold=self._threshold,
+                )
             self.on_episode(record, self.stats)
             self._reset_episode()
         return obs, reward, terminated, truncated, info

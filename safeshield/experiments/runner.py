@@ -58,9 +58,7 @@ def _run_one(job: Job, progress_queue) -> Any:
     return job.fn(*job.args, **dict(job.kwargs), progress_queue=progress_queue)
 
 
-def run_jobs(
-    jobs: Sequence[Job], total_steps: int, desc: str, workers: int = 2, progress: bool = True
-) -> list[Any]:
+def run_jobs(jobs: Sequence[Job], total_steps: int, desc: str, workers: int = 2, progress: bool = True) -> list[Any]:
     """Run ``jobs`` on ``workers`` spawn processes; return their results in job order.
 
     Workers report progress by putting step counts on ``progress_queue`` (see
@@ -77,9 +75,11 @@ def run_jobs(
             results = [_run_one(job, live) for job in jobs]
         else:
             context = multiprocessing.get_context("spawn")
-            with _one_blas_thread_in_children(), context.Manager() as manager, ProcessPoolExecutor(
-                max_workers=workers, mp_context=context
-            ) as pool:
+            with (
+                _one_blas_thread_in_children(),
+                context.Manager() as manager,
+                ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool,
+            ):
                 progress_queue = manager.Queue()
                 futures = [pool.submit(_run_one, job, progress_queue) for job in jobs]
                 while not all(f.done() for f in futures):
@@ -130,8 +130,9 @@ class _LiveBar:
             self.failures += int(live.get("failures", 0))
             if "return" in live:
                 self.returns = (self.returns + [float(live["return"])])[-20:]
-            self.bar.set_postfix(failures=self.failures, ret=f"{np.mean(self.returns):.3g}" if self.returns else "-",
-                                 refresh=False)
+            self.bar.set_postfix(
+                failures=self.failures, ret=f"{np.mean(self.returns):.3g}" if self.returns else "-", refresh=False
+            )
             item = steps
         self.bar.update(item)
 

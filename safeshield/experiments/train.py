@@ -77,6 +77,8 @@ SMOKE_SEEDS = 3
 def is_smoke(steps: int, seeds: int) -> bool:
     """Whether a run of ``steps`` training steps per seed over ``seeds`` seeds is a smoke run."""
     return steps < SMOKE_STEPS or seeds < SMOKE_SEEDS
+
+
 FALLBACK_WARN = 0.5  # fallbacks on more than this share of steps
 SILENT_CRITIC_FAILURES = 10  # failures after which a shield that never rejected anything is suspicious
 
@@ -159,8 +161,10 @@ def check_run(config: RunConfig) -> list[str]:
                 )
             _try_indicator(env, indicator if indicator is not None else _declared_indicator(env), env_id)
             if config.method != "none" and not isinstance(env.action_space, gym.spaces.Box):
-                raise ValueError(f"env {env_id!r} has {env.action_space} actions; the {config.method} shield needs Box "
-                                 "actions (or use --method none)")
+                raise ValueError(
+                    f"env {env_id!r} has {env.action_space} actions; the {config.method} shield needs Box "
+                    "actions (or use --method none)"
+                )
             if phase == config.phases[0][0]:
                 env = _shielded(env, config, indicator, seed=0, phase=phase, options=shield_options)
                 agent_env = gym.wrappers.FlattenObservation(env) if _needs_flat(env) else env
@@ -169,8 +173,10 @@ def check_run(config: RunConfig) -> list[str]:
         finally:
             env.close()
     if is_smoke(config.steps, config.seeds):
-        notes.append(f"smoke run ({config.steps} steps x {config.seeds} seed(s)): its failure ratios are not evidence; "
-                     f"use >= {SMOKE_STEPS} steps and >= {SMOKE_SEEDS} seeds for a comparison")
+        notes.append(
+            f"smoke run ({config.steps} steps x {config.seeds} seed(s)): its failure ratios are not evidence; "
+            f"use >= {SMOKE_STEPS} steps and >= {SMOKE_SEEDS} seeds for a comparison"
+        )
     return notes
 
 
@@ -193,13 +199,17 @@ def _budget_notes(config: RunConfig, agent: Any, env: gym.Env, steps: int, phase
     notes = []
     agent_starts, knob = _agent_learning_starts(agent)
     if agent_starts is not None and steps <= agent_starts:
-        notes.append(f"{phase} budget {steps} steps: the agent's first update comes after {agent_starts + 1} steps, so it "
-                     f"never updates; raise --steps or lower it with --set agent.{knob}=...")
+        notes.append(
+            f"{phase} budget {steps} steps: the agent's first update comes after {agent_starts + 1} steps, so it "
+            f"never updates; raise --steps or lower it with --set agent.{knob}=..."
+        )
     model = _safety_model(env)
     shield_starts = getattr(getattr(model, "config", None), "learning_starts", None)
     if model is not None and shield_starts is not None and steps <= shield_starts and not config.shield_checkpoint:
-        notes.append(f"{phase} budget {steps} steps <= the shield's learning_starts {shield_starts}: the shield never "
-                     f"learns; raise --steps or set --set shield.learning_starts=...")
+        notes.append(
+            f"{phase} budget {steps} steps <= the shield's learning_starts {shield_starts}: the shield never "
+            f"learns; raise --steps or set --set shield.learning_starts=..."
+        )
     return notes
 
 
@@ -222,8 +232,17 @@ def _needs_flat(env: gym.Env) -> bool:
     return not isinstance(env.observation_space, gym.spaces.Box)
 
 
-def _shielded(env: gym.Env, config: RunConfig, indicator, *, seed: int, phase: str, options: dict[str, Any],
-              checkpoint: str = "", train: bool = True) -> gym.Env:
+def _shielded(
+    env: gym.Env,
+    config: RunConfig,
+    indicator,
+    *,
+    seed: int,
+    phase: str,
+    options: dict[str, Any],
+    checkpoint: str = "",
+    train: bool = True,
+) -> gym.Env:
     """``env`` inside the run's shield: a fresh one, or one loaded from ``checkpoint``."""
     if config.method == "none":
         return env
@@ -234,7 +253,9 @@ def _shielded(env: gym.Env, config: RunConfig, indicator, *, seed: int, phase: s
     if checkpoint:
         if config.method == "safer":
             return safeshield.load(checkpoint, env, train=train, indicator=indicator, seed=seed)
-        return safeshield.load(checkpoint, env, train=train, indicator=indicator, seed=seed, **_decision_options(phase_options))
+        return safeshield.load(
+            checkpoint, env, train=train, indicator=indicator, seed=seed, **_decision_options(phase_options)
+        )
     return safeshield.wrap(env, config.method, indicator, train=train, seed=seed, **phase_options)
 
 
@@ -242,19 +263,36 @@ def _decision_options(options: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in options.items() if key in ("pretraining", "selection", "eps_safe")}
 
 
-def make_run_env(config: RunConfig, env_id: str, phase: str, *, seed: int, on_episode: Callable | None = None,
-                 step_offset: int = 0, checkpoint: str = "", train: bool = True) -> tuple[gym.Env, ShieldStats | None]:
+def make_run_env(
+    config: RunConfig,
+    env_id: str,
+    phase: str,
+    *,
+    seed: int,
+    on_episode: Callable | None = None,
+    step_offset: int = 0,
+    checkpoint: str = "",
+    train: bool = True,
+) -> tuple[gym.Env, ShieldStats | None]:
     """The phase's wrapper stack (module docstring); returns the env the agent sees and the shield's stats."""
     indicator = resolve_indicator(config.indicator)
     with quiet_stdout():
         env = gym.make(env_id)
     indicator = indicator if indicator is not None else _declared_indicator(env)
     env = AgentSignals(env, indicator)
-    env = _shielded(env, config, indicator, seed=seed, phase=phase, options=dict(config.shield),
-                    checkpoint=checkpoint, train=train)
+    env = _shielded(
+        env, config, indicator, seed=seed, phase=phase, options=dict(config.shield), checkpoint=checkpoint, train=train
+    )
     stats = ShieldStats() if config.method != "none" else None
-    env = EpisodeRecorder(env, indicator, phase, on_episode or (lambda record, stats: None), env_id=env_id,
-                          step_offset=step_offset, stats=stats)
+    env = EpisodeRecorder(
+        env,
+        indicator,
+        phase,
+        on_episode or (lambda record, stats: None),
+        env_id=env_id,
+        step_offset=step_offset,
+        stats=stats,
+    )
     if _needs_flat(env):
         env = gym.wrappers.FlattenObservation(env)
     return env, stats
@@ -286,10 +324,20 @@ def _sb3_class(agent: str):
 
 
 def _reference_classes(agent: str):
-    from safeshield.agents import SAC, SACConfig, SACLagrangian, SACLagrangianConfig, TRPOLagrangian, TRPOLagrangianConfig
+    from safeshield.agents import (
+        SAC,
+        SACConfig,
+        SACLagrangian,
+        SACLagrangianConfig,
+        TRPOLagrangian,
+        TRPOLagrangianConfig,
+    )
 
-    return {"sac": (SAC, SACConfig), "sac-lagrangian": (SACLagrangian, SACLagrangianConfig),
-            "trpo-lagrangian": (TRPOLagrangian, TRPOLagrangianConfig)}[agent]
+    return {
+        "sac": (SAC, SACConfig),
+        "sac-lagrangian": (SACLagrangian, SACLagrangianConfig),
+        "trpo-lagrangian": (TRPOLagrangian, TRPOLagrangianConfig),
+    }[agent]
 
 
 def make_agent(agent: str, env: gym.Env, options: dict[str, Any], *, seed: int) -> Any:
@@ -379,15 +427,17 @@ def train_seed(config_json: dict[str, Any], seed: int, out_dir: str, progress_qu
         log.episode(record, stats)
         live["failures"] += bool(record["failure"])
         if progress_queue is not None:
-            progress_queue.put((int(record["length"]), {"failures": 1 if record["failure"] else 0,
-                                                        "return": float(record["return"])}))
+            progress_queue.put(
+                (int(record["length"]), {"failures": 1 if record["failure"] else 0, "return": float(record["return"])})
+            )
 
     agent, offset, phases, checkpoint, stats = None, 0, [], "", None
     started = time.perf_counter()
     try:
         for index, (phase, env_id, steps) in enumerate(config.phases):
-            env, stats = make_run_env(config, env_id, phase, seed=seed, on_episode=on_episode, step_offset=offset,
-                                      checkpoint=checkpoint)
+            env, stats = make_run_env(
+                config, env_id, phase, seed=seed, on_episode=on_episode, step_offset=offset, checkpoint=checkpoint
+            )
             if agent is None:
                 agent = make_agent(config.agent, env, config.agent_options, seed=seed)
             _connect(agent, config.agent, env, phase, config)
@@ -406,9 +456,13 @@ def train_seed(config_json: dict[str, Any], seed: int, out_dir: str, progress_qu
         agent_path = _save_agent(agent, config.agent, folder)
     finally:
         log.close()
-    summary = {"seed": seed, "phases": phases, "agent": str(agent_path.relative_to(folder)),
-               "shield": "shield" if config.method != "none" else None,
-               "seconds": round(time.perf_counter() - started, 1)}
+    summary = {
+        "seed": seed,
+        "phases": phases,
+        "agent": str(agent_path.relative_to(folder)),
+        "shield": "shield" if config.method != "none" else None,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
     if config.eval_episodes:
         summary["eval"] = evaluate_seed(config, seed, folder, config.env, config.eval_episodes)
     from safeshield.experiments.runner import write_json
@@ -426,19 +480,33 @@ def _recorder(env: gym.Env) -> EpisodeRecorder:
 def _shield_summary(stats: ShieldStats | None) -> dict[str, Any]:
     if stats is None or not stats.steps:
         return {}
-    return {"shield_steps": stats.steps, "interventions": stats.interventions, "fallbacks": stats.fallbacks,
-            "shield_failures": stats.failures, "max_proposal_risk": stats.max_risk_seen,
-            "threshold": stats.threshold}
+    return {
+        "shield_steps": stats.steps,
+        "interventions": stats.interventions,
+        "fallbacks": stats.fallbacks,
+        "shield_failures": stats.failures,
+        "max_proposal_risk": stats.max_risk_seen,
+        "threshold": stats.threshold,
+    }
 
 
 def evaluate_seed(config: RunConfig, seed: int, folder: Path, env_id: str, episodes: int) -> dict[str, Any]:
     """The saved agent, deterministic, through the saved shield frozen, for ``episodes`` episodes of ``env_id``."""
     records: list[dict] = []
     shield = folder / "shield"
-    env, _ = make_run_env(config, env_id, "eval", seed=seed, on_episode=lambda record, stats: records.append(record),
-                          checkpoint=str(shield) if config.method != "none" else "", train=False)
+    env, _ = make_run_env(
+        config,
+        env_id,
+        "eval",
+        seed=seed,
+        on_episode=lambda record, stats: records.append(record),
+        checkpoint=str(shield) if config.method != "none" else "",
+        train=False,
+    )
     try:
-        agent = load_agent(config.agent, folder / ("agent.zip" if config.agent.startswith("sb3:") else "agent"), env, seed)
+        agent = load_agent(
+            config.agent, folder / ("agent.zip" if config.agent.startswith("sb3:") else "agent"), env, seed
+        )
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed * 1_000_003 + episode)
             done = False
@@ -449,7 +517,9 @@ def evaluate_seed(config: RunConfig, seed: int, folder: Path, env_id: str, episo
         env.close()
     returns = [r["return"] for r in records]
     return {
-        "env": env_id, "episodes": len(records), "mean_return": float(np.mean(returns)) if returns else math.nan,
+        "env": env_id,
+        "episodes": len(records),
+        "mean_return": float(np.mean(returns)) if returns else math.nan,
         "failures": int(sum(r["failure"] for r in records)),
         "failure_rate": float(np.mean([r["failure"] for r in records])) if records else math.nan,
         "interventions": int(sum(r.get("interventions", 0) for r in records)),
@@ -458,8 +528,14 @@ def evaluate_seed(config: RunConfig, seed: int, folder: Path, env_id: str, episo
 
 
 # -- the run -------------------------------------------------------------------------------------------------
-def run_train(config: RunConfig, *, progress: bool = True, command: list[str] | None = None,
-              notes: list[str] | None = None, overwrite: bool = False) -> dict[str, Any]:
+def run_train(
+    config: RunConfig,
+    *,
+    progress: bool = True,
+    command: list[str] | None = None,
+    notes: list[str] | None = None,
+    overwrite: bool = False,
+) -> dict[str, Any]:
     """Check, then train every seed; write ``run.json`` and ``config.toml``; return the run summary.
 
     ``notes`` are ``check_run``'s warnings when the caller already ran it (the CLI prints them
@@ -472,8 +548,13 @@ def run_train(config: RunConfig, *, progress: bool = True, command: list[str] | 
     prepare_out(out, overwrite)
     command_line = shlex.join(["safeshield", *command]) if command is not None else None
     (out / "config.toml").write_text(to_toml(config, header=f"resolved config of {out}\n{command_line or ''}"))
-    document = {"config": dataclasses.asdict(config), "command": command_line, "versions": _versions(),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "warnings": list(notes)}
+    document = {
+        "config": dataclasses.asdict(config),
+        "command": command_line,
+        "versions": _versions(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "warnings": list(notes),
+    }
     write_json(out / "run.json", document)
     jobs = [Job(train_seed, (dataclasses.asdict(config), seed, str(out))) for seed in range(config.seeds)]
     desc = f"{config.method}/{config.agent} {config.env}"
@@ -486,8 +567,12 @@ def run_train(config: RunConfig, *, progress: bool = True, command: list[str] | 
     after = _after_run_notes(seeds)
     for note in after:
         warnings.warn(note, RunWarning, stacklevel=2)
-    document.update(seeds=seeds, summary=summarise_seeds(config, seeds), warnings=notes + after,
-                    finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    document.update(
+        seeds=seeds,
+        summary=summarise_seeds(config, seeds),
+        warnings=notes + after,
+        finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )
     write_json(out / "run.json", document)
     return document
 
@@ -499,7 +584,9 @@ def prepare_out(out: Path, overwrite: bool) -> None:
 
     if (out / "run.json").exists():
         if not overwrite:
-            raise ValueError(f"{str(out)!r} already holds a run; pass --overwrite to replace it or choose another --out")
+            raise ValueError(
+                f"{str(out)!r} already holds a run; pass --overwrite to replace it or choose another --out"
+            )
         for child in out.glob("seed*"):
             shutil.rmtree(child)
         for name in ("run.json", "config.toml"):
@@ -517,15 +604,24 @@ def _after_run_notes(seeds: list[dict[str, Any]]) -> list[str]:
         steps = sum(p["shield_steps"] for p in rows)
         fallbacks = sum(p["fallbacks"] for p in rows)
         if steps >= 200 and fallbacks / steps > FALLBACK_WARN:
-            notes.append(f"{phase}: the shield fell back on {fallbacks / steps:.0%} of steps (no candidate passed its "
-                         "threshold): it is acting as a noisy controller, not a filter; see docs/tuning.md")
-        silent = [p for p in rows if p["shield_failures"] >= SILENT_CRITIC_FAILURES and p.get("shield_updates") != 0
-                  and p["max_proposal_risk"] < p["threshold"]]
+            notes.append(
+                f"{phase}: the shield fell back on {fallbacks / steps:.0%} of steps (no candidate passed its "
+                "threshold): it is acting as a noisy controller, not a filter; see docs/tuning.md"
+            )
+        silent = [
+            p
+            for p in rows
+            if p["shield_failures"] >= SILENT_CRITIC_FAILURES
+            and p.get("shield_updates") != 0
+            and p["max_proposal_risk"] < p["threshold"]
+        ]
         if silent:
             worst = max(silent, key=lambda p: p["shield_failures"])
-            notes.append(f"{phase}: after {worst['shield_failures']} failures no proposal's risk ever reached the threshold "
-                         f"{worst['threshold']:.3g} (max {worst['max_proposal_risk']:.3g}): the shield never rejected "
-                         "anything; see docs/tuning.md")
+            notes.append(
+                f"{phase}: after {worst['shield_failures']} failures no proposal's risk ever reached the threshold "
+                f"{worst['threshold']:.3g} (max {worst['max_proposal_risk']:.3g}): the shield never rejected "
+                "anything; see docs/tuning.md"
+            )
     return notes
 
 
@@ -540,13 +636,17 @@ def summarise_seeds(config: RunConfig, seeds: list[dict[str, Any]]) -> dict[str,
         per_seed = []
         for seed in seeds:
             records = [r for r in read_episodes(Path(config.out) / f"seed{seed['seed']}") if r["phase"] == phase]
-            per_seed.append({
-                "failures": sum(r["failure"] for r in records),
-                "episodes": len(records),
-                "return": float(np.mean([r["return"] for r in records[-max(1, len(records) // 4):]])) if records else math.nan,
-                "interventions": sum(r.get("interventions", 0) for r in records) / max(1, steps),
-                "fallbacks": sum(r.get("fallbacks", 0) for r in records) / max(1, steps),
-            })
+            per_seed.append(
+                {
+                    "failures": sum(r["failure"] for r in records),
+                    "episodes": len(records),
+                    "return": float(np.mean([r["return"] for r in records[-max(1, len(records) // 4) :]]))
+                    if records
+                    else math.nan,
+                    "interventions": sum(r.get("interventions", 0) for r in records) / max(1, steps),
+                    "fallbacks": sum(r.get("fallbacks", 0) for r in records) / max(1, steps),
+                }
+            )
         summary[phase] = {
             "steps": steps,
             "failures": mean_ci([s["failures"] for s in per_seed]),
@@ -557,15 +657,22 @@ def summarise_seeds(config: RunConfig, seeds: list[dict[str, Any]]) -> dict[str,
         }
     evals = [s["eval"] for s in seeds if "eval" in s]
     if evals:
-        summary["eval"] = {"env": evals[0]["env"], "episodes": evals[0]["episodes"],
-                           "mean_return": mean_ci([e["mean_return"] for e in evals]),
-                           "failure_rate": mean_ci([e["failure_rate"] for e in evals])}
+        summary["eval"] = {
+            "env": evals[0]["env"],
+            "episodes": evals[0]["episodes"],
+            "mean_return": mean_ci([e["mean_return"] for e in evals]),
+            "failure_rate": mean_ci([e["failure_rate"] for e in evals]),
+        }
     return summary
 
 
 def _versions() -> dict[str, str]:
-    versions = {"safeshield": safeshield.__version__, "python": platform.python_version(), "torch": torch.__version__,
-                "gymnasium": gym.__version__}
+    versions = {
+        "safeshield": safeshield.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "gymnasium": gym.__version__,
+    }
     try:
         import stable_baselines3
 
@@ -579,5 +686,7 @@ def read_run(folder: str | os.PathLike) -> dict[str, Any]:
     """``run.json`` of a run folder, with a clear error when ``folder`` is not one."""
     path = Path(folder) / "run.json"
     if not path.is_file():
-        raise ValueError(f"{str(folder)!r} is not a safeshield run folder (no run.json); `safeshield train --out DIR` makes one")
+        raise ValueError(
+            f"{str(folder)!r} is not a safeshield run folder (no run.json); `safeshield train --out DIR` makes one"
+        )
     return json.loads(path.read_text())

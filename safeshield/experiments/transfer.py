@@ -173,7 +173,9 @@ def transfer_job(
 
     eval_env = _signalled(gym.make(settings.target_id), indicator)
     if method == "sqrl":
-        eval_env = safeshield.ShieldWrapper(eval_env, target_env.safety_model.freeze(), indicator, train=False, seed=seed)
+        eval_env = safeshield.ShieldWrapper(
+            eval_env, target_env.safety_model.freeze(), indicator, train=False, seed=seed
+        )
     evaluation = evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000, path_dims=settings.path_dims)
     for env in (pre_env, target_env, eval_env):
         env.close()
@@ -202,7 +204,9 @@ def summarise_transfer(runs: list[dict]) -> dict[str, Any]:
             "final_failure_rate": mean_ci([run["final"]["failures"] / run["final"]["episodes"] for run in mine]),
         }
     if "sqrl" in table and "sac" in table and table["sqrl"]["finetune_failures"][0] > 0:
-        table["sac_to_sqrl_failure_ratio"] = table["sac"]["finetune_failures"][0] / table["sqrl"]["finetune_failures"][0]
+        table["sac_to_sqrl_failure_ratio"] = (
+            table["sac"]["finetune_failures"][0] / table["sqrl"]["finetune_failures"][0]
+        )
     return table
 
 
@@ -220,4 +224,3 @@ def run_transfer(
     total = len(jobs) * (settings.pretrain_steps + settings.finetune_steps)
     runs = run_jobs(jobs, total, desc=desc, workers=workers, progress=progress)
     return runs, summarise_transfer(runs)
-

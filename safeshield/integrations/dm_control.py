@@ -52,8 +52,15 @@ def walker_fell(obs, reward, terminated, truncated, info) -> float:
     return float(float(obs["height"]) < WALKER_FALL_HEIGHT)
 
 
-def make(task: str, shield: str = "sqrl", indicator: str | Callable = walker_fell, *, seed: int | None = None,
-         env_kwargs: dict[str, Any] | None = None, **options: Any) -> gym.Env:
+def make(
+    task: str,
+    shield: str = "sqrl",
+    indicator: str | Callable = walker_fell,
+    *,
+    seed: int | None = None,
+    env_kwargs: dict[str, Any] | None = None,
+    **options: Any,
+) -> gym.Env:
     """``safeshield.wrap(gym.make(f"dm_control/{task}-v0"), shield, indicator, ...)``.
 
     Example:

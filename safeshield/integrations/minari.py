@@ -52,8 +52,10 @@ def _step_labels(episode, violation: str | Callable) -> np.ndarray:
     elif violation == "cost" or violation.startswith("info:"):
         key = "cost" if violation == "cost" else violation[len("info:") :]
         if key not in episode.infos:
-            raise ValueError(f"violation={violation!r} needs infos[{key!r}] in every episode; episode {episode.id} "
-                           f"has {sorted(episode.infos)}. Pass another violation= (\"terminated\", a callable)")
+            raise ValueError(
+                f"violation={violation!r} needs infos[{key!r}] in every episode; episode {episode.id} "
+                f'has {sorted(episode.infos)}. Pass another violation= ("terminated", a callable)'
+            )
         labels = np.asarray(episode.infos[key], dtype=float).reshape(-1)[-steps:]  # drop the reset info
         if violation == "cost":
             labels = (labels > 0).astype(float)
@@ -73,13 +75,20 @@ def _episode_success(episode, success: str | Callable | None) -> bool:
         raise ValueError(f'success must be "info:<key>", a callable or None, got {success!r}')
     key = success[len("info:") :]
     if key not in episode.infos:
-        raise ValueError(f"success={success!r} needs infos[{key!r}]; episode {episode.id} has {sorted(episode.infos)}. "
-                       "Pass success=None to count every episode as successful")
+        raise ValueError(
+            f"success={success!r} needs infos[{key!r}]; episode {episode.id} has {sorted(episode.infos)}. "
+            "Pass success=None to count every episode as successful"
+        )
     return bool(np.any(np.asarray(episode.infos[key], dtype=float) > 0.5))
 
 
-def from_minari(dataset: Any, violation: str | Callable = "info:violation",
-                success: str | Callable | None = "info:success", *, metadata: dict[str, Any] | None = None):
+def from_minari(
+    dataset: Any,
+    violation: str | Callable = "info:violation",
+    success: str | Callable | None = "info:success",
+    *,
+    metadata: dict[str, Any] | None = None,
+):
     """A labelled ``OfflineDataset`` from a Minari dataset (id or ``MinariDataset``); see the module docstring."""
     from safeshield.shields.safer.dataset import OfflineDataset
 
@@ -103,8 +112,12 @@ def from_minari(dataset: Any, violation: str | Callable = "info:violation",
     if not columns["actions"]:
         raise ValueError(f"Minari dataset {dataset.id!r} holds no episodes")
     action_space = dataset.action_space
-    info = {"source": f"minari:{dataset.id}", "action_low": np.asarray(action_space.low).reshape(-1).tolist(),
-            "action_high": np.asarray(action_space.high).reshape(-1).tolist(), **(metadata or {})}
+    info = {
+        "source": f"minari:{dataset.id}",
+        "action_low": np.asarray(action_space.low).reshape(-1).tolist(),
+        "action_high": np.asarray(action_space.high).reshape(-1).tolist(),
+        **(metadata or {}),
+    }
     return OfflineDataset(**{key: np.concatenate(value) for key, value in columns.items()}, metadata=info)
 
 
@@ -113,9 +126,16 @@ def _unbatch(space: gym.Space, observations: Any, n: int) -> list:
     return list(gym.vector.utils.iterate(batched, observations))
 
 
-def to_minari(data, dataset_id: str, *, env: str | gym.Env | None = None,
-              observation_space: gym.Space | None = None, action_space: gym.Space | None = None,
-              description: str | None = None, **kwargs: Any):
+def to_minari(
+    data,
+    dataset_id: str,
+    *,
+    env: str | gym.Env | None = None,
+    observation_space: gym.Space | None = None,
+    action_space: gym.Space | None = None,
+    description: str | None = None,
+    **kwargs: Any,
+):
     """Write ``data`` (an ``OfflineDataset``) as the local Minari dataset ``dataset_id`` and return it.
 
     ``env`` (an id or env) records where the data came from; without it pass the spaces (Box
@@ -138,14 +158,23 @@ def to_minari(data, dataset_id: str, *, env: str | gym.Env | None = None,
         observations = np.concatenate([data.observations[start:end], data.observations[end - 1 : end]])
         violation = np.r_[0, data.violations[start:end]].astype(np.int64)
         success = np.full(steps + 1, int(data.successes[start]), dtype=np.int64)
-        buffers.append(EpisodeBuffer(
-            id=number, observations=observations, actions=data.actions[start:end],
-            rewards=np.zeros(steps), terminations=np.zeros(steps, dtype=bool),
-            truncations=np.r_[np.zeros(steps - 1, dtype=bool), True],
-            infos={"violation": violation, "success": success},
-        ))
+        buffers.append(
+            EpisodeBuffer(
+                id=number,
+                observations=observations,
+                actions=data.actions[start:end],
+                rewards=np.zeros(steps),
+                terminations=np.zeros(steps, dtype=bool),
+                truncations=np.r_[np.zeros(steps - 1, dtype=bool), True],
+                infos={"violation": violation, "success": success},
+            )
+        )
     return minari.create_dataset_from_buffers(
-        dataset_id, buffers, env=env, observation_space=observation_space, action_space=action_space,
+        dataset_id,
+        buffers,
+        env=env,
+        observation_space=observation_space,
+        action_space=action_space,
         description=description or "safeshield-offline data (rewards not recorded; infos: violation, success)",
         **kwargs,
     )

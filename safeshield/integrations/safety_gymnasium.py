@@ -70,8 +70,12 @@ def apply_compat_shim() -> None:
     _module("gymnasium.wrappers.env_checker", PassiveEnvChecker=wrappers.PassiveEnvChecker)
     _module("gymnasium.wrappers.autoreset", AutoResetWrapper=wrappers.Autoreset)
     _module("gymnasium.wrappers.order_enforcing", OrderEnforcing=wrappers.OrderEnforcing)
-    _module("gymnasium.wrappers.normalize", NormalizeObservation=wrappers.NormalizeObservation,
-            NormalizeReward=wrappers.NormalizeReward, RunningMeanStd=RunningMeanStd)
+    _module(
+        "gymnasium.wrappers.normalize",
+        NormalizeObservation=wrappers.NormalizeObservation,
+        NormalizeReward=wrappers.NormalizeReward,
+        RunningMeanStd=RunningMeanStd,
+    )
     vector_utils = gym.vector.utils
     if not hasattr(vector_utils, "tile_images"):
         vector_utils.tile_images = lambda images: np.concatenate(list(images), axis=1)

@@ -84,8 +84,18 @@ class ShieldedVecEnv(StepperFrontEnd, VecEnvWrapper):
         if not isinstance(venv, VecEnv):
             raise TypeError(f"venv must be a stable_baselines3 VecEnv, got {type(venv).__name__}")
         super().__init__(venv)
-        self._build_stepper(venv, model, indicator, venv.observation_space, venv.action_space, venv.num_envs,
-                         train=train, seed=seed, config=config, on_nonfinite=on_nonfinite)
+        self._build_stepper(
+            venv,
+            model,
+            indicator,
+            venv.observation_space,
+            venv.action_space,
+            venv.num_envs,
+            train=train,
+            seed=seed,
+            config=config,
+            on_nonfinite=on_nonfinite,
+        )
         self._pending_step: tuple[np.ndarray, Any] | None = None
 
     def seed(self, seed: int | None = None):
@@ -123,12 +133,16 @@ class ShieldedVecEnv(StepperFrontEnd, VecEnvWrapper):
                 next_flat[i] = flatten_batch(self.observation_space, env_obs, 1, batched=False)[0]
             failures[i] = self.indicator(env_obs, rewards[i], terminated[i], truncated[i], info)
         skip = stepper.nonfinite | stepper.check_next(next_flat) | ~stepper.check_rewards(rewards)
-        step = Transitions(np.arange(n), stepper.obs_flat, decision.action, next_flat, failures, terminated, truncated, skip)
+        step = Transitions(
+            np.arange(n), stepper.obs_flat, decision.action, next_flat, failures, terminated, truncated, skip
+        )
         stepper.record(step, decision)
         stepper.remember(flat)
         stepper.start_episodes(np.flatnonzero(dones))
-        infos = [dict(info, shield=stepper.report(proposed[i], decision.action[i], decision, i, failures[i]))
-                 for i, info in enumerate(infos)]
+        infos = [
+            dict(info, shield=stepper.report(proposed[i], decision.action[i], decision, i, failures[i]))
+            for i, info in enumerate(infos)
+        ]
         return obs, rewards, dones, infos
 
 
@@ -227,7 +241,9 @@ def discrete_policy(model: BaseAlgorithm) -> Callable:
             for part in parts:
                 if isinstance(part, torch.distributions.Bernoulli):
                     for column in part.probs.float().cpu().reshape(m, -1).T:
-                        joint = (joint[:, :, None] * torch.stack([1 - column, column], dim=1)[:, None, :]).reshape(m, -1)
+                        joint = (joint[:, :, None] * torch.stack([1 - column, column], dim=1)[:, None, :]).reshape(
+                            m, -1
+                        )
                 else:
                     joint = (joint[:, :, None] * part.probs.float().cpu().reshape(m, 1, -1)).reshape(m, -1)
             return joint
@@ -288,8 +304,9 @@ class ShieldCallback(BaseCallback):
         (60, 0)
     """
 
-    def __init__(self, attach: bool = True, verbose: int = 0, *, log: bool = True, window: int = 1000,
-                 quantile_every: int = 50):
+    def __init__(
+        self, attach: bool = True, verbose: int = 0, *, log: bool = True, window: int = 1000, quantile_every: int = 50
+    ):
         super().__init__(verbose)
         if isinstance(quantile_every, bool) or not isinstance(quantile_every, int) or quantile_every < 1:
             raise ValueError(f"quantile_every must be an int >= 1, got {quantile_every!r}")

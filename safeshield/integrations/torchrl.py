@@ -40,8 +40,10 @@ class ShieldInfoReader(BaseInfoDictReader):
         self._spec = Composite(
             shield=Composite(
                 executed_action=Bounded(
-                    torch.as_tensor(action_space.low), torch.as_tensor(action_space.high),
-                    shape=action_space.shape, dtype=torch.float32,
+                    torch.as_tensor(action_space.low),
+                    torch.as_tensor(action_space.high),
+                    shape=action_space.shape,
+                    dtype=torch.float32,
                 ),
                 **{key: Unbounded((), dtype=dtype) for key, dtype in _SCALARS.items()},
             ),
@@ -84,4 +86,3 @@ def executed_action(td: TensorDictBase) -> TensorDictBase:
     mask = intervened.reshape(*intervened.shape, *([1] * (action.dim() - intervened.dim())))
     td.set("action", torch.where(mask, executed, action))
     return td
-

@@ -273,7 +273,9 @@ class CSC(SafetyCritic):
         if actions is None:
             low = torch.as_tensor(self.action_space.low, dtype=obs.dtype).reshape(-1)
             high = torch.as_tensor(self.action_space.high, dtype=obs.dtype).reshape(-1)
-            actions = low + torch.rand(obs.shape[0], n, self.act_dim, generator=self.generator, dtype=obs.dtype) * (high - low)
+            actions = low + torch.rand(obs.shape[0], n, self.act_dim, generator=self.generator, dtype=obs.dtype) * (
+                high - low
+            )
         return actions
 
     def learn_step(self, batch: Batch) -> dict[str, float]:
@@ -296,8 +298,11 @@ class CSC(SafetyCritic):
             q_pi = self.q_members(flat_obs, pi_actions.reshape(-1, self.act_dim))
         td, penalty = conservative_critic_loss(q_data, target, q_pi, cfg.alpha)
         loss = (td + penalty).sum()  # members are independent: each gets its own full gradient
-        stats = {"safety_critic_td_loss": td.mean().item(), "cql_penalty": penalty.mean().item(),
-                 "mean_q_data": q_data.mean().item()}
+        stats = {
+            "safety_critic_td_loss": td.mean().item(),
+            "cql_penalty": penalty.mean().item(),
+            "mean_q_data": q_data.mean().item(),
+        }
         if q_pi is not None:
             stats["mean_q_pi"] = q_pi.mean().item()
         self.optimizer.zero_grad(set_to_none=True)

@@ -60,7 +60,9 @@ class SQRLConfig(CriticConfig):
         check_widths("hidden", self.hidden)
 
 
-def bellman_target(failure: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma_safe: float) -> torch.Tensor:
+def bellman_target(
+    failure: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma_safe: float
+) -> torch.Tensor:
     """SQRL's target in the next-state label convention (module docstring): in [0, gamma_safe]."""
     continues = (1.0 - failure) * (1.0 - terminated)
     return gamma_safe * (failure + continues * next_q)

@@ -55,7 +55,12 @@ class PreviousRewardCost(gym.Wrapper, gym.utils.RecordConstructorArgs):
         )
 
     def _augment(self, obs, reward: float, cost: float) -> np.ndarray:
-        return np.concatenate([np.asarray(obs, dtype=self.observation_space.dtype), np.array([reward, cost], self.observation_space.dtype)])
+        return np.concatenate(
+            [
+                np.asarray(obs, dtype=self.observation_space.dtype),
+                np.array([reward, cost], self.observation_space.dtype),
+            ]
+        )
 
     def reset(self, *, seed=None, options=None):
         obs, info = self.env.reset(seed=seed, options=options)
@@ -63,4 +68,10 @@ class PreviousRewardCost(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        return self._augment(obs, float(reward), float(info.get(self.cost_key, 0.0))), reward, terminated, truncated, info
+        return (
+            self._augment(obs, float(reward), float(info.get(self.cost_key, 0.0))),
+            reward,
+            terminated,
+            truncated,
+            info,
+        )

@@ -135,7 +135,9 @@ class RemapWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def _validate(self, action: Any) -> np.ndarray:
         u = np.asarray(action, dtype=np.float32)
         if u.size != self._dim:
-            raise ValueError(f"action must have {self._dim} entries (the latent Box(-1, 1, ({self._dim},))), got shape {u.shape}")
+            raise ValueError(
+                f"action must have {self._dim} entries (the latent Box(-1, 1, ({self._dim},))), got shape {u.shape}"
+            )
         u = u.reshape(self._dim)
         if not np.all(np.isfinite(u)):
             raise ValueError(f"action contains NaN or inf: {u}")

@@ -77,11 +77,26 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
         if _is_shielded(env):
             raise ValueError("env is already shielded; wrap the unshielded env (double shielding hides decisions)")
         gym.Wrapper.__init__(self, env)
-        indicator, train = self._build_stepper(env, model, indicator, env.observation_space, env.action_space, 1,
-                                               train=train, seed=seed, config=config, on_nonfinite=on_nonfinite)
+        indicator, train = self._build_stepper(
+            env,
+            model,
+            indicator,
+            env.observation_space,
+            env.action_space,
+            1,
+            train=train,
+            seed=seed,
+            config=config,
+            on_nonfinite=on_nonfinite,
+        )
         gym.utils.RecordConstructorArgs.__init__(
-            self, model=self.safety_model.name, indicator=indicator, train=train, seed=seed,
-            config=self.safety_model.config.to_json(), on_nonfinite=on_nonfinite,
+            self,
+            model=self.safety_model.name,
+            indicator=indicator,
+            train=train,
+            seed=seed,
+            config=self.safety_model.config.to_json(),
+            on_nonfinite=on_nonfinite,
         )
 
     # -- gymnasium API --------------------------------------------------------------------------

@@ -81,8 +81,18 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
         if _is_vector_shielded(env):
             raise ValueError("env is already shielded; wrap the unshielded vector env")
         super().__init__(env)
-        self._build_stepper(env, model, indicator, env.single_observation_space, env.single_action_space,
-                            env.num_envs, train=train, seed=seed, config=config, on_nonfinite=on_nonfinite)
+        self._build_stepper(
+            env,
+            model,
+            indicator,
+            env.single_observation_space,
+            env.single_action_space,
+            env.num_envs,
+            train=train,
+            seed=seed,
+            config=config,
+            on_nonfinite=on_nonfinite,
+        )
         self.autoreset_mode = AutoresetMode((env.metadata or {}).get("autoreset_mode", AutoresetMode.NEXT_STEP))
         self._autoresetting = np.zeros(env.num_envs, dtype=bool)
         self._all_rows = np.arange(env.num_envs)
@@ -154,9 +164,12 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
                 env_obs, info = _row(obs, i), EnvInfo(infos, i)
             failures[j] = self.indicator(env_obs, rewards[i], terminations[i], truncations[i], info)
         stepper = self.stepper
-        skip = stepper.nonfinite[rows] | stepper.check_next(next_flat) | ~stepper.check_rewards(np.asarray(rewards)[rows])
-        step = Transitions(rows, stepper.obs_flat[rows], executed, next_flat, failures, terminations[rows],
-                           truncations[rows], skip)
+        skip = (
+            stepper.nonfinite[rows] | stepper.check_next(next_flat) | ~stepper.check_rewards(np.asarray(rewards)[rows])
+        )
+        step = Transitions(
+            rows, stepper.obs_flat[rows], executed, next_flat, failures, terminations[rows], truncations[rows], skip
+        )
         stepper.record(step, decision)
         return failures
 
@@ -256,5 +269,12 @@ def wrap_vector(
     """
     if config is not None and options:
         raise TypeError("pass either config=... or keyword options, not both")
-    return VectorShieldWrapper(env, method, indicator, train=train, seed=seed, config=config if config is not None else options,
-                        on_nonfinite=on_nonfinite)
+    return VectorShieldWrapper(
+        env,
+        method,
+        indicator,
+        train=train,
+        seed=seed,
+        config=config if config is not None else options,
+        on_nonfinite=on_nonfinite,
+    )

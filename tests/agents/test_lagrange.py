@@ -26,7 +26,9 @@ def test_max_value_caps_the_multiplier():
     assert lam.update(5.0) == 2.0
 
 
-@pytest.mark.parametrize("kwargs", [dict(limit=float("nan"), lr=0.1), dict(limit=0.0, lr=-1.0), dict(limit=0.0, lr=0.1, init=-1.0)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(limit=float("nan"), lr=0.1), dict(limit=0.0, lr=-1.0), dict(limit=0.0, lr=0.1, init=-1.0)]
+)
 def test_bad_arguments_name_themselves(kwargs):
     with pytest.raises(ValueError, match="LagrangeMultiplier"):
         LagrangeMultiplier(**kwargs)

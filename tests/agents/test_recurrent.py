@@ -17,7 +17,9 @@ SMALL = RecurrentSACLagrangianConfig(gru_hidden=8, hidden=(16,), batch_size=4, s
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.lists(st.integers(1, 12), min_size=1, max_size=12), st.integers(5, 40), st.integers(1, 8), st.integers(0, 1000))
+@given(
+    st.lists(st.integers(1, 12), min_size=1, max_size=12), st.integers(5, 40), st.integers(1, 8), st.integers(0, 1000)
+)
 def test_windows_never_cross_an_episode_boundary(lengths, capacity, length, seed):
     buffer = SequenceBuffer(capacity, 1, 1, 1)
     step = 0

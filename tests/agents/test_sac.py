@@ -242,7 +242,9 @@ def test_safety_critic_parameters_are_never_touched_by_the_actor_step():
 def test_learn_stores_the_executed_action_not_the_proposal():
     fixed = np.array([0.5], np.float32)
     env = FixedActionShield(gym.make("Pendulum-v1"), fixed)
-    agent = SAC(env.observation_space, env.action_space, SACConfig(hidden=(16, 16), batch_size=32, learning_starts=100), seed=0)
+    agent = SAC(
+        env.observation_space, env.action_space, SACConfig(hidden=(16, 16), batch_size=32, learning_starts=100), seed=0
+    )
     records = agent.learn(env, 250, seed=0, progress=False)
     assert len(agent.buffer) == 250
     np.testing.assert_array_equal(agent.buffer.action[:250], np.tile(fixed, (250, 1)))
@@ -252,7 +254,9 @@ def test_learn_stores_the_executed_action_not_the_proposal():
 
 @pytest.mark.parametrize("plain_failure", [False, True])
 def test_learn_reports_failures_from_info(plain_failure):
-    env = FixedActionShield(gym.make("Pendulum-v1", max_episode_steps=20), [0.0], failure_at=7, plain_failure=plain_failure)
+    env = FixedActionShield(
+        gym.make("Pendulum-v1", max_episode_steps=20), [0.0], failure_at=7, plain_failure=plain_failure
+    )
     agent = SAC(env.observation_space, env.action_space, SACConfig(hidden=(16, 16), learning_starts=1000), seed=0)
     seen = []
     records = agent.learn(env, 40, seed=0, progress=False, callback=seen.append)
@@ -262,7 +266,9 @@ def test_learn_reports_failures_from_info(plain_failure):
 
 def test_total_steps_carry_over_learn_calls_and_reset_buffer_empties_the_buffer():
     env = gym.make("Pendulum-v1", max_episode_steps=30)
-    agent = SAC(env.observation_space, env.action_space, SACConfig(hidden=(16, 16), batch_size=16, learning_starts=20), seed=0)
+    agent = SAC(
+        env.observation_space, env.action_space, SACConfig(hidden=(16, 16), batch_size=16, learning_starts=20), seed=0
+    )
     agent.learn(env, 60, seed=0, progress=False)
     agent.reset_buffer()
     assert len(agent.buffer) == 0 and agent.total_steps == 60
@@ -284,7 +290,12 @@ def test_learning_moves_a_point_to_zero():
 # ---------------------------------------------------------------- checkpoints
 def test_save_load_round_trip_and_space_check(tmp_path):
     env = gym.make("Pendulum-v1", max_episode_steps=50)
-    agent = SAC(env.observation_space, env.action_space, SACConfig(hidden=(16, 16), batch_size=16, learning_starts=20, nu_init=0.3), seed=0)
+    agent = SAC(
+        env.observation_space,
+        env.action_space,
+        SACConfig(hidden=(16, 16), batch_size=16, learning_starts=20, nu_init=0.3),
+        seed=0,
+    )
     agent.learn(env, 60, seed=0, progress=False)
     path = agent.save(tmp_path / "sac")
 

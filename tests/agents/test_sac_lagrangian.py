@@ -22,7 +22,14 @@ def fill(agent, n=64, seed=0, cost=lambda rng: float(rng.random() < 0.3), termin
     obs = rng.normal(size=(n + 1, 3)).astype(np.float32)
     for i in range(n):
         terminated = terminal_every > 0 and i % terminal_every == terminal_every - 1
-        agent.observe(obs[i], rng.uniform(-1, 1, 2).astype(np.float32), float(rng.normal()), obs[i + 1], terminated, cost=cost(rng))
+        agent.observe(
+            obs[i],
+            rng.uniform(-1, 1, 2).astype(np.float32),
+            float(rng.normal()),
+            obs[i + 1],
+            terminated,
+            cost=cost(rng),
+        )
     return obs[:n]
 
 
@@ -132,7 +139,9 @@ def test_cost_critic_learns_the_cost_not_the_reward():
     rng = np.random.default_rng(0)
     for _ in range(256):  # cost = 1 iff obs[0] > 0; reward is noise
         o = rng.normal(size=3).astype(np.float32)
-        agent.observe(o, rng.uniform(-1, 1, 2), float(rng.normal() * 5), rng.normal(size=3), False, cost=float(o[0] > 0))
+        agent.observe(
+            o, rng.uniform(-1, 1, 2), float(rng.normal() * 5), rng.normal(size=3), False, cost=float(o[0] > 0)
+        )
     for _ in range(300):
         agent.update()
     probe = np.array([[2.0, 0, 0], [-2.0, 0, 0]], np.float32)
@@ -145,7 +154,14 @@ def test_constrained_agent_pays_less_cost_than_unconstrained():
     results = {}
     for lr in (0.0, 5.0):
         config = SACLagrangianConfig(
-            hidden=(32,), batch_size=32, learning_starts=200, beta_lr=lr, init_alpha=0.05, gamma=0.9, cost_gamma=0.9, lr=1e-3
+            hidden=(32,),
+            batch_size=32,
+            learning_starts=200,
+            beta_lr=lr,
+            init_alpha=0.05,
+            gamma=0.9,
+            cost_gamma=0.9,
+            lr=1e-3,
         )
         agent = SACLagrangian(CostlyPoint.observation_space, CostlyPoint.action_space, config, seed=0)
         records = agent.learn(CostlyPoint(), 1200, seed=0, progress=False)

@@ -93,8 +93,12 @@ def test_first_try_is_beta0_times_the_full_natural_step():
 
 def _update_with(agent: TRPOLagrangian, v_hat: float) -> None:
     gen = torch.Generator().manual_seed(1)
-    data = {"obs": torch.rand(32, 4, generator=gen), "action": torch.rand(32, 2, generator=gen),
-            "advantage": torch.randn(32, generator=gen), "ret": torch.randn(32, generator=gen)}
+    data = {
+        "obs": torch.rand(32, 4, generator=gen),
+        "action": torch.rand(32, 2, generator=gen),
+        "advantage": torch.randn(32, generator=gen),
+        "ret": torch.randn(32, generator=gen),
+    }
     agent.update(data, v_hat=v_hat)
 
 

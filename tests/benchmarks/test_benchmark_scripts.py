@@ -12,7 +12,13 @@ SCRIPTS = sorted((Path(__file__).resolve().parents[2] / "benchmarks").glob("*.py
 
 def test_every_benchmark_is_covered():
     assert {p.stem for p in SCRIPTS} >= {
-        "overhead", "vector_and_agents", "envs_speed", "minitaur_sqrl", "csc_nav", "transfer_hallway", "safer_operation",
+        "overhead",
+        "vector_and_agents",
+        "envs_speed",
+        "minitaur_sqrl",
+        "csc_nav",
+        "transfer_hallway",
+        "safer_operation",
     }
 
 

@@ -34,10 +34,28 @@ def positive_finite(value) -> bool:
 def report(tmp_path_factory):
     out = tmp_path_factory.mktemp("overhead")
     benchmark = load_benchmark()
-    returned = benchmark.main([
-        "--quick", "--out", str(out), "--ks", *map(str, KS), "--blocks", "2", "--block-seconds", "0.001",
-        "--train-block-seconds", "0.001", "--min-steps", "2", "--max-steps", "20", "--warm-steps", "2", "--no-progress",
-    ])
+    returned = benchmark.main(
+        [
+            "--quick",
+            "--out",
+            str(out),
+            "--ks",
+            *map(str, KS),
+            "--blocks",
+            "2",
+            "--block-seconds",
+            "0.001",
+            "--train-block-seconds",
+            "0.001",
+            "--min-steps",
+            "2",
+            "--max-steps",
+            "20",
+            "--warm-steps",
+            "2",
+            "--no-progress",
+        ]
+    )
     written = json.loads((out / "overhead.json").read_text())
     return out, returned, written
 
@@ -51,8 +69,18 @@ def test_writes_json_and_png_atomically(report):
 
 def test_report_has_expected_keys(report):
     _, _, data = report
-    for key in ("schema", "machine", "settings", "targets", "definitions", "envs", "ratios", "ratios_cpu", "summary",
-                "all_targets_met"):
+    for key in (
+        "schema",
+        "machine",
+        "settings",
+        "targets",
+        "definitions",
+        "envs",
+        "ratios",
+        "ratios_cpu",
+        "summary",
+        "all_targets_met",
+    ):
         assert key in data
     machine = data["machine"]
     assert machine["torch_threads"] == 1

@@ -75,8 +75,10 @@ def test_round_trip_reproduces_risks_config_and_counters(saved):
     loaded = safeshield.load(path, gym.make(DRUNK_SPIDER))
     assert isinstance(loaded, ShieldWrapper)
     assert torch.equal(risks(loaded.safety_model), risks(env.safety_model))
-    assert np.array_equal(loaded.safety_model.risk_numpy(*map(torch.Tensor.numpy, probe_batch())),
-                          env.safety_model.risk_numpy(*map(torch.Tensor.numpy, probe_batch())))
+    assert np.array_equal(
+        loaded.safety_model.risk_numpy(*map(torch.Tensor.numpy, probe_batch())),
+        env.safety_model.risk_numpy(*map(torch.Tensor.numpy, probe_batch())),
+    )
     assert loaded.safety_model.config == env.safety_model.config
     assert loaded.safety_model.config.eps_safe == 0.07 and loaded.safety_model.config.gamma_safe == 0.65
     assert loaded.safety_model.updates == env.safety_model.updates

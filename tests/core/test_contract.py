@@ -282,8 +282,15 @@ def test_policy_sampler_candidates_are_clipped_into_the_box(sc, policy_spread):
     sampler = PolicySampler(sample, torch.as_tensor(low), torch.as_tensor(high))
     with torch.inference_mode():
         decision = decide(
-            risk_of(sc), torch.zeros(1, 2), torch.as_tensor(sc["proposal"]).unsqueeze(0), 0.3, sampler,
-            torch.Generator().manual_seed(sc["seed"]), k=sc["k"], rounds=sc["rounds"], selection=sc["selection"],
+            risk_of(sc),
+            torch.zeros(1, 2),
+            torch.as_tensor(sc["proposal"]).unsqueeze(0),
+            0.3,
+            sampler,
+            torch.Generator().manual_seed(sc["seed"]),
+            k=sc["k"],
+            rounds=sc["rounds"],
+            selection=sc["selection"],
         )
     assert in_box(decision.action[0], low, high)
 
@@ -311,8 +318,17 @@ def test_proposal_below_threshold_passes_unchanged(sc, margin):
 def test_proposal_exactly_at_threshold_is_rejected():
     """Eq. 5 uses a strict "<": risk == threshold is not safe."""
     low, high = np.array([-1.0], np.float32), np.array([1.0], np.float32)
-    sc = {"low": low, "high": high, "proposal": np.array([0.5], np.float32), "k": 4, "rounds": 1,
-          "selection": "closest", "scale": 0.1, "uniform_fraction": 0.5, "seed": 0}
+    sc = {
+        "low": low,
+        "high": high,
+        "proposal": np.array([0.5], np.float32),
+        "k": 4,
+        "rounds": 1,
+        "selection": "closest",
+        "scale": 0.1,
+        "uniform_fraction": 0.5,
+        "seed": 0,
+    }
 
     def flat(obs, actions):
         return torch.full((actions.shape[0],), 0.25)
@@ -502,8 +518,10 @@ def test_frozen_stub_shield_is_deterministic_given_the_seed():
     for _ in range(2):
         env = gym.make(DRUNK_SPIDER)
         model = StubModel(
-            env.observation_space, env.action_space,
-            make_risk("linear", low, high, low, np.array([4.0, -3.0]), 0.5), 0.5,
+            env.observation_space,
+            env.action_space,
+            make_risk("linear", low, high, low, np.array([4.0, -3.0]), 0.5),
+            0.5,
             CriticConfig(n_candidates=8, resample_rounds=3),
         )
         runs.append(_run(safeshield.ShieldWrapper(env, model, train=False, seed=1), seed=11))
@@ -522,12 +540,18 @@ def test_buffer_keeps_exactly_the_last_min_n_capacity_transitions_in_order(n, ca
     buffer = TransitionBuffer(capacity, 3, 2)
     added = []
     for _ in range(n):
-        row = (rng.normal(size=3), rng.normal(size=2), rng.normal(size=3), float(rng.integers(0, 2)), bool(rng.integers(0, 2)))
+        row = (
+            rng.normal(size=3),
+            rng.normal(size=2),
+            rng.normal(size=3),
+            float(rng.integers(0, 2)),
+            bool(rng.integers(0, 2)),
+        )
         buffer.add(*row)
         added.append(row)
     assert buffer.total_added == n
     assert len(buffer) == min(n, capacity)
-    kept = added[max(0, n - capacity):]
+    kept = added[max(0, n - capacity) :]
     batch = buffer.all()
     assert len(batch.obs) == len(kept)
     for i, (obs, action, next_obs, failure, terminated) in enumerate(kept):
@@ -541,7 +565,12 @@ def test_buffer_keeps_exactly_the_last_min_n_capacity_transitions_in_order(n, ca
 
 def _training_run(capacity: int, steps: int, seed: int = 0, method: str = "sqrl"):
     env = safeshield.make(
-        DRUNK_SPIDER, shield=method, seed=seed, buffer_capacity=capacity, hidden=(16, 16), learning_starts=20,
+        DRUNK_SPIDER,
+        shield=method,
+        seed=seed,
+        buffer_capacity=capacity,
+        hidden=(16, 16),
+        learning_starts=20,
         batch_size=16,
     )
     rng = np.random.default_rng(seed)
@@ -551,7 +580,9 @@ def _training_run(capacity: int, steps: int, seed: int = 0, method: str = "sqrl"
         action = rng.uniform(-1, 1, 2).astype(np.float32)
         action[0] = abs(action[0])  # drift toward the pits so episodes end in failures too
         next_obs, _, terminated, truncated, info = env.step(action)
-        records.append((obs, info["shield"]["executed_action"], next_obs, info["shield"]["failure"], terminated, truncated))
+        records.append(
+            (obs, info["shield"]["executed_action"], next_obs, info["shield"]["failure"], terminated, truncated)
+        )
         obs = next_obs
         if terminated or truncated:
             obs, _ = env.reset()
@@ -621,9 +652,15 @@ def test_decide_on_n_rows_equals_n_single_row_calls_with_deterministic_candidate
     def call(rows):
         with torch.inference_mode():
             return decide(
-                risk_fn, torch.zeros(len(rows), 2), torch.as_tensor(rows), threshold,
-                GridSampler(sc["low"], sc["high"]), torch.Generator().manual_seed(0),
-                k=sc["k"], rounds=sc["rounds"], selection=sc["selection"],
+                risk_fn,
+                torch.zeros(len(rows), 2),
+                torch.as_tensor(rows),
+                threshold,
+                GridSampler(sc["low"], sc["high"]),
+                torch.Generator().manual_seed(0),
+                k=sc["k"],
+                rounds=sc["rounds"],
+                selection=sc["selection"],
                 half_range=(np.asarray(sc["high"], np.float32) - np.asarray(sc["low"], np.float32)) / 2,
             )
 
@@ -681,7 +718,9 @@ def _masked_policy_counts(probs, unsafe, rows=20_000, seed=0):
     proposal = ACTIONS[torch.multinomial(probs_t, rows, replacement=True, generator=generator)].unsqueeze(-1)
     sampler = PolicySampler(sample, torch.tensor([-1.0]), torch.tensor([1.0]))
     with torch.inference_mode():
-        decision = decide(risk, torch.zeros(rows, 1), proposal, 0.5, sampler, generator, k=50, rounds=1, selection="uniform")
+        decision = decide(
+            risk, torch.zeros(rows, 1), proposal, 0.5, sampler, generator, k=50, rounds=1, selection="uniform"
+        )
     assert not decision.fell_back.any()
     return np.bincount(index_of(torch.as_tensor(decision.action)).numpy(), minlength=4)
 
@@ -738,8 +777,14 @@ def test_policy_sampler_widens_beyond_the_policy_after_the_first_round():
     for name, wider in (("policy only", None), ("widened", PerturbationSampler(low, high))):
         with torch.inference_mode():
             outcomes[name] = decide(
-                risk, obs, proposal, 0.5, PolicySampler(confident_policy, low, high, wider=wider),
-                torch.Generator().manual_seed(0), k=20, rounds=3,
+                risk,
+                obs,
+                proposal,
+                0.5,
+                PolicySampler(confident_policy, low, high, wider=wider),
+                torch.Generator().manual_seed(0),
+                k=20,
+                rounds=3,
             )
     assert outcomes["policy only"].fell_back[0]
     widened = outcomes["widened"]

@@ -25,8 +25,17 @@ from safeshield.core.decision import decide_discrete
 from safeshield.core.spaces import MAX_JOINT_ACTIONS
 
 torch.set_num_threads(1)
-KEYS = {"proposed_action", "executed_action", "intervened", "risk", "proposal_risk", "threshold", "fell_back",
-        "n_candidates", "failure"}
+KEYS = {
+    "proposed_action",
+    "executed_action",
+    "intervened",
+    "risk",
+    "proposal_risk",
+    "threshold",
+    "fell_back",
+    "n_candidates",
+    "failure",
+}
 SMALL = dict(hidden=(16,), learning_starts=16, batch_size=16)
 
 
@@ -148,7 +157,9 @@ def test_with_the_agents_probabilities_the_mask_is_exact():
 
 def test_with_draws_only_the_first_safe_draw_runs():
     env = shielded([0.9, 0.1, 0.9, 0.2])
-    env.attach_policy(lambda obs, n, generator: torch.tensor([[2, 2, 3, 1] * (n // 4 + 1)])[:, :n].expand(obs.shape[0], -1))
+    env.attach_policy(
+        lambda obs, n, generator: torch.tensor([[2, 2, 3, 1] * (n // 4 + 1)])[:, :n].expand(obs.shape[0], -1)
+    )
     assert env.step(0)[-1]["shield"]["executed_action"] == 3
 
 
@@ -161,8 +172,11 @@ def test_decide_discrete_rows_are_independent_and_nan_safe():
     np.testing.assert_array_equal(decision.intervened, [True, True, False])
 
 
-@pytest.mark.parametrize("space", [gym.spaces.MultiDiscrete([3, 2, 2], start=[1, 0, -1]), gym.spaces.MultiBinary(3),
-                                   gym.spaces.MultiBinary([2, 2])], ids=["multidiscrete", "multibinary", "multibinary-2d"])
+@pytest.mark.parametrize(
+    "space",
+    [gym.spaces.MultiDiscrete([3, 2, 2], start=[1, 0, -1]), gym.spaces.MultiBinary(3), gym.spaces.MultiBinary([2, 2])],
+    ids=["multidiscrete", "multibinary", "multibinary-2d"],
+)
 def test_multi_spaces_run_as_one_joint_index(space):
     env = safeshield.wrap(Idle(space), "sqrl", lambda *step: 0.0, seed=0, **SMALL)
     env.reset(seed=0)
@@ -181,8 +195,14 @@ def test_too_many_joint_actions_are_refused_with_the_reason():
 
 def test_vector_shield_decides_each_row_as_a_single_shield_would():
     seeds, n = 7, 3
-    envs = safeshield.wrap_vector(gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="sync"), "sqrl", "terminated",
-                                  seed=seeds, train=False, hidden=(16,))
+    envs = safeshield.wrap_vector(
+        gym.make_vec("CartPole-v1", num_envs=n, vectorization_mode="sync"),
+        "sqrl",
+        "terminated",
+        seed=seeds,
+        train=False,
+        hidden=(16,),
+    )
     singles = []
     for i in range(n):
         single = safeshield.wrap(gym.make("CartPole-v1"), "sqrl", "terminated", seed=seeds, train=False, hidden=(16,))

@@ -79,7 +79,9 @@ def test_log_det_equals_the_autograd_jacobian(dim):
     flow = _flow(dim, 2, seed=dim)
     cond = torch.tensor([0.3, -0.7], dtype=torch.float64)
     for point in torch.linspace(-0.8, 0.8, 5):
-        a = flow.center + flow.half_range * torch.full((dim,), float(point), dtype=torch.float64) * torch.linspace(1, 0.5, dim, dtype=torch.float64)
+        a = flow.center + flow.half_range * torch.full((dim,), float(point), dtype=torch.float64) * torch.linspace(
+            1, 0.5, dim, dtype=torch.float64
+        )
         jacobian = torch.autograd.functional.jacobian(lambda x: flow.inverse(x[None], cond[None])[0][0], a)
         _, log_det = flow.inverse(a[None], cond[None])
         assert float(log_det[0]) == pytest.approx(float(torch.linalg.slogdet(jacobian)[1]), abs=1e-8)

@@ -107,8 +107,9 @@ def test_nan_reward_is_refused_with_its_name():
 
 
 def test_on_nonfinite_risky_treats_the_step_as_risky_and_stores_nothing_of_it():
-    env = safeshield.wrap(Poisoned(gym.make("Pendulum-v1"), 3, math.nan), "sqrl", never_fails,
-                          on_nonfinite="risky", seed=0, **SMALL)
+    env = safeshield.wrap(
+        Poisoned(gym.make("Pendulum-v1"), 3, math.nan), "sqrl", never_fails, on_nonfinite="risky", seed=0, **SMALL
+    )
     env.reset(seed=0)
     reports = [env.step(env.action_space.sample())[-1]["shield"] for _ in range(6)]
     after_nan = reports[3]  # decided from the NaN observation of step 3
@@ -129,7 +130,9 @@ def test_nan_risk_is_never_safe():
     def nan_risk(o, a):
         return torch.full((o.shape[0],), math.nan)
 
-    decision = decide(nan_risk, obs, proposal, 0.5, PerturbationSampler(low, high), torch.Generator().manual_seed(0), k=4)
+    decision = decide(
+        nan_risk, obs, proposal, 0.5, PerturbationSampler(low, high), torch.Generator().manual_seed(0), k=4
+    )
     assert decision.fell_back.all()
     env = safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", never_fails, train=False, **SMALL)
     model = model_of(env)
@@ -295,7 +298,15 @@ def test_huge_hidden_layer_is_refused_before_allocation(checkpoint):
         ({"batch_size": True}, "batch_size"),
         ({"selection": ["closest"]}, "selection"),
     ],
-    ids=["capacity-1e12", "learning-starts-nan", "scale-inf", "eps-nan", "hidden-float", "batch-bool", "selection-list"],
+    ids=[
+        "capacity-1e12",
+        "learning-starts-nan",
+        "scale-inf",
+        "eps-nan",
+        "hidden-float",
+        "batch-bool",
+        "selection-list",
+    ],
 )
 def test_hostile_config_values_raise_checkpoint_error_naming_the_field(checkpoint, changes, field):
     rewrite(checkpoint, edited(checkpoint, **changes))
@@ -324,16 +335,30 @@ def test_weights_of_the_wrong_dtype_or_non_finite_are_refused(checkpoint, kind):
         lambda d: d["config"].update(state=[1, 2]),
         lambda d: d["config"].update(state={"updates": "many"}),
         lambda d: d["config"].update(state={"updates": math.inf}),
-        lambda d: d["config"].update(observation_space={"type": "Box", "shape": [10**9], "dtype": "float32", "low": [0], "high": [1]}),
+        lambda d: d["config"].update(
+            observation_space={"type": "Box", "shape": [10**9], "dtype": "float32", "low": [0], "high": [1]}
+        ),
         lambda d: d["config"].update(observation_space=[]),
-        lambda d: d["config"].update(action_space={"type": "Box", "shape": [1], "dtype": "object", "low": [0], "high": [1]}),
+        lambda d: d["config"].update(
+            action_space={"type": "Box", "shape": [1], "dtype": "object", "low": [0], "high": [1]}
+        ),
         lambda d: d["config"].update(method=["sqrl"]),
         lambda d: d["config"].update(config=[]),
         lambda d: d.update(kind=7),
         lambda d: d.update(format_version="2"),
     ],
-    ids=["state-list", "state-str", "state-inf", "space-huge", "space-list", "space-dtype", "method-list", "config-list",
-         "kind-int", "version-str"],
+    ids=[
+        "state-list",
+        "state-str",
+        "state-inf",
+        "space-huge",
+        "space-list",
+        "space-dtype",
+        "method-list",
+        "config-list",
+        "kind-int",
+        "version-str",
+    ],
 )
 def test_malformed_documents_raise_checkpoint_error(checkpoint, mutate):
     document = json.loads((checkpoint / "config.json").read_text())
@@ -396,7 +421,11 @@ def test_load_recovers_the_complete_old_copy_a_killed_save_left(checkpoint):
 
 def test_next_save_removes_debris_of_dead_saves(checkpoint):
     parent = checkpoint.parent
-    for name in (f".{checkpoint.name}.tmp-999999999-x", f".{checkpoint.name}.old-999999999-y", f".{checkpoint.name}.tmp-legacy"):
+    for name in (
+        f".{checkpoint.name}.tmp-999999999-x",
+        f".{checkpoint.name}.old-999999999-y",
+        f".{checkpoint.name}.tmp-legacy",
+    ):
         (parent / name).mkdir()
         (parent / name / "weights.safetensors").write_bytes(b"partial")
     alive = parent / f".{checkpoint.name}.tmp-{os.getppid()}-z"  # a save in flight in a live process
@@ -412,9 +441,19 @@ def short_csc_run(method: str) -> list:
     """A short CSC / Q-ensemble job with a TRPO agent's sampler attached, as benchmarks/csc_nav.py runs them."""
     from safeshield.agents.trpo_lagrangian import TRPOLagrangian, TRPOLagrangianConfig
 
-    env = safeshield.wrap(gym.make("Pendulum-v1"), method, lambda o, r, te, tr, i: float(r < -6.0), seed=3,
-                          hidden=(16,), learning_starts=20, batch_size=16, train_every=2, n_critics=3 if method == "q_ensemble" else 1,
-                          threshold_units="normalised", episodes_per_epoch=1)
+    env = safeshield.wrap(
+        gym.make("Pendulum-v1"),
+        method,
+        lambda o, r, te, tr, i: float(r < -6.0),
+        seed=3,
+        hidden=(16,),
+        learning_starts=20,
+        batch_size=16,
+        train_every=2,
+        n_critics=3 if method == "q_ensemble" else 1,
+        threshold_units="normalised",
+        episodes_per_epoch=1,
+    )
     agent = TRPOLagrangian.for_env(env, TRPOLagrangianConfig(steps_per_epoch=100, hidden=(8,)), seed=3)
     env.attach_policy(agent.sample_actions)
     records = agent.learn(env, 300, progress=False, seed=3)
@@ -477,8 +516,11 @@ def test_agent_checkpoint_asking_for_a_huge_layer_is_refused_before_allocation(t
     from safeshield.agents.trpo_lagrangian import TRPOLagrangian, TRPOLagrangianConfig
 
     env = gym.make("Pendulum-v1")
-    cls, config = {"sac": (SAC, SACConfig), "sac_lagrangian": (SACLagrangian, SACLagrangianConfig),
-                   "trpo": (TRPOLagrangian, TRPOLagrangianConfig)}[agent]
+    cls, config = {
+        "sac": (SAC, SACConfig),
+        "sac_lagrangian": (SACLagrangian, SACLagrangianConfig),
+        "trpo": (TRPOLagrangian, TRPOLagrangianConfig),
+    }[agent]
     cls(env.observation_space, env.action_space, config(hidden=(8,)), seed=0).save(tmp_path / agent)
     cls.load(tmp_path / agent, env)  # the round trip works
     document = json.loads((tmp_path / agent / "config.json").read_text())

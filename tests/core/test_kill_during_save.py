@@ -79,4 +79,3 @@ def test_every_kill_leaves_one_complete_checkpoint_and_no_debris(tmp_path, monke
     assert len(result["seen"]) == 12
     assert result["left"] == ["ckpt"]
     assert check_complete(path) == -1
-

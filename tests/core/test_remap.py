@@ -105,8 +105,15 @@ def test_bad_actions_and_arguments_are_named():
 def test_online_fine_tuning_learns_and_recalibrates_eta():
     """Optional online mode: Alg. 2 steps from the indicator and eta recomputed on the steps seen."""
     env = safeshield.wrap(
-        gym.make(SPIDER), "safer", train=True, seed=0,
-        **SMALL, learning_starts=20, batch_size=8, recalibrate_every=30, eta_init=2.0,
+        gym.make(SPIDER),
+        "safer",
+        train=True,
+        seed=0,
+        **SMALL,
+        learning_starts=20,
+        batch_size=8,
+        recalibrate_every=30,
+        eta_init=2.0,
     )
     env.reset(seed=0)
     rng = np.random.default_rng(0)

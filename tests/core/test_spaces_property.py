@@ -33,8 +33,17 @@ import safeshield
 torch.set_num_threads(1)
 EXAMPLES = int(os.environ.get("SAFESHIELD_HYPOTHESIS_EXAMPLES", "25"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
-KEYS = {"proposed_action", "executed_action", "intervened", "risk", "proposal_risk", "threshold", "fell_back",
-        "n_candidates", "failure"}
+KEYS = {
+    "proposed_action",
+    "executed_action",
+    "intervened",
+    "risk",
+    "proposal_risk",
+    "threshold",
+    "fell_back",
+    "n_candidates",
+    "failure",
+}
 F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -42,8 +51,13 @@ F32_MAX = float(np.finfo(np.float32).max)
 def boxes(draw, *, infinite: bool, action: bool):
     dtype = draw(st.sampled_from([np.float32, np.float64]))
     shape = tuple(draw(st.lists(st.integers(1, 3), min_size=1, max_size=2)))
-    kind = draw(st.sampled_from(["unit", "tiny", "wide", "offset"] + (["infinite"] if infinite else [])
-                                + (["overflow"] if action and dtype == np.float64 else [])))
+    kind = draw(
+        st.sampled_from(
+            ["unit", "tiny", "wide", "offset"]
+            + (["infinite"] if infinite else [])
+            + (["overflow"] if action and dtype == np.float64 else [])
+        )
+    )
     if kind == "unit":
         low, high = -1.0, 1.0
     elif kind == "tiny":
@@ -124,8 +138,12 @@ def same(a, b) -> bool:
 
 
 @SETTINGS
-@given(observation_space=observation_spaces(), action_space=action_spaces(), method=st.sampled_from(["sqrl", "csc"]),
-       seed=st.integers(0, 2**16))
+@given(
+    observation_space=observation_spaces(),
+    action_space=action_spaces(),
+    method=st.sampled_from(["sqrl", "csc"]),
+    seed=st.integers(0, 2**16),
+)
 def test_every_space_works_or_is_refused_at_wrap_time(observation_space, action_space, method, seed):
     inner = SpaceEnv(observation_space, action_space)
     options = dict(hidden=(8,), learning_starts=4, batch_size=4, buffer_capacity=64)
@@ -154,13 +172,17 @@ def test_every_space_works_or_is_refused_at_wrap_time(observation_space, action_
                 env.reset()
 
 
-@pytest.mark.parametrize("space", [
-    gym.spaces.Box(np.float64(-1e300), np.float64(1e300), (2,), np.float64),
-    gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
-    gym.spaces.Box(0, 10, (2,), np.int64),
-    gym.spaces.Text(5),
-    gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Box(-1, 1, (1,)))),
-], ids=["box-float64-overflow", "box-unbounded", "box-integer", "text", "tuple"])
+@pytest.mark.parametrize(
+    "space",
+    [
+        gym.spaces.Box(np.float64(-1e300), np.float64(1e300), (2,), np.float64),
+        gym.spaces.Box(-np.inf, np.inf, (2,), np.float32),
+        gym.spaces.Box(0, 10, (2,), np.int64),
+        gym.spaces.Text(5),
+        gym.spaces.Tuple((gym.spaces.Discrete(2), gym.spaces.Box(-1, 1, (1,)))),
+    ],
+    ids=["box-float64-overflow", "box-unbounded", "box-integer", "text", "tuple"],
+)
 def test_unrepresentable_action_spaces_are_refused_with_the_reason(space):
     with pytest.raises((TypeError, ValueError), match="action.space") as error:
         safeshield.wrap(SpaceEnv(gym.spaces.Box(-1, 1, (2,)), space), "sqrl", "terminated")

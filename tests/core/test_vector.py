@@ -221,8 +221,13 @@ def test_sarsa_link_stays_within_each_env_and_episode():
 
 
 def test_disabled_autoreset_uses_the_reset_mask():
-    envs = wrap_vector(counter_vec(2, AutoresetMode.DISABLED, length=2), "sqrl", indicator="info:failure",
-                        seed=0, learning_starts=10**6)
+    envs = wrap_vector(
+        counter_vec(2, AutoresetMode.DISABLED, length=2),
+        "sqrl",
+        indicator="info:failure",
+        seed=0,
+        learning_starts=10**6,
+    )
     envs.reset(seed=0)
     zeros = np.zeros((2, 2), np.float32)
     envs.step(zeros)
@@ -249,8 +254,9 @@ def test_disabled_autoreset_uses_the_reset_mask():
 def test_contract_holds_per_row_with_batched_queries(n, seed, threshold, point, scale):
     calls = []
     single = gym.make(DRUNK_SPIDER)
-    model = DistanceRisk(single.observation_space, single.action_space, point, threshold, calls,
-                         n_candidates=6, resample_rounds=3)
+    model = DistanceRisk(
+        single.observation_space, single.action_space, point, threshold, calls, n_candidates=6, resample_rounds=3
+    )
     envs = VectorShieldWrapper(gym.make_vec(DRUNK_SPIDER, num_envs=n, vectorization_mode="sync"), model, train=False)
     envs.reset(seed=seed)
     proposals = np.random.default_rng(seed).uniform(-scale, scale, (n, 2)).astype(np.float32)
@@ -288,8 +294,14 @@ def test_frozen_vector_shield_is_deterministic_given_the_seed():
 
 
 def test_one_buffer_learns_from_every_sub_env_on_the_single_env_schedule():
-    envs = wrap_vector(gym.make_vec(DRUNK_SPIDER, num_envs=4, vectorization_mode="sync"), "sqrl", seed=0,
-                        learning_starts=20, batch_size=16, hidden=(16,))
+    envs = wrap_vector(
+        gym.make_vec(DRUNK_SPIDER, num_envs=4, vectorization_mode="sync"),
+        "sqrl",
+        seed=0,
+        learning_starts=20,
+        batch_size=16,
+        hidden=(16,),
+    )
     envs.reset(seed=0)
     covered = 0
     for _ in range(10):
@@ -347,8 +359,14 @@ def test_bad_input_raises_clear_errors():
 def test_training_shields_learn_when_stepped_without_autograd(context):
     """TorchRL's collectors step envs under no_grad; the shield's own updates must still run."""
     single = safeshield.make(DRUNK_SPIDER, seed=0, learning_starts=4, batch_size=4, hidden=(8,))
-    envs = wrap_vector(gym.make_vec(DRUNK_SPIDER, num_envs=2, vectorization_mode="sync"), "sqrl", seed=0,
-                       learning_starts=4, batch_size=4, hidden=(8,))
+    envs = wrap_vector(
+        gym.make_vec(DRUNK_SPIDER, num_envs=2, vectorization_mode="sync"),
+        "sqrl",
+        seed=0,
+        learning_starts=4,
+        batch_size=4,
+        hidden=(8,),
+    )
     single.reset(seed=0)
     envs.reset(seed=0)
     with context():
@@ -363,8 +381,12 @@ def test_dict_observations_are_flattened_per_sub_env():
         space = gym.spaces.Dict({"x": env.observation_space, "t": gym.spaces.Box(0, 1, (1,), np.float32)})
         return gym.wrappers.TransformObservation(env, lambda o: {"x": o, "t": np.zeros(1, np.float32)}, space)
 
-    envs = wrap_vector(gym.make_vec("Pendulum-v1", num_envs=3, vectorization_mode="sync", wrappers=[to_dict]),
-                       "sqrl", indicator=lambda *a: 0.0, learning_starts=10**6)
+    envs = wrap_vector(
+        gym.make_vec("Pendulum-v1", num_envs=3, vectorization_mode="sync", wrappers=[to_dict]),
+        "sqrl",
+        indicator=lambda *a: 0.0,
+        learning_starts=10**6,
+    )
     obs, _ = envs.reset(seed=0)
     envs.step(envs.action_space.sample())
     stored = envs.safety_model.buffer.all().obs

@@ -235,8 +235,9 @@ def test_unknown_config_option_raises_type_error_naming_it():
 
 def test_config_and_options_together_raise_type_error():
     with pytest.raises(TypeError, match="config"):
-        safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator="terminated",
-                        config=safeshield.SQRLConfig(), eps_safe=0.2)
+        safeshield.wrap(
+            gym.make("Pendulum-v1"), "sqrl", indicator="terminated", config=safeshield.SQRLConfig(), eps_safe=0.2
+        )
 
 
 def test_double_shielding_raises():

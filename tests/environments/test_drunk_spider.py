@@ -251,9 +251,7 @@ def test_classify_path():
 @settings(max_examples=60, deadline=None)
 @given(
     seed=st.integers(0, 2**31 - 1),
-    actions=st.lists(
-        st.tuples(st.floats(-1, 1, width=32), st.floats(-1, 1, width=32)), min_size=1, max_size=40
-    ),
+    actions=st.lists(st.tuples(st.floats(-1, 1, width=32), st.floats(-1, 1, width=32)), min_size=1, max_size=40),
     noise=st.sampled_from([0.0, 0.1, 0.2, 3.0]),
 )
 def test_observation_stays_in_space(seed, actions, noise):

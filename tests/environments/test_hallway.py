@@ -30,7 +30,10 @@ def rollout(env, seed, steps, policy=None):
     return out
 
 
-@pytest.mark.parametrize("env_id", [f"safeshield/{robot}Hallway{v}-v0" for robot in ("Point", "Doggo") for v in ("Walls", "Poles", "Humanoids")])
+@pytest.mark.parametrize(
+    "env_id",
+    [f"safeshield/{robot}Hallway{v}-v0" for robot in ("Point", "Doggo") for v in ("Walls", "Poles", "Humanoids")],
+)
 def test_registered_envs_pass_check_env(env_id):
     env = gym.make(env_id)
     check_env(env.unwrapped, skip_render_check=True)
@@ -60,7 +63,9 @@ def test_wall_and_pole_cost_per_step_is_zero_or_one(seed, variant):
 def test_driving_straight_into_walls_costs():
     total = 0.0
     for seed in range(3):
-        total += sum(rollout(HallwayEnv("walls", **SHORT), seed, 120, policy=lambda t: np.array([1.0, 0.0], np.float32))["cost"])
+        total += sum(
+            rollout(HallwayEnv("walls", **SHORT), seed, 120, policy=lambda t: np.array([1.0, 0.0], np.float32))["cost"]
+        )
     assert total > 0
 
 

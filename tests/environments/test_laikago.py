@@ -73,6 +73,10 @@ def test_reward_is_forward_velocity(env):
 
 
 def test_bad_arguments_raise():
-    for kwargs, name in [({"action_scale": 0}, "action_scale"), ({"max_tilt": -1}, "max_tilt"), ({"render_mode": "human"}, "render_mode")]:
+    for kwargs, name in [
+        ({"action_scale": 0}, "action_scale"),
+        ({"max_tilt": -1}, "max_tilt"),
+        ({"render_mode": "human"}, "render_mode"),
+    ]:
         with pytest.raises(ValueError, match=name):
             LaikagoEnv(**kwargs)

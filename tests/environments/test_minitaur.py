@@ -149,7 +149,9 @@ def test_leg_model():
     np.testing.assert_allclose(angles, math.pi - 3 * math.pi / 8)
     extended = leg_model_to_motor_angles(np.array([1, 0, 0, 0, 0, 0, 0, 0], float))
     # The two motors of leg 0 open symmetrically; the other legs do not move.
-    assert extended[0] - angles[0] == pytest.approx(math.pi / 4) and extended[1] - angles[1] == pytest.approx(-math.pi / 4)
+    assert extended[0] - angles[0] == pytest.approx(math.pi / 4) and extended[1] - angles[1] == pytest.approx(
+        -math.pi / 4
+    )
     np.testing.assert_allclose(extended[2:], angles[2:])
 
 

@@ -90,6 +90,10 @@ def test_rotation_angle():
 
 
 def test_bad_arguments_raise():
-    for kwargs, name in [({"turn": 0}, "turn"), ({"drop_height": float("nan")}, "drop_height"), ({"render_mode": "human"}, "render_mode")]:
+    for kwargs, name in [
+        ({"turn": 0}, "turn"),
+        ({"drop_height": float("nan")}, "drop_height"),
+        ({"render_mode": "human"}, "render_mode"),
+    ]:
         with pytest.raises(ValueError, match=name):
             ShadowHandCubeRotateEnv(**kwargs)

@@ -120,8 +120,13 @@ def test_car_smoke_runs_within_the_arena():
 
 @pytest.mark.parametrize(
     "kwargs, message",
-    [({"robot": "tank"}, "robot"), ({"n_traps": -1}, "n_traps"), ({"trap_radius": 0}, "trap_radius"),
-     ({"n_traps": 40, "trap_radius": 0.5}, "do not fit"), ({"render_mode": "human"}, "render_mode")],
+    [
+        ({"robot": "tank"}, "robot"),
+        ({"n_traps": -1}, "n_traps"),
+        ({"trap_radius": 0}, "trap_radius"),
+        ({"n_traps": 40, "trap_radius": 0.5}, "do not fit"),
+        ({"render_mode": "human"}, "render_mode"),
+    ],
 )
 def test_bad_arguments_fail_clearly(kwargs, message):
     with pytest.raises(ValueError, match=message):

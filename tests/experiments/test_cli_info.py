@@ -88,9 +88,26 @@ def test_transfer_checks_the_indicator_and_budget_before_any_worker(tmp_path, ca
     with pytest.raises(SystemExit, match="declares no failure indicator: pass --indicator terminated"):
         main(["transfer", "--pretrain", "Pendulum-v1", "--target", "Pendulum-v1", "--out", str(tmp_path)])
     monkeypatch.undo()
-    code = main(["transfer", "--pretrain", "safeshield/DrunkSpider-v0", "--target", "safeshield/DrunkSpiderTarget-v0",
-                 "--pretrain-steps", "120", "--finetune-steps", "90", "--seeds", "1", "--workers", "0",
-                 "--out", str(tmp_path), "--no-progress"])
+    code = main(
+        [
+            "transfer",
+            "--pretrain",
+            "safeshield/DrunkSpider-v0",
+            "--target",
+            "safeshield/DrunkSpiderTarget-v0",
+            "--pretrain-steps",
+            "120",
+            "--finetune-steps",
+            "90",
+            "--seeds",
+            "1",
+            "--workers",
+            "0",
+            "--out",
+            str(tmp_path),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert "the agent's first update comes after 1001 steps" in err and "smoke run" in err

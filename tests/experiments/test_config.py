@@ -12,10 +12,15 @@ from safeshield.experiments.methods import describe_methods, method_config_class
 
 
 def test_resolved_config_round_trips_through_toml():
-    config = resolve({"run": {"env": "Hopper-v5", "steps": 5000}, "shield": {"eps_safe": 0.05, "hidden": [64, 64]},
-                      "agent": {"policy_kwargs": {"net_arch": [32]}, "learning_starts": 100}},
-                     {"seeds": 4, "indicator": "terminated", "out": 'runs/"quoted"'},
-                     ["shield.selection=uniform", "run.pretrain_env=Hopper-v4"])
+    config = resolve(
+        {
+            "run": {"env": "Hopper-v5", "steps": 5000},
+            "shield": {"eps_safe": 0.05, "hidden": [64, 64]},
+            "agent": {"policy_kwargs": {"net_arch": [32]}, "learning_starts": 100},
+        },
+        {"seeds": 4, "indicator": "terminated", "out": 'runs/"quoted"'},
+        ["shield.selection=uniform", "run.pretrain_env=Hopper-v4"],
+    )
     again = from_toml(to_toml(config, header="a header\nsecond line"))
     assert again == config
     assert config.shield == {"eps_safe": 0.05, "hidden": [64, 64], "selection": "uniform"}

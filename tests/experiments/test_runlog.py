@@ -34,8 +34,13 @@ def test_recorder_counts_failures_with_the_runs_indicator_shielded_or_not(shield
     env = gym.make(SPIDER)
     if shielded:
         env = safeshield.wrap(env, "sqrl", seed=0, train=False)
-    env = EpisodeRecorder(env, "info:failure", "train", lambda record, stats: records.append(record),
-                          stats=ShieldStats() if shielded else None)
+    env = EpisodeRecorder(
+        env,
+        "info:failure",
+        "train",
+        lambda record, stats: records.append(record),
+        stats=ShieldStats() if shielded else None,
+    )
     failed_steps = []
     env.action_space.seed(0)
     env.reset(seed=0)
@@ -53,8 +58,17 @@ def test_recorder_counts_failures_with_the_runs_indicator_shielded_or_not(shield
 
 def test_run_log_writes_jsonl_and_csv_that_read_back(tmp_path):
     log = RunLog(tmp_path, tensorboard=False)
-    record = {"phase": "train", "env": SPIDER, "episode": 1, "step": 30, "return": 1.5, "length": 30,
-              "failure": True, "failures": 1, "cost": 1.0}
+    record = {
+        "phase": "train",
+        "env": SPIDER,
+        "episode": 1,
+        "step": 30,
+        "return": 1.5,
+        "length": 30,
+        "failure": True,
+        "failures": 1,
+        "cost": 1.0,
+    }
     log.episode(record)
     log.close()
     assert read_episodes(tmp_path) == [record]
@@ -109,8 +123,15 @@ def test_live_postfix_shows_failures_and_return():
 
 
 def _phase(**values):
-    base = {"phase": "train", "shield_steps": 1000, "fallbacks": 0, "shield_failures": 0, "shield_updates": 10,
-            "max_proposal_risk": 0.5, "threshold": 0.1}
+    base = {
+        "phase": "train",
+        "shield_steps": 1000,
+        "fallbacks": 0,
+        "shield_failures": 0,
+        "shield_updates": 10,
+        "max_proposal_risk": 0.5,
+        "threshold": 0.1,
+    }
     return {**base, **values}
 
 
@@ -120,8 +141,10 @@ def test_after_run_warnings_fire_once_each_and_only_when_earned():
     falling_back = [{"phases": [_phase(fallbacks=700)]}, {"phases": [_phase(fallbacks=900)]}]
     (note,) = _after_run_notes(falling_back)
     assert "fell back on 80% of steps" in note
-    silent = [{"phases": [_phase(shield_failures=40, max_proposal_risk=0.02)]},
-              {"phases": [_phase(shield_failures=12, max_proposal_risk=0.05)]}]
+    silent = [
+        {"phases": [_phase(shield_failures=40, max_proposal_risk=0.02)]},
+        {"phases": [_phase(shield_failures=12, max_proposal_risk=0.05)]},
+    ]
     (note,) = _after_run_notes(silent)
     assert "after 40 failures no proposal's risk ever reached the threshold" in note
     never_learned = [{"phases": [_phase(shield_failures=40, max_proposal_risk=0.02, shield_updates=0)]}]
@@ -132,8 +155,19 @@ def test_resolved_config_in_run_json_is_plain_json(tmp_path):
     from safeshield.experiments.config import resolve
     from safeshield.experiments.train import run_train
 
-    config = resolve(cli={"env": SPIDER, "method": "none", "agent": "sac", "steps": 60, "seeds": 1, "workers": 0,
-                          "eval_episodes": 0, "out": str(tmp_path / "r")}, overrides=["agent.hidden=[8]"])
+    config = resolve(
+        cli={
+            "env": SPIDER,
+            "method": "none",
+            "agent": "sac",
+            "steps": 60,
+            "seeds": 1,
+            "workers": 0,
+            "eval_episodes": 0,
+            "out": str(tmp_path / "r"),
+        },
+        overrides=["agent.hidden=[8]"],
+    )
     document = run_train(config, progress=False, command=["train", "--env", SPIDER])
     assert json.loads((tmp_path / "r" / "run.json").read_text())["config"] == document["config"]
     assert document["command"] == f"safeshield train --env {SPIDER}"

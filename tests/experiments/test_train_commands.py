@@ -20,8 +20,27 @@ TINY_SAC = ["--set", "agent.hidden=[16]", "--set", "agent.learning_starts=40", "
 
 
 def _train(out, method, agent="sac", steps=150, extra=()):
-    argv = ["train", "--env", SPIDER, "--method", method, "--agent", agent, "--steps", str(steps), "--seeds", "1",
-            "--workers", "0", "--eval-episodes", "2", "--out", str(out), "--no-progress", *extra]
+    argv = [
+        "train",
+        "--env",
+        SPIDER,
+        "--method",
+        method,
+        "--agent",
+        agent,
+        "--steps",
+        str(steps),
+        "--seeds",
+        "1",
+        "--workers",
+        "0",
+        "--eval-episodes",
+        "2",
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
     if method != "none":
         argv += TINY
     return main(argv)
@@ -107,8 +126,14 @@ def test_train_refuses_to_append_to_an_existing_run(two_runs):
 def test_train_with_sb3_sac_logs_sb3s_tags_and_the_shields(tmp_path):
     pytest.importorskip("stable_baselines3")
     pytest.importorskip("tensorboard")
-    extra = ["--set", "agent.learning_starts=40", "--set", "agent.batch_size=16",
-             "--set", "agent.policy_kwargs={net_arch = [16]}"]
+    extra = [
+        "--set",
+        "agent.learning_starts=40",
+        "--set",
+        "agent.batch_size=16",
+        "--set",
+        "agent.policy_kwargs={net_arch = [16]}",
+    ]
     assert _train(tmp_path / "sb3", "sqrl", agent="sb3:SAC", steps=120, extra=extra) == 0
     tags = _tensorboard_tags(tmp_path / "sb3" / "seed0" / "tb")
     assert "shield/intervention_rate" in tags and any(tag.startswith("train/") for tag in tags)
@@ -118,8 +143,32 @@ def test_train_with_sb3_sac_logs_sb3s_tags_and_the_shields(tmp_path):
 def test_pretrain_then_fine_tune_saves_both_shields(tmp_path):
     extra = ["--pretrain-env", SPIDER, "--pretrain-steps", "90", *TINY_SAC]
     argv_env = ["--env", "safeshield/DrunkSpiderTarget-v0"]
-    assert main(["train", *argv_env, "--method", "sqrl", "--agent", "sac", "--steps", "90", "--seeds", "1",
-                 "--workers", "0", "--eval-episodes", "0", "--out", str(tmp_path / "t"), "--no-progress", *TINY, *extra]) == 0
+    assert (
+        main(
+            [
+                "train",
+                *argv_env,
+                "--method",
+                "sqrl",
+                "--agent",
+                "sac",
+                "--steps",
+                "90",
+                "--seeds",
+                "1",
+                "--workers",
+                "0",
+                "--eval-episodes",
+                "0",
+                "--out",
+                str(tmp_path / "t"),
+                "--no-progress",
+                *TINY,
+                *extra,
+            ]
+        )
+        == 0
+    )
     seed = tmp_path / "t" / "seed0"
     assert (seed / "pretrain_shield" / "config.json").is_file() and (seed / "shield" / "config.json").is_file()
     phases = [json.loads(line)["phase"] for line in (seed / "episodes.jsonl").read_text().splitlines()]
@@ -140,20 +189,26 @@ def no_workers(monkeypatch):
     monkeypatch.setattr(safeshield.experiments.runner, "run_jobs", refuse)
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["--env", "Pendulm-v1"], "not a registered gymnasium id; similar ids: Pendulum-v1"),
-    (["--env", "Pendulum-v1"], "declares no failure indicator: pass --indicator terminated"),
-    (["--env", "Pendulum-v1", "--indicator", "info:fell"], "needs info\\['fell'\\] on every step"),
-    (["--env", "Pendulum-v1", "--indicator", "nomodule:fn"], "cannot import 'fn' from module 'nomodule'"),
-    (["--env", SPIDER, "--set", "shield.eps_saf=0.1"], "unknown option\\(s\\) \\['eps_saf'\\] for shield 'sqrl'"),
-    (["--env", SPIDER, "--agent", "sac", "--set", "agent.lr_actor=1"], "unknown \\[agent\\] option\\(s\\) \\['lr_actor'\\]"),
-    (["--env", SPIDER, "--method", "safer"], "pass --shield-checkpoint DIR"),
-    (["--env", SPIDER, "--method", "none", "--set", "shield.eps_safe=0.1"], "method 'none' has no shield"),
-    (["--env", SPIDER, "--steps", "0"], "steps must be an int >= 1"),
-    (["--env", SPIDER, "--config", "no-such-preset"], "must be a TOML file or one of the presets"),
-    (["--env", SPIDER, "--set", "eps_safe=0.1"], "--set must look like shield.eps_safe=0.05"),
-    (["--method", "sqrl"], "--env is required"),
-])
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--env", "Pendulm-v1"], "not a registered gymnasium id; similar ids: Pendulum-v1"),
+        (["--env", "Pendulum-v1"], "declares no failure indicator: pass --indicator terminated"),
+        (["--env", "Pendulum-v1", "--indicator", "info:fell"], "needs info\\['fell'\\] on every step"),
+        (["--env", "Pendulum-v1", "--indicator", "nomodule:fn"], "cannot import 'fn' from module 'nomodule'"),
+        (["--env", SPIDER, "--set", "shield.eps_saf=0.1"], "unknown option\\(s\\) \\['eps_saf'\\] for shield 'sqrl'"),
+        (
+            ["--env", SPIDER, "--agent", "sac", "--set", "agent.lr_actor=1"],
+            "unknown \\[agent\\] option\\(s\\) \\['lr_actor'\\]",
+        ),
+        (["--env", SPIDER, "--method", "safer"], "pass --shield-checkpoint DIR"),
+        (["--env", SPIDER, "--method", "none", "--set", "shield.eps_safe=0.1"], "method 'none' has no shield"),
+        (["--env", SPIDER, "--steps", "0"], "steps must be an int >= 1"),
+        (["--env", SPIDER, "--config", "no-such-preset"], "must be a TOML file or one of the presets"),
+        (["--env", SPIDER, "--set", "eps_safe=0.1"], "--set must look like shield.eps_safe=0.05"),
+        (["--method", "sqrl"], "--env is required"),
+    ],
+)
 def test_argument_errors_name_the_fix_before_any_worker_starts(argv, message, no_workers, tmp_path):
     with pytest.raises(SystemExit, match=message):
         main(["train", *argv, "--out", str(tmp_path / "run"), "--no-progress"])
@@ -161,9 +216,32 @@ def test_argument_errors_name_the_fix_before_any_worker_starts(argv, message, no
 
 
 def test_a_budget_below_learning_starts_is_announced_once(tmp_path, capsys):
-    assert main(["train", "--env", SPIDER, "--agent", "sac", "--steps", "60", "--seeds", "1", "--workers", "0",
-                 "--eval-episodes", "0", "--out", str(tmp_path / "r"), "--no-progress", *TINY,
-                 "--set", "agent.hidden=[16]"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                SPIDER,
+                "--agent",
+                "sac",
+                "--steps",
+                "60",
+                "--seeds",
+                "1",
+                "--workers",
+                "0",
+                "--eval-episodes",
+                "0",
+                "--out",
+                str(tmp_path / "r"),
+                "--no-progress",
+                *TINY,
+                "--set",
+                "agent.hidden=[16]",
+            ]
+        )
+        == 0
+    )
     err = capsys.readouterr().err
     assert err.count("the agent's first update comes after 1001 steps, so it never updates") == 1
     assert "--set agent.learning_starts=" in err

@@ -40,10 +40,35 @@ def test_obs_below_names_itself_and_reads_the_key():
 def test_train_cli_takes_the_walker_and_its_importable_indicator(tmp_path):
     from safeshield.experiments.cli import main
 
-    assert main(["train", "--env", "dm_control/walker-walk-v0", "--indicator",
-                 "safeshield.integrations.dm_control:walker_fell", "--agent", "sac", "--steps", "40", "--seeds", "1",
-                 "--workers", "0", "--eval-episodes", "0", "--out", str(tmp_path / "w"), "--no-progress",
-                 "--set", "agent.hidden=[8]", "--set", "shield.hidden=[8]"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--env",
+                "dm_control/walker-walk-v0",
+                "--indicator",
+                "safeshield.integrations.dm_control:walker_fell",
+                "--agent",
+                "sac",
+                "--steps",
+                "40",
+                "--seeds",
+                "1",
+                "--workers",
+                "0",
+                "--eval-episodes",
+                "0",
+                "--out",
+                str(tmp_path / "w"),
+                "--no-progress",
+                "--set",
+                "agent.hidden=[8]",
+                "--set",
+                "shield.hidden=[8]",
+            ]
+        )
+        == 0
+    )
     saved = (tmp_path / "w" / "seed0" / "shield" / "config.json").read_text()
     assert '"indicator": "callable:safeshield.integrations.dm_control.walker_fell"' in saved  # by name only
     env = gym.make("dm_control/walker-walk-v0")

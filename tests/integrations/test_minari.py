@@ -39,7 +39,9 @@ def test_offline_data_round_trips_through_a_minari_dataset(minari_home):
 def test_labels_come_from_terminations_or_a_callable_and_missing_keys_are_named(minari_home):
     data = _spider_data()
     to_minari(data, "safeshield/spider-labels-v0", env="safeshield/DrunkSpider-v0")
-    by_callable = from_minari("safeshield/spider-labels-v0", violation=lambda ep: ep.infos["violation"][1:], success=None)
+    by_callable = from_minari(
+        "safeshield/spider-labels-v0", violation=lambda ep: ep.infos["violation"][1:], success=None
+    )
     np.testing.assert_array_equal(by_callable.violations, data.violations)
     assert by_callable.successes.all()
     with pytest.raises(ValueError, match=r"needs infos\['cost'\]"):

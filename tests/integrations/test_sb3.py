@@ -29,6 +29,8 @@ import safeshield  # noqa: E402
 from safeshield.integrations.sb3 import ShieldCallback, ShieldedVecEnv, policy_sampler, wrap_vec_env  # noqa: E402
 
 DRUNK_SPIDER = "safeshield/DrunkSpider-v0"
+
+
 def small():
     return {"net_arch": [16, 16]}  # a fresh dict: SB3 adds keys to the one it is given
 
@@ -121,8 +123,9 @@ def test_ppo_stores_executed_action_with_its_recomputed_log_prob(far_from_point)
 
 
 def test_sac_trains_with_a_learning_sqrl_shield_on_a_shared_vec_env():
-    venv = wrap_vec_env(make_vec_env(DRUNK_SPIDER, n_envs=2, seed=0), "sqrl", seed=0, learning_starts=32,
-                        batch_size=16, hidden=(16,))
+    venv = wrap_vec_env(
+        make_vec_env(DRUNK_SPIDER, n_envs=2, seed=0), "sqrl", seed=0, learning_starts=32, batch_size=16, hidden=(16,)
+    )
     model = SAC("MlpPolicy", venv, learning_starts=32, batch_size=16, policy_kwargs=small(), seed=0)
     model.learn(100, callback=ShieldCallback())
     assert venv.safety_model.buffer.total_added == 100 and venv.safety_model.updates > 0 and model._n_updates > 0
@@ -244,7 +247,9 @@ def test_shield_callback_counts_every_sub_env_of_a_shared_vec_shield(far_from_po
     venv = make_vec_env(DRUNK_SPIDER, n_envs=3, seed=0)
     venv = ShieldedVecEnv(venv, far_from_point(gym.make(DRUNK_SPIDER)), "info:failure", train=False, seed=0)
     callback = ShieldCallback()
-    PPO("MlpPolicy", venv, n_steps=16, batch_size=16, n_epochs=1, policy_kwargs=small(), seed=0).learn(48, callback=callback)
+    PPO("MlpPolicy", venv, n_steps=16, batch_size=16, n_epochs=1, policy_kwargs=small(), seed=0).learn(
+        48, callback=callback
+    )
     assert callback.stats.steps == 48
     assert callback.stats.interventions == venv.total_interventions
     assert callback.stats.fallbacks == venv.total_fallbacks

@@ -71,12 +71,16 @@ class Reports(BaseCallback):
 
 def lean_env():
     env = gym.make("CartPole-v1")
-    return safeshield.ShieldWrapper(env, LeanRisk(env.observation_space, env.action_space), "terminated", train=False, seed=0)
+    return safeshield.ShieldWrapper(
+        env, LeanRisk(env.observation_space, env.action_space), "terminated", train=False, seed=0
+    )
 
 
 def test_dqn_replay_buffer_holds_the_executed_actions():
     reports = Reports()
-    model = DQN("MlpPolicy", lean_env(), learning_starts=1000, buffer_size=2000, policy_kwargs={"net_arch": [16]}, seed=0)
+    model = DQN(
+        "MlpPolicy", lean_env(), learning_starts=1000, buffer_size=2000, policy_kwargs={"net_arch": [16]}, seed=0
+    )
     model.learn(300, callback=CallbackList([ShieldCallback(), reports]))
     executed = np.array([step[0]["executed_action"] for step in reports.reports])
     stored = model.replay_buffer.actions[: len(executed), 0, 0]
@@ -86,7 +90,9 @@ def test_dqn_replay_buffer_holds_the_executed_actions():
 
 def test_ppo_rollout_buffer_holds_executed_actions_and_their_log_probs():
     reports = Reports()
-    model = PPO("MlpPolicy", lean_env(), n_steps=128, batch_size=64, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0)
+    model = PPO(
+        "MlpPolicy", lean_env(), n_steps=128, batch_size=64, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0
+    )
     model.learn(256, callback=CallbackList([ShieldCallback(), reports]))
     assert reports.checked > 0
 
@@ -94,8 +100,11 @@ def test_ppo_rollout_buffer_holds_executed_actions_and_their_log_probs():
 @pytest.mark.parametrize("algorithm", ["dqn", "ppo"])
 def test_attached_sampler_is_the_agents_exact_distribution(algorithm):
     env = gym.make("CartPole-v1")
-    model = (DQN("MlpPolicy", env, policy_kwargs={"net_arch": [16]}, seed=0) if algorithm == "dqn"
-             else PPO("MlpPolicy", env, policy_kwargs={"net_arch": [16]}, seed=0))
+    model = (
+        DQN("MlpPolicy", env, policy_kwargs={"net_arch": [16]}, seed=0)
+        if algorithm == "dqn"
+        else PPO("MlpPolicy", env, policy_kwargs={"net_arch": [16]}, seed=0)
+    )
     sample = policy_sampler(model)
     obs = torch.randn(5, 4)
     probs = sample.probs(obs)
@@ -117,11 +126,21 @@ def test_attached_sampler_is_the_agents_exact_distribution(algorithm):
 
 @pytest.mark.parametrize("algorithm", ["dqn", "ppo"])
 def test_a_learning_sqrl_shield_trains_alongside(algorithm):
-    venv = wrap_vec_env(make_vec_env("CartPole-v1", n_envs=2, seed=0), "sqrl", "terminated", seed=0,
-                        hidden=(16,), learning_starts=32, batch_size=16)
+    venv = wrap_vec_env(
+        make_vec_env("CartPole-v1", n_envs=2, seed=0),
+        "sqrl",
+        "terminated",
+        seed=0,
+        hidden=(16,),
+        learning_starts=32,
+        batch_size=16,
+    )
     kwargs = dict(policy_kwargs={"net_arch": [16]}, seed=0)
-    model = (DQN("MlpPolicy", venv, learning_starts=100, **kwargs) if algorithm == "dqn"
-             else PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, **kwargs))
+    model = (
+        DQN("MlpPolicy", venv, learning_starts=100, **kwargs)
+        if algorithm == "dqn"
+        else PPO("MlpPolicy", venv, n_steps=64, batch_size=64, n_epochs=1, **kwargs)
+    )
     model.learn(256, callback=ShieldCallback())
     shield = venv.safety_model
     assert shield.updates > 0 and venv.total_failures > 0

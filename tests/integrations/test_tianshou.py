@@ -39,14 +39,21 @@ DRUNK_SPIDER = "safeshield/DrunkSpider-v0"
 def small_sac(env):
     obs_dim, act_dim = env.observation_space.shape[0], env.action_space.shape[0]
     actor = ContinuousActorProbabilistic(
-        preprocess_net=Net(state_shape=obs_dim, hidden_sizes=[16, 16]), action_shape=act_dim,
-        unbounded=True, conditioned_sigma=True,
+        preprocess_net=Net(state_shape=obs_dim, hidden_sizes=[16, 16]),
+        action_shape=act_dim,
+        unbounded=True,
+        conditioned_sigma=True,
     )
-    critic = ContinuousCritic(preprocess_net=Net(state_shape=obs_dim, action_shape=act_dim, hidden_sizes=[16, 16],
-                                                 concat=True))
+    critic = ContinuousCritic(
+        preprocess_net=Net(state_shape=obs_dim, action_shape=act_dim, hidden_sizes=[16, 16], concat=True)
+    )
     policy = SACPolicy(actor=actor, action_space=env.action_space, observation_space=env.observation_space)
-    algorithm = SAC(policy=policy, policy_optim=AdamOptimizerFactory(lr=1e-3), critic=critic,
-                    critic_optim=AdamOptimizerFactory(lr=1e-3))
+    algorithm = SAC(
+        policy=policy,
+        policy_optim=AdamOptimizerFactory(lr=1e-3),
+        critic=critic,
+        critic_optim=AdamOptimizerFactory(lr=1e-3),
+    )
     return policy, algorithm
 
 

@@ -28,15 +28,19 @@ DRUNK_SPIDER = "safeshield/DrunkSpider-v0"
 
 def small_sac(env):
     obs_dim, act_dim = env.observation_spec["observation"].shape[-1], env.action_spec.shape[-1]
-    actor_net = nn.Sequential(MLP(in_features=obs_dim, out_features=2 * act_dim, num_cells=[16, 16]),
-                              NormalParamExtractor())
+    actor_net = nn.Sequential(
+        MLP(in_features=obs_dim, out_features=2 * act_dim, num_cells=[16, 16]), NormalParamExtractor()
+    )
     actor = ProbabilisticActor(
         TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
-        in_keys=["loc", "scale"], spec=env.action_spec, distribution_class=TanhNormal,
+        in_keys=["loc", "scale"],
+        spec=env.action_spec,
+        distribution_class=TanhNormal,
         distribution_kwargs={"low": env.action_spec.space.low, "high": env.action_spec.space.high},
     )
-    qnet = ValueOperator(MLP(in_features=obs_dim + act_dim, out_features=1, num_cells=[16, 16]),
-                         in_keys=["observation", "action"])
+    qnet = ValueOperator(
+        MLP(in_features=obs_dim + act_dim, out_features=1, num_cells=[16, 16]), in_keys=["observation", "action"]
+    )
     return actor, SACLoss(actor, qnet, num_qvalue_nets=2)
 
 
@@ -47,8 +51,14 @@ def test_replay_buffer_holds_the_executed_action_and_sac_trains(far_from_point):
     actor, loss = small_sac(env)
     optimizer = torch.optim.Adam(loss.parameters(), lr=1e-3)
     buffer = ReplayBuffer(storage=LazyTensorStorage(500))
-    collector = Collector(env, actor, frames_per_batch=32, total_frames=128, postproc=executed_action,
-                          auto_register_policy_transforms=False)
+    collector = Collector(
+        env,
+        actor,
+        frames_per_batch=32,
+        total_frames=128,
+        postproc=executed_action,
+        auto_register_policy_transforms=False,
+    )
     before = [p.detach().clone() for p in actor.parameters()]
     for batch in collector:
         buffer.extend(batch.reshape(-1))

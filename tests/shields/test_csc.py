@@ -35,8 +35,10 @@ def test_threshold_is_zero_at_the_start(units):
 @settings(max_examples=200, deadline=None)
 @given(
     # χ ≥ 1e-6: below that (1 − γ)(χ − V̂_C) can underflow to 0 (hypothesis found χ = 5e-324)
-    chi=st.one_of(st.just(0.0), st.floats(1e-6, 0.99)), gamma=st.floats(0.5, 0.999),
-    v1=st.floats(0.0, 1.0), v2=st.floats(0.0, 1.0),
+    chi=st.one_of(st.just(0.0), st.floats(1e-6, 0.99)),
+    gamma=st.floats(0.5, 0.999),
+    v1=st.floats(0.0, 1.0),
+    v2=st.floats(0.0, 1.0),
 )
 def test_threshold_decreases_in_v_hat_and_is_nonpositive_iff_v_hat_reaches_chi(chi, gamma, v1, v2):
     """ε = (1 − γ)(χ − V̂_C) is decreasing in V̂_C and ε ≤ 0 iff V̂_C ≥ χ (both units)."""
@@ -45,8 +47,12 @@ def test_threshold_decreases_in_v_hat_and_is_nonpositive_iff_v_hat_reaches_chi(c
         if v1 < v2:
             assert e1 >= e2 and (e1 > e2 or v2 - v1 < 1e-9)
         assert (e1 <= 0) == (v1 >= chi)
-    assert math.isclose(csc_threshold(chi, v1, gamma, "paper"), (1 - gamma) * csc_threshold(chi, v1, gamma, "normalised"),
-                        rel_tol=1e-12, abs_tol=1e-15)
+    assert math.isclose(
+        csc_threshold(chi, v1, gamma, "paper"),
+        (1 - gamma) * csc_threshold(chi, v1, gamma, "normalised"),
+        rel_tol=1e-12,
+        abs_tol=1e-15,
+    )
 
 
 def test_v_hat_is_the_previous_epochs_average_failures_per_episode():
@@ -72,8 +78,14 @@ def test_v_hat_is_the_previous_epochs_average_failures_per_episode():
 
 def _shield_with_threshold_band(units: str, v_hat: float, seed: int) -> safeshield.ShieldWrapper:
     """A frozen CSC shield on Pendulum whose critic straddles its threshold (some actions pass)."""
-    env = safeshield.wrap(gym.make("Pendulum-v1"), "csc", indicator=NEVER, train=False, seed=seed,
-                          config={"threshold_units": units, "hidden": (16, 16)})
+    env = safeshield.wrap(
+        gym.make("Pendulum-v1"),
+        "csc",
+        indicator=NEVER,
+        train=False,
+        seed=seed,
+        config={"threshold_units": units, "hidden": (16, 16)},
+    )
     model = env.safety_model
     model.v_hat = v_hat
     eps = model.threshold
@@ -164,6 +176,7 @@ def test_critic_learns_which_actions_fail():
 
 def test_cql_term_raises_q_on_policy_actions_above_the_plain_td_critic():
     """Eq. 2's reversed penalty: with π ≠ π_β (π picks the failing half), α > 0 over-estimates."""
+
     def policy(obs, n, generator):
         return torch.cat([torch.rand(obs.shape[0], n, 1) * 0.2 + 0.0, torch.zeros(obs.shape[0], n, 1)], -1)
 

@@ -123,6 +123,8 @@ def test_over_estimate_grows_with_alpha(mdp):
     """Δ(α) = V̂ − V^π_C is non-decreasing in α in every state (and zero at α = 0)."""
     transitions, behaviour, policy = mdp
     v_true = _values(exact_q(transitions, policy), policy)
-    gaps = [_values(conservative_fixed_point(transitions, behaviour, policy, a), policy) - v_true for a in (0.0, 0.5, 2.0)]
+    gaps = [
+        _values(conservative_fixed_point(transitions, behaviour, policy, a), policy) - v_true for a in (0.0, 0.5, 2.0)
+    ]
     assert np.allclose(gaps[0], 0.0, atol=1e-7)
     assert (gaps[1] >= gaps[0] - 1e-7).all() and (gaps[2] >= gaps[1] - 1e-7).all()

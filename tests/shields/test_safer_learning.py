@@ -39,12 +39,19 @@ def _synthetic(n_episodes: int, seed: int) -> OfflineDataset:
             actions.append(np.clip(a, -0.98, 0.98))
             violations.append(unsafe)
             episode_ids.append(episode)
-    return OfflineDataset(np.asarray(obs), np.asarray(actions), np.asarray(violations), np.ones(len(obs)), np.asarray(episode_ids))
+    return OfflineDataset(
+        np.asarray(obs), np.asarray(actions), np.asarray(violations), np.ones(len(obs)), np.asarray(episode_ids)
+    )
 
 
 def test_windows_are_zero_padded_and_never_cross_episodes():
-    data = OfflineDataset(np.arange(10, dtype=np.float32)[:, None] + 1, np.zeros((10, 1)), np.zeros(10), np.zeros(10),
-                          [0, 0, 0, 1, 1, 1, 1, 1, 2, 2])
+    data = OfflineDataset(
+        np.arange(10, dtype=np.float32)[:, None] + 1,
+        np.zeros((10, 1)),
+        np.zeros(10),
+        np.zeros(10),
+        [0, 0, 0, 1, 1, 1, 1, 1, 2, 2],
+    )
     frames, valid = data.windows(np.arange(10), 3)
     assert frames[:, :, 0].tolist()[:5] == [[0, 0, 1], [0, 1, 2], [1, 2, 3], [0, 0, 4], [0, 4, 5]]
     assert frames[8, :, 0].tolist() == [0, 0, 9] and valid[8].tolist() == [False, False, True]
@@ -85,7 +92,9 @@ def test_safe_and_unsafe_splits_follow_the_paper():
 def trained():
     torch.manual_seed(0)
     train = _synthetic(200, seed=1)
-    prior = SAFER(OBS, ACT, SAFERConfig(**SMALL, optimizer="adam", lr=3e-3, batch_size=128, contrastive_weight=0.05), seed=0)
+    prior = SAFER(
+        OBS, ACT, SAFERConfig(**SMALL, optimizer="adam", lr=3e-3, batch_size=128, contrastive_weight=0.05), seed=0
+    )
     history = prior.fit(train, 500, progress=False, log_every=50)
     return prior, history, train
 
@@ -99,7 +108,14 @@ def test_alg2_makes_safe_actions_likely_and_unsafe_ones_less_so(trained):
         lp = {}
         for name, rows in (("safe", safe), ("unsafe", unsafe)):
             windows, valid = held_out.windows(rows, prior.window)
-            lp[name] = float(prior.log_prob(torch.from_numpy(held_out.actions[rows]), torch.from_numpy(windows), torch.from_numpy(valid), sample=False)[0].mean())
+            lp[name] = float(
+                prior.log_prob(
+                    torch.from_numpy(held_out.actions[rows]),
+                    torch.from_numpy(windows),
+                    torch.from_numpy(valid),
+                    sample=False,
+                )[0].mean()
+            )
     assert lp["safe"] > lp["unsafe"] + 1.0
 
 

@@ -28,14 +28,37 @@ def test_collect_episodes_warns_when_no_episode_can_count_as_successful():
 def test_no_successful_episode_suggests_successful_only_false():
     env = gym.make("safeshield/DrunkSpider-v0")
     n = 40
-    data = OfflineDataset(np.zeros((n, *env.observation_space.shape), np.float32), np.zeros((n, 2), np.float32), np.zeros(n), np.zeros(n),
-                          np.zeros(n, np.int64))
-    prior = SAFER(env.observation_space, env.action_space, SAFERConfig(flow_hidden=(8,), window=2, embed_dim=8,
-                                                                       frame_hidden=(8,), transformer_heads=2), seed=0)
-    with pytest.raises(ValueError, match=r"0 in successful episodes \(no episode is marked successful: "
-                                         r"SAFERConfig\(successful_only=False\)"):
+    data = OfflineDataset(
+        np.zeros((n, *env.observation_space.shape), np.float32),
+        np.zeros((n, 2), np.float32),
+        np.zeros(n),
+        np.zeros(n),
+        np.zeros(n, np.int64),
+    )
+    prior = SAFER(
+        env.observation_space,
+        env.action_space,
+        SAFERConfig(flow_hidden=(8,), window=2, embed_dim=8, frame_hidden=(8,), transformer_heads=2),
+        seed=0,
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"0 in successful episodes \(no episode is marked successful: "
+        r"SAFERConfig\(successful_only=False\)",
+    ):
         prior.fit(data, steps=1, progress=False)
-    relaxed = SAFER(env.observation_space, env.action_space, SAFERConfig(
-        flow_hidden=(8,), window=2, embed_dim=8, frame_hidden=(8,), transformer_heads=2, successful_only=False,
-        batch_size=8), seed=0)
+    relaxed = SAFER(
+        env.observation_space,
+        env.action_space,
+        SAFERConfig(
+            flow_hidden=(8,),
+            window=2,
+            embed_dim=8,
+            frame_hidden=(8,),
+            transformer_heads=2,
+            successful_only=False,
+            batch_size=8,
+        ),
+        seed=0,
+    )
     relaxed.fit(data, steps=1, progress=False)

@@ -142,7 +142,9 @@ def test_algorithm3_is_monotone_terminates_and_meets_the_bound(data, bound, seed
     """Eta_{t+1} <= eta_t, at most the cap of iterations, and the result meets the bound
     (when Alg. 3 itself fails its test, the deterministic fallback does, flagged)."""
     m, unsafe = np.asarray(data[0]), np.asarray(data[1])
-    eta, history, satisfied = eta_algorithm3(m, unsafe, bound, eta0=10.0, max_iterations=50, rng=np.random.default_rng(seed))
+    eta, history, satisfied = eta_algorithm3(
+        m, unsafe, bound, eta0=10.0, max_iterations=50, rng=np.random.default_rng(seed)
+    )
     assert all(b <= a for a, b in zip(history, history[1:]))
     assert len(history) <= 51
     assert in_box_unsafe_fraction(m, unsafe, eta) <= bound + 1e-12

@@ -26,8 +26,13 @@ ALONG_BRIDGE = [((3.0, 0.0), (1.0, 0.0)), ((6.0, 0.0), (1.0, 0.0))]
 def collect(seed: int = 0, episodes: int = 400):
     """Run the scripted policy through a training SQRL shield; learning deferred to the end."""
     env = safeshield.make(
-        DRUNK_SPIDER, seed=seed, gamma_safe=0.65,  # SQRL Table 2: gamma_safe 0.65 for DrunkSpider
-        hidden=(64, 64), lr=1e-3, tau=0.05, learning_starts=10**9,
+        DRUNK_SPIDER,
+        seed=seed,
+        gamma_safe=0.65,  # SQRL Table 2: gamma_safe 0.65 for DrunkSpider
+        hidden=(64, 64),
+        lr=1e-3,
+        tau=0.05,
+        learning_starts=10**9,
     )
     rng = np.random.default_rng(seed)
     failures = 0

@@ -76,7 +76,9 @@ def eta_algorithm3(
         total = safe_in.size + unsafe_in.size
         n_safe = min(int(math.floor(total * eps)), safe_in.size)
         n_unsafe = min(int(math.floor(total * (1.0 - eps))), unsafe_in.size)
-        chosen = np.concatenate([rng.choice(safe_in, n_safe, replace=False), rng.choice(unsafe_in, n_unsafe, replace=False)])
+        chosen = np.concatenate(
+            [rng.choice(safe_in, n_safe, replace=False), rng.choice(unsafe_in, n_unsafe, replace=False)]
+        )
         new_eta = float(m[chosen].max()) if chosen.size else 0.0
         history.append(new_eta)
         if new_eta >= eta:  # fixed point that fails the test

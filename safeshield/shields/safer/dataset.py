@@ -128,8 +128,12 @@ class OfflineDataset:
         """The given rows (windows are rebuilt from the kept rows, so keep whole episodes)."""
         rows = np.asarray(rows, dtype=np.int64)
         return OfflineDataset(
-            self.observations[rows], self.actions[rows], self.violations[rows], self.successes[rows],
-            self.episode_ids[rows], dict(self.metadata),
+            self.observations[rows],
+            self.actions[rows],
+            self.violations[rows],
+            self.successes[rows],
+            self.episode_ids[rows],
+            dict(self.metadata),
         )
 
     @staticmethod
@@ -243,8 +247,10 @@ def collect_episodes(
             columns["actions"].append(action.reshape(-1))
             if failure_key not in info:
                 env_id = getattr(getattr(env, "spec", None), "id", type(env).__name__)
-                raise KeyError(f"collect_episodes: {env_id} reports no info[{failure_key!r}] (its keys: {sorted(info)}); "
-                               "pass failure_key=... naming the env's failure flag")
+                raise KeyError(
+                    f"collect_episodes: {env_id} reports no info[{failure_key!r}] (its keys: {sorted(info)}); "
+                    "pass failure_key=... naming the env's failure flag"
+                )
             columns["violations"].append(float(info[failure_key]) > 0.5)
             seen_success_key = seen_success_key or success_key in info
             columns["episode_ids"].append(episode)
@@ -254,10 +260,15 @@ def collect_episodes(
     if not seen_success_key and episodes > 0:
         import warnings
 
-        warnings.warn(f"collect_episodes: no step reported info[{success_key!r}], so no episode counts as successful; "
-                      "pass success_key=... or train SAFER with successful_only=False", stacklevel=2)
+        warnings.warn(
+            f"collect_episodes: no step reported info[{success_key!r}], so no episode counts as successful; "
+            "pass success_key=... or train SAFER with successful_only=False",
+            stacklevel=2,
+        )
     env_id = getattr(getattr(env, "spec", None), "id", None)
-    return OfflineDataset(**{k: np.asarray(v) for k, v in columns.items()}, metadata={"env_id": env_id, **(metadata or {})})
+    return OfflineDataset(
+        **{k: np.asarray(v) for k, v in columns.items()}, metadata={"env_id": env_id, **(metadata or {})}
+    )
 
 
 def _window_index_rows(episode_ids: np.ndarray, rows: np.ndarray, window: int) -> np.ndarray:

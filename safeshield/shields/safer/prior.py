@@ -96,12 +96,25 @@ class SAFERConfig(SafetyConfig):
         super().__post_init__()  # field types: integers, finite numbers, bools, strings
         object.__setattr__(self, "flow_hidden", check_widths("SAFERConfig.flow_hidden", self.flow_hidden))
         object.__setattr__(self, "frame_hidden", check_widths("SAFERConfig.frame_hidden", self.frame_hidden))
-        for name in ("context_dim", "window", "n_couplings", "embed_dim", "transformer_layers", "transformer_heads",
-                     "batch_size", "eta_iterations", "online_capacity", "train_every", "recalibrate_every"):
+        for name in (
+            "context_dim",
+            "window",
+            "n_couplings",
+            "embed_dim",
+            "transformer_layers",
+            "transformer_heads",
+            "batch_size",
+            "eta_iterations",
+            "online_capacity",
+            "train_every",
+            "recalibrate_every",
+        ):
             check_count(f"SAFERConfig.{name}", getattr(self, name))
         if self.embed_dim % self.transformer_heads:
-            raise ValueError(f"SAFERConfig.embed_dim must be divisible by transformer_heads ({self.transformer_heads}), "
-                             f"got {self.embed_dim!r}")
+            raise ValueError(
+                f"SAFERConfig.embed_dim must be divisible by transformer_heads ({self.transformer_heads}), "
+                f"got {self.embed_dim!r}"
+            )
         for name in ("lr", "grad_clip", "eta_init", "divergence_margin"):
             check_positive(f"SAFERConfig.{name}", getattr(self, name))
         check_positive("SAFERConfig.contrastive_weight", self.contrastive_weight, allow_zero=True)
@@ -130,8 +143,13 @@ class _FrameEncoder(nn.Module):
         if self.image:
             h, w, c = obs_shape
             self.net = nn.Sequential(
-                nn.Conv2d(c, 16, 5, stride=2), nn.ReLU(), nn.Conv2d(16, 32, 5, stride=2), nn.ReLU(),
-                nn.Conv2d(32, 32, 3, stride=2), nn.ReLU(), nn.Flatten(),
+                nn.Conv2d(c, 16, 5, stride=2),
+                nn.ReLU(),
+                nn.Conv2d(16, 32, 5, stride=2),
+                nn.ReLU(),
+                nn.Conv2d(32, 32, 3, stride=2),
+                nn.ReLU(),
+                nn.Flatten(),
             )
             with torch.no_grad():
                 flat = self.net(torch.zeros(1, c, h, w)).shape[-1]
@@ -182,15 +200,29 @@ class SAFER(RemapPrior):
     name: ClassVar[str] = "safer"
     config_class: ClassVar[type[SAFERConfig]] = SAFERConfig
 
-    fixed_fields: ClassVar[frozenset[str]] = frozenset({
-        "context_dim", "window", "n_couplings", "flow_hidden", "embed_dim", "frame_hidden", "transformer_layers",
-        "transformer_heads", "use_context", "optimizer", "momentum", "online_capacity",
-    })
+    fixed_fields: ClassVar[frozenset[str]] = frozenset(
+        {
+            "context_dim",
+            "window",
+            "n_couplings",
+            "flow_hidden",
+            "embed_dim",
+            "frame_hidden",
+            "transformer_layers",
+            "transformer_heads",
+            "use_context",
+            "optimizer",
+            "momentum",
+            "online_capacity",
+        }
+    )
 
     def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         super().check_spaces(observation_space, action_space)
         if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) not in (1, 3):
-            raise TypeError(f"SAFER requires a Box observation space of a vector or an HxWxC image, got {observation_space}")
+            raise TypeError(
+                f"SAFER requires a Box observation space of a vector or an HxWxC image, got {observation_space}"
+            )
 
     def setup(self, seed: int | None) -> None:
         config = self.config
@@ -208,8 +240,12 @@ class SAFER(RemapPrior):
         self.posterior = _Posterior(config) if config.use_context else None
         cond_dim = config.embed_dim + (config.context_dim if config.use_context else 0)
         self.flow = BoundedFlow(
-            self.act_dim, cond_dim, action_space.low.reshape(-1), action_space.high.reshape(-1),
-            config.n_couplings, config.flow_hidden,
+            self.act_dim,
+            cond_dim,
+            action_space.low.reshape(-1),
+            action_space.high.reshape(-1),
+            config.n_couplings,
+            config.flow_hidden,
         )
         image = len(self.obs_shape) == 3
         self.register_buffer("obs_mean", torch.zeros(self.obs_shape) if not image else torch.zeros(()))
@@ -239,7 +275,9 @@ class SAFER(RemapPrior):
         frames = (windows - self.obs_mean) / self.obs_std * valid.reshape(b, w, *([1] * len(self.obs_shape)))
         return self.encoder(frames.reshape(b * w, *self.obs_shape)).reshape(b, w, -1)
 
-    def posterior_params(self, windows: torch.Tensor, valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    def posterior_params(
+        self, windows: torch.Tensor, valid: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """``(state features of s_t, mean of q(c|Lambda), log std)``; the last two None without context."""
         encoded = self._encode_window(windows, valid)
         if self.posterior is None:
@@ -252,7 +290,11 @@ class SAFER(RemapPrior):
         state, mean, log_std = self.posterior_params(windows, valid)
         if mean is None:
             return state, state.new_zeros(state.shape[0])
-        c = mean + log_std.exp() * torch.randn(mean.shape, generator=self.generator, dtype=mean.dtype) if sample else mean
+        c = (
+            mean + log_std.exp() * torch.randn(mean.shape, generator=self.generator, dtype=mean.dtype)
+            if sample
+            else mean
+        )
         return torch.cat([state, c], dim=-1), diagonal_gaussian_kl(mean, log_std)
 
     def log_prob(self, actions, windows, valid, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -275,7 +317,11 @@ class SAFER(RemapPrior):
             objective = objective - kl_unsafe.mean()
             if not frozen:
                 objective = objective - cfg.contrastive_weight * l_unsafe
-            stats.update(log_p_unsafe=float(l_unsafe.detach()), kl_unsafe=float(kl_unsafe.mean().detach()), unsafe_frozen=float(frozen))
+            stats.update(
+                log_p_unsafe=float(l_unsafe.detach()),
+                kl_unsafe=float(kl_unsafe.mean().detach()),
+                unsafe_frozen=float(frozen),
+            )
         loss = -objective
         stats["loss"] = float(loss.detach())
         return loss, stats
@@ -293,7 +339,9 @@ class SAFER(RemapPrior):
         windows, valid = data.windows(rows, self.window)
         return torch.from_numpy(data.actions[rows]), torch.from_numpy(windows), torch.from_numpy(valid)
 
-    def fit(self, data: OfflineDataset, steps: int, progress: bool = True, log_every: int = 50) -> dict[str, list[float]]:
+    def fit(
+        self, data: OfflineDataset, steps: int, progress: bool = True, log_every: int = 50
+    ) -> dict[str, list[float]]:
         """Alg. 2 for ``steps`` steps on D_safe / D_unsafe of ``data``; returns the loss curves.
 
         D_safe = safe (and, by default, successful) steps; D_unsafe = steps with omega = 1 (none
@@ -306,11 +354,17 @@ class SAFER(RemapPrior):
         unsafe_rows = data.unsafe_rows()
         if safe_rows.size == 0:
             successful = int(data.successes.sum())
-            hint = (" (no episode is marked successful: SAFERConfig(successful_only=False) trains on every safe step, "
-                    "or label success in the data)" if cfg.successful_only and successful == 0 and len(data) else "")
-            raise ValueError(f"the dataset has no safe{' and successful' if cfg.successful_only else ''} steps to "
-                             f"train the prior on: {len(data)} steps, {int(data.violations.sum())} unsafe, "
-                             f"{successful} in successful episodes{hint}")
+            hint = (
+                " (no episode is marked successful: SAFERConfig(successful_only=False) trains on every safe step, "
+                "or label success in the data)"
+                if cfg.successful_only and successful == 0 and len(data)
+                else ""
+            )
+            raise ValueError(
+                f"the dataset has no safe{' and successful' if cfg.successful_only else ''} steps to "
+                f"train the prior on: {len(data)} steps, {int(data.violations.sum())} unsafe, "
+                f"{successful} in successful episodes{hint}"
+            )
         use_unsafe = unsafe_rows.size > 0 and (cfg.contrastive_weight > 0 or cfg.use_context)
         if self.updates == 0:
             self.fit_normalizer(data.observations)
@@ -350,7 +404,9 @@ class SAFER(RemapPrior):
             max_abs = np.abs(self.latents(data.actions[rows], windows, valid)).max(axis=1)
         return max_abs, data.violations[rows].astype(bool)
 
-    def calibrate(self, data: OfflineDataset, max_unsafe_fraction: float | None = None, method: str | None = None) -> float:
+    def calibrate(
+        self, data: OfflineDataset, max_unsafe_fraction: float | None = None, method: str | None = None
+    ) -> float:
         """Set and return eta for at most ``max_unsafe_fraction`` unsafe labelled points in the box."""
         cfg = self.config
         bound = cfg.max_unsafe_fraction if max_unsafe_fraction is None else float(max_unsafe_fraction)
@@ -409,7 +465,9 @@ class SAFER(RemapPrior):
         )
         self.eval()
         if self._online_count % cfg.recalibrate_every == 0:
-            max_abs = np.abs(self.latents(store["actions"][:stored], store["windows"][:stored], store["valid"][:stored])).max(1)
+            max_abs = np.abs(
+                self.latents(store["actions"][:stored], store["windows"][:stored], store["valid"][:stored])
+            ).max(1)
             self.eta = eta_deterministic(max_abs, store["failures"][:stored], cfg.max_unsafe_fraction)
         return stats
 
