@@ -139,8 +139,10 @@ def main(argv: list[str] | None = None) -> dict:
     print("env | build s | raw steps/CPU-s | shielded steps/CPU-s | slowdown | interventions | raw steps/wall-s")
     for r in results:
         print(
-            f"{r['env_id']} | {r['build_s']:.1f} | {r['raw']['steps_per_cpu_s']:.0f} | {r['shielded']['steps_per_cpu_s']:.0f} | "
-            f"{r['shield_slowdown_cpu']:.2f}x | {r['shielded']['intervention_rate']:.0%} | {r['raw']['steps_per_wall_s']:.0f}"
+            f"{r['env_id']} | {r['build_s']:.1f} | {r['raw']['steps_per_cpu_s']:.0f} | "
+            f"{r['shielded']['steps_per_cpu_s']:.0f} | "
+            f"{r['shield_slowdown_cpu']:.2f}x | {r['shielded']['intervention_rate']:.0%} | "
+            f"{r['raw']['steps_per_wall_s']:.0f}"
         )
     for s in skipped:
         print(f"{s['env_id']}: skipped, {s['missing']} not installed")

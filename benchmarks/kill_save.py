@@ -59,7 +59,6 @@ def check_complete(path: Path) -> int:
 
 
 def run_swap(swap: str, kills: int, seed: int, workdir: Path) -> dict:
-    import torch
 
     from safeshield.core import checkpoint as module
 

@@ -81,10 +81,11 @@ def format_table(table: dict) -> str:
     ]
     for method in ("sqrl", "sac"):
         row = table[method]
-        cell = lambda key, fmt: f"{row[key][0]:{fmt}} ± {row[key][1]:{fmt}}"  # noqa: E731
+        cell = lambda key, fmt, row=row: f"{row[key][0]:{fmt}} ± {row[key][1]:{fmt}}"  # noqa: E731
         lines.append(
             f"{method:6} | {cell('pretrain_failures', '.1f'):15} | {cell('finetune_failures', '.1f'):15} | "
-            f"{cell('finetune_failure_rate', '.1%'):19} | {cell('final_return', '.1f'):15} | {cell('final_failure_rate', '.0%')}"
+            f"{cell('finetune_failure_rate', '.1%'):19} | {cell('final_return', '.1f'):15} | "
+            f"{cell('final_failure_rate', '.0%')}"
         )
     ratio = table.get("sac_to_sqrl_failure_ratio")
     lines.append(

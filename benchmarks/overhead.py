@@ -685,11 +685,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "warm_steps": args.warm_steps,
             "resample_rounds": 1,
             "safe_regime": f"critic output weight 0, bias {SAFE_BIAS} (risk ~2e-9), eps_safe 1.0",
-            "rejected_regime": f"critic output weight 0, bias {REJECT_BIAS} (risk at its maximum: sigmoid = 1, times gamma_safe "
+            "rejected_regime": f"critic output weight 0, bias {REJECT_BIAS} (risk at its maximum: sigmoid = 1, times "
+            "gamma_safe "
             "if the model scales by it), eps_safe 0.1: every step falls back after one k-batch",
-            "floor": "model.risk (critic MLP + sigmoid) on preallocated tensors, in a tight loop inside one torch.inference_mode() block",
-            "floor_after_step": "the same forward timed alone right after an untimed raw env step (caches as a shield meets them); informative",
-            "statistic": "median over blocks of the block's mean time per step; cases run round-robin in shuffled order",
+            "floor": "model.risk (critic MLP + sigmoid) on preallocated tensors, in a tight loop inside one "
+            "torch.inference_mode() block",
+            "floor_after_step": "the same forward timed alone right after an untimed raw env step (caches as a shield "
+            "meets them); informative",
+            "statistic": "median over blocks of the block's mean time per step; cases run round-robin in shuffled "
+            "order",
             "clocks": "timings_us / ratios: wall time (perf_counter), which the targets grade; cpu_timings_us / "
             "ratios_cpu: the same from this thread's CPU time (thread_time), less sensitive to other "
             "processes competing for the CPU, reported as a cross-check",
@@ -699,10 +703,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "safe_overhead": "(frozen_safe_pooled - raw) / floor[1]",
             "rejected_overhead[k]": "(frozen_rejected[k] - frozen_safe_pooled) / floor[k]",
             "hopper_shielded_over_raw": "Hopper frozen_safe_pooled / Hopper raw",
-            "frozen_safe_pooled": "median of the block means of frozen_safe[k] pooled over all k (k does not enter the safe path)",
-            "train_learning_over_raw": "training shield once learning has started (1 gradient step of batch 256 per env step) / raw",
+            "frozen_safe_pooled": "median of the block means of frozen_safe[k] pooled over all k (k does not enter "
+            "the safe path)",
+            "train_learning_over_raw": "training shield once learning has started (1 gradient step of batch 256 per "
+            "env step) / raw",
             "train_collect_over_raw": "training shield before learning_starts (stores transitions only) / raw",
-            "*_vs_floor_after_step": "the same overheads divided by floor_after_step instead of floor (informative, no target)",
+            "*_vs_floor_after_step": (
+                "the same overheads divided by floor_after_step instead of floor (informative, no target)"
+            ),
         },
         "envs": {},
         "ratios": {},
@@ -818,7 +826,8 @@ def _print_summary(result: dict[str, Any]) -> None:
             continue
         t = env["timings_us"]
         print(
-            f"\n{env_id}  (indicator {env['indicator']!r}, obs {env['obs_dim']}, act {env['act_dim']}; regimes ok: {env['regimes_ok']})"
+            f"\n{env_id}  (indicator {env['indicator']!r}, obs {env['obs_dim']}, act {env['act_dim']}; regimes ok: "
+            f"{env['regimes_ok']})"
         )
         print(f"  raw step            {t['raw']:9.1f} µs")
         print(f"  training, collect   {t['train_collect']:9.1f} µs")

@@ -33,18 +33,19 @@ import torch
 
 import safeshield  # noqa: F401  (registers the envs)
 from safeshield.agents.sac import SAC, SACConfig
-from safeshield.wrappers.remap import RemapWrapper
 from safeshield.environments.operation import EVAL_TASKS, N_TASKS, ScriptedGrasp
 from safeshield.experiments.plots import plot_learning_curves
 from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json
-from safeshield.shields.safer.dataset import OfflineDataset, collect_episodes
 from safeshield.shields.safer import SAFER, SAFERConfig, in_box_unsafe_fraction
+from safeshield.shields.safer.dataset import OfflineDataset, collect_episodes
+from safeshield.wrappers.remap import RemapWrapper
 
 NOISE_LEVELS = (0.5, 1.0, 1.5, 2.0)  # our choice: actuation noise std (before the tanh) of the scripted grasp
 BOUNDS = (0.0, 0.15, 0.30, 0.45)  # SAFER Fig. 4
 PARROT_ETA = 3.0  # our choice: PARROT has no latent bound; 3 sigma of N(0, I)
 SCALES = {
-    # data tasks and episodes per task, prior steps and batch, RL tasks, seeds, steps per run, Fig. 4 episodes per bound and task
+    # data tasks and episodes per task, prior steps and batch, RL tasks, seeds, steps per run, Fig. 4 episodes per bound
+    # and task
     "full": dict(
         data_tasks=N_TASKS,
         episodes_per_task=12,
@@ -366,7 +367,8 @@ def print_table(table, methods, tasks) -> None:
         print(
             f"{method:8s} "
             + " ".join(
-                f"{c['success_percent']:5.1f}±{c['success_ci']:4.1f}% {c['violations_per_1000']:6.1f}±{c['violations_ci']:5.1f}/1k"
+                f"{c['success_percent']:5.1f}±{c['success_ci']:4.1f}% "
+                f"{c['violations_per_1000']:6.1f}±{c['violations_ci']:5.1f}/1k"
                 for c in cells
             )
         )

@@ -1,6 +1,7 @@
 """Nightly-style property run: every Gymnasium space works or is refused clearly, over 1,000+ examples.
 
-Run ``nice -n 5 python benchmarks/spaces_property.py [--quick] [--examples 1000] [--out benchmarks/results/spaces_property]``.
+Run ``nice -n 5 python benchmarks/spaces_property.py [--quick] [--examples 1000] [--out
+benchmarks/results/spaces_property]``.
 
 It runs ``tests/core/test_spaces_property.py`` (hypothesis over random Box / Dict / Tuple
 observation spaces, float32 / float64, infinite bounds, and Box / Discrete / MultiDiscrete /

@@ -1,4 +1,5 @@
-"""Safe transfer on the Hallway (Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning") at CPU scale.
+"""Safe transfer on the Hallway (Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained
+Reinforcement Learning") at CPU scale.
 
 One command runs the paper's protocol (§4.1, Fig. 4, Table 1) for the Point robot:
 
@@ -14,7 +15,8 @@ from-scratch training step; the zero-shot evaluation episodes are reported apart
 and episodic cost of the deployed policy (deterministic actor) at the end.
 
 Scale (our choice; the paper's Table 3 values in brackets): hallway 6 m [not stated], episodes
-of 200 steps [1000] (10 s of control), 2 obstacle slots (x ≈ 2 and 4 m), ``sensing="state"`` (16 horizontal rays) [50x50 depth],
+of 200 steps [1000] (10 s of control), 2 obstacle slots (x ≈ 2 and 4 m), ``sensing="state"`` (16 horizontal rays) [50x50
+depth],
 MLP 64x64 [CNN + GRU, 2.1e6 params], one update every 2 env steps [60 distributed actors],
 ``--pretrain`` / ``--finetune`` env steps per seed [unstated]. The reward is scaled so a full
 traversal returns 1000 (Table 1's magnitude); the cost limit is the paper's 0.01 per step.
@@ -285,22 +287,26 @@ def _plot_lifetime(transfer, scratch, sqrl, path: Path) -> Path:
 
 def format_table(table: dict[str, Any], s: Settings) -> str:
     lines = [
-        f"Point robot, {s.episode_steps}-step episodes, {len(s.seeds)} seeds (mean ± 95% CI); paper Table 1 in brackets (1000-step episodes)"
+        f"Point robot, {s.episode_steps}-step episodes, {len(s.seeds)} seeds (mean ± 95% CI); paper Table 1 in "
+        "brackets (1000-step episodes)"
     ]
     for target, paper in zip(TARGETS, PAPER_TABLE1.values()):
         row = table[target]
-        f = lambda key: f"{row[key][0]:.1f} ± {row[key][1]:.1f}"  # noqa: E731
+        f = lambda key, row=row: f"{row[key][0]:.1f} ± {row[key][1]:.1f}"  # noqa: E731
         lines += [
             f"P-{target.capitalize()}:",
             f"  lifetime cost   transfer {f('transfer_lifetime_cost')}   scratch {f('scratch_lifetime_cost')}"
             + (f"   transfer+SQRL {f('sqrl_transfer_lifetime_cost')}" if "sqrl_transfer_lifetime_cost" in row else ""),
-            f"  scratch final   return {f('scratch_final_return')}  cost {f('scratch_final_cost')}   [{paper['scratch'][0]} / {paper['scratch'][1]}]",
-            f"  zero-shot       return {f('zero_shot_return')}  cost {f('zero_shot_cost')}   [{paper['zero_shot'][0]} / {paper['zero_shot'][1]}]",
+            f"  scratch final   return {f('scratch_final_return')}  cost {f('scratch_final_cost')}   "
+            f"[{paper['scratch'][0]} / {paper['scratch'][1]}]",
+            f"  zero-shot       return {f('zero_shot_return')}  cost {f('zero_shot_cost')}   [{paper['zero_shot'][0]} "
+            f"/ {paper['zero_shot'][1]}]",
             f"  transfer final  return {f('transfer_final_return')}  cost {f('transfer_final_cost')}",
         ]
     walls = table["walls_pretrained_eval"]
     lines.append(
-        f"Walls after pre-training: return {walls['return'][0]:.1f}, cost {walls['cost'][0]:.1f}, success {walls['success'][0]:.2f}"
+        f"Walls after pre-training: return {walls['return'][0]:.1f}, cost {walls['cost'][0]:.1f}, success "
+        f"{walls['success'][0]:.2f}"
     )
     return "\n".join(lines)
 

@@ -117,7 +117,8 @@ def run(args: Args, shielded: bool) -> int:
                     tp.data.lerp_(p.data, args.tau)
     if shielded:
         print(
-            f"  shield: {envs.total_interventions} interventions, {envs.safety_model.buffer.total_added} stored transitions"
+            f"  shield: {envs.total_interventions} interventions, {envs.safety_model.buffer.total_added} stored "
+            "transitions"
         )
     return failures
 

@@ -36,7 +36,8 @@ def main() -> None:
 
     failures = sum(r["failure"] for r in records)
     print(
-        f"TRPO-Lagrangian + CSC: {len(records)} episodes, {failures} failures, threshold now {env.safety_model.threshold:.2e} "
+        f"TRPO-Lagrangian + CSC: {len(records)} episodes, {failures} failures, threshold now "
+        f"{env.safety_model.threshold:.2e} "
         f"(V̂_C = {env.safety_model.v_hat:.2f}), {env.total_fallbacks} fallbacks, λ = {agent.lam:.3f}"
     )
 

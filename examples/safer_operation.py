@@ -59,7 +59,8 @@ def main() -> None:
     # 4. any agent now acts in Box(-1, 1)^4; the shield executes a = f(eta * u; s, E[c | window])
     shielded = safeshield.load(out / "prior", gym.make(f"safeshield/Operation{task:02d}-v0"))
     print(
-        f"random actions, bare env:        {violations_of_random_actions(gym.make(f'safeshield/Operation{task:02d}-v0'))} violations"
+        "random actions, bare env:        "
+        f"{violations_of_random_actions(gym.make(f'safeshield/Operation{task:02d}-v0'))} violations"
     )
     print(f"random latent actions, shielded: {violations_of_random_actions(shielded)} violations")
 

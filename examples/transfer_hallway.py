@@ -49,7 +49,8 @@ def main() -> None:
     records = agent.learn(poles, finetune_steps, seed=1)
     print(f"zero-shot episode cost in Poles: {zero_shot_cost:.0f}")
     print(
-        f"lifetime cost while fine-tuning: {sum(r['cost'] for r in records):.0f} over {len(records)} episodes, β = {agent.beta:.2f}"
+        f"lifetime cost while fine-tuning: {sum(r['cost'] for r in records):.0f} over {len(records)} episodes, β = "
+        f"{agent.beta:.2f}"
     )
 
 

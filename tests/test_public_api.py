@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import safeshield
-from safeshield import SQRL, CheckpointError, ShieldWrapper, CriticConfig, SafetyCritic, SQRLConfig
+from safeshield import SQRL, CheckpointError, CriticConfig, SafetyCritic, ShieldWrapper, SQRLConfig
 
 torch.set_num_threads(1)
 

@@ -220,7 +220,8 @@ class SAC:
         array = np.asarray(obs, dtype=np.float32)
         if array.shape != self.observation_space.shape:
             raise ValueError(
-                f"{name} must have shape {self.observation_space.shape} (the observation_space shape), got {array.shape}"
+                f"{name} must have shape {self.observation_space.shape} (the observation_space shape), got "
+                f"{array.shape}"
             )
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{name} contains NaN or inf: {array}")

@@ -25,8 +25,8 @@ import torch
 from safeshield.core.buffer import Batch, TransitionBuffer
 from safeshield.core.decision import SELECTIONS
 from safeshield.core.model import SafetyConfig, SafetyModel
-from safeshield.core.validation import check_choice, check_count, check_interval, check_positive
 from safeshield.core.spaces import action_codec, check_observation_space
+from safeshield.core.validation import check_choice, check_count, check_interval, check_positive
 
 __all__ = ["CriticConfig", "SafetyCritic", "flat_dim"]
 

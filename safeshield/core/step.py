@@ -22,9 +22,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.decision import Decision, PerturbationSampler, PolicySampler, decide, decide_discrete
 from safeshield.core.indicators import describe_indicator, make_indicator
-from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import resolve_model
 
 __all__ = ["ShieldStepper", "StepperFrontEnd", "Transitions", "default_indicator", "flatten_batch", "NONFINITE"]

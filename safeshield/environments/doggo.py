@@ -5,7 +5,8 @@
 - ``DoggoRobot``: ``mujoco_robots.PlanarRobot``'s pose / velocity / placement / action helpers
   for Doggo, plus ``joints`` (12 angles, 12 velocities) and ``upright`` (torso z-axis height).
 
-The paper (Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning", §3) uses Safety Gym's Doggo: "a quadruped that must
+The paper (Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning",
+§3) uses Safety Gym's Doggo: "a quadruped that must
 learn to walk", 4 legs x (hip z, hip y, knee), torque actions in [-1, 1]^12. This
 one is written here from that description (no file copied): a 0.4 m x 0.24 m torso, legs of two
 0.15 m capsules at the torso's corners, hip yaw +-30 deg, hip pitch +-60 deg, knee 0-120 deg,
@@ -30,10 +31,12 @@ def _leg(name: str, x: float, y: float) -> str:
       <body name="hip_{name}" pos="{x} {y} 0">
         <joint name="hip_z_{name}" type="hinge" axis="0 0 1" range="-30 30" damping="0.05" armature="0.01"/>
         <joint name="hip_y_{name}" type="hinge" axis="0 1 0" range="-60 60" damping="0.05" armature="0.01"/>
-        <geom name="thigh_{name}" type="capsule" fromto="0 0 0 0 0 -0.15" size="0.03" mass="0.15" {_GEOM} rgba="0.3 0.3 0.35 1"/>
+        <geom name="thigh_{name}" type="capsule" fromto="0 0 0 0 0 -0.15" size="0.03" mass="0.15" {_GEOM} rgba="0.3 0.3
+        0.35 1"/>
         <body name="shin_{name}" pos="0 0 -0.15">
           <joint name="knee_{name}" type="hinge" axis="0 1 0" range="0 120" damping="0.05" armature="0.01"/>
-          <geom name="shin_{name}" type="capsule" fromto="0 0 0 -0.05 0 -0.14" size="0.025" mass="0.1" {_GEOM} rgba="0.3 0.3 0.35 1"/>
+          <geom name="shin_{name}" type="capsule" fromto="0 0 0 -0.05 0 -0.14" size="0.025" mass="0.1" {_GEOM} rgba="0.3
+          0.3 0.35 1"/>
         </body>
       </body>"""
 

@@ -5,7 +5,8 @@
   ``"humanoids"`` (high stakes).
 - ``VARIANTS`` / ``SENSING``: the accepted ``variant`` and ``sensing`` values.
 
-Paper: Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning", §3, §3.1, Figs 2-3,
+Paper: Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning", §3,
+§3.1, Figs 2-3,
 The paper fixes: a long cluttered hallway, reward for
 moving forward, cost for touching an obstacle, at most 1000 steps, partial observation by a
 head depth camera (50x50) plus proprioception; Walls = walls perturbed each episode; Poles =
@@ -60,8 +61,8 @@ import gymnasium as gym
 import mujoco
 import numpy as np
 
-from safeshield.environments import hallway_people as people
 from safeshield.core.validation import check_count, check_positive
+from safeshield.environments import hallway_people as people
 from safeshield.environments.doggo import DoggoRobot, build_doggo_world_xml
 from safeshield.environments.mujoco_robots import SOLID, PlanarRobot, build_world_xml
 
@@ -177,9 +178,12 @@ class HallwayEnv(gym.Env):
         rng = self.np_random
         half_w = self.width / 2
         geoms = [
-            f'<geom name="side_left" type="box" size="{self.length / 2 + 0.5} 0.05 {_HEIGHT}" pos="{self.length / 2} {half_w + 0.05} {_HEIGHT}" {SOLID} rgba="0.6 0.6 0.7 1"/>',
-            f'<geom name="side_right" type="box" size="{self.length / 2 + 0.5} 0.05 {_HEIGHT}" pos="{self.length / 2} {-half_w - 0.05} {_HEIGHT}" {SOLID} rgba="0.6 0.6 0.7 1"/>',
-            f'<geom name="back" type="box" size="0.05 {half_w} {_HEIGHT}" pos="-0.1 0 {_HEIGHT}" {SOLID} rgba="0.6 0.6 0.7 1"/>',
+            f'<geom name="side_left" type="box" size="{self.length / 2 + 0.5} 0.05 {_HEIGHT}" pos="{self.length / 2} '
+            f'{half_w + 0.05} {_HEIGHT}" {SOLID} rgba="0.6 0.6 0.7 1"/>',
+            f'<geom name="side_right" type="box" size="{self.length / 2 + 0.5} 0.05 {_HEIGHT}" pos="{self.length / 2} '
+            f'{-half_w - 0.05} {_HEIGHT}" {SOLID} rgba="0.6 0.6 0.7 1"/>',
+            f'<geom name="back" type="box" size="0.05 {half_w} {_HEIGHT}" pos="-0.1 0 {_HEIGHT}" {SOLID} rgba="0.6 '
+            '0.6 0.7 1"/>',
         ]
         xs = self.slots + rng.uniform(-0.3, 0.3, len(self.slots))
         self._slot_x = xs
@@ -189,7 +193,8 @@ class HallwayEnv(gym.Env):
                 span = rng.uniform(0.5, 0.65) * self.width
                 y = side * (half_w - span / 2)
                 geoms.append(
-                    f'<geom name="obstacle{i}" type="box" size="0.05 {span / 2} {_HEIGHT}" pos="{x} {y} {_HEIGHT}" {SOLID} rgba="0.3 0.4 0.8 1"/>'
+                    f'<geom name="obstacle{i}" type="box" size="0.05 {span / 2} {_HEIGHT}" pos="{x} {y} {_HEIGHT}" '
+                    f'{SOLID} rgba="0.3 0.4 0.8 1"/>'
                 )
                 side = -side
         elif self.variant == "poles":
@@ -198,7 +203,8 @@ class HallwayEnv(gym.Env):
                 for y in self._spread(self.poles_per_slot, half_w - 0.2, 0.6):
                     radius = rng.uniform(0.1, 0.15)
                     geoms.append(
-                        f'<geom name="obstacle{k}" type="cylinder" size="{radius} {_HEIGHT}" pos="{x} {y} {_HEIGHT}" {SOLID} rgba="0.8 0.4 0.3 1"/>'
+                        f'<geom name="obstacle{k}" type="cylinder" size="{radius} {_HEIGHT}" pos="{x} {y} {_HEIGHT}" '
+                        f'{SOLID} rgba="0.8 0.4 0.3 1"/>'
                     )
                     k += 1
         else:
@@ -296,7 +302,8 @@ class HallwayEnv(gym.Env):
         action = np.asarray(action, dtype=np.float64)
         if action.shape != self.action_space.shape or not np.all(np.isfinite(action)):
             raise ValueError(
-                f"action must be {self.action_space.shape[0]} finite numbers {self.robot.spec.action_names}, got {action!r}"
+                f"action must be {self.action_space.shape[0]} finite numbers {self.robot.spec.action_names}, got "
+                f"{action!r}"
             )
         self.robot.apply(self.data, action)
         if self.variant == "humanoids":

@@ -6,7 +6,8 @@
 - ``person_xml(index)``: MJCF of one person: one mocap body + capsule geom per bone.
 - ``pose_bones(clip, t, anchor, heading)``: bone midpoints and orientations at time ``t``.
 
-Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning" drive their humanoids with CMU motion-capture
+Knight & Achiam (2021), "Safely Transferring to Unsafe Environments with Constrained Reinforcement Learning" drive their
+humanoids with CMU motion-capture
 clips. That database cannot be downloaded here (dm_control fetches it at run time), so the
 people replay the DeepMimic clips that the ``pybullet`` wheel ships in
 ``pybullet_data/data/motions/`` (walk, run, dance, punch, kick, spin, jump): real motion capture,
@@ -150,7 +151,8 @@ def person_xml(index: int, solid: str) -> str:
     for name, _, _, radius in BONES:
         bodies.append(
             f'    <body name="person{index}_{name}" mocap="true" pos="0 0 -5">'
-            f'<geom name="person{index}_{name}" type="capsule" size="{radius} 0.1" rgba="0.85 0.65 0.5 1" {solid}/></body>'
+            f'<geom name="person{index}_{name}" type="capsule" size="{radius} 0.1" rgba="0.85 0.65 0.5 1" '
+            f"{solid}/></body>"
         )
     return "\n".join(bodies)
 

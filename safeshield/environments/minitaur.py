@@ -192,8 +192,8 @@ class MinitaurEnv(QuadrupedEnv):
     def _reset_pose(self) -> None:
         client, robot = self.client, self.robot
         noise = self.np_random.uniform(-self.init_noise, self.init_noise, size=8)
-        for leg_index, leg in enumerate(_LEGS):
-            for side_index, side in enumerate("LR"):
+        for leg_index, _leg in enumerate(_LEGS):
+            for side_index, _side in enumerate("LR"):
                 motor = 2 * leg_index + side_index
                 direction = _MOTOR_DIRECTION[motor]
                 client.resetJointState(robot, self.motor_ids[motor], direction * (math.pi / 2 + noise[motor]), 0.0)

@@ -92,8 +92,10 @@ _POINT_BODY = """
       <joint name="x" type="slide" axis="1 0 0" damping="0.25"/>
       <joint name="y" type="slide" axis="0 1 0" damping="0.25"/>
       <joint name="z" type="hinge" axis="0 0 1" damping="0.0005"/>
-      <geom name="robot" type="sphere" size="0.1" mass="0.05" contype="2" conaffinity="0" condim="1" priority="1" rgba="0.74 0.04 0.18 1"/>
-      <geom name="pointarrow" type="box" size="0.05 0.05 0.05" pos="0.1 0 0" mass="0.005" contype="2" conaffinity="0" condim="1" priority="1" rgba="0.74 0.04 0.18 1"/>
+      <geom name="robot" type="sphere" size="0.1" mass="0.05" contype="2" conaffinity="0" condim="1" priority="1"
+      rgba="0.74 0.04 0.18 1"/>
+      <geom name="pointarrow" type="box" size="0.05 0.05 0.05" pos="0.1 0 0" mass="0.005" contype="2" conaffinity="0"
+      condim="1" priority="1" rgba="0.74 0.04 0.18 1"/>
       <site name="robot" size="0.032" rgba="1 0 0 0.1"/>
     </body>"""
 
@@ -111,11 +113,13 @@ _CAR_BODY = """
       <site name="robot" size="0.032" rgba="1 0 0 0.1"/>
       <body name="left" pos="0.05 0.095 0">
         <joint name="left" type="hinge" axis="0 1 0" damping="0.002"/>
-        <geom name="left" type="cylinder" size="0.04 0.015" euler="90 0 0" mass="0.05" friction="1 0.01 0.01" rgba="0.2 0.2 0.2 1"/>
+        <geom name="left" type="cylinder" size="0.04 0.015" euler="90 0 0" mass="0.05" friction="1 0.01 0.01" rgba="0.2
+        0.2 0.2 1"/>
       </body>
       <body name="right" pos="0.05 -0.095 0">
         <joint name="right" type="hinge" axis="0 1 0" damping="0.002"/>
-        <geom name="right" type="cylinder" size="0.04 0.015" euler="90 0 0" mass="0.05" friction="1 0.01 0.01" rgba="0.2 0.2 0.2 1"/>
+        <geom name="right" type="cylinder" size="0.04 0.015" euler="90 0 0" mass="0.05" friction="1 0.01 0.01" rgba="0.2
+        0.2 0.2 1"/>
       </body>
       <body name="rear" pos="-0.08 0 0">
         <joint name="rear" type="ball" damping="0.0001"/>
@@ -169,7 +173,8 @@ def build_world_xml(
   <visual><headlight ambient="0.5 0.5 0.5"/></visual>
   <worldbody>
     <light pos="0 0 4" dir="0 0 -1"/>
-    <geom name="floor" type="plane" size="{floor_half_size} {floor_half_size} 0.1" contype="1" conaffinity="1" rgba="0.9 0.9 0.9 1"/>
+    <geom name="floor" type="plane" size="{floor_half_size} {floor_half_size} 0.1" contype="1" conaffinity="1" rgba="0.9
+    0.9 0.9 1"/>
 {body}
 {extra_worldbody}
   </worldbody>

@@ -6,7 +6,8 @@
 - ``N_TASKS`` (40) and ``EVAL_TASKS``: the 6 hardest tasks (tightest margin per wall height).
 - ``ScriptedGrasp``: the noisy scripted data-collection policy (approach, descend, close, lift).
 
-Paper: SAFER §5.1 and Figs. 3, 10 (Slack, Chow, Dai, Wichers (2022), "SAFER: Data-Efficient and Safe Reinforcement Learning via Skill Acquisition", arXiv:2202.04849):
+Paper: SAFER §5.1 and Figs. 3, 10 (Slack, Chow, Dai, Wichers (2022), "SAFER: Data-Efficient and Safe Reinforcement
+Learning via Skill Acquisition", arXiv:2202.04849):
 40 tasks, each one container + one object from the PyBullet package, containers generated to
 fit the object with random widths and heights (the size sets the difficulty), reward +1 when the
 object is extracted and -1 per step before, omega = 1 when the arm touches the box, 48x48 images
@@ -337,7 +338,8 @@ class ScriptedGrasp:
         self.phase, self.closed_for = "approach", 0
 
     def __call__(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """``act``: a ScriptedGrasp is a ``policy(obs, rng)`` for ``safeshield.shields.safer.dataset.collect_episodes``."""
+        """``act``: a ScriptedGrasp is a ``policy(obs, rng)`` for
+        ``safeshield.shields.safer.dataset.collect_episodes``."""
         return self.act(state, rng)
 
     def act(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -120,7 +120,8 @@ class TrapNavigationEnv(gym.Env):
     def _scenery_xml(self) -> str:
         wall = self.arena + _WALL_THICKNESS
         walls = "\n".join(
-            f'    <geom name="wall{i}" type="box" size="{sx} {sy} 0.25" pos="{px} {py} 0.25" {SOLID} rgba="0.5 0.5 0.5 1"/>'
+            f'    <geom name="wall{i}" type="box" size="{sx} {sy} 0.25" pos="{px} {py} 0.25" {SOLID} rgba="0.5 0.5 0.5 '
+            '1"/>'
             for i, (sx, sy, px, py) in enumerate(
                 [
                     (wall, _WALL_THICKNESS, 0, wall),
@@ -131,10 +132,14 @@ class TrapNavigationEnv(gym.Env):
             )
         )
         traps = "\n".join(
-            f'    <geom name="trap{i}" type="cylinder" size="{self.trap_radius} 0.002" pos="0 0 0.002" {GHOST} rgba="0.6 0.3 0.9 0.8"/>'
+            f'    <geom name="trap{i}" type="cylinder" size="{self.trap_radius} 0.002" pos="0 0 0.002" {GHOST} '
+            'rgba="0.6 0.3 0.9 0.8"/>'
             for i in range(self.n_traps)
         )
-        goal = f'    <geom name="goal" type="cylinder" size="{self.goal_radius} 0.003" pos="0 0 0.003" {GHOST} rgba="0.2 0.8 0.2 0.8"/>'
+        goal = (
+            f'    <geom name="goal" type="cylinder" size="{self.goal_radius} 0.003" pos="0 0 0.003" {GHOST} '
+            'rgba="0.2 0.8 0.2 0.8"/>'
+        )
         return "\n".join([walls, traps, goal])
 
     def _free_point(self, clearance: float, avoid: np.ndarray | None = None, min_distance: float = 0.0) -> np.ndarray:

@@ -35,11 +35,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _transfer(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from safeshield.experiments.runner import write_json
-    from safeshield.experiments.transfer import TransferSettings, run_transfer
-
     from safeshield.experiments.config import RunConfig
+    from safeshield.experiments.runner import write_json
     from safeshield.experiments.train import check_run, ensure_registered
+    from safeshield.experiments.transfer import TransferSettings, run_transfer
 
     try:
         for env_id in (args.pretrain, args.target):

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 import safeshield
-from safeshield.experiments import transfer
 from safeshield.environments import classify_path
+from safeshield.experiments import transfer
 from safeshield.experiments.plots import plot_demo
 from safeshield.experiments.runner import Job, episode_reporter, run_jobs, summarise_episodes, write_json
 
@@ -150,10 +150,11 @@ def format_table(summary: dict[str, Any], settings: DemoSettings | None = None) 
         if method not in table:
             continue
         row = table[method]
-        cell = lambda key, fmt: f"{row[key][0]:{fmt}} ± {row[key][1]:{fmt}}"  # noqa: E731
+        cell = lambda key, fmt, row=row: f"{row[key][0]:{fmt}} ± {row[key][1]:{fmt}}"  # noqa: E731
         lines.append(
             f"{method:6} | {cell('pretrain_failures', '.1f'):18} | {cell('finetune_failures', '.1f'):18} | "
-            f"{cell('finetune_failure_rate', '.2%'):22} | {cell('final_return', '.2f'):12} | {cell('final_failure_rate', '.0%')}"
+            f"{cell('finetune_failure_rate', '.2%'):22} | {cell('final_return', '.2f'):12} | "
+            f"{cell('final_failure_rate', '.0%')}"
         )
     if "sac_to_sqrl_failure_ratio" in table:
         from safeshield.experiments.train import is_smoke

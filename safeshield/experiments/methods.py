@@ -94,7 +94,8 @@ def describe_methods(name: str | None = None) -> str:
         docs = option_docs(method_config_class(method))
         width = max(len(f"{d['name']} = {_toml_value(d['default'])}") for d in docs)
         lines = [
-            f"{method}  (safeshield.wrap(env, {method!r}, **options); train --method {method} --set shield.<option>=...)"
+            f"{method}  (safeshield.wrap(env, {method!r}, **options); train --method {method} --set "
+            "shield.<option>=...)"
         ]
         for doc in docs:
             left = f"{doc['name']} = {_toml_value(doc['default'])}"

@@ -291,7 +291,8 @@ def _run_section(run: Run) -> list[str]:
         lines.append("- agent options: " + ", ".join(f"{k}={v}" for k, v in sorted(config["agent_options"].items())))
     lines += [
         "",
-        "| seed | episodes | failures | final return | intervention rate | fallback rate | eval return | eval failures |",
+        "| seed | episodes | failures | final return | intervention rate | fallback rate | eval return | eval "
+        "failures |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in _per_seed(run):

@@ -36,7 +36,6 @@ import math
 import os
 import platform
 import shlex
-import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -627,9 +626,8 @@ def _after_run_notes(seeds: list[dict[str, Any]]) -> list[str]:
 
 def summarise_seeds(config: RunConfig, seeds: list[dict[str, Any]]) -> dict[str, Any]:
     """Per phase over seeds: failures, episodes, interventions and fallbacks (mean, 95 % half-width)."""
-    from safeshield.experiments.runner import mean_ci
-
     from safeshield.experiments.runlog import read_episodes
+    from safeshield.experiments.runner import mean_ci
 
     summary: dict[str, Any] = {"smoke": is_smoke(config.steps, config.seeds)}
     for phase, _, steps in config.phases:

@@ -7,7 +7,8 @@
 - ``make_sac``, ``shield_options``, ``evaluate``: the pieces the jobs are made of (the DrunkSpider
   demo's Fig. 5 sweep reuses them).
 
-The protocol is SQRL §5 and Algorithms 1-2 (Srinivasan, Eysenbach, Ha, Tan, Finn (2020), "Learning to be Safe: Deep RL with a Safety Critic", arXiv:2010.14603):
+The protocol is SQRL §5 and Algorithms 1-2 (Srinivasan, Eysenbach, Ha, Tan, Finn (2020), "Learning to be Safe: Deep RL
+with a Safety Critic", arXiv:2010.14603):
 
 1. Pre-train in ``pretrain_id`` (safe to fail): SAC inside a training SQRL shield whose
    candidates come from the SAC policy and which prefers the riskiest safe candidate (§6, the
@@ -26,7 +27,6 @@ episodes of the target env.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,9 +36,9 @@ import numpy as np
 import torch
 
 import safeshield
-from safeshield.experiments.train import resolve_indicator
 from safeshield.agents import SAC, SACConfig
 from safeshield.experiments.runner import Job, episode_reporter, mean_ci, run_jobs, summarise_episodes
+from safeshield.experiments.train import resolve_indicator
 
 __all__ = [
     "TransferSettings",
@@ -81,7 +81,8 @@ class TransferSettings:
                 raise ValueError(f"TransferSettings.{name} must be an int >= 1, got {value!r}")
         if not 0.0 <= self.eps_safe <= 1.0 or not 0.0 < self.gamma_safe < 1.0:
             raise ValueError(
-                f"TransferSettings needs eps_safe in [0, 1] and gamma_safe in (0, 1), got {self.eps_safe!r}, {self.gamma_safe!r}"
+                f"TransferSettings needs eps_safe in [0, 1] and gamma_safe in (0, 1), got {self.eps_safe!r}, "
+                f"{self.gamma_safe!r}"
             )
         for name in ("pretrain_id", "target_id"):
             if getattr(self, name) not in gym.registry:

@@ -6,7 +6,8 @@
 - ``ShieldCallback``: the one adapter call (``model.learn(..., callback=ShieldCallback())``).
   It writes the shield's metrics (``safeshield.core.metrics.METRICS``: failures, interventions,
   fallbacks, their rates, proposal-risk mean and quantiles, threshold) to the model's logger, so
-  they appear under ``shield/`` in TensorBoard and SB3's CSV next to SB3's own tags. It attaches the agent's own action distribution as the shield's candidate sampler and makes
+  they appear under ``shield/`` in TensorBoard and SB3's CSV next to SB3's own tags. It attaches the agent's own action
+  distribution as the shield's candidate sampler and makes
   the learner store the *executed* action:
 
   * off-policy (SAC, TD3, DDPG): SB3 stores ``buffer_action``, the proposal rescaled to

@@ -66,8 +66,8 @@ from torch import nn
 from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
-from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
 from safeshield.core.networks import one_hot_index
+from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
 from safeshield.shields.sqrl import INITIAL_LOGIT
 
 __all__ = [

@@ -33,8 +33,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode, VectorEnv
 
-from safeshield.core.decision import Decision
 from safeshield.core.critic import CriticConfig, SafetyCritic
+from safeshield.core.decision import Decision
 from safeshield.core.step import StepperFrontEnd, Transitions, flatten_batch
 
 __all__ = ["EnvInfo", "VectorShieldWrapper", "env_info", "wrap_vector"]

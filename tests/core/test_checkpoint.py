@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import safeshield
-from safeshield import CheckpointError, ShieldWrapper, SafetyCritic
+from safeshield import CheckpointError, SafetyCritic, ShieldWrapper
 from safeshield.core import checkpoint as checkpoint_module
 from safeshield.core.checkpoint import save_checkpoint
 

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import safeshield
-from safeshield.core import PerturbationSampler, PolicySampler, CriticConfig, SafetyCritic, TransitionBuffer, decide
+from safeshield.core import CriticConfig, PerturbationSampler, PolicySampler, SafetyCritic, TransitionBuffer, decide
 
 torch.set_num_threads(1)
 

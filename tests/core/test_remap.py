@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import safeshield
-from safeshield.wrappers.remap import RemapWrapper
 from safeshield.shields.safer import SAFER, SAFERConfig
+from safeshield.wrappers.remap import RemapWrapper
 
 SMALL = dict(flow_hidden=(16,), embed_dim=8, frame_hidden=(8,), transformer_heads=2, window=4, context_dim=2)
 SPIDER = "safeshield/DrunkSpider-v0"

@@ -165,7 +165,7 @@ def test_vector_sqrl_decides_as_single_shields_up_to_float_rounding():
     model.reconfigure(eps_safe=float(np.quantile(risks, 0.7)))  # reject about a third of the proposals
     vector, singles = run_vector(model, n, steps, 0, actions), run_singles(model, n, steps, 0, actions)
     intervened = 0
-    for (covered, report), single in zip(vector, singles):
+    for (_covered, report), single in zip(vector, singles):
         for i, s in enumerate(single):
             if s is not None:
                 intervened += s["intervened"]

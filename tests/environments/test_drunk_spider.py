@@ -187,7 +187,7 @@ def test_time_limit_truncates_at_30():
     env = gym.make(PRETRAIN)
     env.reset(seed=0)
     env.unwrapped.position = (-1.5, 7.5)
-    for t in range(30):
+    for t in range(30):  # noqa: B007 (t is checked after the loop)
         _, _, terminated, truncated, _ = env.step(np.zeros(2, np.float32))
         assert not terminated
     assert truncated and t == 29
@@ -200,7 +200,7 @@ def test_bridge_policy_succeeds_with_noise_01():
     results = rollouts(PRETRAIN, bridge_policy)
     successes = sum(r[2] for r in results)
     assert successes >= 0.95 * len(results)
-    for positions, failure, success, _, _ in results:
+    for positions, _failure, success, _, _ in results:
         if success:
             assert classify_path(positions) == "bridge"
 
@@ -210,7 +210,7 @@ def test_around_policy_never_fails_and_reaches_goal():
         results = rollouts(env_id, around_policy)
         assert not any(r[1] for r in results)
         assert sum(r[2] for r in results) >= 0.95 * len(results)
-        for positions, _, success, _, steps in results:
+        for positions, _, _success, _, steps in results:
             assert classify_path(positions, gym.make(env_id)) == "around"
             assert steps <= 30
 

@@ -8,8 +8,9 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-import safeshield  # noqa: E402,F401  (registers the ids)
 from gymnasium.utils.env_checker import check_env  # noqa: E402
+
+import safeshield  # noqa: E402,F401  (registers the ids)
 from safeshield.environments.operation import EVAL_TASKS, N_TASKS, ScriptedGrasp, task_spec  # noqa: E402
 
 

@@ -50,8 +50,8 @@ def test_envs_table_matches_what_each_family_declares():
     import gymnasium as gym
     from gymnasium.envs.registration import load_env_creator
 
-    from safeshield.experiments.cli import _ENGINES
     from safeshield.environments import ENV_IDS
+    from safeshield.experiments.cli import _ENGINES
 
     seen = {}
     for env_id in ENV_IDS:

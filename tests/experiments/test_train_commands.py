@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from safeshield.experiments.cli import main
 from safeshield.core.metrics import METRICS
+from safeshield.experiments.cli import main
 
 SPIDER = "safeshield/DrunkSpider-v0"
 TINY = ["--set", "shield.hidden=[16]", "--set", "shield.learning_starts=40", "--set", "shield.batch_size=16"]

@@ -6,7 +6,8 @@ V̂ = c_π + γ P_π V̂ + α D(s) with D(s) = Σ_a π (π / π_β − 1) ≥ 0:
 pointwise for α ≥ 0, exactly when π = π_β, and more as α grows.
 
 The tests minimise the package's own ``conservative_critic_loss`` (the function ``CSC.learn_step``
-uses) over a Q table on exact expectations (one Newton step: the loss is quadratic) (each (s, a) repeated in proportion to its
+uses) over a Q table on exact expectations (one Newton step: the loss is quadratic) (each (s, a) repeated in proportion
+to its
 probability), iterate the backup to its fixed point, and compare with V^π_C from a linear solve.
 """
 
@@ -43,7 +44,8 @@ def mdps(draw):
 
 
 def exact_q(transitions: np.ndarray, policy: np.ndarray) -> np.ndarray:
-    """Q^π_C by a linear solve (``policy`` in tenths): Q(s,a) = Σ_s' P(s'|s,a) [1{s' fails} + γ 1{s' safe} Σ_a' π(a'|s') Q(s',a')]."""
+    """Q^π_C by a linear solve (``policy`` in tenths): Q(s,a) = Σ_s' P(s'|s,a) [1{s' fails} + γ 1{s' safe} Σ_a' π(a'|s')
+    Q(s',a')]."""
     n = N_STATES * N_ACTIONS
     p_safe = transitions[:, :, :N_STATES].reshape(n, N_STATES)
     to_pairs = np.zeros((N_STATES, n))
@@ -71,7 +73,7 @@ def conservative_fixed_point(transitions, behaviour, policy, alpha: float, itera
         v_next = torch.cat([(pi * q_hat).sum(1), torch.ones(1, dtype=torch.float64)])  # V(fail) enters as c = 1
         backup = (p[:, :, :N_STATES] * GAMMA * v_next[:N_STATES]).sum(-1) + p[:, :, N_STATES]
 
-        def loss(table: torch.Tensor) -> torch.Tensor:
+        def loss(table: torch.Tensor, backup: torch.Tensor = backup) -> torch.Tensor:
             td, penalty = conservative_critic_loss(
                 table[data_s, data_a][None], backup[data_s, data_a][None], table[pi_s, pi_a][None], alpha
             )

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from safeshield.shields.safer.dataset import OfflineDataset, window_indices
 from safeshield.shields.safer import SAFER, SAFERConfig, in_box_unsafe_fraction
+from safeshield.shields.safer.dataset import OfflineDataset, window_indices
 
 OBS = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
 ACT = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)

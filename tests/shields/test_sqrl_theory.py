@@ -1,6 +1,7 @@
 """SQRL theory -> property tests.
 
-Each test names the statement of the SQRL paper (Srinivasan, Eysenbach, Ha, Tan, Finn (2020), "Learning to be Safe: Deep RL with a Safety Critic", arXiv:2010.14603) or the
+Each test names the statement of the SQRL paper (Srinivasan, Eysenbach, Ha, Tan, Finn (2020), "Learning to be Safe: Deep
+RL with a Safety Critic", arXiv:2010.14603) or the
 derived property (``docs/sqrl.md``) it holds ``safeshield.shields.sqrl`` to:
 
 - Bellman target range: y in [0, gamma_safe], and y = gamma_safe iff the next state fails

@@ -60,7 +60,8 @@ def eta_algorithm3(
     and floor(S (1 - eps)) unsafe in-box points (without replacement, at most what the box holds);
     eta <- their largest ||z||_inf; stop once the in-box safe fraction is >= eps. eta never grows
     (a max over points already inside); as printed, the point attaining the new eta falls outside
-    the open box, so every iteration drops at least one point and the loop ends. If the cap is hit or a fixed point fails the test, the
+    the open box, so every iteration drops at least one point and the loop ends. If the cap is hit or a fixed point
+    fails the test, the
     deterministic eta (``eta_deterministic``) is returned and ``satisfied`` is False.
     """
     m = np.asarray(max_abs, dtype=np.float64).reshape(-1)
