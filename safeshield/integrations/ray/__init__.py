@@ -8,6 +8,7 @@
 - ``SharedShieldEnv``: the runner side, a Gymnasium wrapper around a frozen ``safeshield.Shield``
   that ships every transition (runner id + sequence number, failure label) to the learner and
   loads each newer weight version the learner publishes.
+- ``TransitionRecorder``: numbers a shielded env's steps into the transitions the learner stores.
 - ``ShieldRunner``: a plain Ray runner actor that steps a ``SharedShieldEnv`` (benchmarks, tests).
 - ``DistributedSACLagrangian``: the safe-transfer layout (N rollout actors, one learner,
   parameter broadcast) around ``safeshield.agents.SACLagrangian``, same config and checkpoints.
@@ -27,6 +28,7 @@ from safeshield.integrations.ray.shield import (
     ShieldLearner,
     ShieldRunner,
     ShieldSpec,
+    TransitionRecorder,
 )
 
 __all__ = [
@@ -38,5 +40,6 @@ __all__ = [
     "ShieldLearner",
     "ShieldRunner",
     "ShieldSpec",
+    "TransitionRecorder",
     "init",
 ]

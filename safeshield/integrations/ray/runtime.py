@@ -4,20 +4,23 @@
 - ``EnvSpec``: a picklable recipe for an env (a registered id or a callable) that any Ray
   process can build (it imports ``safeshield`` first, so ``safeshield/...`` ids resolve).
 - ``remote``: ``ray.remote(cls).options(...)`` with this adapter's fault-tolerance defaults.
+- ``VersionCounter``: weight version numbers that keep rising across learner restarts.
 - ``flat``: one observation or action as a flat float32 vector (what buffers store).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import ray
 
-__all__ = ["EnvSpec", "init", "remote", "flat", "set_actor_threads"]
+__all__ = ["EnvSpec", "VersionCounter", "init", "remote", "flat", "set_actor_threads"]
 
 
 def init(address: str | None = None, *, num_cpus: int | None = None, **kwargs: Any) -> Any:
@@ -82,3 +85,27 @@ def flat(space: gym.Space, value: Any) -> np.ndarray:
     if isinstance(space, gym.spaces.Box):
         return np.asarray(value, dtype=np.float32).reshape(-1)
     return np.asarray(gym.spaces.flatten(space, value), dtype=np.float32).reshape(-1)
+
+
+class VersionCounter:
+    """Version numbers of published weights: rising, also across a learner's restarts.
+
+    With a ``directory`` every new number is written there, so a learner restarted from an
+    older checkpoint continues above every version a runner may already hold (runners load only
+    versions above their own).
+    """
+
+    FILE = "version"
+
+    def __init__(self, directory: str | os.PathLike | None = None):
+        self.path = None if directory is None else Path(directory) / self.FILE
+        self.value = int(self.path.read_text()) if self.path is not None and self.path.is_file() else 0
+
+    def next(self) -> int:
+        self.value += 1
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            staging = self.path.with_name(f".{self.FILE}.tmp")
+            staging.write_text(str(self.value))
+            os.replace(staging, self.path)
+        return self.value

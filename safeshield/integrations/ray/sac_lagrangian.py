@@ -37,7 +37,7 @@ import ray
 import torch
 
 from safeshield.agents import SACLagrangian, SACLagrangianConfig
-from safeshield.integrations.ray.runtime import EnvSpec, flat, remote, set_actor_threads
+from safeshield.integrations.ray.runtime import EnvSpec, VersionCounter, flat, remote, set_actor_threads
 
 __all__ = ["SACRolloutWorker", "SACLagrangianLearner", "DistributedSACLagrangian"]
 
@@ -144,11 +144,12 @@ class SACLagrangianLearner:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.checkpoint_every, self.broadcast_every = int(checkpoint_every), int(broadcast_every)
         spaces = (observation_space, action_space)
-        self.version, self.runners, self.restored_from = 0, {}, None
+        self.counter = VersionCounter(self.checkpoint_dir)
+        self.runners, self.restored_from = {}, None
         if self.checkpoint_dir is not None and (self.checkpoint_dir / LEARNER_STATE).is_file():
             self.agent = SACLagrangian.load(self.checkpoint_dir / AGENT_DIR, spaces, seed=seed)
             state = json.loads((self.checkpoint_dir / LEARNER_STATE).read_text())
-            self.version, self.runners = int(state["version"]), dict(state["runners"])
+            self.runners = dict(state["runners"])
             self.restored_from = str(self.checkpoint_dir)
         elif init_checkpoint is not None:
             self.agent = SACLagrangian.load(init_checkpoint, spaces, seed=seed)
@@ -195,6 +196,10 @@ class SACLagrangianLearner:
             self.save()
         return {**self.weights(), "records": records}
 
+    @property
+    def version(self) -> int:
+        return self.counter.value
+
     def weights(self) -> dict[str, Any]:
         return {"version": self.version, "weights": [self._weights], "total_steps": self.agent.total_steps}
 
@@ -225,7 +230,7 @@ class SACLagrangianLearner:
 
     def _publish(self) -> None:
         start = time.perf_counter()
-        self.version += 1
+        self.counter.next()
         actor = {k: v.detach().cpu().numpy().copy() for k, v in self.agent.actor.state_dict().items()}
         payload = {"version": self.version, "actor": actor}
         self._weights = ray.put(payload) if ray.is_initialized() else payload

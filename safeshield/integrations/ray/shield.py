@@ -5,10 +5,11 @@
   drops any (runner id, sequence number) it already holds, learns on the model's own schedule
   (one ``after_step`` per transition, as a single-process shield), publishes weights with a
   version number, and checkpoints itself (a restarted learner resumes from its checkpoint).
-- ``SharedShieldEnv``: the runner side: a frozen ``safeshield.Shield`` around the runner's env,
-  which records every transition with its failure label and SARSA next action, sends them in
-  chunks (one chunk in flight: back-pressure instead of unbounded queues), and loads the
-  newest weights the learner published when a chunk is acknowledged.
+- ``TransitionRecorder``: numbers a shielded env's steps and completes each transition (failure
+  label, SARSA next action, episode end) as a single-process shield would store it.
+- ``SharedShieldEnv``: the runner side: a frozen ``safeshield.Shield`` around the runner's env
+  and a recorder; it sends chunks (one in flight: back-pressure instead of unbounded queues)
+  and loads the newest weights the learner published when a chunk is acknowledged.
 - ``SharedShield``: the driver's handle: starts the learner actor and builds runner envs,
   RLlib env creators and plain runner actors.
 - ``ShieldRunner``: a Ray actor that steps one ``SharedShieldEnv`` with uniform random proposals.
@@ -37,9 +38,17 @@ import ray
 import torch
 
 import safeshield
-from safeshield.integrations.ray.runtime import EnvSpec, flat, remote, set_actor_threads
+from safeshield.integrations.ray.runtime import EnvSpec, VersionCounter, flat, remote, set_actor_threads
 
-__all__ = ["ShieldSpec", "ShieldLearner", "SharedShieldEnv", "SharedShield", "ShieldRunner", "scripted_rollout"]
+__all__ = [
+    "ShieldSpec",
+    "ShieldLearner",
+    "TransitionRecorder",
+    "SharedShieldEnv",
+    "SharedShield",
+    "ShieldRunner",
+    "scripted_rollout",
+]
 
 CHUNK_FIELDS = ("obs", "action", "next_obs", "next_action", "failure", "terminated", "done", "episode_failed")
 LEARNER_STATE = "learner.json"
@@ -111,7 +120,7 @@ class ShieldLearner:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         # a copy: arrays that arrive through Ray's object store are read-only views
         self.model = copy.deepcopy(model).unfreeze()
-        self.version = 0
+        self.counter = VersionCounter(self.checkpoint_dir)
         self.runners: dict[str, dict[str, int]] = {}  # runner id -> received, last_seq, duplicates, gaps
         self.restored_from: str | None = None
         self.timing = {"learn_s": 0.0, "publish_s": 0.0, "add_calls": 0}
@@ -121,6 +130,7 @@ class ShieldLearner:
         self._origin_runner = np.full(capacity, -1, dtype=np.int32)  # which runner sent each buffer row
         self._origin_seq = np.full(capacity, -1, dtype=np.int64)
         self._runner_index = {name: i for i, name in enumerate(self.runners)}
+        self._pending: dict[str, tuple[int, np.ndarray]] = {}  # runner -> (buffer row, its next action)
         self._published = (self.model.updates, float(self.model.threshold))
         self._last_checkpoint = self.model.updates
         self._weights = None
@@ -151,10 +161,16 @@ class ShieldLearner:
             record["gaps"] += int(seq - record["last_seq"] - 1)
             record["last_seq"] = int(seq)
             record["received"] += 1
+            # the SARSA link lands when the runner's next transition does, as in one process,
+            # so the schedule's updates see exactly the buffer a single-process shield would
+            pending = self._pending.pop(record["id"], None)
+            if pending is not None:
+                buffer.set_next_action(*pending)
             row = buffer.add(chunk["obs"][j], chunk["action"][j], chunk["next_obs"][j],
                              float(chunk["failure"][j]), bool(chunk["terminated"][j]))
-            buffer.set_next_action(row, chunk["next_action"][j])
             self._origin_runner[row], self._origin_seq[row] = self._runner_index[record["id"]], seq
+            if not chunk["done"][j]:
+                self._pending[record["id"]] = (row, chunk["next_action"][j])
             model.after_step()
             if chunk["done"][j]:
                 model.on_episode_end(bool(chunk["episode_failed"][j]))
@@ -165,6 +181,10 @@ class ShieldLearner:
         if self.checkpoint_every and updates - self._last_checkpoint >= self.checkpoint_every:
             self.save()
         return self.weights()
+
+    @property
+    def version(self) -> int:
+        return self.counter.value
 
     def weights(self) -> dict[str, Any]:
         """``{"version", "weights": [ref]}``: the ref (in a list, so Ray hands it over unresolved)."""
@@ -215,7 +235,7 @@ class ShieldLearner:
         model = type(self.model).from_checkpoint(root / MODEL_DIR, self.model.observation_space, self.model.action_space)
         self.model = model.unfreeze()
         state = json.loads((root / LEARNER_STATE).read_text())
-        self.version, self.runners = int(state["version"]), dict(state["runners"])
+        self.runners = dict(state["runners"])
         self.restored_from = str(root)
 
     # -- internals ------------------------------------------------------------------------------
@@ -227,20 +247,80 @@ class ShieldLearner:
 
     def _publish(self) -> None:
         start = time.perf_counter()
-        self.version += 1
+        self.counter.next()
         payload = weights_payload(self.model, self.version)
         self._weights = ray.put(payload) if ray.is_initialized() else payload
         self._published = (self.model.updates, float(self.model.threshold))
         self.timing["publish_s"] += time.perf_counter() - start
 
 
+class TransitionRecorder:
+    """Turn a shielded env's steps into the complete transitions a shield model stores.
+
+    Each step's transition (flat obs, executed action, next obs, SARSA next action, failure,
+    termination, episode end, whether the episode failed) gets the next sequence number. It
+    waits one step for its next action; at an episode end, or when the episode is cut short by
+    a reset, it keeps its own action, exactly as ``TransitionBuffer`` does in one process.
+    """
+
+    def __init__(self, observation_space: gym.Space, next_seq: int = 0):
+        self.observation_space, self.next_seq = observation_space, int(next_seq)
+        self.ready: list[tuple] = []  # complete transitions, oldest first
+        self._pending: list | None = None
+        self._obs: np.ndarray | None = None
+        self._episode_failed = False
+
+    def __len__(self) -> int:
+        return len(self.ready)
+
+    def start(self, obs) -> None:
+        """A new episode starts at ``obs`` (after ``reset``)."""
+        self.close()
+        self._obs, self._episode_failed = flat(self.observation_space, obs), False
+
+    def step(self, obs, info: dict[str, Any], terminated: bool, truncated: bool) -> None:
+        """Record the step that led to ``obs``; ``info["shield"]`` carries the executed action and failure."""
+        report = info["shield"]
+        executed = np.asarray(report["executed_action"], dtype=np.float32).reshape(-1)
+        failure = float(report["failure"])
+        next_obs = flat(self.observation_space, obs)
+        if self._pending is not None:
+            self._pending[4] = executed
+            self.ready.append(tuple(self._pending))
+        done = bool(terminated or truncated)
+        self._episode_failed |= failure > 0.5
+        transition = [self.next_seq, self._obs, executed, next_obs, executed, failure, bool(terminated), done,
+                      self._episode_failed]
+        self.next_seq += 1
+        self._pending = None if done else transition
+        if done:
+            self.ready.append(tuple(transition))
+        self._obs = next_obs
+
+    def close(self) -> None:
+        """The current episode ends without a next step: its last transition is complete as it is."""
+        if self._pending is not None:
+            self.ready.append(tuple(self._pending))
+            self._pending = None
+
+    def take(self, runner_id: str) -> dict[str, Any] | None:
+        """The ready transitions as one chunk of column arrays (None if there are none); empties ``ready``."""
+        if not self.ready:
+            return None
+        columns = list(zip(*self.ready))
+        self.ready = []
+        chunk = {"runner": str(runner_id), "seq": np.asarray(columns[0], dtype=np.int64)}
+        for name, column in zip(CHUNK_FIELDS, columns[1:]):
+            chunk[name] = np.asarray(column, dtype=bool if name in ("terminated", "done", "episode_failed") else np.float32)
+        return chunk
+
+
 class SharedShieldEnv(gym.Wrapper):
     """A runner's env: a frozen shield scoring with the learner's latest weights, feeding the learner.
 
-    Every step's transition (flat obs, executed action, next obs, SARSA next action, failure,
-    termination, episode end) gets this runner's next sequence number and goes to the learner
-    in chunks of ``flush_every``. The transition of the current step waits one step for its
-    next action; at an episode end (or a reset) it keeps its own action, as in ``TransitionBuffer``.
+    Its ``TransitionRecorder`` numbers every transition; complete ones go to the learner in
+    chunks of ``flush_every``, with one chunk in flight: the next chunk waits for the previous
+    acknowledgement, which carries the learner's version and, if it is newer, the weights to load.
 
     Example (with a running ``SharedShield`` called ``shared``):
         >>> env = shared.make_env("runner-0")                           # doctest: +SKIP
@@ -258,55 +338,35 @@ class SharedShieldEnv(gym.Wrapper):
         self.version = 0
         self.versions: list[int] = []  # every version this runner loaded, in order
         self.timing = {"fetch_s": 0.0, "load_s": 0.0, "wait_s": 0.0}
-        self._ready: list[tuple] = []  # complete transitions waiting to be sent
-        self._pending: list | None = None  # this episode's last transition, waiting for its next action
-        self._inflight = None
-        self._obs: np.ndarray | None = None
-        self._episode_failed = False
-        reply = ray.get(learner.register.remote(self.runner_id))
-        self.next_seq = int(reply["next_seq"])
         self.sent = 0
+        self._inflight = None
+        reply = ray.get(learner.register.remote(self.runner_id))  # a restarted runner continues its numbering
+        self.recorder = TransitionRecorder(self.observation_space, reply["next_seq"])
         self._sync(reply)
 
+    @property
+    def next_seq(self) -> int:
+        return self.recorder.next_seq
+
     def reset(self, **kwargs):
-        self._close_pending()
         obs, info = self.env.reset(**kwargs)
-        self._obs, self._episode_failed = flat(self.observation_space, obs), False
+        self.recorder.start(obs)
         return obs, info
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
-        report = info["shield"]
-        executed = np.asarray(report["executed_action"], dtype=np.float32).reshape(-1)
-        failure = float(report["failure"])
-        next_obs = flat(self.observation_space, obs)
-        if self._pending is not None:
-            self._pending[4] = executed
-            self._ready.append(tuple(self._pending))
-        done = bool(terminated or truncated)
-        self._episode_failed |= failure > 0.5
-        transition = [self.next_seq, self._obs, executed, next_obs, executed, failure, bool(terminated), done,
-                      self._episode_failed]
-        self.next_seq += 1
-        self._pending = None if done else transition
-        if done:
-            self._ready.append(tuple(transition))
-        self._obs = next_obs
-        if len(self._ready) >= self.flush_every:
+        self.recorder.step(obs, info, terminated, truncated)
+        if len(self.recorder) >= self.flush_every:
             self.flush()
         return obs, reward, terminated, truncated, info
 
     def flush(self, wait: bool = False) -> None:
         """Send the complete transitions (after the previous chunk was acknowledged); ``wait`` for this one too."""
         self._acknowledge()
-        if self._ready:
-            columns = list(zip(*self._ready))
-            chunk = {"runner": self.runner_id, "seq": np.asarray(columns[0], dtype=np.int64)}
-            for name, column in zip(CHUNK_FIELDS, columns[1:]):
-                chunk[name] = np.asarray(column, dtype=np.float32 if name in ("failure",) else None)
+        chunk = self.recorder.take(self.runner_id)
+        if chunk is not None:
             self._inflight = self.learner.add.remote(chunk)
-            self.sent += len(self._ready)
-            self._ready = []
+            self.sent += len(chunk["seq"])
         if wait:
             self._acknowledge()
 
@@ -316,14 +376,9 @@ class SharedShieldEnv(gym.Wrapper):
         return self.version
 
     def close(self):
-        self._close_pending()
+        self.recorder.close()
         self.flush(wait=True)
         return super().close()
-
-    def _close_pending(self) -> None:
-        if self._pending is not None:  # an episode cut short by reset: no next action will come
-            self._ready.append(tuple(self._pending))
-            self._pending = None
 
     def _acknowledge(self) -> None:
         if self._inflight is not None:
@@ -470,8 +525,9 @@ class SharedShield:
     def start_runners(self, n: int, *, resources: dict[str, Any] | None = None, max_restarts: int = -1,
                       prefix: str = "runner") -> list:
         """``n`` ``ShieldRunner`` actors (one CPU each by default), restarted by Ray when they die."""
+        # a call that was running when its runner died runs again on the restarted runner
         cls = remote(ShieldRunner, resources={"num_cpus": 1} if resources is None else resources,
-                     max_restarts=max_restarts)
+                     max_restarts=max_restarts, max_task_retries=-1 if max_restarts else 0)
         return [cls.remote(self.spec, self.learner, f"{prefix}-{i}", seed=self.runner_seed(i),
                            flush_every=self.flush_every) for i in range(int(n))]
 
