@@ -191,6 +191,23 @@ def test_killed_runner_restarts_and_the_learner_keeps_its_data(shared):
     assert shared.stats()["runners"]["runner-1"]["duplicates"] == 0
 
 
+def test_rllib_env_creator_names_runners_by_worker_and_vector_index(shared):
+    """RLlib builds each env runner's envs from an ``EnvContext``; the runner id must survive a
+    restart (same worker and vector index), so the learner's numbering continues."""
+    from ray.rllib.env.env_context import EnvContext
+
+    shared, _ = shared
+    creator = shared.env_creator()
+    env = creator(EnvContext({}, worker_index=3, vector_index=1))
+    env.reset(seed=0)
+    for _ in range(10):
+        env.step(env.action_space.sample())
+    env.close()  # sends everything, the open transition included
+    again = creator(EnvContext({}, worker_index=3, vector_index=1))
+    assert env.sent == 10 and again.next_seq == 10
+    assert _received(shared)["3/1"] == list(range(10))
+
+
 def _eventually(ask, done, timeout: float = 60.0):
     """``ask()`` until ``done(answer)`` (Ray kills and restarts actors asynchronously)."""
     deadline = time.monotonic() + timeout

@@ -429,7 +429,11 @@ class ShieldRunner:
         self._needs_reset = True
 
     def run(self, n_steps: int, *, flush: bool = True) -> dict[str, Any]:
-        """``n_steps`` shielded steps; ``flush`` sends what is complete and waits for the acknowledgement."""
+        """``n_steps`` shielded steps; ``flush`` sends what is complete and waits for the acknowledgement.
+
+        ``seconds`` covers the steps and the flush; ``wait_s``/``fetch_s``/``load_s`` (cumulative)
+        say how much of a runner's time went to waiting for the learner and loading weights.
+        """
         env, space = self.env, self.env.action_space
         start = time.perf_counter()
         for _ in range(int(n_steps)):
@@ -442,10 +446,9 @@ class ShieldRunner:
             if terminated or truncated:
                 self.episodes += 1
                 self._needs_reset = True
-        seconds = time.perf_counter() - start
         if flush:
             env.flush(wait=True)
-        return {**self.stats(), "seconds": seconds}
+        return {**self.stats(), "seconds": time.perf_counter() - start}
 
     def evaluate(self, n_steps: int, seed: int) -> dict[str, Any]:
         """A ``scripted_rollout`` of the runner's shield with its current weights (nothing sent, no sync)."""
