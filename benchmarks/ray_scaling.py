@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import ray
 
-from safeshield.experiment import mean_ci, write_json
+from safeshield.experiments.runner import mean_ci, write_json
 from safeshield.integrations import ray as safeshield_ray
 
 ENV_ID = "safeshield/DrunkSpider-v0"
@@ -164,7 +164,8 @@ def plot(document: dict, path: Path) -> None:
         stats = [document["summary"][f"{regime}/{n}"]["env_steps_per_s"] for n in ns]
         left.bar(np.array(ns) + offset, [s["mean"] for s in stats], width=0.3, yerr=[s["ci95"] for s in stats],
                  label=regime, capsize=4)
-    left.set(xlabel="runners", ylabel="env steps / s (all runners)", xticks=[1, 2], title="measured (2 shared cores)")
+    left.set(xlabel="runners", ylabel="env steps / s (all runners)", xticks=[1, 2], yscale="log",
+             title="measured (2 shared cores), mean ± 95 % CI")
     left.legend()
     for name, scenario in document["projection"]["scenarios"].items():
         table = scenario["by_runners"]

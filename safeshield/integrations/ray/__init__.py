@@ -5,7 +5,7 @@
   plain Ray runner actors (``start_runners``).
 - ``ShieldLearner``: the learner's code (buffer, schedule, checkpoints, versioned weights),
   usable without Ray in one process.
-- ``SharedShieldEnv``: the runner side, a Gymnasium wrapper around a frozen ``safeshield.Shield``
+- ``SharedShieldEnv``: the runner side, a Gymnasium wrapper around a frozen ``safeshield.ShieldWrapper``
   that ships every transition (runner id + sequence number, failure label) to the learner and
   loads each newer weight version the learner publishes.
 - ``TransitionRecorder``: numbers a shielded env's steps into the transitions the learner stores.

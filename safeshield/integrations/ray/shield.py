@@ -1,13 +1,13 @@
 """One shield learner for many env runners: transitions in, versioned weights out.
 
 - ``ShieldSpec``: which env, which shield method and options, which seed (picklable).
-- ``ShieldLearner``: owns the one learning ``ShieldModel``: takes runners' transition chunks,
+- ``ShieldLearner``: owns the one learning ``SafetyCritic`` (SQRL, CSC, ...): takes runners' transition chunks,
   drops any (runner id, sequence number) it already holds, learns on the model's own schedule
   (one ``after_step`` per transition, as a single-process shield), publishes weights with a
   version number, and checkpoints itself (a restarted learner resumes from its checkpoint).
 - ``TransitionRecorder``: numbers a shielded env's steps and completes each transition (failure
   label, SARSA next action, episode end) as a single-process shield would store it.
-- ``SharedShieldEnv``: the runner side: a frozen ``safeshield.Shield`` around the runner's env
+- ``SharedShieldEnv``: the runner side: a frozen ``safeshield.ShieldWrapper`` around the runner's env
   and a recorder; it sends chunks (one in flight: back-pressure instead of unbounded queues)
   and loads the newest weights the learner published when a chunk is acknowledged.
 - ``SharedShield``: the driver's handle: starts the learner actor and builds runner envs,
@@ -75,7 +75,7 @@ class ShieldSpec:
 
 def model_of(env: gym.Env):
     """The shield model inside a shielded env."""
-    return env.get_wrapper_attr("shield")
+    return env.get_wrapper_attr("safety_model")
 
 
 def weights_payload(model, version: int) -> dict[str, Any]:
@@ -232,7 +232,7 @@ class ShieldLearner:
         return str(root)
 
     def _restore(self, root: Path) -> None:
-        model = type(self.model).from_checkpoint(root / MODEL_DIR, self.model.observation_space, self.model.action_space)
+        model = type(self.model).load(root / MODEL_DIR, (self.model.observation_space, self.model.action_space))
         self.model = model.unfreeze()
         state = json.loads((root / LEARNER_STATE).read_text())
         self.runners = dict(state["runners"])
