@@ -33,6 +33,7 @@ bench-all: bench $(STAMP)
 	$(BIN)/python benchmarks/csc_nav.py
 	$(BIN)/python benchmarks/transfer_hallway.py
 	$(BIN)/python benchmarks/safer_operation.py
+	$(BIN)/python benchmarks/ray_scaling.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .hypothesis
