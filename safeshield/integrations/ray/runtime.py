@@ -5,12 +5,17 @@
   process can build (it imports ``safeshield`` first, so ``safeshield/...`` ids resolve).
 - ``remote``: ``ray.remote(cls).options(...)`` with this adapter's fault-tolerance defaults.
 - ``VersionCounter``: weight version numbers that keep rising across learner restarts.
+- ``Publisher``: a learner's versioned weights in Ray's object store.
+- ``RunnerLedger``: which (runner id, sequence number) a learner holds; drops resends, counts gaps;
+  saved with a learner's checkpoint (``save_ledger`` / ``load_ledger``).
 - ``flat``: one observation or action as a flat float32 vector (what buffers store).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +25,7 @@ import gymnasium as gym
 import numpy as np
 import ray
 
-__all__ = ["EnvSpec", "VersionCounter", "init", "remote", "flat", "set_actor_threads"]
+__all__ = ["EnvSpec", "Publisher", "RunnerLedger", "VersionCounter", "init", "remote", "flat", "set_actor_threads"]
 
 
 def init(address: str | None = None, *, num_cpus: int | None = None, **kwargs: Any) -> Any:
@@ -109,3 +114,90 @@ class VersionCounter:
             staging.write_text(str(self.value))
             os.replace(staging, self.path)
         return self.value
+
+
+class Publisher:
+    """A learner's weights, published with rising version numbers (``VersionCounter``).
+
+    ``publish(build)`` calls ``build(version)`` for the payload and puts it into Ray's object
+    store once; ``reply()`` is what runners receive: the version and the payload's reference,
+    wrapped in a list so that Ray hands the reference over unresolved. Without Ray (a learner
+    used in one process) the payload itself stands in for the reference.
+    """
+
+    def __init__(self, directory: str | os.PathLike | None = None):
+        self.counter = VersionCounter(directory)
+        self.seconds = 0.0
+        self._ref: Any = None
+
+    @property
+    def version(self) -> int:
+        return self.counter.value
+
+    def publish(self, build: Callable[[int], dict[str, Any]]) -> int:
+        start = time.perf_counter()
+        version = self.counter.next()
+        payload = build(version)
+        self._ref = ray.put(payload) if ray.is_initialized() else payload
+        self.seconds += time.perf_counter() - start
+        return version
+
+    def reply(self) -> dict[str, Any]:
+        return {"version": self.version, "weights": [self._ref]}
+
+
+def fetch(reply: dict[str, Any]) -> dict[str, Any]:
+    """The payload a ``Publisher.reply`` refers to."""
+    weights = reply["weights"][0]
+    return ray.get(weights) if isinstance(weights, ray.ObjectRef) else weights
+
+
+LEDGER = "learner.json"
+
+
+def checkpoint_root(path: str | os.PathLike | None, default: Path | None) -> Path:
+    """Where a learner's ``save`` writes: ``path``, else its ``checkpoint_dir``; created if missing."""
+    root = Path(path) if path is not None else default
+    if root is None:
+        raise ValueError("save needs a path (this learner has no checkpoint_dir)")
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+class RunnerLedger:
+    """Per runner: transitions received, the last sequence number, duplicates dropped, gaps seen.
+
+    A learner accepts a transition only if its sequence number is above the runner's last one:
+    a resent chunk is dropped, a jump is counted as a gap (data lost before it arrived).
+    """
+
+    def __init__(self, runners: dict[str, dict[str, int]] | None = None):
+        self.runners: dict[str, dict[str, int]] = dict(runners or {})
+
+    def record(self, runner_id: str) -> dict[str, int]:
+        return self.runners.setdefault(str(runner_id), {"received": 0, "last_seq": -1, "duplicates": 0, "gaps": 0})
+
+    def next_seq(self, runner_id: str) -> int:
+        return self.record(runner_id)["last_seq"] + 1
+
+    def accept(self, runner_id: str, seq: int) -> bool:
+        record = self.record(runner_id)
+        if seq <= record["last_seq"]:
+            record["duplicates"] += 1
+            return False
+        record["gaps"] += int(seq - record["last_seq"] - 1)
+        record["last_seq"], record["received"] = int(seq), record["received"] + 1
+        return True
+
+    def save(self, root: str | os.PathLike) -> None:
+        """Write the ledger next to a learner's checkpoint (atomically)."""
+        path = Path(root) / LEDGER
+        staging = path.with_name(f".{LEDGER}.tmp")
+        staging.write_text(json.dumps({"runners": self.runners}, indent=2, sort_keys=True))
+        os.replace(staging, path)
+
+    @classmethod
+    def load(cls, root: str | os.PathLike) -> RunnerLedger | None:
+        """The ledger saved in ``root``, or None when there is no checkpoint there."""
+        path = Path(root) / LEDGER
+        return cls(json.loads(path.read_text())["runners"]) if path.is_file() else None

@@ -23,7 +23,6 @@ order of transitions (actors race), so two runs with one seed are not identical.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -37,12 +36,20 @@ import ray
 import torch
 
 from safeshield.agents import SACLagrangian, SACLagrangianConfig
-from safeshield.integrations.ray.runtime import EnvSpec, VersionCounter, flat, remote, set_actor_threads
+from safeshield.integrations.ray.runtime import (
+    EnvSpec,
+    Publisher,
+    RunnerLedger,
+    checkpoint_root,
+    fetch,
+    flat,
+    remote,
+    set_actor_threads,
+)
 
 __all__ = ["SACRolloutWorker", "SACLagrangianLearner", "DistributedSACLagrangian"]
 
 AGENT_DIR = "agent"
-LEARNER_STATE = "learner.json"
 
 
 class SACRolloutWorker:
@@ -108,8 +115,7 @@ class SACRolloutWorker:
         self.learner_steps = int(reply["total_steps"])
         if reply["version"] <= self.version:
             return
-        weights = reply["weights"][0]
-        payload = ray.get(weights) if isinstance(weights, ray.ObjectRef) else weights
+        payload = fetch(reply)
         self.agent.actor.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in payload["actor"].items()})
         self.version = int(payload["version"])
 
@@ -144,40 +150,38 @@ class SACLagrangianLearner:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         self.checkpoint_every, self.broadcast_every = int(checkpoint_every), int(broadcast_every)
         spaces = (observation_space, action_space)
-        self.counter = VersionCounter(self.checkpoint_dir)
-        self.runners, self.restored_from = {}, None
-        if self.checkpoint_dir is not None and (self.checkpoint_dir / LEARNER_STATE).is_file():
+        saved = None if self.checkpoint_dir is None else RunnerLedger.load(self.checkpoint_dir)
+        self.ledger, self.restored_from = saved or RunnerLedger(), None
+        if saved is not None:
             self.agent = SACLagrangian.load(self.checkpoint_dir / AGENT_DIR, spaces, seed=seed)
-            state = json.loads((self.checkpoint_dir / LEARNER_STATE).read_text())
-            self.runners = dict(state["runners"])
             self.restored_from = str(self.checkpoint_dir)
         elif init_checkpoint is not None:
             self.agent = SACLagrangian.load(init_checkpoint, spaces, seed=seed)
         else:
             self.agent = SACLagrangian(observation_space, action_space, config, seed=seed)
-        self.timing = {"learn_s": 0.0, "publish_s": 0.0, "add_calls": 0}
-        self._published_updates = self.agent.num_updates
+        self.publisher = Publisher(self.checkpoint_dir)
+        self.timing = {"learn_s": 0.0, "add_calls": 0}
         self._last_checkpoint = self.agent.num_updates
         self._publish()
 
+    @property
+    def version(self) -> int:
+        return self.publisher.version
+
     def register(self, runner_id: str) -> dict[str, Any]:
-        record = self._runner(runner_id)
-        return {"next_seq": record["last_seq"] + 1, **self.weights()}
+        return {"next_seq": self.ledger.next_seq(runner_id), **self.weights()}
 
     def add(self, chunk: dict[str, Any]) -> dict[str, Any]:
         """Store a worker's chunk, learn on the single-process schedule, close its episodes (β steps)."""
         self.timing["add_calls"] += 1
         start = time.perf_counter()
         agent, cfg = self.agent, self.agent.config
-        record = self._runner(str(chunk["runner"]))
+        runner = str(chunk["runner"])
         ends = {episode["index"]: episode for episode in chunk["episodes"]}
         records = []
         for j, seq in enumerate(np.asarray(chunk["seq"], dtype=np.int64)):
-            if seq <= record["last_seq"]:
-                record["duplicates"] += 1
+            if not self.ledger.accept(runner, seq):
                 continue
-            record["gaps"] += int(seq - record["last_seq"] - 1)
-            record["last_seq"], record["received"] = int(seq), record["received"] + 1
             agent.observe(chunk["obs"][j], chunk["action"][j], float(chunk["reward"][j]), chunk["next_obs"][j],
                           bool(chunk["terminated"][j]), cost=float(chunk["cost"][j]))
             if agent.total_steps >= cfg.learning_starts and agent._can_update() and agent.total_steps % cfg.train_every == 0:
@@ -196,46 +200,32 @@ class SACLagrangianLearner:
             self.save()
         return {**self.weights(), "records": records}
 
-    @property
-    def version(self) -> int:
-        return self.counter.value
-
     def weights(self) -> dict[str, Any]:
-        return {"version": self.version, "weights": [self._weights], "total_steps": self.agent.total_steps}
+        return {**self.publisher.reply(), "total_steps": self.agent.total_steps}
 
     def stats(self) -> dict[str, Any]:
         agent = self.agent
         return {"version": self.version, "total_steps": agent.total_steps, "num_updates": agent.num_updates,
-                "buffer_len": len(agent.buffer), "beta": agent.beta, "runners": self.runners,
-                "restored_from": self.restored_from, **self.timing}
+                "buffer_len": len(agent.buffer), "beta": agent.beta, "runners": self.ledger.runners,
+                "restored_from": self.restored_from, "publish_s": self.publisher.seconds, **self.timing}
 
     def get_agent(self) -> SACLagrangian:
         return self.agent
 
     def save(self, path: str | os.PathLike | None = None) -> str:
-        """Checkpoint: ``path/agent`` is a plain ``SACLagrangian`` checkpoint; ``path/learner.json`` the counters."""
-        root = Path(path) if path is not None else self.checkpoint_dir
-        if root is None:
-            raise ValueError("save needs a path (this learner has no checkpoint_dir)")
-        root.mkdir(parents=True, exist_ok=True)
+        """Checkpoint: ``path/agent`` is a plain ``SACLagrangian`` checkpoint; ``path/learner.json`` the ledger."""
+        root = checkpoint_root(path, self.checkpoint_dir)
         self.agent.save(root / AGENT_DIR)
-        staging = root / f".{LEARNER_STATE}.tmp"
-        staging.write_text(json.dumps({"version": self.version, "runners": self.runners}, indent=2, sort_keys=True))
-        os.replace(staging, root / LEARNER_STATE)
+        self.ledger.save(root)
         self._last_checkpoint = self.agent.num_updates
         return str(root / AGENT_DIR)
 
-    def _runner(self, runner_id: str) -> dict[str, Any]:
-        return self.runners.setdefault(runner_id, {"received": 0, "last_seq": -1, "duplicates": 0, "gaps": 0})
-
     def _publish(self) -> None:
-        start = time.perf_counter()
-        self.counter.next()
-        actor = {k: v.detach().cpu().numpy().copy() for k, v in self.agent.actor.state_dict().items()}
-        payload = {"version": self.version, "actor": actor}
-        self._weights = ray.put(payload) if ray.is_initialized() else payload
+        actor = self.agent.actor
+        self.publisher.publish(lambda version: {
+            "version": version, "actor": {k: v.detach().cpu().numpy().copy() for k, v in actor.state_dict().items()},
+        })
         self._published_updates = self.agent.num_updates
-        self.timing["publish_s"] += time.perf_counter() - start
 
 
 class DistributedSACLagrangian:

@@ -24,7 +24,6 @@ version; every runner reads that one copy (shared memory on one node).
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 from collections.abc import Callable
@@ -38,7 +37,16 @@ import ray
 import torch
 
 import safeshield
-from safeshield.integrations.ray.runtime import EnvSpec, VersionCounter, flat, remote, set_actor_threads
+from safeshield.integrations.ray.runtime import (
+    EnvSpec,
+    Publisher,
+    RunnerLedger,
+    checkpoint_root,
+    fetch,
+    flat,
+    remote,
+    set_actor_threads,
+)
 
 __all__ = [
     "ShieldSpec",
@@ -51,7 +59,6 @@ __all__ = [
 ]
 
 CHUNK_FIELDS = ("obs", "action", "next_obs", "next_action", "failure", "terminated", "done", "episode_failed")
-LEARNER_STATE = "learner.json"
 MODEL_DIR = "model"
 
 
@@ -120,57 +127,55 @@ class ShieldLearner:
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
         # a copy: arrays that arrive through Ray's object store are read-only views
         self.model = copy.deepcopy(model).unfreeze()
-        self.counter = VersionCounter(self.checkpoint_dir)
-        self.runners: dict[str, dict[str, int]] = {}  # runner id -> received, last_seq, duplicates, gaps
-        self.restored_from: str | None = None
-        self.timing = {"learn_s": 0.0, "publish_s": 0.0, "add_calls": 0}
-        if self.checkpoint_dir is not None and (self.checkpoint_dir / LEARNER_STATE).is_file():
-            self._restore(self.checkpoint_dir)
+        self.ledger, self.restored_from = RunnerLedger(), None
+        saved = None if self.checkpoint_dir is None else RunnerLedger.load(self.checkpoint_dir)
+        if saved is not None:
+            spaces = (self.model.observation_space, self.model.action_space)
+            self.model = type(self.model).load(self.checkpoint_dir / MODEL_DIR, spaces).unfreeze()
+            self.ledger, self.restored_from = saved, str(self.checkpoint_dir)
+        self.publisher = Publisher(self.checkpoint_dir)
+        self.timing = {"learn_s": 0.0, "add_calls": 0}
         capacity = self.model.buffer.capacity
         self._origin_runner = np.full(capacity, -1, dtype=np.int32)  # which runner sent each buffer row
         self._origin_seq = np.full(capacity, -1, dtype=np.int64)
-        self._runner_index = {name: i for i, name in enumerate(self.runners)}
+        self._runner_names: list[str] = []
         self._pending: dict[str, tuple[int, np.ndarray]] = {}  # runner -> (buffer row, its next action)
-        self._published = (self.model.updates, float(self.model.threshold))
         self._last_checkpoint = self.model.updates
-        self._weights = None
         self._publish()
+
+    @property
+    def version(self) -> int:
+        return self.publisher.version
 
     # -- runners --------------------------------------------------------------------------------
     def register(self, runner_id: str) -> dict[str, Any]:
         """A runner (new or restarted) asks where its sequence numbers continue, and for weights."""
-        record = self._runner(runner_id)
-        return {"next_seq": record["last_seq"] + 1, **self.weights()}
+        return {"next_seq": self.ledger.next_seq(runner_id), **self.publisher.reply()}
 
     def add(self, chunk: dict[str, Any]) -> dict[str, Any]:
         """Store a chunk of one runner's transitions; learn; maybe publish; acknowledge with the version.
 
-        A transition whose sequence number the learner already passed is a duplicate (a resent
-        chunk) and is dropped; a jump in the numbers is counted as a gap (data lost before it
-        arrived, e.g. in a runner that died before sending).
+        Transitions the ledger has seen are dropped (a resent chunk); the rest run through the
+        model's schedule one by one, as in a single-process shield.
         """
         self.timing["add_calls"] += 1
-        record = self._runner(str(chunk["runner"]))
-        seqs = np.asarray(chunk["seq"], dtype=np.int64)
+        runner = str(chunk["runner"])
+        index = self._runner_index(runner)
         model, buffer = self.model, self.model.buffer
         start = time.perf_counter()
-        for j, seq in enumerate(seqs):
-            if seq <= record["last_seq"]:
-                record["duplicates"] += 1
+        for j, seq in enumerate(np.asarray(chunk["seq"], dtype=np.int64)):
+            if not self.ledger.accept(runner, seq):
                 continue
-            record["gaps"] += int(seq - record["last_seq"] - 1)
-            record["last_seq"] = int(seq)
-            record["received"] += 1
             # the SARSA link lands when the runner's next transition does, as in one process,
             # so the schedule's updates see exactly the buffer a single-process shield would
-            pending = self._pending.pop(record["id"], None)
+            pending = self._pending.pop(runner, None)
             if pending is not None:
                 buffer.set_next_action(*pending)
             row = buffer.add(chunk["obs"][j], chunk["action"][j], chunk["next_obs"][j],
                              float(chunk["failure"][j]), bool(chunk["terminated"][j]))
-            self._origin_runner[row], self._origin_seq[row] = self._runner_index[record["id"]], seq
+            self._origin_runner[row], self._origin_seq[row] = index, seq
             if not chunk["done"][j]:
-                self._pending[record["id"]] = (row, chunk["next_action"][j])
+                self._pending[runner] = (row, chunk["next_action"][j])
             model.after_step()
             if chunk["done"][j]:
                 model.on_episode_end(bool(chunk["episode_failed"][j]))
@@ -180,15 +185,11 @@ class ShieldLearner:
             self._publish()
         if self.checkpoint_every and updates - self._last_checkpoint >= self.checkpoint_every:
             self.save()
-        return self.weights()
-
-    @property
-    def version(self) -> int:
-        return self.counter.value
+        return self.publisher.reply()
 
     def weights(self) -> dict[str, Any]:
-        """``{"version", "weights": [ref]}``: the ref (in a list, so Ray hands it over unresolved)."""
-        return {"version": self.version, "weights": [self._weights]}
+        """``{"version", "weights": [ref]}``: the latest published weights."""
+        return self.publisher.reply()
 
     # -- inspection -----------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -199,8 +200,9 @@ class ShieldLearner:
             "buffer_len": len(model.buffer),
             "total_added": model.buffer.total_added,
             "threshold": float(model.threshold),
-            "runners": {name: {k: v for k, v in r.items() if k != "id"} for name, r in self.runners.items()},
+            "runners": self.ledger.runners,
             "restored_from": self.restored_from,
+            "publish_s": self.publisher.seconds,
             **self.timing,
         }
 
@@ -209,8 +211,8 @@ class ShieldLearner:
         buffer = self.model.buffer
         n, total = len(buffer), buffer.total_added
         rows = np.arange(n) if total <= buffer.capacity else (np.arange(n) + total) % buffer.capacity
-        names = list(self.runners)
-        return {"runner": [names[i] for i in self._origin_runner[rows]], "seq": self._origin_seq[rows].tolist()}
+        return {"runner": [self._runner_names[i] for i in self._origin_runner[rows]],
+                "seq": self._origin_seq[rows].tolist()}
 
     def get_model(self):
         """The learning model itself (Ray pickles a copy to the caller)."""
@@ -218,40 +220,22 @@ class ShieldLearner:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, path: str | os.PathLike | None = None) -> str:
-        """Write the model (the usual shield checkpoint, ``path/model``) and the learner's counters."""
-        root = Path(path) if path is not None else self.checkpoint_dir
-        if root is None:
-            raise ValueError("save needs a path (this learner has no checkpoint_dir)")
-        root.mkdir(parents=True, exist_ok=True)
+        """Write the model (the usual shield checkpoint, ``path/model``) and the runner ledger."""
+        root = checkpoint_root(path, self.checkpoint_dir)
         self.model.save(root / MODEL_DIR)
-        state = {"version": self.version, "runners": self.runners}
-        staging = root / f".{LEARNER_STATE}.tmp"
-        staging.write_text(json.dumps(state, indent=2, sort_keys=True))
-        os.replace(staging, root / LEARNER_STATE)
+        self.ledger.save(root)
         self._last_checkpoint = self.model.updates
         return str(root)
 
-    def _restore(self, root: Path) -> None:
-        model = type(self.model).load(root / MODEL_DIR, (self.model.observation_space, self.model.action_space))
-        self.model = model.unfreeze()
-        state = json.loads((root / LEARNER_STATE).read_text())
-        self.runners = dict(state["runners"])
-        self.restored_from = str(root)
-
     # -- internals ------------------------------------------------------------------------------
-    def _runner(self, runner_id: str) -> dict[str, Any]:
-        if runner_id not in self.runners:
-            self.runners[runner_id] = {"id": runner_id, "received": 0, "last_seq": -1, "duplicates": 0, "gaps": 0}
-            self._runner_index[runner_id] = len(self._runner_index)
-        return self.runners[runner_id]
+    def _runner_index(self, runner_id: str) -> int:
+        if runner_id not in self._runner_names:
+            self._runner_names.append(runner_id)
+        return self._runner_names.index(runner_id)
 
     def _publish(self) -> None:
-        start = time.perf_counter()
-        self.counter.next()
-        payload = weights_payload(self.model, self.version)
-        self._weights = ray.put(payload) if ray.is_initialized() else payload
+        self.publisher.publish(lambda version: weights_payload(self.model, version))
         self._published = (self.model.updates, float(self.model.threshold))
-        self.timing["publish_s"] += time.perf_counter() - start
 
 
 class TransitionRecorder:
@@ -392,8 +376,7 @@ class SharedShieldEnv(gym.Wrapper):
         if reply["version"] <= self.version:
             return
         start = time.perf_counter()
-        weights = reply["weights"][0]
-        payload = ray.get(weights) if isinstance(weights, ray.ObjectRef) else weights
+        payload = fetch(reply)
         middle = time.perf_counter()
         load_payload(self.model, payload)
         self.timing["fetch_s"] += middle - start
