@@ -101,6 +101,9 @@ def load_payload(model, payload: dict[str, Any]) -> None:
 class ShieldLearner:
     """The shared shield's learner; in a Ray actor via ``SharedShield``, or in-process for tests.
 
+    ``model``: a shield model (copied) or a ``ShieldSpec`` (the model is built here, with the
+    spec's seed, exactly as ``spec.wrap`` builds it anywhere else).
+
     ``broadcast_every``: publish a new version after this many gradient steps (or when the
     threshold moved, as CSC's adaptive one does). ``checkpoint_every``: gradient steps between
     checkpoints into ``checkpoint_dir`` (0: only on ``save``). At construction, a checkpoint in
@@ -109,7 +112,7 @@ class ShieldLearner:
 
     def __init__(
         self,
-        model,
+        model: Any,
         *,
         broadcast_every: int = 1,
         checkpoint_dir: str | os.PathLike | None = None,
@@ -125,8 +128,13 @@ class ShieldLearner:
         set_actor_threads(torch_threads)
         self.broadcast_every, self.checkpoint_every = int(broadcast_every), int(checkpoint_every)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
-        # a copy: arrays that arrive through Ray's object store are read-only views
-        self.model = copy.deepcopy(model).unfreeze()
+        if isinstance(model, ShieldSpec):  # built here: a spec is small, a model in Ray's store can be lost
+            env = model.wrap(model.make_env(), train=True, seed=model.seed)
+            model = model_of(env)
+            env.close()
+        else:  # a copy: arrays that arrive through Ray's object store are read-only views
+            model = copy.deepcopy(model)
+        self.model = model.unfreeze()
         self.ledger, self.restored_from = RunnerLedger(), None
         saved = None if self.checkpoint_dir is None else RunnerLedger.load(self.checkpoint_dir)
         if saved is not None:
@@ -477,15 +485,12 @@ class SharedShield:
         if not ray.is_initialized():
             raise RuntimeError("start Ray first: safeshield.integrations.ray.init() (local) or init(address=...)")
         self.spec, self.flush_every = spec, int(flush_every)
-        probe = spec.wrap(spec.make_env(), train=True, seed=spec.seed)
-        model = model_of(probe)
-        probe.close()
         options = {"max_restarts": max_restarts, "max_task_retries": -1 if max_restarts else 0}
         if name is not None:
             options["name"] = name
         resources = {"num_cpus": 0} if learner_resources is None else learner_resources
         self.learner = remote(ShieldLearner, resources=resources, **options).remote(
-            model, broadcast_every=broadcast_every,
+            spec, broadcast_every=broadcast_every,
             checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), checkpoint_every=checkpoint_every,
         )
 
