@@ -70,10 +70,15 @@ def measure(regime: str, n_runners: int, seed: int, steps: int, warm: int, flush
         if loaded:
             fetch_per_version.append(fetch / loaded)
     return {
-        "regime": regime, "runners": n_runners, "seed": seed, "steps_per_runner": steps, "wall_s": wall,
+        "regime": regime,
+        "runners": n_runners,
+        "seed": seed,
+        "steps_per_runner": steps,
+        "wall_s": wall,
         "env_steps_per_s": n_runners * steps / wall,
         "updates_per_s": (learner1["updates"] - learner0["updates"]) / wall,
-        "learner_busy": (learner1["learn_s"] - learner0["learn_s"] + learner1["publish_s"] - learner0["publish_s"]) / wall,
+        "learner_busy": (learner1["learn_s"] - learner0["learn_s"] + learner1["publish_s"] - learner0["publish_s"])
+        / wall,
         "learner_s_per_transition": (learner1["learn_s"] - learner0["learn_s"]) / max(stored, 1),
         "versions_per_transition": versions / max(stored, 1),
         "publish_s_per_version": (learner1["publish_s"] - learner0["publish_s"]) / max(versions, 1),
@@ -130,7 +135,9 @@ def project(summary: dict, flush_every: int, env_step_s: tuple[float, ...] = (0.
         for n in PROJECT_TO:
             offered = n * runner_rate
             # default schedule (one update per transition): runners wait for the learner beyond this
-            steps = offered if affordable_updates(offered) >= offered else 1.0 / (store + update + publish / flush_every)
+            steps = (
+                offered if affordable_updates(offered) >= offered else 1.0 / (store + update + publish / flush_every)
+            )
             updates = affordable_updates(offered)
             versions = min(updates, offered / flush_every)
             table[str(n)] = {
@@ -143,9 +150,15 @@ def project(summary: dict, flush_every: int, env_step_s: tuple[float, ...] = (0.
             }
         scenarios[f"env_step_+{extra * 1e3:g}ms"] = {"runner_env_steps_per_s": runner_rate, "by_runners": table}
     return {
-        "per_unit": {"runner_s_per_step": runner_step, "runner_fetch_load_s_per_version": fetch,
-                     "learner_store_s_per_transition": store, "learner_update_s": update,
-                     "learner_publish_s_per_version": publish, "payload_bytes": payload, "flush_every": flush_every},
+        "per_unit": {
+            "runner_s_per_step": runner_step,
+            "runner_fetch_load_s_per_version": fetch,
+            "learner_store_s_per_transition": store,
+            "learner_update_s": update,
+            "learner_publish_s_per_version": publish,
+            "payload_bytes": payload,
+            "flush_every": flush_every,
+        },
         "learner_max_updates_per_s": 1.0 / (update + publish / flush_every),  # one version per chunk
         "learner_max_stored_transitions_per_s": 1.0 / store,
         "scenarios": scenarios,
@@ -162,18 +175,34 @@ def plot(document: dict, path: Path) -> None:
     for offset, regime in ((-0.15, "collect"), (0.15, "learn")):
         ns = [n for n in (1, 2) if f"{regime}/{n}" in document["summary"]]
         stats = [document["summary"][f"{regime}/{n}"]["env_steps_per_s"] for n in ns]
-        left.bar(np.array(ns) + offset, [s["mean"] for s in stats], width=0.3, yerr=[s["ci95"] for s in stats],
-                 label=regime, capsize=4)
-    left.set(xlabel="runners", ylabel="env steps / s (all runners)", xticks=[1, 2], yscale="log",
-             title="measured (2 shared cores), mean ± 95 % CI")
+        left.bar(
+            np.array(ns) + offset,
+            [s["mean"] for s in stats],
+            width=0.3,
+            yerr=[s["ci95"] for s in stats],
+            label=regime,
+            capsize=4,
+        )
+    left.set(
+        xlabel="runners",
+        ylabel="env steps / s (all runners)",
+        xticks=[1, 2],
+        yscale="log",
+        title="measured (2 shared cores), mean ± 95 % CI",
+    )
     left.legend()
     for name, scenario in document["projection"]["scenarios"].items():
         table = scenario["by_runners"]
         ns = [int(n) for n in table]
         line = right.plot(ns, [table[str(n)]["offered_env_steps_per_s"] for n in ns], "o--", label=f"runners ({name})")
         right.plot(ns, [table[str(n)]["env_steps_per_s_default_schedule"] for n in ns], "-", color=line[0].get_color())
-    right.set(xscale="log", yscale="log", xlabel="runners", ylabel="env steps / s",
-              title="projection: dashed runners, solid + 1 update/step")
+    right.set(
+        xscale="log",
+        yscale="log",
+        xlabel="runners",
+        ylabel="env steps / s",
+        title="projection: dashed runners, solid + 1 update/step",
+    )
     right.legend(fontsize=7)
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
@@ -201,18 +230,33 @@ def main(argv=None) -> dict:
         for regime in args.regimes:
             for n in (1, 2):
                 runs.append(measure(regime, n, seed, args.steps, args.warm, args.flush_every))
-                print(f"{regime:7s} runners={n} seed={seed}: {runs[-1]['env_steps_per_s']:8.0f} env steps/s, "
-                      f"{runs[-1]['updates_per_s']:6.0f} updates/s", flush=True)
+                print(
+                    f"{regime:7s} runners={n} seed={seed}: {runs[-1]['env_steps_per_s']:8.0f} env steps/s, "
+                    f"{runs[-1]['updates_per_s']:6.0f} updates/s",
+                    flush=True,
+                )
     ray.shutdown()
-    summary = {f"{r}/{n}": summarise([x for x in runs if x["regime"] == r and x["runners"] == n])
-               for r in args.regimes for n in (1, 2)}
+    summary = {
+        f"{r}/{n}": summarise([x for x in runs if x["regime"] == r and x["runners"] == n])
+        for r in args.regimes
+        for n in (1, 2)
+    }
     document = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "ray": ray.__version__, "load_average": os.getloadavg()},
-        "settings": {**vars(args), "env": ENV_ID, "shield": "sqrl (defaults: 2 x 256, batch 256, 1 update/step)",
-                     "ray_num_cpus": 2},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "ray": ray.__version__,
+            "load_average": os.getloadavg(),
+        },
+        "settings": {
+            **vars(args),
+            "env": ENV_ID,
+            "shield": "sqrl (defaults: 2 x 256, batch 256, 1 update/step)",
+            "ray_num_cpus": 2,
+        },
         "note": "2 cores shared with other processes during the run: absolute numbers are noisy; "
-                "the second runner competes with the learner for the same cores.",
+        "the second runner competes with the learner for the same cores.",
         "runs": runs,
         "summary": summary,
     }

@@ -41,7 +41,9 @@ class CountFailures(gym.Wrapper):
 def count(algo) -> tuple[int, int]:
     """(episodes, failing episodes) summed over the remote env runners' envs."""
     per_runner = algo.env_runner_group.foreach_env_runner(
-        lambda runner: [(e.get_wrapper_attr("episodes"), e.get_wrapper_attr("failures")) for e in runner.env.unwrapped.envs],
+        lambda runner: [
+            (e.get_wrapper_attr("episodes"), e.get_wrapper_attr("failures")) for e in runner.env.unwrapped.envs
+        ],
         local_env_runner=False,
     )
     pairs = [pair for runner in per_runner for pair in runner]
@@ -72,8 +74,9 @@ def main() -> None:
     args = parser.parse_args()
     safeshield_ray.init(args.address, num_cpus=None if args.address else 2)
 
-    spec = safeshield_ray.ShieldSpec(ENV_ID, "sqrl", seed=args.seed,
-                                     options=dict(learning_starts=200, hidden=(64, 64), batch_size=64))
+    spec = safeshield_ray.ShieldSpec(
+        ENV_ID, "sqrl", seed=args.seed, options=dict(learning_starts=200, hidden=(64, 64), batch_size=64)
+    )
     register_env("spider", lambda config: CountFailures(spec.make_env()))  # imports safeshield in the runner
     shared = safeshield_ray.SharedShield(spec, flush_every=32)
     creator = shared.env_creator()
@@ -85,8 +88,10 @@ def main() -> None:
     print(f"PPO, no shield:          {plain[1]:3d} failing episodes of {plain[0]}")
     print(f"PPO, shared SQRL shield: {shielded[1]:3d} failing episodes of {shielded[0]}")
     runners = {name: r["received"] for name, r in stats["runners"].items() if r["received"]}
-    print(f"shield learner: {stats['total_added']} transitions from runners {runners}, "
-          f"{stats['updates']} updates, weight version {stats['version']}")
+    print(
+        f"shield learner: {stats['total_added']} transitions from runners {runners}, "
+        f"{stats['updates']} updates, weight version {stats['version']}"
+    )
     ray.shutdown()
 
 

@@ -145,7 +145,10 @@ def test_every_runner_transition_reaches_the_learner_once(shared):
         assert runner["sent"] >= runner["steps"] - 1  # at most the open transition waits for its next action
         assert received[runner["runner"]] == list(range(runner["sent"]))  # in order, none lost, none twice
         assert learner["runners"][runner["runner"]] == {
-            "received": runner["sent"], "last_seq": runner["sent"] - 1, "duplicates": 0, "gaps": 0,
+            "received": runner["sent"],
+            "last_seq": runner["sent"] - 1,
+            "duplicates": 0,
+            "gaps": 0,
         }
     assert learner["total_added"] == sum(runner["sent"] for runner in stats)
 
@@ -223,8 +226,9 @@ SAC_CONFIG = SACLagrangianConfig(hidden=(16, 16), batch_size=16, learning_starts
 
 
 def test_distributed_sac_lagrangian_checkpoints_load_both_ways(ray_session, tmp_path):
-    algo = DistributedSACLagrangian(SPIDER, SAC_CONFIG, num_runners=2, seed=0, rollout_steps=32,
-                                    runner_resources=RUNNER)
+    algo = DistributedSACLagrangian(
+        SPIDER, SAC_CONFIG, num_runners=2, seed=0, rollout_steps=32, runner_resources=RUNNER
+    )
     records = algo.learn(160)
     stats = algo.stats()
     assert stats["total_steps"] == 160 and stats["num_updates"] > 0 and records
@@ -240,8 +244,9 @@ def test_distributed_sac_lagrangian_checkpoints_load_both_ways(ray_session, tmp_
     algo.shutdown()
 
     single.save(tmp_path / "single")
-    back = DistributedSACLagrangian.load(tmp_path / "single", SPIDER, num_runners=1, seed=1, rollout_steps=32,
-                                         runner_resources=RUNNER)
+    back = DistributedSACLagrangian.load(
+        tmp_path / "single", SPIDER, num_runners=1, seed=1, rollout_steps=32, runner_resources=RUNNER
+    )
     continued = back.agent()
     _assert_same_weights(_weights(continued.qc_target), _weights(single.qc_target))
     assert continued.total_steps == 160 and continued.beta == single.beta
@@ -251,8 +256,16 @@ def test_distributed_sac_lagrangian_checkpoints_load_both_ways(ray_session, tmp_
 
 
 def test_killed_learner_restarts_from_its_last_checkpoint(ray_session, tmp_path):
-    algo = DistributedSACLagrangian(SPIDER, SAC_CONFIG, num_runners=1, seed=0, rollout_steps=32,
-                                    checkpoint_dir=tmp_path, checkpoint_every=1_000_000, runner_resources=RUNNER)
+    algo = DistributedSACLagrangian(
+        SPIDER,
+        SAC_CONFIG,
+        num_runners=1,
+        seed=0,
+        rollout_steps=32,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=1_000_000,
+        runner_resources=RUNNER,
+    )
     algo.learn(64)
     ray.get(algo.learner.save.remote())
     saved = algo.stats()

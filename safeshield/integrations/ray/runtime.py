@@ -42,7 +42,9 @@ def init(address: str | None = None, *, num_cpus: int | None = None, **kwargs: A
             options["num_cpus"] = int(num_cpus)
     else:
         if num_cpus is not None:
-            raise ValueError(f"num_cpus is set by the cluster at address={address!r}; pass num_cpus only for a local start")
+            raise ValueError(
+                f"num_cpus is set by the cluster at address={address!r}; pass num_cpus only for a local start"
+            )
         options["address"] = address
         options.pop("include_dashboard")  # a cluster's head node owns its dashboard
     return ray.init(**options)
@@ -61,7 +63,9 @@ class EnvSpec:
 
     def __post_init__(self) -> None:
         if not (isinstance(self.env, str) or callable(self.env)):
-            raise TypeError(f"env must be a registered env id or a callable returning a gymnasium.Env, got {self.env!r}")
+            raise TypeError(
+                f"env must be a registered env id or a callable returning a gymnasium.Env, got {self.env!r}"
+            )
 
     def make(self) -> gym.Env:
         import safeshield  # noqa: F401  (registers the safeshield/... ids in this process)

@@ -59,13 +59,22 @@ class SACRolloutWorker:
     random (SAC's warm-up), as ``SACLagrangian.act`` does in one process.
     """
 
-    def __init__(self, env: EnvSpec, config: SACLagrangianConfig, learner, runner_id: str, *, seed: int,
-                 torch_threads: int | None = 1):
+    def __init__(
+        self,
+        env: EnvSpec,
+        config: SACLagrangianConfig,
+        learner,
+        runner_id: str,
+        *,
+        seed: int,
+        torch_threads: int | None = 1,
+    ):
         set_actor_threads(torch_threads)
         self.env = env.make()
         # the worker's agent only acts: a one-row buffer keeps the 1e6-row default out of memory
-        self.agent = SACLagrangian(self.env.observation_space, self.env.action_space,
-                                   replace(config, buffer_size=1), seed=seed)
+        self.agent = SACLagrangian(
+            self.env.observation_space, self.env.action_space, replace(config, buffer_size=1), seed=seed
+        )
         self.runner_id, self.seed = str(runner_id), int(seed)
         reply = ray.get(learner.register.remote(self.runner_id))
         self.next_seq, self.version, self.learner_steps = int(reply["next_seq"]), 0, 0
@@ -89,11 +98,23 @@ class SACRolloutWorker:
             next_obs, reward, terminated, truncated, info = env.step(action)
             shield = info.get("shield")
             executed = shield.get("executed_action", action) if isinstance(shield, dict) else action
-            failed = bool(info.get("failure", False)) or (isinstance(shield, dict) and float(shield.get("failure", 0.0)) > 0.5)
+            failed = bool(info.get("failure", False)) or (
+                isinstance(shield, dict) and float(shield.get("failure", 0.0)) > 0.5
+            )
             cost = float(info.get("cost", 0.0))
             done = bool(terminated or truncated)
-            rows.append((self.next_seq, flat(env.observation_space, self._obs), flat(env.action_space, executed),
-                         float(reward), flat(env.observation_space, next_obs), bool(terminated), cost, done))
+            rows.append(
+                (
+                    self.next_seq,
+                    flat(env.observation_space, self._obs),
+                    flat(env.action_space, executed),
+                    float(reward),
+                    flat(env.observation_space, next_obs),
+                    bool(terminated),
+                    cost,
+                    done,
+                )
+            )
             self.next_seq += 1
             episode = self._episode
             episode["return"] += float(reward)
@@ -107,9 +128,21 @@ class SACRolloutWorker:
                 self._obs, _ = env.reset()
         seconds = time.perf_counter() - start
         seq, obs, action, reward, next_obs, terminated, cost, done = (np.asarray(c) for c in zip(*rows))
-        return {"runner": self.runner_id, "seq": seq, "obs": obs, "action": action, "reward": reward,
-                "next_obs": next_obs, "terminated": terminated, "cost": cost, "done": done,
-                "episodes": episodes, "seconds": seconds, "version": self.version, "pid": os.getpid()}
+        return {
+            "runner": self.runner_id,
+            "seq": seq,
+            "obs": obs,
+            "action": action,
+            "reward": reward,
+            "next_obs": next_obs,
+            "terminated": terminated,
+            "cost": cost,
+            "done": done,
+            "episodes": episodes,
+            "seconds": seconds,
+            "version": self.version,
+            "pid": os.getpid(),
+        }
 
     def _sync(self, reply: dict[str, Any]) -> None:
         self.learner_steps = int(reply["total_steps"])
@@ -182,15 +215,30 @@ class SACLagrangianLearner:
         for j, seq in enumerate(np.asarray(chunk["seq"], dtype=np.int64)):
             if not self.ledger.accept(runner, seq):
                 continue
-            agent.observe(chunk["obs"][j], chunk["action"][j], float(chunk["reward"][j]), chunk["next_obs"][j],
-                          bool(chunk["terminated"][j]), cost=float(chunk["cost"][j]))
-            if agent.total_steps >= cfg.learning_starts and agent._can_update() and agent.total_steps % cfg.train_every == 0:
+            agent.observe(
+                chunk["obs"][j],
+                chunk["action"][j],
+                float(chunk["reward"][j]),
+                chunk["next_obs"][j],
+                bool(chunk["terminated"][j]),
+                cost=float(chunk["cost"][j]),
+            )
+            if (
+                agent.total_steps >= cfg.learning_starts
+                and agent._can_update()
+                and agent.total_steps % cfg.train_every == 0
+            ):
                 for _ in range(cfg.gradient_steps):
                     agent.update()
             if j in ends:
                 episode = ends[j]
-                result = {"step": agent.total_steps, "return": episode["return"], "length": episode["length"],
-                          "failure": episode["failure"], "runner": episode["runner"]}
+                result = {
+                    "step": agent.total_steps,
+                    "return": episode["return"],
+                    "length": episode["length"],
+                    "failure": episode["failure"],
+                    "runner": episode["runner"],
+                }
                 agent._episode_end(result, episode["cost"])
                 records.append(result)
         self.timing["learn_s"] += time.perf_counter() - start
@@ -205,9 +253,17 @@ class SACLagrangianLearner:
 
     def stats(self) -> dict[str, Any]:
         agent = self.agent
-        return {"version": self.version, "total_steps": agent.total_steps, "num_updates": agent.num_updates,
-                "buffer_len": len(agent.buffer), "beta": agent.beta, "runners": self.ledger.runners,
-                "restored_from": self.restored_from, "publish_s": self.publisher.seconds, **self.timing}
+        return {
+            "version": self.version,
+            "total_steps": agent.total_steps,
+            "num_updates": agent.num_updates,
+            "buffer_len": len(agent.buffer),
+            "beta": agent.beta,
+            "runners": self.ledger.runners,
+            "restored_from": self.restored_from,
+            "publish_s": self.publisher.seconds,
+            **self.timing,
+        }
 
     def get_agent(self) -> SACLagrangian:
         return self.agent
@@ -222,21 +278,23 @@ class SACLagrangianLearner:
 
     def _publish(self) -> None:
         actor = self.agent.actor
-        self.publisher.publish(lambda version: {
-            "version": version, "actor": {k: v.detach().cpu().numpy().copy() for k, v in actor.state_dict().items()},
-        })
+        self.publisher.publish(
+            lambda version: {
+                "version": version,
+                "actor": {k: v.detach().cpu().numpy().copy() for k, v in actor.state_dict().items()},
+            }
+        )
         self._published_updates = self.agent.num_updates
 
 
 class DistributedSACLagrangian:
     """SAC-Lagrangian trained by ``num_runners`` rollout actors and one learner actor.
 
-    Example:
-        >>> from safeshield.integrations import ray as ss_ray                         # doctest: +SKIP
-        >>> ss_ray.init(num_cpus=2)                                                    # doctest: +SKIP
-        >>> algo = ss_ray.DistributedSACLagrangian("Pendulum-v1", SACLagrangianConfig(), num_runners=2, seed=0)  # doctest: +SKIP
-        >>> records = algo.learn(10_000)                                               # doctest: +SKIP
-        >>> algo.save("runs/sacl")   # SACLagrangian.load("runs/sacl") reads it           # doctest: +SKIP
+    Example (Ray started, e.g. ``ss_ray.init(num_cpus=2)``)::
+
+        algo = ss_ray.DistributedSACLagrangian("Pendulum-v1", SACLagrangianConfig(), num_runners=2, seed=0)
+        records = algo.learn(10_000)
+        algo.save("runs/sacl")  # SACLagrangian.load("runs/sacl/agent") reads it
 
     ``rollout_steps``: env steps per chunk (a worker syncs its policy once per chunk).
     ``checkpoint_dir`` + ``checkpoint_every`` (gradient steps): where a restarted learner resumes.
@@ -247,7 +305,7 @@ class DistributedSACLagrangian:
     def __init__(
         self,
         env: str | Callable[..., gym.Env],
-        config: SACLagrangianConfig = SACLagrangianConfig(),
+        config: SACLagrangianConfig | None = None,
         *,
         num_runners: int = 2,
         seed: int = 0,
@@ -261,10 +319,13 @@ class DistributedSACLagrangian:
         learner_resources: dict[str, Any] | None = None,
         max_restarts: int = -1,
     ):
+        config = SACLagrangianConfig() if config is None else config
         if not isinstance(config, SACLagrangianConfig):
             raise TypeError(f"config must be a SACLagrangianConfig, got {type(config).__name__}")
         if int(num_runners) < 1 or int(rollout_steps) < 1:
-            raise ValueError(f"num_runners and rollout_steps must be positive, got {num_runners!r} and {rollout_steps!r}")
+            raise ValueError(
+                f"num_runners and rollout_steps must be positive, got {num_runners!r} and {rollout_steps!r}"
+            )
         if not ray.is_initialized():
             raise RuntimeError("start Ray first: safeshield.integrations.ray.init() (local) or init(address=...)")
         self.env_spec = EnvSpec(env, dict(env_kwargs or {}))
@@ -275,15 +336,22 @@ class DistributedSACLagrangian:
             config = SACLagrangian.load(init_checkpoint, spaces).config
         self.config, self.seed, self.rollout_steps = config, int(seed), int(rollout_steps)
         learner_options = {"max_restarts": max_restarts, "max_task_retries": -1 if max_restarts else 0}
-        self.learner = remote(SACLagrangianLearner, resources=learner_resources or {"num_cpus": 0},
-                              **learner_options).remote(
-            *spaces, config, seed=seed, checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
-            checkpoint_every=checkpoint_every, init_checkpoint=None if init_checkpoint is None else str(init_checkpoint),
+        self.learner = remote(
+            SACLagrangianLearner, resources=learner_resources or {"num_cpus": 0}, **learner_options
+        ).remote(
+            *spaces,
+            config,
+            seed=seed,
+            checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+            checkpoint_every=checkpoint_every,
+            init_checkpoint=None if init_checkpoint is None else str(init_checkpoint),
             broadcast_every=broadcast_every,
         )
         worker = remote(SACRolloutWorker, resources=runner_resources or {"num_cpus": 1}, max_restarts=max_restarts)
-        self.workers = [worker.remote(self.env_spec, config, self.learner, f"worker-{i}", seed=self.seed + 1 + i)
-                        for i in range(int(num_runners))]
+        self.workers = [
+            worker.remote(self.env_spec, config, self.learner, f"worker-{i}", seed=self.seed + 1 + i)
+            for i in range(int(num_runners))
+        ]
         self.restarts = 0  # rollout chunks lost to a dead worker and requested again
 
     def learn(self, total_steps: int, *, callback: Callable[[dict], Any] | None = None) -> list[dict]:
@@ -325,7 +393,9 @@ class DistributedSACLagrangian:
         return ray.get(self.learner.save.remote(str(path)))
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: str | Callable[..., gym.Env], **kwargs: Any) -> DistributedSACLagrangian:
+    def load(
+        cls, path: str | os.PathLike, env: str | Callable[..., gym.Env], **kwargs: Any
+    ) -> DistributedSACLagrangian:
         """Continue from a ``SACLagrangian`` checkpoint (single-process or a distributed run's ``path/agent``)."""
         return cls(env, init_checkpoint=path, **kwargs)
 

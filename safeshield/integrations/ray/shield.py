@@ -179,8 +179,13 @@ class ShieldLearner:
             pending = self._pending.pop(runner, None)
             if pending is not None:
                 buffer.set_next_action(*pending)
-            row = buffer.add(chunk["obs"][j], chunk["action"][j], chunk["next_obs"][j],
-                             float(chunk["failure"][j]), bool(chunk["terminated"][j]))
+            row = buffer.add(
+                chunk["obs"][j],
+                chunk["action"][j],
+                chunk["next_obs"][j],
+                float(chunk["failure"][j]),
+                bool(chunk["terminated"][j]),
+            )
             self._origin_runner[row], self._origin_seq[row] = index, seq
             if not chunk["done"][j]:
                 self._pending[runner] = (row, chunk["next_action"][j])
@@ -219,8 +224,10 @@ class ShieldLearner:
         buffer = self.model.buffer
         n, total = len(buffer), buffer.total_added
         rows = np.arange(n) if total <= buffer.capacity else (np.arange(n) + total) % buffer.capacity
-        return {"runner": [self._runner_names[i] for i in self._origin_runner[rows]],
-                "seq": self._origin_seq[rows].tolist()}
+        return {
+            "runner": [self._runner_names[i] for i in self._origin_runner[rows]],
+            "seq": self._origin_seq[rows].tolist(),
+        }
 
     def get_model(self):
         """The learning model itself (Ray pickles a copy to the caller)."""
@@ -281,8 +288,17 @@ class TransitionRecorder:
             self.ready.append(tuple(self._pending))
         done = bool(terminated or truncated)
         self._episode_failed |= failure > 0.5
-        transition = [self.next_seq, self._obs, executed, next_obs, executed, failure, bool(terminated), done,
-                      self._episode_failed]
+        transition = [
+            self.next_seq,
+            self._obs,
+            executed,
+            next_obs,
+            executed,
+            failure,
+            bool(terminated),
+            done,
+            self._episode_failed,
+        ]
         self.next_seq += 1
         self._pending = None if done else transition
         if done:
@@ -303,7 +319,9 @@ class TransitionRecorder:
         self.ready = []
         chunk = {"runner": str(runner_id), "seq": np.asarray(columns[0], dtype=np.int64)}
         for name, column in zip(CHUNK_FIELDS, columns[1:]):
-            chunk[name] = np.asarray(column, dtype=bool if name in ("terminated", "done", "episode_failed") else np.float32)
+            chunk[name] = np.asarray(
+                column, dtype=bool if name in ("terminated", "done", "episode_failed") else np.float32
+            )
         return chunk
 
 
@@ -314,14 +332,16 @@ class SharedShieldEnv(gym.Wrapper):
     chunks of ``flush_every``, with one chunk in flight: the next chunk waits for the previous
     acknowledgement, which carries the learner's version and, if it is newer, the weights to load.
 
-    Example (with a running ``SharedShield`` called ``shared``):
-        >>> env = shared.make_env("runner-0")                           # doctest: +SKIP
-        >>> obs, info = env.reset(seed=0)                               # doctest: +SKIP
-        >>> env.step(env.action_space.sample())[4]["shield"]["executed_action"]  # doctest: +SKIP
+    Example (with a running ``SharedShield`` called ``shared``)::
+
+        env = shared.make_env("runner-0")
+        obs, info = env.reset(seed=0)
+        env.step(env.action_space.sample())[4]["shield"]["executed_action"]
     """
 
-    def __init__(self, env: gym.Env, learner, runner_id: str, spec: ShieldSpec, *, seed: int | None = None,
-                 flush_every: int = 64):
+    def __init__(
+        self, env: gym.Env, learner, runner_id: str, spec: ShieldSpec, *, seed: int | None = None, flush_every: int = 64
+    ):
         if int(flush_every) < 1:
             raise ValueError(f"flush_every must be a positive integer, got {flush_every!r}")
         super().__init__(spec.wrap(env, train=False, seed=seed))
@@ -411,8 +431,16 @@ def scripted_rollout(env: gym.Env, n_steps: int, seed: int) -> np.ndarray:
 class ShieldRunner:
     """A Ray runner actor stepping one ``SharedShieldEnv`` with uniform random proposals."""
 
-    def __init__(self, spec: ShieldSpec, learner, runner_id: str, *, seed: int, flush_every: int = 64,
-                 torch_threads: int | None = 1):
+    def __init__(
+        self,
+        spec: ShieldSpec,
+        learner,
+        runner_id: str,
+        *,
+        seed: int,
+        flush_every: int = 64,
+        torch_threads: int | None = 1,
+    ):
         set_actor_threads(torch_threads)
         self.env = SharedShieldEnv(spec.make_env(), learner, runner_id, spec, seed=seed, flush_every=flush_every)
         self.rng = np.random.default_rng(seed)
@@ -451,19 +479,27 @@ class ShieldRunner:
 
     def stats(self) -> dict[str, Any]:
         env = self.env
-        return {"runner": env.runner_id, "steps": self.steps, "sent": env.sent, "next_seq": env.next_seq,
-                "failures": self.failures, "episodes": self.episodes, "version": env.version,
-                "versions": list(env.versions), "pid": os.getpid(), **env.timing}
+        return {
+            "runner": env.runner_id,
+            "steps": self.steps,
+            "sent": env.sent,
+            "next_seq": env.next_seq,
+            "failures": self.failures,
+            "episodes": self.episodes,
+            "version": env.version,
+            "versions": list(env.versions),
+            "pid": os.getpid(),
+            **env.timing,
+        }
 
 
 class SharedShield:
     """Start one shield learner actor and build the envs of the runners that share it.
 
-    Example:
-        >>> from safeshield.integrations import ray as ss_ray                        # doctest: +SKIP
-        >>> ss_ray.init(num_cpus=2)                                                   # doctest: +SKIP
-        >>> shared = ss_ray.SharedShield(ss_ray.ShieldSpec("safeshield/DrunkSpider-v0", "sqrl"))  # doctest: +SKIP
-        >>> shared.register_rllib_env("shielded-spider")   # then PPOConfig().environment("shielded-spider")  # doctest: +SKIP
+    Example (Ray started, e.g. ``ss_ray.init(num_cpus=2)``)::
+
+        shared = ss_ray.SharedShield(ss_ray.ShieldSpec("safeshield/DrunkSpider-v0", "sqrl"))
+        shared.register_rllib_env("shielded-spider")  # then PPOConfig().environment("shielded-spider")
 
     ``learner_resources`` place the learner (``{"num_cpus": 1}``, ``{"num_gpus": 1}`` on a
     cluster); by default it reserves no CPU so that N one-CPU runners fit on N cores.
@@ -490,8 +526,10 @@ class SharedShield:
             options["name"] = name
         resources = {"num_cpus": 0} if learner_resources is None else learner_resources
         self.learner = remote(ShieldLearner, resources=resources, **options).remote(
-            spec, broadcast_every=broadcast_every,
-            checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir), checkpoint_every=checkpoint_every,
+            spec,
+            broadcast_every=broadcast_every,
+            checkpoint_dir=None if checkpoint_dir is None else str(checkpoint_dir),
+            checkpoint_every=checkpoint_every,
         )
 
     def runner_seed(self, index: int) -> int:
@@ -499,8 +537,9 @@ class SharedShield:
 
     def make_env(self, runner_id: str, *, seed: int | None = None) -> SharedShieldEnv:
         """A shielded env for a runner in this process (any Ray worker or the driver)."""
-        return SharedShieldEnv(self.spec.make_env(), self.learner, runner_id, self.spec, seed=seed,
-                               flush_every=self.flush_every)
+        return SharedShieldEnv(
+            self.spec.make_env(), self.learner, runner_id, self.spec, seed=seed, flush_every=self.flush_every
+        )
 
     def env_creator(self) -> Callable[[Any], SharedShieldEnv]:
         """``creator(env_config)`` for RLlib: the runner id is ``"<worker_index>/<vector_index>"``."""
@@ -513,14 +552,21 @@ class SharedShield:
         register_env(name, self.env_creator())
         return name
 
-    def start_runners(self, n: int, *, resources: dict[str, Any] | None = None, max_restarts: int = -1,
-                      prefix: str = "runner") -> list:
+    def start_runners(
+        self, n: int, *, resources: dict[str, Any] | None = None, max_restarts: int = -1, prefix: str = "runner"
+    ) -> list:
         """``n`` ``ShieldRunner`` actors (one CPU each by default), restarted by Ray when they die."""
         # a call that was running when its runner died runs again on the restarted runner
-        cls = remote(ShieldRunner, resources={"num_cpus": 1} if resources is None else resources,
-                     max_restarts=max_restarts, max_task_retries=-1 if max_restarts else 0)
-        return [cls.remote(self.spec, self.learner, f"{prefix}-{i}", seed=self.runner_seed(i),
-                           flush_every=self.flush_every) for i in range(int(n))]
+        cls = remote(
+            ShieldRunner,
+            resources={"num_cpus": 1} if resources is None else resources,
+            max_restarts=max_restarts,
+            max_task_retries=-1 if max_restarts else 0,
+        )
+        return [
+            cls.remote(self.spec, self.learner, f"{prefix}-{i}", seed=self.runner_seed(i), flush_every=self.flush_every)
+            for i in range(int(n))
+        ]
 
     def stats(self) -> dict[str, Any]:
         return ray.get(self.learner.stats.remote())
@@ -545,5 +591,6 @@ class _RLlibCreator:
         vector = int(getattr(env_config, "vector_index", 0))
         seed = int(self.spec.seed) + 1 + 1000 * worker + vector
         set_actor_threads(1)
-        return SharedShieldEnv(self.spec.make_env(), self.learner, f"{worker}/{vector}", self.spec, seed=seed,
-                               flush_every=self.flush_every)
+        return SharedShieldEnv(
+            self.spec.make_env(), self.learner, f"{worker}/{vector}", self.spec, seed=seed, flush_every=self.flush_every
+        )
