@@ -3,8 +3,9 @@
 The shielded run changes two lines of a plain SB3 script: the env is wrapped
 (``safeshield.wrap``) and ``learn`` gets ``ShieldCallback()``, which stores the action the shield
 executed in SAC's replay buffer and draws the shield's candidates from SAC's own policy.
-Prints failing episodes (the spider fell into the lava) for both runs. About a minute on one
-core; run: ``.venv/bin/python examples/sb3_sac.py [--steps 2000]``.
+Prints failing episodes (the spider fell into the lava) for both runs. With ``--tensorboard DIR``
+both runs log there (announced), the shielded one with the shield's ``shield/*`` tags next to
+SB3's own. About a minute on one core; run: ``.venv/bin/python examples/sb3_sac.py [--steps 2000]``.
 """
 
 import argparse
@@ -32,7 +33,7 @@ class CountFailures(BaseCallback):
         return True
 
 
-def train(steps: int, shielded: bool, seed: int = 0) -> int:
+def train(steps: int, shielded: bool, seed: int = 0, tensorboard: str | None = None) -> int:
     env = gym.make(ENV_ID)
     callbacks = [CountFailures()]
     if shielded:
@@ -46,8 +47,9 @@ def train(steps: int, shielded: bool, seed: int = 0) -> int:
         gamma=0.95,
         policy_kwargs={"net_arch": [64, 64]},
         seed=seed,
+        tensorboard_log=tensorboard,
     )
-    model.learn(steps, callback=CallbackList(callbacks))
+    model.learn(steps, callback=CallbackList(callbacks), tb_log_name="sac_sqrl" if shielded else "sac")
     if shielded:
         print(f"  shield: {env.total_interventions} interventions, {env.total_fallbacks} fallbacks")
     return callbacks[0].failures
@@ -55,12 +57,18 @@ def train(steps: int, shielded: bool, seed: int = 0) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    steps = parser.parse_args().steps
+    parser.add_argument("--steps", type=int, default=2000, help="training steps per run (default 2000)")
+    parser.add_argument(
+        "--tensorboard", metavar="DIR", help="write TensorBoard logs of both runs to DIR (default: none)"
+    )
+    args = parser.parse_args()
+    steps = args.steps
     torch.set_num_threads(1)
-    plain = train(steps, shielded=False)
+    if args.tensorboard:
+        print(f"writing TensorBoard logs to {args.tensorboard}/ (tensorboard --logdir {args.tensorboard})")
+    plain = train(steps, shielded=False, tensorboard=args.tensorboard)
     print(f"SAC without shield: {plain} failures in {steps} steps")
-    shielded = train(steps, shielded=True)
+    shielded = train(steps, shielded=True, tensorboard=args.tensorboard)
     print(f"SAC inside an SQRL shield: {shielded} failures in {steps} steps")
 
 

@@ -53,36 +53,38 @@ class ShieldStats:
         self.steps = self.failures = self.interventions = self.fallbacks = 0
         self.threshold = float("nan")
         self.max_risk_seen = float("-inf")  # over every proposal ever scored (the sanity checks read it)
-        # ring buffers: column 0 failed, 1 intervened, 2 fell back; risks apart (quantiles)
-        self._flags = np.zeros((window, 3), dtype=np.int64)
-        self._flag_sums = np.zeros(3, dtype=np.int64)
-        self._risk = np.zeros(window, dtype=np.float64)
+        # ring buffers (plain lists: per-step Python work is cheaper than numpy's per-call cost)
+        self._failed = [False] * window
+        self._intervened = [False] * window
+        self._fell_back = [False] * window
+        self._risk = [0.0] * window
+        self._sums = [0, 0, 0]  # failed, intervened, fell back, over the window
 
     def update(self, reports: Iterable[Mapping[str, Any]]) -> None:
         """Count one report per env step (``info["shield"]`` of a single env)."""
+        sums = self._sums
         for report in reports:
             failure = report["failure"]  # None from a remap shield without an indicator
-            flags = (
-                failure is not None and float(failure) > 0.5,
-                bool(report["intervened"]),
-                bool(report["fell_back"]),
-            )
+            failed = failure is not None and bool(failure > 0.5)
+            intervened, fell_back = bool(report["intervened"]), bool(report["fell_back"])
             risk = float(
                 report["proposal_risk"] if "proposal_risk" in report else report["risk"]
             )  # remap: no proposal score
             slot = self.steps % self.window
             self.steps += 1
-            self.failures += flags[0]
-            self.interventions += flags[1]
-            self.fallbacks += flags[2]
-            self.threshold = float(report["threshold"])
+            if failed:
+                self.failures += 1
+            if intervened:
+                self.interventions += 1
+            if fell_back:
+                self.fallbacks += 1
+            self.threshold = report["threshold"]
             if risk > self.max_risk_seen:
                 self.max_risk_seen = risk
-            row = self._flags[slot]
-            self._flag_sums[0] += flags[0] - row[0]
-            self._flag_sums[1] += flags[1] - row[1]
-            self._flag_sums[2] += flags[2] - row[2]
-            row[:] = flags
+            sums[0] += failed - self._failed[slot]
+            sums[1] += intervened - self._intervened[slot]
+            sums[2] += fell_back - self._fell_back[slot]
+            self._failed[slot], self._intervened[slot], self._fell_back[slot] = failed, intervened, fell_back
             self._risk[slot] = risk
 
     def update_vector(self, report: Mapping[str, Any], covered: Any = None) -> None:
@@ -97,7 +99,7 @@ class ShieldStats:
     def counters(self) -> dict[str, float]:
         """The cheap part of ``scalars``: counters, window rates and threshold (no risk quantiles)."""
         seen = min(self.steps, self.window)
-        rates = self._flag_sums / seen if seen else np.full(3, np.nan)
+        rates = [total / seen for total in self._sums] if seen else [float("nan")] * 3
         return {
             "shield/steps": float(self.steps),
             "shield/failures": float(self.failures),
@@ -106,7 +108,7 @@ class ShieldStats:
             "shield/failure_rate": float(rates[0]),
             "shield/intervention_rate": float(rates[1]),
             "shield/fallback_rate": float(rates[2]),
-            "shield/threshold": self.threshold,
+            "shield/threshold": float(self.threshold),
         }
 
     def scalars(self) -> dict[str, float]:
@@ -121,7 +123,7 @@ class ShieldStats:
                 "shield/risk_p90": float("nan"),
                 "shield/risk_max": float("nan"),
             }
-        risk = self._risk[:seen]
+        risk = np.asarray(self._risk[:seen], dtype=np.float64)
         ordered = np.partition(risk, (seen // 2, min(seen - 1, int(0.9 * seen))))
         out.update(
             {

@@ -29,6 +29,15 @@ MEANINGS = {
     "learning_starts": "stored transitions before the shield's first update",
     "train_every": "env steps between shield updates",
     "gradient_steps": "gradient steps per update",
+    "updates_per_step": "gradient steps per stored transition (update-to-data ratio; may be fractional)",
+    "preset": 'a named set of defaults ("paper": the paper\'s exact settings)',
+    "horizon": "failure horizon in env steps: risk = chance of a failure within this many steps",
+    "target": "how the critic's training target is built (td: one-step backup; window: failures within the horizon)",
+    "balance": "share of each minibatch drawn from transitions a failure followed (re-weighted to stay calibrated)",
+    "guard": "back off towards the nominal threshold when nothing passes for long",
+    "budget": "allowed failures (per episode or per 1k steps) the threshold adapts to; None = fixed threshold",
+    "warmup_failures": "failures seen before the shield may reject",
+    "warmup_updates": "critic updates before the shield may reject",
     # SQRL
     "eps_safe": "risk threshold: a proposal with Q_safe >= eps_safe is rejected",
     "gamma_safe": "safety discount: how far ahead Q_safe looks for failures",
@@ -94,8 +103,8 @@ def describe_methods(name: str | None = None) -> str:
         docs = option_docs(method_config_class(method))
         width = max(len(f"{d['name']} = {_toml_value(d['default'])}") for d in docs)
         lines = [
-            f"{method}  (safeshield.wrap(env, {method!r}, **options); train --method {method} --set "
-            "shield.<option>=...)"
+            f"{method}  (safeshield.wrap(env, {method!r}, **options); "
+            f"train --method {method} --set shield.<option>=...)"
         ]
         for doc in docs:
             left = f"{doc['name']} = {_toml_value(doc['default'])}"

@@ -291,8 +291,8 @@ def _run_section(run: Run) -> list[str]:
         lines.append("- agent options: " + ", ".join(f"{k}={v}" for k, v in sorted(config["agent_options"].items())))
     lines += [
         "",
-        "| seed | episodes | failures | final return | intervention rate | fallback rate | eval return | eval "
-        "failures |",
+        "| seed | episodes | failures | final return | intervention rate | fallback rate | eval return "
+        "| eval failures |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in _per_seed(run):
@@ -306,7 +306,7 @@ def _run_section(run: Run) -> list[str]:
     if quality:
         lines += ["", "### Shield quality", ""]
         for seed, report in quality:
-            scalars = {k: v for k, v in report.items() if isinstance(v, (int, float, str, bool))}
+            scalars = {k: v for k, v in report.items() if isinstance(v, (int, float, str, bool)) and v is not None}
             lines.append(
                 f"- seed {seed}: "
                 + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in scalars.items())

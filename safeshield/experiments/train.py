@@ -13,7 +13,8 @@ The run folder (``--out``)::
     config.toml     the resolved config (``safeshield train --config RUN/config.toml`` repeats the run)
     seed<k>/        episodes.jsonl, episodes.csv, tb/ (TensorBoard), shield/ (the shield after
                     training; pretrain_shield/ after pre-training), agent.zip (SB3) or agent/,
-                    summary.json, eval.json
+                    summary.json (with the deployed agent's evaluation), quality.json (the
+                    shield's quality report, where its wrapper keeps one)
 
 Wrapper stack of a phase, inside out: the env, ``AgentSignals`` (failure and cost in ``info`` for
 the reference agents), the shield, ``EpisodeRecorder`` (the logs), ``FlattenObservation`` for
@@ -449,6 +450,7 @@ def train_seed(config_json: dict[str, Any], seed: int, out_dir: str, progress_qu
                 checkpoint = str(folder / ("shield" if phase == "train" else f"{phase}_shield"))
                 model.save(checkpoint)
                 phase_summary.update(_shield_summary(stats), shield_updates=getattr(model, "updates", None))
+                _write_quality(env, folder / ("quality.json" if phase == "train" else f"{phase}_quality.json"))
             phases.append(phase_summary)
             log.flush()
             env.close()
@@ -468,6 +470,16 @@ def train_seed(config_json: dict[str, Any], seed: int, out_dir: str, progress_qu
 
     write_json(folder / "summary.json", summary)
     return summary
+
+
+def _write_quality(env: gym.Env, path: Path) -> None:
+    """The shield's own quality report (ROC AUC of its risk, calibration, false-safe rate, ...),
+    where its wrapper keeps one (``quality_report()``), for ``safeshield report``."""
+    from safeshield.experiments.runner import write_json
+
+    quality = getattr(_shield_wrapper(env), "quality_report", None)
+    if callable(quality):
+        write_json(path, quality())
 
 
 def _recorder(env: gym.Env) -> EpisodeRecorder:

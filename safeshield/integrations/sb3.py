@@ -6,9 +6,9 @@
 - ``ShieldCallback``: the one adapter call (``model.learn(..., callback=ShieldCallback())``).
   It writes the shield's metrics (``safeshield.core.metrics.METRICS``: failures, interventions,
   fallbacks, their rates, proposal-risk mean and quantiles, threshold) to the model's logger, so
-  they appear under ``shield/`` in TensorBoard and SB3's CSV next to SB3's own tags. It attaches the agent's own action
-  distribution as the shield's candidate sampler and makes
-  the learner store the *executed* action:
+  they appear under ``shield/`` in TensorBoard and SB3's CSV next to SB3's own tags. It attaches
+  the agent's own action distribution as the shield's candidate sampler and makes the learner
+  store the *executed* action:
 
   * off-policy (SAC, TD3, DDPG): SB3 stores ``buffer_action``, the proposal rescaled to
     [-1, 1] (``OffPolicyAlgorithm._store_transition``). The callback overwrites the rows the
@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from safeshield.core.critic import CriticConfig, SafetyCritic
@@ -290,9 +291,10 @@ class ShieldCallback(BaseCallback):
     every step's ``info["shield"]`` reports feed ``self.stats`` (a ``ShieldStats``) and its
     scalars go to ``self.logger`` under ``shield/`` (TensorBoard, CSV, stdout: whatever the model's
     logger writes; ``stable_baselines3.common.logger.configure`` or ``tensorboard_log=`` choose).
-    Rates and risk quantiles are over the last ``window`` shielded steps; the quantiles are
-    recomputed every ``quantile_every`` steps. The logger is dumped once more when training ends,
-    so a short run still leaves its last values in the files.
+    Rates and risk quantiles are over the last ``window`` shielded steps. The scalars are recorded
+    where SB3 may dump its logger (a step on which an episode ended, the end of a rollout), not on
+    every step, and the logger is dumped once more when training ends, so a short run still
+    leaves its last values in the files.
 
     Example:
         >>> from stable_baselines3 import SAC
@@ -305,17 +307,12 @@ class ShieldCallback(BaseCallback):
         (60, 0)
     """
 
-    def __init__(
-        self, attach: bool = True, verbose: int = 0, *, log: bool = True, window: int = 1000, quantile_every: int = 50
-    ):
+    def __init__(self, attach: bool = True, verbose: int = 0, *, log: bool = True, window: int = 1000):
         super().__init__(verbose)
-        if isinstance(quantile_every, bool) or not isinstance(quantile_every, int) or quantile_every < 1:
-            raise ValueError(f"quantile_every must be an int >= 1, got {quantile_every!r}")
-        self.attach, self.log, self.quantile_every = attach, log, quantile_every
+        self.attach, self.log = attach, log
         self.shields: list[Any] = []
         self.stats = ShieldStats(window)
         self.rewritten = 0  # stored actions replaced by executed ones
-        self._scalars: dict[str, float] = {}
 
     def _init_callback(self) -> None:
         self.shields = find_shields(self.training_env)
@@ -324,30 +321,26 @@ class ShieldCallback(BaseCallback):
             for shield in self.shields:
                 shield.attach_policy(sample)
 
-    def _log(self, reports: list[dict]) -> None:
-        stats = self.stats
-        before = stats.steps
-        stats.update(reports)
-        if not self._scalars or stats.steps // self.quantile_every != before // self.quantile_every:
-            self._scalars = stats.scalars()
-        else:  # counters and rates are cheap: always current
-            self._scalars.update(stats.counters())
-        for key, value in self._scalars.items():
-            self.logger.record(key, value)
+    def _record(self) -> None:
+        if self.log and self.stats.steps:
+            for key, value in self.stats.scalars().items():
+                self.logger.record(key, value)
+
+    def _on_rollout_end(self) -> None:
+        if isinstance(self.model, OnPolicyAlgorithm):  # it dumps right after each rollout
+            self._record()
 
     def _on_training_end(self) -> None:
         if self.log and self.stats.steps:
-            self._scalars = self.stats.scalars()
-            for key, value in self._scalars.items():
-                self.logger.record(key, value)
+            self._record()
             self.logger.dump(self.num_timesteps)
 
     def _on_step(self) -> bool:
         infos = self.locals["infos"]
         if self.log:
-            reports = [info["shield"] for info in infos if "shield" in info]
-            if reports:
-                self._log(reports)
+            self.stats.update(info["shield"] for info in infos if "shield" in info)
+            if any(self.locals.get("dones", ())):  # off-policy algorithms dump after an episode ends
+                self._record()
         rows = [i for i, info in enumerate(infos) if "shield" in info and info["shield"]["intervened"]]
         if not rows:
             return True

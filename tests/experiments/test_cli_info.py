@@ -82,9 +82,9 @@ def test_methods_prints_meanings_not_raw_json(capsys):
 
 def test_transfer_checks_the_indicator_and_budget_before_any_worker(tmp_path, capsys, monkeypatch):
     """`transfer --pretrain InvertedPendulum-v5` crashed 20 s in, inside a worker (issue 18)."""
-    import safeshield.experiments.runner
+    import safeshield.experiments.transfer  # bound to run_jobs at import: patch where it is looked up
 
-    monkeypatch.setattr(safeshield.experiments.runner, "run_jobs", lambda *a, **k: pytest.fail("a worker started"))
+    monkeypatch.setattr(safeshield.experiments.transfer, "run_jobs", lambda *a, **k: pytest.fail("a worker started"))
     with pytest.raises(SystemExit, match="declares no failure indicator: pass --indicator terminated"):
         main(["transfer", "--pretrain", "Pendulum-v1", "--target", "Pendulum-v1", "--out", str(tmp_path)])
     monkeypatch.undo()

@@ -248,3 +248,24 @@ def test_a_budget_below_learning_starts_is_announced_once(tmp_path, capsys):
     assert err.count("smoke run (60 steps x 1 seed(s))") == 1
     warnings = json.loads((tmp_path / "r" / "run.json").read_text())["warnings"]
     assert any("never updates" in w for w in warnings)
+
+
+def test_the_shields_quality_report_lands_in_the_run_and_the_report(tmp_path, monkeypatch):
+    """Where the wrapper keeps a quality report, train saves it and report shows it (issue 18)."""
+    import safeshield
+
+    quality = {
+        "horizon": 20,
+        "steps": 150,
+        "auc": 0.75,
+        "ece": 0.05,
+        "false_safe_rate": 0.1,
+        "calibration": {"bins": [0.1]},
+        "first_useful_rejection": None,
+    }
+    monkeypatch.setattr(safeshield.ShieldWrapper, "quality_report", lambda self: quality, raising=False)
+    assert _train(tmp_path / "q", "sqrl", extra=TINY_SAC) == 0
+    assert json.loads((tmp_path / "q" / "seed0" / "quality.json").read_text())["auc"] == 0.75
+    assert main(["report", str(tmp_path / "q"), "--out", str(tmp_path / "rep")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "### Shield quality" in md and "auc 0.75" in md and "first_useful_rejection" not in md
