@@ -81,3 +81,23 @@ def test_import_safeshield_shows_only_its_public_names():
     for leaked in ("Any", "Callable", "gym", "os", "annotations"):
         assert leaked not in public
     assert set(safeshield.__all__) <= set(dir(safeshield))
+
+
+def test_a_checkpoint_for_other_action_bounds_suggests_rescale_action(saved):
+    env = gym.wrappers.RescaleAction(gym.make(SPIDER), -2.0, 2.0)
+    with pytest.raises(
+        safeshield.CheckpointError,
+        match=r"only the bounds differ: wrap the env in "
+        r"gymnasium.wrappers.RescaleAction\(env, -1, 1\)",
+    ):
+        safeshield.load(saved, env)
+
+
+def test_a_checkpoint_for_another_action_dtype_says_only_the_dtype_differs(saved):
+    import numpy as np
+
+    env = gym.make(SPIDER)
+    space = env.action_space
+    env.action_space = gym.spaces.Box(space.low.astype(np.float64), space.high.astype(np.float64), dtype=np.float64)
+    with pytest.raises(safeshield.CheckpointError, match="only the dtype differs: give the env a float32 action_space"):
+        safeshield.load(saved, env)

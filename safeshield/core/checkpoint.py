@@ -698,7 +698,32 @@ def check_space_signature(saved: dict[str, Any], space: gym.Space, name: str) ->
     if not _same(saved, current):
         raise CheckpointError(
             f"the checkpoint was saved for {name} {_describe(saved)}, but env.{name} is {_describe(current)}"
+            + _next_step(saved, current, name)
         )
+
+
+def _next_step(saved: Any, current: Any, name: str) -> str:
+    """What to do when two Box signatures differ only in dtype or only in bounds."""
+    if not (
+        isinstance(saved, dict) and isinstance(current, dict) and saved.get("type") == current.get("type") == "Box"
+    ):
+        return ""
+    if saved.get("shape") != current.get("shape"):
+        return ""
+    same_bounds = _same(saved.get("low"), current.get("low")) and _same(saved.get("high"), current.get("high"))
+    if same_bounds and saved.get("dtype") != current.get("dtype"):
+        return (
+            f"; only the dtype differs: give the env a {saved.get('dtype')} {name} (e.g. "
+            f"gymnasium.wrappers.{'DtypeObservation' if 'observation' in name else 'TransformAction'}) "
+            "or load the checkpoint where it was trained"
+        )
+    if saved.get("dtype") == current.get("dtype") and not same_bounds and "action" in name:
+        low, high = saved.get("low") or [0], saved.get("high") or [0]
+        return (
+            f"; only the bounds differ: wrap the env in gymnasium.wrappers.RescaleAction(env, "
+            f"{min(low):g}, {max(high):g}) to act in the saved bounds"
+        )
+    return ""
 
 
 def _describe(signature: Any) -> str:
