@@ -32,7 +32,10 @@ def test_transfer_command_writes_results_for_both_methods(tmp_path, capsys):
     document = json.loads((tmp_path / "results.json").read_text())
     assert set(document["summary"]) >= {"sqrl", "sac"}
     assert document["settings"]["finetune_steps"] == 90
-    assert "sqrl  fine-tune failures" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "sqrl  fine-tune failures" in captured.out
+    # the budget below the warm-up is announced before the run (it "succeeded" silently, issue 18)
+    assert "the agent's first update comes after 1001 steps" in captured.err and "smoke run" in captured.err
 
 
 def test_transfer_command_rejects_an_unknown_env_id(tmp_path):

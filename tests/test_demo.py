@@ -33,8 +33,9 @@ def test_demo_runs_end_to_end_and_writes_json_and_plots(tmp_path):
     assert "sqrl" in format_table(document["summary"])
 
 
-def test_summary_means_and_intervals():
-    runs = [
+def _two_seed_runs():
+    """SQRL fails 1 and 3 times, SAC 4 and 8 (two seeds each)."""
+    return [
         {
             "method": m,
             "seed": s,
@@ -45,6 +46,10 @@ def test_summary_means_and_intervals():
         for m, fails in (("sqrl", (1, 3)), ("sac", (4, 8)))
         for s, f in zip((0, 1), fails)
     ]
+
+
+def test_summary_means_and_intervals():
+    runs = _two_seed_runs()
     table = summarise(runs, [])["transfer"]
     assert table["sqrl"]["finetune_failures"][0] == 2.0 and table["sac"]["finetune_failures"][0] == 6.0
     assert table["sac_to_sqrl_failure_ratio"] == 3.0
@@ -53,17 +58,7 @@ def test_summary_means_and_intervals():
 
 def test_a_quick_demos_ratio_is_flagged_as_a_smoke_run():
     """`demo --quick` printed "SAC fails 43.2x as often as SQRL" with no caveat (issue 18)."""
-    runs = [
-        {
-            "method": m,
-            "seed": s,
-            "pretrain": {"failures": f},
-            "finetune": {"failures": f, "failure_rate": f / 10},
-            "final": {"mean_return": 1.0, "failures": 0, "episodes": 5},
-        }
-        for m, fails in (("sqrl", (1, 3)), ("sac", (4, 8)))
-        for s, f in zip((0, 1), fails)
-    ]
+    runs = _two_seed_runs()
     summary = summarise(runs, [])
     quick = DemoSettings().scaled(0.1)
     assert "smoke run (600 fine-tuning steps x 3 seeds): not evidence" in format_table(summary, quick)

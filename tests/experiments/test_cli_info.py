@@ -80,34 +80,10 @@ def test_methods_prints_meanings_not_raw_json(capsys):
     assert "eps_safe = 0.1  # risk threshold" in capsys.readouterr().out
 
 
-def test_transfer_checks_the_indicator_and_budget_before_any_worker(tmp_path, capsys, monkeypatch):
+def test_transfer_checks_the_indicator_before_any_worker(tmp_path, monkeypatch):
     """`transfer --pretrain InvertedPendulum-v5` crashed 20 s in, inside a worker (issue 18)."""
     import safeshield.experiments.transfer  # bound to run_jobs at import: patch where it is looked up
 
     monkeypatch.setattr(safeshield.experiments.transfer, "run_jobs", lambda *a, **k: pytest.fail("a worker started"))
     with pytest.raises(SystemExit, match="declares no failure indicator: pass --indicator terminated"):
         main(["transfer", "--pretrain", "Pendulum-v1", "--target", "Pendulum-v1", "--out", str(tmp_path)])
-    monkeypatch.undo()
-    code = main(
-        [
-            "transfer",
-            "--pretrain",
-            "safeshield/DrunkSpider-v0",
-            "--target",
-            "safeshield/DrunkSpiderTarget-v0",
-            "--pretrain-steps",
-            "120",
-            "--finetune-steps",
-            "90",
-            "--seeds",
-            "1",
-            "--workers",
-            "0",
-            "--out",
-            str(tmp_path),
-            "--no-progress",
-        ]
-    )
-    assert code == 0
-    err = capsys.readouterr().err
-    assert "the agent's first update comes after 1001 steps" in err and "smoke run" in err
