@@ -19,11 +19,11 @@ TINY = ["--set", "shield.hidden=[16]", "--set", "shield.learning_starts=40", "--
 TINY_SAC = ["--set", "agent.hidden=[16]", "--set", "agent.learning_starts=40", "--set", "agent.batch_size=16"]
 
 
-def _train(out, method, agent="sac", steps=150, extra=()):
+def _train(out, method, agent="sac", steps=150, extra=(), env=SPIDER, eval_episodes=2):
     argv = [
         "train",
         "--env",
-        SPIDER,
+        env,
         "--method",
         method,
         "--agent",
@@ -35,7 +35,7 @@ def _train(out, method, agent="sac", steps=150, extra=()):
         "--workers",
         "0",
         "--eval-episodes",
-        "2",
+        str(eval_episodes),
         "--out",
         str(out),
         "--no-progress",
@@ -142,33 +142,8 @@ def test_train_with_sb3_sac_logs_sb3s_tags_and_the_shields(tmp_path):
 
 def test_pretrain_then_fine_tune_saves_both_shields(tmp_path):
     extra = ["--pretrain-env", SPIDER, "--pretrain-steps", "90", *TINY_SAC]
-    argv_env = ["--env", "safeshield/DrunkSpiderTarget-v0"]
-    assert (
-        main(
-            [
-                "train",
-                *argv_env,
-                "--method",
-                "sqrl",
-                "--agent",
-                "sac",
-                "--steps",
-                "90",
-                "--seeds",
-                "1",
-                "--workers",
-                "0",
-                "--eval-episodes",
-                "0",
-                "--out",
-                str(tmp_path / "t"),
-                "--no-progress",
-                *TINY,
-                *extra,
-            ]
-        )
-        == 0
-    )
+    target = "safeshield/DrunkSpiderTarget-v0"
+    assert _train(tmp_path / "t", "sqrl", steps=90, extra=extra, env=target, eval_episodes=0) == 0
     seed = tmp_path / "t" / "seed0"
     assert (seed / "pretrain_shield" / "config.json").is_file() and (seed / "shield" / "config.json").is_file()
     phases = [json.loads(line)["phase"] for line in (seed / "episodes.jsonl").read_text().splitlines()]
@@ -216,32 +191,7 @@ def test_argument_errors_name_the_fix_before_any_worker_starts(argv, message, no
 
 
 def test_a_budget_below_learning_starts_is_announced_once(tmp_path, capsys):
-    assert (
-        main(
-            [
-                "train",
-                "--env",
-                SPIDER,
-                "--agent",
-                "sac",
-                "--steps",
-                "60",
-                "--seeds",
-                "1",
-                "--workers",
-                "0",
-                "--eval-episodes",
-                "0",
-                "--out",
-                str(tmp_path / "r"),
-                "--no-progress",
-                *TINY,
-                "--set",
-                "agent.hidden=[16]",
-            ]
-        )
-        == 0
-    )
+    assert _train(tmp_path / "r", "sqrl", steps=60, eval_episodes=0, extra=["--set", "agent.hidden=[16]"]) == 0
     err = capsys.readouterr().err
     assert err.count("the agent's first update comes after 1001 steps, so it never updates") == 1
     assert "--set agent.learning_starts=" in err
