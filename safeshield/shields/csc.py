@@ -30,27 +30,9 @@ What this module implements:
   filter and threshold over 20 critics trained without the CQL term (α = 0), risk = the ensemble
   maximum (Leave No Trace's pessimism over its ensemble).
 
-Where this differs from the paper, and why:
-
-- After 100 rejected tries the paper does not say what runs. We execute
-  the least risky action tried (proposal or candidate) and flag ``fell_back``. In the first
-  epoch (ε = 0) and after any epoch with too many failures (ε ≤ 0) every step falls back, so
-  the shield then acts as "the safest of 100 draws of π".
-- The threshold's scale (``docs/csc.md``): Q_C is a discounted failure probability in
-  [0, 1], and (1 − γ) = 0.01 makes ε at most 5e-4 for χ = 0.05: only actions whose failure is
-  ≥ 757 steps away could pass, longer than an episode. ``threshold_units="normalised"`` drops
-  the (1 − γ), ε = χ − V̂_C, reading Q_C as the probability of failing in the rest of the
-  episode (V_C and χ are per-episode failure probabilities; at most one failure per episode).
-  ``benchmarks/csc_nav.py`` runs both.
-- Comparison: the decision core accepts ``Q_C < ε`` (strict, SQRL's Eq. 5) where Alg. 1 writes
-  ``≤``; they differ only on a measure-zero set of sigmoid outputs.
-- Squashing: Q_C = sigmoid(logit), MSE TD loss as Eq. 2 (the paper does not say how it caps).
-  A Polyak target network (τ = 0.005, our choice) stabilises the backup; the paper has none.
-- E_{a∼π}[·] in the CQL term and a' in the backup: ``cql_samples`` draws from the attached
-  policy sampler (the agent's π); without one, uniform actions over the box for the CQL term
-  (CQL(H)'s uniform proposal) and the executed next action for the backup (SARSA, as SQRL here).
-- The threshold adapts only while the shield learns: a frozen shield keeps its V̂_C, so its
-  decisions stay a deterministic function of the seed.
+Where this differs from the paper, and why (the fallback after 100 tries, the threshold's
+scale and ``threshold_units``, the strict comparison, the sigmoid cap and target network, the
+draws of π, the frozen threshold): ``docs/csc.md``, "Choices the paper leaves open".
 """
 
 from __future__ import annotations

@@ -20,25 +20,9 @@ What this module implements:
 - PARROT (App. D baseline) is the same model with ``use_context=False`` (no c, no KL) and
   ``contrastive_weight=0`` trained on safe, successful data: ``SAFERConfig.parrot()``.
 
-Where this differs from the paper, and why:
-
-- Bounded actions: a final tanh bijector and an affine map onto the action Box;
-  the paper's flow is unbounded. Actions on the bound are moved to 0.999 of the half-range.
-- "Frozen if it starts to diverge" (§3.2) is defined as: the unsafe term is dropped from a step
-  whose mean unsafe log-likelihood is already ``divergence_margin`` nats below the mean safe
-  log-likelihood (Eq. 5 is unbounded above through log p_unsafe -> -inf; once the contrast is
-  that large, pushing further only destabilises). Each step reports whether it froze the term.
-- Alg. 2 line 6 samples c_unsafe from q(c | Lambda_safe); we use Lambda_unsafe (a typo).
-- Window: Lambda_t = [s_{t-w+1}, ..., s_t] includes s_t, zero-padded at the front.
-  The state features the flow is conditioned on are the frame encoder's output for s_t.
-- Alg. 3's sample sizes: floor(S eps) safe and floor(S (1 - eps)) unsafe items drawn without
-  replacement, capped at what the box holds; the box is open, (-eta, eta)^d; an iteration cap,
-  after which (or at a fixed point failing the test) the deterministic eta is returned, flagged.
-- Observations are standardised with the training data's mean and std (images: / 255); the
-  paper does not say. Hidden sizes, transformer size, batch size, clip norm, momentum: our
-  choices, in ``SAFERConfig``.
-- Online fine-tuning from an indicator (``observe`` / ``after_step``) is an option; the paper
-  trains offline only. It re-runs Alg. 2 steps on the steps seen and recalibrates eta on them.
+Where this differs from the paper, and why (bounded actions, the divergence freeze, Alg. 2's
+typo, the window, Alg. 3's sample sizes and cap, observation standardisation, online
+fine-tuning): ``docs/safer.md``, "Choices the paper left open, and the errors fixed".
 """
 
 from __future__ import annotations
