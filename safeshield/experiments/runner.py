@@ -19,7 +19,6 @@ import json
 import multiprocessing
 import os
 import queue as queue_module
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -27,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from safeshield.core.atomic import atomic_path
 
 __all__ = [
     "Job",
@@ -171,13 +172,6 @@ def summarise_episodes(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as JSON via a temporary file and an atomic rename; returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        json.dump(data, handle, indent=1)
     return path

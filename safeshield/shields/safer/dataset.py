@@ -36,12 +36,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from safeshield.core.atomic import atomic_path
 
 __all__ = ["OfflineDataset", "SCHEMA", "FORMAT", "window_indices", "collect_episodes"]
 
@@ -165,14 +166,13 @@ class OfflineDataset:
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically to ``.npz`` or ``.h5``/``.hdf5`` (chosen by the suffix)."""
         target = Path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-        os.close(fd)
-        try:
+        if target.suffix not in (".npz", ".h5", ".hdf5"):
+            raise ValueError(f"path must end in .npz, .h5 or .hdf5, got {str(target)!r}")
+        with atomic_path(target) as tmp:
             if target.suffix == ".npz":
                 with open(tmp, "wb") as handle:
                     np.savez_compressed(handle, metadata=np.array(json.dumps(self._metadata())), **self._arrays())
-            elif target.suffix in (".h5", ".hdf5"):
+            else:
                 import h5py
 
                 with h5py.File(tmp, "w") as handle:
@@ -180,12 +180,6 @@ class OfflineDataset:
                         handle.create_dataset(name, data=array, compression="gzip")
                     for key, value in self._metadata().items():
                         handle.attrs[key] = json.dumps(value)
-            else:
-                raise ValueError(f"path must end in .npz, .h5 or .hdf5, got {str(target)!r}")
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return target
 
     @classmethod
