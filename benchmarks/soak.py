@@ -2,7 +2,8 @@
 
 Run ``nice -n 5 python benchmarks/soak.py [--quick] [--steps 1000000] [--seeds 3] [--out benchmarks/results/soak]``.
 
-Each seed runs in a fresh process (so one run's resident memory is not another's): an SQRL
+Each seed runs in its own process (so one run's resident memory is not another's; the seeds run
+side by side): an SQRL
 shield (32x32 critic, 50k-row buffer, one update per 1,000 stored steps: a slowly learning
 shield, so the run fits in minutes on a shared CPU) around ``safeshield/DrunkSpider-v0`` (pure
 numpy, ~7 us a step) steps ``--steps`` times with uniformly random actions. Every
@@ -30,6 +31,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from safeshield.experiments.runner import write_json
 
 CAPACITY = 50_000
 ENV_ID = "safeshield/DrunkSpider-v0"
@@ -170,9 +173,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(worker(args.worker, steps, args.sample_every, args.nonfinite_every)))
         return {}
     flat_after = min(CAPACITY + args.warm, steps // 2)
-    runs = []
-    for seed in range(seeds):
-        command = [
+    commands = [
+        [
             sys.executable,
             __file__,
             "--worker",
@@ -184,9 +186,18 @@ def main(argv: list[str] | None = None) -> dict:
             "--nonfinite-every",
             str(args.nonfinite_every),
         ]
-        output = subprocess.run(
-            command, check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}
-        ).stdout
+        for seed in range(seeds)
+    ]
+    # the seeds run side by side (each in its own process, so each one's resident memory is its own)
+    children = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        for command in commands
+    ]
+    runs = []
+    for seed, child in enumerate(children):
+        output, _ = child.communicate()
+        if child.returncode:
+            raise RuntimeError(f"soak worker for seed {seed} failed with exit status {child.returncode}")
         run = json.loads(output.strip().splitlines()[-1])
         run["rss_growth_mb"], run["rss_slope_mb_per_million_steps"] = growth(run["samples"], flat_after)
         print(
@@ -216,11 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
         "all_finite": all(r["all_stored_values_and_weights_finite"] for r in runs),
         "runs": runs,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / "results.json"
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=1) + "\n")
-    os.replace(tmp, target)
+    write_json(args.out / "results.json", document)
     plot(document, args.out / "rss.png")
     return document
 

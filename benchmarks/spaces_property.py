@@ -1,7 +1,7 @@
 """Nightly-style property run: every Gymnasium space works or is refused clearly, over 1,000+ examples.
 
-Run ``nice -n 5 python benchmarks/spaces_property.py [--quick] [--examples 1000] [--out
-benchmarks/results/spaces_property]``.
+Run ``nice -n 5 python benchmarks/spaces_property.py [--quick] [--examples 1000]
+[--out benchmarks/results/spaces_property]``.
 
 It runs ``tests/core/test_spaces_property.py`` (hypothesis over random Box / Dict / Tuple
 observation spaces, float32 / float64, infinite bounds, and Box / Discrete / MultiDiscrete /
@@ -20,6 +20,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from safeshield.experiments.runner import write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST = "tests/core/test_spaces_property.py"
@@ -75,11 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
         "tail": output.splitlines()[-15:],
     }
     print(json.dumps({k: v for k, v in document.items() if k != "tail"}, indent=1))
-    args.out.mkdir(parents=True, exist_ok=True)
-    target = args.out / "results.json"
-    tmp = target.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(document, indent=1) + "\n")
-    os.replace(tmp, target)
+    write_json(args.out / "results.json", document)
     return document
 
 

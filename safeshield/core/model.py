@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -27,10 +26,10 @@ from torch import nn
 
 from safeshield.core.checkpoint import CheckpointError, restore, save_checkpoint, space_signature
 from safeshield.core.spaces import action_codec, check_observation_space
+from safeshield.core.validation import check_field_types
 
 __all__ = [
     "SafetyConfig",
-    "check_field_types",
     "torch_seed",
     "SafetyModel",
     "build_model",
@@ -74,40 +73,6 @@ class SafetyConfig:
             return cls.from_options(data, cls.__name__)
         except (TypeError, ValueError) as error:
             raise CheckpointError(f"the saved config does not fit {cls.__name__}: {error}") from error
-
-
-def check_field_types(config: Any) -> None:
-    """Every field of a config dataclass has its default's type: an int field an integer (not a bool),
-    a float field a finite number, a bool field a bool, a str field a str, a tuple field a tuple (or
-    list) of integers. Raises ``ValueError`` naming the field, the value and the expected form, so
-    a NaN, an inf, a bool or a string never reaches a model (from a user or from a checkpoint)."""
-    for field in dataclasses.fields(config):
-        value, default = getattr(config, field.name), field.default
-        if isinstance(default, bool):
-            ok, expected = isinstance(value, (bool, np.bool_)), "a bool"
-        elif isinstance(default, int):
-            ok, expected = (
-                isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)),
-                "an integer",
-            )
-        elif isinstance(default, float):
-            ok = (
-                isinstance(value, (int, float, np.integer, np.floating))
-                and not isinstance(value, (bool, np.bool_))
-                and math.isfinite(value)
-            )
-            expected = "a finite number"
-        elif isinstance(default, str):
-            ok, expected = isinstance(value, str), "a string"
-        elif isinstance(default, tuple):
-            ok = isinstance(value, (tuple, list)) and all(
-                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value
-            )
-            expected = "a tuple of integers"
-        else:
-            continue
-        if not ok:
-            raise ValueError(f"{type(config).__name__}.{field.name} must be {expected}, got {value!r:.100}")
 
 
 def torch_seed(seed: int | None) -> int:

@@ -11,10 +11,14 @@ wrong kind of object, in the same form) and returns the value converted (float, 
 - ``check_pair``: a pair of finite numbers (a 2-D point or an interval).
 - ``check_widths``: a non-empty tuple of positive layer widths (``hidden=(256, 256)``).
 - ``check_instance``: an object of the expected type (``TypeError``).
+- ``check_field_types``: every field of a config dataclass has its default's type (an integer, a
+  finite number, a bool, a string, a tuple of integers), so a NaN, an inf, a bool or a string never
+  reaches a model, from a user or from a checkpoint.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -23,6 +27,7 @@ import numpy as np
 
 __all__ = [
     "check_choice",
+    "check_field_types",
     "check_count",
     "check_finite",
     "check_instance",
@@ -114,3 +119,28 @@ def check_instance(name: str, value: Any, kind: type | tuple[type, ...], what: s
         expected = what or (kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind))
         raise TypeError(f"{name} must be a {expected}, got {type(value).__name__}")
     return value
+
+
+def check_field_types(config: Any) -> None:
+    """Every field of the dataclass ``config`` has its default's type: an int field an integer (not a
+    bool), a float field a finite number, a bool field a bool, a str field a str, a tuple field a tuple
+    (or list) of integers. ValueError naming ``<Config>.<field>`` otherwise."""
+    for field in dataclasses.fields(config):
+        value, default = getattr(config, field.name), field.default
+        if isinstance(default, bool):
+            ok, what = isinstance(value, (bool, np.bool_)), "a bool"
+        elif isinstance(default, int):
+            ok, what = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)), "an integer"
+        elif isinstance(default, float):
+            ok, what = _is_real(value), "a finite number"
+        elif isinstance(default, str):
+            ok, what = isinstance(value, str), "a string"
+        elif isinstance(default, tuple):
+            ok = isinstance(value, (tuple, list)) and all(
+                isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in value
+            )
+            what = "a tuple of integers"
+        else:
+            continue
+        if not ok:
+            raise _fail(f"{type(config).__name__}.{field.name}", what, value)

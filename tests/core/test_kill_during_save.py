@@ -77,5 +77,6 @@ def test_every_kill_leaves_one_complete_checkpoint_and_no_debris(tmp_path, monke
         warnings.simplefilter("ignore", RuntimeWarning)  # "recovered ..." is expected with two renames
         result = kill_loop(path, kills=12, seed=0)
     assert len(result["seen"]) == 12
+    assert result["debris_after_kills"] > 0, "no kill landed inside a save: the test would prove nothing"
     assert result["left"] == ["ckpt"]
     assert check_complete(path) == -1
