@@ -1,28 +1,38 @@
-"""SAFER vs SAC vs a PARROT-style prior on the hardest Operation grasping tasks (SAFER Table 1, Fig. 4).
+"""SAFER vs SAC vs a PARROT-style prior on the 6 hardest Operation grasping tasks (SAFER Table 1, Fig. 4).
 
-Run ``python benchmarks/safer_operation.py [--quick] [--out benchmarks/results/safer_operation]``.
+Run ``python benchmarks/safer_operation.py [--quick] [--out DIR] [--cache DIR]``.
 
 1. Data: the scripted noisy grasp (``operation.ScriptedGrasp``) on all 40 tasks, the noise std
-   cycling through ``NOISE_LEVELS`` per episode; written in the ``safeshield-offline`` format.
-2. Priors (SAFER App. C / D): SAFER (safety variable c, contrastive lambda, SGD + momentum) on
-   D_safe (safe steps of successful episodes) and D_unsafe (omega = 1); PARROT (no c, lambda = 0,
-   Adam) on the safe, successful steps only. Loss curves -> ``prior_losses.png``.
-3. eta (Alg. 3, deterministic variant) for <= 15 % unsafe on the labelled data; Fig. 4: for bounds
-   0/15/30/45 % the empirical unsafe share of the steps of rollouts that draw z uniformly from the
-   box on the evaluated tasks -> ``calibration.png``.
-4. RL (Table 1): SAC in the env's action space; SAFER + SAC and PARROT + SAC acting in the prior's
-   latent box (``RemapWrapper``, frozen prior). PARROT has no eta: its box is (-3, 3)^d, 3 sigma of
-   the base N(0, I) (our choice). Success rate over all training episodes and violations per 1,000
-   steps, mean and 95 % CI over seeds, per task -> ``results.json``, ``table1.png``, ``curves_*.png``.
+   cycling through ``NOISE_LEVELS`` per episode, in the ``safeshield-offline`` format; one cached
+   file per task, keyed by what determines it (task, episodes, noise levels, seeds, ``DATA_VERSION``).
+2. Labels: omega with a ``LOOKAHEAD``-step look-ahead (a step is unsafe when the container is
+   touched at it or within the next ``LOOKAHEAD`` steps of its episode: the paper's "unsafe
+   action" is one that leads to a violation; the env's omega marks only the contact step).
+3. Priors (SAFER App. C / D): SAFER (safety variable c, per-sample floored contrastive term) on
+   D_safe (safe steps of successful episodes) and D_unsafe; PARROT (no c, lambda = 0) on the safe,
+   successful steps only. Cached by the data's content digest and the config.
+4. Diagnostics (``diagnostics.json``): both priors rolled out on the evaluation tasks with z = 0,
+   z ~ N(0, I) and z ~ U(-eta, eta)^d for a grid of eta (success, contact rate); the posterior's
+   context on safe vs unsafe windows; log-likelihood quantiles of safe and unsafe actions.
+5. eta (Alg. 3, deterministic variant) for <= 15 % unsafe on the labelled data; Fig. 4: for bounds
+   0/15/30/45 % the unsafe share of the steps of rollouts drawing z uniformly from the box on the
+   6 evaluation tasks, checked against the bound with a one-sided binomial test.
+6. RL (Table 1): SAC in the env's action space; SAFER + SAC and PARROT + SAC acting in the prior's
+   latent box (frozen prior). PARROT has no eta: its box is (-3, 3)^d, 3 sigma of the base N(0, I)
+   (our choice). Success rate over the training episodes and violations per 1,000 steps, mean and
+   95 % CI over seeds, per task. Each run is cached, so an interrupted benchmark resumes.
 
-Scale: the paper used 1M data steps per task, 500k prior steps and 50k SAC steps on 6 tasks; this
-runs on 2 CPU cores (budget: 15 CPU-minutes on one core for the full run), so every size is far
-smaller (``SCALES``) and the numbers are a CPU-scale reproduction of the *ordering*, not the values.
+Scale: the paper used 1M data steps per task, 500k prior steps and 50k SAC steps per run on 6
+tasks; this runs on a shared 2-core CPU, so every size is far smaller (``SCALES``, all written to
+``results.json``): a CPU-scale reproduction of the *ordering*, not of the values.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -37,55 +47,95 @@ from safeshield.environments.operation import EVAL_TASKS, N_TASKS, ScriptedGrasp
 from safeshield.experiments.plots import plot_learning_curves
 from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json
 from safeshield.shields.safer import SAFER, SAFERConfig, in_box_unsafe_fraction
+from safeshield.shields.safer.calibration import rollout_bound_check
 from safeshield.shields.safer.dataset import OfflineDataset, collect_episodes
 from safeshield.wrappers.remap import RemapWrapper
 
 NOISE_LEVELS = (0.5, 1.0, 1.5, 2.0)  # our choice: actuation noise std (before the tanh) of the scripted grasp
-BOUNDS = (0.0, 0.15, 0.30, 0.45)  # SAFER Fig. 4
+DATA_VERSION = 2  # bump when the env or the scripted policy changes what a collection holds
+PRIOR_VERSION = 1  # bump when the library's SAFER defaults or training code change what a fit returns
+LOOKAHEAD = 2  # our choice: a step is unsafe if the container is touched within it or the next 2 steps
+BOUNDS = (0.0, 0.05, 0.10, 0.15, 0.30, 0.45)  # SAFER Fig. 4 (0, 15, 30, 45 %) and two tighter bounds
+TABLE1_BOUND = (
+    0.0  # the box SAFER + SAC acts in: no labelled unsafe action inside (Prop. 3.4; docs/safer.md says why not 15 %)
+)
 PARROT_ETA = 3.0  # our choice: PARROT has no latent bound; 3 sigma of N(0, I)
+DIAGNOSTIC_ETAS = (0.5, 1.0, 1.5, 2.0, 3.0)
 SCALES = {
-    # data tasks and episodes per task, prior steps and batch, RL tasks, seeds, steps per run, Fig. 4 episodes per bound
-    # and task
+    # data episodes per task (all 40 tasks), prior steps and batch, RL tasks, seeds, steps per run,
+    # Fig. 4 episodes per bound and task, diagnostic episodes per setting and task
     "full": dict(
         data_tasks=N_TASKS,
         episodes_per_task=12,
-        prior_steps=2000,
+        prior_steps=4000,
         prior_batch=128,
-        tasks=2,
+        tasks=6,
         seeds=3,
-        rl_steps=4000,
-        calib_episodes=5,
+        rl_steps=2000,
+        calib_episodes=4,
+        diag_episodes=2,
     ),
     "quick": dict(
-        data_tasks=6,
+        data_tasks=3,
         episodes_per_task=2,
-        prior_steps=40,
-        prior_batch=64,
+        prior_steps=30,
+        prior_batch=32,
         tasks=2,
         seeds=1,
-        rl_steps=150,
+        rl_steps=120,
         calib_episodes=1,
+        diag_episodes=1,
     ),
 }
-CONTRASTIVE_WEIGHT = 0.02  # lambda at CPU scale: the paper's lambda x steps (1e-4 x 500k = 50) over 2,500 steps
+CONTRASTIVE_WEIGHT = 1.0  # lambda with the per-sample floor (docs/safer.md: the floor bounds the term)
+CONTRASTIVE_MARGIN = 5.0  # nats below the safe batch mean where an unsafe action stops being pushed
 SAC_CONFIG = SACConfig(hidden=(64, 64), batch_size=128, learning_starts=500, train_every=2)  # our choice: CPU scale
 
 
 def prior_config(kind: str, batch: int) -> SAFERConfig:
     """SAFER (App. C) or PARROT (App. D: no c, lambda 0), both with Adam at lr 1e-3 and flow width 128.
 
-    CPU scale: App. C's SGD at lr 1e-4 needs the paper's 500k steps (measured here: after 2,500
-    steps log p(a_safe) was still ~0 against ~3 with Adam, and lambda = 1e-4 left the unsafe
-    likelihood *above* the safe one); both priors get the same optimiser so they differ only in
-    c, lambda and the unsafe data.
+    CPU scale: App. C's SGD at lr 1e-4 needs the paper's 500k steps (measured: after 2,500 steps
+    log p(a_safe) was still ~0 against ~3 with Adam); both priors get the same optimiser so they
+    differ only in c, the contrastive term and the unsafe data.
     """
+    changes = prior_changes(kind, batch)
+    return SAFERConfig(**changes) if kind == "safer" else SAFERConfig.parrot(**changes)
+
+
+def prior_changes(kind: str, batch: int) -> dict:
+    """What the benchmark sets on top of the library's defaults (part of the prior's cache key)."""
     common = dict(flow_hidden=(128, 128), batch_size=batch, optimizer="adam", lr=1e-3)
     if kind == "safer":
-        return SAFERConfig(**common, contrastive_weight=CONTRASTIVE_WEIGHT)
-    return SAFERConfig.parrot(**common)
+        return {
+            **common,
+            "contrastive_weight": CONTRASTIVE_WEIGHT,
+            "divergence_margin": CONTRASTIVE_MARGIN,
+            "unsafe_floor": True,
+        }
+    return common
 
 
-def collect_task(task: int, episodes: int, progress_queue=None) -> OfflineDataset:
+# ---------------------------------------------------------------------------------------------
+# caching
+
+
+def content_key(**inputs) -> str:
+    """A short sha256 of everything that determines a cached artefact (JSON, sorted keys)."""
+    text = json.dumps(
+        inputs, sort_keys=True, default=lambda value: list(value) if isinstance(value, tuple) else str(value)
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def collect_task(task: int, episodes: int, cache: str, progress_queue=None) -> str:
+    """Scripted data of one task, cached under ``cache`` by its inputs; returns the file's path."""
+    key = content_key(version=DATA_VERSION, task=task, episodes=episodes, noise=NOISE_LEVELS, seed=10_000 * task)
+    path = Path(cache) / f"data_task{task:02d}_{key}.npz"
+    if path.exists():
+        if progress_queue is not None:
+            progress_queue.put(episodes * 40)
+        return str(path)
     env = gym.make(f"safeshield/Operation{task:02d}-v0")
     parts = []
     for episode in range(episodes):
@@ -97,31 +147,53 @@ def collect_task(task: int, episodes: int, progress_queue=None) -> OfflineDatase
         if progress_queue is not None:
             progress_queue.put(len(part))
     env.close()
-    return OfflineDataset.concatenate(parts)
+    return str(OfflineDataset.concatenate(parts).save(path))
 
 
-def train_prior(kind: str, data_path: str, steps: int, batch: int, out: str, progress_queue=None) -> dict:
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def train_prior(kind: str, data_path: str, steps: int, batch: int, cache: str, progress_queue=None) -> dict:
+    """Fit (or load from ``cache``) one prior; returns its directory, loss history and CPU time."""
     torch.set_num_threads(1)
     data = OfflineDataset.load(data_path)
+    config = prior_config(kind, batch)
+    key = content_key(
+        version=PRIOR_VERSION, kind=kind, data=data.digest(), changes=prior_changes(kind, batch), steps=steps, seed=0
+    )
+    folder = Path(cache) / f"prior_{kind}_{key}"
+    record = folder / "history.json"
+    if record.exists():
+        if progress_queue is not None:
+            progress_queue.put(steps)
+        return {**json.loads(record.read_text()), "path": str(folder), "cached": True}
     env = gym.make("safeshield/Operation00-v0")
-    prior = SAFER(env.observation_space, env.action_space, prior_config(kind, batch), seed=0)
+    prior = SAFER(env.observation_space, env.action_space, config, seed=0)
     start = time.process_time()
     chunk = max(1, steps // 20)
     history: dict[str, list] = {}
     for done in range(0, steps, chunk):
         part = prior.fit(data, min(chunk, steps - done), progress=False, log_every=10)
-        for key, values in part.items():
-            history.setdefault(key, []).extend([v + done for v in values] if key == "step" else values)
+        for name, values in part.items():
+            history.setdefault(name, []).extend([v + done for v in values] if name == "step" else values)
         if progress_queue is not None:
             progress_queue.put(min(chunk, steps - done))
     seconds = time.process_time() - start
-    if kind == "safer":
-        prior.calibrate(data, 0.15)
-    else:
-        prior.eta = PARROT_ETA
-    prior.save(Path(out) / f"prior_{kind}")
+    prior.eta = PARROT_ETA
+    prior.save(folder)
+    result = {"history": history, "cpu_seconds": seconds}
+    record.write_text(json.dumps(result))
     env.close()
-    return {"history": history, "cpu_seconds": seconds, "eta": prior.eta}
+    return {**result, "path": str(folder), "cached": False}
+
+
+# ---------------------------------------------------------------------------------------------
+# rollouts
 
 
 class _EpisodeStats(gym.Wrapper):
@@ -138,12 +210,80 @@ class _EpisodeStats(gym.Wrapper):
         return obs, reward, terminated, truncated, info
 
 
-def rl_run(method: str, task: int, seed: int, steps: int, out: str, progress_queue=None) -> dict:
+def prior_rollouts(
+    prior_path: str, task: int, eta: float, mode: str, episodes: int, seed: int, cache: str, progress_queue=None
+) -> dict:
+    """Roll the frozen prior out with z = 0 ("zero"), z ~ N(0, I) clipped to the box ("normal") or
+    z ~ U(-eta, eta)^d ("uniform", Fig. 4); per rollout: unsafe steps, steps, success (cached)."""
     torch.set_num_threads(1)
+    key = content_key(
+        prior=file_digest(Path(prior_path) / "weights.safetensors"),
+        task=task,
+        eta=eta,
+        mode=mode,
+        episodes=episodes,
+        seed=seed,
+    )
+    record = Path(cache) / f"rollouts_task{task:02d}_{mode}_{key}.json"
+    if record.exists():
+        if progress_queue is not None:
+            progress_queue.put(episodes * 40)
+        return json.loads(record.read_text())
+    env = gym.make(f"safeshield/Operation{task:02d}-v0")
+    prior = SAFER.load(prior_path, env)
+    prior.eta = float(eta)
+    shield = RemapWrapper(env, prior)
+    rng = np.random.default_rng(seed)
+    rollouts = []
+    for episode in range(episodes):
+        shield.reset(seed=seed + episode)
+        unsafe = steps = 0
+        done = success = False
+        while not done:
+            if mode == "zero":
+                u = np.zeros(shield.action_space.shape)
+            elif mode == "normal":
+                u = np.clip(rng.standard_normal(shield.action_space.shape) / eta, -1, 1)
+            else:
+                u = rng.uniform(-1, 1, shield.action_space.shape)
+            _, _, terminated, truncated, info = shield.step(u.astype(np.float32))
+            unsafe += info["failure"] > 0.5
+            steps += 1
+            success = success or bool(info["success"])
+            done = terminated or truncated
+        rollouts.append({"unsafe": int(unsafe), "steps": steps, "success": success})
+        if progress_queue is not None:
+            progress_queue.put(steps)
+    env.close()
+    result = {"task": task, "eta": float(eta), "mode": mode, "rollouts": rollouts}
+    record.write_text(json.dumps(result))
+    return result
+
+
+def rl_run(
+    method: str, task: int, seed: int, steps: int, prior_path: str | None, eta: float, cache: str, progress_queue=None
+) -> dict:
+    torch.set_num_threads(1)
+    weights = file_digest(Path(prior_path) / "weights.safetensors") if prior_path else None
+    key = content_key(
+        method=method,
+        task=task,
+        seed=seed,
+        steps=steps,
+        prior=weights,
+        eta=eta,
+        sac={**SAC_CONFIG.__dict__, "hidden": list(SAC_CONFIG.hidden)},
+    )
+    record = Path(cache) / f"rl_{method}_task{task:02d}_seed{seed}_{key}.json"
+    if record.exists():
+        if progress_queue is not None:
+            progress_queue.put(steps)
+        return json.loads(record.read_text())
     stats = _EpisodeStats(gym.make(f"safeshield/Operation{task:02d}-v0"))
     env: gym.Env = stats
     if method != "sac":
-        prior = SAFER.load(Path(out) / f"prior_{method}", stats)
+        prior = SAFER.load(prior_path, stats)
+        prior.eta = float(eta)
         env = RemapWrapper(stats, prior)
     agent = SAC(env.observation_space, env.action_space, SAC_CONFIG, seed=seed)
 
@@ -157,8 +297,9 @@ def rl_run(method: str, task: int, seed: int, steps: int, out: str, progress_que
     seconds = time.process_time() - start
     steps_done = sum(r["length"] for r in records)
     violations = sum(r["violations"] for r in records)
+    late = records[len(records) // 2 :]
     env.close()
-    return {
+    result = {
         "method": method,
         "task": task,
         "seed": seed,
@@ -167,37 +308,58 @@ def rl_run(method: str, task: int, seed: int, steps: int, out: str, progress_que
         "episodes": len(records),
         "steps_in_episodes": steps_done,
         "success_rate": float(np.mean([r["success"] for r in records])) if records else 0.0,
+        "success_rate_second_half": float(np.mean([r["success"] for r in late])) if late else 0.0,
         "violations": violations,
         "violations_per_1000": 1000.0 * violations / max(steps_done, 1),
     }
+    record.write_text(json.dumps(result, default=float))
+    return result
 
 
-def calibration_rollouts(out: str, task: int, bound: float, data_path: str, episodes: int, progress_queue=None) -> dict:
-    """Fig. 4: z ~ U(box) through the frozen SAFER prior; unsafe share of each rollout's steps."""
-    torch.set_num_threads(1)
-    env = gym.make(f"safeshield/Operation{task:02d}-v0")
-    prior = SAFER.load(Path(out) / "prior_safer", env)
-    data = OfflineDataset.load(data_path)
-    eta = prior.calibrate(data, bound)
-    shield = RemapWrapper(env, prior)
-    rng = np.random.default_rng(int(1000 * bound) + task)
-    shares = []
-    for episode in range(episodes):
-        shield.reset(seed=episode)
-        unsafe = steps = 0
-        done = False
-        while not done:
-            _, _, terminated, truncated, info = shield.step(
-                rng.uniform(-1, 1, shield.action_space.shape).astype(np.float32)
-            )
-            unsafe += info["failure"] > 0.5
-            steps += 1
-            done = terminated or truncated
-        shares.append(unsafe / steps)
-        if progress_queue is not None:
-            progress_queue.put(steps)
-    env.close()
-    return {"task": task, "bound": bound, "eta": eta, "unsafe_share": shares}
+# ---------------------------------------------------------------------------------------------
+# checks and diagnostics
+
+
+@torch.inference_mode()
+def likelihood_diagnostics(prior: SAFER, data: OfflineDataset, n: int = 2000, seed: int = 0) -> dict:
+    """Safe vs unsafe log-likelihood quantiles at c = E[c | Lambda]; the posterior's context on both."""
+    rng = np.random.default_rng(seed)
+    out: dict = {}
+    means = {}
+    for name, rows in (("safe", data.safe_rows(True)), ("unsafe", data.unsafe_rows())):
+        rows = rng.choice(rows, min(n, rows.size), replace=False)
+        windows, valid = (torch.as_tensor(x) for x in data.windows(rows, prior.window))
+        _, mean, log_std = prior.posterior_params(windows, valid)
+        log_p, _ = prior.log_prob(torch.as_tensor(data.actions[rows]), windows, valid, sample=False)
+        out[f"log_p_{name}_quantiles_10_50_90"] = [float(q) for q in np.percentile(log_p.numpy(), [10, 50, 90])]
+        if mean is not None:
+            means[name] = mean.numpy()
+            out[f"context_{name}"] = {
+                "mean_abs_mean": float(np.abs(mean).mean()),
+                "mean_std": float(log_std.exp().mean()),
+            }
+    if means:
+        # linear probe: can E[c | Lambda] tell the safe windows from the unsafe ones?
+        x = np.concatenate([means["safe"], means["unsafe"]])
+        y = np.r_[np.zeros(len(means["safe"])), np.ones(len(means["unsafe"]))]
+        x = np.c_[(x - x.mean(0)) / (x.std(0) + 1e-9), np.ones(len(x))]
+        weights = np.linalg.lstsq(x, 2 * y - 1, rcond=None)[0]
+        out["context_probe_accuracy"] = float(((x @ weights > 0) == y).mean())
+        out["context_probe_chance"] = float(max(y.mean(), 1 - y.mean()))
+    return out
+
+
+def summarise_rollouts(entries: list[dict]) -> dict:
+    rollouts = [r for e in entries for r in e["rollouts"]]
+    steps = sum(r["steps"] for r in rollouts)
+    return {
+        "success": float(np.mean([r["success"] for r in rollouts])),
+        "unsafe_share": sum(r["unsafe"] for r in rollouts) / max(steps, 1),
+        "rollouts": len(rollouts),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def main(argv=None) -> int:
@@ -206,97 +368,143 @@ def main(argv=None) -> int:
     parser.add_argument(
         "--out", default=None, help="results folder (default benchmarks/results/safer_operation[_quick])"
     )
+    parser.add_argument(
+        "--cache", default="benchmarks/.cache/safer_operation", help="cached data, priors and runs (git-ignored)"
+    )
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--skip-rl", action="store_true", help="stop after the diagnostics and Fig. 4")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     scale = SCALES["quick" if args.quick else "full"]
     out = Path(args.out or f"benchmarks/results/safer_operation{'_quick' if args.quick else ''}")
+    cache = Path(args.cache)
     out.mkdir(parents=True, exist_ok=True)
+    cache.mkdir(parents=True, exist_ok=True)
     wall = time.time()
     progress = sys.stderr.isatty()
+    tasks = EVAL_TASKS[: scale["tasks"]]
 
-    # 1. data
+    # 1. data (cached per task) and 2. look-ahead labels
     episodes = scale["episodes_per_task"]
     data_tasks = (
-        range(scale["data_tasks"])
-        if scale["data_tasks"] == N_TASKS
-        else sorted(set(range(scale["data_tasks"])) | set(EVAL_TASKS[: scale["tasks"]]))
+        range(N_TASKS) if scale["data_tasks"] == N_TASKS else sorted(set(range(scale["data_tasks"])) | set(tasks))
     )
-    parts = run_jobs(
-        [Job(collect_task, (t, episodes)) for t in data_tasks],
+    paths = run_jobs(
+        [Job(collect_task, (t, episodes, str(cache))) for t in data_tasks],
         len(data_tasks) * episodes * 40,
         "data",
         args.workers,
         progress,
     )
-    data = OfflineDataset.concatenate(parts)
-    data_path = str(data.save(out / "data.npz"))
+    raw = OfflineDataset.concatenate([OfflineDataset.load(p) for p in paths])
+    data = raw.with_lookahead(LOOKAHEAD)
+    data_path = str(data.save(cache / f"data_lookahead{LOOKAHEAD}_{raw.digest()[:16]}.npz"))
     labelled = np.concatenate([data.safe_rows(), data.unsafe_rows()])
     data_summary = {
         "steps": len(data),
         "episodes": int(data.episode_ids.max() + 1),
-        "violation_rate": float(data.violations.mean()),
+        "contact_rate": float(raw.violations.mean()),
+        "unsafe_rate_lookahead": float(data.violations.mean()),
         "successful_episode_steps": float(data.successes.mean()),
         "d_safe": int(data.safe_rows().size),
         "d_unsafe": int(data.unsafe_rows().size),
         "unsafe_share_of_labelled": float(data.violations[labelled].mean()),
+        "lookahead": LOOKAHEAD,
     }
     print("data:", data_summary, flush=True)
 
-    # 2. priors
+    # 3. priors (cached by the data's digest and the config)
     steps, batch = scale["prior_steps"], scale["prior_batch"]
-    priors = run_jobs(
-        [Job(train_prior, (k, data_path, steps, batch, str(out))) for k in ("safer", "parrot")],
+    kinds = ("safer", "parrot")
+    trained = run_jobs(
+        [Job(train_prior, (k, data_path, steps, batch, str(cache))) for k in kinds],
         2 * steps,
         "priors",
         args.workers,
         progress,
     )
-    priors = dict(zip(("safer", "parrot"), priors))
+    priors = dict(zip(kinds, trained))
+    for kind, result in priors.items():
+        shutil.copytree(result["path"], out / f"prior_{kind}", dirs_exist_ok=True)
     plot_prior_losses(priors, out / "prior_losses.png")
-    print("eta: SAFER", priors["safer"]["eta"], "PARROT", priors["parrot"]["eta"], flush=True)
-
-    # 3. Fig. 4 calibration
-    tasks = EVAL_TASKS[: scale["tasks"]]
-    calib_jobs = [
-        Job(calibration_rollouts, (str(out), t, b, data_path, scale["calib_episodes"])) for b in BOUNDS for t in tasks
-    ]
-    calibration = run_jobs(calib_jobs, len(calib_jobs) * scale["calib_episodes"] * 40, "Fig. 4", args.workers, progress)
-    prior = SAFER.load(out / "prior_safer")
-    max_abs, unsafe = prior.labelled_latents(data)
+    safer = SAFER.load(priors["safer"]["path"])
+    max_abs, unsafe = safer.labelled_latents(data)
+    etas = {b: safer.calibrate(data, b) for b in BOUNDS}
+    eta = etas[TABLE1_BOUND]
+    safer.eta = eta
+    safer.save(out / "prior_safer")
     labelled_calibration = {
         str(b): {
-            "eta": (eta := prior.calibrate(data, b)),
-            "in_box_unsafe_fraction": in_box_unsafe_fraction(max_abs, unsafe, eta),
-            "in_box_points": int((max_abs < eta).sum()),
+            "eta": e,
+            "in_box_unsafe_fraction": in_box_unsafe_fraction(max_abs, unsafe, e),
+            "in_box_points": int((max_abs < e).sum()),
         }
-        for b in BOUNDS
+        for b, e in etas.items()
     }
-    plot_calibration(calibration, out / "calibration.png")
+    print("eta: SAFER", eta, "PARROT", PARROT_ETA, flush=True)
 
-    # 4. Table 1 at CPU scale
-    methods = ("safer", "parrot", "sac")
-    rl_jobs = [
-        Job(rl_run, (m, t, s, scale["rl_steps"], str(out)))
+    # 4. diagnostics and 5. Fig. 4: prior rollouts
+    n_diag, n_calib = scale["diag_episodes"], scale["calib_episodes"]
+    settings = [(k, mode, e, n_diag) for k in kinds for mode in ("zero", "normal") for e in (1.0,)]
+    settings += [(k, "uniform", e, n_diag) for k in kinds for e in DIAGNOSTIC_ETAS]
+    settings += [("parrot", "uniform", eta, n_diag)]  # PARROT in SAFER's box: the box's share of the effect
+    settings += [("safer", "uniform", etas[b], n_calib) for b in BOUNDS]
+    jobs = [
+        Job(prior_rollouts, (priors[k]["path"], t, e, mode, n, 100 * t + 7, str(cache)))
+        for (k, mode, e, n) in settings
         for t in tasks
-        for m in methods
-        for s in range(scale["seeds"])
     ]
-    runs = run_jobs(rl_jobs, len(rl_jobs) * scale["rl_steps"], "RL", args.workers, progress)
-    table = summarise(runs, methods, tasks)
-    for task in tasks:
-        plot_learning_curves(
-            {m: [r["records"] for r in runs if r["method"] == m and r["task"] == task] for m in methods},
-            out / f"curves_task{task:02d}.png",
-            f"Operation task {task}: episodes with a violation",
+    rollouts = run_jobs(jobs, sum(s[3] for s in settings) * len(tasks) * 40, "prior rollouts", args.workers, progress)
+    by_setting = [rollouts[i * len(tasks) : (i + 1) * len(tasks)] for i in range(len(settings))]
+    diag_rollouts = [
+        {
+            "prior": k,
+            "mode": mode,
+            "eta": e,
+            **summarise_rollouts(entries),
+            "per_task": {str(x["task"]): summarise_rollouts([x]) for x in entries},
+        }
+        for (k, mode, e, _), entries in zip(settings, by_setting)
+    ]
+    calibration = []
+    for b in BOUNDS:
+        entries = by_setting[len(settings) - len(BOUNDS) + BOUNDS.index(b)]
+        pooled = [r for x in entries for r in x["rollouts"]]
+        check = rollout_bound_check(sum(r["unsafe"] for r in pooled), sum(r["steps"] for r in pooled), b)
+        calibration.append(
+            {
+                "bound": b,
+                "eta": etas[b],
+                "check": check,
+                "per_task": {str(x["task"]): [r["unsafe"] / r["steps"] for r in x["rollouts"]] for x in entries},
+            }
         )
-    plot_table(table, methods, tasks, out / "table1.png")
+        print(
+            f"Fig. 4 bound {b:.2f}: eta {etas[b]:.3f} rollout unsafe share {check['share']:.3f} "
+            f"({check['unsafe_steps']}/{check['steps']} steps) p={check['p_value']:.3f} holds={check['holds']}",
+            flush=True,
+        )
+    plot_calibration(calibration, out / "calibration.png")
+    diagnostics = {
+        "rollouts": diag_rollouts,
+        "likelihood": {k: likelihood_diagnostics(SAFER.load(priors[k]["path"]), data) for k in kinds},
+    }
+    for entry in diag_rollouts:
+        print(
+            f"diag {entry['prior']:6s} {entry['mode']:7s} eta {entry['eta']:.2f}: success {entry['success']:.2f} "
+            f"unsafe share {entry['unsafe_share']:.3f}",
+            flush=True,
+        )
+    write_json(out / "diagnostics.json", diagnostics)
 
     results = {
         "settings": {
             "scale": scale,
             "noise_levels": NOISE_LEVELS,
+            "lookahead": LOOKAHEAD,
+            "table1_bound": TABLE1_BOUND,
             "contrastive_weight": CONTRASTIVE_WEIGHT,
+            "contrastive_margin": CONTRASTIVE_MARGIN,
             "bounds": BOUNDS,
             "parrot_eta": PARROT_ETA,
             "sac": {**SAC_CONFIG.__dict__, "hidden": list(SAC_CONFIG.hidden)},
@@ -307,22 +515,52 @@ def main(argv=None) -> int:
         "data": data_summary,
         "priors": {
             k: {
-                "eta": v["eta"],
                 "cpu_seconds": v["cpu_seconds"],
+                "cached": v["cached"],
                 "final": {key: vals[-1] for key, vals in v["history"].items()},
             }
             for k, v in priors.items()
         },
+        "eta": {"safer": eta, "parrot": PARROT_ETA},
         "calibration_labelled": labelled_calibration,
         "calibration_rollouts": calibration,
-        "table1": table,
         "paper_table1": {
             "success_mean_percent": {"safer": 60.6, "parrot": 15.8, "sac": 0.38},
             "violations_per_1000_mean": {"safer": 9.47, "parrot": 35.13, "sac": 32.19},
         },
-        "runs": [{k: v for k, v in r.items() if k != "records"} for r in runs],
-        "wall_seconds": time.time() - wall,
     }
+    if args.skip_rl:
+        results["wall_seconds"] = time.time() - wall
+        write_json(out / "results.json", results)
+        return 0
+
+    # 6. Table 1 at CPU scale (each run cached)
+    methods = ("safer", "parrot", "sac")
+    boxes = {
+        "safer": (str(out / "prior_safer"), eta),
+        "parrot": (priors["parrot"]["path"], PARROT_ETA),
+        "sac": (None, 0.0),
+    }
+    rl_jobs = [
+        Job(rl_run, (m, t, s, scale["rl_steps"], *boxes[m], str(cache)))
+        for s in range(scale["seeds"])
+        for t in tasks
+        for m in methods
+    ]
+    runs = run_jobs(rl_jobs, len(rl_jobs) * scale["rl_steps"], "RL", args.workers, progress)
+    table = summarise(runs, methods, tasks)
+    for task in tasks:
+        plot_learning_curves(
+            {m: [r["records"] for r in runs if r["method"] == m and r["task"] == task] for m in methods},
+            out / f"curves_task{task:02d}.png",
+            f"Operation task {task}: episodes with a violation",
+        )
+    plot_table(table, methods, tasks, out / "table1.png")
+    results.update(
+        table1=table,
+        runs=[{k: v for k, v in r.items() if k != "records"} for r in runs],
+        wall_seconds=time.time() - wall,
+    )
     write_json(out / "results.json", results)
     print_table(table, methods, tasks)
     print(f"wall {time.time() - wall:.0f} s; results in {out}")
@@ -335,40 +573,36 @@ def summarise(runs: list[dict], methods, tasks) -> dict:
         row: dict = {}
         for task in list(tasks) + ["all"]:
             chosen = [r for r in runs if r["method"] == method and (task == "all" or r["task"] == task)]
-            if task == "all":  # mean over tasks of per-seed values, seeds pooled per task
-                per_seed = [
-                    np.mean([r["success_rate"] for r in chosen if r["seed"] == s])
-                    for s in sorted({r["seed"] for r in chosen})
-                ]
-                per_seed_v = [
-                    np.mean([r["violations_per_1000"] for r in chosen if r["seed"] == s])
-                    for s in sorted({r["seed"] for r in chosen})
-                ]
-            else:
-                per_seed = [r["success_rate"] for r in chosen]
-                per_seed_v = [r["violations_per_1000"] for r in chosen]
-            success, success_ci = mean_ci([100 * x for x in per_seed])
-            violations, violations_ci = mean_ci(per_seed_v)
+            seeds = sorted({r["seed"] for r in chosen})
+            values = {}
+            for name in ("success_rate", "success_rate_second_half", "violations_per_1000"):
+                if task == "all":  # per seed, the mean over tasks; then mean and CI over seeds
+                    per_seed = [np.mean([r[name] for r in chosen if r["seed"] == s]) for s in seeds]
+                else:
+                    per_seed = [r[name] for r in chosen]
+                scale = 1.0 if name == "violations_per_1000" else 100.0
+                values[name] = mean_ci([scale * x for x in per_seed])
             row[str(task)] = {
-                "success_percent": success,
-                "success_ci": success_ci,
-                "violations_per_1000": violations,
-                "violations_ci": violations_ci,
-                "seeds": len(per_seed),
+                "success_percent": values["success_rate"][0],
+                "success_ci": values["success_rate"][1],
+                "success_second_half_percent": values["success_rate_second_half"][0],
+                "violations_per_1000": values["violations_per_1000"][0],
+                "violations_ci": values["violations_per_1000"][1],
+                "seeds": len(seeds),
             }
         table[method] = row
     return table
 
 
 def print_table(table, methods, tasks) -> None:
-    print(f"{'method':8s} " + " ".join(f"{'task ' + str(t):>30s}" for t in list(tasks) + ["all"]))
+    print(f"{'method':8s} " + " ".join(f"{'task ' + str(t):>24s}" for t in list(tasks) + ["all"]))
     for method in methods:
         cells = [table[method][str(t)] for t in list(tasks) + ["all"]]
         print(
             f"{method:8s} "
             + " ".join(
                 f"{c['success_percent']:5.1f}±{c['success_ci']:4.1f}% "
-                f"{c['violations_per_1000']:6.1f}±{c['violations_ci']:5.1f}/1k"
+                f"{c['violations_per_1000']:5.0f}±{c['violations_ci']:3.0f}"
                 for c in cells
             )
         )
@@ -403,25 +637,25 @@ def plot_prior_losses(priors: dict, path: Path) -> None:
 
 def plot_calibration(calibration: list[dict], path: Path) -> None:
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.5, 4.5))
-    tasks = sorted({entry["task"] for entry in calibration})
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    tasks = sorted({task for entry in calibration for task in entry["per_task"]}, key=int)
     for index, task in enumerate(tasks):
-        entries = [e for e in calibration if e["task"] == task]
-        x = [100 * e["bound"] + (index - (len(tasks) - 1) / 2) * 2.0 for e in entries for _ in e["unsafe_share"]]
-        y = [100 * share for e in entries for share in e["unsafe_share"]]
-        ax.scatter(x, y, s=16, alpha=0.7, color=f"C{index}", label=f"task {task} (one dot per rollout)")
-        ax.plot(
-            [100 * e["bound"] for e in entries],
-            [100 * np.mean(e["unsafe_share"]) for e in entries],
-            color=f"C{index}",
-            lw=1,
-        )
+        x = [100 * e["bound"] + (index - (len(tasks) - 1) / 2) * 1.2 for e in calibration for _ in e["per_task"][task]]
+        y = [100 * share for e in calibration for share in e["per_task"][task]]
+        ax.scatter(x, y, s=14, alpha=0.7, color=f"C{index}", label=f"task {task}")
+    ax.plot(
+        [100 * e["bound"] for e in calibration],
+        [100 * e["check"]["share"] for e in calibration],
+        "k-o",
+        lw=1.5,
+        label="pooled",
+    )
     ax.plot([0, 45], [0, 45], "k--", lw=1, label="bound")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, ncol=2)
     ax.set(
         xlabel="allowed unsafe % (bound)",
         ylabel="unsafe % of steps in a rollout",
-        title="Fig. 4: z ~ U(box), SAFER prior",
+        title="Fig. 4: z ~ U(box), SAFER prior (one dot per rollout)",
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -431,7 +665,7 @@ def plot_calibration(calibration: list[dict], path: Path) -> None:
 def plot_table(table, methods, tasks, path: Path) -> None:
     plt = _pyplot()
     columns = [str(t) for t in tasks] + ["all"]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     width = 0.8 / len(methods)
     for i, method in enumerate(methods):
         x = np.arange(len(columns)) + i * width

@@ -4,6 +4,8 @@ labelled points are at most a given fraction unsafe.
 - ``eta_deterministic``: the exact O(n log n) variant (the default).
 - ``eta_algorithm3``: Alg. 3 as printed, falling back to the exact value when it fails.
 - ``in_box_unsafe_fraction``: the quantity both bound.
+- ``rollout_bound_check``: does the box keep its bound in rollouts (Fig. 4)? A one-sided binomial
+  test of the rollout steps' unsafe share against the bound (``binomial_upper_tail``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ import math
 
 import numpy as np
 
-__all__ = ["eta_algorithm3", "eta_deterministic", "in_box_unsafe_fraction"]
+__all__ = [
+    "binomial_upper_tail",
+    "eta_algorithm3",
+    "eta_deterministic",
+    "in_box_unsafe_fraction",
+    "rollout_bound_check",
+]
 
 
 def in_box_unsafe_fraction(max_abs: np.ndarray, unsafe: np.ndarray, eta: float) -> float:
@@ -61,8 +69,7 @@ def eta_algorithm3(
     eta <- their largest ||z||_inf; stop once the in-box safe fraction is >= eps. eta never grows
     (a max over points already inside); as printed, the point attaining the new eta falls outside
     the open box, so every iteration drops at least one point and the loop ends. If the cap is hit or a fixed point
-    fails the test, the
-    deterministic eta (``eta_deterministic``) is returned and ``satisfied`` is False.
+    fails the test, the deterministic eta (``eta_deterministic``) is returned and ``satisfied`` is False.
     """
     m = np.asarray(max_abs, dtype=np.float64).reshape(-1)
     bad = np.asarray(unsafe).reshape(-1).astype(bool)
@@ -86,3 +93,51 @@ def eta_algorithm3(
             break
         eta = new_eta
     return eta_deterministic(m, bad, max_unsafe_fraction), history, False
+
+
+def binomial_upper_tail(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), summed in log space (exact; no scipy needed)."""
+    if k <= 0:
+        return 1.0
+    if k > n or p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    log_p, log_q = math.log(p), math.log1p(-p)
+    terms = [
+        math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * log_p + (n - i) * log_q
+        for i in range(k, n + 1)
+    ]
+    top = max(terms)
+    return float(min(1.0, math.exp(top) * sum(math.exp(t - top) for t in terms)))
+
+
+def rollout_bound_check(
+    unsafe_steps: int, steps: int, max_unsafe_fraction: float, confidence: float = 0.95
+) -> dict[str, float | bool]:
+    """Does a rollout's unsafe share stay within the bound (SAFER Fig. 4)? One-sided binomial test.
+
+    H0: the per-step unsafe probability is <= ``max_unsafe_fraction``. ``holds`` is False only
+    when ``unsafe_steps`` out of ``steps`` would be that many or more with probability below
+    ``1 - confidence`` under the bound, i.e. the share exceeds the bound by more than a binomial
+    margin. Steps of one rollout are correlated, which makes the test reject *more* easily than
+    it should: a check that holds is conservative.
+    """
+    if not (isinstance(steps, (int, np.integer)) and steps > 0) or not 0 <= unsafe_steps <= steps:
+        raise ValueError(
+            f"steps must be a positive integer and 0 <= unsafe_steps <= steps, got {unsafe_steps!r} of {steps!r}"
+        )
+    if not 0.0 <= max_unsafe_fraction <= 1.0 or not 0.0 < confidence < 1.0:
+        raise ValueError(
+            "max_unsafe_fraction must be in [0, 1] and confidence in (0, 1), "
+            f"got {max_unsafe_fraction!r}, {confidence!r}"
+        )
+    p_value = binomial_upper_tail(int(unsafe_steps), int(steps), float(max_unsafe_fraction))
+    return {
+        "unsafe_steps": int(unsafe_steps),
+        "steps": int(steps),
+        "share": unsafe_steps / steps,
+        "bound": float(max_unsafe_fraction),
+        "p_value": p_value,
+        "holds": bool(p_value >= 1.0 - confidence),
+    }

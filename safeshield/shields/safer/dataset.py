@@ -1,7 +1,9 @@
 """Offline labelled datasets for priors such as SAFER: one documented format, npz or HDF5.
 
 - ``OfflineDataset``: per-step arrays plus metadata; ``windows`` builds the state windows Lambda,
-  ``safe_rows`` / ``unsafe_rows`` give SAFER's D_safe and D_unsafe; ``save`` / ``load``.
+  ``safe_rows`` / ``unsafe_rows`` give SAFER's D_safe and D_unsafe; ``save`` / ``load``;
+  ``with_lookahead`` relabels a step unsafe when a violation follows within a few steps;
+  ``digest`` is a content hash for caching what is fit on the data.
 - ``SCHEMA``: the arrays a file must hold (users can write their own data in this format).
 - ``window_indices``: row indices of each step's window (-1 where it is zero-padded).
 - ``collect_episodes``: roll a (scripted) policy out in an env and label every step.
@@ -34,6 +36,7 @@ Minari datasets convert both ways with ``safeshield.integrations.minari`` (``fro
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -124,6 +127,40 @@ class OfflineDataset:
         frames = self.observations[np.where(valid, index, 0)].astype(np.float32)
         frames[~valid] = 0.0
         return frames, valid
+
+    def with_lookahead(self, horizon: int) -> OfflineDataset:
+        """A copy whose step t is unsafe when omega = 1 at any of the steps t .. t + horizon of its episode.
+
+        SAFER's unsafe action is one that leads to a violation (§2: omega of the pair; §3.4: the
+        box should hold actions that keep the agent safe). An immediate omega marks only the
+        contact step, so the one or two actions that made a contact unavoidable stay in D_safe,
+        and a box calibrated on such labels is too large in rollouts (docs/safer.md). ``horizon``
+        0 returns the labels unchanged; the horizon is recorded in ``metadata["lookahead"]``.
+        """
+        if not isinstance(horizon, (int, np.integer)) or isinstance(horizon, bool) or horizon < 0:
+            raise ValueError(f"horizon must be an integer >= 0, got {horizon!r}")
+        omega, ids = self.violations.astype(bool), self.episode_ids
+        labels = omega.copy()
+        for k in range(1, int(horizon) + 1):
+            if k >= len(omega):
+                break
+            later = np.zeros_like(labels)
+            later[:-k] = omega[k:] & (ids[k:] == ids[:-k])
+            labels |= later
+        metadata = {**self.metadata, "lookahead": int(horizon) + int(self.metadata.get("lookahead", 0))}
+        return OfflineDataset(
+            self.observations, self.actions, labels.astype(np.uint8), self.successes, self.episode_ids, metadata
+        )
+
+    def digest(self) -> str:
+        """sha256 (hex) of the arrays' dtypes, shapes and bytes (not the metadata): the content key a
+        cache of what is fit on this data (a prior, its eta) can be stored under."""
+        digest = hashlib.sha256()
+        for name in SCHEMA:
+            array = np.ascontiguousarray(getattr(self, name))
+            digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
 
     def subset(self, rows: np.ndarray) -> OfflineDataset:
         """The given rows (windows are rebuilt from the kept rows, so keep whole episodes)."""

@@ -61,6 +61,7 @@ class SAFERConfig(SafetyConfig):
     use_context: bool = True  # §3.2; False = PARROT / "no safety variable" ablation
     contrastive_weight: float = 1e-4  # lambda, App. C tuned {1e-4, 1e-5}
     divergence_margin: float = 10.0  # our choice: freeze rule of §3.2 (module docstring)
+    unsafe_floor: bool = False  # our choice: True = per-action floor (module docstring), False = batch freeze
     optimizer: str = "sgd"  # App. C: SGD + momentum (Adam diverged); PARROT used "adam"
     lr: float = 1e-4  # App. C
     momentum: float = 0.9  # our choice: value not stated in App. C
@@ -112,6 +113,19 @@ class SAFERConfig(SafetyConfig):
     def parrot(cls, **changes: Any) -> SAFERConfig:
         """PARROT (App. D): no safety variable, no contrastive term, Adam; safe+successful data."""
         return cls(**{"use_context": False, "contrastive_weight": 0.0, "optimizer": "adam", **changes})
+
+
+def floored_log_prob(log_p: torch.Tensor, floor: torch.Tensor | float) -> tuple[torch.Tensor, float]:
+    """``max(log_p, floor)`` per row (no gradient below the floor) and the share of rows below it.
+
+    The contrastive term ``-lambda * log p(a_unsafe)`` of Eq. 5 is unbounded above: a batch mean
+    can be driven to -inf by a few actions while most unsafe actions stay as likely as safe ones
+    (measured, docs/safer.md). Flooring each unsafe action's log-likelihood pushes every unsafe
+    action until it is the margin below the safe batch mean, and then no further.
+    """
+    floor = torch.as_tensor(floor, dtype=log_p.dtype)
+    below = log_p.detach() < floor
+    return torch.where(below, floor.expand_as(log_p), log_p), float(below.float().mean())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -297,10 +311,14 @@ class SAFER(RemapPrior):
         if unsafe is not None:
             log_p_unsafe, kl_unsafe = self.log_prob(*unsafe)
             l_unsafe = log_p_unsafe.mean()
-            frozen = bool(l_unsafe.detach() < l_safe.detach() - cfg.divergence_margin)
             objective = objective - kl_unsafe.mean()
-            if not frozen:
-                objective = objective - cfg.contrastive_weight * l_unsafe
+            if cfg.unsafe_floor:
+                floored, frozen = floored_log_prob(log_p_unsafe, l_safe.detach() - cfg.divergence_margin)
+                objective = objective - cfg.contrastive_weight * floored.mean()
+            else:
+                frozen = float(l_unsafe.detach() < l_safe.detach() - cfg.divergence_margin)
+                if not frozen:
+                    objective = objective - cfg.contrastive_weight * l_unsafe
             stats.update(
                 log_p_unsafe=float(l_unsafe.detach()),
                 kl_unsafe=float(kl_unsafe.mean().detach()),
