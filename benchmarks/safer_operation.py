@@ -8,18 +8,20 @@ Run ``python benchmarks/safer_operation.py [--quick] [--out DIR] [--cache DIR]``
 2. Labels: omega with a ``LOOKAHEAD``-step look-ahead (a step is unsafe when the container is
    touched at it or within the next ``LOOKAHEAD`` steps of its episode: the paper's "unsafe
    action" is one that leads to a violation; the env's omega marks only the contact step).
-3. Priors (SAFER App. C / D): SAFER (safety variable c, per-sample floored contrastive term) on
+3. Priors (SAFER App. C / D): SAFER (safety variable c, per-action floored contrastive term) on
    D_safe (safe steps of successful episodes) and D_unsafe; PARROT (no c, lambda = 0) on the safe,
    successful steps only. Cached by the data's content digest and the config.
 4. Diagnostics (``diagnostics.json``): both priors rolled out on the evaluation tasks with z = 0,
    z ~ N(0, I) and z ~ U(-eta, eta)^d for a grid of eta (success, contact rate); the posterior's
    context on safe vs unsafe windows; log-likelihood quantiles of safe and unsafe actions.
-5. eta (Alg. 3, deterministic variant) for <= 15 % unsafe on the labelled data; Fig. 4: for bounds
-   0/15/30/45 % the unsafe share of the steps of rollouts drawing z uniformly from the box on the
-   6 evaluation tasks, checked against the bound with a one-sided binomial test.
-6. RL (Table 1): SAC in the env's action space; SAFER + SAC and PARROT + SAC acting in the prior's
-   latent box (frozen prior). PARROT has no eta: its box is (-3, 3)^d, 3 sigma of the base N(0, I)
-   (our choice). Success rate over the training episodes and violations per 1,000 steps, mean and
+5. eta (Alg. 3, deterministic variant) on the labelled data for each of ``BOUNDS``; Fig. 4: for
+   each bound the unsafe share of the steps of rollouts drawing z uniformly from the box on the
+   6 evaluation tasks, checked against the bound with a one-sided binomial test
+   (``rollout_bound_check``).
+6. RL (Table 1): SAC in the env's action space; SAFER + SAC (in the box of ``TABLE1_BOUND``: 0 %,
+   not the paper's 15 %, whose box is vacuous on this data; docs/safer.md) and PARROT + SAC acting
+   in the prior's latent box (frozen prior). PARROT has no eta: its box is (-3, 3)^d, 3 sigma of
+   the base N(0, I) (our choice). Success rate over the training episodes and violations per 1,000 steps, mean and
    95 % CI over seeds, per task. Each run is cached, so an interrupted benchmark resumes.
 
 Scale: the paper used 1M data steps per task, 500k prior steps and 50k SAC steps per run on 6
