@@ -47,7 +47,11 @@ METHODS = {
     "csc_normalised": ("csc", {"threshold_units": "normalised"}),
     "q_ensemble": ("q_ensemble", {"threshold_units": "paper"}),
 }
-SHIELD_OPTIONS = {"chi": CHI, "train_every": 10}  # our choice: one critic update per 10 env steps (CPU)
+SHIELD_OPTIONS = {
+    "chi": CHI,
+    "train_every": 10,
+    "updates_per_step": 0.1,
+}  # our choice: one critic update per 10 env steps (CPU)
 SCALES = {
     "full": dict(steps=30_000, seeds=3),
     "quick": dict(steps=1_000, seeds=1),
@@ -206,7 +210,12 @@ def main(argv=None) -> dict:
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}; choose from {sorted(METHODS)}")
-    shield_options = {**SHIELD_OPTIONS, "train_every": args.train_every, "chi": args.chi}
+    shield_options = {
+        **SHIELD_OPTIONS,
+        "train_every": args.train_every,
+        "updates_per_step": 1 / args.train_every,
+        "chi": args.chi,
+    }
     scale_name = "quick" if args.quick else "full"
     scale = SCALES[scale_name]
     out = Path(args.out or f"benchmarks/results/csc_nav{'_quick' if args.quick else ''}")

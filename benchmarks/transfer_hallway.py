@@ -192,7 +192,11 @@ def sqrl_job(seed: int, s: Settings, out_dir: str, progress_queue=None) -> dict[
     torch.set_num_threads(1)
     report = episode_reporter(progress_queue)
     options = dict(
-        hidden=s.hidden, batch_size=s.batch_size, learning_starts=s.learning_starts, train_every=s.train_every
+        hidden=s.hidden,
+        batch_size=s.batch_size,
+        learning_starts=s.learning_starts,
+        train_every=s.train_every,
+        updates_per_step=1 / s.train_every,
     )
     walls = safeshield.wrap(make_env("walls", s), "sqrl", indicator="cost", seed=seed, pretraining=True, **options)
     agent = make_agent(walls, s, seed)

@@ -27,7 +27,13 @@ def main() -> None:
     torch.set_num_threads(1)
 
     env = safeshield.wrap(
-        gym.make("safeshield/PointTraps-v0"), "csc", seed=0, chi=0.05, threshold_units=args.units, train_every=10
+        gym.make("safeshield/PointTraps-v0"),
+        "csc",
+        seed=0,
+        chi=0.05,
+        threshold_units=args.units,
+        train_every=10,
+        updates_per_step=0.1,
     )  # one critic update per 10 steps, as the benchmark
     agent = TRPOLagrangian.for_env(env, TRPOLagrangianConfig(chi=0.05), seed=0)
     env.attach_policy(agent.sample_actions)

@@ -38,6 +38,9 @@ class Batch:
     terminated: np.ndarray
 
 
+_COLUMNS = ("obs", "action", "reward", "next_obs", "next_action", "failure", "terminated")
+
+
 class TransitionBuffer:
     """A FIFO ring buffer of transitions with ``capacity`` rows, preallocated once."""
 
@@ -94,6 +97,17 @@ class TransitionBuffer:
             raise ValueError("cannot sample from an empty buffer")
         rows = rng.integers(0, len(self), size=int(batch_size))
         return self._rows(rows)
+
+    def sample_many(self, steps: int, batch_size: int, rng: np.random.Generator) -> list[Batch]:
+        """``steps`` uniform minibatches with replacement, drawn at once (one index draw, one gather
+        per column); each is a view into one ``(steps, batch_size, ...)`` block."""
+        if len(self) == 0:
+            raise ValueError("cannot sample from an empty buffer")
+        if steps == 1:
+            return [self.sample(batch_size, rng)]
+        block = self._rows(rng.integers(0, len(self), size=(int(steps), int(batch_size))))
+        columns = [getattr(block, name) for name in _COLUMNS]
+        return [Batch(*(column[i] for column in columns)) for i in range(int(steps))]
 
     def clear(self) -> None:
         """Forget every transition (SQRL empties D_offline when fine-tuning starts)."""

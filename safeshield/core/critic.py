@@ -16,7 +16,8 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass
-from typing import ClassVar
+from fractions import Fraction
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -47,25 +48,27 @@ class CriticConfig(SafetyConfig):
     buffer_capacity: int = 50_000  # our choice (paper silent): holds a DrunkSpider pre-training run
     batch_size: int = 256  # our choice (paper silent), common SAC value
     learning_starts: int = 500  # our choice: no update before this many stored transitions
-    train_every: int = 1  # our choice: one update per env step, as SAC
-    gradient_steps: int = 1  # our choice
+    updates_per_step: float = 1.0  # gradient steps per stored transition (update-to-data ratio); may be < 1
+    train_every: int = 1  # run the updates owed so far every this many env steps, back to back
 
     def __post_init__(self) -> None:
         super().__post_init__()  # field types: integers, finite numbers, bools, strings
-        for name in (
-            "n_candidates",
-            "resample_rounds",
-            "buffer_capacity",
-            "batch_size",
-            "train_every",
-            "gradient_steps",
-        ):
+        for name in ("n_candidates", "resample_rounds", "buffer_capacity", "batch_size", "train_every"):
             check_count(name, getattr(self, name))
+        check_positive("updates_per_step", self.updates_per_step)
         check_count("learning_starts", self.learning_starts, minimum=0)
         check_positive("perturbation_scale", self.perturbation_scale)
         check_interval("widen", self.widen, 1.0, math.inf, closed="left")
         check_interval("uniform_fraction", self.uniform_fraction, 0.0, 1.0)
         check_choice("selection", self.selection, SELECTIONS)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> CriticConfig:
+        data = dict(data)
+        if "gradient_steps" in data:  # saved before updates_per_step: the same schedule as a ratio
+            steps = data.pop("gradient_steps")
+            data.setdefault("updates_per_step", steps / data.get("train_every", 1))
+        return super().from_json(data)
 
 
 def flat_dim(space: gym.Space) -> int:
@@ -93,6 +96,8 @@ class SafetyCritic(SafetyModel):
         self.buffer = TransitionBuffer(config.buffer_capacity, self.obs_dim, self.act_dim)
         self.rng = np.random.default_rng(seed)
         self.policy_sampler = None  # set by an adapter: sample(obs, n, generator) -> actions
+        self._update_credit = 0  # updates earned and not run yet, in units of 1 / (ratio's denominator)
+        self._ratio_cache: tuple[float | None, int, int] = (None, 0, 1)
 
     # -- what a method implements -------------------------------------------------------------
     @abc.abstractmethod
@@ -162,22 +167,49 @@ class SafetyCritic(SafetyModel):
         return self.buffer.add(obs, action, next_obs, failure, terminated)
 
     def after_step(self) -> dict[str, float] | None:
-        """Called once per env step by the front end: learn on the configured schedule."""
+        """Called once per env step by the front end: learn on the configured schedule.
+
+        The schedule (``updates_per_step`` = r, ``train_every`` = m, ``learning_starts`` = s):
+        every stored transition from the ``max(s, 1)``-th on earns r updates; every m-th env step
+        the whole updates earned so far run back to back (``learn``), so after T stored
+        transitions exactly ``floor(r * (T' - max(s, 1) + 1))`` updates have run, T' being the
+        last multiple of m up to T (none before ``max(s, 1)``). The ratio is kept as an exact
+        fraction, so 0.1 means one update per 10 steps, never 0 after 10 float additions.
+        """
         if self.frozen:
             return None
         stored = self.buffer.total_added
         cfg = self.config
-        if stored < max(cfg.learning_starts, 1) or stored % cfg.train_every:
+        if stored < max(cfg.learning_starts, 1):
             return None
-        return self.learn(cfg.gradient_steps)
+        numerator, denominator = self._ratio()
+        self._update_credit += numerator  # in units of 1 / denominator updates: integers, no drift
+        if stored % cfg.train_every or self._update_credit < denominator:
+            return None
+        owed, self._update_credit = divmod(self._update_credit, denominator)
+        return self.learn(owed)
+
+    def _ratio(self) -> tuple[int, int]:
+        """``updates_per_step`` as an exact fraction (numerator, denominator), cached per value."""
+        ratio = self.config.updates_per_step
+        if self._ratio_cache[0] != ratio:
+            fraction = Fraction(ratio).limit_denominator(1_000_000)
+            if self._ratio_cache[0] is not None:  # keep the credit earned so far, in the new units
+                self._update_credit = self._update_credit * fraction.denominator // self._ratio_cache[2]
+            self._ratio_cache = (ratio, fraction.numerator, fraction.denominator)
+        return self._ratio_cache[1], self._ratio_cache[2]
 
     def learn(self, steps: int = 1) -> dict[str, float]:
-        """Run ``steps`` gradient steps on minibatches from the buffer (also usable offline)."""
+        """Run ``steps`` gradient steps on minibatches from the buffer (also usable offline).
+
+        The ``steps`` minibatches are drawn in one call (one index draw, one gather per column),
+        then each gradient step takes its slice: nothing is copied per step.
+        """
         if len(self.buffer) == 0:
             raise ValueError("the shield has no stored transitions to learn from")
         stats: dict[str, float] = {}
-        for _ in range(steps):
-            stats = self.learn_step(self.buffer.sample(self.config.batch_size, self.rng))
+        for batch in self.buffer.sample_many(int(steps), self.config.batch_size, self.rng):
+            stats = self.learn_step(batch)
             self.updates += 1
         self.check_finite(stats)
         return stats
@@ -200,6 +232,13 @@ class SafetyCritic(SafetyModel):
                 f"{self.name} shield training diverged after {self.updates} updates: non-finite {found}; lower "
                 "the learning rate (lr) or check the observations and the indicator the shield learns from"
             )
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "update_credit": str(Fraction(self._update_credit, self._ratio()[1]))}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self._update_credit = int(Fraction(state.get("update_credit", "0")) * self._ratio()[1])
 
     def attach_policy(self, sample) -> None:
         """Attach the agent's sampler ``sample(obs[m, d], n, generator) -> actions[m, n, a]``."""

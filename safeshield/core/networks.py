@@ -4,6 +4,12 @@
 - ``StateActionNet``: an MLP over the concatenation ``[obs, action]`` (critics, risk models).
 - ``ActionHeadsNet``: an MLP over ``obs`` with one output per action of a ``Discrete`` space, so
   one forward pass scores every action (critics of discrete-action shields).
+- ``adam``: Adam with torch's fused kernel where it exists (one kernel for all parameters).
+- ``polyak``: a target network's soft update in one fused call.
+
+Why the last two: a shield's gradient step on a 2 x 256 critic at batch 256 costs a few ms on
+one CPU thread, and the per-parameter Python loops of the default Adam and of a hand-written
+soft update are a tenth of it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,23 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["mlp", "StateActionNet", "ActionHeadsNet", "one_hot_index", "to_device"]
+__all__ = ["mlp", "StateActionNet", "ActionHeadsNet", "one_hot_index", "to_device", "adam", "polyak"]
+
+
+def adam(parameters, lr: float) -> torch.optim.Adam:
+    """``torch.optim.Adam`` with ``fused=True`` (CPU and CUDA since torch 2.4), else the default
+    (measured: ~10-13 % off a CPU critic or SAC update; the agents use it too)."""
+    parameters = list(parameters)
+    try:
+        return torch.optim.Adam(parameters, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # an older torch, or a device without the fused kernel
+        return torch.optim.Adam(parameters, lr=lr)
+
+
+@torch.no_grad()
+def polyak(target: nn.Module, source: nn.Module, tau: float) -> None:
+    """``target <- (1 - tau) target + tau source`` for every parameter, in one foreach call."""
+    torch._foreach_lerp_(list(target.parameters()), list(source.parameters()), tau)
 
 
 def mlp(

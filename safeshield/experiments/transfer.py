@@ -112,6 +112,7 @@ def shield_options(settings: TransferSettings, **extra: Any) -> dict[str, Any]:
         learning_starts=settings.learning_starts,
         batch_size=settings.batch_size,
         train_every=settings.train_every,
+        updates_per_step=1 / settings.train_every,  # one update per train_every steps, as the agent
     )
     return {**options, **extra}
 

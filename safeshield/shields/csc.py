@@ -48,7 +48,7 @@ from torch import nn
 from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
-from safeshield.core.networks import one_hot_index
+from safeshield.core.networks import adam, one_hot_index, polyak
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
 from safeshield.shields.sqrl import INITIAL_LOGIT
 
@@ -191,7 +191,7 @@ class CSC(SafetyCritic):
             self.critic.weights[-1].mul_(0.1)
             self.critic.biases[-1].fill_(INITIAL_LOGIT)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=cfg.lr)
+        self.optimizer = adam(self.critic.parameters(), cfg.lr)
         self.v_hat = float(cfg.chi)  # Alg. 1 line 2
         self.epochs = 0
         self._epoch_episodes = 0
@@ -290,9 +290,7 @@ class CSC(SafetyCritic):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            for param, target_param in zip(self.critic.parameters(), self.target_critic.parameters()):
-                target_param.lerp_(param, cfg.tau)
+        polyak(self.target_critic, self.critic, cfg.tau)
         return stats
 
     def reconfigure(self, **changes) -> CSC:

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
-from safeshield.core.networks import ActionHeadsNet, StateActionNet
+from safeshield.core.networks import ActionHeadsNet, StateActionNet, adam, polyak
 from safeshield.core.validation import check_interval, check_positive, check_widths
 
 __all__ = ["SQRL", "SQRLConfig"]
@@ -89,7 +89,7 @@ class SQRL(SafetyCritic):
             output.weight.mul_(0.1)
             output.bias.fill_(INITIAL_LOGIT)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.optimizer = torch.optim.Adam(self.critic.parameters(), lr=self.config.lr)
+        self.optimizer = adam(self.critic.parameters(), self.config.lr)
 
     @property
     def threshold(self) -> float:
@@ -145,7 +145,5 @@ class SQRL(SafetyCritic):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        with torch.no_grad():
-            for param, target_param in zip(self.critic.parameters(), self.target_critic.parameters()):
-                target_param.lerp_(param, cfg.tau)
+        polyak(self.target_critic, self.critic, cfg.tau)
         return {"safety_critic_loss": loss.item(), "mean_target": target.mean().item()}
