@@ -292,7 +292,7 @@ def build_cases(
         "batch_size": model.config.batch_size,
         "learning_starts": starts,
         "train_every": model.config.train_every,
-        "gradient_steps": model.config.gradient_steps,
+        "updates_per_step": model.config.updates_per_step,
     }
     return cases, info
 
