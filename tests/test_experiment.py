@@ -70,3 +70,22 @@ def test_workers_get_one_blas_thread_and_the_parent_env_is_restored(monkeypatch)
     import os
 
     assert "OPENBLAS_NUM_THREADS" not in os.environ
+
+
+def test_pin_threads_limits_torch_and_blas_and_says_so():
+    import torch
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from safeshield.experiments.runner import pin_threads
+
+    with threadpool_limits(2):  # restored on exit, whatever pin_threads did inside
+        before = torch.get_num_threads()
+        torch.set_num_threads(2)
+        try:
+            pinned = pin_threads(1)
+            assert torch.get_num_threads() == 1 and pinned["torch_threads"] == 1
+            blas = [pool for pool in threadpool_info() if pool["user_api"] == "blas"]
+            assert blas and all(pool["num_threads"] == 1 for pool in blas)
+            assert all(value == 1 for value in pinned["threadpools"].values())
+        finally:
+            torch.set_num_threads(before)

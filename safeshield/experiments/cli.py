@@ -242,6 +242,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     args.argv = argv
+    from safeshield.experiments.runner import pin_threads
+
+    pin_threads(1)  # the jobs run one per process (``--workers``); more threads per process only contend
     return args.run(args)
 
 

@@ -7,9 +7,11 @@
 - ``mean_ci``: mean and 95 % Student-t half-width over seeds.
 - ``summarise_episodes``: failures, failure rate and learning curves from episode records.
 - ``write_json``: atomic JSON write (a crash never leaves a half-written results file).
+- ``pin_threads``: one torch thread (intra- and inter-op) and one BLAS/OpenMP thread per process.
 
 Episode records are the dicts the agents' ``learn`` loops emit: ``{step, return, length, failure}``.
-Each job runs with one torch thread: the machines have two cores and a pool of two workers.
+Each job runs with one torch thread and one BLAS thread (``pin_threads``): the machines have two
+cores and a pool of two workers.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "mean_ci",
     "summarise_episodes",
     "write_json",
+    "pin_threads",
 ]
 
 # two-sided 95 % Student-t quantiles by sample size (n − 1 degrees of freedom)
@@ -52,10 +55,37 @@ class Job:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _run_one(job: Job, progress_queue) -> Any:
+def pin_threads(n: int = 1) -> dict[str, Any]:
+    """Limit this process to ``n`` threads: torch's intra- and inter-op pools and every BLAS/OpenMP
+    pool ``threadpoolctl`` finds (numpy's OpenBLAS, torch's OpenMP); returns what it set.
+
+    Why the CLI, the workers, the tests and the benchmarks call it: the jobs are small networks
+    and single env steps, and the machines they run on have few cores shared by several
+    processes. Measured on a loaded 2-core machine (``benchmarks/overhead.py``, ``threads``):
+    the default two threads made a batch-1 numpy critic forward 41x slower, a batch-50 torch
+    forward 28x and a critic gradient step 37x than one thread did.
+    """
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(n)
+    try:
+        torch.set_num_interop_threads(n)
+    except RuntimeError:  # set once per process, before any inter-op work: keep what is there
+        pass
+    pinned: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads()}
+    try:
+        from threadpoolctl import threadpool_info, threadpool_limits
+    except ImportError:  # the [experiments] extra is not installed: BLAS keeps OPENBLAS_NUM_THREADS
+        pinned["blas"] = "threadpoolctl not installed"
+        return pinned
+    threadpool_limits(n)
+    pinned["threadpools"] = {f"{pool['internal_api']}:{os.path.basename(pool['filepath'])}": pool["num_threads"]
+                             for pool in threadpool_info()}
+    return pinned
+
+
+def _run_one(job: Job, progress_queue) -> Any:
+    pin_threads(1)
     return job.fn(*job.args, **dict(job.kwargs), progress_queue=progress_queue)
 
 
