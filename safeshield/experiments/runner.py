@@ -8,6 +8,10 @@
 - ``summarise_episodes``: failures, failure rate and learning curves from episode records.
 - ``write_json``: atomic JSON write (a crash never leaves a half-written results file).
 - ``pin_threads``: one torch thread (intra- and inter-op) and one BLAS/OpenMP thread per process.
+- ``atomic_write``: the same for any file a writer function produces (plots, profiles).
+- ``TimedCase``, ``calibrate``, ``round_robin``, ``block_stats``, ``machine_info``: the timing
+  harness of the overhead benchmarks (blocks of about equal length, run round-robin in shuffled
+  order so that load changes on a shared machine hit every case alike; medians of block means).
 
 Episode records are the dicts the agents' ``learn`` loops emit: ``{step, return, length, failure}``.
 Each job runs with one torch thread and one BLAS thread (``pin_threads``): the machines have two
@@ -40,6 +44,12 @@ __all__ = [
     "summarise_episodes",
     "write_json",
     "pin_threads",
+    "atomic_write",
+    "TimedCase",
+    "calibrate",
+    "round_robin",
+    "block_stats",
+    "machine_info",
 ]
 
 # two-sided 95 % Student-t quantiles by sample size (n − 1 degrees of freedom)
@@ -201,7 +211,110 @@ def summarise_episodes(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
     """Write ``data`` as JSON via a temporary file and an atomic rename; returns the path."""
-    path = Path(path)
     with atomic_path(path) as tmp, open(tmp, "w") as handle:
         json.dump(data, handle, indent=1)
-    return path
+    return Path(path)
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+    """``write(tmp_path)`` into a temporary file next to ``path``, then rename it into place
+    (``core.atomic.atomic_path``; for plots and profiles: anything a writer function produces)."""
+    with atomic_path(path) as tmp:
+        write(str(tmp))
+    return Path(path)
+
+
+# ------------------------------------------------------------------ timing harness (benchmarks)
+
+
+@dataclass
+class TimedCase:
+    """One thing a benchmark times: ``run(n)`` performs ``n`` steps and returns (wall, thread CPU) seconds.
+
+    ``check`` (optional) verifies after timing that the case stayed in its regime.
+    """
+
+    name: str
+    run: Callable[[int], tuple[float, float]]
+    block_seconds: float
+    steps: int = 0  # per block, set by ``calibrate``
+    blocks: list[float] = field(default_factory=list)  # wall: mean seconds per step, one per block
+    cpu_blocks: list[float] = field(default_factory=list)  # the same in this thread's CPU time
+    check: Callable[[], dict[str, Any]] | None = None
+
+
+def calibrate(case: TimedCase, warm_steps: int, min_steps: int, max_steps: int) -> None:
+    """Warm ``case`` up and choose its steps per block so that a block lasts about ``block_seconds``."""
+    import time
+
+    case.run(warm_steps)
+    probe = max(min_steps, 5)
+    start = time.perf_counter()  # the whole call: untimed work inside a block (resets) counts here
+    case.run(probe)
+    per_step = (time.perf_counter() - start) / probe
+    case.steps = int(min(max_steps, max(min_steps, round(case.block_seconds / max(per_step, 1e-9)))))
+
+
+def round_robin(cases: Sequence[TimedCase], blocks: int, rng, on_block: Callable[[str], None] | None = None) -> None:
+    """Run every case's blocks round-robin, in a freshly shuffled order each round (``rng``: a
+    ``random.Random``), so a change of load on a shared machine hits every case alike."""
+    for _ in range(blocks):
+        order = list(cases)
+        rng.shuffle(order)
+        for case in order:
+            wall, cpu = case.run(case.steps)
+            case.blocks.append(wall / case.steps)
+            case.cpu_blocks.append(cpu / case.steps)
+            if on_block is not None:
+                on_block(case.name)
+
+
+def block_stats(blocks: Sequence[float]) -> dict[str, float]:
+    """Median and quartiles (µs) of a case's block means; ``rel_iqr`` says how noisy it was."""
+    import statistics
+
+    us = sorted(b * 1e6 for b in blocks)
+    median = statistics.median(us)
+    q1, q3 = statistics.quantiles(us, n=4) if len(us) >= 4 else (us[0], us[-1])
+    return {"median_us": median, "q1_us": q1, "q3_us": q3, "rel_iqr": (q3 - q1) / median if median > 0 else float("nan")}
+
+
+def machine_info() -> dict[str, Any]:
+    """CPU, core counts, thread settings and library versions, for a benchmark's JSON."""
+    import platform
+
+    import torch
+
+    model = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            model = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), model)
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:
+        usable = os.cpu_count()
+    versions = {}
+    for name in ("gymnasium", "mujoco", "stable_baselines3", "safeshield"):
+        try:
+            versions[name] = __import__(name).__version__
+        except Exception:  # noqa: BLE001 - optional dependency
+            versions[name] = None
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        load = None
+    return {
+        "cpu_model": model,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": usable,
+        "load_average": load,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "numpy": np.__version__,
+        **versions,
+    }
