@@ -36,32 +36,46 @@ their targets). ``--profile`` also writes cProfile summaries of the shield step
 
 from __future__ import annotations
 
-import argparse
-import cProfile
-import datetime as _dt
-import io
-import json
-import math
 import os
-import platform
-import pstats
-import random
-import statistics
-import sys
-import tempfile
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-import gymnasium as gym
-import numpy as np
-import torch
+# One BLAS thread before numpy loads (pin_threads below also limits an already loaded BLAS).
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-import safeshield
-from safeshield.core.step import default_indicator
+import argparse  # noqa: E402
+import cProfile  # noqa: E402
+import datetime as _dt  # noqa: E402
+import io  # noqa: E402
+import math  # noqa: E402
+import pstats  # noqa: E402
+import random  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable, Sequence  # noqa: E402
+from typing import Any  # noqa: E402
 
-SCHEMA = "safeshield/benchmarks/overhead/1"
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import safeshield  # noqa: E402
+from safeshield.core.step import default_indicator  # noqa: E402
+from safeshield.experiments.runner import (  # noqa: E402
+    Job,
+    TimedCase,
+    atomic_write,
+    block_stats,
+    calibrate,
+    machine_info,
+    mean_ci,
+    pin_threads,
+    round_robin,
+    run_jobs,
+    write_json,
+)
+from safeshield.experiments.sb3_cost import _shorten_paths, sb3_pair, sb3_run  # noqa: E402
+
+SCHEMA = "safeshield/benchmarks/overhead/2"
 ENVS: dict[str, str | None] = {
     "safeshield/DrunkSpider-v0": None,
     "Hopper-v5": "terminated",
@@ -70,26 +84,26 @@ KS: tuple[int, ...] = (1, 10, 50, 100, 250)
 SAFE_BIAS, REJECT_BIAS = -20.0, 20.0
 TARGETS = {
     "safe_overhead": 1.2,  # (frozen safe step - raw step) / bare batch-1 forward
-    "rejected_overhead": 1.2,  # (frozen rejected step - frozen safe step) / bare batch-k forward, each k
+    "rejected_overhead": 1.2,  # (frozen rejected step - frozen safe step) / bare batch-k forward, each k >= 10
+    "rejected_overhead_k1": 2.0,  # the same at k = 1
     "hopper_shielded_over_raw": 1.3,  # frozen safe Hopper step / raw Hopper step
+    "vector_scaling": 4.0,  # shield cost per env-step at N = 1 / at N = 16, each regime: >= 4
+    "sb3_sac": 1.15,  # SB3 SAC inside a training shield / plain, wall-clock
+    "sb3_ppo": 1.5,  # SB3 PPO inside a training shield / plain, wall-clock
 }
+AT_LEAST = {"vector_scaling"}  # targets met by a value >= the target; every other one by <=
+VECTOR_ENV = "safeshield/DrunkSpider-v0"
+VECTOR_NS = (1, 2, 4, 8, 16)
+VECTOR_REGIMES = ("accept", "collect", "reject", "sb3_accept")
+SB3_REGIMES = {  # algo: (env id, warm-up steps, timed steps); quick: (warm, timed, algo kwargs)
+    "sac": ("Hopper-v5", 600, 1000),
+    "ppo": ("InvertedPendulum-v5", 2048, 4096),
+}
+SB3_QUICK = {"sac": (110, 20, {}), "ppo": (64, 64, {"n_steps": 64, "batch_size": 32, "n_epochs": 1})}
 HOPPER = "Hopper-v5"
 
 
 # ------------------------------------------------------------------------------------ cases
-
-
-@dataclass
-class Case:
-    """One thing to time: ``run(n)`` performs ``n`` steps (or calls); returns (wall, thread CPU) seconds."""
-
-    name: str
-    run: Callable[[int], tuple[float, float]]
-    block_seconds: float
-    steps: int = 0  # per block, set by calibration
-    blocks: list[float] = field(default_factory=list)  # wall: mean seconds per step, one per block
-    cpu_blocks: list[float] = field(default_factory=list)  # the same in this thread's CPU time
-    check: Callable[[], dict[str, Any]] | None = None  # regime verification after timing
 
 
 class EnvLoop:
@@ -226,7 +240,7 @@ def build_cases(
     block_seconds: float,
     train_block_seconds: float,
     warm_steps: int,
-) -> tuple[list[Case], dict[str, Any]]:
+) -> tuple[list[TimedCase], dict[str, Any]]:
     """Every case for one env, warmed up (training shield past ``learning_starts``)."""
     probe = gym.make(env_id)
     space = probe.action_space
@@ -235,23 +249,23 @@ def build_cases(
     probe.close()
     rng = np.random.default_rng(0)
     actions = rng.uniform(space.low, space.high, size=(4096, *space.shape)).astype(space.dtype)
-    cases: list[Case] = []
+    cases: list[TimedCase] = []
 
     raw = EnvLoop(gym.make(env_id), actions, seed=0)
-    cases.append(Case("raw", raw, block_seconds))
+    cases.append(TimedCase("raw", raw, block_seconds))
     for regime in ("safe", "rejected"):
         for k in ks:
             shield = make_shield(env_id, indicator, regime=regime, k=k, train=False)
             loop = EnvLoop(shield, actions, seed=0)
             cases.append(
-                Case(f"frozen_{regime}[{k}]", loop, block_seconds, check=counters_check(shield, loop, regime, k))
+                TimedCase(f"frozen_{regime}[{k}]", loop, block_seconds, check=counters_check(shield, loop, regime, k))
             )
 
     # Training shield, safe regime: one collecting only (learning_starts out of reach), one learning.
     collect = make_shield(env_id, indicator, regime="safe", k=ks[0], train=True, learning_starts=10**12)
     collect_loop = EnvLoop(collect, actions, seed=0)
     cases.append(
-        Case("train_collect", collect_loop, block_seconds, check=counters_check(collect, collect_loop, "safe", 0))
+        TimedCase("train_collect", collect_loop, block_seconds, check=counters_check(collect, collect_loop, "safe", 0))
     )
     learner = make_shield(env_id, indicator, regime="safe", k=ks[0], train=True)
     learn_loop = EnvLoop(learner, actions, seed=0)
@@ -263,10 +277,12 @@ def build_cases(
     def learning_check() -> dict[str, Any]:
         result = counters_check(learner, learn_loop, "safe", 0)()
         result["updates_in_timed_steps"] = learner.safety_model.updates - updates_before
-        result["regime_ok"] = bool(result["regime_ok"] and result["updates_in_timed_steps"] == learn_loop.steps)
+        expected = learn_loop.steps * learner.safety_model.config.updates_per_step  # the schedule, to one burst
+        slack = learner.safety_model.config.train_every * learner.safety_model.config.updates_per_step + 1
+        result["regime_ok"] = bool(result["regime_ok"] and abs(result["updates_in_timed_steps"] - expected) <= slack)
         return result
 
-    cases.append(Case("train_learning", learn_loop, train_block_seconds, check=learning_check))
+    cases.append(TimedCase("train_learning", learn_loop, train_block_seconds, check=learning_check))
 
     # Floors: the same critic (architecture and dims) at the batch shapes the shield uses.
     model = collect.safety_model
@@ -275,9 +291,9 @@ def build_cases(
         act_t = torch.from_numpy(actions[:batch].reshape(batch, -1).astype(np.float32, copy=True))
         if batch > len(actions):
             act_t = act_t.repeat(math.ceil(batch / len(actions)), 1)[:batch]
-        cases.append(Case(f"floor[{batch}]", Forward(model.risk, obs_t.repeat(batch, 1), act_t), block_seconds))
+        cases.append(TimedCase(f"floor[{batch}]", Forward(model.risk, obs_t.repeat(batch, 1), act_t), block_seconds))
         cases.append(
-            Case(
+            TimedCase(
                 f"floor_after_step[{batch}]",
                 ForwardAfterStep(gym.make(env_id), actions, model.risk, obs_t.repeat(batch, 1), act_t),
                 block_seconds,
@@ -297,37 +313,16 @@ def build_cases(
     return cases, info
 
 
-def calibrate(case: Case, warm_steps: int, min_steps: int, max_steps: int) -> None:
-    """Warm the case up and choose its steps per block so a block lasts about ``block_seconds``."""
-    case.run(warm_steps)
-    probe = max(min_steps, 5)
-    start = time.perf_counter()  # the whole call: untimed work inside a block (resets, env steps) counts here
-    case.run(probe)
-    per_step = (time.perf_counter() - start) / probe
-    case.steps = int(min(max_steps, max(min_steps, round(case.block_seconds / max(per_step, 1e-9)))))
-
-
 # ------------------------------------------------------------------------------------ analysis
 
 
-def summarise(blocks: list[float]) -> dict[str, float]:
-    us = sorted(b * 1e6 for b in blocks)
-    median = statistics.median(us)
-    if len(us) >= 4:
-        q1, _, q3 = statistics.quantiles(us, n=4)
-    else:
-        q1, q3 = us[0], us[-1]
-    return {
-        "median_us": median,
-        "q1_us": q1,
-        "q3_us": q3,
-        "rel_iqr": (q3 - q1) / median if median > 0 else float("nan"),
-    }
-
-
-def ratio_entry(value: float | None, target: float | None) -> dict[str, Any]:
+def ratio_entry(value: float | None, target: float | None, at_least: bool = False) -> dict[str, Any]:
+    """``{"value", "target", "met"}``: met when ``value <= target`` (``>=`` with ``at_least``)."""
     entry: dict[str, Any] = {"value": value, "target": target}
-    entry["met"] = None if (target is None or value is None) else bool(value <= target)
+    if at_least:
+        entry["direction"] = ">="
+    met = None if (target is None or value is None) else (value >= target if at_least else value <= target)
+    entry["met"] = None if met is None else bool(met)
     return entry
 
 
@@ -341,7 +336,8 @@ def env_ratios(t: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
         },
         "rejected_overhead": {
             str(k): ratio_entry(
-                (t["frozen_rejected"][str(k)] - safe) / t["floor"][str(k)], TARGETS["rejected_overhead"]
+                (t["frozen_rejected"][str(k)] - safe) / t["floor"][str(k)],
+                TARGETS["rejected_overhead_k1"] if k == 1 else TARGETS["rejected_overhead"],
             )
             for k in ks
         },
@@ -357,16 +353,18 @@ def env_ratios(t: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
     return ratios
 
 
-def analyse(cases: list[Case], ks: Sequence[int], attribute: str = "blocks") -> tuple[dict[str, Any], dict[str, Any]]:
+def analyse(
+    cases: list[TimedCase], ks: Sequence[int], attribute: str = "blocks"
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Medians per case (``attribute``: ``"blocks"`` for wall time, ``"cpu_blocks"`` for CPU time)."""
     by_name = {c.name: c for c in cases}
-    stats = {c.name: summarise(getattr(c, attribute)) for c in cases}
+    stats = {c.name: block_stats(getattr(c, attribute)) for c in cases}
     med = {name: s["median_us"] for name, s in stats.items()}
     safe_blocks = [b for k in ks for b in getattr(by_name[f"frozen_safe[{k}]"], attribute)]
     timings = {
         "raw": med["raw"],
         "frozen_safe": {str(k): med[f"frozen_safe[{k}]"] for k in ks},
-        "frozen_safe_pooled": summarise(safe_blocks)["median_us"],
+        "frozen_safe_pooled": block_stats(safe_blocks)["median_us"],
         "frozen_rejected": {str(k): med[f"frozen_rejected[{k}]"] for k in ks},
         "train_collect": med["train_collect"],
         "train_learning": med["train_learning"],
@@ -378,78 +376,232 @@ def analyse(cases: list[Case], ks: Sequence[int], attribute: str = "blocks") -> 
     return timings, stats
 
 
-# ------------------------------------------------------------------------------------ output
+# ------------------------------------------------------------------------------------ vector
 
 
-def machine_info() -> dict[str, Any]:
-    model = platform.processor() or ""
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
-    try:
-        import mujoco
+def constant_sqrl(env_id: str, bias: float, **options) -> safeshield.SQRL:
+    """An SQRL model whose risk is constant: ~0 (bias -20, every action safe) or gamma_safe (+20)."""
+    env = gym.make(env_id)
+    config = safeshield.SQRLConfig(
+        **{"resample_rounds": 1, "learning_starts": 10**9, "buffer_capacity": 200_000, **options}
+    )
+    model = safeshield.SQRL(env.observation_space, env.action_space, config, seed=0)
+    with torch.no_grad():
+        model.critic.net[-1].weight.zero_()
+        model.critic.net[-1].bias.fill_(bias)
+    return model
 
-        mujoco_version = mujoco.__version__
-    except Exception:  # noqa: BLE001 - optional dependency
-        mujoco_version = None
+
+class VectorLoop:
+    """Steps a vector env (``gym.make_vec`` sync or an SB3 ``DummyVecEnv``, shielded or not) through
+    pre-drawn actions; the clock runs over every step (autoresets included, alike for all cases)."""
+
+    def __init__(self, env_id: str, n: int, regime: str | None, sb3: bool):
+        if sb3:
+            from stable_baselines3.common.vec_env import DummyVecEnv
+
+            from safeshield.integrations.sb3 import ShieldedVecEnv
+
+            env = DummyVecEnv([lambda: gym.make(env_id)] * n)
+            if regime is not None:
+                env = ShieldedVecEnv(env, constant_sqrl(env_id, -20.0), train=False, seed=0)
+            env.seed(0)
+            env.reset()
+        else:
+            env = gym.make_vec(env_id, num_envs=n, vectorization_mode="sync")
+            if regime is not None:
+                model = constant_sqrl(env_id, 20.0 if regime == "reject" else -20.0)
+                env = safeshield.VectorShieldWrapper(env, model, train=regime == "collect", seed=0)
+            env.reset(seed=0)
+        space = gym.make(env_id).action_space
+        self.actions = (
+            np.random.default_rng(0).uniform(space.low, space.high, (512, n, *space.shape)).astype(space.dtype)
+        )
+        self.step, self.cursor, self.env = env.step, 0, env
+
+    def __call__(self, n: int) -> tuple[float, float]:
+        step, actions, count, cursor = self.step, self.actions, len(self.actions), self.cursor
+        cpu_start, start = time.thread_time(), time.perf_counter()
+        for _ in range(n):
+            step(actions[cursor])
+            cursor = cursor + 1 if cursor + 1 < count else 0
+        wall, cpu = time.perf_counter() - start, time.thread_time() - cpu_start
+        self.cursor = cursor
+        return wall, cpu
+
+
+def vector_cases(ns: Sequence[int], block_seconds: float) -> list[TimedCase]:
+    cases = []
+    for n in ns:
+        cases.append(TimedCase(f"vec_plain@{n}", VectorLoop(VECTOR_ENV, n, None, sb3=False), block_seconds))
+        cases.append(TimedCase(f"vec_sb3_plain@{n}", VectorLoop(VECTOR_ENV, n, None, sb3=True), block_seconds))
+        for regime in VECTOR_REGIMES:
+            cases.append(
+                TimedCase(
+                    f"vec_{regime}@{n}", VectorLoop(VECTOR_ENV, n, regime, sb3=regime.startswith("sb3")), block_seconds
+                )
+            )
+    return cases
+
+
+def vector_analysis(cases: list[TimedCase], ns: Sequence[int], attribute: str) -> dict[str, Any]:
+    """Shield cost per env-step ``(t_shielded - t_plain) / N`` per regime and N; the N=1/N=16 ratio."""
+    median = {c.name: block_stats(getattr(c, attribute))["median_us"] for c in cases}
+    cost = {}
+    for regime in VECTOR_REGIMES:
+        plain = "sb3_plain" if regime.startswith("sb3") else "plain"
+        cost[regime] = {str(n): (median[f"vec_{regime}@{n}"] - median[f"vec_{plain}@{n}"]) / n for n in ns}
+    first, last = str(ns[0]), str(ns[-1])
     return {
-        "cpu_model": model,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": usable,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "torch_interop_threads": torch.get_num_interop_threads(),
-        "numpy": np.__version__,
-        "gymnasium": gym.__version__,
-        "mujoco": mujoco_version,
-        "safeshield": safeshield.__version__,
+        "median_vector_step_us": median,
+        "shield_cost_per_env_step_us": cost,
+        "scaling": {
+            r: ratio_entry(
+                cost[r][first] / cost[r][last] if cost[r][last] > 0 else None, TARGETS["vector_scaling"], at_least=True
+            )
+            for r in VECTOR_REGIMES
+        },
+        "n2_not_slower_than_n1": {r: bool(cost[r]["2"] <= cost[r]["1"]) for r in VECTOR_REGIMES}
+        if "2" in cost[VECTOR_REGIMES[0]]
+        else {},
     }
 
 
-def loadavg() -> list[float] | None:
+# ------------------------------------------------------------------------------------ SB3
+
+
+def sb3_section(algos: Sequence[str], seeds: int, quick: bool, progress: bool) -> dict[str, Any]:
+    """Wall-clock (and process CPU) of SB3 ``learn`` inside a default training shield / plain, per seed."""
+    jobs, total = [], 0
+    for algo in algos:
+        env_id, warm, steps = SB3_REGIMES[algo]
+        kwargs: dict[str, Any] = {}
+        if quick:
+            warm, steps, kwargs = SB3_QUICK[algo]
+        for seed in range(seeds):
+            jobs.append(Job(sb3_pair, (algo, env_id, seed, warm, steps, kwargs, seed % 2 == 1)))
+            total += 2 * (warm + steps)
+    # one worker: the two runs being compared never compete with each other for the cores
+    pairs = run_jobs(jobs, total_steps=total, desc="SB3 wall-clock", workers=1, progress=progress)
+    section: dict[str, Any] = {}
+    for algo in algos:
+        runs = [run for pair in pairs for run in pair if run["algo"] == algo]
+        by_seed = {}
+        for run in runs:
+            by_seed.setdefault(run["seed"], {})["shielded" if run["shield"] is not None else "plain"] = run
+        wall = [p["shielded"]["seconds"] / p["plain"]["seconds"] for p in by_seed.values()]
+        cpu = [p["shielded"]["cpu_seconds"] / p["plain"]["cpu_seconds"] for p in by_seed.values()]
+        section[algo] = {
+            "env": runs[0]["env"],
+            "warm_steps": runs[0]["warm_steps"],
+            "timed_steps": runs[0]["steps"],
+            "wall_ratio_per_seed": wall,
+            "cpu_ratio_per_seed": cpu,
+            "wall_ratio_median": statistics.median(wall),
+            "cpu_ratio_median": statistics.median(cpu),
+            "wall_ratio_mean_ci95": mean_ci(wall),
+            "cpu_ratio_mean_ci95": mean_ci(cpu),
+            "ratio": ratio_entry(statistics.median(wall), TARGETS[f"sb3_{algo}"]),
+            "runs": runs,
+        }
+    return section
+
+
+# ------------------------------------------------------------------------------------ threads
+
+
+def threads_section(repeats: int) -> dict[str, Any]:
+    """Before/after pinning, in this process: the default thread counts against one thread, interleaved.
+
+    Times the shield's batch-1 numpy proposal path (BLAS), a batch-50 torch critic forward and one
+    critic gradient step (torch), medians over ``repeats`` interleaved rounds.
+    """
+    from threadpoolctl import threadpool_limits
+
+    torch_default = torch.get_num_threads()
+    blas_default = os.cpu_count() or 1
+    model = constant_sqrl(HOPPER, 0.0, buffer_capacity=2_000)
+    model.critic.net[-1].reset_parameters()
+    rng = np.random.default_rng(0)
+    for _ in range(600):
+        model.buffer.add(
+            rng.normal(size=model.obs_dim).astype(np.float32),
+            rng.uniform(-1, 1, model.act_dim).astype(np.float32),
+            rng.normal(size=model.obs_dim).astype(np.float32),
+            0.0,
+            False,
+        )
+    obs, act = rng.normal(size=model.obs_dim).astype(np.float32), rng.uniform(-1, 1, model.act_dim).astype(np.float32)
+    obs_b, act_b = torch.randn(50, model.obs_dim), torch.rand(50, model.act_dim)
+
+    def per_call(fn, n):
+        start = time.perf_counter()
+        for _ in range(n):
+            fn()
+        return (time.perf_counter() - start) / n * 1e6
+
+    probes = {
+        "numpy_proposal_batch1": (lambda: model.proposal_risk(obs, act), 300),
+        "torch_forward_batch50": (lambda: model.risk(obs_b, act_b), 100),
+        "critic_gradient_step": (lambda: model.learn(1), 10),
+    }
+    samples: dict[str, list[float]] = {f"{name}_{mode}": [] for name in probes for mode in ("default", "pinned")}
     try:
-        return [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):
-        return None
+        for _ in range(repeats):
+            for mode in ("default", "pinned"):
+                threads = 1 if mode == "pinned" else None
+                torch.set_num_threads(1 if threads else torch_default)
+                with threadpool_limits(1 if threads else blas_default), torch.inference_mode(False):
+                    for name, (fn, n) in probes.items():
+                        if name != "critic_gradient_step":
+                            with torch.inference_mode():
+                                samples[f"{name}_{mode}"].append(per_call(fn, n))
+                        else:
+                            samples[f"{name}_{mode}"].append(per_call(fn, n))
+    finally:
+        torch.set_num_threads(1)
+    medians = {key: statistics.median(v) for key, v in samples.items()}
+    return {
+        "default_threads": {"torch": torch_default, "blas": blas_default},
+        "median_us": medians,
+        "slowdown_default_over_pinned": {
+            name: medians[f"{name}_default"] / medians[f"{name}_pinned"] for name in probes
+        },
+        "samples_us": samples,
+    }
 
 
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """``write(tmp_path)`` into a temp file next to ``path``, then ``os.replace`` it into place."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    # "<name>.<random>.tmp": matched by the repo's ``benchmarks/results/*.tmp`` ignore rule.
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
-    os.close(fd)
+# ------------------------------------------------------------------------------------ Panda push
+
+
+def panda_section(steps: int) -> dict[str, Any]:
+    """``decide`` per step on the Panda push task (frozen default SQRL, safe and all-rejected critics)
+    against its raw env step; skipped when robosuite is not installed."""
+    env_id = "safeshield/PandaPushNoTopple-v0"
     try:
-        write(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        raw = gym.make(env_id)
+    except Exception as error:  # noqa: BLE001 - optional engine
+        return {"skipped": f"{type(error).__name__}: {error}"}
+    space = raw.action_space
+    actions = np.random.default_rng(0).uniform(space.low, space.high, (steps, *space.shape)).astype(space.dtype)
+    raw_wall, _ = EnvLoop(raw, actions, seed=0)(steps)
+    result: dict[str, Any] = {"env": env_id, "raw_step_ms": raw_wall / steps * 1e3}
+    for regime, bias in (("safe", -20.0), ("rejected", 20.0)):
+        model = constant_sqrl(env_id, bias, resample_rounds=5)  # default rounds: the worst case rejects all 5
+        shield = safeshield.wrap(gym.make(env_id), model, train=False, seed=0)
+        shield.reset(seed=0)
+        stepper = shield.stepper
+        proposal = actions[:1].reshape(1, -1).astype(np.float32)
+        stepper.decide(proposal)
+        start = time.perf_counter()
+        for i in range(steps):
+            stepper.decide(actions[i : i + 1].reshape(1, -1).astype(np.float32))
+        result[f"decide_{regime}_ms"] = (time.perf_counter() - start) / steps * 1e3
+    result["decide_rejected_over_raw_step"] = result["decide_rejected_ms"] / result["raw_step_ms"]
+    return result
 
 
-def write_json(path: str, data: dict[str, Any]) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as handle:
-            json.dump(data, handle, indent=2, allow_nan=False)
-            handle.write("\n")
-
-    atomic_write(path, write)
+# ------------------------------------------------------------------------------------ output
 
 
 def short(env_id: str) -> str:
@@ -567,35 +719,73 @@ def plot(path: str, result: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------ profile
 
 
-def profile_shields(env_id: str, indicator: str | None, out: str, steps: int, k: int) -> list[str]:
-    """cProfile the frozen shield step in both regimes; write the top functions by own time."""
+def write_profile(profiler: cProfile.Profile, path: str, title: str) -> str:
+    buffer = io.StringIO()
+    buffer.write(f"# cProfile: {title}, 1 torch thread, 1 BLAS thread\n")
+    buffer.write("# (cProfile inflates Python-call-heavy code; read it for where time goes, not for totals)\n")
+    stats = pstats.Stats(profiler, stream=buffer)
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(40)
+    text = _shorten_paths(buffer.getvalue())
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+
+    atomic_write(path, write)
+    return path
+
+
+def profile_regimes(
+    plans: Sequence[str], out: str, steps: int, k: int, sb3_algos: Sequence[str], quick: bool
+) -> list[str]:
+    """One cProfile summary per regime: frozen safe and rejected (each env), the learning shield
+    (each env), the vector shield at N = 16 (accept), and SB3 SAC / PPO inside a training shield."""
     written = []
-    for regime in ("safe", "rejected"):
-        shield = make_shield(env_id, indicator, regime=regime, k=k, train=False)
-        space = shield.action_space
+
+    def profile_loop(loop, n: int, name: str, title: str) -> None:
+        loop(min(n, 200))
+        profiler = cProfile.Profile()
+        profiler.enable()
+        loop(n)
+        profiler.disable()
+        written.append(write_profile(profiler, os.path.join(out, f"profile_{name}.txt"), title))
+
+    for env_id in plans:
+        indicator = ENVS[env_id]
+        space = gym.make(env_id).action_space
         actions = (
             np.random.default_rng(1).uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
         )
-        loop = EnvLoop(shield, actions, seed=0)
-        loop(min(steps, 200))
-        profiler = cProfile.Profile()
-        profiler.enable()
-        loop(steps)
-        profiler.disable()
-        buffer = io.StringIO()
-        buffer.write(f"# cProfile of {steps} frozen shield steps: {env_id}, regime={regime}, k={k}, 1 torch thread\n")
-        buffer.write("# (cProfile inflates Python-call-heavy code; use it for where time goes, not for totals)\n")
-        stats = pstats.Stats(profiler, stream=buffer)
-        stats.sort_stats("tottime").print_stats(35)
-        stats.sort_stats("cumulative").print_stats(35)
-        path = os.path.join(out, f"profile_{short(env_id)}_{regime}.txt")
-        text = buffer.getvalue()
-
-        def write(tmp: str, text: str = text) -> None:
-            with open(tmp, "w") as handle:
-                handle.write(text)
-
-        atomic_write(path, write)
+        for regime in ("safe", "rejected"):
+            shield = make_shield(env_id, indicator, regime=regime, k=k, train=False)
+            profile_loop(
+                EnvLoop(shield, actions, seed=0),
+                steps,
+                f"{short(env_id)}_{regime}",
+                f"{steps} frozen shield steps, {env_id}, regime={regime}, k={k}",
+            )
+        learner = make_shield(env_id, indicator, regime="safe", k=k, train=True)
+        loop = EnvLoop(learner, actions, seed=0)
+        loop(learner.safety_model.config.learning_starts)
+        profile_loop(
+            loop,
+            max(steps // 5, 20),
+            f"{short(env_id)}_train_learning",
+            f"training shield steps once learning has started, {env_id}, "
+            f"updates_per_step={learner.safety_model.config.updates_per_step}",
+        )
+    vector = VectorLoop(VECTOR_ENV, 16, "accept", sb3=False)
+    profile_loop(
+        vector, max(steps // 10, 20), "vector_accept_N16", f"vector shield steps, {VECTOR_ENV}, N = 16, accept"
+    )
+    for algo in sb3_algos:
+        env_id, warm, timed = SB3_REGIMES[algo]
+        kwargs: dict[str, Any] = {}
+        if quick:
+            warm, timed, kwargs = SB3_QUICK[algo]
+        path = os.path.join(out, f"profile_sb3_{algo}.txt")
+        sb3_run(algo, env_id, 0, timed, {}, warm_steps=warm, algo_kwargs=kwargs, profile=path)
         written.append(path)
     return written
 
@@ -610,8 +800,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="CI-sized run (a few seconds): short blocks, few rounds")
     parser.add_argument(
         "--out",
-        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
-        help="output folder (default: benchmarks/results next to this script)",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "overhead"),
+        help="output folder (default: benchmarks/results/overhead next to this script)",
     )
     parser.add_argument("--envs", nargs="+", default=list(ENVS), help=f"env ids (default: {' '.join(ENVS)})")
     parser.add_argument("--ks", nargs="+", type=int, default=list(KS), help="candidate counts k")
@@ -628,8 +818,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--warm-steps", type=int, default=None, help="untimed steps per case before timing (default 200; quick 10)"
     )
     parser.add_argument("--no-plot", action="store_true", help="skip overhead.png")
-    parser.add_argument("--profile", action="store_true", help="also write cProfile summaries of the shield step")
-    parser.add_argument("--profile-k", type=int, default=50, help="k for --profile (default 50)")
+    parser.add_argument("--no-vector", action="store_true", help="skip the vector-shield scaling cases")
+    parser.add_argument(
+        "--sb3",
+        nargs="*",
+        default=["sac", "ppo"],
+        choices=list(SB3_REGIMES),
+        help="SB3 wall-clock regimes (default: sac ppo; none: skip)",
+    )
+    parser.add_argument("--sb3-seeds", type=int, default=None, help="seeds per SB3 regime (default 3; quick 1)")
+    parser.add_argument("--no-threads", action="store_true", help="skip the thread-pinning before/after check")
+    parser.add_argument("--panda", action="store_true", help="also time decide on the Panda push task (robosuite)")
+    parser.add_argument("--profile", action="store_true", help="also write one cProfile summary per regime")
+    parser.add_argument("--profile-k", type=int, default=10, help="k for --profile (default 10)")
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -649,6 +850,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if any(k < 1 for k in args.ks):
         parser.error("--ks must be positive")
     args.ks = sorted(set(args.ks))
+    if args.sb3_seeds is None:
+        args.sb3_seeds = 1 if quick else 3
     unknown = [e for e in args.envs if e not in ENVS]
     if unknown:
         parser.error(f"unknown env(s) {unknown}; choose from {list(ENVS)}")
@@ -660,13 +863,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     from tqdm import tqdm
 
     args = parse_args(argv)
-    torch.set_num_threads(1)
-    try:
-        torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set, or parallel work already ran in this process
-        pass
+    threads = threads_section(3 if args.quick else 9) if not args.no_threads else None
+    pinned = pin_threads(1)
     started = time.time()
-    load_before = loadavg()
+    load_before = machine_info()["load_average"]
     out = os.path.abspath(args.out)
     os.makedirs(out, exist_ok=True)
     result: dict[str, Any] = {
@@ -674,7 +874,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "mode": "quick" if args.quick else "full",
         "command": "python benchmarks/overhead.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": machine_info(),
+        "machine": {**machine_info(), "pinned": pinned},
         "settings": {
             "ks": args.ks,
             "blocks": args.blocks,
@@ -685,15 +885,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "warm_steps": args.warm_steps,
             "resample_rounds": 1,
             "safe_regime": f"critic output weight 0, bias {SAFE_BIAS} (risk ~2e-9), eps_safe 1.0",
-            "rejected_regime": f"critic output weight 0, bias {REJECT_BIAS} (risk at its maximum: sigmoid = 1, times "
-            "gamma_safe "
+            "rejected_regime": f"critic output weight 0, bias {REJECT_BIAS} (risk at its maximum: sigmoid = 1, "
+            f"times gamma_safe "
             "if the model scales by it), eps_safe 0.1: every step falls back after one k-batch",
             "floor": "model.risk (critic MLP + sigmoid) on preallocated tensors, in a tight loop inside one "
             "torch.inference_mode() block",
-            "floor_after_step": "the same forward timed alone right after an untimed raw env step (caches as a shield "
-            "meets them); informative",
-            "statistic": "median over blocks of the block's mean time per step; cases run round-robin in shuffled "
-            "order",
+            "floor_after_step": "the same forward timed alone right after an untimed raw env step (caches as a "
+            "shield meets them); informative",
+            "statistic": "median over blocks of the block's mean time per step; cases run round-robin in "
+            "shuffled order",
             "clocks": "timings_us / ratios: wall time (perf_counter), which the targets grade; cpu_timings_us / "
             "ratios_cpu: the same from this thread's CPU time (thread_time), less sensitive to other "
             "processes competing for the CPU, reported as a cross-check",
@@ -703,14 +903,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "safe_overhead": "(frozen_safe_pooled - raw) / floor[1]",
             "rejected_overhead[k]": "(frozen_rejected[k] - frozen_safe_pooled) / floor[k]",
             "hopper_shielded_over_raw": "Hopper frozen_safe_pooled / Hopper raw",
-            "frozen_safe_pooled": "median of the block means of frozen_safe[k] pooled over all k (k does not enter "
-            "the safe path)",
-            "train_learning_over_raw": "training shield once learning has started (1 gradient step of batch 256 per "
-            "env step) / raw",
+            "frozen_safe_pooled": "median of the block means of frozen_safe[k] pooled over all k (k does not "
+            "enter the safe path)",
+            "train_learning_over_raw": "training shield once learning has started (the default schedule: "
+            "updates_per_step "
+            "gradient steps of batch 256 per env step) / raw",
+            "vector.scaling[regime]": "shield cost per env-step (t_shielded - t_plain) / N at N = 1 over the "
+            "same at N = 16 "
+            f"({VECTOR_ENV}, frozen constant critics; collect = training before learning_starts)",
+            "sb3[algo].ratio": "median over seeds of the wall-clock of model.learn(timed steps) inside a "
+            "default training "
+            "shield / plain, after an untimed warm-up past both learning_starts (SB3 defaults)",
             "train_collect_over_raw": "training shield before learning_starts (stores transitions only) / raw",
-            "*_vs_floor_after_step": (
-                "the same overheads divided by floor_after_step instead of floor (informative, no target)"
-            ),
+            "*_vs_floor_after_step": "the same overheads divided by floor_after_step instead of floor "
+            "(informative, no target)",
         },
         "envs": {},
         "ratios": {},
@@ -728,8 +934,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     rng = random.Random(0)
     n_cases = 1 + 2 * len(args.ks) + 2 + 2 * len({1, *args.ks})
+    n_vector = 0 if args.no_vector else len(VECTOR_NS) * (2 + len(VECTOR_REGIMES))
     progress = tqdm(
-        total=len(plans) * n_cases * (args.blocks + 1),
+        total=(len(plans) * n_cases + n_vector) * (args.blocks + 1),
         desc="overhead",
         unit="block",
         disable=args.no_progress,
@@ -750,15 +957,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 args.max_steps,
             )
             progress.update(1)
-        for block in range(args.blocks):
-            order = cases[:]
-            rng.shuffle(order)
-            progress.set_postfix_str(f"{short(env_id)}: round {block + 1}/{args.blocks}")
-            for case in order:
-                wall, cpu = case.run(case.steps)
-                case.blocks.append(wall / case.steps)
-                case.cpu_blocks.append(cpu / case.steps)
-                progress.update(1)
+        progress.set_postfix_str(f"{short(env_id)}: rounds")
+        round_robin(cases, args.blocks, rng, on_block=lambda name: progress.update(1))
         timings, stats = analyse(cases, args.ks)
         cpu_timings, cpu_stats = analyse(cases, args.ks, "cpu_blocks")
         checks = {c.name: c.check() for c in cases if c.check is not None}
@@ -776,7 +976,28 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         }
         result["ratios"][env_id] = env_ratios(timings, args.ks)
         result["ratios_cpu"][env_id] = env_ratios(cpu_timings, args.ks)
+    if not args.no_vector:
+        progress.set_postfix_str("vector: build")
+        cases = vector_cases(VECTOR_NS, args.block_seconds)
+        for case in cases:
+            calibrate(case, max(1, args.warm_steps // 10), args.min_steps, args.max_steps)
+            progress.update(1)
+        progress.set_postfix_str("vector: rounds")
+        round_robin(cases, args.blocks, rng, on_block=lambda name: progress.update(1))
+        result["vector"] = {
+            "env": VECTOR_ENV,
+            "ns": list(VECTOR_NS),
+            **vector_analysis(cases, VECTOR_NS, "blocks"),
+            "cpu": vector_analysis(cases, VECTOR_NS, "cpu_blocks"),
+            "steps_per_block": {c.name: c.steps for c in cases},
+        }
     progress.close()
+    if args.sb3:
+        result["sb3"] = sb3_section(args.sb3, args.sb3_seeds, args.quick, progress=not args.no_progress)
+    if threads is not None:
+        result["threads"] = threads
+    if args.panda:
+        result["panda_push"] = panda_section(30 if args.quick else 200)
 
     summary: dict[str, Any] = {}
     for env_id in plans:
@@ -793,6 +1014,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result["ratios_cpu"]["hopper_shielded_over_raw"] = ratio_entry(
             t["frozen_safe_pooled"] / t["raw"], TARGETS["hopper_shielded_over_raw"]
         )
+    if "vector" in result:
+        for regime, entry in result["vector"]["scaling"].items():
+            summary[f"vector_scaling[{regime}] (N=1/N=16, >=)"] = entry
+        for regime, ok in result["vector"]["n2_not_slower_than_n1"].items():
+            summary[f"vector_n2_not_slower[{regime}]"] = {"value": ok, "target": True, "met": ok}
+    for algo, section in result.get("sb3", {}).items():
+        summary[f"sb3_{algo}_wall_ratio[{section['env']}]"] = section["ratio"]
     for env_id in plans:
         summary[f"train_learning_over_raw[{short(env_id)}] (informative)"] = result["ratios"][env_id][
             "train_learning_over_raw"
@@ -802,16 +1030,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result["all_targets_met"] = bool(graded) and all(graded)
     result["targets_met"] = sum(graded)
     result["targets_graded"] = len(graded)
-    result["load_average"] = {"before": load_before, "after": loadavg()}
+    result["load_average"] = {"before": load_before, "after": machine_info()["load_average"]}
     result["elapsed_s"] = round(time.time() - started, 2)
 
     if args.profile:
-        result["profiles"] = []
-        for env_id in plans:
-            result["profiles"] += [
-                os.path.relpath(p, out)
-                for p in profile_shields(env_id, ENVS[env_id], out, 300 if args.quick else 3000, args.profile_k)
-            ]
+        result["profiles"] = [
+            os.path.relpath(p, out)
+            for p in profile_regimes(plans, out, 300 if args.quick else 3000, args.profile_k, args.sb3, args.quick)
+        ]
 
     write_json(os.path.join(out, "overhead.json"), result)
     if not args.no_plot and plans:
@@ -826,8 +1052,8 @@ def _print_summary(result: dict[str, Any]) -> None:
             continue
         t = env["timings_us"]
         print(
-            f"\n{env_id}  (indicator {env['indicator']!r}, obs {env['obs_dim']}, act {env['act_dim']}; regimes ok: "
-            f"{env['regimes_ok']})"
+            f"\n{env_id}  (indicator {env['indicator']!r}, obs {env['obs_dim']}, act {env['act_dim']}; regimes "
+            f"ok: {env['regimes_ok']})"
         )
         print(f"  raw step            {t['raw']:9.1f} µs")
         print(f"  training, collect   {t['train_collect']:9.1f} µs")
@@ -839,11 +1065,23 @@ def _print_summary(result: dict[str, Any]) -> None:
                 f"  {k:>5} {t['frozen_safe'][str(k)]:10.1f} {t['frozen_rejected'][str(k)]:10.1f} "
                 f"{t['floor'][str(k)]:10.1f} {t['floor_after_step'][str(k)]:11.1f}"
             )
+    for algo, section in result.get("sb3", {}).items():
+        print(
+            f"\nSB3 {algo.upper()} on {section['env']}: wall ratio per seed "
+            f"{[round(r, 3) for r in section['wall_ratio_per_seed']]}, "
+            f"CPU ratio per seed {[round(r, 3) for r in section['cpu_ratio_per_seed']]}"
+        )
+    if "threads" in result:
+        print(f"\nthreads: default / pinned slowdown {result['threads']['slowdown_default_over_pinned']}")
     print("\nratios (target; met):")
     for name, entry in result["summary"].items():
-        target = "-" if entry["target"] is None else f"≤ {entry['target']}"
+        direction = entry.get("direction", "≤")
+        target = "-" if entry["target"] is None else f"{direction} {entry['target']}"
         met = "" if entry["met"] is None else ("met" if entry["met"] else "NOT met")
-        print(f"  {name:<48} {entry['value']:8.3f}  {target:>7}  {met}")
+        value = (
+            entry["value"] if isinstance(entry["value"], bool) or entry["value"] is None else round(entry["value"], 3)
+        )
+        print(f"  {name:<52} {value!s:>8}  {target:>7}  {met}")
     print(f"\n{result['targets_met']}/{result['targets_graded']} targets met; {result['elapsed_s']} s")
 
 

@@ -29,10 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
-import numpy as np
-
 from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json
+from safeshield.experiments.sb3_cost import sb3_run
 
 ENV_ID = "InvertedDoublePendulum-v5"
 RATIOS = (1.0, 0.3, 0.1, 0.03)
@@ -42,77 +40,9 @@ SCALES = {
 }
 
 
-class OutcomeCounter(gym.Wrapper):
-    """Counts episodes, failures (``terminated``) and returns of the env it wraps (inside any shield)."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.failures = self.episodes = 0
-        self.returns: list[float] = []
-        self._return = 0.0
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self._return += float(reward)
-        if terminated or truncated:
-            self.episodes += 1
-            self.failures += int(bool(terminated))
-            self.returns.append(self._return)
-            self._return = 0.0
-        return obs, reward, terminated, truncated, info
-
-
-def sb3_run(
-    algo: str, seed: int, steps: int, shield: dict[str, Any] | None, env_id: str = ENV_ID, progress_queue=None
-) -> dict[str, Any]:
-    """``model.learn(steps)`` of SB3 ``algo`` ("sac"/"ppo", defaults) on ``env_id``; ``shield``: None for the
-    plain run, else the SQRL options of a training shield (indicator ``"terminated"``)."""
-    import torch
-    from stable_baselines3 import PPO, SAC
-    from stable_baselines3.common.callbacks import BaseCallback, CallbackList
-
-    import safeshield
-    from safeshield.integrations.sb3 import ShieldCallback
-
-    torch.set_num_threads(1)
-
-    class Progress(BaseCallback):
-        def _on_step(self) -> bool:
-            if progress_queue is not None and self.num_timesteps % 256 == 0:
-                progress_queue.put(256)
-            return True
-
-    counter = OutcomeCounter(gym.make(env_id))
-    env: gym.Env = counter
-    callbacks: list[BaseCallback] = [Progress()]
-    if shield is not None:
-        env = safeshield.wrap(counter, "sqrl", indicator="terminated", seed=seed, **shield)
-        callbacks.insert(0, ShieldCallback())
-    cls = {"sac": SAC, "ppo": PPO}[algo]
-    model = cls("MlpPolicy", env, seed=seed, device="cpu")
-    cpu_start, start = time.process_time(), time.perf_counter()
-    model.learn(steps, callback=CallbackList(callbacks))
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
-    result: dict[str, Any] = {
-        "algo": algo,
-        "seed": seed,
-        "steps": steps,
-        "shield": shield,
-        "env": env_id,
-        "seconds": seconds,
-        "cpu_seconds": cpu_seconds,
-        "failures": counter.failures,
-        "episodes": counter.episodes,
-        "final_return": float(np.mean(counter.returns[-10:])) if counter.returns else float("nan"),
-    }
-    if shield is not None:
-        model_ = env.get_wrapper_attr("safety_model")
-        result.update(
-            shield_updates=model_.updates,
-            interventions=env.get_wrapper_attr("total_interventions"),
-            fallbacks=env.get_wrapper_attr("total_fallbacks"),
-        )
-    return result
+def ratio_run(algo: str, seed: int, steps: int, shield: dict[str, Any] | None, progress_queue=None) -> dict[str, Any]:
+    """One run of the sweep (``sb3_run`` on ``ENV_ID``, the whole run timed)."""
+    return sb3_run(algo, ENV_ID, seed, steps, shield, progress_queue=progress_queue)
 
 
 def summarise(runs: list[dict[str, Any]], algo: str, ratios: list[float], seeds: int) -> dict[str, Any]:
@@ -226,8 +156,8 @@ def main(argv=None) -> dict[str, Any]:
     jobs = []
     for seed in range(scale["seeds"]):
         for algo in args.algos:
-            jobs.append(Job(sb3_run, (algo, seed, steps[algo], None)))
-            jobs += [Job(sb3_run, (algo, seed, steps[algo], {"updates_per_step": r})) for r in args.ratios]
+            jobs.append(Job(ratio_run, (algo, seed, steps[algo], None)))
+            jobs += [Job(ratio_run, (algo, seed, steps[algo], {"updates_per_step": r})) for r in args.ratios]
     jobs.sort(key=lambda job: -job.args[2])  # longest first: the pool ends together
     started = time.time()
     runs = run_jobs(

@@ -82,15 +82,20 @@ def pin_threads(n: int = 1) -> dict[str, Any]:
         torch.set_num_interop_threads(n)
     except RuntimeError:  # set once per process, before any inter-op work: keep what is there
         pass
-    pinned: dict[str, Any] = {"torch_threads": torch.get_num_threads(), "torch_interop_threads": torch.get_num_interop_threads()}
+    pinned: dict[str, Any] = {
+        "torch_threads": torch.get_num_threads(),
+        "torch_interop_threads": torch.get_num_interop_threads(),
+    }
     try:
         from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:  # the [experiments] extra is not installed: BLAS keeps OPENBLAS_NUM_THREADS
         pinned["blas"] = "threadpoolctl not installed"
         return pinned
     threadpool_limits(n)
-    pinned["threadpools"] = {f"{pool['internal_api']}:{os.path.basename(pool['filepath'])}": pool["num_threads"]
-                             for pool in threadpool_info()}
+    pinned["threadpools"] = {
+        f"{pool['internal_api']}:{os.path.basename(pool['filepath'])}": pool["num_threads"]
+        for pool in threadpool_info()
+    }
     return pinned
 
 
@@ -275,8 +280,13 @@ def block_stats(blocks: Sequence[float]) -> dict[str, float]:
 
     us = sorted(b * 1e6 for b in blocks)
     median = statistics.median(us)
-    q1, q3 = statistics.quantiles(us, n=4) if len(us) >= 4 else (us[0], us[-1])
-    return {"median_us": median, "q1_us": q1, "q3_us": q3, "rel_iqr": (q3 - q1) / median if median > 0 else float("nan")}
+    q1, _, q3 = statistics.quantiles(us, n=4) if len(us) >= 4 else (us[0], None, us[-1])
+    return {
+        "median_us": median,
+        "q1_us": q1,
+        "q3_us": q3,
+        "rel_iqr": (q3 - q1) / median if median > 0 else float("nan"),
+    }
 
 
 def machine_info() -> dict[str, Any]:

@@ -54,6 +54,8 @@ def report(tmp_path_factory):
             "--warm-steps",
             "2",
             "--no-progress",
+            "--sb3",
+            "--no-threads",  # SB3 runs and the thread check are minutes even at --quick; the vector cases stay
         ]
     )
     written = json.loads((out / "overhead.json").read_text())
@@ -86,7 +88,15 @@ def test_report_has_expected_keys(report):
     assert machine["torch_threads"] == 1
     assert positive_finite(machine["cpu_count"]) and machine["torch"]
     assert data["settings"]["ks"] == list(KS)
-    assert set(data["targets"]) == {"safe_overhead", "rejected_overhead", "hopper_shielded_over_raw"}
+    assert set(data["targets"]) == {
+        "safe_overhead",
+        "rejected_overhead",
+        "rejected_overhead_k1",
+        "hopper_shielded_over_raw",
+        "vector_scaling",
+        "sb3_sac",
+        "sb3_ppo",
+    }
     assert "safeshield/DrunkSpider-v0" in data["envs"] and "Hopper-v5" in data["envs"]
 
 
@@ -115,9 +125,33 @@ def test_regimes_hold_and_ratios_are_reported(report):
         assert math.isfinite(ratios["safe_overhead"]["value"])
         assert ratios["safe_overhead"]["target"] == 1.2
         assert set(ratios["rejected_overhead"]) == {str(k) for k in KS}
+        assert ratios["rejected_overhead"]["1"]["target"] == 2.0 and ratios["rejected_overhead"]["10"]["target"] == 1.2
         assert all(isinstance(e["met"], bool) for e in ratios["rejected_overhead"].values())
         assert positive_finite(ratios["train_learning_over_raw"]["value"])
     for entry in data["summary"].values():
-        assert set(entry) == {"value", "target", "met"}
+        assert set(entry) - {"direction"} == {"value", "target", "met"}
     if "skipped" not in data["envs"]["Hopper-v5"]:
         assert data["ratios"]["hopper_shielded_over_raw"]["target"] == 1.3
+
+
+def test_vector_rows_grade_the_per_env_step_cost(report):
+    _, _, data = report
+    vector = data["vector"]
+    assert set(vector["scaling"]) == {"accept", "collect", "reject", "sb3_accept"}
+    for regime, entry in vector["scaling"].items():
+        assert entry["target"] == 4.0 and entry["direction"] == ">="
+        costs = vector["shield_cost_per_env_step_us"][regime]
+        assert set(costs) == {"1", "2", "4", "8", "16"}
+        if entry["value"] is not None:
+            assert entry["value"] == pytest.approx(costs["1"] / costs["16"])
+            assert entry["met"] == (entry["value"] >= 4.0)
+    assert set(vector["n2_not_slower_than_n1"]) == set(vector["scaling"])
+
+
+def test_ratio_entry_directions():
+    benchmark = load_benchmark()
+    assert benchmark.ratio_entry(1.1, 1.2)["met"] is True
+    assert benchmark.ratio_entry(1.3, 1.2)["met"] is False
+    assert benchmark.ratio_entry(5.0, 4.0, at_least=True)["met"] is True
+    assert benchmark.ratio_entry(3.0, 4.0, at_least=True)["met"] is False
+    assert benchmark.ratio_entry(None, 4.0, at_least=True)["met"] is None
