@@ -15,6 +15,7 @@ episode) keep their own action as a stand-in; models with a policy sampler can i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,9 +37,6 @@ class Batch:
     next_action: np.ndarray
     failure: np.ndarray
     terminated: np.ndarray
-
-
-_COLUMNS = ("obs", "action", "reward", "next_obs", "next_action", "failure", "terminated")
 
 
 class TransitionBuffer:
@@ -106,8 +104,8 @@ class TransitionBuffer:
         if steps == 1:
             return [self.sample(batch_size, rng)]
         block = self._rows(rng.integers(0, len(self), size=(int(steps), int(batch_size))))
-        columns = [getattr(block, name) for name in _COLUMNS]
-        return [Batch(*(column[i] for column in columns)) for i in range(int(steps))]
+        columns = {field.name: getattr(block, field.name) for field in dataclasses.fields(Batch)}
+        return [Batch(**{name: column[i] for name, column in columns.items()}) for i in range(int(steps))]
 
     def clear(self) -> None:
         """Forget every transition (SQRL empties D_offline when fine-tuning starts)."""
