@@ -154,11 +154,20 @@ class SafetyCritic(SafetyModel):
 
     # -- shared machinery ---------------------------------------------------------------------
     def risk_numpy(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """Convenience: risks of numpy batches, under ``inference_mode``."""
+        """Risks of numpy batches (float32 ``(rows,)``), equal to ``risk`` to float32 rounding.
+
+        The decision core's lean path: methods with a numpy forward (SQRL) override it for small
+        batches; this default runs ``risk`` under ``inference_mode``.
+        """
         with torch.inference_mode():
             obs_t = torch.as_tensor(np.asarray(obs, dtype=np.float32).reshape(-1, self.obs_dim))
             act_t = torch.as_tensor(np.asarray(actions, dtype=np.float32).reshape(-1, self.act_dim))
             return self.risk(obs_t, act_t).numpy()
+
+    def risk_lean(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``risk`` through ``risk_numpy``: what the decision core scores candidates with (same
+        values to float32 rounding; numpy for small batches where the method has a numpy path)."""
+        return torch.from_numpy(self.risk_numpy(obs.numpy(), actions.numpy()))
 
     def observe(
         self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray, failure: float, terminated: bool

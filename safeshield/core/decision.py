@@ -75,10 +75,25 @@ class Decision:
 
     @classmethod
     def accepted(cls, proposal: np.ndarray, proposal_risk: np.ndarray) -> Decision:
-        """Every row's proposal passes unchanged (the common case, built without scoring more)."""
-        n = proposal.shape[0]
-        none = np.zeros(n, dtype=bool)
-        return cls(proposal, proposal_risk, proposal_risk, none, none, np.zeros(n, dtype=np.int64))
+        """Every row's proposal passes unchanged (the common case, built without scoring more).
+
+        Its flags and counts are shared read-only zeros, one set per batch size: nothing to allocate.
+        """
+        none, zero = _zeros(proposal.shape[0])
+        return cls(proposal, proposal_risk, proposal_risk, none, none, zero)
+
+
+_ZEROS: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _zeros(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only ``(n,)`` False flags and int64 zero counts, made once per ``n``."""
+    pair = _ZEROS.get(n)
+    if pair is None:
+        flags, counts = np.zeros(n, dtype=bool), np.zeros(n, dtype=np.int64)
+        flags.flags.writeable = counts.flags.writeable = False
+        pair = _ZEROS[n] = (flags, counts)
+    return pair
 
 
 class CandidateSampler(Protocol):

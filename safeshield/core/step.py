@@ -49,6 +49,11 @@ class Transitions:
     skip: Sequence[bool] | None = None  # (m,) rows not to store (a non-finite value, on_nonfinite="risky")
 
 
+LEAN_ROWS = 4
+"""Proposal batches up to this many rows are scored with the model's numpy path (``risk_numpy``);
+candidate batches use it up to the model's own limit (``StateActionNet.NUMPY_MAX_ROWS``)."""
+
+
 class ShieldStepper:
     """One shield's per-step state and work for ``n_envs`` environments sharing one model.
 
@@ -219,6 +224,8 @@ class ShieldStepper:
             return self._decide_discrete(proposals, rows, threshold)
         if rows.size == 1:  # the lean single-pair path (numpy forward, no torch dispatch)
             risk = np.array([model.proposal_risk(self.obs_flat[rows[0]], proposals[0])], dtype=np.float32)
+        elif rows.size <= LEAN_ROWS:  # small vector batches: numpy too
+            risk = model.risk_numpy(self.obs_flat if rows.size == self.n_envs else self.obs_flat[rows], proposals)
         else:
             obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
             with torch.inference_mode():
@@ -229,7 +236,7 @@ class ShieldStepper:
         obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
         with torch.inference_mode():
             return decide(
-                model.risk,
+                model.risk_lean,
                 obs,
                 torch.from_numpy(proposals),
                 threshold,

@@ -98,7 +98,8 @@ def sb3_run(
         _write_profile(
             profiler,
             profile,
-            f"SB3 {algo.upper()} on {env_id}, {'shielded ' + str(shield) if shield is not None else 'plain'}, "
+            f"SB3 {algo.upper()} on {env_id}, "
+            f"{'shielded ' + str(shield) if shield is not None else 'plain'}, "
             f"{steps} timed steps after {warm_steps} warm-up steps",
         )
     result: dict[str, Any] = {
@@ -131,23 +132,24 @@ def sb3_pair(
     warm_steps: int,
     steps: int,
     algo_kwargs: dict[str, Any],
-    first_shielded: bool,
+    shields: list[dict[str, Any] | None],
     progress_queue=None,
 ) -> list[dict[str, Any]]:
-    """The plain and the default-shielded run of one seed, back to back in one process; which goes
-    first alternates with ``first_shielded`` so that a drift in machine load favours neither."""
+    """The runs of one seed (``shields``: None for the plain run, else shield options), back to back
+    in one process; the order rotates with the seed so that a drift in machine load favours none."""
+    shift = seed % len(shields)
     return [
         sb3_run(
             algo,
             env_id,
             seed,
             steps,
-            {} if shielded else None,
+            shield,
             warm_steps=warm_steps,
             algo_kwargs=algo_kwargs,
             progress_queue=progress_queue,
         )
-        for shielded in (first_shielded, not first_shielded)
+        for shield in shields[shift:] + shields[:shift]
     ]
 
 
@@ -159,8 +161,8 @@ def _write_profile(profiler, path: str, title: str) -> None:
 
     buffer = io.StringIO()
     buffer.write(
-        f"# cProfile: {title}\n# (cProfile inflates Python-call-heavy code; read it for where time goes, not "
-        f"for totals)\n"
+        f"# cProfile: {title}\n# (cProfile inflates Python-call-heavy code; read it for where time "
+        f"goes, not for totals)\n"
     )
     stats = pstats.Stats(profiler, stream=buffer)
     stats.sort_stats("tottime").print_stats(30)

@@ -120,6 +120,22 @@ class SQRL(SafetyCritic):
         # ``not <=`` lets NaN through to a NaN risk (never safe); only a very negative logit is 0
         return self.config.gamma_safe / (1.0 + math.exp(-logit)) if not logit <= -700 else 0.0
 
+    def risk_numpy(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """``risk`` of small numpy batches via the critic's numpy forward (no torch dispatch), larger
+        ones (more than ``StateActionNet.NUMPY_MAX_ROWS`` rows) through torch."""
+        obs = np.asarray(obs, dtype=np.float32).reshape(-1, self.obs_dim)
+        actions = np.asarray(actions, dtype=np.float32).reshape(-1, self.act_dim)
+        if self.discrete or obs.shape[0] > self.critic.NUMPY_MAX_ROWS or self.critic.net[0].weight.device.type != "cpu":
+            return super().risk_numpy(obs, actions)
+        logits = self.critic._forward_buffers(obs, actions)
+        # gamma * sigmoid(logit) = gamma / (1 + exp(-logit)); exp overflows to inf for logit < -88: risk 0
+        risk = np.negative(logits)  # the one new array: the result
+        with np.errstate(over="ignore"):
+            np.exp(risk, out=risk)
+        risk += 1.0
+        np.divide(np.float32(self.config.gamma_safe), risk, out=risk)
+        return risk
+
     def q_safe(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Alias of ``risk`` under the paper's name, for Eq. 4 in an agent's actor loss."""
         return self.risk(obs, actions)
