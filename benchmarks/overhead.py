@@ -428,7 +428,8 @@ def vector_analysis(cases: list[TimedCase], ns: Sequence[int], attribute: str) -
 # ------------------------------------------------------------------------------------ SB3
 
 
-def sb3_section(algos: Sequence[str], seeds: int, quick: bool, progress: bool, tuned: float | None) -> dict[str, Any]:
+def sb3_section(algos: Sequence[str], seeds: int, quick: bool, progress: bool, tuned: float | None,
+                timed: dict[str, int | None] | None = None) -> dict[str, Any]:
     """Wall-clock (and process CPU) of SB3 ``learn`` inside a training shield / plain, per seed: the
     default shield, and (``tuned``) one with ``updates_per_step=tuned``."""
     shields: list[dict[str, Any] | None] = [None, {}]
@@ -437,6 +438,7 @@ def sb3_section(algos: Sequence[str], seeds: int, quick: bool, progress: bool, t
     jobs, total = [], 0
     for algo in algos:
         env_id, warm, steps = SB3_REGIMES[algo]
+        steps = (timed or {}).get(algo) or steps
         kwargs: dict[str, Any] = {}
         if quick:
             warm, steps, kwargs = SB3_QUICK[algo]
@@ -723,6 +725,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sb3", nargs="*", default=["sac", "ppo"], choices=list(SB3_REGIMES),
                         help="SB3 wall-clock regimes (default: sac ppo; none: skip)")
     parser.add_argument("--sb3-seeds", type=int, default=None, help="seeds per SB3 regime (default 3; quick 1)")
+    parser.add_argument("--sac-timed", type=int, default=None, help=f"timed SAC steps (default {SB3_REGIMES['sac'][2]})")
+    parser.add_argument("--ppo-timed", type=int, default=None, help=f"timed PPO steps (default {SB3_REGIMES['ppo'][2]})")
     parser.add_argument("--sb3-updates-per-step", type=float, default=None,
                         help="also time a shield with this update-to-data ratio (besides the default one)")
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-pinning before/after check")
@@ -872,7 +876,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     progress.close()
     if args.sb3:
         result["sb3"] = sb3_section(args.sb3, args.sb3_seeds, args.quick, progress=not args.no_progress,
-                                    tuned=args.sb3_updates_per_step)
+                                    tuned=args.sb3_updates_per_step, timed={"sac": args.sac_timed, "ppo": args.ppo_timed})
     if threads is not None:
         result["threads"] = threads
     if args.panda:
