@@ -76,7 +76,10 @@ from safeshield.experiments.runner import (  # noqa: E402
 from safeshield.experiments.sb3_cost import _shorten_paths, sb3_pair, sb3_run  # noqa: E402
 
 SCHEMA = "safeshield/benchmarks/overhead/2"
-ENVS: dict[str, str | None] = {"safeshield/DrunkSpider-v0": None, "Hopper-v5": "terminated"}  # id -> indicator (None: declared)
+ENVS: dict[str, str | None] = {
+    "safeshield/DrunkSpider-v0": None,
+    "Hopper-v5": "terminated",
+}  # id -> indicator (None: declared)
 KS: tuple[int, ...] = (1, 10, 50, 100, 250)
 SAFE_BIAS, REJECT_BIAS = -20.0, 20.0
 TARGETS = {
@@ -188,17 +191,28 @@ def set_critic_output(shield: safeshield.ShieldWrapper, bias: float) -> None:
         output.bias.fill_(bias)
 
 
-def make_shield(env_id: str, indicator: str | None, *, regime: str, k: int, train: bool, **options) -> safeshield.ShieldWrapper:
+def make_shield(
+    env_id: str, indicator: str | None, *, regime: str, k: int, train: bool, **options
+) -> safeshield.ShieldWrapper:
     eps = 1.0 if regime == "safe" else 0.1
     shield = safeshield.wrap(
-        gym.make(env_id), "sqrl", indicator=indicator, train=train, seed=0,
-        n_candidates=k, resample_rounds=1, eps_safe=eps, **options,
+        gym.make(env_id),
+        "sqrl",
+        indicator=indicator,
+        train=train,
+        seed=0,
+        n_candidates=k,
+        resample_rounds=1,
+        eps_safe=eps,
+        **options,
     )
     set_critic_output(shield, SAFE_BIAS if regime == "safe" else REJECT_BIAS)
     return shield
 
 
-def counters_check(shield: safeshield.ShieldWrapper, loop: EnvLoop, expect: str, k: int) -> Callable[[], dict[str, Any]]:
+def counters_check(
+    shield: safeshield.ShieldWrapper, loop: EnvLoop, expect: str, k: int
+) -> Callable[[], dict[str, Any]]:
     """Verify after timing that the shield stayed in its regime (all safe, or all fallen back)."""
 
     def check() -> dict[str, Any]:
@@ -219,8 +233,14 @@ def counters_check(shield: safeshield.ShieldWrapper, loop: EnvLoop, expect: str,
     return check
 
 
-def build_cases(env_id: str, indicator: str | None, ks: Sequence[int], block_seconds: float,
-                train_block_seconds: float, warm_steps: int) -> tuple[list[TimedCase], dict[str, Any]]:
+def build_cases(
+    env_id: str,
+    indicator: str | None,
+    ks: Sequence[int],
+    block_seconds: float,
+    train_block_seconds: float,
+    warm_steps: int,
+) -> tuple[list[TimedCase], dict[str, Any]]:
     """Every case for one env, warmed up (training shield past ``learning_starts``)."""
     probe = gym.make(env_id)
     space = probe.action_space
@@ -237,14 +257,16 @@ def build_cases(env_id: str, indicator: str | None, ks: Sequence[int], block_sec
         for k in ks:
             shield = make_shield(env_id, indicator, regime=regime, k=k, train=False)
             loop = EnvLoop(shield, actions, seed=0)
-            cases.append(TimedCase(f"frozen_{regime}[{k}]", loop, block_seconds, check=counters_check(shield, "
-                "loop, regime, k)))
+            cases.append(
+                TimedCase(f"frozen_{regime}[{k}]", loop, block_seconds, check=counters_check(shield, loop, regime, k))
+            )
 
     # Training shield, safe regime: one collecting only (learning_starts out of reach), one learning.
     collect = make_shield(env_id, indicator, regime="safe", k=ks[0], train=True, learning_starts=10**12)
     collect_loop = EnvLoop(collect, actions, seed=0)
-    cases.append(TimedCase("train_collect", collect_loop, block_seconds, check=counters_check(collect, "
-        "collect_loop, "safe", 0)))
+    cases.append(
+        TimedCase("train_collect", collect_loop, block_seconds, check=counters_check(collect, collect_loop, "safe", 0))
+    )
     learner = make_shield(env_id, indicator, regime="safe", k=ks[0], train=True)
     learn_loop = EnvLoop(learner, actions, seed=0)
     starts = learner.safety_model.config.learning_starts
@@ -270,8 +292,13 @@ def build_cases(env_id: str, indicator: str | None, ks: Sequence[int], block_sec
         if batch > len(actions):
             act_t = act_t.repeat(math.ceil(batch / len(actions)), 1)[:batch]
         cases.append(TimedCase(f"floor[{batch}]", Forward(model.risk, obs_t.repeat(batch, 1), act_t), block_seconds))
-        cases.append(TimedCase(f"floor_after_step[{batch}]",
-                          ForwardAfterStep(gym.make(env_id), actions, model.risk, obs_t.repeat(batch, 1), act_t), block_seconds))
+        cases.append(
+            TimedCase(
+                f"floor_after_step[{batch}]",
+                ForwardAfterStep(gym.make(env_id), actions, model.risk, obs_t.repeat(batch, 1), act_t),
+                block_seconds,
+            )
+        )
 
     info = {
         "indicator": resolved,
@@ -304,7 +331,9 @@ def env_ratios(t: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
     safe = t["frozen_safe_pooled"]
     ratios: dict[str, Any] = {
         "safe_overhead": ratio_entry((safe - raw) / floor1, TARGETS["safe_overhead"]),
-        "safe_overhead_per_k": {str(k): ratio_entry((t["frozen_safe"][str(k)] - raw) / floor1, TARGETS["safe_overhead"]) for k in ks},
+        "safe_overhead_per_k": {
+            str(k): ratio_entry((t["frozen_safe"][str(k)] - raw) / floor1, TARGETS["safe_overhead"]) for k in ks
+        },
         "rejected_overhead": {
             str(k): ratio_entry(
                 (t["frozen_rejected"][str(k)] - safe) / t["floor"][str(k)],
@@ -324,8 +353,9 @@ def env_ratios(t: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
     return ratios
 
 
-def analyse(cases: list[TimedCase], ks: Sequence[int], attribute: str = "blocks") -> tuple[dict[str, Any], "
-    "dict[str, Any]]:
+def analyse(
+    cases: list[TimedCase], ks: Sequence[int], attribute: str = "blocks"
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Medians per case (``attribute``: ``"blocks"`` for wall time, ``"cpu_blocks"`` for CPU time)."""
     by_name = {c.name: c for c in cases}
     stats = {c.name: block_stats(getattr(c, attribute)) for c in cases}
@@ -338,9 +368,10 @@ def analyse(cases: list[TimedCase], ks: Sequence[int], attribute: str = "blocks"
         "frozen_rejected": {str(k): med[f"frozen_rejected[{k}]"] for k in ks},
         "train_collect": med["train_collect"],
         "train_learning": med["train_learning"],
-        "floor": {name[len("floor["):-1]: v for name, v in med.items() if name.startswith("floor[")},
-        "floor_after_step": {name[len("floor_after_step["):-1]: v for name, v in med.items() if "
-        "name.startswith("floor_after_step[")},
+        "floor": {name[len("floor[") : -1]: v for name, v in med.items() if name.startswith("floor[")},
+        "floor_after_step": {
+            name[len("floor_after_step[") : -1]: v for name, v in med.items() if name.startswith("floor_after_step[")
+        },
     }
     return timings, stats
 
@@ -351,8 +382,9 @@ def analyse(cases: list[TimedCase], ks: Sequence[int], attribute: str = "blocks"
 def constant_sqrl(env_id: str, bias: float, **options) -> safeshield.SQRL:
     """An SQRL model whose risk is constant: ~0 (bias -20, every action safe) or gamma_safe (+20)."""
     env = gym.make(env_id)
-    config = safeshield.SQRLConfig(**{"resample_rounds": 1, "learning_starts": 10**9, "buffer_capacity": "
-        "200_000, **options})
+    config = safeshield.SQRLConfig(
+        **{"resample_rounds": 1, "learning_starts": 10**9, "buffer_capacity": 200_000, **options}
+    )
     model = safeshield.SQRL(env.observation_space, env.action_space, config, seed=0)
     with torch.no_grad():
         model.critic.net[-1].weight.zero_()
@@ -382,7 +414,9 @@ class VectorLoop:
                 env = safeshield.VectorShieldWrapper(env, model, train=regime == "collect", seed=0)
             env.reset(seed=0)
         space = gym.make(env_id).action_space
-        self.actions = np.random.default_rng(0).uniform(space.low, space.high, (512, n, *space.shape)).astype(space.dtype)
+        self.actions = (
+            np.random.default_rng(0).uniform(space.low, space.high, (512, n, *space.shape)).astype(space.dtype)
+        )
         self.step, self.cursor, self.env = env.step, 0, env
 
     def __call__(self, n: int) -> tuple[float, float]:
@@ -402,8 +436,11 @@ def vector_cases(ns: Sequence[int], block_seconds: float) -> list[TimedCase]:
         cases.append(TimedCase(f"vec_plain@{n}", VectorLoop(VECTOR_ENV, n, None, sb3=False), block_seconds))
         cases.append(TimedCase(f"vec_sb3_plain@{n}", VectorLoop(VECTOR_ENV, n, None, sb3=True), block_seconds))
         for regime in VECTOR_REGIMES:
-            cases.append(TimedCase(f"vec_{regime}@{n}", VectorLoop(VECTOR_ENV, n, regime, sb3=regime.startswith("sb3")),
-                                   block_seconds))
+            cases.append(
+                TimedCase(
+                    f"vec_{regime}@{n}", VectorLoop(VECTOR_ENV, n, regime, sb3=regime.startswith("sb3")), block_seconds
+                )
+            )
     return cases
 
 
@@ -418,18 +455,29 @@ def vector_analysis(cases: list[TimedCase], ns: Sequence[int], attribute: str) -
     return {
         "median_vector_step_us": median,
         "shield_cost_per_env_step_us": cost,
-        "scaling": {r: ratio_entry(cost[r][first] / cost[r][last] if cost[r][last] > 0 else None,
-                                   TARGETS["vector_scaling"], at_least=True) for r in VECTOR_REGIMES},
-        "n2_not_slower_than_n1": {r: bool(cost[r]["2"] <= cost[r]["1"]) for r in VECTOR_REGIMES} if "2" in "
-        "cost[VECTOR_REGIMES[0]] else {},
+        "scaling": {
+            r: ratio_entry(
+                cost[r][first] / cost[r][last] if cost[r][last] > 0 else None, TARGETS["vector_scaling"], at_least=True
+            )
+            for r in VECTOR_REGIMES
+        },
+        "n2_not_slower_than_n1": {r: bool(cost[r]["2"] <= cost[r]["1"]) for r in VECTOR_REGIMES}
+        if "2" in cost[VECTOR_REGIMES[0]]
+        else {},
     }
 
 
 # ------------------------------------------------------------------------------------ SB3
 
 
-def sb3_section(algos: Sequence[str], seeds: int, quick: bool, progress: bool, tuned: float | None,
-                timed: dict[str, int | None] | None = None) -> dict[str, Any]:
+def sb3_section(
+    algos: Sequence[str],
+    seeds: int,
+    quick: bool,
+    progress: bool,
+    tuned: float | None,
+    timed: dict[str, int | None] | None = None,
+) -> dict[str, Any]:
     """Wall-clock (and process CPU) of SB3 ``learn`` inside a training shield / plain, per seed: the
     default shield, and (``tuned``) one with ``updates_per_step=tuned``."""
     shields: list[dict[str, Any] | None] = [None, {}]
@@ -451,8 +499,11 @@ def sb3_section(algos: Sequence[str], seeds: int, quick: bool, progress: bool, t
     for algo in algos:
         runs = [run for pair in pairs for run in pair if run["algo"] == algo]
         plain = {run["seed"]: run for run in runs if run["shield"] is None}
-        entry: dict[str, Any] = {"env": runs[0]["env"], "warm_steps": runs[0]["warm_steps"], "timed_steps": "
-            "runs[0]["steps"]}
+        entry: dict[str, Any] = {
+            "env": runs[0]["env"],
+            "warm_steps": runs[0]["warm_steps"],
+            "timed_steps": runs[0]["steps"],
+        }
         for label, options in (("default", {}), ("tuned", {"updates_per_step": tuned})):
             mine = {run["seed"]: run for run in runs if run["shield"] == options}
             if not mine:
@@ -460,9 +511,13 @@ def sb3_section(algos: Sequence[str], seeds: int, quick: bool, progress: bool, t
             wall = [mine[s]["seconds"] / plain[s]["seconds"] for s in sorted(mine)]
             cpu = [mine[s]["cpu_seconds"] / plain[s]["cpu_seconds"] for s in sorted(mine)]
             entry[label] = {
-                "shield": options, "wall_ratio_per_seed": wall, "cpu_ratio_per_seed": cpu,
-                "wall_ratio_median": statistics.median(wall), "cpu_ratio_median": statistics.median(cpu),
-                "wall_ratio_mean_ci95": mean_ci(wall), "cpu_ratio_mean_ci95": mean_ci(cpu),
+                "shield": options,
+                "wall_ratio_per_seed": wall,
+                "cpu_ratio_per_seed": cpu,
+                "wall_ratio_median": statistics.median(wall),
+                "cpu_ratio_median": statistics.median(cpu),
+                "wall_ratio_mean_ci95": mean_ci(wall),
+                "cpu_ratio_mean_ci95": mean_ci(cpu),
                 "ratio": ratio_entry(statistics.median(wall), TARGETS[f"sb3_{algo}"]),
                 "failures_per_seed": [mine[s]["failures"] for s in sorted(mine)],
             }
@@ -489,8 +544,13 @@ def threads_section(repeats: int) -> dict[str, Any]:
     model.critic.net[-1].reset_parameters()
     rng = np.random.default_rng(0)
     for _ in range(600):
-        model.buffer.add(rng.normal(size=model.obs_dim).astype(np.float32), rng.uniform(-1, 1, model.act_dim).astype(np.float32),
-                         rng.normal(size=model.obs_dim).astype(np.float32), 0.0, False)
+        model.buffer.add(
+            rng.normal(size=model.obs_dim).astype(np.float32),
+            rng.uniform(-1, 1, model.act_dim).astype(np.float32),
+            rng.normal(size=model.obs_dim).astype(np.float32),
+            0.0,
+            False,
+        )
     obs, act = rng.normal(size=model.obs_dim).astype(np.float32), rng.uniform(-1, 1, model.act_dim).astype(np.float32)
     obs_b, act_b = torch.randn(50, model.obs_dim), torch.rand(50, model.act_dim)
 
@@ -524,8 +584,9 @@ def threads_section(repeats: int) -> dict[str, Any]:
     return {
         "default_threads": {"torch": torch_default, "blas": blas_default},
         "median_us": medians,
-        "slowdown_default_over_pinned": {name: medians[f"{name}_default"] / medians[f"{name}_pinned"] for name "
-        f"in probes},
+        "slowdown_default_over_pinned": {
+            name: medians[f"{name}_default"] / medians[f"{name}_pinned"] for name in probes
+        },
         "samples_us": samples,
     }
 
@@ -581,15 +642,39 @@ def plot(path: str, result: dict[str, Any]) -> None:
     for env in envs:
         t, c = result["envs"][env]["timings_us"], colours[env]
         ax_t.plot(ks, [t["frozen_safe"][str(k)] for k in ks], "-o", color=c, label=f"{short(env)} frozen, safe")
-        ax_t.plot(ks, [t["frozen_rejected"][str(k)] for k in ks], "-s", color=c, alpha=0.7, label=f"{short(env)} frozen, rejected")
-        ax_t.plot(ks, [t["floor"][str(k)] for k in ks], ":^", color=c, alpha=0.7, label=f"{short(env)} floor: "
-            f"bare k-batch forward")
-        ax_t.plot(ks, [t["floor_after_step"][str(k)] for k in ks], ":v", color=c, alpha=0.45,
-                  label=f"{short(env)} same forward after an env step")
+        ax_t.plot(
+            ks,
+            [t["frozen_rejected"][str(k)] for k in ks],
+            "-s",
+            color=c,
+            alpha=0.7,
+            label=f"{short(env)} frozen, rejected",
+        )
+        ax_t.plot(
+            ks,
+            [t["floor"][str(k)] for k in ks],
+            ":^",
+            color=c,
+            alpha=0.7,
+            label=f"{short(env)} floor: bare k-batch forward",
+        )
+        ax_t.plot(
+            ks,
+            [t["floor_after_step"][str(k)] for k in ks],
+            ":v",
+            color=c,
+            alpha=0.45,
+            label=f"{short(env)} same forward after an env step",
+        )
         ax_t.axhline(t["raw"], color=c, ls="--", lw=1, label=f"{short(env)} raw env step")
         ax_t.axhline(t["train_learning"], color=c, ls="-.", lw=1, label=f"{short(env)} training shield (learning)")
-    ax_t.set(xscale="log", yscale="log", xlabel="candidates per round k", ylabel="µs per step (median of block means)",
-             title="Per-step wall time, 1 torch thread")
+    ax_t.set(
+        xscale="log",
+        yscale="log",
+        xlabel="candidates per round k",
+        ylabel="µs per step (median of block means)",
+        title="Per-step wall time, 1 torch thread",
+    )
     ax_t.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     ax_t.grid(True, which="both", alpha=0.3)
 
@@ -597,8 +682,12 @@ def plot(path: str, result: dict[str, Any]) -> None:
         r = result["ratios"][env]["rejected_overhead"]
         ax_r.plot(ks, [r[str(k)]["value"] for k in ks], "-s", color=colours[env], label=f"{short(env)}")
     ax_r.axhline(TARGETS["rejected_overhead"], color="k", ls="--", label=f"target ≤ {TARGETS['rejected_overhead']}")
-    ax_r.set(xscale="log", xlabel="k", ylabel="(rejected − safe) / bare k-batch forward",
-             title="Rejected-proposal overhead vs target")
+    ax_r.set(
+        xscale="log",
+        xlabel="k",
+        ylabel="(rejected − safe) / bare k-batch forward",
+        title="Rejected-proposal overhead vs target",
+    )
     ax_r.set_ylim(bottom=0)
     ax_r.legend(fontsize=8)
     ax_r.grid(True, which="both", alpha=0.3)
@@ -606,12 +695,17 @@ def plot(path: str, result: dict[str, Any]) -> None:
     labels, values, targets, bar_colours = [], [], [], []
     for env in envs:
         r = result["ratios"][env]
-        for key, label in (("safe_overhead", "safe overhead\n/ batch-1 fwd"),
-                           ("frozen_safe_over_raw", "frozen safe\n/ raw"),
-                           ("train_learning_over_raw", "training\n/ raw")):
+        for key, label in (
+            ("safe_overhead", "safe overhead\n/ batch-1 fwd"),
+            ("frozen_safe_over_raw", "frozen safe\n/ raw"),
+            ("train_learning_over_raw", "training\n/ raw"),
+        ):
             entry = r[key]
-            target = TARGETS["hopper_shielded_over_raw"] if (env == HOPPER and key == "frozen_safe_over_raw") "
-                "else entry["target"]
+            target = (
+                TARGETS["hopper_shielded_over_raw"]
+                if (env == HOPPER and key == "frozen_safe_over_raw")
+                else entry["target"]
+            )
             labels.append(f"{short(env)}\n{label}")
             values.append(entry["value"])
             targets.append(target)
@@ -628,8 +722,11 @@ def plot(path: str, result: dict[str, Any]) -> None:
     ax_s.set(ylabel="ratio (log)", title="Ratios vs targets (dashed; training has none)")
     ax_s.grid(True, axis="y", which="both", alpha=0.3)
 
-    fig.suptitle(f"safeshield shield overhead ({result['mode']} run, {result['machine']['cpu_model']}, "
-                 f"torch {result['machine']['torch']}, {result['machine']['torch_threads']} thread)", fontsize=10)
+    fig.suptitle(
+        f"safeshield shield overhead ({result['mode']} run, {result['machine']['cpu_model']}, "
+        f"torch {result['machine']['torch']}, {result['machine']['torch_threads']} thread)",
+        fontsize=10,
+    )
     fig.tight_layout()
 
     def write(tmp: str) -> None:
@@ -659,7 +756,9 @@ def write_profile(profiler: cProfile.Profile, path: str, title: str) -> str:
     return path
 
 
-def profile_regimes(plans: Sequence[str], out: str, steps: int, k: int, sb3_algos: Sequence[str], quick: bool) -> list[str]:
+def profile_regimes(
+    plans: Sequence[str], out: str, steps: int, k: int, sb3_algos: Sequence[str], quick: bool
+) -> list[str]:
     """One cProfile summary per regime: frozen safe and rejected (each env), the learning shield
     (each env), the vector shield at N = 16 (accept), and SB3 SAC / PPO inside a training shield."""
     written = []
@@ -675,20 +774,31 @@ def profile_regimes(plans: Sequence[str], out: str, steps: int, k: int, sb3_algo
     for env_id in plans:
         indicator = ENVS[env_id]
         space = gym.make(env_id).action_space
-        actions = np.random.default_rng(1).uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
+        actions = (
+            np.random.default_rng(1).uniform(space.low, space.high, size=(steps, *space.shape)).astype(space.dtype)
+        )
         for regime in ("safe", "rejected"):
             shield = make_shield(env_id, indicator, regime=regime, k=k, train=False)
-            profile_loop(EnvLoop(shield, actions, seed=0), steps, f"{short(env_id)}_{regime}",
-                         f"{steps} frozen shield steps, {env_id}, regime={regime}, k={k}")
+            profile_loop(
+                EnvLoop(shield, actions, seed=0),
+                steps,
+                f"{short(env_id)}_{regime}",
+                f"{steps} frozen shield steps, {env_id}, regime={regime}, k={k}",
+            )
         learner = make_shield(env_id, indicator, regime="safe", k=k, train=True)
         loop = EnvLoop(learner, actions, seed=0)
         loop(learner.safety_model.config.learning_starts)
-        profile_loop(loop, max(steps // 5, 20), f"{short(env_id)}_train_learning",
-                     f"training shield steps once learning has started, {env_id}, "
-                     f"updates_per_step={learner.safety_model.config.updates_per_step}")
+        profile_loop(
+            loop,
+            max(steps // 5, 20),
+            f"{short(env_id)}_train_learning",
+            f"training shield steps once learning has started, {env_id}, "
+            f"updates_per_step={learner.safety_model.config.updates_per_step}",
+        )
     vector = VectorLoop(VECTOR_ENV, 16, "accept", sb3=False)
-    profile_loop(vector, max(steps // 10, 20), "vector_accept_N16", f"vector shield steps, {VECTOR_ENV}, N = "
-        f"16, accept")
+    profile_loop(
+        vector, max(steps // 10, 20), "vector_accept_N16", f"vector shield steps, {VECTOR_ENV}, N = 16, accept"
+    )
     for algo in sb3_algos:
         env_id, warm, timed = SB3_REGIMES[algo]
         kwargs: dict[str, Any] = {}
@@ -704,31 +814,51 @@ def profile_regimes(plans: Sequence[str], out: str, steps: int, k: int, sb3_algo
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], "
-        "formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="CI-sized run (a few seconds): short blocks, few rounds")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "overhead"),
-                        help="output folder (default: benchmarks/results/overhead next to this script)")
+    parser.add_argument(
+        "--out",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "overhead"),
+        help="output folder (default: benchmarks/results/overhead next to this script)",
+    )
     parser.add_argument("--envs", nargs="+", default=list(ENVS), help=f"env ids (default: {' '.join(ENVS)})")
     parser.add_argument("--ks", nargs="+", type=int, default=list(KS), help="candidate counts k")
     parser.add_argument("--blocks", type=int, default=None, help="round-robin rounds (default 25; quick 5)")
-    parser.add_argument("--block-seconds", type=float, default=None, help="target seconds per block (default "
-        "0.06; quick 0.004)")
-    parser.add_argument("--train-block-seconds", type=float, default=None, help="same for the learning shield "
-        "(default 0.1; quick 0.01)")
+    parser.add_argument(
+        "--block-seconds", type=float, default=None, help="target seconds per block (default 0.06; quick 0.004)"
+    )
+    parser.add_argument(
+        "--train-block-seconds", type=float, default=None, help="same for the learning shield (default 0.1; quick 0.01)"
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="cap on steps per block (default 20000; quick 500)")
     parser.add_argument("--min-steps", type=int, default=None, help="floor on steps per block (default 20; quick 3)")
-    parser.add_argument("--warm-steps", type=int, default=None, help="untimed steps per case before timing "
-        "(default 200; quick 10)")
+    parser.add_argument(
+        "--warm-steps", type=int, default=None, help="untimed steps per case before timing (default 200; quick 10)"
+    )
     parser.add_argument("--no-plot", action="store_true", help="skip overhead.png")
     parser.add_argument("--no-vector", action="store_true", help="skip the vector-shield scaling cases")
-    parser.add_argument("--sb3", nargs="*", default=["sac", "ppo"], choices=list(SB3_REGIMES),
-                        help="SB3 wall-clock regimes (default: sac ppo; none: skip)")
+    parser.add_argument(
+        "--sb3",
+        nargs="*",
+        default=["sac", "ppo"],
+        choices=list(SB3_REGIMES),
+        help="SB3 wall-clock regimes (default: sac ppo; none: skip)",
+    )
     parser.add_argument("--sb3-seeds", type=int, default=None, help="seeds per SB3 regime (default 3; quick 1)")
-    parser.add_argument("--sac-timed", type=int, default=None, help=f"timed SAC steps (default {SB3_REGIMES['sac'][2]})")
-    parser.add_argument("--ppo-timed", type=int, default=None, help=f"timed PPO steps (default {SB3_REGIMES['ppo'][2]})")
-    parser.add_argument("--sb3-updates-per-step", type=float, default=None,
-                        help="also time a shield with this update-to-data ratio (besides the default one)")
+    parser.add_argument(
+        "--sac-timed", type=int, default=None, help=f"timed SAC steps (default {SB3_REGIMES['sac'][2]})"
+    )
+    parser.add_argument(
+        "--ppo-timed", type=int, default=None, help=f"timed PPO steps (default {SB3_REGIMES['ppo'][2]})"
+    )
+    parser.add_argument(
+        "--sb3-updates-per-step",
+        type=float,
+        default=None,
+        help="also time a shield with this update-to-data ratio (besides the default one)",
+    )
     parser.add_argument("--no-threads", action="store_true", help="skip the thread-pinning before/after check")
     parser.add_argument("--panda", action="store_true", help="also time decide on the Panda push task (robosuite)")
     parser.add_argument("--profile", action="store_true", help="also write one cProfile summary per regime")
@@ -736,8 +866,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--no-progress", action="store_true", help="no tqdm progress bar")
     args = parser.parse_args(argv)
     quick = args.quick
-    defaults = {"blocks": (25, 5), "block_seconds": (0.06, 0.004), "train_block_seconds": (0.1, 0.01),
-                "max_steps": (20000, 500), "min_steps": (20, 3), "warm_steps": (200, 10)}
+    defaults = {
+        "blocks": (25, 5),
+        "block_seconds": (0.06, 0.004),
+        "train_block_seconds": (0.1, 0.01),
+        "max_steps": (20000, 500),
+        "min_steps": (20, 3),
+        "warm_steps": (200, 10),
+    }
     for name, (full, small) in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, small if quick else full)
@@ -783,7 +919,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "safe_regime": f"critic output weight 0, bias {SAFE_BIAS} (risk ~2e-9), eps_safe 1.0",
             "rejected_regime": f"critic output weight 0, bias {REJECT_BIAS} (risk at its maximum: sigmoid = 1, "
             f"times gamma_safe "
-                               "if the model scales by it), eps_safe 0.1: every step falls back after one k-batch",
+            "if the model scales by it), eps_safe 0.1: every step falls back after one k-batch",
             "floor": "model.risk (critic MLP + sigmoid) on preallocated tensors, in a tight loop inside one "
             "torch.inference_mode() block",
             "floor_after_step": "the same forward timed alone right after an untimed raw env step (caches as a "
@@ -791,8 +927,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "statistic": "median over blocks of the block's mean time per step; cases run round-robin in "
             "shuffled order",
             "clocks": "timings_us / ratios: wall time (perf_counter), which the targets grade; cpu_timings_us / "
-                      "ratios_cpu: the same from this thread's CPU time (thread_time), less sensitive to other "
-                      "processes competing for the CPU, reported as a cross-check",
+            "ratios_cpu: the same from this thread's CPU time (thread_time), less sensitive to other "
+            "processes competing for the CPU, reported as a cross-check",
         },
         "targets": dict(TARGETS),
         "definitions": {
@@ -803,14 +939,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "enter the safe path)",
             "train_learning_over_raw": "training shield once learning has started (the default schedule: "
             "updates_per_step "
-                                       "gradient steps of batch 256 per env step) / raw",
+            "gradient steps of batch 256 per env step) / raw",
             "vector.scaling[regime]": "shield cost per env-step (t_shielded - t_plain) / N at N = 1 over the "
             "same at N = 16 "
-                                      f"({VECTOR_ENV}, frozen constant critics; collect = training before "
-                                      f"learning_starts)",
+            f"({VECTOR_ENV}, frozen constant critics; collect = training before learning_starts)",
             "sb3[algo].ratio": "median over seeds of the wall-clock of model.learn(timed steps) inside a "
             "default training "
-                               "shield / plain, after an untimed warm-up past both learning_starts (SB3 defaults)",
+            "shield / plain, after an untimed warm-up past both learning_starts (SB3 defaults)",
             "train_collect_over_raw": "training shield before learning_starts (stores transitions only) / raw",
             "*_vs_floor_after_step": "the same overheads divided by floor_after_step instead of floor "
             "(informative, no target)",
@@ -832,16 +967,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     rng = random.Random(0)
     n_cases = 1 + 2 * len(args.ks) + 2 + 2 * len({1, *args.ks})
     n_vector = 0 if args.no_vector else len(VECTOR_NS) * (2 + len(VECTOR_REGIMES))
-    progress = tqdm(total=(len(plans) * n_cases + n_vector) * (args.blocks + 1), desc="overhead", unit="block",
-                    disable=args.no_progress, file=sys.stderr, dynamic_ncols=True)
+    progress = tqdm(
+        total=(len(plans) * n_cases + n_vector) * (args.blocks + 1),
+        desc="overhead",
+        unit="block",
+        disable=args.no_progress,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
     for env_id in plans:
         progress.set_postfix_str(f"{short(env_id)}: build")
-        cases, info = build_cases(env_id, ENVS[env_id], args.ks, args.block_seconds, args.train_block_seconds, args.warm_steps)
+        cases, info = build_cases(
+            env_id, ENVS[env_id], args.ks, args.block_seconds, args.train_block_seconds, args.warm_steps
+        )
         for case in cases:
             progress.set_postfix_str(f"{short(env_id)}: calibrate {case.name}")
-            calibrate(case, args.warm_steps if not case.name.startswith("train_learning") else max(1, "
-                "args.warm_steps // 10),
-                      args.min_steps, args.max_steps)
+            calibrate(
+                case,
+                args.warm_steps if not case.name.startswith("train_learning") else max(1, args.warm_steps // 10),
+                args.min_steps,
+                args.max_steps,
+            )
             progress.update(1)
         progress.set_postfix_str(f"{short(env_id)}: rounds")
         round_robin(cases, args.blocks, rng, on_block=lambda name: progress.update(1))
@@ -870,13 +1016,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             progress.update(1)
         progress.set_postfix_str("vector: rounds")
         round_robin(cases, args.blocks, rng, on_block=lambda name: progress.update(1))
-        result["vector"] = {"env": VECTOR_ENV, "ns": list(VECTOR_NS), **vector_analysis(cases, VECTOR_NS, "blocks"),
-                            "cpu": vector_analysis(cases, VECTOR_NS, "cpu_blocks"),
-                            "steps_per_block": {c.name: c.steps for c in cases}}
+        result["vector"] = {
+            "env": VECTOR_ENV,
+            "ns": list(VECTOR_NS),
+            **vector_analysis(cases, VECTOR_NS, "blocks"),
+            "cpu": vector_analysis(cases, VECTOR_NS, "cpu_blocks"),
+            "steps_per_block": {c.name: c.steps for c in cases},
+        }
     progress.close()
     if args.sb3:
-        result["sb3"] = sb3_section(args.sb3, args.sb3_seeds, args.quick, progress=not args.no_progress,
-                                    tuned=args.sb3_updates_per_step, timed={"sac": args.sac_timed, "ppo": args.ppo_timed})
+        result["sb3"] = sb3_section(
+            args.sb3,
+            args.sb3_seeds,
+            args.quick,
+            progress=not args.no_progress,
+            tuned=args.sb3_updates_per_step,
+            timed={"sac": args.sac_timed, "ppo": args.ppo_timed},
+        )
     if threads is not None:
         result["threads"] = threads
     if args.panda:
@@ -894,8 +1050,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result["ratios"]["hopper_shielded_over_raw"] = entry
         summary["hopper_shielded_over_raw"] = entry
         t = result["envs"][HOPPER]["cpu_timings_us"]
-        result["ratios_cpu"]["hopper_shielded_over_raw"] = ratio_entry(t["frozen_safe_pooled"] / t["raw"], "
-            "TARGETS["hopper_shielded_over_raw"])
+        result["ratios_cpu"]["hopper_shielded_over_raw"] = ratio_entry(
+            t["frozen_safe_pooled"] / t["raw"], TARGETS["hopper_shielded_over_raw"]
+        )
     if "vector" in result:
         for regime, entry in result["vector"]["scaling"].items():
             summary[f"vector_scaling[{regime}] (N=1/N=16, >=)"] = entry
@@ -904,10 +1061,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for algo, section in result.get("sb3", {}).items():
         summary[f"sb3_{algo}_wall_ratio[{section['env']}]"] = section["default"]["ratio"]
         if "tuned" in section:
-            summary[f"sb3_{algo}_wall_ratio[{section['env']}, updates_per_step={args.sb3_updates_per_step}]"] = (
-                section["tuned"]["ratio"])
+            summary[f"sb3_{algo}_wall_ratio[{section['env']}, updates_per_step={args.sb3_updates_per_step}]"] = section[
+                "tuned"
+            ]["ratio"]
     for env_id in plans:
-        summary[f"train_learning_over_raw[{short(env_id)}] (informative)"] = result["ratios"][env_id]["train_learning_over_raw"]
+        summary[f"train_learning_over_raw[{short(env_id)}] (informative)"] = result["ratios"][env_id][
+            "train_learning_over_raw"
+        ]
     result["summary"] = summary
     graded = [e["met"] for e in summary.values() if e["met"] is not None]
     result["all_targets_met"] = bool(graded) and all(graded)
@@ -917,8 +1077,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     result["elapsed_s"] = round(time.time() - started, 2)
 
     if args.profile:
-        result["profiles"] = [os.path.relpath(p, out) for p in
-                              profile_regimes(plans, out, 300 if args.quick else 3000, args.profile_k, args.sb3, args.quick)]
+        result["profiles"] = [
+            os.path.relpath(p, out)
+            for p in profile_regimes(plans, out, 300 if args.quick else 3000, args.profile_k, args.sb3, args.quick)
+        ]
 
     write_json(os.path.join(out, "overhead.json"), result)
     if not args.no_plot and plans:
@@ -932,23 +1094,29 @@ def _print_summary(result: dict[str, Any]) -> None:
             print(f"{env_id}: skipped ({env['skipped']})")
             continue
         t = env["timings_us"]
-        print(f"\n{env_id}  (indicator {env['indicator']!r}, obs {env['obs_dim']}, act {env['act_dim']}; "
-            f"regimes ok: {env['regimes_ok']})")
+        print(
+            f"\n{env_id}  (indicator {env['indicator']!r}, obs {env['obs_dim']}, act {env['act_dim']}; regimes "
+            f"ok: {env['regimes_ok']})"
+        )
         print(f"  raw step            {t['raw']:9.1f} µs")
         print(f"  training, collect   {t['train_collect']:9.1f} µs")
         print(f"  training, learning  {t['train_learning']:9.1f} µs")
         print(f"  floor[1] {t['floor']['1']:.1f} µs, after a step {t['floor_after_step']['1']:.1f} µs")
         print(f"  {'k':>5} {'safe':>10} {'rejected':>10} {'floor[k]':>10} {'after step':>11}")
         for k in result["settings"]["ks"]:
-            print(f"  {k:>5} {t['frozen_safe'][str(k)]:10.1f} {t['frozen_rejected'][str(k)]:10.1f} "
-                  f"{t['floor'][str(k)]:10.1f} {t['floor_after_step'][str(k)]:11.1f}")
+            print(
+                f"  {k:>5} {t['frozen_safe'][str(k)]:10.1f} {t['frozen_rejected'][str(k)]:10.1f} "
+                f"{t['floor'][str(k)]:10.1f} {t['floor_after_step'][str(k)]:11.1f}"
+            )
     for algo, section in result.get("sb3", {}).items():
         for label in ("default", "tuned"):
             if label in section:
                 row = section[label]
-                print(f"\nSB3 {algo.upper()} on {section['env']} ({label} shield {row['shield']}): wall ratio per seed "
-                      f"{[round(r, 3) for r in row['wall_ratio_per_seed']]}, CPU "
-                      f"{[round(r, 3) for r in row['cpu_ratio_per_seed']]}")
+                print(
+                    f"\nSB3 {algo.upper()} on {section['env']} ({label} shield {row['shield']}): wall ratio per seed "
+                    f"{[round(r, 3) for r in row['wall_ratio_per_seed']]}, CPU "
+                    f"{[round(r, 3) for r in row['cpu_ratio_per_seed']]}"
+                )
     if "threads" in result:
         print(f"\nthreads: default / pinned slowdown {result['threads']['slowdown_default_over_pinned']}")
     print("\nratios (target; met):")
@@ -956,8 +1124,9 @@ def _print_summary(result: dict[str, Any]) -> None:
         direction = entry.get("direction", "≤")
         target = "-" if entry["target"] is None else f"{direction} {entry['target']}"
         met = "" if entry["met"] is None else ("met" if entry["met"] else "NOT met")
-        value = entry["value"] if isinstance(entry["value"], bool) or entry["value"] is None else "
-            "round(entry["value"], 3)
+        value = (
+            entry["value"] if isinstance(entry["value"], bool) or entry["value"] is None else round(entry["value"], 3)
+        )
         print(f"  {name:<52} {value!s:>8}  {target:>7}  {met}")
     print(f"\n{result['targets_met']}/{result['targets_graded']} targets met; {result['elapsed_s']} s")
 

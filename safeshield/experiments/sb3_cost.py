@@ -98,8 +98,7 @@ def sb3_run(
         _write_profile(
             profiler,
             profile,
-            f"SB3 {algo.upper()} on {env_id}, "
-            f"{'shielded ' + str(shield) if shield is not None else 'plain'}, "
+            f"SB3 {algo.upper()} on {env_id}, {'shielded ' + str(shield) if shield is not None else 'plain'}, "
             f"{steps} timed steps after {warm_steps} warm-up steps",
         )
     result: dict[str, Any] = {
@@ -161,8 +160,8 @@ def _write_profile(profiler, path: str, title: str) -> None:
 
     buffer = io.StringIO()
     buffer.write(
-        f"# cProfile: {title}\n# (cProfile inflates Python-call-heavy code; read it for where time "
-        f"goes, not for totals)\n"
+        f"# cProfile: {title}\n# (cProfile inflates Python-call-heavy code; read it for where time goes, not "
+        f"for totals)\n"
     )
     stats = pstats.Stats(profiler, stream=buffer)
     stats.sort_stats("tottime").print_stats(30)
