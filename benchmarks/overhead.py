@@ -44,9 +44,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import argparse  # noqa: E402
 import cProfile  # noqa: E402
 import datetime as _dt  # noqa: E402
-import io  # noqa: E402
 import math  # noqa: E402
-import pstats  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
@@ -72,8 +70,9 @@ from safeshield.experiments.runner import (  # noqa: E402
     round_robin,
     run_jobs,
     write_json,
+    write_profile,
 )
-from safeshield.experiments.sb3_cost import _shorten_paths, sb3_pair, sb3_run  # noqa: E402
+from safeshield.experiments.sb3_cost import sb3_pair, sb3_run  # noqa: E402
 
 SCHEMA = "safeshield/benchmarks/overhead/2"
 ENVS: dict[str, str | None] = {
@@ -739,23 +738,6 @@ def plot(path: str, result: dict[str, Any]) -> None:
 # ------------------------------------------------------------------------------------ profile
 
 
-def write_profile(profiler: cProfile.Profile, path: str, title: str) -> str:
-    buffer = io.StringIO()
-    buffer.write(f"# cProfile: {title}, 1 torch thread, 1 BLAS thread\n")
-    buffer.write("# (cProfile inflates Python-call-heavy code; read it for where time goes, not for totals)\n")
-    stats = pstats.Stats(profiler, stream=buffer)
-    stats.sort_stats("tottime").print_stats(30)
-    stats.sort_stats("cumulative").print_stats(40)
-    text = _shorten_paths(buffer.getvalue())
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as handle:
-            handle.write(text)
-
-    atomic_write(path, write)
-    return path
-
-
 def profile_regimes(
     plans: Sequence[str], out: str, steps: int, k: int, sb3_algos: Sequence[str], quick: bool
 ) -> list[str]:
@@ -769,7 +751,13 @@ def profile_regimes(
         profiler.enable()
         loop(n)
         profiler.disable()
-        written.append(write_profile(profiler, os.path.join(out, f"profile_{name}.txt"), title))
+        written.append(
+            str(
+                write_profile(
+                    profiler, os.path.join(out, f"profile_{name}.txt"), title + ", 1 torch thread, 1 BLAS thread"
+                )
+            )
+        )
 
     for env_id in plans:
         indicator = ENVS[env_id]

@@ -50,6 +50,7 @@ __all__ = [
     "round_robin",
     "block_stats",
     "machine_info",
+    "write_profile",
 ]
 
 # two-sided 95 % Student-t quantiles by sample size (n − 1 degrees of freedom)
@@ -328,3 +329,28 @@ def machine_info() -> dict[str, Any]:
         "numpy": np.__version__,
         **versions,
     }
+
+
+def write_profile(profiler, path: str | os.PathLike, title: str) -> Path:
+    """Write a ``cProfile.Profile``'s top functions (by own and by cumulative time) to ``path``,
+    atomically, with file names relative to the repository and site-packages."""
+    import io
+    import pstats
+    import site
+    import sys
+
+    buffer = io.StringIO()
+    buffer.write(f"# cProfile: {title}\n")
+    buffer.write("# (cProfile inflates Python-call-heavy code; read it for where time goes, not for totals)\n")
+    stats = pstats.Stats(profiler, stream=buffer)
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(40)
+    text = buffer.getvalue()
+    for prefix in sorted({*site.getsitepackages(), os.getcwd(), sys.base_prefix}, key=len, reverse=True):
+        text = text.replace(prefix.rstrip("/") + "/", "")
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+
+    return atomic_write(path, write)

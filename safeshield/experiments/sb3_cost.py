@@ -65,6 +65,7 @@ def sb3_run(
     from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
     import safeshield
+    from safeshield.experiments.runner import write_profile
     from safeshield.integrations.sb3 import ShieldCallback
 
     class Progress(BaseCallback):
@@ -95,7 +96,7 @@ def sb3_run(
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     if profiler is not None:
         profiler.disable()
-        _write_profile(
+        write_profile(
             profiler,
             profile,
             f"SB3 {algo.upper()} on {env_id}, {'shielded ' + str(shield) if shield is not None else 'plain'}, "
@@ -150,37 +151,3 @@ def sb3_pair(
         )
         for shield in shields[shift:] + shields[:shift]
     ]
-
-
-def _write_profile(profiler, path: str, title: str) -> None:
-    import io
-    import pstats
-
-    from safeshield.experiments.runner import atomic_write
-
-    buffer = io.StringIO()
-    buffer.write(
-        f"# cProfile: {title}\n# (cProfile inflates Python-call-heavy code; read it for where time goes, not "
-        f"for totals)\n"
-    )
-    stats = pstats.Stats(profiler, stream=buffer)
-    stats.sort_stats("tottime").print_stats(30)
-    stats.sort_stats("cumulative").print_stats(40)
-    text = _shorten_paths(buffer.getvalue())
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as handle:
-            handle.write(text)
-
-    atomic_write(path, write)
-
-
-def _shorten_paths(text: str) -> str:
-    """Profiles name files relative to the repository and to site-packages, not by this machine's paths."""
-    import os
-    import site
-    import sys
-
-    for prefix in sorted({*site.getsitepackages(), os.getcwd(), sys.base_prefix}, key=len, reverse=True):
-        text = text.replace(prefix.rstrip("/") + "/", "")
-    return text
