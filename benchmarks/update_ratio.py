@@ -82,6 +82,11 @@ def summarise(runs: list[dict[str, Any]], algo: str, ratios: list[float], seeds:
     return rows
 
 
+def _errorbar(ax, ratios: list[float], stats: list[dict[str, Any]], label: str) -> None:
+    """Means ± 95 % CI half-widths of ``stats`` (``summarise`` entries) against the ratios."""
+    ax.errorbar(ratios, [v["mean"] for v in stats], yerr=[v["ci95"] for v in stats], marker="o", capsize=3, label=label)
+
+
 def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -95,14 +100,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ratios = [float(r) for r in summary if r != "plain"]
         fail = [summary[str(r)]["failures"] for r in ratios]
         ax = axes[0][col]
-        ax.errorbar(
-            ratios,
-            [f["mean"] for f in fail],
-            yerr=[f["ci95"] for f in fail],
-            marker="o",
-            capsize=3,
-            label="inside the shield",
-        )
+        _errorbar(ax, ratios, fail, "inside the shield")
         plain = summary["plain"]["failures"]
         ax.axhline(plain["mean"], color="k", ls="--", label=f"no shield ({plain['mean']:.0f} ± {plain['ci95']:.0f})")
         ax.set(
@@ -115,14 +113,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         ax = axes[1][col]
         for key, label in (("wall_ratio", "wall-clock"), ("cpu_ratio", "CPU time")):
             values = [summary[str(r)][key] for r in ratios]
-            ax.errorbar(
-                ratios,
-                [v["mean"] for v in values],
-                yerr=[v["ci95"] for v in values],
-                marker="o",
-                capsize=3,
-                label=label,
-            )
+            _errorbar(ax, ratios, values, label)
         target = result["targets"].get(algo)
         if target is not None:
             ax.axhline(target, color="r", ls=":", label=f"target ≤ {target}")
