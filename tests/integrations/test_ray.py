@@ -114,7 +114,14 @@ def test_learner_counts_gaps_and_rejects_bad_settings():
 # -- local Ray: 2 runners, one learner ---------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ray_session():
-    init(num_cpus=2, num_gpus=0)
+    for attempt in range(3):
+        try:
+            init(num_cpus=2, num_gpus=0)
+            break
+        except Exception:  # "the current node timed out during startup": an overloaded machine
+            ray.shutdown()
+            if attempt == 2:
+                raise
     yield
     ray.shutdown()
 
