@@ -26,15 +26,17 @@ def test_all_names_are_importable():
     assert issubclass(ShieldWrapper, gym.Wrapper)
 
 
-def test_methods_lists_sqrl_with_its_paper_defaults():
+def test_methods_lists_sqrl_with_its_defaults_and_the_paper_preset():
     methods = safeshield.methods()
     assert "sqrl" in methods
     defaults = methods["sqrl"]
     assert defaults == SQRLConfig().to_json()
-    assert defaults["eps_safe"] == 0.1  # SQRL Table 1
-    assert defaults["gamma_safe"] == 0.7  # SQRL Table 1
+    assert defaults["target"] == "window" and defaults["eps_safe"] == 0.5  # P(failure within horizon) < 1/2
+    paper = SQRLConfig.from_options({"preset": "paper"}, "sqrl")
+    assert paper.eps_safe == 0.1 and paper.gamma_safe == 0.7 and paper.target == "td"  # SQRL Table 1, §5.1
+    assert paper.balance == 0.0 and not paper.guard and paper.warmup_failures == 0
     assert defaults["lr"] == 3e-4
-    assert defaults["hidden"] == [256, 256]
+    assert defaults["hidden"] == [64, 64] and paper.hidden == (256, 256)  # paper: SQRL Table 1
     assert defaults["n_candidates"] == 50 and defaults["resample_rounds"] == 5
     assert defaults["selection"] == "closest"
     assert {f.name for f in dataclasses.fields(SQRLConfig)} == set(defaults)
@@ -55,10 +57,11 @@ def test_wrap_signature():
     assert params["train"].default is True
     env = safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator="terminated", eps_safe=0.05, seed=1)
     assert isinstance(env, ShieldWrapper) and isinstance(env.safety_model, SQRL)
-    assert env.safety_model.config.eps_safe == 0.05 and env.safety_model.threshold == 0.05
+    assert env.safety_model.config.eps_safe == 0.05 and env.safety_model.nominal_threshold == 0.05
+    assert env.safety_model.threshold == float("inf")  # warm-up: no failure seen yet, nothing is rejected
     config = SQRLConfig(eps_safe=0.2)
     env = safeshield.wrap(gym.make("Pendulum-v1"), indicator="terminated", config=config)
-    assert env.safety_model.config is config
+    assert env.safety_model.config == dataclasses.replace(config, horizon=10)  # horizon_seconds 0.5 at dt 0.05
 
 
 def test_make_signature():

@@ -14,6 +14,7 @@ and in ``core.model.SafetyModel`` once.
 from __future__ import annotations
 
 import abc
+import dataclasses
 import math
 from dataclasses import dataclass
 from fractions import Fraction
@@ -26,10 +27,29 @@ import torch
 from safeshield.core.buffer import Batch, TransitionBuffer
 from safeshield.core.decision import SELECTIONS
 from safeshield.core.model import SafetyConfig, SafetyModel
-from safeshield.core.spaces import action_codec, check_observation_space
-from safeshield.core.validation import check_choice, check_count, check_interval, check_positive
+from safeshield.core.targets import (
+    balanced_rows,
+    horizon_gamma,
+    horizon_steps,
+    multi_step_target,
+)
+from safeshield.core.threshold import BudgetThreshold, WarmUp
+from safeshield.core.validation import (
+    check_choice,
+    check_count,
+    check_interval,
+    check_positive,
+)
 
-__all__ = ["CriticConfig", "SafetyCritic", "flat_dim"]
+__all__ = ["TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
+
+GUARD_SHARE = 0.25  # our choice: the guard backs off while more than a quarter of recent steps fell back
+GUARD_CEILING = 1.01  # above every risk in [0, 1]
+
+TARGETS = ("window", "nstep", "td")
+"""Risk targets (``safeshield.core.targets``): ``"window"`` P(failure within ``horizon`` steps),
+Monte-Carlo along the stored episode; ``"nstep"`` the ``horizon``-step return of the indicator
+discounted by 1 - 1/horizon; ``"td"`` the method's published one-step target."""
 
 
 @dataclass(frozen=True)
@@ -42,14 +62,22 @@ class CriticConfig(SafetyConfig):
     perturbation_scale: float = 0.1  # our choice: candidate std as a fraction of the half-range
     uniform_fraction: float = 0.25  # our choice: share of candidates drawn uniformly over the box
     selection: str = "closest"  # our choice without a policy sampler: least intervention
-    widen_policy: bool = (
-        False  # our choice: rounds after the first draw from pi only (paper §6); True = official code's widening
-    )
+    widen_policy: bool = True  # official code's widening: rounds after the first perturb the proposal ever wider (paper §6: pi only)
     buffer_capacity: int = 50_000  # our choice (paper silent): holds a DrunkSpider pre-training run
     batch_size: int = 256  # our choice (paper silent), common SAC value
     learning_starts: int = 500  # our choice: no update before this many stored transitions
     updates_per_step: float = 1.0  # gradient steps per stored transition (update-to-data ratio); may be < 1
     train_every: int = 1  # run the updates owed so far every this many env steps, back to back
+    # -- risk targets, thresholds and warm-up (core.targets, core.threshold; docs/effectiveness.md)
+    preset: str = "default"  # "paper": the method exactly as published (the class's PRESETS)
+    horizon: int = 20  # our choice: failure horizon in env steps, for envs that do not declare their dt
+    horizon_seconds: float | None = 0.5  # our choice: the horizon in time where the env declares dt (sets horizon)
+    target: str = "window"  # see TARGETS; "td" is the papers' one-step backup
+    balance: float = 0.5  # our choice: share of each minibatch from transitions a failure followed within horizon
+    budget: float | None = None  # failures per 1000 env steps the threshold adapts to; None: fixed threshold
+    warmup_failures: int = 5  # our choice: no rejection before this many failures were stored ...
+    warmup_updates: int = 250  # ... and this many updates were made
+    guard: bool = True  # our choice: raise the threshold while the shield falls back on most steps
 
     def __post_init__(self) -> None:
         super().__post_init__()  # field types: integers, finite numbers, bools, strings
@@ -61,6 +89,18 @@ class CriticConfig(SafetyConfig):
         check_interval("widen", self.widen, 1.0, math.inf, closed="left")
         check_interval("uniform_fraction", self.uniform_fraction, 0.0, 1.0)
         check_choice("selection", self.selection, SELECTIONS)
+        check_choice("preset", self.preset, tuple(self.PRESETS))
+        check_count("horizon", self.horizon)
+        if self.horizon_seconds is not None:
+            check_positive("horizon_seconds", self.horizon_seconds)
+        check_choice("target", self.target, TARGETS)
+        if self.target == "nstep" and self.horizon < 2:
+            raise ValueError(f"horizon must be >= 2 for target 'nstep' (its discount is 1 - 1/horizon), got {self.horizon!r}")
+        check_interval("balance", self.balance, 0.0, 1.0, closed="left")
+        if self.budget is not None:
+            check_positive("budget", self.budget)
+        check_count("warmup_failures", self.warmup_failures, minimum=0)
+        check_count("warmup_updates", self.warmup_updates, minimum=0)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CriticConfig:
@@ -98,6 +138,8 @@ class SafetyCritic(SafetyModel):
         self.policy_sampler = None  # set by an adapter: sample(obs, n, generator) -> actions
         self._update_credit = 0  # updates earned and not run yet, in units of 1 / (ratio's denominator)
         self._ratio_cache: tuple[float | None, int, int] = (None, 0, 1)
+        self.failures_seen = 0  # failures stored (warm-up)
+        self.adaptive_threshold: BudgetThreshold | None = None  # budget / guard state, built on first use
 
     # -- what a method implements -------------------------------------------------------------
     @abc.abstractmethod
@@ -120,6 +162,112 @@ class SafetyCritic(SafetyModel):
 
     def on_episode_end(self, failed: bool) -> None:
         """Hook for methods whose threshold depends on episode outcomes (CSC)."""
+
+    # -- warm-up, failure budget and guard (core.threshold) -------------------------------------
+    @property
+    def nominal_threshold(self) -> float:
+        """The configured threshold before warm-up and adaptation (methods override)."""
+        return self.threshold
+
+    @property
+    def warmed_up(self) -> bool:
+        """Whether the shield may reject: frozen, or enough failures stored and updates made."""
+        if self.frozen:  # a deployed model is used as it is; warm-up concerns learning from scratch
+            return True
+        cfg = self.config
+        return WarmUp(cfg.warmup_failures, cfg.warmup_updates).ready(self.failures_seen, self.updates)
+
+    def gated_threshold(self, nominal: float) -> float:
+        """The threshold in force: +inf before warm-up, the adapted one with a budget or guard."""
+        if not self.warmed_up:
+            return float("inf")
+        adaptive = self._adaptive(nominal)
+        return nominal if adaptive is None else adaptive.value
+
+    def _adaptive(self, nominal: float) -> BudgetThreshold | None:
+        cfg = self.config
+        if cfg.budget is None and not cfg.guard:
+            return None
+        if self.adaptive_threshold is None:
+            self.adaptive_threshold = BudgetThreshold(
+                initial=nominal, budget=cfg.budget, response_steps=1000, low=min(nominal, 0.01),
+                # above 1 every risk passes: the guard may switch the shield off while nothing can pass
+                high=max(nominal, GUARD_CEILING), max_fallback_share=GUARD_SHARE if cfg.guard else float("inf"),
+            )
+        return self.adaptive_threshold
+
+    def on_step_outcome(self, failed: bool, fell_back: bool) -> None:
+        """One env step's outcome: adapts the threshold (budget, guard) once warmed up, while learning."""
+        if self.frozen or not self.warmed_up:
+            return
+        adaptive = self._adaptive(self.nominal_threshold)
+        if adaptive is not None:
+            adaptive.update(failed, fell_back)
+
+    def extra_state(self) -> dict[str, Any]:
+        state = {**super().extra_state(), "failures_seen": self.failures_seen}
+        if self.adaptive_threshold is not None:
+            state["adaptive_threshold"] = self.adaptive_threshold.state()
+        return state
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        # checkpoints written before warm-up existed hold trained models: count them as warmed up
+        self.failures_seen = int(state.get("failures_seen", self.config.warmup_failures))
+        if "adaptive_threshold" in state:
+            adaptive = self._adaptive(self.nominal_threshold)
+            if adaptive is not None:
+                adaptive.load_state(state["adaptive_threshold"])
+
+    def resolve_horizon(self, dt: float | None) -> int:
+        """Set ``horizon`` from ``horizon_seconds`` and the env's control period ``dt`` (when both are known).
+
+        A fall takes a similar time whatever the control rate: 0.5 s is 10 steps of
+        InvertedDoublePendulum (dt 0.05) and 62 of Walker2d (dt 0.008). Returns the horizon in steps.
+        """
+        seconds = self.config.horizon_seconds
+        if seconds is not None and dt is not None:
+            steps = horizon_steps(seconds=seconds, dt=dt)
+            if steps != self.config.horizon:
+                self.reconfigure(horizon=steps)
+        return self.config.horizon
+
+    # -- risk targets (core.targets) -------------------------------------------------------------
+    @property
+    def target_gamma(self) -> float:
+        """The discount of the ``"nstep"`` target: the one that looks ``horizon`` steps ahead."""
+        return horizon_gamma(self.config.horizon)
+
+    def risk_target(self, batch: Batch, gamma: float, bootstrap) -> torch.Tensor:
+        """The target of each row of ``batch`` under ``config.target`` (``"td"``: one step at ``gamma``).
+
+        ``bootstrap(next_obs, next_action) -> (B,)`` is the target critic's value in the units of
+        the target, evaluated only on the rows whose chain stops with a bootstrap term.
+        """
+        cfg = self.config
+        if cfg.target == "window":
+            n, gamma, end = cfg.horizon, 1.0, False
+        elif cfg.target == "nstep":
+            n, end = cfg.horizon, True
+        else:
+            n, end = 1, True
+        base, coef, boot = multi_step_target(self.buffer, batch.rows, n, gamma, bootstrap_end=end)
+        needs = np.flatnonzero(coef > 0)
+        target = torch.from_numpy(base.astype(np.float32))
+        if needs.size:
+            rows = boot[needs]
+            values = bootstrap(torch.from_numpy(self.buffer.next_obs[rows]), torch.from_numpy(self.buffer.next_action[rows]))
+            target[torch.from_numpy(needs)] += torch.from_numpy(coef[needs].astype(np.float32)) * values
+        return target
+
+    def sample_batch(self) -> Batch:
+        """A minibatch: failure-balanced with importance weights (``config.balance``), else uniform."""
+        cfg = self.config
+        rows, weight = balanced_rows(self.buffer, cfg.batch_size, cfg.balance, cfg.horizon, self.rng)
+        batch = self.buffer._rows(rows)
+        if weight is None:
+            return batch
+        return dataclasses.replace(batch, weight=weight.astype(np.float32))
 
     def proposal_risk(self, obs: np.ndarray, action: np.ndarray) -> float:
         """Risk of one flat float32 ``(obs, action)`` pair: the per-step hot path.
@@ -169,11 +317,14 @@ class SafetyCritic(SafetyModel):
         values to float32 rounding; numpy for small batches where the method has a numpy path)."""
         return torch.from_numpy(self.risk_numpy(obs.numpy(), actions.numpy()))
 
-    def observe(
-        self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray, failure: float, terminated: bool
-    ) -> int:
-        """Store one transition (flat float arrays) and return its buffer row."""
-        return self.buffer.add(obs, action, next_obs, failure, terminated)
+    def observe(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray, failure: float, terminated: bool,
+                previous: int | None = None) -> int:
+        """Store one transition (flat float arrays) and return its buffer row.
+
+        ``previous``: the row of the same episode's previous transition (links the episode).
+        """
+        self.failures_seen += bool(failure >= 0.5)
+        return self.buffer.add(obs, action, next_obs, failure, terminated, previous=previous)
 
     def after_step(self) -> dict[str, float] | None:
         """Called once per env step by the front end: learn on the configured schedule.
@@ -217,7 +368,11 @@ class SafetyCritic(SafetyModel):
         if len(self.buffer) == 0:
             raise ValueError("the shield has no stored transitions to learn from")
         stats: dict[str, float] = {}
-        for batch in self.buffer.sample_many(int(steps), self.config.batch_size, self.rng):
+        if self.config.balance > 0:  # failure-balanced, importance-weighted minibatches (core.targets)
+            batches = (self.sample_batch() for _ in range(int(steps)))
+        else:
+            batches = self.buffer.sample_many(int(steps), self.config.batch_size, self.rng)
+        for batch in batches:
             stats = self.learn_step(batch)
             self.updates += 1
         self.check_finite(stats)

@@ -44,11 +44,26 @@ _METHODS: dict[str, type[SafetyModel]] = {}
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    """Base of every method's config: JSON round-trip, a check of keyword options, and of field types
-    (``check_field_types``: subclasses call ``super().__post_init__()`` first)."""
+    """Base of every method's config: JSON round-trip, a check of keyword options, presets.
 
-    def __post_init__(self) -> None:
-        check_field_types(self)
+    ``PRESETS`` maps a preset name to the field values it sets; a config with a ``preset``
+    field built by ``from_options`` starts from them (``preset="paper"``: the method exactly as
+    its paper publishes it), and options given beside the preset override them.
+    """
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+
+    @classmethod
+    def preset_options(cls, name: str) -> dict[str, Any]:
+        """The field values preset ``name`` sets (``{}`` for ``"default"``)."""
+        if name not in cls.PRESETS:
+            raise ValueError(f"preset must be one of {sorted(cls.PRESETS)}, got {name!r}")
+        return dict(cls.PRESETS[name])
+
+    @classmethod
+    def paper(cls, **options: Any) -> SafetyConfig:
+        """The method exactly as its paper publishes it (``preset="paper"``), ``options`` overriding."""
+        return cls.from_options({"preset": "paper", **options}, cls.__name__)
 
     def to_json(self) -> dict[str, Any]:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -63,8 +78,10 @@ class SafetyConfig:
 
     @classmethod
     def from_options(cls, options: dict[str, Any], method: str) -> SafetyConfig:
-        """Build from keyword options or a JSON dict (lists become tuples)."""
+        """Build from keyword options or a JSON dict (lists become tuples); ``preset`` first, see above."""
         cls.check_options(options, method)
+        if "preset" in options:
+            options = {**cls.preset_options(options["preset"]), **options}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items()})
 
     @classmethod

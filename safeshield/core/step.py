@@ -23,9 +23,15 @@ import numpy as np
 import torch
 
 from safeshield.core.critic import CriticConfig, SafetyCritic
-from safeshield.core.decision import Decision, PerturbationSampler, PolicySampler, decide, decide_discrete
+from safeshield.core.decision import (
+    Decision,
+    PerturbationSampler,
+    PolicySampler,
+    decide,
+)
 from safeshield.core.indicators import describe_indicator, make_indicator
 from safeshield.core.model import resolve_model
+from safeshield.core.quality import QualityMonitor
 
 __all__ = ["ShieldStepper", "StepperFrontEnd", "Transitions", "default_indicator", "flatten_batch", "NONFINITE"]
 
@@ -109,6 +115,8 @@ class ShieldStepper:
         self.total_failures = 0
         self.total_interventions = 0
         self.total_fallbacks = 0
+        # the running shield-quality report (safeshield.core.quality), fed by ``record``
+        self.quality = QualityMonitor(model.config.horizon, self.n_envs, warn=train)
 
     # -- observations, seeds and episodes -------------------------------------------------------
     def remember(self, flat_obs: np.ndarray) -> None:
@@ -288,9 +296,18 @@ class ShieldStepper:
         model's schedule checked after each, exactly as the same steps taken by single-env
         shields one after another would be.
         """
-        if not self.model.frozen:
+        model = self.model
+        if not model.frozen:
             self._store_and_learn(step)
         failed = np.asarray(step.failure) > 0.5
+        if not model.frozen:
+            for j in range(failed.size):
+                model.on_step_outcome(bool(failed[j]), bool(decision.fell_back[j]))
+        for j, row in enumerate(step.rows):  # a rejected proposal is the one that got candidates scored
+            self.quality.update(int(row), float(decision.proposal_risk[j]), float(decision.risk[j]),
+                                bool(decision.n_candidates[j] > 0), bool(decision.intervened[j]),
+                                bool(decision.fell_back[j]), bool(failed[j]), bool(step.terminated[j]),
+                                bool(step.truncated[j]))
         self.total_interventions += int(np.count_nonzero(decision.intervened))
         self.total_fallbacks += int(np.count_nonzero(decision.fell_back))
         if failed.any():
@@ -312,12 +329,17 @@ class ShieldStepper:
                         model.on_episode_end(self.episode_failures[row] + failure > 0)
                     continue
                 if self.pending[row] is not None:
-                    model.buffer.set_next_action(self.pending[row], actions[j])
-                stored = model.observe(step.obs[j], actions[j], step.next_obs[j], failure, terminated)
+                    model.buffer.set_next_action(self.pending[row], step.action[j])
+                stored = model.observe(step.obs[j], step.action[j], step.next_obs[j], failure, terminated,
+                                       previous=self.pending[row])
                 self.pending[row] = None if done else stored
                 model.after_step()
                 if done:
                     model.on_episode_end(self.episode_failures[row] + failure > 0)
+
+    def quality_report(self) -> dict[str, Any]:
+        """The running shield-quality report (``safeshield.core.quality.QualityMonitor.report``)."""
+        return self.quality.report()
 
     def report(self, proposed, executed: np.ndarray, decision: Decision, j: int, failure: float) -> dict[str, Any]:
         """The ``info["shield"]`` dict of one env (row ``j`` of ``decision``)."""
@@ -341,7 +363,7 @@ class ShieldStepper:
         cfg = self.model.config
         if self._perturbation is None or self._perturbation[0] is not cfg:
             perturb = PerturbationSampler(self.low, self.high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen)
-            widen_policy = PerturbationSampler(self.low, self.high, cfg.perturbation_scale, 0.0, cfg.widen)
+            widen_policy = PerturbationSampler(self.low, self.high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen)
             self._perturbation = (cfg, perturb, widen_policy)
         if self.model.policy_sampler is not None:
             wider = self._perturbation[2] if cfg.widen_policy else None
@@ -398,6 +420,7 @@ class StepperFrontEnd:
         one. Returns ``(indicator, train)`` as resolved, for ``env.spec`` records.
         """
         self.safety_model = resolve_model(model, observation_space, action_space, config, seed, kind="reject")
+        self.safety_model.resolve_horizon(control_period(env))
         if train is None:
             train = isinstance(model, str) or not self.safety_model.frozen
         indicator = default_indicator(env, indicator, self.safety_model)
@@ -427,6 +450,11 @@ class StepperFrontEnd:
     def total_failures(self) -> int:
         return self.stepper.total_failures
 
+    def quality_report(self) -> dict[str, Any]:
+        """ROC AUC of the risk for "failure within horizon steps", calibration, false-safe,
+        intervention and fallback rates on the recent steps (``safeshield.core.quality``)."""
+        return self.stepper.quality_report()
+
     @property
     def total_interventions(self) -> int:
         return self.stepper.total_interventions
@@ -434,6 +462,19 @@ class StepperFrontEnd:
     @property
     def total_fallbacks(self) -> int:
         return self.stepper.total_fallbacks
+
+
+def control_period(env: Any) -> float | None:
+    """The env's control period ``dt`` in seconds when it declares one (MuJoCo envs do), else None."""
+    for candidate in (env, getattr(env, "unwrapped", None)):
+        dt = getattr(candidate, "dt", None)
+        if isinstance(dt, (int, float)) and not isinstance(dt, bool) and dt > 0:
+            return float(dt)
+    try:  # a gymnasium vector env of identical sub-envs
+        dt = env.get_attr("dt")[0] if hasattr(env, "get_attr") else None
+    except Exception:  # noqa: BLE001 - sub-envs without dt, or an SB3 VecEnv that cannot answer
+        return None
+    return float(dt) if isinstance(dt, (int, float)) and dt > 0 else None
 
 
 def flatten_batch(space: gym.Space, obs, n: int, *, batched: bool = True) -> np.ndarray:

@@ -39,6 +39,15 @@ MEANINGS = {
     "warmup_updates": "critic updates before the shield may reject",
     # SQRL
     "eps_safe": "risk threshold: a proposal with Q_safe >= eps_safe is rejected",
+    "preset": '"paper": the method exactly as published; "default": the horizon/warm-up/guard defaults',
+    "horizon": "failure horizon in env steps (used when the env declares no dt)",
+    "horizon_seconds": "failure horizon in seconds, converted with the env's dt",
+    "target": 'risk target: "window" P(failure within horizon), "nstep", or the paper\'s one-step "td"',
+    "balance": "share of each minibatch drawn from transitions a failure followed within the horizon",
+    "budget": "allowed failures per 1000 steps; the threshold adapts to it (unset: fixed threshold)",
+    "warmup_failures": "failures to see before the shield may reject",
+    "warmup_updates": "updates to make before the shield may reject",
+    "guard": "raise the threshold while most recent steps fell back, instead of falling back forever",
     "gamma_safe": "safety discount: how far ahead Q_safe looks for failures",
     "lr": "learning rate (Adam unless the method says otherwise)",
     "hidden": "hidden layer widths of the critic",
@@ -100,18 +109,23 @@ def describe_methods(name: str | None = None) -> str:
     blocks = []
     for method in names:
         docs = option_docs(method_config_class(method))
-        width = max(len(f"{d['name']} = {_toml_value(d['default'])}") for d in docs)
+        width = max(len(f"{d['name']} = {_shown(d['default'])}") for d in docs)
         lines = [
             f"{method}  (safeshield.wrap(env, {method!r}, **options); "
             f"train --method {method} --set shield.<option>=...)"
         ]
         for doc in docs:
-            left = f"{doc['name']} = {_toml_value(doc['default'])}"
+            left = f"{doc['name']} = {_shown(doc['default'])}"
             meaning = MEANINGS.get(doc["name"], "")
             lines.append(f"  {left:{width}}  {meaning}" + (f"  [{doc['source']}]" if doc["source"] else ""))
         blocks.append("\n".join(lines))
     blocks.append("none  (the unshielded baseline: train --method none)")
     return "\n\n".join(blocks)
+
+
+def _shown(value: Any) -> str:
+    """An option's default as TOML, or ``None`` for an unset optional one (TOML has no null)."""
+    return "None" if value is None else _toml_value(value)
 
 
 def method_toml(name: str, **run: Any) -> str:
@@ -125,6 +139,7 @@ def method_toml(name: str, **run: Any) -> str:
     lines = [head.rstrip("\n"), "", "[shield]"]
     for doc in docs:
         comment = "; ".join(part for part in (MEANINGS.get(doc["name"], ""), doc["source"]) if part)
-        lines.append(f"{doc['name']} = {_toml_value(doc['default'])}" + (f"  # {comment}" if comment else ""))
+        setting = f"{doc['name']} = {_toml_value(doc['default'])}" if doc["default"] is not None else f"# {doc['name']} = (unset)"
+        lines.append(setting + (f"  # {comment}" if comment else ""))
     lines += ["", "[agent]  # SB3 keywords (learning_starts = 1000, ...) or the reference agent's config fields"]
     return "\n".join(lines) + "\n"

@@ -73,6 +73,7 @@ class TransferSettings:
     eval_episodes: int = 20  # deterministic episodes scoring the deployed policy
     path_dims: int = 0  # leading observation entries recorded per evaluation step (2: DrunkSpider's x, y)
     indicator: str = ""  # "" = the envs' declared one; "terminated", "cost", "info:<key>" or "module:function"
+    shield_preset: str = "paper"  # "paper": SQRL as published (eps/gamma above); "default": the shield's defaults
 
     def __post_init__(self) -> None:
         for name in ("pretrain_steps", "finetune_steps", "batch_size", "train_every", "eval_episodes"):
@@ -104,10 +105,15 @@ def make_sac(env: gym.Env, settings: TransferSettings, seed: int, eps_safe: floa
 
 
 def shield_options(settings: TransferSettings, **extra: Any) -> dict[str, Any]:
-    """SQRL config options from the settings, ``extra`` overriding them."""
+    """SQRL config options from the settings, ``extra`` overriding them.
+
+    ``shield_preset="paper"`` (the demo's): SQRL as published with the settings' eps_safe and
+    gamma_safe; ``"default"``: the shield's default target and threshold (docs/effectiveness.md).
+    """
+    paper = settings.shield_preset == "paper"
     options = dict(
-        gamma_safe=settings.gamma_safe,
-        eps_safe=settings.eps_safe,
+        preset=settings.shield_preset,
+        **({"gamma_safe": settings.gamma_safe, "eps_safe": settings.eps_safe} if paper else {}),
         hidden=settings.hidden,
         learning_starts=settings.learning_starts,
         batch_size=settings.batch_size,
@@ -169,7 +175,8 @@ def transfer_job(
             shield_path, target_env, train=True, seed=seed, indicator=indicator, pretraining=False, selection="uniform"
         )
         target_env.attach_policy(agent.sample_actions)
-        agent.set_safety_critic(target_env.safety_model.q_safe, eps_safe=settings.eps_safe)
+        eps_safe = settings.eps_safe if settings.shield_preset == "paper" else target_env.safety_model.config.eps_safe
+        agent.set_safety_critic(target_env.safety_model.q_safe, eps_safe=eps_safe)
     agent.reset_buffer()  # SQRL Alg. 2: D_offline starts empty in the target task
     fine_records = agent.learn(target_env, settings.finetune_steps, seed=seed + 10_000, progress=False, callback=report)
 
@@ -181,7 +188,9 @@ def transfer_job(
     evaluation = evaluate(agent, eval_env, settings.eval_episodes, seed=seed + 20_000, path_dims=settings.path_dims)
     for env in (pre_env, target_env, eval_env):
         env.close()
+    quality = {"quality": target_env.quality_report()} if method == "sqrl" and settings.shield_preset != "paper" else {}
     return {
+        **quality,
         "method": method,
         "seed": seed,
         "pretrain": summarise_episodes(pre_records),

@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -50,16 +51,17 @@ from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
 from safeshield.core.networks import adam, one_hot_index, polyak
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
+from safeshield.core.targets import multi_step_target
 from safeshield.shields.sqrl import INITIAL_LOGIT
 
 __all__ = [
     "CSC",
     "CSCConfig",
+    "CriticEnsemble",
     "QEnsemble",
     "QEnsembleConfig",
-    "CriticEnsemble",
-    "csc_threshold",
     "conservative_critic_loss",
+    "csc_threshold",
 ]
 
 THRESHOLD_UNITS = ("paper", "normalised")
@@ -84,6 +86,17 @@ class CSCConfig(CriticConfig):
     n_candidates: int = 99  # CSC App. A.4: at most 100 tries per step = the proposal + 99 draws
     resample_rounds: int = 1  # CSC App. A.4: the 100 tries are one batch
     selection: str = "uniform"  # CSC Alg. 1 l.6: the first safe draw of π (rejection sampling)
+    # CSC keeps its published critic target and its own adaptive threshold (Alg. 1 l.5, a failure
+    # budget chi per episode) by default; target="window" / balance > 0 are opt-in (docs/effectiveness.md)
+    target: str = "td"  # CSC Eq. 2: one-step backup
+    balance: float = 0.0  # uniform minibatches
+    warmup_failures: int = 0
+    warmup_updates: int = 0
+    guard: bool = False
+    widen_policy: bool = False  # Alg. 1 l.6: candidates from pi_old only
+    horizon_seconds: float | None = None  # the opt-in window target's horizon is `horizon` steps
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": {}}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -114,18 +127,22 @@ def csc_threshold(chi: float, v_hat: float, gamma: float, units: str = "paper") 
 
 
 def conservative_critic_loss(
-    q_data: torch.Tensor, target: torch.Tensor, q_pi: torch.Tensor | None, alpha: float
+    q_data: torch.Tensor, target: torch.Tensor, q_pi: torch.Tensor | None, alpha: float,
+    weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 2 per critic: ``(½ E_D[(Q − y)²], α (E_D[Q] − E_π[Q]))``, each of shape ``(n_critics,)``.
 
     ``q_data`` / ``target``: ``(n_critics, B)`` on the dataset's (s, a); ``q_pi``: ``(n_critics,
     B')`` on (s, a ∼ π). Minimising the second term raises Q_C on π's actions and lowers it on the
     data's, the reverse of CQL, so the critic over-estimates (``tests/shields/test_csc_theory.py``).
+    ``weight`` (``(B,)``): importance weights of a failure-balanced minibatch, so that both
+    expectations over D stay the uniform ones.
     """
-    td = 0.5 * ((q_data - target) ** 2).mean(dim=-1)
+    w = torch.ones(q_data.shape[-1], dtype=q_data.dtype) if weight is None else weight
+    td = 0.5 * (w * (q_data - target) ** 2).mean(dim=-1)
     if q_pi is None or alpha == 0:
         return td, torch.zeros_like(td)
-    return td, alpha * (q_data.mean(dim=-1) - q_pi.mean(dim=-1))
+    return td, alpha * ((w * q_data).mean(dim=-1) - q_pi.mean(dim=-1))
 
 
 class CriticEnsemble(nn.Module):
@@ -268,8 +285,12 @@ class CSC(SafetyCritic):
         with torch.no_grad():
             drawn = self._policy_actions(next_obs, 1)
             next_action = torch.from_numpy(batch.next_action) if drawn is None else drawn[:, 0, :]
-            next_q = torch.sigmoid(self.target_critic(next_obs, next_action))
-            target = failure + cfg.gamma * (1.0 - failure) * (1.0 - terminated) * next_q
+            if cfg.target == "td" or batch.rows is None:
+                next_q = torch.sigmoid(self.target_critic(next_obs, next_action))
+                target = failure + cfg.gamma * (1.0 - failure) * (1.0 - terminated) * next_q
+            else:  # P(failure within horizon) along the stored episode (core.targets), per member
+                target = self._window_target(batch)
+            weight = None if batch.weight is None else torch.from_numpy(batch.weight)
         q_data = self.q_members(obs, action)
         q_pi = None
         if cfg.alpha > 0:
@@ -278,7 +299,7 @@ class CSC(SafetyCritic):
             k = pi_actions.shape[1]
             flat_obs = obs.unsqueeze(1).expand(-1, k, -1).reshape(-1, self.obs_dim)
             q_pi = self.q_members(flat_obs, pi_actions.reshape(-1, self.act_dim))
-        td, penalty = conservative_critic_loss(q_data, target, q_pi, cfg.alpha)
+        td, penalty = conservative_critic_loss(q_data, target, q_pi, cfg.alpha, weight)
         loss = (td + penalty).sum()  # members are independent: each gets its own full gradient
         stats = {
             "safety_critic_td_loss": td.mean().item(),
@@ -292,6 +313,18 @@ class CSC(SafetyCritic):
         self.optimizer.step()
         polyak(self.target_critic, self.critic, cfg.tau)
         return stats
+
+    def _window_target(self, batch: Batch) -> torch.Tensor:
+        """``(n_critics, B)`` targets of ``config.target`` ("window" or "nstep"), every member bootstrapping itself."""
+        cfg = self.config
+        window = cfg.target == "window"
+        base, coef, boot = multi_step_target(self.buffer, batch.rows, cfg.horizon, 1.0 if window else self.target_gamma,
+                                             bootstrap_end=not window)
+        next_obs = torch.from_numpy(self.buffer.next_obs[boot])
+        drawn = self._policy_actions(next_obs, 1)
+        next_action = torch.from_numpy(self.buffer.next_action[boot]) if drawn is None else drawn[:, 0, :]
+        values = torch.sigmoid(self.target_critic(next_obs, next_action))
+        return torch.from_numpy(base.astype(np.float32)) + torch.from_numpy(coef.astype(np.float32)) * values
 
     def reconfigure(self, **changes) -> CSC:
         """As ``SafetyCritic.reconfigure``; the ensemble size is fixed once the critics exist."""

@@ -15,6 +15,13 @@ What this module implements:
 
 The label-convention derivation and every deviation from the paper (sigmoid + cross-entropy
 output, no class weighting, SARSA next action, candidate sampling) are in ``docs/sqrl.md``.
+
+Where the defaults differ from the paper (``preset="paper"`` restores it exactly; see
+``docs/effectiveness.md``): the risk is P(failure within a 0.5 s / 20-step horizon) learned from
+Monte-Carlo window targets on failure-balanced, importance-weighted minibatches
+(``core.targets``) instead of TD(0) at gamma_safe 0.7; eps_safe 0.5 in those probability
+units; a warm-up and a fallback guard (``core.threshold``); a 2 x 64 critic; widened candidate
+rounds.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -36,19 +44,38 @@ from safeshield.core.validation import check_interval, check_positive, check_wid
 __all__ = ["SQRL", "SQRLConfig"]
 
 INITIAL_LOGIT = -4.6  # sigmoid(-4.6) ≈ 0.01, so the initial risk is about 0.01 * gamma_safe
+EPS_DEFAULT = 0.5  # our choice: reject an action more likely than not to fail within the horizon
+
+
+PAPER = {
+    "target": "td",  # §5.1: one-step Bellman backup
+    "eps_safe": 0.1,  # Table 1 ("target safety")
+    "gamma_safe": 0.7,  # Table 1
+    "hidden": (256, 256),  # Table 1
+    "balance": 0.0,  # App. D: uniform minibatches from D_safe
+    "budget": None,
+    "warmup_failures": 0,
+    "warmup_updates": 0,
+    "guard": False,
+    "widen_policy": False,  # §6: candidates from pi only
+    "horizon_seconds": None,
+}
+"""``preset="paper"``: SQRL as published (Srinivasan et al. 2020, arXiv:2010.14603)."""
 
 
 @dataclass(frozen=True)
 class SQRLConfig(CriticConfig):
-    """SQRL defaults; each cites its source."""
+    """SQRL defaults; each cites its source. ``preset="paper"`` restores the paper's (``PAPER``)."""
 
-    eps_safe: float = 0.1  # SQRL Table 1 ("target safety"); Fig. 5 uses 0.05 and 0.2
-    gamma_safe: float = 0.7  # SQRL Table 1 (0.65 for DrunkSpider, Table 2)
+    eps_safe: float = EPS_DEFAULT  # our choice for the "window" target (see below); paper: 0.1 (Table 1)
+    gamma_safe: float = 0.7  # SQRL Table 1 (0.65 for DrunkSpider, Table 2); used by target="td" only
     lr: float = 3e-4  # SQRL Table 1 (Adam, all networks)
-    hidden: tuple[int, ...] = (256, 256)  # SQRL Table 1: 2 hidden layers of 256, ReLU
+    hidden: tuple[int, ...] = (64, 64)  # our choice: a classifier of (s, a) needs far less than Table 1's 2 x 256, at 1/14 of the cost
     tau: float = 0.005  # official code configs/sqrl.gin target_update_tau
     fail_weight: float = 0.5  # official code uses 0.75; 0.5 = unweighted, keeps Q calibrated (see module doc)
     pretraining: bool = False  # §6: pre-training explores the boundary (overrides selection with "riskiest")
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": PAPER}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -92,8 +119,21 @@ class SQRL(SafetyCritic):
         self.optimizer = adam(self.critic.parameters(), self.config.lr)
 
     @property
-    def threshold(self) -> float:
+    def nominal_threshold(self) -> float:
         return self.config.eps_safe
+
+    @property
+    def threshold(self) -> float:
+        """eps_safe; +inf before warm-up; adapted to the failure budget / by the guard when configured."""
+        return self.gated_threshold(self.config.eps_safe)
+
+    @property
+    def scale(self) -> float:
+        """The risk's upper bound: gamma_safe (paper TD(0)), 1 - 1/horizon ("nstep"), 1 ("window")."""
+        cfg = self.config
+        if cfg.target == "td":
+            return cfg.gamma_safe
+        return self.target_gamma if cfg.target == "nstep" else 1.0
 
     @property
     def selection(self) -> str:
@@ -106,7 +146,7 @@ class SQRL(SafetyCritic):
         The network's sigmoid estimates Q_safe / gamma_safe (a probability in [0, 1]), so the
         risk is bounded by gamma_safe exactly like every Bellman target is.
         """
-        return self.config.gamma_safe * torch.sigmoid(self.critic(obs, actions))
+        return self.scale * torch.sigmoid(self.critic(obs, actions))
 
     def risk_all(self, obs: torch.Tensor) -> torch.Tensor:
         """``(B, n)`` risks of every action of a Discrete-like space: one pass of the action heads."""
@@ -117,8 +157,7 @@ class SQRL(SafetyCritic):
         if self.discrete or self.critic.net[0].weight.device.type != "cpu":
             return super().proposal_risk(obs, action)
         logit = self.critic.forward_single(obs, action)
-        # ``not <=`` lets NaN through to a NaN risk (never safe); only a very negative logit is 0
-        return self.config.gamma_safe / (1.0 + math.exp(-logit)) if not logit <= -700 else 0.0
+        return self.scale / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
 
     def risk_numpy(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """``risk`` of small numpy batches via the critic's numpy forward (no torch dispatch), larger
@@ -146,18 +185,26 @@ class SQRL(SafetyCritic):
         actions = self.model_actions(self.policy_sampler(batch_next_obs, 1, self.generator))
         return actions[:, 0, :].to(stored_next_action.dtype)
 
+    def _target_risk(self, next_obs: torch.Tensor, stored_next_action: torch.Tensor) -> torch.Tensor:
+        """The target network's risk at ``(s', a')``, a' from pi when a sampler is attached."""
+        next_action = self._next_actions(next_obs, stored_next_action)
+        return self.scale * torch.sigmoid(self.target_critic(next_obs, next_action))
+
     def learn_step(self, batch: Batch) -> dict[str, float]:
         cfg = self.config
         obs, action = torch.from_numpy(batch.obs), torch.from_numpy(batch.action)
-        next_obs = torch.from_numpy(batch.next_obs)
         failure, terminated = torch.from_numpy(batch.failure), torch.from_numpy(batch.terminated)
         with torch.no_grad():
-            next_action = self._next_actions(next_obs, torch.from_numpy(batch.next_action))
-            next_q = cfg.gamma_safe * torch.sigmoid(self.target_critic(next_obs, next_action))
-            target = bellman_target(failure, terminated, next_q, cfg.gamma_safe)
+            if cfg.target == "td" or batch.rows is None:
+                next_q = self._target_risk(torch.from_numpy(batch.next_obs), torch.from_numpy(batch.next_action))
+                target = bellman_target(failure, terminated, next_q, self.scale)
+            else:  # n-step / window targets along the stored episode (safeshield.core.targets)
+                target = self.risk_target(batch, self.scale, self._target_risk)
             weight = torch.where(failure > 0.5, 2 * cfg.fail_weight, 2 * (1 - cfg.fail_weight))
+            if batch.weight is not None:  # importance weights of a failure-balanced minibatch
+                weight = weight * torch.from_numpy(batch.weight)
         logits = self.critic(obs, action)
-        loss = F.binary_cross_entropy_with_logits(logits, target / cfg.gamma_safe, weight=weight)
+        loss = F.binary_cross_entropy_with_logits(logits, target / self.scale, weight=weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -353,7 +353,7 @@ def test_checkpoint_holds_only_json_and_safetensors(saved):
 def test_load_with_options_changes_the_rules_not_the_weights(saved):
     env, path = saved
     fine_tune = safeshield.load(path, gym.make(DRUNK_SPIDER), train=True, eps_safe=0.2, pretraining=False)
-    assert fine_tune.safety_model.threshold == 0.2 and fine_tune.safety_model.config.eps_safe == 0.2
+    assert fine_tune.safety_model.nominal_threshold == 0.2 and fine_tune.safety_model.config.eps_safe == 0.2
     assert torch.equal(risks(fine_tune.safety_model), risks(env.safety_model))
     with pytest.raises(ValueError, match="hidden"):
         safeshield.load(path, gym.make(DRUNK_SPIDER), hidden=(4,))

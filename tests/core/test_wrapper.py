@@ -80,7 +80,7 @@ def test_info_shield_reports_keys_and_types():
     for key in ("proposed_action", "executed_action"):
         assert report[key].shape == env.action_space.shape and report[key].dtype == env.action_space.dtype
     assert np.array_equal(report["proposed_action"], proposal)
-    assert report["threshold"] == pytest.approx(0.1)
+    assert report["threshold"] == env.safety_model.threshold  # +inf until the warm-up is over
     assert 0.0 <= report["risk"] <= 1.0
     # The env's own info survives next to the shield's report.
     assert {"failure", "cost", "is_success", "position"} <= set(info)

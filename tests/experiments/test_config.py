@@ -54,14 +54,14 @@ def test_option_docs_carry_each_fields_source_comment():
     from safeshield.shields import SQRLConfig
 
     docs = {doc["name"]: doc for doc in option_docs(SQRLConfig)}
-    assert docs["eps_safe"]["source"].startswith("SQRL Table 1")
+    assert docs["eps_safe"]["source"].startswith("our choice") and "Table 1" in docs["eps_safe"]["source"]
     assert docs["n_candidates"]["source"].startswith("official SQRL code")  # inherited from the base config
     assert docs["eps_safe"]["default"] == SQRLConfig().eps_safe
 
 
 def test_methods_shows_default_meaning_and_source_for_every_option():
     text = describe_methods("sqrl")
-    assert "eps_safe = 0.1" in text and "risk threshold" in text and "[SQRL Table 1" in text
+    assert "eps_safe = 0.5" in text and "risk threshold" in text and "[SQRL Table 1" in text
     assert "unknown method 'nope'" in pytest.raises(ValueError, describe_methods, "nope").value.args[0]
 
 

@@ -1,0 +1,321 @@
+"""Does a shield with untouched defaults make an off-the-shelf agent fail less, online from scratch?
+
+Run ``python benchmarks/effectiveness.py [--quick] [--cases NAME ...] [--out benchmarks/results/effectiveness]``.
+
+Every case trains the same agent on the same seeds for the same number of env steps twice:
+inside the shield (``safeshield.wrap(env, method, indicator=...)`` with the method's defaults, or
+the options the case lists and documents) and without it. Per case it reports
+
+- failures during learning (mean ± 95 % CI over seeds) and ``failure_ratio`` = shielded /
+  unshielded (the ratio of the seed means);
+- ``return_ratio``: mean episode return over the last quarter of the training steps, shielded /
+  unshielded (the DrunkSpider transfer case: the deployed policy's evaluation return);
+- ``wall_ratio``: training wall-clock, shielded / unshielded (the machine is shared, so this is
+  noisy; the seeds of one case run back to back in one worker);
+- the shield-quality report of the shielded runs (``safeshield.core.quality``): ROC AUC of
+  the proposal's risk for "failure within the horizon", calibration error, false-safe,
+  intervention and fallback rates.
+
+Cases (``CASES``): gymnasium ``InvertedDoublePendulum-v5`` and ``Walker2d-v5`` with SB3 SAC and
+PPO (indicator ``"terminated"``, ``ShieldCallback``), ``safeshield/DrunkSpiderTarget-v0``
+pre-train -> fine-tune with the reference SAC (``safeshield.transfer`` with the shield's
+defaults instead of the paper preset), ``safeshield/PointTraps-v0`` with CSC + TRPO-Lagrangian
+against TRPO. Targets of the issue: failures <= 1/3 of unshielded, return >= 90 %, wall-clock
+<= 1.3x for SAC; <= 1/2 on the gymnasium cases and DrunkSpider is the least that counts.
+
+Outputs in ``--out``: ``cases/<name>.json`` (each case's runs, written as it finishes),
+``results.json`` (``cases``: one entry per case with ``name``, ``env_id``,
+``agent``, ``method``, ``seeds``, ``steps``, ``failure_ratio``, ``return_ratio``, ``wall_ratio``,
+``auc`` and their per-arm means and CIs; ``runs``: every run's totals and episode records),
+``<case>.png`` (cumulative failures and return vs env steps) and ``quality_<case>.png``
+(reliability diagram of the shielded runs' risk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import safeshield
+from safeshield.core.quality import plot_quality, reliability, roc_auc
+from safeshield.experiments.plots import plot_learning_curves
+from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json
+
+TARGETS = {"failure_ratio": 1 / 3, "failure_ratio_progress": 1 / 2, "return_ratio": 0.9, "wall_ratio_sac": 1.3}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One shielded-vs-unshielded comparison."""
+
+    name: str
+    env_id: str
+    agent: str  # "sb3_sac", "sb3_ppo", "reference_sac_transfer", "trpo_lagrangian"
+    method: str  # the shield's method name
+    steps: int  # env steps of learning per run (the transfer case: fine-tuning steps)
+    options: dict[str, Any] = field(default_factory=dict)  # shield options besides the defaults (documented)
+    note: str = ""
+
+
+CASES = [
+    Case("idp_sac", "InvertedDoublePendulum-v5", "sb3_sac", "sqrl", 4_000),
+    Case("idp_ppo", "InvertedDoublePendulum-v5", "sb3_ppo", "sqrl", 8_192),
+    Case("drunk_spider", "safeshield/DrunkSpiderTarget-v0", "reference_sac_transfer", "sqrl", 3_000,
+         note="pre-train 4k steps in DrunkSpider-v0, fine-tune 3k in DrunkSpiderTarget-v0 (safeshield.experiments."
+              "transfer settings: 2 x 64 networks, SAC gamma 0.95) with the shield's default target and threshold"),
+    Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 8_192),
+    Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 4_000),
+    Case("point_traps", "safeshield/PointTraps-v0", "trpo_lagrangian", "csc", 10_000,
+         options={"chi": 0.05, "train_every": 10, "target": "window", "balance": 0.5, "threshold_units": "normalised"},
+         note="CSC + TRPO-Lagrangian vs TRPO; chi 0.05 (CSC Fig. 6), one critic update per 10 steps (CPU); "
+              "CSC's critic learns P(failure within 20 steps) from failure-balanced minibatches (opt-in for CSC), "
+              "eps = chi - V_C (normalised units)"),
+]
+"""Step counts are what this project's shared 2-core machine allowed in one session (the issue asks for
+20k-50k steps on the gymnasium cases): they measure the early-learning phase, where an agent fails most."""
+NOT_RUN = [{"name": "minitaur", "env_id": "safeshield/MinitaurVelocity-v0", "agent": "reference_sac_transfer",
+            "method": "sqrl", "reason": "not run: a PyBullet pre-train -> fine-tune run needs about 25 CPU-minutes "
+            "per seed and arm at the 0.2 control rate; the 2 shared cores of this session did not have them"}]
+QUICK = {"cases": ["idp_ppo"], "steps": 1_500, "seeds": 3}
+
+
+# -- SB3 runs --------------------------------------------------------------------------------------
+def _sb3_callback(progress_queue):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Episodes(BaseCallback):
+        """Episode records {step, return, length, failure}: failure = terminated, not truncated."""
+
+        def __init__(self):
+            super().__init__()
+            self.records: list[dict[str, Any]] = []
+            self.ret = self.length = 0
+
+        def _on_step(self) -> bool:
+            info, done = self.locals["infos"][0], bool(self.locals["dones"][0])
+            self.ret += float(self.locals["rewards"][0])
+            self.length += 1
+            if done:
+                truncated = bool(info.get("TimeLimit.truncated", False))
+                self.records.append({"step": int(self.num_timesteps), "return": self.ret, "length": self.length,
+                                     "failure": not truncated})
+                if progress_queue is not None:
+                    progress_queue.put(self.length)
+                self.ret = self.length = 0
+            return True
+
+    return Episodes()
+
+
+def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=None) -> dict[str, Any]:
+    """Train SB3 SAC or PPO on ``case.env_id`` for ``steps`` steps, inside the shield or not."""
+    from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.callbacks import CallbackList
+
+    from safeshield.integrations.sb3 import ShieldCallback
+
+    torch.set_num_threads(1)
+    env = gym.make(case.env_id)
+    if shielded:
+        env = safeshield.wrap(env, case.method, indicator="terminated", seed=seed, **case.options)
+    episodes = _sb3_callback(progress_queue)
+    callbacks = [episodes] + ([ShieldCallback()] if shielded else [])
+    agent = (SAC if case.agent == "sb3_sac" else PPO)("MlpPolicy", env, seed=seed, verbose=0, device="cpu")
+    start = time.perf_counter()
+    agent.learn(steps, callback=CallbackList(callbacks))
+    wall = time.perf_counter() - start
+    result = _run_result(case, shielded, seed, episodes.records, wall, steps)
+    if shielded:
+        result.update(_shield_stats(env))
+    env.close()
+    return result
+
+
+def _shield_stats(env) -> dict[str, Any]:
+    report = env.quality_report()
+    data = env.stepper.quality.arrays()
+    return {
+        "quality": {k: v for k, v in report.items() if k != "calibration"} | {"calibration": report["calibration"]},
+        "quality_data": {"risk": data["proposal_risk"].round(4).tolist(), "label": data["label"].astype(int).tolist()},
+        "interventions": env.total_interventions,
+        "fallbacks": env.total_fallbacks,
+    }
+
+
+def _run_result(case: Case, shielded: bool, seed: int, records: list[dict], wall: float, steps: int) -> dict[str, Any]:
+    last_quarter = [r["return"] for r in records if r["step"] > 0.75 * steps] or [r["return"] for r in records[-1:]]
+    return {
+        "case": case.name, "shielded": shielded, "seed": seed, "wall_s": wall,
+        "failures": int(sum(r["failure"] for r in records)), "episodes": len(records),
+        "final_return": float(np.mean(last_quarter)) if last_quarter else float("nan"),
+        "records": records,
+    }
+
+
+# -- DrunkSpider transfer and Point traps ------------------------------------------------------------
+def transfer_case_job(case: Case, shielded: bool, seed: int, steps: int, out_dir: str, progress_queue=None) -> dict:
+    from safeshield.experiments.transfer import TransferSettings, transfer_job
+
+    settings = TransferSettings(finetune_steps=steps, pretrain_steps=max(steps * 4 // 3, 1), shield_preset="default")
+    start = time.perf_counter()
+    run = transfer_job("sqrl" if shielded else "sac", seed, settings, out_dir, progress_queue=progress_queue)
+    wall = time.perf_counter() - start
+    records = [{"step": s, "return": r, "failure": f, "length": 0} for s, r, f in zip(
+        run["finetune"]["curve_steps"], run["finetune"]["curve_returns"],
+        np.diff([0] + run["finetune"]["curve_cumulative_failures"]).astype(bool).tolist())]
+    result = _run_result(case, shielded, seed, records, wall, steps)
+    result["final_return"] = run["final"]["mean_return"]  # the deployed policy's evaluation return
+    result["pretrain_failures"] = run["pretrain"]["failures"]
+    if shielded and "quality" in run:
+        result["quality"] = run["quality"]
+    return result
+
+
+def _traps_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=None) -> dict[str, Any]:
+    from safeshield.agents.trpo_lagrangian import TRPOLagrangian, TRPOLagrangianConfig
+    from safeshield.experiments.runner import episode_reporter
+
+    torch.set_num_threads(1)
+    env = gym.make(case.env_id)
+    config = TRPOLagrangianConfig(chi=case.options.get("chi", 0.05))
+    if shielded:
+        env = safeshield.wrap(env, case.method, seed=seed, **case.options)
+    agent = TRPOLagrangian.for_env(env, config, seed=seed)
+    if shielded:
+        env.attach_policy(agent.sample_actions)
+        agent.set_cost_critic(env.safety_model.q_c)
+    start = time.perf_counter()
+    records = agent.learn(env, steps, callback=episode_reporter(progress_queue), progress=False, seed=seed)
+    wall = time.perf_counter() - start
+    result = _run_result(case, shielded, seed, records, wall, steps)
+    if shielded:
+        result.update(_shield_stats(env))
+    return result
+
+
+def run_case_seeds(case: Case, seeds: list[int], steps: int, out_dir: str, progress_queue=None) -> list[dict]:
+    """Both arms of ``case`` for every seed, back to back in one worker (same machine load for both).
+
+    The case's runs are also written to ``<out_dir>/cases/<name>.json`` when it finishes, so a
+    long run that is stopped keeps its finished cases (``--summarise`` collects them).
+    """
+    results = []
+    for seed in seeds:
+        for shielded in (False, True):
+            if case.agent.startswith("sb3"):
+                results.append(sb3_job(case, shielded, seed, steps, progress_queue))
+            elif case.agent == "reference_sac_transfer":
+                results.append(transfer_case_job(case, shielded, seed, steps, str(Path(out_dir) / "checkpoints"),
+                                                 progress_queue))
+            else:
+                results.append(_traps_job(case, shielded, seed, steps, progress_queue))
+    write_json(Path(out_dir) / "cases" / f"{case.name}.json", {"case": case.name, "steps": steps, "runs": results})
+    return results
+
+
+# -- summary ------------------------------------------------------------------------------------------
+def summarise_case(case: Case, runs: list[dict], steps: int) -> dict[str, Any]:
+    plain = [r for r in runs if not r["shielded"]]
+    shielded = [r for r in runs if r["shielded"]]
+    out: dict[str, Any] = {
+        "name": case.name, "env_id": case.env_id, "agent": case.agent, "method": case.method,
+        "options": case.options, "note": case.note, "steps": steps,
+        "seeds": sorted({r["seed"] for r in runs}),
+    }
+    for key in ("failures", "final_return", "wall_s"):
+        out[f"unshielded_{key}"] = mean_ci([r[key] for r in plain])
+        out[f"shielded_{key}"] = mean_ci([r[key] for r in shielded])
+    out["failure_ratio"] = _ratio(out["shielded_failures"][0], out["unshielded_failures"][0])
+    out["failure_ratio_per_seed"] = [_ratio(s["failures"], p["failures"]) for s, p in zip(shielded, plain)]
+    out["failure_ratio_ci"] = mean_ci(out["failure_ratio_per_seed"])
+    out["return_ratio"] = _ratio(out["shielded_final_return"][0], out["unshielded_final_return"][0])
+    out["wall_ratio"] = _ratio(out["shielded_wall_s"][0], out["unshielded_wall_s"][0])
+    qualities = [r["quality"] for r in shielded if "quality" in r]
+    if qualities:
+        for key in ("auc", "ece", "false_safe_rate", "intervention_rate", "fallback_rate"):
+            values = [q[key] for q in qualities if q.get(key) is not None and np.isfinite(q[key])]
+            out[key] = mean_ci(values) if values else None
+        out["auc_ci"] = out["auc"]
+        out["auc"] = out["auc"][0] if out["auc"] else None
+    out["met"] = {
+        "failures_le_third": out["failure_ratio"] <= TARGETS["failure_ratio"],
+        "failures_le_half": out["failure_ratio"] <= TARGETS["failure_ratio_progress"],
+        "return_ge_90pct": out["return_ratio"] >= TARGETS["return_ratio"],
+    }
+    if case.agent in ("sb3_sac", "reference_sac_transfer"):
+        out["met"]["wall_le_1.3x"] = out["wall_ratio"] <= TARGETS["wall_ratio_sac"]
+    return out
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small case, 1.5k steps, 3 seeds")
+    parser.add_argument("--cases", nargs="*", default=None, help=f"subset of {[c.name for c in CASES]}")
+    parser.add_argument("--steps", type=int, default=None, help="override every case's steps")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--summarise", action="store_true", help="only collect the finished cases in --out")
+    parser.add_argument("--out", default="benchmarks/results/effectiveness")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    if not args.summarise:
+        names = QUICK["cases"] if args.quick and args.cases is None else args.cases
+        cases = [c for c in CASES if names is None or c.name in names]
+        seeds = list(range(QUICK["seeds"] if args.quick else args.seeds))
+        steps_of = {c.name: QUICK["steps"] if args.quick else (args.steps or c.steps) for c in cases}
+        jobs = [Job(run_case_seeds, (case, seeds, steps_of[case.name], str(out))) for case in cases]
+        total = sum(2 * len(seeds) * steps_of[c.name] for c in cases)
+        run_jobs(jobs, total, desc="effectiveness", workers=min(args.workers, len(jobs)))
+    summarise(out, quick=args.quick)
+
+
+def summarise(out: Path, quick: bool = False) -> dict[str, Any]:
+    """Collect ``out/cases/*.json`` (in ``CASES`` order) into ``results.json`` and the plots."""
+    import json
+
+    finished = {}
+    for path in sorted((out / "cases").glob("*.json")):
+        data = json.loads(path.read_text())
+        finished[data["case"]] = data
+    cases = [c for c in CASES if c.name in finished]
+    summaries, runs = [], []
+    for case in cases:
+        case_runs, steps = finished[case.name]["runs"], finished[case.name]["steps"]
+        summaries.append(summarise_case(case, case_runs, steps))
+        runs += [{k: v for k, v in run.items() if k != "quality_data"} for run in case_runs]
+        curves = {
+            "unshielded": [r["records"] for r in case_runs if not r["shielded"]],
+            f"{case.method} shield": [r["records"] for r in case_runs if r["shielded"]],
+        }
+        plot_learning_curves(curves, out / f"{case.name}.png", f"{case.name}: {case.env_id}, {case.agent}")
+        pooled = [r["quality_data"] for r in case_runs if "quality_data" in r]
+        if pooled:
+            risk = np.concatenate([p["risk"] for p in pooled])
+            label = np.concatenate([p["label"] for p in pooled])
+            report = {"calibration": reliability(risk, label), "auc": roc_auc(risk, label),
+                      "horizon": next(r["quality"]["horizon"] for r in case_runs if "quality" in r)}
+            plot_quality(report, out / f"quality_{case.name}.png", {"proposal_risk": risk, "label": label})
+    not_run = [{"name": c.name, "env_id": c.env_id, "reason": "not run in this session (CPU budget)"}
+               for c in CASES if c.name not in finished] + NOT_RUN
+    document = {"targets": TARGETS, "quick": quick, "cases": summaries, "not_run": not_run, "runs": runs}
+    write_json(out / "results.json", document)
+    for s in summaries:
+        print(f"{s['name']:14s} failures {s['shielded_failures'][0]:7.1f} vs {s['unshielded_failures'][0]:7.1f} "
+              f"(ratio {s['failure_ratio']:.2f}), return ratio {s['return_ratio']:.2f}, wall ratio "
+              f"{s['wall_ratio']:.2f}, AUC {s.get('auc')}")
+    return document
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,322 @@
+"""How good is a shield's risk estimate? Labels, ranking, calibration and a running monitor.
+
+- ``failure_within``: the label "a failure follows within ``horizon`` steps" for each step of
+  logged episodes, with a mask of the steps whose label is known (windows cut by a time limit
+  or by the end of the log are censored, never guessed).
+- ``roc_auc``: the area under the ROC curve of a score for binary labels (ties count one half).
+- ``reliability``: the reliability diagram of probabilities against labels, and its expected
+  calibration error.
+- ``quality_report``: AUC, calibration, false-safe rate, intervention and fallback rates and
+  the step of the first useful rejection, from per-step records (a JSON-safe dict).
+- ``QualityMonitor``: the same report kept up to date online (the front ends feed it one row
+  per env step); it warns once when the risk is uninformative (AUC < 0.6) or the shield falls
+  back on most steps.
+- ``plot_quality``: the reliability diagram and the risk histograms by label, as a figure.
+
+Why "failure within H steps": a shield's risk is meant to rank the actions that lead to a
+failure soon above those that do not (ROC AUC) and, for the thresholds of
+``safeshield.core.threshold``, to be a probability of exactly that event (calibration).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "QualityMonitor",
+    "ShieldQualityWarning",
+    "failure_within",
+    "plot_quality",
+    "quality_report",
+    "reliability",
+    "roc_auc",
+]
+
+UNINFORMATIVE_AUC = 0.6  # below this a risk barely ranks failures above non-failures
+MOSTLY_FALLING_BACK = 0.5  # "falls back on most steps"
+
+
+class ShieldQualityWarning(UserWarning):
+    """The shield's risk is uninformative, or it falls back on most steps."""
+
+
+def failure_within(failure: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
+                   horizon: int) -> tuple[np.ndarray, np.ndarray]:
+    """Labels "a failure occurs within ``horizon`` steps" for consecutive steps of one env.
+
+    Step ``t``'s transition fails when ``failure[t]`` (its next state is a failure); the label of
+    ``t`` is 1 when one of the transitions ``t .. t + horizon - 1`` of the same episode fails.
+    Returns ``(labels, known)``: a label is known when a failure came within the window, when
+    ``horizon`` steps passed without one, or when the episode terminated without failure;
+    it is censored (``known`` False) when a truncation or the end of the log cut the window.
+    """
+    if int(horizon) < 1:
+        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+    failure = np.asarray(failure, dtype=float) > 0.5
+    ended = np.asarray(terminated, dtype=bool) | failure
+    truncated = np.asarray(truncated, dtype=bool) & ~ended
+    n = failure.size
+    labels = np.zeros(n, dtype=np.int8)
+    known = np.zeros(n, dtype=bool)
+    # distance to the end of each step's episode, scanning backwards
+    next_fail = next_stop = -1  # index of the episode's failure / its end (termination or cut)
+    stop_censored = True  # the log's end censors the last episode
+    for t in range(n - 1, -1, -1):
+        if ended[t] or truncated[t]:
+            next_stop, stop_censored = t, bool(truncated[t])
+            next_fail = t if failure[t] else -1
+        if next_stop < 0:  # after the log's last episode boundary: the log's end cuts the window
+            known[t] = n - t >= horizon
+            continue
+        if next_fail >= 0 and next_fail - t < horizon:
+            labels[t], known[t] = 1, True
+        elif next_stop - t >= horizon:
+            known[t] = True
+        else:  # the episode ends inside the window without failing: known unless it was cut
+            known[t] = not stop_censored
+    return labels, known
+
+
+def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
+    """Probability that a random positive scores above a random negative (ties count 1/2).
+
+    NaN when either class is empty. The Mann-Whitney form, O(n log n).
+    """
+    scores = np.asarray(scores, dtype=float)
+    positive = np.asarray(labels).astype(bool)
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(scores.size, dtype=float)
+    sorted_scores = scores[order]
+    # average ranks over ties
+    boundaries = np.flatnonzero(np.diff(sorted_scores)) + 1
+    starts = np.concatenate(([0], boundaries))
+    ends = np.concatenate((boundaries, [scores.size]))
+    average = (starts + ends + 1) / 2.0  # 1-based mean rank of each tie group
+    ranks[order] = np.repeat(average, ends - starts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def reliability(probs: Sequence[float], labels: Sequence[int], bins: int = 10) -> dict[str, Any]:
+    """Reliability diagram on ``bins`` equal-width bins of [0, 1] and its expected calibration error.
+
+    Returns ``{"edges", "mean_predicted", "observed", "count", "ece"}``; empty bins hold NaN
+    means and count 0. ECE = sum over bins of count/n * |observed - mean_predicted|.
+    """
+    probs = np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
+    labels = np.asarray(labels, dtype=float)
+    edges = np.linspace(0.0, 1.0, int(bins) + 1)
+    index = np.clip(np.searchsorted(edges, probs, side="right") - 1, 0, bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_predicted = np.bincount(index, probs, minlength=bins) / count
+        observed = np.bincount(index, labels, minlength=bins) / count
+    filled = count > 0
+    ece = float((count[filled] / max(probs.size, 1) * np.abs(observed[filled] - mean_predicted[filled])).sum())
+    return {
+        "edges": edges.tolist(),
+        "mean_predicted": [None if np.isnan(v) else float(v) for v in mean_predicted],
+        "observed": [None if np.isnan(v) else float(v) for v in observed],
+        "count": count.tolist(),
+        "ece": ece if probs.size else float("nan"),
+    }
+
+
+def quality_report(
+    risk: Sequence[float],
+    labels: Sequence[int],
+    *,
+    intervened: Sequence[bool] | None = None,
+    fell_back: Sequence[bool] | None = None,
+    rejected: Sequence[bool] | None = None,
+    steps: Sequence[int] | None = None,
+    horizon: int | None = None,
+    bins: int = 10,
+) -> dict[str, Any]:
+    """The shield-quality report of steps with known labels (see ``failure_within``).
+
+    ``risk``: the risk of the executed action (or of the proposal, for a ranking of what the
+    agent wanted); ``labels``: failure within the horizon. ``false_safe_rate``: the share of
+    accepted steps (not intervened) that were followed by a failure within the horizon.
+    ``first_useful_rejection``: the step of the first rejection at which the risk was already
+    informative (AUC >= 0.6 on the steps before it, with at least 5 of each label).
+    """
+    risk = np.asarray(risk, dtype=float)
+    labels = np.asarray(labels).astype(np.int8)
+    n = risk.size
+    intervened = np.zeros(n, bool) if intervened is None else np.asarray(intervened, dtype=bool)
+    fell_back = np.zeros(n, bool) if fell_back is None else np.asarray(fell_back, dtype=bool)
+    accepted = ~intervened
+    report: dict[str, Any] = {
+        "horizon": horizon,
+        "steps": n,
+        "failure_rate_within_horizon": float(labels.mean()) if n else float("nan"),
+        "auc": roc_auc(risk, labels),
+        "calibration": reliability(risk, labels, bins),
+        "false_safe_rate": float(labels[accepted].mean()) if accepted.any() else float("nan"),
+        "intervention_rate": float(intervened.mean()) if n else float("nan"),
+        "fallback_rate": float(fell_back.mean()) if n else float("nan"),
+        "first_useful_rejection": None,
+    }
+    report["ece"] = report["calibration"]["ece"]
+    if rejected is not None and n:
+        rejected = np.asarray(rejected, dtype=bool)
+        steps = np.arange(n) if steps is None else np.asarray(steps)
+        report["first_useful_rejection"] = _first_useful_rejection(risk, labels, rejected, steps)
+    return report
+
+
+def _first_useful_rejection(risk, labels, rejected, steps) -> int | None:
+    """Step of the first rejection made once the risk ranked the steps before it (AUC >= 0.6)."""
+    candidates = np.flatnonzero(rejected)
+    if candidates.size == 0:
+        return None
+    positives = np.cumsum(labels)
+    negatives = np.arange(1, labels.size + 1) - positives
+    # check a bounded number of rejections: evenly spaced, so the cost stays O(n log n) * 50
+    for index in candidates[:: max(1, candidates.size // 50)]:
+        if positives[index] < 5 or negatives[index] < 5:
+            continue
+        if roc_auc(risk[:index], labels[:index]) >= UNINFORMATIVE_AUC:
+            return int(steps[index])
+    return None
+
+
+class QualityMonitor:
+    """A running shield-quality report: one ``update`` per env step and row, ``report()`` any time.
+
+    Each row (env) keeps the steps of its current window (the last ``horizon``); a step's
+    label is settled when a failure comes within ``horizon`` steps (1), when ``horizon`` steps
+    pass or the episode terminates without failure (0), and dropped when a time limit cuts
+    the window (censored). The last ``window`` settled steps make the report. It warns once,
+    with a ``ShieldQualityWarning``, when after ``min_labels`` failures-within-horizon labels
+    the AUC of the proposal risk is below 0.6, or when more than half of the recent steps fell back.
+    """
+
+    def __init__(self, horizon: int, n_envs: int = 1, window: int = 20_000, min_labels: int = 20,
+                 check_every: int = 1000, warn: bool = True):
+        if int(horizon) < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        self.horizon, self.window, self.min_labels = int(horizon), int(window), int(min_labels)
+        self.check_every, self.warn = int(check_every), warn
+        self.open = [deque() for _ in range(int(n_envs))]
+        # settled steps: step, proposal risk, executed risk, rejected, intervened, fell_back, label
+        self.settled: deque[tuple] = deque(maxlen=self.window)
+        self.steps = 0
+        self.failures = 0
+        self.interventions = 0
+        self.fallbacks = 0
+        self.first_rejection: int | None = None
+        self.warned: set[str] = set()
+
+    def update(self, row: int, proposal_risk: float, risk: float, rejected: bool, intervened: bool,
+               fell_back: bool, failure: bool, terminated: bool, truncated: bool) -> None:
+        """Record one step of env ``row`` (its outcome included)."""
+        pending = self.open[row]
+        pending.append((self.steps, proposal_risk, risk, rejected, intervened, fell_back))
+        self.steps += 1
+        self.interventions += bool(intervened)
+        self.fallbacks += bool(fell_back)
+        if rejected and self.first_rejection is None:
+            self.first_rejection = self.steps - 1
+        if failure:
+            self.failures += 1
+            self._settle(pending, 1)
+        elif terminated:
+            self._settle(pending, 0)
+        elif truncated:
+            pending.clear()
+        elif len(pending) >= self.horizon:
+            self.settled.append((*pending.popleft(), 0))
+        if self.warn and self.steps % self.check_every == 0:
+            self._check()
+
+    def _settle(self, pending: deque, label: int) -> None:
+        while pending:
+            self.settled.append((*pending.popleft(), label))
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The settled steps as arrays (``step``, ``proposal_risk``, ``risk``, ..., ``label``)."""
+        names = ("step", "proposal_risk", "risk", "rejected", "intervened", "fell_back", "label")
+        if not self.settled:
+            return {name: np.zeros(0) for name in names}
+        columns = np.array(self.settled, dtype=float).T
+        return dict(zip(names, columns))
+
+    def report(self, bins: int = 10) -> dict[str, Any]:
+        """``quality_report`` on the settled window, ranked by the proposal's risk, plus totals."""
+        data = self.arrays()
+        report = quality_report(
+            data["proposal_risk"], data["label"], intervened=data["intervened"], fell_back=data["fell_back"],
+            rejected=data["rejected"], steps=data["step"].astype(int), horizon=self.horizon, bins=bins,
+        )
+        report.update(
+            total_steps=self.steps, total_failures=self.failures, total_interventions=self.interventions,
+            total_fallbacks=self.fallbacks, first_rejection=self.first_rejection,
+        )
+        return report
+
+    def _check(self) -> None:
+        data = self.arrays()
+        if data["label"].size == 0:
+            return
+        recent = data["fell_back"][-self.check_every:]
+        if "fallback" not in self.warned and recent.size and recent.mean() > MOSTLY_FALLING_BACK:
+            self.warned.add("fallback")
+            warnings.warn(
+                f"the shield fell back on {recent.mean():.0%} of its last {recent.size} steps: no candidate "
+                "passed its threshold, so it executed the least risky one. Its risk may be too pessimistic "
+                "or its threshold too strict; see the shield's quality report (safety_model.quality.report())",
+                ShieldQualityWarning, stacklevel=3,
+            )
+        positives = int(data["label"].sum())
+        if "auc" not in self.warned and positives >= self.min_labels and data["label"].size - positives >= self.min_labels:
+            auc = roc_auc(data["proposal_risk"], data["label"])
+            if auc < UNINFORMATIVE_AUC:
+                self.warned.add("auc")
+                warnings.warn(
+                    f"the shield's risk is uninformative: ROC AUC {auc:.2f} < {UNINFORMATIVE_AUC} for 'failure "
+                    f"within {self.horizon} steps' over its last {data['label'].size} settled steps. It cannot yet "
+                    "tell risky actions from safe ones; check the indicator and the horizon",
+                    ShieldQualityWarning, stacklevel=3,
+                )
+
+
+def plot_quality(report: dict[str, Any], path=None, data: dict[str, np.ndarray] | None = None):
+    """Reliability diagram (and, given ``data`` from ``QualityMonitor.arrays``, risk histograms by label)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2 if data is not None else 1, figsize=(9 if data is not None else 4.5, 4), squeeze=False)
+    ax = axes[0, 0]
+    cal = report["calibration"]
+    predicted = [np.nan if v is None else v for v in cal["mean_predicted"]]
+    observed = [np.nan if v is None else v for v in cal["observed"]]
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    ax.plot(predicted, observed, marker="o", label=f"shield (ECE {cal['ece']:.3f})")
+    ax.set(xlabel="predicted risk", ylabel=f"observed failure within {report['horizon']} steps",
+           title=f"reliability, AUC {report['auc']:.2f}", xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    if data is not None:
+        ax = axes[0, 1]
+        label = data["label"] > 0.5
+        bins = np.linspace(0, 1, 31)
+        ax.hist(data["proposal_risk"][~label], bins=bins, alpha=0.6, density=True, label="no failure within H")
+        ax.hist(data["proposal_risk"][label], bins=bins, alpha=0.6, density=True, label="failure within H")
+        ax.set(xlabel="risk of the proposal", ylabel="density", title="risk by outcome")
+        ax.legend()
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig

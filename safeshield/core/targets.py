@@ -1,0 +1,134 @@
+"""Risk targets for safety critics: the failure horizon, multi-step targets, failure-balanced sampling.
+
+- ``horizon_gamma``: the safety discount that looks ``horizon`` steps ahead, 1 - 1/H.
+- ``horizon_steps``: a horizon given in steps or in seconds (with the env's ``dt``) as steps.
+- ``multi_step_target``: the n-step target of the failure indicator along an episode stored in
+  a ``TransitionBuffer``, as ``base + coef * Q̄(bootstrap)``; n = 1 is SQRL's TD(0) target,
+  n = H with gamma = 1 and no bootstrap at the window's end is the Monte-Carlo label
+  "a failure follows within H steps".
+- ``balanced_rows``: a minibatch where a fixed share comes from transitions that a failure
+  followed within the horizon, with the importance weights that keep the loss (and so the
+  risk) an estimate under the uniform buffer distribution.
+
+Why these exist. A per-step discount of 0.7 looks about three control steps ahead while a fall
+develops over tens of steps, so the risk only rises once the failure is certain. A horizon
+H in steps (or seconds) says how far ahead the shield looks; the window target makes the risk
+the probability of the event "a failure follows within H steps", which a user can read, a
+threshold can mean and a quality report can check (``safeshield.core.quality``). Following
+the episode for H steps propagates a failure label to the H transitions before it in one
+update instead of H sweeps of one-step backups through a slow target network. Failures are
+rare in a buffer (often one label in 50 or fewer), so a minibatch oversamples the
+transitions that preceded one (Recovery RL, Thananjeyan et al. 2021, oversamples
+violations) and weights each row by p_uniform / p_sampled: the expected weighted loss is
+the uniform one, so the minimiser is still the probability, not an inflated one.
+
+Windows cut before H steps (a time limit, or the episode still running) are bootstrapped
+with the target critic at the cut; a terminal without failure ends the window with label 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from safeshield.core.buffer import TransitionBuffer
+
+__all__ = ["balanced_rows", "horizon_gamma", "horizon_steps", "multi_step_target"]
+
+
+def horizon_gamma(horizon: float) -> float:
+    """The per-step discount whose effective horizon 1 / (1 - gamma) is ``horizon`` steps."""
+    if not horizon >= 1:
+        raise ValueError(f"horizon must be >= 1 step, got {horizon!r}")
+    return 1.0 - 1.0 / float(horizon)
+
+
+def horizon_steps(horizon: float | None = None, seconds: float | None = None, dt: float | None = None) -> int:
+    """The horizon in env steps: ``horizon`` steps, or ``seconds`` divided by the env's ``dt``.
+
+    ``seconds`` needs ``dt`` (``env.unwrapped.dt`` for MuJoCo envs); the result is rounded and
+    at least 1.
+    """
+    if seconds is not None:
+        if dt is None or not dt > 0:
+            raise ValueError(
+                f"horizon_seconds needs the env's control period dt > 0, got dt={dt!r}; give the horizon in steps"
+            )
+        if not seconds > 0:
+            raise ValueError(f"horizon_seconds must be > 0, got {seconds!r}")
+        return max(1, round(seconds / dt))
+    if horizon is None or not horizon >= 1:
+        raise ValueError(f"horizon must be >= 1 step, got {horizon!r}")
+    return round(horizon)
+
+
+def multi_step_target(buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float,
+                      bootstrap_end: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The n-step target of each row as ``(base, coef, boot_rows)``: target = base + coef * Q̄.
+
+    Following transition t_0 = ``rows`` and its episode's next transitions t_1, t_2, ... with
+    failure labels c_k (the next state's indicator, in [0, 1]) and termination flags d_k,
+
+        target = sum_{k<m} gamma^(k+1) w_k c_k  +  gamma^m w_m Q̄(s'_{m-1}, a'_{m-1}),
+        w_k = prod_{j<k} (1 - c_j)(1 - d_j),
+
+    where m = n, or the number of steps followed before the chain is cut (a time limit, an
+    episode still running, an evicted transition) with steps of the window still to come. ``Q̄`` is evaluated by the caller on the next
+    observation and next action of row ``boot_rows`` (the last transition followed). With
+    ``bootstrap_end=False`` a chain that runs the full n steps gets no bootstrap term (the
+    Monte-Carlo window label); cut chains are always bootstrapped. n = 1 gives SQRL's
+    gamma (c' + (1 - c')(1 - d') Q̄(s', a')). With targets Q̄ in [0, 1] the target is in [0, 1].
+    """
+    if int(n) < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if not 0.0 < gamma <= 1.0:
+        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
+    rows = np.asarray(rows, dtype=np.int64)
+    base = np.zeros(rows.size, dtype=np.float64)
+    coef = np.zeros(rows.size, dtype=np.float64)
+    boot = rows.copy()
+    current = rows.copy()
+    weight = np.ones(rows.size, dtype=np.float64)  # probability the chain is still running
+    alive = np.ones(rows.size, dtype=bool)
+    discount = 1.0
+    for k in range(int(n)):
+        discount *= gamma
+        index = np.flatnonzero(alive)
+        here = current[index]
+        c = buffer.failure[here].astype(np.float64)
+        d = buffer.terminated[here].astype(np.float64)
+        base[index] += discount * weight[index] * c
+        weight[index] *= (1.0 - c) * (1.0 - d)
+        following = buffer.row_of(buffer.next_id[here])
+        cut = following < 0
+        last = k == int(n) - 1
+        stop = cut | last
+        bootstrap = (cut & (not last)) | (last & bootstrap_end)
+        coef[index[bootstrap]] = discount * weight[index[bootstrap]]
+        boot[index[stop]] = here[stop]
+        alive[index[stop | (weight[index] == 0.0)]] = False
+        current[index] = np.where(stop, here, following)
+        if not alive.any():
+            break
+    return base, coef, boot
+
+
+def balanced_rows(buffer: TransitionBuffer, batch_size: int, fraction: float, horizon: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+    """Sample rows, ``fraction`` of them among transitions a failure followed within ``horizon``.
+
+    Returns ``(rows, weights)``; ``weights[i] = p_uniform(row) / p_mixture(row)`` so that a
+    weighted mean over the batch estimates the uniform mean without bias. ``weights`` is None
+    (uniform sample) when ``fraction`` is 0 or no transition has been followed by a failure yet.
+    """
+    size = len(buffer)
+    if size == 0:
+        raise ValueError("cannot sample from an empty buffer")
+    near = np.flatnonzero(buffer.steps_to_failure[:size] < horizon) if fraction > 0 else np.zeros(0, np.int64)
+    if near.size == 0 or near.size == size:
+        return rng.integers(0, size, size=int(batch_size)), None
+    n_near = round(batch_size * fraction)
+    rows = np.concatenate([near[rng.integers(0, near.size, size=n_near)],
+                           rng.integers(0, size, size=int(batch_size) - n_near)])
+    is_near = buffer.steps_to_failure[rows] < horizon
+    p_mixture = (1.0 - fraction) / size + fraction * is_near / near.size
+    return rows, (1.0 / size) / p_mixture

@@ -1,0 +1,132 @@
+"""The shield-quality report (``safeshield.core.quality``) against hand-computed values.
+
+- ``failure_within`` labels "a failure follows within H steps" and censors windows a time
+  limit or the end of the log cut;
+- ``roc_auc`` and ``reliability`` match values worked out by hand on small synthetic scores;
+- ``QualityMonitor`` settles labels online exactly as ``failure_within`` does offline, and warns
+  once when the risk is uninformative or the shield falls back on most steps.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from safeshield.core.quality import (
+    QualityMonitor,
+    ShieldQualityWarning,
+    failure_within,
+    quality_report,
+    reliability,
+    roc_auc,
+)
+
+
+def test_failure_within_labels_and_censoring():
+    # episode 1: 5 steps ending in failure; episode 2: 4 steps cut by a time limit; then 3 open steps
+    failure = [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+    terminated = [0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+    truncated = [0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0]
+    labels, known = failure_within(failure, terminated, truncated, horizon=2)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 0, 0, 0, 0, 0, 0, 0]
+    assert known.tolist() == [True] * 5 + [True, True, False, False] + [True, True, False]
+
+
+def test_failure_within_terminal_without_failure_is_known_safe():
+    labels, known = failure_within([0, 0, 0], [0, 0, 1], [0, 0, 0], horizon=10)
+    assert labels.tolist() == [0, 0, 0] and known.all()
+
+
+def test_auc_hand_computed():
+    # positives 0.8, 0.4; negatives 0.5, 0.1, 0.4: pairs won 3 + 1 + tie 0.5 of 6 -> 4.5 / 6
+    assert roc_auc([0.8, 0.4, 0.5, 0.1, 0.4], [1, 1, 0, 0, 0]) == pytest.approx(4.5 / 6)
+    assert roc_auc([0.1, 0.2, 0.9], [0, 0, 1]) == 1.0
+    assert roc_auc([0.9, 0.2, 0.1], [0, 0, 1]) == 0.0
+    assert np.isnan(roc_auc([0.1, 0.2], [0, 0]))
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.floats(0, 1), st.booleans()), min_size=2, max_size=40))
+def test_auc_equals_pair_count(pairs):
+    scores = np.array([p[0] for p in pairs])
+    labels = np.array([p[1] for p in pairs])
+    pos, neg = scores[labels], scores[~labels]
+    if pos.size == 0 or neg.size == 0:
+        return
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    assert roc_auc(scores, labels) == pytest.approx(wins / (pos.size * neg.size))
+
+
+def test_reliability_hand_computed():
+    probs = [0.05, 0.05, 0.15, 0.95, 0.95, 0.95, 0.95]
+    labels = [0, 1, 0, 1, 1, 1, 0]
+    cal = reliability(probs, labels, bins=10)
+    assert cal["count"][0] == 2 and cal["count"][1] == 1 and cal["count"][9] == 4
+    assert cal["observed"][0] == 0.5 and cal["observed"][9] == 0.75
+    expected = (2 * abs(0.5 - 0.05) + 1 * abs(0 - 0.15) + 4 * abs(0.75 - 0.95)) / 7
+    assert cal["ece"] == pytest.approx(expected)
+    assert cal["observed"][5] is None
+
+
+def test_calibrated_scores_have_small_ece():
+    rng = np.random.default_rng(0)
+    p = rng.random(20000)
+    y = rng.random(20000) < p
+    assert reliability(p, y)["ece"] < 0.02
+    assert reliability(np.clip(p + 0.3, 0, 1), y)["ece"] > 0.2
+
+
+def test_report_rates():
+    report = quality_report([0.9, 0.1, 0.2, 0.8], [1, 0, 1, 0], intervened=[1, 0, 0, 1], fell_back=[1, 0, 0, 0])
+    assert report["intervention_rate"] == 0.5 and report["fallback_rate"] == 0.25
+    assert report["false_safe_rate"] == 0.5  # accepted steps 1 and 2; step 2 failed within H
+    assert report["auc"] == pytest.approx(0.75)  # pairs (0.9, 0.1), (0.9, 0.8), (0.2, 0.1) of 4
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from(["step", "fail", "done", "cut"]), min_size=1, max_size=60), st.integers(1, 6))
+def test_monitor_settles_like_offline_labels(events, horizon):
+    failure = np.array([e == "fail" for e in events])
+    terminated = np.array([e in ("fail", "done") for e in events])
+    truncated = np.array([e == "cut" for e in events])
+    labels, known = failure_within(failure, terminated, truncated, horizon)
+    monitor = QualityMonitor(horizon, warn=False)
+    for t in range(len(events)):
+        monitor.update(0, float(t), float(t), False, False, False, failure[t], terminated[t], truncated[t])
+    data = monitor.arrays()
+    order = np.argsort(data["step"])
+    np.testing.assert_array_equal(data["step"][order].astype(int), np.flatnonzero(known))
+    np.testing.assert_array_equal(data["label"][order], labels[known])
+
+
+def test_monitor_warns_once_on_uninformative_risk_and_fallbacks():
+    rng = np.random.default_rng(0)
+    monitor = QualityMonitor(horizon=3, check_every=200)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for t in range(3000):
+            fails = rng.random() < 0.05
+            monitor.update(0, rng.random(), 0.0, True, True, True, fails, fails, False)
+    messages = [str(w.message) for w in caught if issubclass(w.category, ShieldQualityWarning)]
+    assert sum("uninformative" in m for m in messages) == 1
+    assert sum("fell back" in m for m in messages) == 1
+
+
+def test_monitor_quiet_when_risk_is_informative():
+    rng = np.random.default_rng(1)
+    monitor = QualityMonitor(horizon=3, check_every=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShieldQualityWarning)
+        countdown = 10
+        for t in range(3000):
+            countdown -= 1
+            fails = countdown == 0
+            risk = 1.0 / (1 + countdown) + 0.05 * rng.random()  # rises as the failure nears
+            monitor.update(0, risk, risk, False, False, False, fails, fails, False)
+            if fails:
+                countdown = int(rng.integers(5, 30))
+    assert monitor.report()["auc"] > 0.9

@@ -1,0 +1,162 @@
+"""Risk targets (``safeshield.core.targets``) and the buffer links they follow.
+
+Each test holds the code to a promise of the module docstring:
+- the n-step target lies in [0, 1] and equals SQRL's TD(0) target at n = 1;
+- the window target (gamma = 1, n = H, no end bootstrap) is the label "failure within H steps";
+- cut chains (time limit, running episode) bootstrap at the cut, terminals without failure end at 0;
+- failure-balanced sampling with its importance weights recovers the uniform failure rate.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from safeshield.core.buffer import NO_FAILURE, TransitionBuffer
+from safeshield.core.targets import (
+    balanced_rows,
+    horizon_gamma,
+    horizon_steps,
+    multi_step_target,
+)
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def fill(buffer: TransitionBuffer, episodes: list[tuple[int, str]], capacity_obs: int = 1) -> list[list[int]]:
+    """Store episodes of (length, end) with end in {"fail", "done", "cut", "open"}; return their rows."""
+    rows = []
+    for length, end in episodes:
+        previous, ep_rows = None, []
+        for t in range(length):
+            last = t == length - 1
+            failure = float(last and end == "fail")
+            terminated = last and end in ("fail", "done")
+            obs = np.full(capacity_obs, t, np.float32)
+            previous = buffer.add(obs, np.zeros(1, np.float32), obs + 1, failure, terminated, previous=previous)
+            ep_rows.append(previous)
+        rows.append(ep_rows)
+    return rows
+
+
+def td0(buffer, rows, gamma, q_next):
+    c, d = buffer.failure[rows], buffer.terminated[rows]
+    return gamma * (c + (1 - c) * (1 - d) * q_next)
+
+
+EPISODES = st.lists(st.tuples(st.integers(1, 12), st.sampled_from(["fail", "done", "cut", "open"])), min_size=1, max_size=6)
+
+
+@SETTINGS
+@given(
+    episodes=EPISODES,
+    n=st.integers(1, 15),
+    gamma=st.floats(0.05, 1.0),
+    q=st.floats(0.0, 1.0),
+)
+def test_multi_step_target_in_unit_interval(episodes, n, gamma, q):
+    buffer = TransitionBuffer(200, 1, 1)
+    fill(buffer, episodes)
+    rows = np.arange(len(buffer))
+    base, coef, boot = multi_step_target(buffer, rows, n, gamma)
+    target = base + coef * q
+    assert np.all(target >= -1e-12) and np.all(target <= 1 + 1e-12)
+    assert np.all(boot >= 0) and np.all(boot < len(buffer))
+
+
+@SETTINGS
+@given(
+    episodes=EPISODES,
+    gamma=st.floats(0.05, 1.0),
+    q=st.floats(0.0, 1.0),
+)
+def test_one_step_target_is_td0(episodes, gamma, q):
+    buffer = TransitionBuffer(200, 1, 1)
+    fill(buffer, episodes)
+    rows = np.arange(len(buffer))
+    base, coef, boot = multi_step_target(buffer, rows, 1, gamma)
+    np.testing.assert_allclose(base + coef * q, td0(buffer, rows, gamma, q), rtol=1e-6, atol=1e-9)
+    np.testing.assert_array_equal(boot, rows)  # bootstrap at (s', a') of the same transition
+
+
+@pytest.mark.parametrize("horizon", [1, 3, 5, 20])
+def test_window_target_is_failure_within_horizon(horizon):
+    buffer = TransitionBuffer(500, 1, 1)
+    (fail_rows, done_rows, long_rows) = fill(buffer, [(10, "fail"), (6, "done"), (30, "open")])
+    base, coef, _ = multi_step_target(buffer, np.array(fail_rows), horizon, 1.0, bootstrap_end=False)
+    # a failure on the last of 10 transitions: the label is 1 for the last `horizon` of them
+    expected = (np.arange(10) >= 10 - horizon).astype(float)
+    np.testing.assert_array_equal(base, expected)
+    np.testing.assert_array_equal(coef, 0.0)
+    base, coef, _ = multi_step_target(buffer, np.array(done_rows), horizon, 1.0, bootstrap_end=False)
+    np.testing.assert_array_equal(base, 0.0)  # terminated without failure: no risk
+    np.testing.assert_array_equal(coef, 0.0)
+    base, coef, boot = multi_step_target(buffer, np.array(long_rows), horizon, 1.0, bootstrap_end=False)
+    complete = np.arange(30) + horizon <= 30
+    np.testing.assert_array_equal(coef[complete], 0.0)  # H safe steps seen: label 0
+    np.testing.assert_array_equal(coef[~complete], 1.0)  # cut by the running episode: bootstrap
+    np.testing.assert_array_equal(boot[~complete], long_rows[-1])
+
+
+def test_cut_window_bootstraps_at_the_time_limit_with_discount():
+    buffer = TransitionBuffer(50, 1, 1)
+    (rows,) = fill(buffer, [(4, "cut")])
+    base, coef, boot = multi_step_target(buffer, np.array(rows), 10, 0.9)
+    np.testing.assert_allclose(coef, 0.9 ** np.array([4, 3, 2, 1]))
+    np.testing.assert_array_equal(boot, rows[-1])
+    np.testing.assert_array_equal(base, 0.0)
+
+
+def test_links_are_not_followed_into_evicted_rows():
+    buffer = TransitionBuffer(8, 1, 1)
+    fill(buffer, [(6, "open")])
+    fill(buffer, [(5, "fail")])  # overwrites the first three rows of the open episode
+    assert buffer.row_of(np.array([0]))[0] == -1  # id 0 is gone
+    base, coef, _ = multi_step_target(buffer, np.arange(8), 20, 1.0, bootstrap_end=False)
+    assert np.all((base + coef) <= 1.0)
+
+
+def test_steps_to_failure_marks_the_failing_episode_only():
+    buffer = TransitionBuffer(100, 1, 1)
+    (fail_rows, other) = fill(buffer, [(7, "fail"), (5, "done")])
+    np.testing.assert_array_equal(buffer.steps_to_failure[fail_rows], np.arange(6, -1, -1))
+    assert np.all(buffer.steps_to_failure[other] == NO_FAILURE)
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.5, 0.8])
+def test_balanced_sample_recovers_the_uniform_failure_rate(fraction):
+    """The importance weights undo the oversampling: the weighted label mean is the buffer's."""
+    rng = np.random.default_rng(0)
+    buffer = TransitionBuffer(5000, 1, 1)
+    lengths = rng.integers(20, 200, size=60)
+    fill(buffer, [(int(n), "fail" if rng.random() < 0.3 else "done") for n in lengths])
+    horizon = 5
+    labels = (buffer.steps_to_failure[: len(buffer)] < horizon).astype(float)
+    true_rate = labels.mean()
+    estimates, raw = [], []
+    for _ in range(400):
+        rows, weights = balanced_rows(buffer, 256, fraction, horizon, rng)
+        y = (buffer.steps_to_failure[rows] < horizon).astype(float)
+        estimates.append(np.mean(weights * y))
+        raw.append(y.mean())
+    assert np.mean(raw) > 3 * true_rate  # the sample is balanced towards failures ...
+    assert np.mean(estimates) == pytest.approx(true_rate, rel=0.05)  # ... and the weights correct it
+
+
+def test_balanced_sample_is_uniform_without_failures():
+    buffer = TransitionBuffer(100, 1, 1)
+    fill(buffer, [(30, "done")])
+    rows, weights = balanced_rows(buffer, 16, 0.5, 5, np.random.default_rng(0))
+    assert weights is None and rows.shape == (16,)
+
+
+def test_horizon_conversions():
+    assert horizon_gamma(1) == 0.0 and horizon_gamma(20) == pytest.approx(0.95)
+    assert horizon_steps(seconds=0.5, dt=0.05) == 10
+    assert horizon_steps(horizon=25) == 25
+    with pytest.raises(ValueError, match="dt"):
+        horizon_steps(seconds=1.0)
+    with pytest.raises(ValueError, match="horizon"):
+        horizon_gamma(0.5)

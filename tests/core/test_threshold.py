@@ -1,0 +1,84 @@
+"""Budget thresholds and warm-up (``safeshield.core.threshold``).
+
+- the budget threshold falls when failures exceed the budget and rises when they undershoot it,
+  and settles where the failure rate equals the budget;
+- the guard raises the threshold while the shield falls back on most steps, even over budget;
+- warm-up allows rejections only after enough failures and updates.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from safeshield.core.threshold import BudgetThreshold, WarmUp
+
+
+def run(threshold: BudgetThreshold, rate_per_1k: float, steps: int, fallback: bool = False, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        threshold.update(failed=rng.random() < rate_per_1k / 1000, fell_back=fallback)
+    return threshold.value
+
+
+@pytest.mark.parametrize("budget", [2.0, 10.0, 50.0])
+def test_budget_threshold_moves_the_right_way(budget):
+    over = run(BudgetThreshold(0.3, budget, response_steps=500), rate_per_1k=4 * budget, steps=3000)
+    under = run(BudgetThreshold(0.3, budget, response_steps=500), rate_per_1k=budget / 4, steps=3000)
+    assert over < 0.3 < under
+
+
+def test_budget_threshold_feedback_settles_on_the_budget():
+    """A plant whose failure rate rises with the threshold: the loop settles at the budget."""
+    rng = np.random.default_rng(0)
+    threshold = BudgetThreshold(0.5, budget=10.0, response_steps=500)
+    failures = 0
+    for t in range(60000):
+        failed = rng.random() < 0.04 * threshold.value  # 40 per 1k at eps 1, 10 per 1k at 0.25
+        failures += failed and t >= 20000
+        threshold.update(failed, fell_back=False)
+    assert failures / 40 == pytest.approx(10.0, rel=0.15)
+
+
+def test_guard_raises_the_threshold_while_falling_back():
+    guarded = BudgetThreshold(0.1, budget=1.0, response_steps=200)
+    value = run(guarded, rate_per_1k=100.0, steps=2000, fallback=True)
+    assert guarded.guarding and value > 0.1
+    unguarded = BudgetThreshold(0.1, budget=1.0, response_steps=200)
+    assert run(unguarded, rate_per_1k=100.0, steps=2000, fallback=False) < 0.1
+
+
+def test_guard_without_budget_backs_off_then_returns_to_the_nominal_threshold():
+    threshold = BudgetThreshold(0.5, budget=None, response_steps=100, high=1.01)
+    raised = run(threshold, rate_per_1k=50.0, steps=2000, fallback=True)
+    assert raised == pytest.approx(1.01)  # nothing passes: the guard lets every action through
+    returned = run(threshold, rate_per_1k=50.0, steps=3000, fallback=False)
+    assert returned == pytest.approx(0.5, rel=0.05)
+
+
+def test_fixed_threshold_without_budget():
+    threshold = BudgetThreshold(0.2, budget=None)
+    assert run(threshold, 100.0, 1000) == pytest.approx(0.2)
+
+
+def test_threshold_stays_in_bounds():
+    threshold = BudgetThreshold(0.5, budget=1.0, response_steps=10, low=0.05, high=0.9)
+    assert run(threshold, 1000.0, 500) == pytest.approx(0.05)
+    assert run(threshold, 0.0, 5000) == pytest.approx(0.9)
+
+
+def test_warm_up_fires_when_it_should():
+    warm_up = WarmUp(min_failures=5, min_updates=100)
+    assert not warm_up.ready(failures=4, updates=10_000)
+    assert not warm_up.ready(failures=50, updates=99)
+    assert warm_up.ready(failures=5, updates=100)
+    assert WarmUp().ready(0, 0)
+
+
+def test_invalid_arguments_are_refused():
+    with pytest.raises(ValueError, match="budget"):
+        BudgetThreshold(0.5, budget=0.0)
+    with pytest.raises(ValueError, match="initial"):
+        BudgetThreshold(1.5, budget=1.0)
+    with pytest.raises(ValueError, match="min_failures"):
+        WarmUp(min_failures=-1)
