@@ -67,22 +67,41 @@ class Case:
 CASES = [
     Case("idp_sac", "InvertedDoublePendulum-v5", "sb3_sac", "sqrl", 4_000),
     Case("idp_ppo", "InvertedDoublePendulum-v5", "sb3_ppo", "sqrl", 8_192),
-    Case("drunk_spider", "safeshield/DrunkSpiderTarget-v0", "reference_sac_transfer", "sqrl", 3_000,
-         note="pre-train 4k steps in DrunkSpider-v0, fine-tune 3k in DrunkSpiderTarget-v0 (safeshield.experiments."
-              "transfer settings: 2 x 64 networks, SAC gamma 0.95) with the shield's default target and threshold"),
+    Case(
+        "drunk_spider",
+        "safeshield/DrunkSpiderTarget-v0",
+        "reference_sac_transfer",
+        "sqrl",
+        3_000,
+        note="pre-train 4k steps in DrunkSpider-v0, fine-tune 3k in DrunkSpiderTarget-v0 (safeshield.experiments."
+        "transfer settings: 2 x 64 networks, SAC gamma 0.95) with the shield's default target and threshold",
+    ),
     Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 8_192),
     Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 4_000),
-    Case("point_traps", "safeshield/PointTraps-v0", "trpo_lagrangian", "csc", 10_000,
-         options={"chi": 0.05, "train_every": 10, "target": "window", "balance": 0.5, "threshold_units": "normalised"},
-         note="CSC + TRPO-Lagrangian vs TRPO; chi 0.05 (CSC Fig. 6), one critic update per 10 steps (CPU); "
-              "CSC's critic learns P(failure within 20 steps) from failure-balanced minibatches (opt-in for CSC), "
-              "eps = chi - V_C (normalised units)"),
+    Case(
+        "point_traps",
+        "safeshield/PointTraps-v0",
+        "trpo_lagrangian",
+        "csc",
+        10_000,
+        options={"chi": 0.05, "train_every": 10, "target": "window", "balance": 0.5, "threshold_units": "normalised"},
+        note="CSC + TRPO-Lagrangian vs TRPO; chi 0.05 (CSC Fig. 6), one critic update per 10 steps (CPU); "
+        "CSC's critic learns P(failure within 20 steps) from failure-balanced minibatches (opt-in for CSC), "
+        "eps = chi - V_C (normalised units)",
+    ),
 ]
 """Step counts are what this project's shared 2-core machine allowed in one session (the issue asks for
 20k-50k steps on the gymnasium cases): they measure the early-learning phase, where an agent fails most."""
-NOT_RUN = [{"name": "minitaur", "env_id": "safeshield/MinitaurVelocity-v0", "agent": "reference_sac_transfer",
-            "method": "sqrl", "reason": "not run: a PyBullet pre-train -> fine-tune run needs about 25 CPU-minutes "
-            "per seed and arm at the 0.2 control rate; the 2 shared cores of this session did not have them"}]
+NOT_RUN = [
+    {
+        "name": "minitaur",
+        "env_id": "safeshield/MinitaurVelocity-v0",
+        "agent": "reference_sac_transfer",
+        "method": "sqrl",
+        "reason": "not run: a PyBullet pre-train -> fine-tune run needs about 25 CPU-minutes "
+        "per seed and arm at the 0.2 control rate; the 2 shared cores of this session did not have them",
+    }
+]
 QUICK = {"cases": ["idp_ppo"], "steps": 1_500, "seeds": 3}
 
 
@@ -104,8 +123,14 @@ def _sb3_callback(progress_queue):
             self.length += 1
             if done:
                 truncated = bool(info.get("TimeLimit.truncated", False))
-                self.records.append({"step": int(self.num_timesteps), "return": self.ret, "length": self.length,
-                                     "failure": not truncated})
+                self.records.append(
+                    {
+                        "step": int(self.num_timesteps),
+                        "return": self.ret,
+                        "length": self.length,
+                        "failure": not truncated,
+                    }
+                )
                 if progress_queue is not None:
                     progress_queue.put(self.length)
                 self.ret = self.length = 0
@@ -152,8 +177,12 @@ def _shield_stats(env) -> dict[str, Any]:
 def _run_result(case: Case, shielded: bool, seed: int, records: list[dict], wall: float, steps: int) -> dict[str, Any]:
     last_quarter = [r["return"] for r in records if r["step"] > 0.75 * steps] or [r["return"] for r in records[-1:]]
     return {
-        "case": case.name, "shielded": shielded, "seed": seed, "wall_s": wall,
-        "failures": int(sum(r["failure"] for r in records)), "episodes": len(records),
+        "case": case.name,
+        "shielded": shielded,
+        "seed": seed,
+        "wall_s": wall,
+        "failures": int(sum(r["failure"] for r in records)),
+        "episodes": len(records),
         "final_return": float(np.mean(last_quarter)) if last_quarter else float("nan"),
         "records": records,
     }
@@ -167,9 +196,14 @@ def transfer_case_job(case: Case, shielded: bool, seed: int, steps: int, out_dir
     start = time.perf_counter()
     run = transfer_job("sqrl" if shielded else "sac", seed, settings, out_dir, progress_queue=progress_queue)
     wall = time.perf_counter() - start
-    records = [{"step": s, "return": r, "failure": f, "length": 0} for s, r, f in zip(
-        run["finetune"]["curve_steps"], run["finetune"]["curve_returns"],
-        np.diff([0] + run["finetune"]["curve_cumulative_failures"]).astype(bool).tolist())]
+    records = [
+        {"step": s, "return": r, "failure": f, "length": 0}
+        for s, r, f in zip(
+            run["finetune"]["curve_steps"],
+            run["finetune"]["curve_returns"],
+            np.diff([0] + run["finetune"]["curve_cumulative_failures"]).astype(bool).tolist(),
+        )
+    ]
     result = _run_result(case, shielded, seed, records, wall, steps)
     result["final_return"] = run["final"]["mean_return"]  # the deployed policy's evaluation return
     result["pretrain_failures"] = run["pretrain"]["failures"]
@@ -212,8 +246,9 @@ def run_case_seeds(case: Case, seeds: list[int], steps: int, out_dir: str, progr
             if case.agent.startswith("sb3"):
                 results.append(sb3_job(case, shielded, seed, steps, progress_queue))
             elif case.agent == "reference_sac_transfer":
-                results.append(transfer_case_job(case, shielded, seed, steps, str(Path(out_dir) / "checkpoints"),
-                                                 progress_queue))
+                results.append(
+                    transfer_case_job(case, shielded, seed, steps, str(Path(out_dir) / "checkpoints"), progress_queue)
+                )
             else:
                 results.append(_traps_job(case, shielded, seed, steps, progress_queue))
     write_json(Path(out_dir) / "cases" / f"{case.name}.json", {"case": case.name, "steps": steps, "runs": results})
@@ -225,8 +260,13 @@ def summarise_case(case: Case, runs: list[dict], steps: int) -> dict[str, Any]:
     plain = [r for r in runs if not r["shielded"]]
     shielded = [r for r in runs if r["shielded"]]
     out: dict[str, Any] = {
-        "name": case.name, "env_id": case.env_id, "agent": case.agent, "method": case.method,
-        "options": case.options, "note": case.note, "steps": steps,
+        "name": case.name,
+        "env_id": case.env_id,
+        "agent": case.agent,
+        "method": case.method,
+        "options": case.options,
+        "note": case.note,
+        "steps": steps,
         "seeds": sorted({r["seed"] for r in runs}),
     }
     for key in ("failures", "final_return", "wall_s"):
@@ -303,17 +343,25 @@ def summarise(out: Path, quick: bool = False) -> dict[str, Any]:
         if pooled:
             risk = np.concatenate([p["risk"] for p in pooled])
             label = np.concatenate([p["label"] for p in pooled])
-            report = {"calibration": reliability(risk, label), "auc": roc_auc(risk, label),
-                      "horizon": next(r["quality"]["horizon"] for r in case_runs if "quality" in r)}
+            report = {
+                "calibration": reliability(risk, label),
+                "auc": roc_auc(risk, label),
+                "horizon": next(r["quality"]["horizon"] for r in case_runs if "quality" in r),
+            }
             plot_quality(report, out / f"quality_{case.name}.png", {"proposal_risk": risk, "label": label})
-    not_run = [{"name": c.name, "env_id": c.env_id, "reason": "not run in this session (CPU budget)"}
-               for c in CASES if c.name not in finished] + NOT_RUN
+    not_run = [
+        {"name": c.name, "env_id": c.env_id, "reason": "not run in this session (CPU budget)"}
+        for c in CASES
+        if c.name not in finished
+    ] + NOT_RUN
     document = {"targets": TARGETS, "quick": quick, "cases": summaries, "not_run": not_run, "runs": runs}
     write_json(out / "results.json", document)
     for s in summaries:
-        print(f"{s['name']:14s} failures {s['shielded_failures'][0]:7.1f} vs {s['unshielded_failures'][0]:7.1f} "
-              f"(ratio {s['failure_ratio']:.2f}), return ratio {s['return_ratio']:.2f}, wall ratio "
-              f"{s['wall_ratio']:.2f}, AUC {s.get('auc')}")
+        print(
+            f"{s['name']:14s} failures {s['shielded_failures'][0]:7.1f} vs {s['unshielded_failures'][0]:7.1f} "
+            f"(ratio {s['failure_ratio']:.2f}), return ratio {s['return_ratio']:.2f}, wall ratio "
+            f"{s['wall_ratio']:.2f}, AUC {s.get('auc')}"
+        )
     return document
 
 

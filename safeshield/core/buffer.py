@@ -30,7 +30,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["TransitionBuffer", "Batch", "NO_FAILURE"]
+__all__ = ["TransitionBuffer", "Batch", "MAX_BUFFER_BYTES", "NO_FAILURE"]
+
+MAX_BUFFER_BYTES = 16 << 30  # a sanity bound: a larger buffer is a typo or a hostile config
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class TransitionBuffer:
     """A FIFO ring buffer of transitions with ``capacity`` rows, preallocated once."""
 
     def __init__(self, capacity: int, obs_dim: int, act_dim: int, failure_lookback: int = 1000):
-        if int(capacity) <= 0:
+        if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity <= 0:
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
         row_bytes = 4 * (2 * int(obs_dim) + 2 * int(act_dim) + 5)  # obs, next_obs, action, next_action + 5 scalars
         if int(capacity) * row_bytes > MAX_BUFFER_BYTES:
@@ -83,8 +85,17 @@ class TransitionBuffer:
     def __len__(self) -> int:
         return min(self.total_added, self.capacity)
 
-    def add(self, obs, action, next_obs, failure: float, terminated: bool, reward: float = 0.0, cost: float = 0.0,
-            previous: int | None = None) -> int:
+    def add(
+        self,
+        obs,
+        action,
+        next_obs,
+        failure: float,
+        terminated: bool,
+        reward: float = 0.0,
+        cost: float = 0.0,
+        previous: int | None = None,
+    ) -> int:
         """Store one transition and return its row index (valid until it is evicted).
 
         ``failure`` is the shield's indicator value, ``cost`` the env's constraint cost (an

@@ -27,6 +27,7 @@ import torch
 from safeshield.core.buffer import Batch, TransitionBuffer
 from safeshield.core.decision import SELECTIONS
 from safeshield.core.model import SafetyConfig, SafetyModel
+from safeshield.core.spaces import action_codec, check_observation_space
 from safeshield.core.targets import (
     balanced_rows,
     horizon_gamma,
@@ -62,7 +63,9 @@ class CriticConfig(SafetyConfig):
     perturbation_scale: float = 0.1  # our choice: candidate std as a fraction of the half-range
     uniform_fraction: float = 0.25  # our choice: share of candidates drawn uniformly over the box
     selection: str = "closest"  # our choice without a policy sampler: least intervention
-    widen_policy: bool = True  # official code's widening: rounds after the first perturb the proposal ever wider (paper §6: pi only)
+    widen_policy: bool = (
+        True  # official code's widening: rounds after the first perturb the proposal ever wider (paper §6: pi only)
+    )
     buffer_capacity: int = 50_000  # our choice (paper silent): holds a DrunkSpider pre-training run
     batch_size: int = 256  # our choice (paper silent), common SAC value
     learning_starts: int = 500  # our choice: no update before this many stored transitions
@@ -95,7 +98,9 @@ class CriticConfig(SafetyConfig):
             check_positive("horizon_seconds", self.horizon_seconds)
         check_choice("target", self.target, TARGETS)
         if self.target == "nstep" and self.horizon < 2:
-            raise ValueError(f"horizon must be >= 2 for target 'nstep' (its discount is 1 - 1/horizon), got {self.horizon!r}")
+            raise ValueError(
+                f"horizon must be >= 2 for target 'nstep' (its discount is 1 - 1/horizon), got {self.horizon!r}"
+            )
         check_interval("balance", self.balance, 0.0, 1.0, closed="left")
         if self.budget is not None:
             check_positive("budget", self.budget)
@@ -190,9 +195,13 @@ class SafetyCritic(SafetyModel):
             return None
         if self.adaptive_threshold is None:
             self.adaptive_threshold = BudgetThreshold(
-                initial=nominal, budget=cfg.budget, response_steps=1000, low=min(nominal, 0.01),
+                initial=nominal,
+                budget=cfg.budget,
+                response_steps=1000,
+                low=min(nominal, 0.01),
                 # above 1 every risk passes: the guard may switch the shield off while nothing can pass
-                high=max(nominal, GUARD_CEILING), max_fallback_share=GUARD_SHARE if cfg.guard else float("inf"),
+                high=max(nominal, GUARD_CEILING),
+                max_fallback_share=GUARD_SHARE if cfg.guard else float("inf"),
             )
         return self.adaptive_threshold
 
@@ -256,7 +265,9 @@ class SafetyCritic(SafetyModel):
         target = torch.from_numpy(base.astype(np.float32))
         if needs.size:
             rows = boot[needs]
-            values = bootstrap(torch.from_numpy(self.buffer.next_obs[rows]), torch.from_numpy(self.buffer.next_action[rows]))
+            values = bootstrap(
+                torch.from_numpy(self.buffer.next_obs[rows]), torch.from_numpy(self.buffer.next_action[rows])
+            )
             target[torch.from_numpy(needs)] += torch.from_numpy(coef[needs].astype(np.float32)) * values
         return target
 
@@ -317,8 +328,15 @@ class SafetyCritic(SafetyModel):
         values to float32 rounding; numpy for small batches where the method has a numpy path)."""
         return torch.from_numpy(self.risk_numpy(obs.numpy(), actions.numpy()))
 
-    def observe(self, obs: np.ndarray, action: np.ndarray, next_obs: np.ndarray, failure: float, terminated: bool,
-                previous: int | None = None) -> int:
+    def observe(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        next_obs: np.ndarray,
+        failure: float,
+        terminated: bool,
+        previous: int | None = None,
+    ) -> int:
         """Store one transition (flat float arrays) and return its buffer row.
 
         ``previous``: the row of the same episode's previous transition (links the episode).

@@ -44,7 +44,8 @@ _METHODS: dict[str, type[SafetyModel]] = {}
 
 @dataclass(frozen=True)
 class SafetyConfig:
-    """Base of every method's config: JSON round-trip, a check of keyword options, presets.
+    """Base of every method's config: JSON round-trip, a check of keyword options, and of field types
+    (``check_field_types``: subclasses call ``super().__post_init__()`` first), presets.
 
     ``PRESETS`` maps a preset name to the field values it sets; a config with a ``preset``
     field built by ``from_options`` starts from them (``preset="paper"``: the method exactly as
@@ -52,6 +53,9 @@ class SafetyConfig:
     """
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}}
+
+    def __post_init__(self) -> None:
+        check_field_types(self)
 
     @classmethod
     def preset_options(cls, name: str) -> dict[str, Any]:

@@ -45,8 +45,9 @@ class ShieldQualityWarning(UserWarning):
     """The shield's risk is uninformative, or it falls back on most steps."""
 
 
-def failure_within(failure: np.ndarray, terminated: np.ndarray, truncated: np.ndarray,
-                   horizon: int) -> tuple[np.ndarray, np.ndarray]:
+def failure_within(
+    failure: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Labels "a failure occurs within ``horizon`` steps" for consecutive steps of one env.
 
     Step ``t``'s transition fails when ``failure[t]`` (its next state is a failure); the label of
@@ -201,8 +202,15 @@ class QualityMonitor:
     the AUC of the proposal risk is below 0.6, or when more than half of the recent steps fell back.
     """
 
-    def __init__(self, horizon: int, n_envs: int = 1, window: int = 20_000, min_labels: int = 20,
-                 check_every: int = 1000, warn: bool = True):
+    def __init__(
+        self,
+        horizon: int,
+        n_envs: int = 1,
+        window: int = 20_000,
+        min_labels: int = 20,
+        check_every: int = 1000,
+        warn: bool = True,
+    ):
         if int(horizon) < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         self.horizon, self.window, self.min_labels = int(horizon), int(window), int(min_labels)
@@ -217,8 +225,18 @@ class QualityMonitor:
         self.first_rejection: int | None = None
         self.warned: set[str] = set()
 
-    def update(self, row: int, proposal_risk: float, risk: float, rejected: bool, intervened: bool,
-               fell_back: bool, failure: bool, terminated: bool, truncated: bool) -> None:
+    def update(
+        self,
+        row: int,
+        proposal_risk: float,
+        risk: float,
+        rejected: bool,
+        intervened: bool,
+        fell_back: bool,
+        failure: bool,
+        terminated: bool,
+        truncated: bool,
+    ) -> None:
         """Record one step of env ``row`` (its outcome included)."""
         pending = self.open[row]
         pending.append((self.steps, proposal_risk, risk, rejected, intervened, fell_back))
@@ -255,12 +273,21 @@ class QualityMonitor:
         """``quality_report`` on the settled window, ranked by the proposal's risk, plus totals."""
         data = self.arrays()
         report = quality_report(
-            data["proposal_risk"], data["label"], intervened=data["intervened"], fell_back=data["fell_back"],
-            rejected=data["rejected"], steps=data["step"].astype(int), horizon=self.horizon, bins=bins,
+            data["proposal_risk"],
+            data["label"],
+            intervened=data["intervened"],
+            fell_back=data["fell_back"],
+            rejected=data["rejected"],
+            steps=data["step"].astype(int),
+            horizon=self.horizon,
+            bins=bins,
         )
         report.update(
-            total_steps=self.steps, total_failures=self.failures, total_interventions=self.interventions,
-            total_fallbacks=self.fallbacks, first_rejection=self.first_rejection,
+            total_steps=self.steps,
+            total_failures=self.failures,
+            total_interventions=self.interventions,
+            total_fallbacks=self.fallbacks,
+            first_rejection=self.first_rejection,
         )
         return report
 
@@ -268,17 +295,22 @@ class QualityMonitor:
         data = self.arrays()
         if data["label"].size == 0:
             return
-        recent = data["fell_back"][-self.check_every:]
+        recent = data["fell_back"][-self.check_every :]
         if "fallback" not in self.warned and recent.size and recent.mean() > MOSTLY_FALLING_BACK:
             self.warned.add("fallback")
             warnings.warn(
                 f"the shield fell back on {recent.mean():.0%} of its last {recent.size} steps: no candidate "
                 "passed its threshold, so it executed the least risky one. Its risk may be too pessimistic "
                 "or its threshold too strict; see the shield's quality report (safety_model.quality.report())",
-                ShieldQualityWarning, stacklevel=3,
+                ShieldQualityWarning,
+                stacklevel=3,
             )
         positives = int(data["label"].sum())
-        if "auc" not in self.warned and positives >= self.min_labels and data["label"].size - positives >= self.min_labels:
+        if (
+            "auc" not in self.warned
+            and positives >= self.min_labels
+            and data["label"].size - positives >= self.min_labels
+        ):
             auc = roc_auc(data["proposal_risk"], data["label"])
             if auc < UNINFORMATIVE_AUC:
                 self.warned.add("auc")
@@ -286,7 +318,8 @@ class QualityMonitor:
                     f"the shield's risk is uninformative: ROC AUC {auc:.2f} < {UNINFORMATIVE_AUC} for 'failure "
                     f"within {self.horizon} steps' over its last {data['label'].size} settled steps. It cannot yet "
                     "tell risky actions from safe ones; check the indicator and the horizon",
-                    ShieldQualityWarning, stacklevel=3,
+                    ShieldQualityWarning,
+                    stacklevel=3,
                 )
 
 
@@ -297,15 +330,22 @@ def plot_quality(report: dict[str, Any], path=None, data: dict[str, np.ndarray] 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2 if data is not None else 1, figsize=(9 if data is not None else 4.5, 4), squeeze=False)
+    fig, axes = plt.subplots(
+        1, 2 if data is not None else 1, figsize=(9 if data is not None else 4.5, 4), squeeze=False
+    )
     ax = axes[0, 0]
     cal = report["calibration"]
     predicted = [np.nan if v is None else v for v in cal["mean_predicted"]]
     observed = [np.nan if v is None else v for v in cal["observed"]]
     ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
     ax.plot(predicted, observed, marker="o", label=f"shield (ECE {cal['ece']:.3f})")
-    ax.set(xlabel="predicted risk", ylabel=f"observed failure within {report['horizon']} steps",
-           title=f"reliability, AUC {report['auc']:.2f}", xlim=(0, 1), ylim=(0, 1))
+    ax.set(
+        xlabel="predicted risk",
+        ylabel=f"observed failure within {report['horizon']} steps",
+        title=f"reliability, AUC {report['auc']:.2f}",
+        xlim=(0, 1),
+        ylim=(0, 1),
+    )
     ax.legend(loc="upper left")
     if data is not None:
         ax = axes[0, 1]

@@ -23,12 +23,7 @@ import numpy as np
 import torch
 
 from safeshield.core.critic import CriticConfig, SafetyCritic
-from safeshield.core.decision import (
-    Decision,
-    PerturbationSampler,
-    PolicySampler,
-    decide,
-)
+from safeshield.core.decision import Decision, PerturbationSampler, PolicySampler, decide, decide_discrete
 from safeshield.core.indicators import describe_indicator, make_indicator
 from safeshield.core.model import resolve_model
 from safeshield.core.quality import QualityMonitor
@@ -304,10 +299,17 @@ class ShieldStepper:
             for j in range(failed.size):
                 model.on_step_outcome(bool(failed[j]), bool(decision.fell_back[j]))
         for j, row in enumerate(step.rows):  # a rejected proposal is the one that got candidates scored
-            self.quality.update(int(row), float(decision.proposal_risk[j]), float(decision.risk[j]),
-                                bool(decision.n_candidates[j] > 0), bool(decision.intervened[j]),
-                                bool(decision.fell_back[j]), bool(failed[j]), bool(step.terminated[j]),
-                                bool(step.truncated[j]))
+            self.quality.update(
+                int(row),
+                float(decision.proposal_risk[j]),
+                float(decision.risk[j]),
+                bool(decision.n_candidates[j] > 0),
+                bool(decision.intervened[j]),
+                bool(decision.fell_back[j]),
+                bool(failed[j]),
+                bool(step.terminated[j]),
+                bool(step.truncated[j]),
+            )
         self.total_interventions += int(np.count_nonzero(decision.intervened))
         self.total_fallbacks += int(np.count_nonzero(decision.fell_back))
         if failed.any():
@@ -329,9 +331,10 @@ class ShieldStepper:
                         model.on_episode_end(self.episode_failures[row] + failure > 0)
                     continue
                 if self.pending[row] is not None:
-                    model.buffer.set_next_action(self.pending[row], step.action[j])
-                stored = model.observe(step.obs[j], step.action[j], step.next_obs[j], failure, terminated,
-                                       previous=self.pending[row])
+                    model.buffer.set_next_action(self.pending[row], actions[j])
+                stored = model.observe(
+                    step.obs[j], actions[j], step.next_obs[j], failure, terminated, previous=self.pending[row]
+                )
                 self.pending[row] = None if done else stored
                 model.after_step()
                 if done:
@@ -363,7 +366,9 @@ class ShieldStepper:
         cfg = self.model.config
         if self._perturbation is None or self._perturbation[0] is not cfg:
             perturb = PerturbationSampler(self.low, self.high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen)
-            widen_policy = PerturbationSampler(self.low, self.high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen)
+            widen_policy = PerturbationSampler(
+                self.low, self.high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen
+            )
             self._perturbation = (cfg, perturb, widen_policy)
         if self.model.policy_sampler is not None:
             wider = self._perturbation[2] if cfg.widen_policy else None

@@ -61,8 +61,9 @@ def horizon_steps(horizon: float | None = None, seconds: float | None = None, dt
     return round(horizon)
 
 
-def multi_step_target(buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float,
-                      bootstrap_end: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def multi_step_target(
+    buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The n-step target of each row as ``(base, coef, boot_rows)``: target = base + coef * Q̄.
 
     Following transition t_0 = ``rows`` and its episode's next transitions t_1, t_2, ... with
@@ -72,8 +73,9 @@ def multi_step_target(buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma:
         w_k = prod_{j<k} (1 - c_j)(1 - d_j),
 
     where m = n, or the number of steps followed before the chain is cut (a time limit, an
-    episode still running, an evicted transition) with steps of the window still to come. ``Q̄`` is evaluated by the caller on the next
-    observation and next action of row ``boot_rows`` (the last transition followed). With
+    episode still running, an evicted transition) with steps of the window still to come.
+    ``Q̄`` is evaluated by the caller on the next observation and next action of row
+    ``boot_rows`` (the last transition followed). With
     ``bootstrap_end=False`` a chain that runs the full n steps gets no bootstrap term (the
     Monte-Carlo window label); cut chains are always bootstrapped. n = 1 gives SQRL's
     gamma (c' + (1 - c')(1 - d') Q̄(s', a')). With targets Q̄ in [0, 1] the target is in [0, 1].
@@ -112,8 +114,9 @@ def multi_step_target(buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma:
     return base, coef, boot
 
 
-def balanced_rows(buffer: TransitionBuffer, batch_size: int, fraction: float, horizon: int,
-                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray | None]:
+def balanced_rows(
+    buffer: TransitionBuffer, batch_size: int, fraction: float, horizon: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Sample rows, ``fraction`` of them among transitions a failure followed within ``horizon``.
 
     Returns ``(rows, weights)``; ``weights[i] = p_uniform(row) / p_mixture(row)`` so that a
@@ -127,8 +130,9 @@ def balanced_rows(buffer: TransitionBuffer, batch_size: int, fraction: float, ho
     if near.size == 0 or near.size == size:
         return rng.integers(0, size, size=int(batch_size)), None
     n_near = round(batch_size * fraction)
-    rows = np.concatenate([near[rng.integers(0, near.size, size=n_near)],
-                           rng.integers(0, size, size=int(batch_size) - n_near)])
+    rows = np.concatenate(
+        [near[rng.integers(0, near.size, size=n_near)], rng.integers(0, size, size=int(batch_size) - n_near)]
+    )
     is_near = buffer.steps_to_failure[rows] < horizon
     p_mixture = (1.0 - fraction) / size + fraction * is_near / near.size
     return rows, (1.0 / size) / p_mixture

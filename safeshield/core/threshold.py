@@ -45,12 +45,24 @@ class BudgetThreshold:
         True
     """
 
-    def __init__(self, initial: float, budget: float | None, response_steps: int = 1000,
-                 low: float = 0.01, high: float = 0.99, max_fallback_share: float = 0.25, guard_gain: float = 4.0):
+    def __init__(
+        self,
+        initial: float,
+        budget: float | None,
+        response_steps: int = 1000,
+        low: float = 0.01,
+        high: float = 0.99,
+        max_fallback_share: float = 0.25,
+        guard_gain: float = 4.0,
+    ):
         if not 0.0 < low <= initial <= high:
-            raise ValueError(f"need 0 < low <= initial <= high <= 1, got low={low!r}, initial={initial!r}, high={high!r}")
+            raise ValueError(
+                f"need 0 < low <= initial <= high <= 1, got low={low!r}, initial={initial!r}, high={high!r}"
+            )
         if budget is not None and not budget > 0:
-            raise ValueError(f"budget must be > 0 failures per 1000 steps (or None for a fixed threshold), got {budget!r}")
+            raise ValueError(
+                f"budget must be > 0 failures per 1000 steps (or None for a fixed threshold), got {budget!r}"
+            )
         if int(response_steps) < 1:
             raise ValueError(f"response_steps must be a positive integer, got {response_steps!r}")
         self.budget, self.response_steps = budget, int(response_steps)

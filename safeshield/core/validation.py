@@ -124,9 +124,12 @@ def check_instance(name: str, value: Any, kind: type | tuple[type, ...], what: s
 def check_field_types(config: Any) -> None:
     """Every field of the dataclass ``config`` has its default's type: an int field an integer (not a
     bool), a float field a finite number, a bool field a bool, a str field a str, a tuple field a tuple
-    (or list) of integers. ValueError naming ``<Config>.<field>`` otherwise."""
+    (or list) of integers; an optional field (``X | None``) may be None. ValueError naming
+    ``<Config>.<field>`` otherwise."""
     for field in dataclasses.fields(config):
         value, default = getattr(config, field.name), field.default
+        if value is None and "None" in str(field.type):  # an optional field left unset
+            continue
         if isinstance(default, bool):
             ok, what = isinstance(value, (bool, np.bool_)), "a bool"
         elif isinstance(default, int):

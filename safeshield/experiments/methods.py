@@ -139,7 +139,11 @@ def method_toml(name: str, **run: Any) -> str:
     lines = [head.rstrip("\n"), "", "[shield]"]
     for doc in docs:
         comment = "; ".join(part for part in (MEANINGS.get(doc["name"], ""), doc["source"]) if part)
-        setting = f"{doc['name']} = {_toml_value(doc['default'])}" if doc["default"] is not None else f"# {doc['name']} = (unset)"
+        setting = (
+            f"{doc['name']} = {_toml_value(doc['default'])}"
+            if doc["default"] is not None
+            else f"# {doc['name']} = (unset)"
+        )
         lines.append(setting + (f"  # {comment}" if comment else ""))
     lines += ["", "[agent]  # SB3 keywords (learning_starts = 1000, ...) or the reference agent's config fields"]
     return "\n".join(lines) + "\n"

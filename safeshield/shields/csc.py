@@ -127,7 +127,10 @@ def csc_threshold(chi: float, v_hat: float, gamma: float, units: str = "paper") 
 
 
 def conservative_critic_loss(
-    q_data: torch.Tensor, target: torch.Tensor, q_pi: torch.Tensor | None, alpha: float,
+    q_data: torch.Tensor,
+    target: torch.Tensor,
+    q_pi: torch.Tensor | None,
+    alpha: float,
     weight: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 2 per critic: ``(½ E_D[(Q − y)²], α (E_D[Q] − E_π[Q]))``, each of shape ``(n_critics,)``.
@@ -318,8 +321,9 @@ class CSC(SafetyCritic):
         """``(n_critics, B)`` targets of ``config.target`` ("window" or "nstep"), every member bootstrapping itself."""
         cfg = self.config
         window = cfg.target == "window"
-        base, coef, boot = multi_step_target(self.buffer, batch.rows, cfg.horizon, 1.0 if window else self.target_gamma,
-                                             bootstrap_end=not window)
+        base, coef, boot = multi_step_target(
+            self.buffer, batch.rows, cfg.horizon, 1.0 if window else self.target_gamma, bootstrap_end=not window
+        )
         next_obs = torch.from_numpy(self.buffer.next_obs[boot])
         drawn = self._policy_actions(next_obs, 1)
         next_action = torch.from_numpy(self.buffer.next_action[boot]) if drawn is None else drawn[:, 0, :]

@@ -70,7 +70,7 @@ class SQRLConfig(CriticConfig):
     eps_safe: float = EPS_DEFAULT  # our choice for the "window" target (see below); paper: 0.1 (Table 1)
     gamma_safe: float = 0.7  # SQRL Table 1 (0.65 for DrunkSpider, Table 2); used by target="td" only
     lr: float = 3e-4  # SQRL Table 1 (Adam, all networks)
-    hidden: tuple[int, ...] = (64, 64)  # our choice: a classifier of (s, a) needs far less than Table 1's 2 x 256, at 1/14 of the cost
+    hidden: tuple[int, ...] = (64, 64)  # our choice: a (s, a) classifier needs far less than Table 1's 2 x 256
     tau: float = 0.005  # official code configs/sqrl.gin target_update_tau
     fail_weight: float = 0.5  # official code uses 0.75; 0.5 = unweighted, keeps Q calibrated (see module doc)
     pretraining: bool = False  # §6: pre-training explores the boundary (overrides selection with "riskiest")
@@ -157,7 +157,8 @@ class SQRL(SafetyCritic):
         if self.discrete or self.critic.net[0].weight.device.type != "cpu":
             return super().proposal_risk(obs, action)
         logit = self.critic.forward_single(obs, action)
-        return self.scale / (1.0 + math.exp(-logit)) if logit > -700 else 0.0
+        # ``not <=`` lets NaN through to a NaN risk (never safe); only a very negative logit is 0
+        return self.scale / (1.0 + math.exp(-logit)) if not logit <= -700 else 0.0
 
     def risk_numpy(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """``risk`` of small numpy batches via the critic's numpy forward (no torch dispatch), larger

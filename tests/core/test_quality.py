@@ -108,7 +108,7 @@ def test_monitor_warns_once_on_uninformative_risk_and_fallbacks():
     monitor = QualityMonitor(horizon=3, check_every=200)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        for t in range(3000):
+        for _t in range(3000):
             fails = rng.random() < 0.05
             monitor.update(0, rng.random(), 0.0, True, True, True, fails, fails, False)
     messages = [str(w.message) for w in caught if issubclass(w.category, ShieldQualityWarning)]
@@ -122,7 +122,7 @@ def test_monitor_quiet_when_risk_is_informative():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ShieldQualityWarning)
         countdown = 10
-        for t in range(3000):
+        for _t in range(3000):
             countdown -= 1
             fails = countdown == 0
             risk = 1.0 / (1 + countdown) + 0.05 * rng.random()  # rises as the failure nears

@@ -46,7 +46,9 @@ def td0(buffer, rows, gamma, q_next):
     return gamma * (c + (1 - c) * (1 - d) * q_next)
 
 
-EPISODES = st.lists(st.tuples(st.integers(1, 12), st.sampled_from(["fail", "done", "cut", "open"])), min_size=1, max_size=6)
+EPISODES = st.lists(
+    st.tuples(st.integers(1, 12), st.sampled_from(["fail", "done", "cut", "open"])), min_size=1, max_size=6
+)
 
 
 @SETTINGS

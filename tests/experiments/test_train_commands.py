@@ -15,9 +15,19 @@ from safeshield.core.metrics import METRICS
 from safeshield.experiments.cli import main
 
 SPIDER = "safeshield/DrunkSpider-v0"
-TINY = ["--set", "shield.hidden=[16]", "--set", "shield.learning_starts=40", "--set", "shield.batch_size=16",
-        # a 150-step run never finishes the default warm-up, and a threshold of +inf is not logged
-        "--set", "shield.warmup_failures=0", "--set", "shield.warmup_updates=0"]
+TINY = [
+    "--set",
+    "shield.hidden=[16]",
+    "--set",
+    "shield.learning_starts=40",
+    "--set",
+    "shield.batch_size=16",
+    # a 150-step run never finishes the default warm-up, and a threshold of +inf is not logged
+    "--set",
+    "shield.warmup_failures=0",
+    "--set",
+    "shield.warmup_updates=0",
+]
 TINY_SAC = ["--set", "agent.hidden=[16]", "--set", "agent.learning_starts=40", "--set", "agent.batch_size=16"]
 
 

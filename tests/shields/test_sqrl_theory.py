@@ -175,7 +175,9 @@ def test_sqrl_model_learns_the_chain_fixed_point(gamma, first_accepted):
     length = 10
     dim = length + 2
     config = SQRLConfig.paper(hidden=(64, 64), lr=1e-3, tau=0.05, gamma_safe=gamma, batch_size=64, buffer_capacity=64)
-    model = SQRL(gym.spaces.Box(0.0, 1.0, (dim,), np.float32), gym.spaces.Box(-1.0, 1.0, (1,), np.float32), config, seed=0)
+    model = SQRL(
+        gym.spaces.Box(0.0, 1.0, (dim,), np.float32), gym.spaces.Box(-1.0, 1.0, (1,), np.float32), config, seed=0
+    )
     walk, leave = np.array([-0.5], np.float32), np.array([0.5], np.float32)
     for i in range(length):
         fails = i == length - 1
@@ -198,7 +200,9 @@ def test_transition_into_failure_has_risk_gamma_safe_not_one():
     """Label convention of ``sqrl.py``: "an action whose next state fails for sure has risk gamma_safe"."""
     gamma = 0.65
     config = SQRLConfig.paper(hidden=(32, 32), lr=3e-3, tau=0.05, gamma_safe=gamma, batch_size=16, buffer_capacity=16)
-    model = SQRL(gym.spaces.Box(-1.0, 1.0, (2,), np.float32), gym.spaces.Box(-1.0, 1.0, (1,), np.float32), config, seed=0)
+    model = SQRL(
+        gym.spaces.Box(-1.0, 1.0, (2,), np.float32), gym.spaces.Box(-1.0, 1.0, (1,), np.float32), config, seed=0
+    )
     obs = np.array([0.3, -0.2], np.float32)
     model.buffer.add(obs, np.array([1.0], np.float32), np.zeros(2, np.float32), 1.0, True)
     model.learn(400)
