@@ -40,7 +40,7 @@ class BudgetThreshold:
     Example:
         >>> threshold = BudgetThreshold(initial=0.5, budget=10.0, response_steps=100)
         >>> for _ in range(50):
-        ...     threshold.update(failed=True, fell_back=False)
+        ...     _ = threshold.update(failed=True, fell_back=False)
         >>> threshold.value < 0.5
         True
     """
