@@ -214,13 +214,18 @@ class SafetyCritic(SafetyModel):
             adaptive.update(failed, fell_back)
 
     def extra_state(self) -> dict[str, Any]:
-        state = {**super().extra_state(), "failures_seen": self.failures_seen}
+        state = {
+            **super().extra_state(),
+            "update_credit": str(Fraction(self._update_credit, self._ratio()[1])),
+            "failures_seen": self.failures_seen,
+        }
         if self.adaptive_threshold is not None:
             state["adaptive_threshold"] = self.adaptive_threshold.state()
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         super().load_extra_state(state)
+        self._update_credit = int(Fraction(state.get("update_credit", "0")) * self._ratio()[1])
         # checkpoints written before warm-up existed hold trained models: count them as warmed up
         self.failures_seen = int(state.get("failures_seen", self.config.warmup_failures))
         if "adaptive_threshold" in state:
@@ -414,13 +419,6 @@ class SafetyCritic(SafetyModel):
                 f"{self.name} shield training diverged after {self.updates} updates: non-finite {found}; lower "
                 "the learning rate (lr) or check the observations and the indicator the shield learns from"
             )
-
-    def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "update_credit": str(Fraction(self._update_credit, self._ratio()[1]))}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
-        self._update_credit = int(Fraction(state.get("update_credit", "0")) * self._ratio()[1])
 
     def attach_policy(self, sample) -> None:
         """Attach the agent's sampler ``sample(obs[m, d], n, generator) -> actions[m, n, a]``."""

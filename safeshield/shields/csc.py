@@ -50,8 +50,8 @@ from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
 from safeshield.core.networks import adam, one_hot_index, polyak
-from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
 from safeshield.core.targets import multi_step_target
+from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
 from safeshield.shields.sqrl import INITIAL_LOGIT
 
 __all__ = [
