@@ -150,7 +150,7 @@ class SQRL(SafetyCritic):
 
     def risk_all(self, obs: torch.Tensor) -> torch.Tensor:
         """``(B, n)`` risks of every action of a Discrete-like space: one pass of the action heads."""
-        return self.config.gamma_safe * torch.sigmoid(self.critic.all_actions(obs))
+        return self.scale * torch.sigmoid(self.critic.all_actions(obs))
 
     def proposal_risk(self, obs: np.ndarray, action: np.ndarray) -> float:
         """``risk`` of one pair via the critic's numpy path (no torch dispatch at batch 1)."""
@@ -168,12 +168,12 @@ class SQRL(SafetyCritic):
         if self.discrete or obs.shape[0] > self.critic.NUMPY_MAX_ROWS or self.critic.net[0].weight.device.type != "cpu":
             return super().risk_numpy(obs, actions)
         logits = self.critic._forward_buffers(obs, actions)
-        # gamma * sigmoid(logit) = gamma / (1 + exp(-logit)); exp overflows to inf for logit < -88: risk 0
+        # scale * sigmoid(logit) = scale / (1 + exp(-logit)); exp overflows to inf for logit < -88: risk 0
         risk = np.negative(logits)  # the one new array: the result
         with np.errstate(over="ignore"):
             np.exp(risk, out=risk)
         risk += 1.0
-        np.divide(np.float32(self.config.gamma_safe), risk, out=risk)
+        np.divide(np.float32(self.scale), risk, out=risk)
         return risk
 
     def q_safe(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
