@@ -58,7 +58,19 @@ __all__ = [
     "scripted_rollout",
 ]
 
-CHUNK_FIELDS = ("obs", "action", "next_obs", "next_action", "failure", "terminated", "done", "episode_failed")
+CHUNK_FIELDS = (
+    "obs",
+    "action",
+    "next_obs",
+    "next_action",
+    "failure",
+    "terminated",
+    "done",
+    "episode_failed",
+    "first",  # the transition starts an episode (links a multi-step target's window)
+    "fell_back",  # the shield fell back at this step (the threshold's guard counts these)
+)
+FLAG_FIELDS = ("terminated", "done", "episode_failed", "first", "fell_back")
 MODEL_DIR = "model"
 
 
@@ -179,12 +191,15 @@ class ShieldLearner:
             pending = self._pending.pop(runner, None)
             if pending is not None:
                 buffer.set_next_action(*pending)
-            row = buffer.add(
+            failure = float(chunk["failure"][j])
+            previous = None if pending is None or chunk["first"][j] else pending[0]
+            row = model.observe(
                 chunk["obs"][j],
                 chunk["action"][j],
                 chunk["next_obs"][j],
-                float(chunk["failure"][j]),
+                failure,
                 bool(chunk["terminated"][j]),
+                previous=previous,
             )
             self._origin_runner[row], self._origin_seq[row] = index, seq
             if not chunk["done"][j]:
@@ -192,6 +207,7 @@ class ShieldLearner:
             model.after_step()
             if chunk["done"][j]:
                 model.on_episode_end(bool(chunk["episode_failed"][j]))
+            model.on_step_outcome(failure > 0.5, bool(chunk["fell_back"][j]))
         self.timing["learn_s"] += time.perf_counter() - start
         updates, threshold = model.updates, float(model.threshold)
         if updates - self._published[0] >= self.broadcast_every or threshold != self._published[1]:
@@ -268,6 +284,7 @@ class TransitionRecorder:
         self._pending: list | None = None
         self._obs: np.ndarray | None = None
         self._episode_failed = False
+        self._first = True
 
     def __len__(self) -> int:
         return len(self.ready)
@@ -275,7 +292,7 @@ class TransitionRecorder:
     def start(self, obs) -> None:
         """A new episode starts at ``obs`` (after ``reset``)."""
         self.close()
-        self._obs, self._episode_failed = flat(self.observation_space, obs), False
+        self._obs, self._episode_failed, self._first = flat(self.observation_space, obs), False, True
 
     def step(self, obs, info: dict[str, Any], terminated: bool, truncated: bool) -> None:
         """Record the step that led to ``obs``; ``info["shield"]`` carries the executed action and failure."""
@@ -298,7 +315,10 @@ class TransitionRecorder:
             bool(terminated),
             done,
             self._episode_failed,
+            self._first,
+            bool(report["fell_back"]),
         ]
+        self._first = False
         self.next_seq += 1
         self._pending = None if done else transition
         if done:
@@ -320,7 +340,7 @@ class TransitionRecorder:
         chunk = {"runner": str(runner_id), "seq": np.asarray(columns[0], dtype=np.int64)}
         for name, column in zip(CHUNK_FIELDS, columns[1:]):
             chunk[name] = np.asarray(
-                column, dtype=bool if name in ("terminated", "done", "episode_failed") else np.float32
+                column, dtype=bool if name in FLAG_FIELDS else np.float32
             )
         return chunk
 
