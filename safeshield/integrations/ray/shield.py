@@ -339,9 +339,7 @@ class TransitionRecorder:
         self.ready = []
         chunk = {"runner": str(runner_id), "seq": np.asarray(columns[0], dtype=np.int64)}
         for name, column in zip(CHUNK_FIELDS, columns[1:]):
-            chunk[name] = np.asarray(
-                column, dtype=bool if name in FLAG_FIELDS else np.float32
-            )
+            chunk[name] = np.asarray(column, dtype=bool if name in FLAG_FIELDS else np.float32)
         return chunk
 
 
