@@ -209,6 +209,7 @@ def decide(
     selection: str = "closest",
     half_range: np.ndarray | None = None,
     proposal_risk: np.ndarray | None = None,
+    regret: float | None = None,
 ) -> Decision:
     """Apply the proposal -> candidates -> fallback rule to every row (see module docstring).
 
@@ -245,7 +246,7 @@ def decide(
         half_range if half_range is not None else np.ones(proposal_np.shape[1], dtype=np.float32),
     )
     state = _Best(proposal_np.copy(), np.asarray(proposal_risk, dtype=np.float32).copy(), np.zeros(n, dtype=np.int64))
-    found = search.run(rejected, state)
+    found = search.run(rejected, state) if regret is None else search.run_relative(rejected, state, np.float32(regret))
     intervened = np.zeros(n, dtype=bool)
     fell_back = np.zeros(n, dtype=bool)
     fell_back[rejected] = ~found
@@ -334,6 +335,36 @@ class _Search:
             best.risk[env_rows[improves]] = picked_risk[improves]
             found[active] = has_safe
         return found
+
+
+    def run_relative(self, rows: np.ndarray, best: _Best, regret: np.float32) -> np.ndarray:
+        """The relative rule for ``rows`` (rejected by the threshold): score every round's candidates,
+        then allow any action within ``regret`` of the least risk found, max(threshold, least + regret).
+
+        The proposal stays when it is within that limit; otherwise the allowed candidate chosen by
+        ``selection`` runs. The least risky action scored is always allowed, so a row falls back
+        (returns False) only when no risk could be computed (NaN everywhere).
+        """
+        index = torch.from_numpy(rows)
+        row_obs, row_proposal = self.obs[index], self.proposal[index]
+        candidates_t = torch.cat([self.draw(rows, row_obs, row_proposal, r) for r in range(self.rounds)], dim=1)
+        count, act_dim = candidates_t.shape[1], candidates_t.shape[2]
+        flat_obs = row_obs.unsqueeze(1).expand(-1, count, -1).reshape(-1, row_obs.shape[-1])
+        risk = self.risk_fn(flat_obs, candidates_t.reshape(-1, act_dim)).numpy().reshape(-1, count)
+        candidates = candidates_t.numpy()
+        best.n_candidates[rows] += count
+        own = best.risk[rows]
+        least = np.minimum(np.where(np.isnan(risk), np.inf, risk).min(axis=1), np.where(np.isnan(own), np.inf, own))
+        limit = np.maximum(self.threshold, least + regret)
+        keep = own <= limit  # NaN: never kept
+        allowed = risk <= limit[:, None]  # NaN: never allowed; the least risky always is
+        has_allowed = allowed.any(axis=1)
+        pick = _choose_safe(risk, allowed, candidates, row_proposal.numpy(), self.half_range, self.selection)
+        change = ~keep & has_allowed
+        lines = np.flatnonzero(change)
+        best.action[rows[change]] = candidates[lines, pick[change]]
+        best.risk[rows[change]] = risk[lines, pick[change]]
+        return keep | has_allowed
 
 
 DiscretePolicy = Callable[[np.ndarray], tuple[str, np.ndarray]]

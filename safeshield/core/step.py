@@ -250,6 +250,7 @@ class ShieldStepper:
                 selection=model.selection,
                 half_range=self.half_range,
                 proposal_risk=risk,
+                regret=cfg.regret,
             )
 
     def _decide_discrete(self, proposals: np.ndarray, rows: np.ndarray, threshold) -> Decision:

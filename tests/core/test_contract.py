@@ -192,7 +192,7 @@ def f32(value: float) -> float:
     return float(np.float32(value))
 
 
-def run_decide(sc, threshold, risk_fn, inject=None, proposals=None):
+def run_decide(sc, threshold, risk_fn, inject=None, proposals=None, regret=None):
     threshold = f32(threshold)
     low_t, high_t = torch.as_tensor(sc["low"]), torch.as_tensor(sc["high"])
     recorder = RecordingRisk(risk_fn)
@@ -213,6 +213,7 @@ def run_decide(sc, threshold, risk_fn, inject=None, proposals=None):
             rounds=sc["rounds"],
             selection=sc["selection"],
             half_range=((high_t - low_t) / 2).numpy(),
+            regret=regret,
         )
     return decision, recorder, sampler
 
@@ -399,6 +400,27 @@ def test_filter_invariant_for_any_threshold(sc, threshold):
         assert decision.risk[0] < threshold and not decision.fell_back[0]
     else:
         assert decision.fell_back[0] and decision.risk[0] == float(risks.min())
+
+
+@SETTINGS
+@given(sc=scenarios(), threshold=st.floats(0.0, 1.0), regret=st.floats(0.0, 0.5))
+def test_relative_rule_allows_risk_up_to_the_least_found_plus_regret(sc, threshold, regret):
+    """With ``regret``: a proposal above the threshold stays iff within ``regret`` of the least risk
+    scored; otherwise an action within that limit runs, never a fallback while risks are finite."""
+    threshold, regret = f32(threshold), f32(regret)
+    decision, recorder, sampler = run_decide(sc, threshold, risk_of(sc), regret=regret)
+    actions, risks = scored(recorder)
+    executed = torch.as_tensor(decision.action[0])
+    assert bool((actions == executed).all(dim=1).any()), "the executed action must be one that was scored"
+    assert not decision.fell_back[0]
+    if float(risks[0]) < threshold:
+        assert decision.n_candidates[0] == 0 and not decision.intervened[0]
+        return
+    assert len(sampler.rounds) == sc["rounds"], "every round is scored to find the least risk"
+    limit = max(threshold, float(risks.min()) + regret)
+    assert decision.risk[0] <= np.float32(limit)
+    if float(risks[0]) <= np.float32(limit):
+        assert not decision.intervened[0] and np.array_equal(decision.action[0], sc["proposal"])
 
 
 # ---------------------------------------------------------------- 5. selection rules
