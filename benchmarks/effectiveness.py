@@ -23,7 +23,7 @@ defaults instead of the paper preset), ``safeshield/PointTraps-v0`` with CSC + T
 against TRPO. Targets of the issue: failures <= 1/3 of unshielded, return >= 90 %, wall-clock
 <= 1.3x for SAC; <= 1/2 on the gymnasium cases and DrunkSpider is the least that counts.
 
-Outputs in ``--out``: ``cases/<name>.json`` (each case's runs, written as it finishes),
+Outputs in ``--out``: ``cases/<name>/seed<k>.json`` (each seed's pair of runs, written as it finishes),
 ``results.json`` (``cases``: one entry per case with ``name``, ``env_id``,
 ``agent``, ``method``, ``seeds``, ``steps``, ``failure_ratio``, ``return_ratio``, ``wall_ratio``,
 ``auc`` and their per-arm means and CIs; ``runs``: every run's totals and episode records),
@@ -34,6 +34,7 @@ Outputs in ``--out``: ``cases/<name>.json`` (each case's runs, written as it fin
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +66,8 @@ class Case:
 
 
 CASES = [
-    Case("idp_sac", "InvertedDoublePendulum-v5", "sb3_sac", "sqrl", 4_000),
-    Case("idp_ppo", "InvertedDoublePendulum-v5", "sb3_ppo", "sqrl", 8_192),
+    Case("idp_sac", "InvertedDoublePendulum-v5", "sb3_sac", "sqrl", 10_000),
+    Case("idp_ppo", "InvertedDoublePendulum-v5", "sb3_ppo", "sqrl", 20_480),
     Case(
         "drunk_spider",
         "safeshield/DrunkSpiderTarget-v0",
@@ -76,18 +77,25 @@ CASES = [
         note="pre-train 4k steps in DrunkSpider-v0, fine-tune 3k in DrunkSpiderTarget-v0 (safeshield.experiments."
         "transfer settings: 2 x 64 networks, SAC gamma 0.95) with the shield's default target and threshold",
     ),
-    Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 8_192),
-    Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 4_000),
+    Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 20_480),
+    Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 10_000),
     Case(
         "point_traps",
         "safeshield/PointTraps-v0",
         "trpo_lagrangian",
         "csc",
         10_000,
-        options={"chi": 0.05, "train_every": 10, "target": "window", "balance": 0.5, "threshold_units": "normalised"},
+        options={
+            "chi": 0.05,
+            "train_every": 10,
+            "target": "nstep",
+            "balance": 0.5,
+            "regret": 0.05,
+            "threshold_units": "normalised",
+        },
         note="CSC + TRPO-Lagrangian vs TRPO; chi 0.05 (CSC Fig. 6), one critic update per 10 steps (CPU); "
-        "CSC's critic learns P(failure within 20 steps) from failure-balanced minibatches (opt-in for CSC), "
-        "eps = chi - V_C (normalised units)",
+        "CSC's critic learns the failure discounted over 20 steps from failure-balanced minibatches and "
+        "decides with the relative rule (regret 0.05) above eps = chi - V_C (normalised units): opt-in for CSC",
     ),
 ]
 """Step counts are what this project's shared 2-core machine allowed in one session (the issue asks for
@@ -102,6 +110,8 @@ NOT_RUN = [
         "per seed and arm at the 0.2 control rate; the 2 shared cores of this session did not have them",
     }
 ]
+COST = {"sb3_sac": 4.0, "reference_sac_transfer": 4.0, "trpo_lagrangian": 2.0, "sb3_ppo": 1.0}
+"""Rough CPU cost per env step of each agent (shielded + unshielded), to start the longest jobs first."""
 QUICK = {"cases": ["idp_ppo"], "steps": 1_500, "seeds": 3}
 
 
@@ -234,24 +244,29 @@ def _traps_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue
     return result
 
 
-def run_case_seeds(case: Case, seeds: list[int], steps: int, out_dir: str, progress_queue=None) -> list[dict]:
-    """Both arms of ``case`` for every seed, back to back in one worker (same machine load for both).
+def run_case_seed(case: Case, seed: int, steps: int, out_dir: str, progress_queue=None) -> list[dict]:
+    """Both arms of ``case`` for one seed, back to back in one worker (same machine load for both).
 
-    The case's runs are also written to ``<out_dir>/cases/<name>.json`` when it finishes, so a
-    long run that is stopped keeps its finished cases (``--summarise`` collects them).
+    The pair is written to ``<out_dir>/cases/<name>/seed<seed>.json`` when it finishes, so a long
+    run that is stopped keeps its finished pairs (``--summarise`` collects them); a pair already
+    there for the same steps is read instead of run again.
     """
+    path = Path(out_dir) / "cases" / case.name / f"seed{seed}.json"
+    if path.exists():
+        cached = json.loads(path.read_text())
+        if cached["steps"] == steps and cached.get("options") == case.options:
+            return cached["runs"]
     results = []
-    for seed in seeds:
-        for shielded in (False, True):
-            if case.agent.startswith("sb3"):
-                results.append(sb3_job(case, shielded, seed, steps, progress_queue))
-            elif case.agent == "reference_sac_transfer":
-                results.append(
-                    transfer_case_job(case, shielded, seed, steps, str(Path(out_dir) / "checkpoints"), progress_queue)
-                )
-            else:
-                results.append(_traps_job(case, shielded, seed, steps, progress_queue))
-    write_json(Path(out_dir) / "cases" / f"{case.name}.json", {"case": case.name, "steps": steps, "runs": results})
+    for shielded in (False, True):
+        if case.agent.startswith("sb3"):
+            results.append(sb3_job(case, shielded, seed, steps, progress_queue))
+        elif case.agent == "reference_sac_transfer":
+            results.append(
+                transfer_case_job(case, shielded, seed, steps, str(Path(out_dir) / "checkpoints"), progress_queue)
+            )
+        else:
+            results.append(_traps_job(case, shielded, seed, steps, progress_queue))
+    write_json(path, {"case": case.name, "seed": seed, "steps": steps, "options": case.options, "runs": results})
     return results
 
 
@@ -314,7 +329,9 @@ def main(argv: list[str] | None = None) -> None:
         cases = [c for c in CASES if names is None or c.name in names]
         seeds = list(range(QUICK["seeds"] if args.quick else args.seeds))
         steps_of = {c.name: QUICK["steps"] if args.quick else (args.steps or c.steps) for c in cases}
-        jobs = [Job(run_case_seeds, (case, seeds, steps_of[case.name], str(out))) for case in cases]
+        # one job per (case, seed), the costliest cases first, so two workers stay busy to the end
+        order = sorted(cases, key=lambda c: -COST.get(c.agent, 1) * steps_of[c.name])
+        jobs = [Job(run_case_seed, (case, seed, steps_of[case.name], str(out))) for case in order for seed in seeds]
         total = sum(2 * len(seeds) * steps_of[c.name] for c in cases)
         run_jobs(jobs, total, desc="effectiveness", workers=min(args.workers, len(jobs)))
     summarise(out, quick=args.quick)
@@ -322,12 +339,12 @@ def main(argv: list[str] | None = None) -> None:
 
 def summarise(out: Path, quick: bool = False) -> dict[str, Any]:
     """Collect ``out/cases/*.json`` (in ``CASES`` order) into ``results.json`` and the plots."""
-    import json
-
-    finished = {}
-    for path in sorted((out / "cases").glob("*.json")):
+    finished: dict[str, dict] = {}
+    for path in sorted((out / "cases").glob("*/seed*.json")):
         data = json.loads(path.read_text())
-        finished[data["case"]] = data
+        entry = finished.setdefault(data["case"], {"steps": data["steps"], "runs": []})
+        if data["steps"] == entry["steps"]:
+            entry["runs"] += data["runs"]
     cases = [c for c in CASES if c.name in finished]
     summaries, runs = [], []
     for case in cases:

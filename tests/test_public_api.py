@@ -31,11 +31,12 @@ def test_methods_lists_sqrl_with_its_defaults_and_the_paper_preset():
     assert "sqrl" in methods
     defaults = methods["sqrl"]
     assert defaults == SQRLConfig().to_json()
-    assert defaults["target"] == "window" and defaults["eps_safe"] == 0.5  # P(failure within horizon) < 1/2
+    assert defaults["target"] == "nstep" and defaults["eps_safe"] == 0.1  # discounted failure < 10 %
+    assert defaults["regret"] == 0.05  # above that: within 5 points of the safest action found
     paper = SQRLConfig.from_options({"preset": "paper"}, "sqrl")
     assert paper.eps_safe == 0.1 and paper.gamma_safe == 0.7 and paper.target == "td"  # SQRL Table 1, §5.1
-    assert paper.balance == 0.0 and not paper.guard and paper.warmup_failures == 0
-    assert defaults["lr"] == 3e-4
+    assert paper.balance == 0.0 and not paper.guard and paper.warmup_failures == 0 and paper.regret is None
+    assert defaults["lr"] == 1e-3 and paper.lr == 3e-4  # paper: SQRL Table 1
     assert defaults["hidden"] == [64, 64] and paper.hidden == (256, 256)  # paper: SQRL Table 1
     assert defaults["n_candidates"] == 50 and defaults["resample_rounds"] == 5
     assert defaults["selection"] == "closest"

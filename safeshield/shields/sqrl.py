@@ -17,11 +17,12 @@ The label-convention derivation and every deviation from the paper (sigmoid + cr
 output, no class weighting, SARSA next action, candidate sampling) are in ``docs/sqrl.md``.
 
 Where the defaults differ from the paper (``preset="paper"`` restores it exactly; see
-``docs/effectiveness.md``): the risk is P(failure within a 0.5 s / 20-step horizon) learned from
-Monte-Carlo window targets on failure-balanced, importance-weighted minibatches
-(``core.targets``) instead of TD(0) at gamma_safe 0.7; eps_safe 0.5 in those probability
-units; a warm-up and a fallback guard (``core.threshold``); a 2 x 64 critic; widened candidate
-rounds.
+``docs/effectiveness.md``): the risk is the failure indicator discounted by 1 - 1/H over a
+0.5 s horizon (H steps with the env's dt, else 20), learned from H-step targets along the stored
+episode on failure-balanced, importance-weighted minibatches (``core.targets``) instead of
+TD(0) at gamma_safe 0.7; a proposal passes unchecked below eps_safe 0.1, and above it whenever
+its risk is within ``regret`` 0.05 of the least risky action found (``core.decision``); a
+warm-up (``core.threshold``); a 2 x 64 critic at learning rate 1e-3; widened candidate rounds.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from safeshield.core.validation import check_interval, check_positive, check_wid
 __all__ = ["SQRL", "SQRLConfig"]
 
 INITIAL_LOGIT = -4.6  # sigmoid(-4.6) ≈ 0.01, so the initial risk is about 0.01 * gamma_safe
-EPS_DEFAULT = 0.5  # our choice: reject an action more likely than not to fail within the horizon
+EPS_DEFAULT = 0.1  # our choice: an action less than 10 % likely to fail within the horizon passes unchecked
+REGRET_DEFAULT = 0.05  # our choice: above that, allow up to 5 points of failure probability over the safest action found
 
 
 PAPER = {
@@ -56,6 +58,9 @@ PAPER = {
     "budget": None,
     "warmup_failures": 0,
     "warmup_updates": 0,
+    "regret": None,  # Eq. 5: an absolute threshold only
+    "lr": 3e-4,  # Table 1
+    "learning_starts": 500,  # paper silent; this project's setting before the defaults below
     "guard": False,
     "widen_policy": False,  # §6: candidates from pi only
     "horizon_seconds": None,
@@ -67,13 +72,17 @@ PAPER = {
 class SQRLConfig(CriticConfig):
     """SQRL defaults; each cites its source. ``preset="paper"`` restores the paper's (``PAPER``)."""
 
-    eps_safe: float = EPS_DEFAULT  # our choice for the "window" target (see below); paper: 0.1 (Table 1)
+    target: str = "nstep"  # our choice: discounted failure over the horizon, never saturates (paper: "td")
+    eps_safe: float = EPS_DEFAULT  # our choice (see below); paper: 0.1 (Table 1)
     gamma_safe: float = 0.7  # SQRL Table 1 (0.65 for DrunkSpider, Table 2); used by target="td" only
-    lr: float = 3e-4  # SQRL Table 1 (Adam, all networks)
+    lr: float = 1e-3  # our choice: the 2 x 64 classifier must learn faster than the agent (paper: 3e-4, Table 1)
     hidden: tuple[int, ...] = (64, 64)  # our choice: a (s, a) classifier needs far less than Table 1's 2 x 256
     tau: float = 0.005  # official code configs/sqrl.gin target_update_tau
     fail_weight: float = 0.5  # official code uses 0.75; 0.5 = unweighted, keeps Q calibrated (see module doc)
     pretraining: bool = False  # §6: pre-training explores the boundary (overrides selection with "riskiest")
+    regret: float | None = REGRET_DEFAULT  # relative rule (core.decision); paper: None (Eq. 5's threshold only)
+    learning_starts: int = 256  # our choice: learn as soon as one minibatch is stored
+    warmup_updates: int = 100  # our choice: no rejection before 100 updates (and 5 stored failures)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": PAPER}
 
