@@ -33,7 +33,6 @@ from safeshield.core.targets import (
     horizon_gamma,
     horizon_steps,
     multi_step_target,
-    recovery_target,
 )
 from safeshield.core.threshold import BudgetThreshold, WarmUp
 from safeshield.core.validation import (
@@ -48,16 +47,10 @@ __all__ = ["TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
 GUARD_SHARE = 0.25  # our choice: the guard backs off while more than a quarter of recent steps fell back
 GUARD_CEILING = 1.01  # above every risk in [0, 1]
 
-TARGETS = ("recovery", "window", "nstep", "td")
-"""Risk targets (``safeshield.core.targets``): ``"recovery"`` the discounted risk (discount
-1 - 1/horizon) if the safest action is taken from the next step on, the lower envelope of the
-stored episode and the critic's safest next action (``recovery_target``); ``"window"`` P(failure
-within ``horizon`` steps) of the stored behaviour, Monte-Carlo along the stored episode;
-``"nstep"`` the ``horizon``-step return of the indicator discounted by 1 - 1/horizon; ``"td"``
-the method's published one-step target."""
-
-RECOVERY_CHAIN = 8  # our choice: transitions a "recovery" target follows per update (cost grows with it)
-RECOVERY_DRAWS = 8  # our choice: actions besides the executed one the safest next value is taken over
+TARGETS = ("nstep", "window", "td")
+"""Risk targets (``safeshield.core.targets``): ``"nstep"`` the ``horizon``-step return of the
+indicator discounted by 1 - 1/horizon, bootstrapped; ``"window"`` P(failure within ``horizon``
+steps), Monte-Carlo along the stored episode; ``"td"`` the method's published one-step target."""
 
 
 @dataclass(frozen=True)
@@ -269,10 +262,6 @@ class SafetyCritic(SafetyModel):
         the target, evaluated only on the rows whose chain stops with a bootstrap term.
         """
         cfg = self.config
-        if cfg.target == "recovery":
-            n = min(cfg.horizon, RECOVERY_CHAIN)
-            target = recovery_target(self.buffer, batch.rows, n, gamma, lambda rows: self._safest_value(rows, bootstrap))
-            return torch.from_numpy(target.astype(np.float32))
         if cfg.target == "window":
             n, gamma, end = cfg.horizon, 1.0, False
         elif cfg.target == "nstep":
@@ -289,27 +278,6 @@ class SafetyCritic(SafetyModel):
             )
             target[torch.from_numpy(needs)] += torch.from_numpy(coef[needs].astype(np.float32)) * values
         return target
-
-    def _safest_value(self, rows: np.ndarray, value) -> np.ndarray:
-        """The least of ``value(next_obs, a)`` at the next observation of buffer ``rows`` over the
-        executed next action and ``RECOVERY_DRAWS`` others: half uniform over the action box, half
-        around the executed one (the candidates a shield tries when it rejects)."""
-        next_obs = torch.from_numpy(self.buffer.next_obs[rows])
-        executed = torch.from_numpy(self.buffer.next_action[rows])
-        if self.discrete:  # every action scored
-            n = self.actions.n
-            eye = torch.eye(n, dtype=next_obs.dtype).repeat(len(rows), 1)
-            risks = value(next_obs.repeat_interleave(n, 0), eye).reshape(len(rows), n)
-            return risks.amin(dim=1).numpy().astype(np.float64)
-        low, high = torch.from_numpy(self.actions.low), torch.from_numpy(self.actions.high)
-        m, k = len(rows), RECOVERY_DRAWS
-        uniform = low + torch.rand((m, k // 2, self.act_dim), generator=self.generator) * (high - low)
-        spread = (high - low) * (self.config.perturbation_scale * self.config.widen**2)
-        local = executed.unsqueeze(1) + torch.randn((m, k - k // 2, self.act_dim), generator=self.generator) * spread
-        actions = torch.cat([executed.unsqueeze(1), uniform, torch.clamp(local, low, high)], dim=1)
-        flat_obs = next_obs.unsqueeze(1).expand(-1, k + 1, -1).reshape(-1, self.obs_dim)
-        risks = value(flat_obs, actions.reshape(-1, self.act_dim)).reshape(m, k + 1)
-        return risks.amin(dim=1).numpy().astype(np.float64)
 
     def sample_batch(self) -> Batch:
         """A minibatch: failure-balanced with importance weights (``config.balance``), else uniform."""

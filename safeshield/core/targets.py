@@ -32,7 +32,7 @@ import numpy as np
 
 from safeshield.core.buffer import TransitionBuffer
 
-__all__ = ["balanced_rows", "horizon_gamma", "horizon_steps", "multi_step_target", "recovery_target"]
+__all__ = ["balanced_rows", "horizon_gamma", "horizon_steps", "multi_step_target"]
 
 
 def horizon_gamma(horizon: float) -> float:
@@ -112,53 +112,6 @@ def multi_step_target(
         if not alive.any():
             break
     return base, coef, boot
-
-
-def recovery_target(
-    buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, safest_value
-) -> np.ndarray:
-    """The safety Bellman target of each row: the risk if the safest action is taken from the next step on.
-
-    Along the stored episode from ``rows`` (up to ``n`` transitions, labels c_k, terminations
-    d_k, next observations s'_k), backwards from the last transition followed:
-
-        G_k = gamma (c_k + (1 - c_k)(1 - d_k) min(V(s'_k), G_{k+1})),    G_m = +inf,
-
-    where ``V(s') = safest_value(rows')`` is the target critic's least risk over actions at the
-    next observation of the given buffer rows. Both ``V(s'_k)`` (switch to the safest action now)
-    and ``G_{k+1}`` (follow what was executed one more step) bound the least achievable risk from
-    above, so the target is their lower envelope: a failure label reaches the n transitions
-    before it in one update while the stored behaviour has no escape, and stops where the critic
-    knows one. n = 1 is the one-step safety backup gamma (c + (1 - c)(1 - d) V(s')).
-    Returns float64 targets in [0, gamma] when V is in [0, 1].
-    """
-    if int(n) < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-    chain = np.full((int(n), np.size(rows)), -1, dtype=np.int64)  # buffer row at step k of each chain
-    current = np.asarray(rows, dtype=np.int64).copy()
-    alive = np.ones(current.size, dtype=bool)
-    for k in range(int(n)):
-        chain[k, alive] = current[alive]
-        continues = (buffer.failure[current] < 0.5) & (buffer.terminated[current] < 0.5)
-        current = np.where(alive, buffer.row_of(buffer.next_id[current]), -1)
-        alive &= continues & (current >= 0)
-        if not alive.any():
-            break
-    followed = chain >= 0
-    values = np.full(chain.shape, np.inf)
-    values[followed] = safest_value(chain[followed])
-    following = np.full(current.size, np.inf)
-    for k in range(int(n) - 1, -1, -1):
-        here = chain[k]
-        live = here >= 0
-        c = buffer.failure[here[live]].astype(np.float64)
-        d = buffer.terminated[here[live]].astype(np.float64)
-        continues = (1.0 - c) * (1.0 - d)
-        onward = np.where(continues > 0, np.minimum(values[k, live], following[live]), 0.0)
-        following[live] = gamma * (c + continues * onward)
-    return following
 
 
 def balanced_rows(

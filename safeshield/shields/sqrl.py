@@ -138,11 +138,11 @@ class SQRL(SafetyCritic):
 
     @property
     def scale(self) -> float:
-        """The risk's upper bound: gamma_safe (paper TD(0)), 1 - 1/horizon ("nstep", "recovery"), 1 ("window")."""
+        """The risk's upper bound: gamma_safe (paper TD(0)), 1 - 1/horizon ("nstep"), 1 ("window")."""
         cfg = self.config
         if cfg.target == "td":
             return cfg.gamma_safe
-        return self.target_gamma if cfg.target in ("nstep", "recovery") else 1.0
+        return self.target_gamma if cfg.target == "nstep" else 1.0
 
     @property
     def selection(self) -> str:
@@ -200,10 +200,6 @@ class SQRL(SafetyCritic):
         next_action = self._next_actions(next_obs, stored_next_action)
         return self.scale * torch.sigmoid(self.target_critic(next_obs, next_action))
 
-    def _target_value(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """The target network's risk of the given pairs (the "recovery" target scores its own candidates)."""
-        return self.scale * torch.sigmoid(self.target_critic(obs, actions))
-
     def learn_step(self, batch: Batch) -> dict[str, float]:
         cfg = self.config
         obs, action = torch.from_numpy(batch.obs), torch.from_numpy(batch.action)
@@ -213,8 +209,7 @@ class SQRL(SafetyCritic):
                 next_q = self._target_risk(torch.from_numpy(batch.next_obs), torch.from_numpy(batch.next_action))
                 target = bellman_target(failure, terminated, next_q, self.scale)
             else:  # n-step / window targets along the stored episode (safeshield.core.targets)
-                bootstrap = self._target_value if cfg.target == "recovery" else self._target_risk
-                target = self.risk_target(batch, self.scale, bootstrap)
+                target = self.risk_target(batch, self.scale, self._target_risk)
             weight = torch.where(failure > 0.5, 2 * cfg.fail_weight, 2 * (1 - cfg.fail_weight))
             if batch.weight is not None:  # importance weights of a failure-balanced minibatch
                 weight = weight * torch.from_numpy(batch.weight)

@@ -510,26 +510,28 @@ def _make_with_threshold(method: str, threshold: float | None, **options):
     return env
 
 
+@pytest.mark.parametrize("regret", [None, 0.0])
 @pytest.mark.parametrize("method", LEARNED_METHODS)
-def test_frozen_learned_shield_is_deterministic_given_the_seed(method):
+def test_frozen_learned_shield_is_deterministic_given_the_seed(method, regret):
     """Contract: a frozen shield is deterministic given reset(seed=...), resampling included.
 
     The threshold is set to the median risk the untrained critic gives random actions at the
-    start state, so some proposals are rejected, resampled and some fall back.
+    start state, so some proposals are rejected, resampled and (absolute rule) some fall back;
+    with the relative rule at regret 0 every rejected proposal is compared with the least risky.
     """
-    probe = _make_with_threshold(method, None)
+    probe = _make_with_threshold(method, None, regret=regret)
     start, _ = probe.reset(seed=3)
     actions = np.random.default_rng(0).uniform(-1, 1, (256, 2)).astype(np.float32)
     eps = float(np.median(probe.safety_model.risk_numpy(np.repeat(start[None], 256, axis=0), actions)))
     runs = []
     for _ in range(2):
-        env = _make_with_threshold(method, eps)
+        env = _make_with_threshold(method, eps, regret=regret)
         runs.append(_run(env, seed=3))
     _assert_same_runs(*runs)
     shields = runs[0][1]
     assert any(s["intervened"] for s in shields) and not all(s["intervened"] for s in shields)
     # The same env re-seeded replays the same run too.
-    env = _make_with_threshold(method, eps)
+    env = _make_with_threshold(method, eps, regret=regret)
     _assert_same_runs(_run(env, seed=3), _run(env, seed=3))
 
 

@@ -28,7 +28,8 @@ def collect(seed: int = 0, episodes: int = 400):
     env = safeshield.make(
         DRUNK_SPIDER,
         seed=seed,
-        gamma_safe=0.65,  # SQRL Table 2: gamma_safe 0.65 for DrunkSpider
+        target="td",  # SQRL §5.1's one-step backup ...
+        gamma_safe=0.65,  # ... at SQRL Table 2's gamma_safe 0.65 for DrunkSpider
         hidden=(64, 64),
         lr=1e-3,
         tau=0.05,
@@ -78,7 +79,7 @@ def test_collection_went_through_the_shield(collected):
 
 def test_untrained_critic_does_not_separate_pit_from_bridge():
     """Guards the learning test: an untrained critic (risk ≈ 0.01 everywhere) fails the check."""
-    env = safeshield.make(DRUNK_SPIDER, seed=0, gamma_safe=0.65, hidden=(64, 64))
+    env = safeshield.make(DRUNK_SPIDER, seed=0, target="td", gamma_safe=0.65, hidden=(64, 64))
     assert not separates(env.safety_model)
     assert all(risk(env.safety_model, p, a) < env.safety_model.threshold for p, a in INTO_PIT)
 
@@ -105,4 +106,5 @@ def test_trained_critic_rejects_stepping_into_a_pit_and_accepts_the_bridge(colle
     report = info["shield"]
     assert report["intervened"] and report["proposal_risk"] > eps
     assert report["risk"] < report["proposal_risk"]
-    assert report["fell_back"] == (report["risk"] >= eps)
+    # the relative rule (regret) always has an allowed action: the least risky one found
+    assert not report["fell_back"]
