@@ -87,7 +87,7 @@ def __dir__() -> list[str]:
 
 def wrap(
     env: gym.Env,
-    method: str = "sqrl",
+    method: str | SafetyModel = "sqrl",
     indicator: str | Callable | None = None,
     *,
     train: bool = True,
@@ -106,17 +106,24 @@ def wrap(
     ``on_nonfinite`` (reject/resample methods): ``"raise"`` (default) refuses a NaN / infinite
     observation or reward with a ``ValueError``; ``"risky"`` treats such a step as risky and stores
     nothing of it (``docs/robustness.md``).
+    ``method`` may also be a model itself (trained, loaded, pre-trained elsewhere): the wrapper
+    uses it as it is, learning on only if ``train`` is True.
     """
     if config is not None and options:
         raise TypeError("pass either config=... or keyword options, not both")
-    kind = get_method(method).kind
+    if isinstance(method, SafetyModel):
+        kind = method.kind
+    elif isinstance(method, str):
+        kind = get_method(method).kind
+    else:
+        raise TypeError(f"method must be a method name (see safeshield.methods()) or a SafetyModel, got {method!r}")
     return wrapper_for(kind)(
         env,
         method,
         indicator,
         train=train,
         seed=seed,
-        config=config if config is not None else options,
+        config=config if config is not None else (options or None if isinstance(method, SafetyModel) else options),
         **_nonfinite(kind, on_nonfinite),
     )
 

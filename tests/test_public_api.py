@@ -188,3 +188,15 @@ def test_unbounded_action_space_raises_type_error():
 def test_environments_are_registered_on_import():
     assert DRUNK_SPIDER in gym.registry
     assert "safeshield/DrunkSpiderTarget-v0" in gym.registry
+
+
+def test_wrap_takes_a_model_instance_and_refuses_anything_else():
+    """A model trained elsewhere (or loaded) wraps in one line; a wrong type says what is expected."""
+    env = gym.make("Pendulum-v1")
+    model = SQRL(env.observation_space, env.action_space, SQRLConfig(hidden=(8, 8)), seed=0).freeze()
+    wrapped = safeshield.wrap(env, model, indicator="terminated", train=False)
+    assert wrapped.safety_model is model and model.frozen
+    wrapped.reset(seed=0)
+    wrapped.step(env.action_space.sample())
+    with pytest.raises(TypeError, match="method must be a method name"):
+        safeshield.wrap(gym.make("Pendulum-v1"), 3)
