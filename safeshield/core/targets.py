@@ -85,6 +85,58 @@ def multi_step_target(
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
     rows = np.asarray(rows, dtype=np.int64)
+    chains, irregular = _contiguous_chains(buffer, rows, int(n))
+    base, coef, boot = _along_chains(buffer, rows, chains, int(n), gamma, bootstrap_end)
+    if irregular.any():  # episodes interleaved in the ring (vector envs): follow their links one by one
+        slow = np.flatnonzero(irregular)
+        base[slow], coef[slow], boot[slow] = _followed_step_by_step(buffer, rows[slow], n, gamma, bootstrap_end)
+    return base, coef, boot
+
+
+def _contiguous_chains(buffer: TransitionBuffer, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The next ``n`` rows of each chain where its episode is stored in consecutive rows (one env).
+
+    Returns ``(chains, irregular)``: ``chains`` is ``(B, n)`` with -1 past the end of each chain
+    (no next transition yet, a time limit, an evicted row); ``irregular`` flags rows whose episode
+    continues elsewhere than the next row, which ``_followed_step_by_step`` handles instead.
+    """
+    offsets = np.arange(n)
+    chains = (rows[:, None] + offsets) % buffer.capacity
+    expected = buffer.ids[rows][:, None] + offsets
+    following = buffer.next_id[chains[:, :-1]]
+    linked = (following == expected[:, 1:]) & (buffer.ids[chains[:, 1:]] == expected[:, 1:])
+    unbroken = linked.all(axis=1)
+    length = 1 + (np.where(unbroken, n - 1, np.argmin(linked, axis=1)) if n > 1 else np.zeros(rows.size, np.int64))
+    last = chains[np.arange(rows.size), length - 1]
+    irregular = (length < n) & (buffer.row_of(buffer.next_id[last]) >= 0)
+    chains[offsets >= length[:, None]] = -1
+    return chains, irregular
+
+
+def _along_chains(
+    buffer: TransitionBuffer, rows: np.ndarray, chains: np.ndarray, n: int, gamma: float, bootstrap_end: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(base, coef, boot)`` of ``multi_step_target`` from the ``(B, n)`` chains, all steps at once."""
+    followed = chains >= 0
+    c = np.where(followed, buffer.failure[chains], 0.0).astype(np.float64)
+    d = np.where(followed, buffer.terminated[chains], 0.0).astype(np.float64)
+    surviving = np.cumprod((1.0 - c) * (1.0 - d), axis=1)  # w_{k+1}: no failure nor termination up to k
+    before = np.concatenate([np.ones((rows.size, 1)), surviving[:, :-1]], axis=1)  # w_k
+    discount = gamma ** np.arange(1, n + 1, dtype=np.float64)
+    base = (discount * before * c).sum(axis=1)
+    length = followed.sum(axis=1)
+    stop = length - 1
+    line = np.arange(rows.size)
+    bootstrap = (length < n) | bootstrap_end
+    coef = np.where(bootstrap, discount[stop] * surviving[line, stop], 0.0)
+    return base, coef, chains[line, stop]
+
+
+def _followed_step_by_step(
+    buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``multi_step_target`` by following each chain one link at a time (any buffer layout)."""
+    rows = np.asarray(rows, dtype=np.int64)
     base = np.zeros(rows.size, dtype=np.float64)
     coef = np.zeros(rows.size, dtype=np.float64)
     boot = rows.copy()

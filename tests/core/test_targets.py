@@ -162,3 +162,53 @@ def test_horizon_conversions():
         horizon_steps(seconds=1.0)
     with pytest.raises(ValueError, match="horizon"):
         horizon_gamma(0.5)
+
+
+@SETTINGS
+@given(
+    episodes=EPISODES,
+    n=st.integers(1, 15),
+    gamma=st.floats(0.05, 1.0),
+    end=st.booleans(),
+    capacity=st.integers(4, 40),
+    envs=st.integers(1, 3),
+)
+def test_all_at_once_targets_equal_following_each_link(episodes, n, gamma, end, capacity, envs):
+    """The vectorised path (consecutive rows) and the link-by-link path give the same targets,
+    whatever the ring's evictions and however many envs interleave their episodes."""
+    from safeshield.core.targets import _followed_step_by_step
+
+    buffer = TransitionBuffer(capacity, 1, 1)
+    previous = [None] * envs
+    schedule = [(i % envs, length, kind) for i, (length, kind) in enumerate(episodes)]
+    pending = {env: [] for env in range(envs)}
+    for env, length, kind in schedule:
+        pending[env].append((length, kind))
+    # interleave the envs step by step, as a vector env stores them
+    cursors = {env: [0, 0] for env in range(envs)}  # (episode index, step)
+    while any(cursors[e][0] < len(pending[e]) for e in range(envs)):
+        for env in range(envs):
+            episode, t = cursors[env]
+            if episode >= len(pending[env]):
+                continue
+            length, kind = pending[env][episode]
+            last = t == length - 1
+            failure = float(last and kind == "fail")
+            obs = np.full(1, t, np.float32)
+            row = buffer.add(
+                obs,
+                np.zeros(1, np.float32),
+                obs + 1,
+                failure,
+                last and kind in ("fail", "done"),
+                previous=previous[env],
+            )
+            previous[env] = None if last else row
+            cursors[env] = [episode + 1, 0] if last else [episode, t + 1]
+    rows = np.arange(len(buffer))
+    fast = multi_step_target(buffer, rows, n, gamma, bootstrap_end=end)
+    slow = _followed_step_by_step(buffer, rows, n, gamma, bootstrap_end=end)
+    np.testing.assert_allclose(fast[0], slow[0], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-12, atol=1e-12)
+    live = slow[1] > 0
+    np.testing.assert_array_equal(fast[2][live], slow[2][live])
