@@ -336,7 +336,6 @@ class _Search:
             found[active] = has_safe
         return found
 
-
     def run_relative(self, rows: np.ndarray, best: _Best, regret: np.float32) -> np.ndarray:
         """The relative rule for ``rows`` (rejected by the threshold): score every round's candidates,
         then allow any action within ``regret`` of the least risk found, max(threshold, least + regret).

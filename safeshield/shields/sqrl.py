@@ -46,7 +46,9 @@ __all__ = ["SQRL", "SQRLConfig"]
 
 INITIAL_LOGIT = -4.6  # sigmoid(-4.6) ≈ 0.01, so the initial risk is about 0.01 * gamma_safe
 EPS_DEFAULT = 0.1  # our choice: an action less than 10 % likely to fail within the horizon passes unchecked
-REGRET_DEFAULT = 0.05  # our choice: above that, allow up to 5 points of failure probability over the safest action found
+REGRET_DEFAULT = (
+    0.05  # our choice: above that, allow up to 5 points of failure probability over the safest action found
+)
 
 
 PAPER = {
