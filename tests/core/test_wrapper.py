@@ -115,7 +115,7 @@ def test_counters_count_failures_and_interventions():
     infos += dive(env)
     assert env.total_failures == 2
     # eps_safe below every risk of the untrained critic: every proposal is rejected.
-    strict = safeshield.make(DRUNK_SPIDER, train=False, seed=0, eps_safe=0.001)
+    strict = safeshield.make(DRUNK_SPIDER, train=False, seed=0, eps_safe=0.001, regret=None)  # absolute rule
     strict_infos = dive(strict, max_steps=10)
     intervened = sum(i["shield"]["intervened"] for i in strict_infos)
     assert intervened == len(strict_infos) == strict.total_interventions

@@ -77,7 +77,7 @@ def test_methods_prints_meanings_not_raw_json(capsys):
     for method in ("sqrl", "csc", "q_ensemble", "safer", "none"):
         assert f"\n{method}  (" in "\n" + out
     assert main(["methods", "--toml", "sqrl"]) == 0
-    assert "eps_safe = 0.5  # risk threshold" in capsys.readouterr().out
+    assert "eps_safe = 0.1  # risk threshold" in capsys.readouterr().out
 
 
 def test_transfer_checks_the_indicator_before_any_worker(tmp_path, monkeypatch):

@@ -61,7 +61,7 @@ def test_option_docs_carry_each_fields_source_comment():
 
 def test_methods_shows_default_meaning_and_source_for_every_option():
     text = describe_methods("sqrl")
-    assert "eps_safe = 0.5" in text and "risk threshold" in text and "[SQRL Table 1" in text
+    assert "eps_safe = 0.1" in text and "risk threshold" in text and "[SQRL Table 1" in text
     assert "unknown method 'nope'" in pytest.raises(ValueError, describe_methods, "nope").value.args[0]
 
 
