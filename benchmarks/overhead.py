@@ -203,6 +203,7 @@ def make_shield(
         n_candidates=k,
         resample_rounds=1,
         eps_safe=eps,
+        regret=None,  # the absolute rule: a rejected step runs every round and falls back (its worst case)
         **options,
     )
     set_critic_output(shield, SAFE_BIAS if regime == "safe" else REJECT_BIAS)
@@ -382,7 +383,7 @@ def constant_sqrl(env_id: str, bias: float, **options) -> safeshield.SQRL:
     """An SQRL model whose risk is constant: ~0 (bias -20, every action safe) or gamma_safe (+20)."""
     env = gym.make(env_id)
     config = safeshield.SQRLConfig(
-        **{"resample_rounds": 1, "learning_starts": 10**9, "buffer_capacity": 200_000, **options}
+        **{"resample_rounds": 1, "learning_starts": 10**9, "buffer_capacity": 200_000, "regret": None, **options}
     )
     model = safeshield.SQRL(env.observation_space, env.action_space, config, seed=0)
     with torch.no_grad():
