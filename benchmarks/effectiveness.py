@@ -77,6 +77,16 @@ CASES = [
         note="pre-train 4k steps in DrunkSpider-v0, fine-tune 3k in DrunkSpiderTarget-v0 (safeshield.experiments."
         "transfer settings: 2 x 64 networks, SAC gamma 0.95) with the shield's default target and threshold",
     ),
+    Case(
+        "drunk_spider_budget",
+        "safeshield/DrunkSpiderTarget-v0",
+        "reference_sac_transfer",
+        "sqrl",
+        3_000,
+        options={"budget": 10.0},
+        note="as drunk_spider, with a failure budget of 10 per 1000 env steps (about a third of the unshielded "
+        "fine-tuning rate): the threshold rises while failures stay under it",
+    ),
     Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 20_480),
     Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 10_000),
     Case(
@@ -202,7 +212,12 @@ def _run_result(case: Case, shielded: bool, seed: int, records: list[dict], wall
 def transfer_case_job(case: Case, shielded: bool, seed: int, steps: int, out_dir: str, progress_queue=None) -> dict:
     from safeshield.experiments.transfer import TransferSettings, transfer_job
 
-    settings = TransferSettings(finetune_steps=steps, pretrain_steps=max(steps * 4 // 3, 1), shield_preset="default")
+    settings = TransferSettings(
+        finetune_steps=steps,
+        pretrain_steps=max(steps * 4 // 3, 1),
+        shield_preset="default",
+        shield_budget=case.options.get("budget"),
+    )
     start = time.perf_counter()
     run = transfer_job("sqrl" if shielded else "sac", seed, settings, out_dir, progress_queue=progress_queue)
     wall = time.perf_counter() - start

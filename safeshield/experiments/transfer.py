@@ -74,6 +74,7 @@ class TransferSettings:
     path_dims: int = 0  # leading observation entries recorded per evaluation step (2: DrunkSpider's x, y)
     indicator: str = ""  # "" = the envs' declared one; "terminated", "cost", "info:<key>" or "module:function"
     shield_preset: str = "paper"  # "paper": SQRL as published (eps/gamma above); "default": the shield's defaults
+    shield_budget: float | None = None  # failures per 1000 env steps the shield's threshold adapts to (None: fixed)
 
     def __post_init__(self) -> None:
         for name in ("pretrain_steps", "finetune_steps", "batch_size", "train_every", "eval_episodes"):
@@ -120,6 +121,8 @@ def shield_options(settings: TransferSettings, **extra: Any) -> dict[str, Any]:
         train_every=settings.train_every,
         updates_per_step=1 / settings.train_every,  # one update per train_every steps, as the agent
     )
+    if settings.shield_budget is not None:
+        options["budget"] = settings.shield_budget
     return {**options, **extra}
 
 
