@@ -34,6 +34,7 @@ Outputs in ``--out``: ``cases/<name>/seed<k>.json`` (each seed's pair of runs, w
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -65,24 +66,22 @@ class Case:
     note: str = ""
 
 
+DRUNK_SPIDER = Case(
+    "drunk_spider",
+    "safeshield/DrunkSpiderTarget-v0",
+    "reference_sac_transfer",
+    "sqrl",
+    3_000,
+    note="pre-train 4k steps in DrunkSpider-v0, fine-tune 3k in DrunkSpiderTarget-v0 (safeshield.experiments."
+    "transfer settings: 2 x 64 networks, SAC gamma 0.95) with the shield's default target and threshold",
+)
 CASES = [
     Case("idp_sac", "InvertedDoublePendulum-v5", "sb3_sac", "sqrl", 10_000),
     Case("idp_ppo", "InvertedDoublePendulum-v5", "sb3_ppo", "sqrl", 20_480),
-    Case(
-        "drunk_spider",
-        "safeshield/DrunkSpiderTarget-v0",
-        "reference_sac_transfer",
-        "sqrl",
-        3_000,
-        note="pre-train 4k steps in DrunkSpider-v0, fine-tune 3k in DrunkSpiderTarget-v0 (safeshield.experiments."
-        "transfer settings: 2 x 64 networks, SAC gamma 0.95) with the shield's default target and threshold",
-    ),
-    Case(
-        "drunk_spider_budget",
-        "safeshield/DrunkSpiderTarget-v0",
-        "reference_sac_transfer",
-        "sqrl",
-        3_000,
+    DRUNK_SPIDER,
+    dataclasses.replace(
+        DRUNK_SPIDER,
+        name="drunk_spider_budget",
         options={"budget": 10.0},
         note="as drunk_spider, with a failure budget of 10 per 1000 env steps (about a third of the unshielded "
         "fine-tuning rate): the threshold rises while failures stay under it",
