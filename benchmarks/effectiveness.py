@@ -93,7 +93,7 @@ CASES = [
         "safeshield/PointTraps-v0",
         "trpo_lagrangian",
         "csc",
-        10_000,
+        30_000,
         options={
             "chi": 0.05,
             "train_every": 10,

@@ -87,7 +87,8 @@ class CSCConfig(CriticConfig):
     resample_rounds: int = 1  # CSC App. A.4: the 100 tries are one batch
     selection: str = "uniform"  # CSC Alg. 1 l.6: the first safe draw of π (rejection sampling)
     # CSC keeps its published critic target and its own adaptive threshold (Alg. 1 l.5, a failure
-    # budget chi per episode) by default; target="window" / balance > 0 are opt-in (docs/effectiveness.md)
+    # budget chi per episode) by default; target="nstep" / "window", balance > 0 and regret are opt-in
+    # (docs/effectiveness.md)
     target: str = "td"  # CSC Eq. 2: one-step backup
     balance: float = 0.0  # uniform minibatches
     warmup_failures: int = 0
