@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gymnasium as gym
 import numpy as np
+import pytest
 import torch
 
 from safeshield import SQRL, SQRLConfig
@@ -97,3 +98,22 @@ def test_horizon_in_seconds_follows_the_env_control_period():
     assert spider.safety_model.config.horizon == 20
     paper = safeshield.wrap(gym.make("InvertedDoublePendulum-v5"), "sqrl", indicator="terminated", preset="paper")
     assert paper.safety_model.config.horizon == 20 and paper.safety_model.config.horizon_seconds is None
+
+
+def test_learn_offline_pretrains_from_logged_episodes_and_checks_them():
+    """Logged steps in episode order -> linked buffer -> a critic that ranks held-out steps; bad logs are refused."""
+    torch.manual_seed(0)
+    obs, act, nxt, fail, trunc = walk(np.random.default_rng(0), 3000)
+    learner = model(SQRLConfig(hidden=(32, 32), batch_size=64, lr=3e-3, horizon=HORIZON))
+    learner.learn_offline(obs, act, nxt, fail, fail, trunc, updates=400)
+    assert learner.buffer.total_added == 3000 and learner.updates == 400
+    assert held_out_auc(learner) > 0.8
+    fresh = model(SQRLConfig(hidden=(8, 8)))
+    with pytest.raises(ValueError, match="next_obs must have shape"):
+        fresh.learn_offline(obs, act, nxt[:-1], fail, fail, trunc, updates=1)
+    with pytest.raises(ValueError, match="failure must lie in"):
+        fresh.learn_offline(obs, act, nxt, fail * 2.0 + 0.5, fail, trunc, updates=1)
+    with pytest.raises(ValueError, match="obs must be finite"):
+        fresh.learn_offline(np.full_like(obs, np.nan), act, nxt, fail, fail, trunc, updates=1)
+    with pytest.raises(ValueError, match="updates"):
+        fresh.learn_offline(obs, act, nxt, fail, fail, trunc, updates=0)
