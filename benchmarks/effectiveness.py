@@ -64,6 +64,7 @@ class Case:
     steps: int  # env steps of learning per run (the transfer case: fine-tuning steps)
     options: dict[str, Any] = field(default_factory=dict)  # shield options besides the defaults (documented)
     note: str = ""
+    pretrain: int = 0  # > 0: the shield learns offline from this many logged steps of another plain run, frozen
 
 
 DRUNK_SPIDER = Case(
@@ -85,6 +86,16 @@ CASES = [
         options={"budget": 10.0},
         note="as drunk_spider, with a failure budget of 10 per 1000 env steps (about a third of the unshielded "
         "fine-tuning rate): the threshold rises while failures stay under it",
+    ),
+    Case(
+        "idp_sac_pretrained",
+        "InvertedDoublePendulum-v5",
+        "sb3_sac",
+        "sqrl",
+        3_000,
+        pretrain=6_000,
+        note="the default shield pre-trained offline (learn_offline, 4000 updates) on 6k logged steps of another "
+        "plain SB3 SAC run (seed + 1000) and frozen; the agents learn from scratch",
     ),
     Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 20_480),
     Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 10_000),
@@ -167,7 +178,10 @@ def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=No
 
     torch.set_num_threads(1)
     env = gym.make(case.env_id)
-    if shielded:
+    if shielded and case.pretrain:
+        model = pretrained_shield(case, seed)
+        env = safeshield.wrap(env, model, indicator="terminated", seed=seed, train=False)
+    elif shielded:
         env = safeshield.wrap(env, case.method, indicator="terminated", seed=seed, **case.options)
     episodes = _sb3_callback(progress_queue)
     callbacks = [episodes] + ([ShieldCallback()] if shielded else [])
@@ -180,6 +194,49 @@ def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=No
         result.update(_shield_stats(env))
     env.close()
     return result
+
+
+class StepLog(gym.Wrapper):
+    """Records every step as the shield stores it: obs, action, next obs, terminated, truncated."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.columns: dict[str, list] = {k: [] for k in ("obs", "action", "next_obs", "terminated", "truncated")}
+        self._obs = None
+
+    def reset(self, **kwargs):
+        self._obs, info = self.env.reset(**kwargs)
+        return self._obs, info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        for key, value in zip(self.columns, (self._obs, action, obs, terminated, truncated)):
+            self.columns[key].append(np.array(value, dtype=np.float32))
+        self._obs = obs
+        return obs, reward, terminated, truncated, info
+
+
+def pretrained_shield(case: Case, seed: int, updates: int = 4_000) -> safeshield.SafetyModel:
+    """The case's shield, pre-trained on ``case.pretrain`` logged steps of a plain run of the same agent
+    (seed + 1000, so never the run it then shields) with ``learn_offline``, and frozen."""
+    from stable_baselines3 import PPO, SAC
+
+    logged = StepLog(gym.make(case.env_id))
+    agent = (SAC if case.agent == "sb3_sac" else PPO)("MlpPolicy", logged, seed=seed + 1000, verbose=0, device="cpu")
+    agent.learn(case.pretrain)
+    steps = {k: np.stack(v) for k, v in logged.columns.items()}
+    model = safeshield.SQRL(logged.observation_space, logged.action_space, seed=seed)
+    model.resolve_horizon(logged.unwrapped.dt)
+    model.learn_offline(
+        steps["obs"],
+        steps["action"],
+        steps["next_obs"],
+        steps["terminated"],
+        steps["terminated"],
+        steps["truncated"],
+        updates=updates,
+    )
+    return model.freeze()
 
 
 def _shield_stats(env) -> dict[str, Any]:
@@ -296,6 +353,7 @@ def summarise_case(case: Case, runs: list[dict], steps: int) -> dict[str, Any]:
         "options": case.options,
         "note": case.note,
         "steps": steps,
+        "pretrain": case.pretrain,
         "seeds": sorted({r["seed"] for r in runs}),
     }
     for key in ("failures", "final_return", "wall_s"):
