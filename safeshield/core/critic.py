@@ -38,6 +38,7 @@ from safeshield.core.threshold import BudgetThreshold, WarmUp
 from safeshield.core.validation import (
     check_choice,
     check_count,
+    check_float_array,
     check_interval,
     check_positive,
 )
@@ -117,19 +118,6 @@ class CriticConfig(SafetyConfig):
             steps = data.pop("gradient_steps")
             data.setdefault("updates_per_step", steps / data.get("train_every", 1))
         return super().from_json(data)
-
-
-def _logged(name: str, values: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """``values`` as finite float32 of ``shape``, else a ValueError naming the argument."""
-    try:
-        array = np.asarray(values, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{name} must be a numeric array of shape {shape}, got {values!r:.200}") from error
-    if array.shape != shape:
-        raise ValueError(f"{name} must have shape {shape} (one row per logged step), got shape {array.shape}")
-    if not np.isfinite(array).all():
-        raise ValueError(f"{name} must be finite, got NaN or infinite values")
-    return array
 
 
 def flat_dim(space: gym.Space) -> int:
@@ -410,19 +398,19 @@ class SafetyCritic(SafetyModel):
         """
         steps = len(obs)
         check_count("updates", updates)
-        obs_rows = _logged("obs", obs, (steps, self.obs_dim))
-        next_rows = _logged("next_obs", next_obs, (steps, self.obs_dim))
+        obs_rows = check_float_array("obs", obs, (steps, self.obs_dim))
+        next_rows = check_float_array("next_obs", next_obs, (steps, self.obs_dim))
         shape = (steps, *self.actions.shape)
         model_actions = (
             self.actions.one_hot(self.actions.validate(actions, (steps,), name="actions"))
             if self.discrete
             else self.actions.validate(actions, shape, name="actions")
         )
-        labels = _logged("failure", failure, (steps,))
+        labels = check_float_array("failure", failure, (steps,))
         if ((labels < 0) | (labels > 1)).any():
             raise ValueError("failure must lie in [0, 1] (the shield's indicator), got values outside it")
-        ends = _logged("terminated", terminated, (steps,)) > 0.5
-        cut = _logged("truncated", truncated, (steps,)) > 0.5
+        ends = check_float_array("terminated", terminated, (steps,)) > 0.5
+        cut = check_float_array("truncated", truncated, (steps,)) > 0.5
         previous = None
         for t in range(steps):
             row = self.observe(obs_rows[t], model_actions[t], next_rows[t], float(labels[t]), bool(ends[t]), previous)

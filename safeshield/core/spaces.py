@@ -27,6 +27,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from safeshield.core.validation import check_float_array
+
 __all__ = [
     "BoxActions",
     "IndexActions",
@@ -58,15 +60,7 @@ class BoxActions:
 
     def validate(self, action: Any, shape: tuple[int, ...], name: str = "action") -> np.ndarray:
         """``action`` as ``(rows, act_dim)`` float32 clipped into the Box; ``shape`` is what it must have."""
-        try:
-            array = np.asarray(action, dtype=np.float32)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{name} must be a numeric array of shape {shape}, got {action!r:.200}") from error
-        if array.shape != shape:
-            raise ValueError(f"{name} must have shape {shape}, got shape {array.shape}")
-        flat = array.reshape(-1, self.act_dim)
-        if not np.isfinite(flat).all():
-            raise ValueError(f"{name} must be finite (in float32), got {action!r:.200}")
+        flat = check_float_array(name, action, shape).reshape(-1, self.act_dim)
         return np.minimum(np.maximum(flat, self.low), self.high)
 
     def to_env(self, rows: np.ndarray, lead: tuple[int, ...] = ()) -> np.ndarray:

@@ -55,6 +55,19 @@ def check_finite(name: str, value: Any) -> float:
     return float(value)
 
 
+def check_float_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` as a finite float32 array of exactly ``shape``, else a ValueError naming ``name``."""
+    try:
+        array = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be a numeric array of shape {shape}, got {value!r:.200}") from error
+    if array.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite (in float32), got {value!r:.200}")
+    return array
+
+
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     """``value`` as a finite float > 0 (>= 0 with ``allow_zero``); ValueError naming ``name``."""
     what = f"a finite number {'>=' if allow_zero else '>'} 0"
