@@ -123,7 +123,7 @@ def wrap(
         indicator,
         train=train,
         seed=seed,
-        config=config if config is not None else (options or None if isinstance(method, SafetyModel) else options),
+        config=config if config is not None else (options or None),  # none given: the method's defaults
         **_nonfinite(kind, on_nonfinite),
     )
 

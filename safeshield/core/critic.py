@@ -392,8 +392,8 @@ class SafetyCritic(SafetyModel):
         flat ``obs`` and ``next_obs`` ``(T, obs_dim)``, ``actions`` as the env takes them
         (``(T, *action_space.shape)``), and per step the indicator ``failure`` in [0, 1] and the
         ``terminated`` / ``truncated`` flags that end an episode. A shield that knows before the
-        agent starts protects from its first step (docs/effectiveness.md: a critic pre-trained on
-        6 000 logged steps and frozen cut a fresh SAC run's failures to 0.45x); save it with
+        agent starts protects from its first step (docs/effectiveness.md: pre-trained on 6 000 logged
+        steps and frozen, it cut a fresh SB3 SAC run's failures to 0.39x over 3 seeds); save it with
         ``save`` and wrap it with ``safeshield.wrap(env, model)``.
         """
         steps = len(obs)
@@ -407,8 +407,12 @@ class SafetyCritic(SafetyModel):
             else self.actions.validate(actions, shape, name="actions")
         )
         labels = check_float_array("failure", failure, (steps,))
-        if ((labels < 0) | (labels > 1)).any():
-            raise ValueError("failure must lie in [0, 1] (the shield's indicator), got values outside it")
+        outside = np.flatnonzero((labels < 0) | (labels > 1))
+        if outside.size:
+            raise ValueError(
+                f"failure must lie in [0, 1] (the shield's indicator), got {float(labels[outside[0]])!r} at step "
+                f"{outside[0]} ({outside.size} steps outside); map the logged signal to 0/1 or a probability first"
+            )
         ends = check_float_array("terminated", terminated, (steps,)) > 0.5
         cut = check_float_array("truncated", truncated, (steps,)) > 0.5
         previous = None
