@@ -379,6 +379,14 @@ def analyse(
 # ------------------------------------------------------------------------------------ vector
 
 
+TIMING_CURVES = [  # (timings group, line style, alpha, legend) of the per-k timing plot
+    ("frozen_safe", "-o", 1.0, "frozen, safe"),
+    ("frozen_rejected", "-s", 0.7, "frozen, rejected"),
+    ("floor", ":^", 0.7, "floor: bare k-batch forward"),
+    ("floor_after_step", ":v", 0.45, "same forward after an env step"),
+]
+
+
 def constant_sqrl(env_id: str, bias: float, **options) -> safeshield.SQRL:
     """An SQRL model whose risk is constant: ~0 (bias -20, every action safe) or gamma_safe (+20)."""
     env = gym.make(env_id)
@@ -641,31 +649,8 @@ def plot(path: str, result: dict[str, Any]) -> None:
 
     for env in envs:
         t, c = result["envs"][env]["timings_us"], colours[env]
-        ax_t.plot(ks, [t["frozen_safe"][str(k)] for k in ks], "-o", color=c, label=f"{short(env)} frozen, safe")
-        ax_t.plot(
-            ks,
-            [t["frozen_rejected"][str(k)] for k in ks],
-            "-s",
-            color=c,
-            alpha=0.7,
-            label=f"{short(env)} frozen, rejected",
-        )
-        ax_t.plot(
-            ks,
-            [t["floor"][str(k)] for k in ks],
-            ":^",
-            color=c,
-            alpha=0.7,
-            label=f"{short(env)} floor: bare k-batch forward",
-        )
-        ax_t.plot(
-            ks,
-            [t["floor_after_step"][str(k)] for k in ks],
-            ":v",
-            color=c,
-            alpha=0.45,
-            label=f"{short(env)} same forward after an env step",
-        )
+        for group, style, alpha, what in TIMING_CURVES:
+            ax_t.plot(ks, [t[group][str(k)] for k in ks], style, color=c, alpha=alpha, label=f"{short(env)} {what}")
         ax_t.axhline(t["raw"], color=c, ls="--", lw=1, label=f"{short(env)} raw env step")
         ax_t.axhline(t["train_learning"], color=c, ls="-.", lw=1, label=f"{short(env)} training shield (learning)")
     ax_t.set(
