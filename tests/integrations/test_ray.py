@@ -105,6 +105,17 @@ def test_learner_counts_gaps_and_rejects_bad_settings():
     learner.add({k: (v[keep] if isinstance(v, np.ndarray) else v) for k, v in chunk.items()})
     assert learner.stats()["runners"]["r"]["gaps"] == 2
     assert learner.origins()["seq"] == [0, 1, 4, 5]
+    # a chunk that is not what TransitionRecorder.take makes is refused whole, before anything is stored
+    stored = learner.stats()["total_added"]
+    with pytest.raises(ValueError, match=r"chunk is missing \['first'\]"):
+        learner.add({k: v for k, v in chunk.items() if k != "first"})
+    with pytest.raises(ValueError, match=r"chunk\['obs'\] must be finite"):
+        learner.add({**chunk, "obs": np.full_like(chunk["obs"], np.nan)})
+    with pytest.raises(ValueError, match=r"chunk\['failure'\] must lie in \[0, 1\]"):
+        learner.add({**chunk, "failure": chunk["failure"] + 2.0})
+    with pytest.raises(ValueError, match=r"chunk\['done'\] must have shape \(6,\)"):
+        learner.add({**chunk, "done": chunk["done"][:3]})
+    assert learner.stats()["total_added"] == stored
     with pytest.raises(ValueError, match="broadcast_every must be a positive integer"):
         ShieldLearner(learner.model, broadcast_every=0)
     with pytest.raises(ValueError, match="checkpoint_every > 0 needs checkpoint_dir"):

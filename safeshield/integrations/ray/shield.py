@@ -37,6 +37,7 @@ import ray
 import torch
 
 import safeshield
+from safeshield.core.validation import check_float_array
 from safeshield.integrations.ray.runtime import (
     EnvSpec,
     Publisher,
@@ -179,6 +180,7 @@ class ShieldLearner:
         model's schedule one by one, as in a single-process shield.
         """
         self.timing["add_calls"] += 1
+        self._check_chunk(chunk)
         runner = str(chunk["runner"])
         index = self._runner_index(runner)
         model, buffer = self.model, self.model.buffer
@@ -259,6 +261,28 @@ class ShieldLearner:
         return str(root)
 
     # -- internals ------------------------------------------------------------------------------
+    def _check_chunk(self, chunk: dict[str, Any]) -> None:
+        """Refuse a chunk that is not what ``TransitionRecorder.take`` makes, before any of it is stored."""
+        missing = sorted({"runner", "seq", *CHUNK_FIELDS} - set(chunk))
+        if missing:
+            raise ValueError(
+                f"chunk is missing {missing}; send what TransitionRecorder.take returns (runner and learner "
+                "must run the same safeshield version)"
+            )
+        size = len(chunk["seq"])
+        dims = {"obs": self.model.obs_dim, "next_obs": self.model.obs_dim}
+        dims.update(action=self.model.act_dim, next_action=self.model.act_dim)
+        for name in CHUNK_FIELDS:
+            shape = (size, dims[name]) if name in dims else (size,)
+            if name in FLAG_FIELDS:
+                if np.shape(chunk[name]) != shape:
+                    raise ValueError(f"chunk[{name!r}] must have shape {shape}, got {np.shape(chunk[name])}")
+            else:
+                check_float_array(f"chunk[{name!r}]", chunk[name], shape)
+        failure = np.asarray(chunk["failure"])
+        if ((failure < 0) | (failure > 1)).any():
+            raise ValueError(f"chunk['failure'] must lie in [0, 1] (the shield's indicator), got {failure!r:.200}")
+
     def _runner_index(self, runner_id: str) -> int:
         if runner_id not in self._runner_names:
             self._runner_names.append(runner_id)
