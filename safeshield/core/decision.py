@@ -377,20 +377,24 @@ def decide_discrete(
     threshold: float,
     generators: list[torch.Generator],
     policy: DiscretePolicy | None = None,
+    regret: float | None = None,
 ) -> Decision:
     """Mask a Discrete action space exactly, given the risk of every action of every row.
 
     ``risk_all`` is ``(m, n)`` (one forward pass scores all ``n`` actions), ``proposal`` the
-    ``(m,)`` proposed indices (0-based), ``generators`` one per row. For each row:
+    ``(m,)`` proposed indices (0-based), ``generators`` one per row. An action is *allowed* when
+    its risk is strictly below the threshold or, with ``regret`` set (the relative rule of
+    ``decide``), at most max(threshold, the row's least risk + ``regret``). For each row:
 
-    1. a proposal with risk strictly below the threshold passes unchanged;
-    2. else, if some action is safe: with the agent's probabilities (``policy`` returning
-       ``"probs"``), one draw of pi restricted to the safe set, pi(a|s) 1[risk < eps] / Z(s) exactly
-       (SQRL Eq. 3 with nothing truncated); with only draws of pi (``"draws"``), the first safe draw
-       (rejection sampling), else the safest safe action; with no policy, the safest action;
-    3. else the least risky action, flagged ``fell_back``.
+    1. an allowed proposal passes unchanged;
+    2. else, if some action is allowed: with the agent's probabilities (``policy`` returning
+       ``"probs"``), one draw of pi restricted to the allowed set, pi(a|s) 1[allowed] / Z(s) exactly
+       (SQRL Eq. 3 with nothing truncated); with only draws of pi (``"draws"``), the first allowed
+       draw (rejection sampling), else the safest action; with no policy, the safest action;
+    3. else the least risky action, flagged ``fell_back`` (with ``regret`` set, only when every
+       risk of the row is NaN: the least risky action is always allowed).
 
-    A NaN risk is never safe and never the least risky. ``action`` holds indices (int64).
+    A NaN risk is never allowed and never the least risky. ``action`` holds indices (int64).
     """
     threshold = np.float32(threshold)
     risk_all = np.asarray(risk_all, dtype=np.float32)
@@ -398,10 +402,12 @@ def decide_discrete(
     lines = np.arange(m)
     proposal = np.asarray(proposal, dtype=np.int64).reshape(m)
     ordered = np.where(np.isnan(risk_all), np.inf, risk_all)  # NaN: never the least risky
-    safe = risk_all < threshold  # NaN: never safe
+    allowed = risk_all < threshold  # NaN: never allowed
+    if regret is not None:  # the relative rule, as ``decide``'s: allow up to max(threshold, least + regret)
+        allowed |= risk_all <= np.maximum(threshold, ordered.min(axis=1, keepdims=True) + np.float32(regret))
     proposal_risk = risk_all[lines, proposal]
     action = proposal.copy()
-    rejected = np.flatnonzero(~safe[lines, proposal])
+    rejected = np.flatnonzero(~allowed[lines, proposal])
     fell_back = np.zeros(m, dtype=bool)
     n_candidates = np.zeros(m, dtype=np.int64)
     if rejected.size:
@@ -410,15 +416,15 @@ def decide_discrete(
         unknown = np.isnan(risk_all[rejected]).all(axis=1)  # nothing could be scored: keep the proposal
         action[rejected] = np.where(
             unknown, proposal[rejected], safest
-        )  # the safest: a safe one if any, else the fallback
-        has_safe = safe[rejected].any(axis=1)
-        fell_back[rejected] = ~has_safe
-        masked = rejected[has_safe]
+        )  # the safest: allowed if any is, else the fallback
+        has_allowed = allowed[rejected].any(axis=1)
+        fell_back[rejected] = ~has_allowed
+        masked = rejected[has_allowed]
         if masked.size and policy is not None:
             kind, values = policy(masked)
             values = np.asarray(values)
             for j, row in enumerate(masked):
-                choice = _from_policy(kind, values[j], safe[row], generators[row])
+                choice = _from_policy(kind, values[j], allowed[row], generators[row])
                 if choice is not None:
                     action[row] = choice
     risk = risk_all[lines, action]

@@ -262,7 +262,7 @@ class ShieldStepper:
         policy = None
         if self.model.policy_sampler is not None:
             policy = _DiscretePolicy(self.model, obs, generators, self.model.config.n_candidates)
-        return decide_discrete(risk_all, proposals, threshold, generators, policy)
+        return decide_discrete(risk_all, proposals, threshold, generators, policy, self.model.config.regret)
 
     def _decide_nonfinite(self, proposals: np.ndarray, rows: np.ndarray) -> Decision:
         """``on_nonfinite="risky"``: rows with a non-finite observation cannot be scored. Their

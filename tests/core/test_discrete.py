@@ -19,6 +19,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 import safeshield
 from safeshield.core.decision import decide_discrete
@@ -243,3 +246,36 @@ def test_discrete_shield_saves_and_loads(tmp_path):
     with torch.inference_mode():
         torch.testing.assert_close(model_of(loaded).risk_all(obs), model_of(env).risk_all(obs))
     assert isinstance(safeshield.load(tmp_path / "csc").action_space, gym.spaces.Discrete)
+
+
+@given(
+    risk=hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(1, 4), st.integers(2, 6)),
+        elements=st.floats(0.0, 1.0, width=32) | st.just(np.float32(np.nan)),
+    ),
+    threshold=st.floats(0.0, 1.0, width=32),
+    regret=st.floats(0.0, 0.5, width=32),
+    data=st.data(),
+    probs=st.booleans(),
+)
+def test_relative_rule_allows_the_least_risk_plus_regret_and_never_falls_back(risk, threshold, regret, data, probs):
+    """With ``regret``: a proposal below the threshold or within ``regret`` of the row's least risk
+    runs unchanged; otherwise an action within that limit runs, drawn from pi's probabilities when
+    given; a row falls back only when every risk is NaN."""
+    m, n = risk.shape
+    proposal = np.array(data.draw(st.lists(st.integers(0, n - 1), min_size=m, max_size=m)))
+    generators = [torch.Generator().manual_seed(i) for i in range(m)]
+    policy = (lambda rows: ("probs", np.full((rows.size, n), 1.0 / n))) if probs else None
+    decision = decide_discrete(risk, proposal, threshold, generators, policy, regret=regret)
+    ordered = np.where(np.isnan(risk), np.inf, risk)
+    limit = np.maximum(np.float32(threshold), ordered.min(axis=1) + np.float32(regret))
+    lines = np.arange(m)
+    allowed = (risk < np.float32(threshold)) | (risk <= limit[:, None])
+    every_nan = np.isnan(risk).all(axis=1)
+    np.testing.assert_array_equal(decision.fell_back, every_nan & ~allowed[lines, proposal])
+    kept = allowed[lines, proposal]
+    np.testing.assert_array_equal(decision.action[kept], proposal[kept])
+    moved = ~kept & ~every_nan
+    assert allowed[lines[moved], decision.action[moved]].all()
+    np.testing.assert_array_equal(decision.intervened, decision.action != proposal)

@@ -107,12 +107,45 @@ def test_td3_with_shields_inside_subproc_vec_env_stores_executed_actions():
         venv.close()
 
 
+def test_ppo_keeps_its_own_actions_and_log_probs_by_default(far_from_point):
+    """The default treats the shield as part of the env: PPO's rollout is its own draws."""
+    venv = make_vec_env(DRUNK_SPIDER, n_envs=2, seed=0)
+    shielded = ShieldedVecEnv(venv, far_from_point(venv, n_candidates=8), train=False, seed=0)
+    recorder = Recorder()
+
+    class Rollout(BaseCallback):  # the rollout as collected, before PPO's training pass flattens it
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            buffer = self.model.rollout_buffer
+            obs, actions = (torch.as_tensor(x.reshape(64, -1)) for x in (buffer.observations, buffer.actions))
+            with torch.no_grad():  # log pi_old of the stored actions, before PPO's update
+                _, log_prob, _ = self.model.policy.evaluate_actions(obs, actions)
+            self.columns = [buffer.actions.copy(), buffer.log_probs.reshape(-1).copy(), log_prob.numpy()]
+
+    model = PPO("MlpPolicy", shielded, n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=small(), seed=0)
+    adapter, rollout = ShieldCallback(), Rollout()
+    model.learn(32, callback=CallbackList([adapter, recorder, rollout]))
+    proposed = np.array([[r["proposed_action"] for r in step] for step in recorder.reports])
+    intervened = np.array([[r["intervened"] for r in step] for step in recorder.reports])
+    assert intervened.sum() > 5 and adapter.rewritten == 0
+    stored, log_probs, expected = rollout.columns
+    np.testing.assert_allclose(np.clip(stored, -1, 1), proposed, atol=1e-6)  # (steps, envs, act_dim)
+    np.testing.assert_allclose(log_probs, expected, atol=1e-5)
+
+
+def test_shield_callback_names_a_bad_on_policy_choice():
+    with pytest.raises(ValueError, match="on_policy"):
+        ShieldCallback(on_policy="both")
+
+
 def test_ppo_stores_executed_action_with_its_recomputed_log_prob(far_from_point):
     venv = make_vec_env(DRUNK_SPIDER, n_envs=2, seed=0)
     shielded = ShieldedVecEnv(venv, far_from_point(venv, n_candidates=8), train=False, seed=0)
     recorder = Recorder(check_log_probs=True)
     model = PPO("MlpPolicy", shielded, n_steps=32, batch_size=32, n_epochs=1, policy_kwargs=small(), seed=0)
-    model.learn(64, callback=CallbackList([ShieldCallback(), recorder]))
+    model.learn(64, callback=CallbackList([ShieldCallback(on_policy="executed"), recorder]))
     assert recorder.checked > 5 and model._n_updates > 0
     last = recorder.reports[-32:]
     executed = np.array([[r["executed_action"] for r in step] for step in last])
