@@ -17,7 +17,8 @@ the options the case lists and documents) and without it. Per case it reports
   intervention and fallback rates.
 
 Cases (``CASES``): gymnasium ``InvertedDoublePendulum-v5`` and ``Walker2d-v5`` with SB3 SAC and
-PPO (indicator ``"terminated"``, ``ShieldCallback``), ``safeshield/DrunkSpiderTarget-v0``
+PPO, ``CartPole-v1`` (Discrete actions) with SB3 PPO and DQN (indicator ``"terminated"``,
+``ShieldCallback``), ``safeshield/DrunkSpiderTarget-v0``
 pre-train -> fine-tune with the reference SAC (``safeshield.transfer`` with the shield's
 defaults instead of the paper preset), ``safeshield/PointTraps-v0`` with CSC + TRPO-Lagrangian
 against TRPO. Targets of the issue: failures <= 1/3 of unshielded, return >= 90 %, wall-clock
@@ -59,7 +60,7 @@ class Case:
 
     name: str
     env_id: str
-    agent: str  # "sb3_sac", "sb3_ppo", "reference_sac_transfer", "trpo_lagrangian"
+    agent: str  # "sb3_sac", "sb3_ppo", "sb3_dqn", "reference_sac_transfer", "trpo_lagrangian"
     method: str  # the shield's method name
     steps: int  # env steps of learning per run (the transfer case: fine-tuning steps)
     options: dict[str, Any] = field(default_factory=dict)  # shield options besides the defaults (documented)
@@ -100,6 +101,23 @@ CASES = [
     Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 20_480),
     Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 10_000),
     Case(
+        "cartpole_ppo",
+        "CartPole-v1",
+        "sb3_ppo",
+        "sqrl",
+        20_480,
+        note="a Discrete action space: the critic scores both actions in one pass and the mask is exact",
+    ),
+    Case(
+        "cartpole_dqn",
+        "CartPole-v1",
+        "sb3_dqn",
+        "sqrl",
+        20_000,
+        note="a Discrete action space with an off-policy learner; SB3 DQN's defaults barely learn CartPole "
+        "in 20k steps",
+    ),
+    Case(
         "point_traps",
         "safeshield/PointTraps-v0",
         "trpo_lagrangian",
@@ -130,7 +148,7 @@ NOT_RUN = [
         "per seed and arm at the 0.2 control rate; the 2 shared cores of this session did not have them",
     }
 ]
-COST = {"sb3_sac": 4.0, "reference_sac_transfer": 4.0, "trpo_lagrangian": 2.0, "sb3_ppo": 1.0}
+COST = {"sb3_sac": 4.0, "reference_sac_transfer": 4.0, "trpo_lagrangian": 2.0, "sb3_ppo": 1.0, "sb3_dqn": 1.0}
 """Rough CPU cost per env step of each agent (shielded + unshielded), to start the longest jobs first."""
 QUICK = {"cases": ["idp_ppo"], "steps": 1_500, "seeds": 3}
 
@@ -169,9 +187,15 @@ def _sb3_callback(progress_queue):
     return Episodes()
 
 
+def sb3_class(agent: str):
+    """The SB3 algorithm class of a case's ``agent`` ("sb3_sac", "sb3_ppo", "sb3_dqn")."""
+    import stable_baselines3
+
+    return getattr(stable_baselines3, agent.removeprefix("sb3_").upper())
+
+
 def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=None) -> dict[str, Any]:
-    """Train SB3 SAC or PPO on ``case.env_id`` for ``steps`` steps, inside the shield or not."""
-    from stable_baselines3 import PPO, SAC
+    """Train the case's SB3 agent on ``case.env_id`` for ``steps`` steps, inside the shield or not."""
     from stable_baselines3.common.callbacks import CallbackList
 
     from safeshield.integrations.sb3 import ShieldCallback
@@ -185,7 +209,7 @@ def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=No
         env = safeshield.wrap(env, case.method, indicator="terminated", seed=seed, **case.options)
     episodes = _sb3_callback(progress_queue)
     callbacks = [episodes] + ([ShieldCallback()] if shielded else [])
-    agent = (SAC if case.agent == "sb3_sac" else PPO)("MlpPolicy", env, seed=seed, verbose=0, device="cpu")
+    agent = sb3_class(case.agent)("MlpPolicy", env, seed=seed, verbose=0, device="cpu")
     start = time.perf_counter()
     agent.learn(steps, callback=CallbackList(callbacks))
     wall = time.perf_counter() - start
@@ -219,10 +243,8 @@ class StepLog(gym.Wrapper):
 def pretrained_shield(case: Case, seed: int, updates: int = 4_000) -> safeshield.SafetyModel:
     """The case's shield, pre-trained on ``case.pretrain`` logged steps of a plain run of the same agent
     (seed + 1000, so never the run it then shields) with ``learn_offline``, and frozen."""
-    from stable_baselines3 import PPO, SAC
-
     logged = StepLog(gym.make(case.env_id))
-    agent = (SAC if case.agent == "sb3_sac" else PPO)("MlpPolicy", logged, seed=seed + 1000, verbose=0, device="cpu")
+    agent = sb3_class(case.agent)("MlpPolicy", logged, seed=seed + 1000, verbose=0, device="cpu")
     agent.learn(case.pretrain)
     steps = {k: np.stack(v) for k, v in logged.columns.items()}
     model = safeshield.SQRL(logged.observation_space, logged.action_space, seed=seed)

@@ -1,10 +1,12 @@
 """The shared experiment plumbing: job order, progress, statistics, atomic JSON, plots."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
 
+from safeshield.core.quality import ShieldQualityWarning
 from safeshield.experiments.plots import plot_learning_curves
 from safeshield.experiments.runner import Job, mean_ci, run_jobs, summarise_episodes, write_json
 
@@ -89,3 +91,23 @@ def test_pin_threads_limits_torch_and_blas_and_says_so():
             assert all(value == 1 for value in pinned["threadpools"].values())
         finally:
             torch.set_num_threads(before)
+
+
+def _warning_job(x, progress_queue=None):
+    warnings.warn(f"the shield's risk is uninformative: ROC AUC 0.{x} < 0.6", ShieldQualityWarning, stacklevel=1)
+    if x == 1:
+        warnings.warn("the shield fell back on 90% of its last 500 steps", ShieldQualityWarning, stacklevel=1)
+    warnings.warn("not a shield warning", UserWarning, stacklevel=1)
+    return x
+
+
+def test_run_jobs_reports_each_kind_of_quality_warning_once_with_its_count():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert run_jobs([Job(_warning_job, (x,)) for x in (1, 2, 3)], 3, "demo", workers=0, progress=False) == [1, 2, 3]
+    quality = [str(w.message) for w in caught if issubclass(w.category, ShieldQualityWarning)]
+    assert quality == [
+        "demo: 3 of 3 jobs warned (first: the shield's risk is uninformative: ROC AUC 0.1 < 0.6)",
+        "demo: 1 of 3 jobs warned (first: the shield fell back on 90% of its last 500 steps)",
+    ]
+    assert sum(str(w.message) == "not a shield warning" for w in caught) == 3  # other warnings pass through

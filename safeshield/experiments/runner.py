@@ -1,7 +1,8 @@
 """Plumbing shared by the main job and the benchmarks: parallel jobs, one progress bar, JSON.
 
 - ``Job``: one picklable unit of work (a top-level function, its arguments).
-- ``run_jobs``: run jobs on a spawn process pool with one tqdm bar fed by the workers.
+- ``run_jobs``: run jobs on a spawn process pool with one tqdm bar fed by the workers; the
+  shield-quality warnings of every job are gathered and reported once per kind at the end.
 - ``progress_bar``: that bar; in a non-terminal log it prints every 30 s instead of redrawing.
 - ``episode_reporter``: the callback a job passes to a training loop to advance that bar.
 - ``mean_ci``: mean and 95 % Student-t half-width over seeds.
@@ -25,6 +26,8 @@ import json
 import multiprocessing
 import os
 import queue as queue_module
+import re
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -34,10 +37,12 @@ from typing import Any
 import numpy as np
 
 from safeshield.core.atomic import atomic_path
+from safeshield.core.quality import ShieldQualityWarning
 
 __all__ = [
     "Job",
     "run_jobs",
+    "report_quality_warnings",
     "progress_bar",
     "episode_reporter",
     "mean_ci",
@@ -100,9 +105,35 @@ def pin_threads(n: int = 1) -> dict[str, Any]:
     return pinned
 
 
-def _run_one(job: Job, progress_queue) -> Any:
+def _run_one(job: Job, progress_queue) -> tuple[Any, list[str]]:
+    """The job's result and the messages of the shield-quality warnings it raised (not shown here:
+    a pool of workers would print each one through the progress bar)."""
     pin_threads(1)
-    return job.fn(*job.args, **dict(job.kwargs), progress_queue=progress_queue)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ShieldQualityWarning)
+        result = job.fn(*job.args, **dict(job.kwargs), progress_queue=progress_queue)
+    quality = []
+    for warning in caught:
+        if issubclass(warning.category, ShieldQualityWarning):
+            quality.append(str(warning.message))
+        else:  # every other warning is shown as it would have been
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    return result, quality
+
+
+def report_quality_warnings(messages: Sequence[Sequence[str]], desc: str) -> None:
+    """One ``ShieldQualityWarning`` per kind of message the jobs raised (numbers aside), with how many
+    of the jobs raised it and the first one's text."""
+    kinds: dict[str, list[str]] = {}
+    for job_messages in messages:
+        for key, message in {re.sub(r"\d+(\.\d+)?", "#", m): m for m in job_messages}.items():
+            kinds.setdefault(key, []).append(message)
+    for found in kinds.values():
+        warnings.warn(
+            f"{desc}: {len(found)} of {len(messages)} jobs warned (first: {found[0]})",
+            ShieldQualityWarning,
+            stacklevel=3,
+        )
 
 
 def run_jobs(jobs: Sequence[Job], total_steps: int, desc: str, workers: int = 2, progress: bool = True) -> list[Any]:
@@ -112,14 +143,15 @@ def run_jobs(jobs: Sequence[Job], total_steps: int, desc: str, workers: int = 2,
     ``episode_reporter``), or ``(steps, {"failures": n, "return": r})`` to show live failures
     and the recent mean return on the bar; the bar's total is ``total_steps``. ``workers=0``
     runs in this process, which is what tests and debuggers want. An exception in a job is
-    re-raised here.
+    re-raised here. The jobs' shield-quality warnings come once per kind when all are done
+    (``report_quality_warnings``), not one per job through the bar.
     """
     if workers < 0:
         raise ValueError(f"run_jobs: workers must be >= 0, got {workers!r}")
     with progress_bar(total_steps, desc, progress) as bar:
         live = _LiveBar(bar)
         if workers == 0:
-            results = [_run_one(job, live) for job in jobs]
+            outcomes = [_run_one(job, live) for job in jobs]
         else:
             context = multiprocessing.get_context("spawn")
             with (
@@ -134,9 +166,10 @@ def run_jobs(jobs: Sequence[Job], total_steps: int, desc: str, workers: int = 2,
                         live.put(progress_queue.get(timeout=0.5))
                     except queue_module.Empty:
                         pass
-                results = [f.result() for f in futures]
+                outcomes = [f.result() for f in futures]
         bar.update(max(0, total_steps - bar.n))
-    return results
+    report_quality_warnings([quality for _, quality in outcomes], desc)
+    return [result for result, _ in outcomes]
 
 
 def progress_bar(total: int, desc: str, enabled: bool = True, **kwargs: Any):
