@@ -206,6 +206,7 @@ class SAC:
         self._log_scale_sum = float(np.log((high - low) / 2).sum())
 
         self.safety_critic = safety_critic
+        self._eps_safe_source: Callable[[], float] | None = None  # a live eps_safe (set_safety_critic)
         # D_offline; np.zeros pages are mapped lazily, so a 1e6-row buffer costs memory as it fills
         self.buffer = TransitionBuffer(config.buffer_size, self.obs_dim, self.act_dim)
         self.total_steps = 0  # transitions observed over the agent's life, across learn() calls
@@ -303,10 +304,19 @@ class SAC:
         """Empty the replay buffer (SQRL Alg. 2 l.2 empties D_offline before fine-tuning)."""
         self.buffer.clear()
 
-    def set_safety_critic(self, safety_critic: SafetyCritic | None, eps_safe: float | None = None) -> None:
-        """Attach, replace (or with ``None`` remove) Q̂_safe; ``eps_safe`` overrides the config's ε_safe."""
+    def set_safety_critic(
+        self, safety_critic: SafetyCritic | None, eps_safe: float | Callable[[], float] | None = None
+    ) -> None:
+        """Attach, replace (or with ``None`` remove) Q̂_safe; ``eps_safe`` overrides the config's ε_safe.
+
+        A callable ``eps_safe`` is read before every ν step: pass the shield's threshold in force
+        (``lambda: shield.safety_model.threshold``) so that Eq. 4 penalises the actor against the
+        limit the shield actually applies. A failure budget moves that limit; before the shield's
+        warm-up it is +inf, and then ν decays to 0.
+        """
         self.safety_critic = safety_critic
-        if eps_safe is not None:
+        self._eps_safe_source = eps_safe if callable(eps_safe) else None
+        if eps_safe is not None and not callable(eps_safe):
             self.config = replace(self.config, eps_safe=float(eps_safe))
             self.nu_multiplier.limit = float(eps_safe)
 
@@ -336,6 +346,8 @@ class SAC:
         self._actor_step(actor_loss)
         alpha_loss = self._alpha_step(log_pi)
         if "q_safe" in actor_info:  # ν: projected dual ascent on Eq. 4
+            if self._eps_safe_source is not None:  # the shield's threshold in force (set_safety_critic)
+                self.nu_multiplier.limit = float(self._eps_safe_source())
             self.nu_multiplier.update(actor_info["q_safe"])
         self._after_actor_update(info)
         self._polyak(self._target_pairs())

@@ -368,7 +368,9 @@ def _connect(agent: Any, agent_name: str, env: gym.Env, phase: str, config: RunC
     if hasattr(wrapper, "attach_policy"):
         wrapper.attach_policy(agent.sample_actions)
     if agent_name == "sac" and config.method == "sqrl" and phase == "train" and config.pretrain_env:
-        agent.set_safety_critic(model.q_safe, eps_safe=model.config.eps_safe)  # SQRL Eq. 4 when fine-tuning
+        # SQRL Eq. 4 when fine-tuning, against the threshold the shield applies (eps_safe unless a
+        # failure budget or the guard moves it)
+        agent.set_safety_critic(model.q_safe, eps_safe=lambda: model.threshold)
     if agent_name == "trpo-lagrangian" and hasattr(model, "q_c"):
         agent.set_cost_critic(model.q_c)  # CSC Alg. 1: A_C from the conservative critic
 

@@ -178,8 +178,10 @@ def transfer_job(
             shield_path, target_env, train=True, seed=seed, indicator=indicator, pretraining=False, selection="uniform"
         )
         target_env.attach_policy(agent.sample_actions)
-        eps_safe = settings.eps_safe if settings.shield_preset == "paper" else target_env.safety_model.config.eps_safe
-        agent.set_safety_critic(target_env.safety_model.q_safe, eps_safe=eps_safe)
+        model = target_env.safety_model
+        # Eq. 4 against the threshold the shield applies: eps_safe in the paper preset; a failure
+        # budget raises it while failures stay under the budget
+        agent.set_safety_critic(model.q_safe, eps_safe=lambda: model.threshold)
     agent.reset_buffer()  # SQRL Alg. 2: D_offline starts empty in the target task
     fine_records = agent.learn(target_env, settings.finetune_steps, seed=seed + 10_000, progress=False, callback=report)
 

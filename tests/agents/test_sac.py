@@ -203,6 +203,23 @@ def test_set_safety_critic_attaches_later_and_overrides_eps():
     assert agent.nu == pytest.approx(SMALL.nu_lr * (0.5 - 0.3))
 
 
+def test_a_live_eps_safe_is_read_before_every_nu_step():
+    """``eps_safe`` as a callable (a shield's threshold in force): ν follows the limit it returns now;
+    +inf (a shield still warming up) takes ν to 0."""
+    agent = SAC(OBS, ASYM, SMALL, seed=0)
+    fill(agent, 50)
+    limit = [0.1]
+    agent.set_safety_critic(constant_critic(0.5), eps_safe=lambda: limit[0])
+    agent.update()
+    assert agent.nu == pytest.approx(SMALL.nu_lr * (0.5 - 0.1))
+    limit[0] = 0.7  # a failure budget raised the threshold: the actor's risk is now under it
+    agent.update()
+    assert agent.nu == pytest.approx(SMALL.nu_lr * (0.5 - 0.1) + SMALL.nu_lr * (0.5 - 0.7))
+    limit[0] = float("inf")
+    agent.update()
+    assert agent.nu == 0.0
+
+
 def test_actor_gradient_moves_actions_toward_lower_q_safe():
     """Eq. 4: + ν Q̂_safe(s, a') in the actor loss pushes a' down the safety critic's slope."""
     config = SACConfig(hidden=(32, 32), batch_size=64, learning_starts=0, lr=1e-3, nu_init=20.0, nu_lr=0.0)
