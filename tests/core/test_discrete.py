@@ -6,7 +6,8 @@
 - the mask, on a fixed risk table: a safe proposal passes; otherwise a safe action drawn from the
   agent's probabilities restricted to the safe set (frequencies match pi * 1[safe] / Z), else the
   first safe draw of its samples, else the safest action; with nothing safe, the least risky one,
-  flagged ``fell_back``; NaN risks are never safe;
+  flagged ``fell_back``; NaN risks are never safe; with ``regret`` (the relative rule) anything
+  within regret of the least risk is allowed too, and nothing falls back while risks are finite;
 - ``MultiDiscrete`` and ``MultiBinary`` run as one index over their joint actions; more than
   ``MAX_JOINT_ACTIONS`` joint actions are refused with the reason;
 - the vector shield decides row ``i`` as a single shield seeded ``seed + i`` would;
