@@ -46,7 +46,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.metrics import ShieldStats
 from safeshield.core.step import StepperFrontEnd, Transitions, flatten_batch
-from safeshield.core.validation import check_choice
+from safeshield.core.validation import check_choice, check_positive
 from safeshield.wrappers.shield import find_shield
 
 __all__ = ["ShieldedVecEnv", "ShieldCallback", "discrete_policy", "find_shields", "policy_sampler", "wrap_vec_env"]
@@ -296,7 +296,11 @@ class ShieldCallback(BaseCallback):
     a PPO/A2C rollout stores where the shield intervened: ``"proposed"`` (default) the agent's own
     action, the shield being part of the env; ``"executed"`` the executed action with its
     recomputed log-probability (module docstring). Off-policy learners always store the
-    executed action. With ``log=True``
+    executed action. ``intervention_penalty`` (on-policy, "proposed" only; reward units, default
+    0) is subtracted from the stored reward of every step whose proposal the shield replaced,
+    so the agent learns not to need the shield (the punishment of Alshiekh et al. 2018, "Safe
+    Reinforcement Learning via Shielding", arXiv:1708.08611); the episode returns SB3 reports are
+    the env's own. With ``log=True``
     every step's ``info["shield"]`` reports feed ``self.stats`` (a ``ShieldStats``) and its
     scalars go to ``self.logger`` under ``shield/`` (TensorBoard, CSV, stdout: whatever the model's
     logger writes; ``stable_baselines3.common.logger.configure`` or ``tensorboard_log=`` choose).
@@ -324,10 +328,13 @@ class ShieldCallback(BaseCallback):
         log: bool = True,
         window: int = 1000,
         on_policy: str = "proposed",
+        intervention_penalty: float = 0.0,
     ):
         super().__init__(verbose)
         check_choice("on_policy", on_policy, ON_POLICY_ACTIONS)
+        check_positive("intervention_penalty", intervention_penalty, allow_zero=True)
         self.attach, self.log, self.on_policy = attach, log, on_policy
+        self.intervention_penalty = float(intervention_penalty)
         self.shields: list[Any] = []
         self.stats = ShieldStats(window)
         self.rewritten = 0  # stored actions replaced by executed ones
@@ -360,6 +367,9 @@ class ShieldCallback(BaseCallback):
             if any(self.locals.get("dones", ())):  # off-policy algorithms dump after an episode ends
                 self._record()
         if "log_probs" in self.locals and self.on_policy == "proposed":  # the shield is part of the env
+            if self.intervention_penalty:  # the agent pays for a proposal the shield replaced
+                replaced = [i for i, info in enumerate(infos) if "shield" in info and info["shield"]["intervened"]]
+                self.locals["rewards"][replaced] -= self.intervention_penalty
             return True
         rows = [i for i, info in enumerate(infos) if "shield" in info and info["shield"]["intervened"]]
         if not rows:

@@ -1,7 +1,8 @@
 """SB3 DQN and PPO on ``CartPole-v1`` (failure = the pole falls) inside a shield with Discrete actions.
 
 - the learners store what the shield executed: DQN's replay buffer holds the executed action,
-  PPO's rollout buffer the executed action and its recomputed log-probability;
+  PPO's rollout buffer its own draws by default (the shield is part of the env), or with
+  ``on_policy="executed"`` the executed action and its recomputed log-probability;
 - the attached sampler exposes the agent's exact distribution (``probs``): PPO's categorical,
   DQN's epsilon-greedy one; the shield masks it;
 - a learning SQRL shield trains alongside both, per env and in ``ShieldedVecEnv``.
@@ -52,12 +53,14 @@ class LeanRisk(safeshield.SafetyCritic):
 class Reports(BaseCallback):
     def __init__(self):
         super().__init__()
-        self.reports, self.checked = [], 0
+        self.reports, self.checked, self.check = [], 0, True
 
     def _on_step(self) -> bool:
         reports = [info["shield"] for info in self.locals["infos"]]
         self.reports.append(reports)
-        if "log_probs" in self.locals:  # PPO: the rewritten rows hold the executed action and its log-prob
+        if (
+            self.check and "log_probs" in self.locals
+        ):  # PPO: the rewritten rows hold the executed action and its log-prob
             rows = [i for i, r in enumerate(reports) if r["intervened"]]
             if rows:
                 executed = torch.as_tensor(np.array([reports[i]["executed_action"] for i in rows]))
@@ -88,13 +91,59 @@ def test_dqn_replay_buffer_holds_the_executed_actions():
     assert any(step[0]["intervened"] for step in reports.reports)
 
 
-def test_ppo_rollout_buffer_holds_executed_actions_and_their_log_probs():
+def test_ppo_rollout_buffer_holds_executed_actions_and_their_log_probs_when_asked():
     reports = Reports()
     model = PPO(
         "MlpPolicy", lean_env(), n_steps=128, batch_size=64, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0
     )
-    model.learn(256, callback=CallbackList([ShieldCallback(), reports]))
+    model.learn(256, callback=CallbackList([ShieldCallback(on_policy="executed"), reports]))
     assert reports.checked > 0
+
+
+def test_ppo_rollout_buffer_keeps_its_own_draws_by_default():
+    """The default treats the shield as part of the env: the rollout holds PPO's proposals."""
+    reports = Reports()
+    reports.check = False
+    model = PPO(
+        "MlpPolicy", lean_env(), n_steps=128, batch_size=128, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0
+    )
+    stored = []
+
+    class Rollout(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            stored.append(self.model.rollout_buffer.actions.reshape(-1).copy())
+
+    model.learn(128, callback=CallbackList([ShieldCallback(), reports, Rollout()]))
+    proposed = np.array([step[0]["proposed_action"] for step in reports.reports])
+    intervened = np.array([step[0]["intervened"] for step in reports.reports])
+    assert intervened.sum() > 5
+    np.testing.assert_array_equal(stored[0], proposed)
+
+
+def test_intervention_penalty_is_taken_from_the_replaced_steps_rewards_only():
+    reports = Reports()
+    reports.check = False
+    model = PPO(
+        "MlpPolicy", lean_env(), n_steps=64, batch_size=64, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0
+    )
+    stored = []
+
+    class Rollout(BaseCallback):
+        def _on_step(self) -> bool:
+            return True
+
+        def _on_rollout_end(self) -> None:
+            stored.append(self.model.rollout_buffer.rewards.reshape(-1).copy())
+
+    model.learn(64, callback=CallbackList([ShieldCallback(intervention_penalty=2.5), reports, Rollout()]))
+    intervened = np.array([step[0]["intervened"] for step in reports.reports])
+    assert 0 < intervened.sum() < intervened.size
+    np.testing.assert_allclose(stored[0], np.where(intervened, 1.0 - 2.5, 1.0))  # CartPole pays 1 per step
+    with pytest.raises(ValueError, match="intervention_penalty"):
+        ShieldCallback(intervention_penalty=-1.0)
 
 
 @pytest.mark.parametrize("algorithm", ["dqn", "ppo"])
