@@ -100,48 +100,45 @@ def test_ppo_rollout_buffer_holds_executed_actions_and_their_log_probs_when_aske
     assert reports.checked > 0
 
 
-def test_ppo_rollout_buffer_keeps_its_own_draws_by_default():
-    """The default treats the shield as part of the env: the rollout holds PPO's proposals."""
-    reports = Reports()
+class RolloutColumn(BaseCallback):
+    """One column of PPO's first rollout, flat, as collected (before training reorders it)."""
+
+    def __init__(self, column: str):
+        super().__init__()
+        self.column, self.values = column, None
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.values is None:
+            self.values = getattr(self.model.rollout_buffer, self.column).reshape(-1).copy()
+
+
+def ppo_in_lean_shield(steps: int, column: str, **callback_options):
+    """PPO for one rollout of ``steps`` inside the lean-risk shield: its reports and a rollout column."""
+    reports, rollout = Reports(), RolloutColumn(column)
     reports.check = False
     model = PPO(
-        "MlpPolicy", lean_env(), n_steps=128, batch_size=128, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0
+        "MlpPolicy", lean_env(), n_steps=steps, batch_size=steps, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0
     )
-    stored = []
-
-    class Rollout(BaseCallback):
-        def _on_step(self) -> bool:
-            return True
-
-        def _on_rollout_end(self) -> None:
-            stored.append(self.model.rollout_buffer.actions.reshape(-1).copy())
-
-    model.learn(128, callback=CallbackList([ShieldCallback(), reports, Rollout()]))
-    proposed = np.array([step[0]["proposed_action"] for step in reports.reports])
+    model.learn(steps, callback=CallbackList([ShieldCallback(**callback_options), reports, rollout]))
     intervened = np.array([step[0]["intervened"] for step in reports.reports])
+    return reports, intervened, rollout.values
+
+
+def test_ppo_rollout_buffer_keeps_its_own_draws_by_default():
+    """The default treats the shield as part of the env: the rollout holds PPO's proposals."""
+    reports, intervened, stored = ppo_in_lean_shield(128, "actions")
+    proposed = np.array([step[0]["proposed_action"] for step in reports.reports])
     assert intervened.sum() > 5
-    np.testing.assert_array_equal(stored[0], proposed)
+    np.testing.assert_array_equal(stored, proposed)
 
 
 def test_intervention_penalty_is_taken_from_the_replaced_steps_rewards_only():
-    reports = Reports()
-    reports.check = False
-    model = PPO(
-        "MlpPolicy", lean_env(), n_steps=64, batch_size=64, n_epochs=1, policy_kwargs={"net_arch": [16]}, seed=0
-    )
-    stored = []
-
-    class Rollout(BaseCallback):
-        def _on_step(self) -> bool:
-            return True
-
-        def _on_rollout_end(self) -> None:
-            stored.append(self.model.rollout_buffer.rewards.reshape(-1).copy())
-
-    model.learn(64, callback=CallbackList([ShieldCallback(intervention_penalty=2.5), reports, Rollout()]))
-    intervened = np.array([step[0]["intervened"] for step in reports.reports])
+    _, intervened, stored = ppo_in_lean_shield(64, "rewards", intervention_penalty=2.5)
     assert 0 < intervened.sum() < intervened.size
-    np.testing.assert_allclose(stored[0], np.where(intervened, 1.0 - 2.5, 1.0))  # CartPole pays 1 per step
+    np.testing.assert_allclose(stored, np.where(intervened, 1.0 - 2.5, 1.0))  # CartPole pays 1 per step
     with pytest.raises(ValueError, match="intervention_penalty"):
         ShieldCallback(intervention_penalty=-1.0)
 
