@@ -16,8 +16,10 @@ list of env factories, so ``DummyVectorEnv([lambda: safeshield.wrap(gym.make(...
 For one model shared by every sub-env, give each wrapper the same ``SafetyCritic`` instance.
 
 On-policy Tianshou algorithms (PPO, A2C) recompute log-probabilities from the stored action at
-update time, so storing the executed action is all they need for a consistent ratio; the data
-is still off-policy where the shield intervened (``docs/integrations.md``).
+update time. With the hook they learn from the executed action, which is off-policy where the
+shield intervened: SB3's ``on_policy="executed"``. Without it (skip ``attach``; Tianshou's
+SAC sampler does not apply to them anyway) the shield is part of the env and the rollout stays
+on-policy: SB3's default, which measured better on CartPole (``docs/integrations.md``).
 """
 
 from __future__ import annotations
