@@ -340,6 +340,15 @@ class ShieldCallback(BaseCallback):
         self.rewritten = 0  # stored actions replaced by executed ones
 
     def _init_callback(self) -> None:
+        if self.intervention_penalty and (
+            not isinstance(self.model, OnPolicyAlgorithm) or self.on_policy != "proposed"
+        ):
+            raise ValueError(
+                f"intervention_penalty={self.intervention_penalty!r} applies to on-policy learners (PPO, A2C) "
+                f"storing their own proposals (on_policy='proposed'); {type(self.model).__name__} with "
+                f"on_policy={self.on_policy!r} stores the executed action, which the penalty must not be charged "
+                "to. Drop intervention_penalty, or use on_policy='proposed' with an on-policy algorithm"
+            )
         self.shields = find_shields(self.training_env)
         if self.attach and self.shields:
             sample = policy_sampler(self.model)

@@ -143,6 +143,17 @@ def test_intervention_penalty_is_taken_from_the_replaced_steps_rewards_only():
         ShieldCallback(intervention_penalty=-1.0)
 
 
+@pytest.mark.parametrize("learner", ["dqn", "ppo-executed"])
+def test_intervention_penalty_is_refused_where_the_executed_action_is_stored(learner):
+    """Off-policy learners and on_policy='executed' store the executed action: charging the penalty to
+    it would punish the shield's own choice, so the callback refuses it and says what to do."""
+    env = lean_env()
+    model = DQN("MlpPolicy", env, seed=0) if learner == "dqn" else PPO("MlpPolicy", env, n_steps=64, seed=0)
+    on_policy = "executed" if learner == "ppo-executed" else "proposed"
+    with pytest.raises(ValueError, match="intervention_penalty=1.0 applies to on-policy learners"):
+        model.learn(64, callback=ShieldCallback(intervention_penalty=1.0, on_policy=on_policy))
+
+
 @pytest.mark.parametrize("algorithm", ["dqn", "ppo"])
 def test_attached_sampler_is_the_agents_exact_distribution(algorithm):
     env = gym.make("CartPole-v1")
