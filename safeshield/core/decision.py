@@ -128,18 +128,22 @@ class PerturbationSampler:
         if scale <= 0 or widen < 1:
             raise ValueError(f"scale must be > 0 and widen >= 1, got scale={scale!r}, widen={widen!r}")
         self.low, self.high = low, high
-        self.half_range = (high - low) / 2
+        self.span = high - low
+        self.half_range = self.span / 2
         self.scale, self.uniform_fraction, self.widen = scale, uniform_fraction, widen
+        self._std: dict[int, torch.Tensor] = {}  # round -> the perturbation's std, made once per round
 
     def __call__(self, obs, proposal, k, round_index, generator):
         rows, act_dim = proposal.shape
         n_uniform = int(round(k * self.uniform_fraction))
         n_local = k - n_uniform
-        std = self.half_range * (self.scale * self.widen**round_index)
+        std = self._std.get(round_index)
+        if std is None:
+            std = self._std[round_index] = self.half_range * (self.scale * self.widen**round_index)
         noise = torch.randn((rows, n_local, act_dim), generator=generator, dtype=proposal.dtype)
         local = proposal.unsqueeze(1) + noise * std
         uniform = torch.rand((rows, n_uniform, act_dim), generator=generator, dtype=proposal.dtype)
-        uniform = self.low + uniform * (self.high - self.low)
+        uniform = self.low + uniform * self.span
         return torch.clamp(torch.cat([local, uniform], dim=1), self.low, self.high)
 
 
@@ -291,6 +295,8 @@ class _Search:
         """``(len(rows), k, act_dim)`` candidates: one call for all rows, or row by row with each row's generator."""
         if isinstance(self.generator, torch.Generator):
             return self.sampler(row_obs, row_proposal, self.k, round_index, self.generator)
+        if rows.size == 1:  # one env: its generator, nothing to concatenate
+            return self.sampler(row_obs, row_proposal, self.k, round_index, self.generator[rows[0]])
         return torch.cat(
             [
                 self.sampler(row_obs[i : i + 1], row_proposal[i : i + 1], self.k, round_index, self.generator[row])
