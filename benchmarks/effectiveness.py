@@ -109,6 +109,16 @@ CASES = [
         note="a Discrete action space: the critic scores both actions in one pass and the mask is exact",
     ),
     Case(
+        "cartpole_ppo_horizon",
+        "CartPole-v1",
+        "sb3_ppo",
+        "sqrl",
+        20_480,
+        options={"horizon": 100},
+        note="as cartpole_ppo with a 100-step (2 s) horizon: the cart drifts out of its track over seconds, "
+        "which the default 20 steps (CartPole declares no dt) do not see (docs/effectiveness.md)",
+    ),
+    Case(
         "cartpole_dqn",
         "CartPole-v1",
         "sb3_dqn",
