@@ -74,6 +74,8 @@ class CriticConfig(SafetyConfig):
     train_every: int = 1  # run the updates owed so far every this many env steps, back to back
     # -- risk targets, thresholds and warm-up (core.targets, core.threshold; docs/effectiveness.md)
     preset: str = "default"  # "paper": the method exactly as published (the class's PRESETS)
+    # The horizon should span the slowest failure the agent can still avert, and no more: 0.5 s fits
+    # falls; a CartPole drifting off its track needs about 2 s (docs/effectiveness.md, measured).
     horizon: int = 20  # our choice: failure horizon in env steps, for envs that do not declare their dt
     horizon_seconds: float | None = 0.5  # our choice: the horizon in time where the env declares dt (sets horizon)
     target: str = "window"  # see TARGETS; "td" is the papers' one-step backup
