@@ -41,6 +41,7 @@ from safeshield.core.validation import (
     check_float_array,
     check_interval,
     check_positive,
+    check_probabilities,
 )
 
 __all__ = ["TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
@@ -408,13 +409,7 @@ class SafetyCritic(SafetyModel):
             if self.discrete
             else self.actions.validate(actions, shape, name="actions")
         )
-        labels = check_float_array("failure", failure, (steps,))
-        outside = np.flatnonzero((labels < 0) | (labels > 1))
-        if outside.size:
-            raise ValueError(
-                f"failure must lie in [0, 1] (the shield's indicator), got {float(labels[outside[0]])!r} at step "
-                f"{outside[0]} ({outside.size} steps outside); map the logged signal to 0/1 or a probability first"
-            )
+        labels = check_probabilities("failure", failure, (steps,))
         ends = check_float_array("terminated", terminated, (steps,)) > 0.5
         cut = check_float_array("truncated", truncated, (steps,)) > 0.5
         previous = None

@@ -68,6 +68,19 @@ def check_float_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarr
     return array
 
 
+def check_probabilities(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``check_float_array`` for failure labels: also every value in [0, 1], else a ValueError naming
+    ``name``, the first value outside, where it is and how many are."""
+    array = check_float_array(name, value, shape)
+    outside = np.flatnonzero((array < 0) | (array > 1))
+    if outside.size:
+        raise ValueError(
+            f"{name} must lie in [0, 1] (the shield's indicator), got {float(array.flat[outside[0]])!r} at index "
+            f"{outside[0]} ({outside.size} outside); map the signal to 0/1 or a probability first"
+        )
+    return array
+
+
 def check_positive(name: str, value: Any, *, allow_zero: bool = False) -> float:
     """``value`` as a finite float > 0 (>= 0 with ``allow_zero``); ValueError naming ``name``."""
     what = f"a finite number {'>=' if allow_zero else '>'} 0"

@@ -37,7 +37,7 @@ import ray
 import torch
 
 import safeshield
-from safeshield.core.validation import check_float_array
+from safeshield.core.validation import check_float_array, check_probabilities
 from safeshield.integrations.ray.runtime import (
     EnvSpec,
     Publisher,
@@ -278,10 +278,8 @@ class ShieldLearner:
                 if np.shape(chunk[name]) != shape:
                     raise ValueError(f"chunk[{name!r}] must have shape {shape}, got {np.shape(chunk[name])}")
             else:
-                check_float_array(f"chunk[{name!r}]", chunk[name], shape)
-        failure = np.asarray(chunk["failure"])
-        if ((failure < 0) | (failure > 1)).any():
-            raise ValueError(f"chunk['failure'] must lie in [0, 1] (the shield's indicator), got {failure!r:.200}")
+                check = check_probabilities if name == "failure" else check_float_array
+                check(f"chunk[{name!r}]", chunk[name], shape)
 
     def _runner_index(self, runner_id: str) -> int:
         if runner_id not in self._runner_names:
