@@ -77,6 +77,14 @@ DRUNK_SPIDER = Case(
     note="pre-train 4k steps in DrunkSpider-v0, fine-tune 3k in DrunkSpiderTarget-v0 (safeshield.experiments."
     "transfer settings: 2 x 64 networks, SAC gamma 0.95) with the shield's default target and threshold",
 )
+CARTPOLE_PPO = Case(
+    "cartpole_ppo",
+    "CartPole-v1",
+    "sb3_ppo",
+    "sqrl",
+    20_480,
+    note="a Discrete action space: the critic scores both actions in one pass and the mask is exact",
+)
 CASES = [
     Case("idp_sac", "InvertedDoublePendulum-v5", "sb3_sac", "sqrl", 10_000),
     Case("idp_ppo", "InvertedDoublePendulum-v5", "sb3_ppo", "sqrl", 20_480),
@@ -100,20 +108,10 @@ CASES = [
     ),
     Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 20_480),
     Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 10_000),
-    Case(
-        "cartpole_ppo",
-        "CartPole-v1",
-        "sb3_ppo",
-        "sqrl",
-        20_480,
-        note="a Discrete action space: the critic scores both actions in one pass and the mask is exact",
-    ),
-    Case(
-        "cartpole_ppo_horizon",
-        "CartPole-v1",
-        "sb3_ppo",
-        "sqrl",
-        20_480,
+    CARTPOLE_PPO,
+    dataclasses.replace(
+        CARTPOLE_PPO,
+        name="cartpole_ppo_horizon",
         options={"horizon": 100},
         note="as cartpole_ppo with a 100-step (2 s) horizon: the cart drifts out of its track over seconds, "
         "which the default 20 steps (CartPole declares no dt) do not see (docs/effectiveness.md)",

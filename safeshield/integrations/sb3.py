@@ -375,12 +375,11 @@ class ShieldCallback(BaseCallback):
             self.stats.update(info["shield"] for info in infos if "shield" in info)
             if any(self.locals.get("dones", ())):  # off-policy algorithms dump after an episode ends
                 self._record()
-        if "log_probs" in self.locals and self.on_policy == "proposed":  # the shield is part of the env
-            if self.intervention_penalty:  # the agent pays for a proposal the shield replaced
-                replaced = [i for i, info in enumerate(infos) if "shield" in info and info["shield"]["intervened"]]
-                self.locals["rewards"][replaced] -= self.intervention_penalty
-            return True
         rows = [i for i, info in enumerate(infos) if "shield" in info and info["shield"]["intervened"]]
+        if "log_probs" in self.locals and self.on_policy == "proposed":  # the shield is part of the env
+            if rows and self.intervention_penalty:  # the agent pays for a proposal the shield replaced
+                self.locals["rewards"][rows] -= self.intervention_penalty
+            return True
         if not rows:
             return True
         executed = np.stack([infos[i]["shield"]["executed_action"] for i in rows]).astype(np.float32)
