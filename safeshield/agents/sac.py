@@ -320,6 +320,20 @@ class SAC:
             self.config = replace(self.config, eps_safe=float(eps_safe))
             self.nu_multiplier.limit = float(eps_safe)
 
+    def _live_eps_safe(self) -> float:
+        """The callable ``eps_safe``'s value now: a number, +inf allowed (a shield still warming up)."""
+        value = self._eps_safe_source()
+        try:
+            limit = float(value)
+        except (TypeError, ValueError):
+            limit = math.nan
+        if math.isnan(limit):
+            raise ValueError(
+                f"eps_safe (the callable given to set_safety_critic) returned {value!r:.80}; it must return a number, "
+                "e.g. the shield's threshold (lambda: shield.safety_model.threshold), +inf before its warm-up"
+            )
+        return limit
+
     @property
     def nu(self) -> float:
         """ν, the multiplier of Eq. 4 (a ``LagrangeMultiplier`` with limit ε_safe)."""
@@ -347,7 +361,7 @@ class SAC:
         alpha_loss = self._alpha_step(log_pi)
         if "q_safe" in actor_info:  # ν: projected dual ascent on Eq. 4
             if self._eps_safe_source is not None:  # the shield's threshold in force (set_safety_critic)
-                self.nu_multiplier.limit = float(self._eps_safe_source())
+                self.nu_multiplier.limit = self._live_eps_safe()
             self.nu_multiplier.update(actor_info["q_safe"])
         self._after_actor_update(info)
         self._polyak(self._target_pairs())

@@ -218,6 +218,10 @@ def test_a_live_eps_safe_is_read_before_every_nu_step():
     limit[0] = float("inf")
     agent.update()
     assert agent.nu == 0.0
+    for bad in (float("nan"), None):
+        limit[0] = bad
+        with pytest.raises(ValueError, match="eps_safe .*returned"):
+            agent.update()
 
 
 def test_actor_gradient_moves_actions_toward_lower_q_safe():
