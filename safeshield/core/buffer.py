@@ -81,6 +81,7 @@ class TransitionBuffer:
         self.steps_to_failure = np.full(self.capacity, NO_FAILURE, dtype=np.int32)
         self.failure_lookback = int(failure_lookback)
         self.total_added = 0  # every transition ever added, evicted or not
+        self.clears = 0  # times ``clear`` ran: ids start again at 0 after each (memos key on this)
 
     def __len__(self) -> int:
         return min(self.total_added, self.capacity)
@@ -170,6 +171,7 @@ class TransitionBuffer:
     def clear(self) -> None:
         """Forget every transition (SQRL empties D_offline when fine-tuning starts)."""
         self.total_added = 0
+        self.clears += 1
         self.ids.fill(-1)
         self.next_id.fill(-1)
         self.prev_id.fill(-1)

@@ -29,10 +29,10 @@ from safeshield.core.decision import SELECTIONS
 from safeshield.core.model import SafetyConfig, SafetyModel
 from safeshield.core.spaces import action_codec, check_observation_space
 from safeshield.core.targets import (
+    SettledTargets,
     balanced_rows,
     horizon_gamma,
     horizon_steps,
-    multi_step_target,
 )
 from safeshield.core.threshold import BudgetThreshold, WarmUp
 from safeshield.core.validation import (
@@ -48,6 +48,7 @@ __all__ = ["TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
 
 GUARD_SHARE = 0.25  # our choice: the guard backs off while more than a quarter of recent steps fell back
 GUARD_CEILING = 1.01  # above every risk in [0, 1]
+WEIGHT_CHECK_EVERY = 64  # updates between two full reads of the weights (a non-finite loss is caught at once)
 
 TARGETS = ("nstep", "window", "td")
 """Risk targets (``safeshield.core.targets``): ``"nstep"`` the ``horizon``-step return of the
@@ -146,9 +147,11 @@ class SafetyCritic(SafetyModel):
         self.discrete = self.actions.discrete
         self.obs_dim, self.act_dim = check_observation_space(self.observation_space), self.actions.act_dim
         self.buffer = TransitionBuffer(config.buffer_capacity, self.obs_dim, self.act_dim)
+        self.chain_targets = SettledTargets(self.buffer)  # multi_step_target, remembered per settled row
         self.rng = np.random.default_rng(seed)
         self.policy_sampler = None  # set by an adapter: sample(obs, n, generator) -> actions
         self._update_credit = 0  # updates earned and not run yet, in units of 1 / (ratio's denominator)
+        self._next_weight_check = 0  # ``updates`` at which ``learn`` next checks every weight
         self._ratio_cache: tuple[float | None, int, int] = (None, 0, 1)
         self.failures_seen = 0  # failures stored (warm-up)
         self.adaptive_threshold: BudgetThreshold | None = None  # budget / guard state, built on first use
@@ -272,7 +275,7 @@ class SafetyCritic(SafetyModel):
             n, end = cfg.horizon, True
         else:
             n, end = 1, True
-        base, coef, boot = multi_step_target(self.buffer, batch.rows, n, gamma, bootstrap_end=end)
+        base, coef, boot = self.chain_targets(batch.rows, n, gamma, bootstrap_end=end)
         needs = np.flatnonzero(coef > 0)
         target = torch.from_numpy(base.astype(np.float32))
         if needs.size:
@@ -444,14 +447,19 @@ class SafetyCritic(SafetyModel):
         for batch in batches:
             stats = self.learn_step(batch)
             self.updates += 1
-        self.check_finite(stats)
+        # a diverging update shows in its loss at once; the weights themselves are read every
+        # WEIGHT_CHECK_EVERY updates (reading them all after each update cost about a tenth of it)
+        if self.updates >= self._next_weight_check or not all(map(math.isfinite, stats.values())):
+            self.check_finite(stats)
+            self._next_weight_check = self.updates + WEIGHT_CHECK_EVERY
         return stats
 
     def check_finite(self, stats: dict[str, float] | None = None) -> None:
         """Raise ``FloatingPointError`` if a weight (or a reported loss) is NaN or infinite.
 
-        Called after every burst of updates: a diverged critic would otherwise report NaN risks
-        (never safe here, so every step would fall back) or be saved and loaded elsewhere.
+        ``learn`` calls it when a loss is not finite and every ``WEIGHT_CHECK_EVERY`` updates: a
+        diverged critic would otherwise report NaN risks (never safe here, so every step would
+        fall back) or be saved and loaded elsewhere (``load`` refuses non-finite weights too).
         """
         bad_stats = [key for key, value in (stats or {}).items() if not math.isfinite(value)]
         bad = [name for name, p in self.named_parameters() if not bool(torch.isfinite(p).all())]

@@ -32,7 +32,7 @@ import numpy as np
 
 from safeshield.core.buffer import TransitionBuffer
 
-__all__ = ["balanced_rows", "horizon_gamma", "horizon_steps", "multi_step_target"]
+__all__ = ["SettledTargets", "balanced_rows", "horizon_gamma", "horizon_steps", "multi_step_target"]
 
 
 def horizon_gamma(horizon: float) -> float:
@@ -84,13 +84,73 @@ def multi_step_target(
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-    rows = np.asarray(rows, dtype=np.int64)
-    chains, irregular = _contiguous_chains(buffer, rows, int(n))
-    base, coef, boot = _along_chains(buffer, rows, chains, int(n), gamma, bootstrap_end)
+    return _multi_step(buffer, np.asarray(rows, dtype=np.int64), int(n), gamma, bootstrap_end)[:3]
+
+
+def _multi_step(
+    buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``multi_step_target``'s ``(base, coef, boot)`` and the number of steps each chain followed."""
+    chains, irregular = _contiguous_chains(buffer, rows, n)
+    base, coef, boot, length = _along_chains(buffer, rows, chains, n, gamma, bootstrap_end)
     if irregular.any():  # episodes interleaved in the ring (vector envs): follow their links one by one
         slow = np.flatnonzero(irregular)
-        base[slow], coef[slow], boot[slow] = _followed_step_by_step(buffer, rows[slow], n, gamma, bootstrap_end)
-    return base, coef, boot
+        base[slow], coef[slow], boot[slow], length[slow] = _followed_step_by_step(
+            buffer, rows[slow], n, gamma, bootstrap_end
+        )
+    return base, coef, boot, length
+
+
+class SettledTargets:
+    """``multi_step_target`` that remembers each row's ``(base, coef, boot)`` until its chain can change.
+
+    A chain changes only when its last followed transition gets a successor, which happens once,
+    when the next step of a running episode is stored. A chain that followed all n steps, or whose
+    weight fell to 0 at a failure or a terminal, is settled for as long as its row lives; a cut one
+    is recomputed once its last row is linked onward. Only the bootstrap value ``Q̄`` is then left
+    to compute per update: following 256 chains of 62 steps (0.5 s of Walker2d) cost about a third
+    of an update before.
+    """
+
+    SETTLED = -2  # ``boot_next`` of a chain that no later link can change
+
+    def __init__(self, buffer: TransitionBuffer):
+        self.buffer = buffer
+        self.key: tuple | None = None
+        capacity = buffer.capacity
+        self.row_id = np.full(capacity, -1, dtype=np.int64)  # transition id each entry was computed for
+        self.base = np.zeros(capacity, dtype=np.float64)
+        self.coef = np.zeros(capacity, dtype=np.float64)
+        self.boot = np.zeros(capacity, dtype=np.int64)
+        self.boot_id = np.full(capacity, -1, dtype=np.int64)
+        self.boot_next = np.full(capacity, -1, dtype=np.int64)  # boot row's link then, or SETTLED
+
+    def __call__(
+        self, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool = True
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Exactly ``multi_step_target(buffer, rows, n, gamma, bootstrap_end)``."""
+        buffer = self.buffer
+        key = (int(n), float(gamma), bool(bootstrap_end), buffer.clears)
+        if key != self.key:  # other targets, or a cleared buffer whose ids start again at 0
+            self.row_id.fill(-1)
+            self.key = key
+        rows = np.asarray(rows, dtype=np.int64)
+        boot = self.boot[rows]
+        link = self.boot_next[rows]
+        known = (self.row_id[rows] == buffer.ids[rows]) & (buffer.ids[boot] == self.boot_id[rows])
+        known &= (link == self.SETTLED) | (buffer.next_id[boot] == link)
+        if not known.all():
+            self._compute(rows[~known], int(n), gamma, bootstrap_end)
+        return self.base[rows], self.coef[rows], self.boot[rows]
+
+    def _compute(self, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool) -> None:
+        buffer = self.buffer
+        base, coef, boot, length = _multi_step(buffer, rows, n, gamma, bootstrap_end)
+        settled = (length >= n) | (coef == 0.0)
+        self.row_id[rows] = buffer.ids[rows]
+        self.base[rows], self.coef[rows], self.boot[rows] = base, coef, boot
+        self.boot_id[rows] = buffer.ids[boot]
+        self.boot_next[rows] = np.where(settled, self.SETTLED, buffer.next_id[boot])
 
 
 def _contiguous_chains(buffer: TransitionBuffer, rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,7 +176,7 @@ def _contiguous_chains(buffer: TransitionBuffer, rows: np.ndarray, n: int) -> tu
 def _along_chains(
     buffer: TransitionBuffer, rows: np.ndarray, chains: np.ndarray, n: int, gamma: float, bootstrap_end: bool
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(base, coef, boot)`` of ``multi_step_target`` from the ``(B, n)`` chains, all steps at once."""
+    """``(base, coef, boot, length)`` of ``_multi_step`` from the ``(B, n)`` chains, all steps at once."""
     followed = chains >= 0
     c = np.where(followed, buffer.failure[chains], 0.0).astype(np.float64)
     d = np.where(followed, buffer.terminated[chains], 0.0).astype(np.float64)
@@ -129,14 +189,15 @@ def _along_chains(
     line = np.arange(rows.size)
     bootstrap = (length < n) | bootstrap_end
     coef = np.where(bootstrap, discount[stop] * surviving[line, stop], 0.0)
-    return base, coef, chains[line, stop]
+    return base, coef, chains[line, stop], length
 
 
 def _followed_step_by_step(
     buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``multi_step_target`` by following each chain one link at a time (any buffer layout)."""
+    """``_multi_step`` by following each chain one link at a time (any buffer layout)."""
     rows = np.asarray(rows, dtype=np.int64)
+    length = np.zeros(rows.size, dtype=np.int64)
     base = np.zeros(rows.size, dtype=np.float64)
     coef = np.zeros(rows.size, dtype=np.float64)
     boot = rows.copy()
@@ -148,6 +209,7 @@ def _followed_step_by_step(
         discount *= gamma
         index = np.flatnonzero(alive)
         here = current[index]
+        length[index] += 1
         c = buffer.failure[here].astype(np.float64)
         d = buffer.terminated[here].astype(np.float64)
         base[index] += discount * weight[index] * c
@@ -163,7 +225,7 @@ def _followed_step_by_step(
         current[index] = np.where(stop, here, following)
         if not alive.any():
             break
-    return base, coef, boot
+    return base, coef, boot, length
 
 
 def balanced_rows(

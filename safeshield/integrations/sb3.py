@@ -40,7 +40,9 @@ import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import DiagGaussianDistribution, SquashedDiagGaussianDistribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import BasePolicy
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
 
 from safeshield.core.critic import CriticConfig, SafetyCritic
@@ -272,9 +274,17 @@ def _gaussian(model: BaseAlgorithm, obs: torch.Tensor) -> tuple[torch.Tensor, to
     actor = getattr(policy, "actor", None)
     if actor is not None and hasattr(actor, "get_action_dist_params"):  # SAC (tanh-squashed Gaussian)
         mean, log_std, kwargs = actor.get_action_dist_params(obs)
+        if type(actor.action_dist) is SquashedDiagGaussianDistribution:  # SB3's std, no distribution objects
+            return mean, log_std.exp(), "squashed"
         normal = actor.action_dist.proba_distribution(mean, log_std, **kwargs).distribution
         return normal.mean, normal.stddev, "squashed"
-    if hasattr(policy, "get_distribution"):  # PPO, A2C (ActorCriticPolicy)
+    if type(getattr(policy, "action_dist", None)) is DiagGaussianDistribution:  # PPO, A2C without gSDE
+        # get_distribution's mean and std as SB3 computes them, without building the distribution
+        # objects (their argument checks cost more than the network on every rejected step)
+        features = BasePolicy.extract_features(policy, obs, policy.pi_features_extractor)
+        mean = policy.action_net(policy.mlp_extractor.forward_actor(features))
+        return mean, policy.log_std.exp().expand_as(mean), "squashed" if policy.squash_output else "env"
+    if hasattr(policy, "get_distribution"):  # PPO, A2C (ActorCriticPolicy) with gSDE
         normal = policy.get_distribution(obs).distribution
         if not isinstance(normal, torch.distributions.Normal):
             raise TypeError(f"policy_sampler needs a Gaussian policy, got {type(normal).__name__}")

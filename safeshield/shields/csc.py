@@ -50,7 +50,6 @@ from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
 from safeshield.core.networks import adam, one_hot_index, polyak
-from safeshield.core.targets import multi_step_target
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
 from safeshield.shields.sqrl import INITIAL_LOGIT
 
@@ -322,8 +321,8 @@ class CSC(SafetyCritic):
         """``(n_critics, B)`` targets of ``config.target`` ("window" or "nstep"), every member bootstrapping itself."""
         cfg = self.config
         window = cfg.target == "window"
-        base, coef, boot = multi_step_target(
-            self.buffer, batch.rows, cfg.horizon, 1.0 if window else self.target_gamma, bootstrap_end=not window
+        base, coef, boot = self.chain_targets(
+            batch.rows, cfg.horizon, 1.0 if window else self.target_gamma, bootstrap_end=not window
         )
         next_obs = torch.from_numpy(self.buffer.next_obs[boot])
         drawn = self._policy_actions(next_obs, 1)

@@ -212,3 +212,42 @@ def test_all_at_once_targets_equal_following_each_link(episodes, n, gamma, end, 
     np.testing.assert_allclose(fast[1], slow[1], rtol=1e-12, atol=1e-12)
     live = slow[1] > 0
     np.testing.assert_array_equal(fast[2][live], slow[2][live])
+
+
+@SETTINGS
+@given(
+    steps=st.lists(
+        st.tuples(st.integers(0, 2), st.sampled_from(["go", "fail", "done", "cut"]), st.booleans()),
+        min_size=1,
+        max_size=80,
+    ),
+    n=st.integers(1, 8),
+    gamma=st.floats(0.05, 1.0),
+    end=st.booleans(),
+    capacity=st.integers(4, 30),
+    clear_at=st.integers(0, 100),
+)
+def test_remembered_targets_equal_fresh_ones_while_episodes_grow(steps, n, gamma, end, capacity, clear_at):
+    """``SettledTargets`` answers exactly as ``multi_step_target`` after every stored step, while
+    up to three envs interleave their episodes, the ring evicts rows and the buffer is cleared."""
+    from safeshield.core.targets import SettledTargets
+
+    buffer = TransitionBuffer(capacity, 1, 1)
+    remembered = SettledTargets(buffer)
+    previous: dict[int, int | None] = {0: None, 1: None, 2: None}
+    for i, (env, kind, query) in enumerate(steps):
+        if i == clear_at:
+            buffer.clear()
+            previous = dict.fromkeys(previous)
+        obs = np.full(1, i, np.float32)
+        failure = float(kind == "fail")
+        row = buffer.add(obs, obs, obs + 1, failure, kind in ("fail", "done"), previous=previous[env])
+        previous[env] = row if kind == "go" else None
+        if query:
+            rows = np.random.default_rng(i).integers(0, len(buffer), size=12)
+            got = remembered(rows, n, gamma, bootstrap_end=end)
+            fresh = multi_step_target(buffer, rows, n, gamma, bootstrap_end=end)
+            np.testing.assert_array_equal(got[0], fresh[0])
+            np.testing.assert_array_equal(got[1], fresh[1])
+            live = fresh[1] > 0
+            np.testing.assert_array_equal(got[2][live], fresh[2][live])

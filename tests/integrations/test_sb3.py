@@ -19,7 +19,7 @@ import torch
 pytest.importorskip("stable_baselines3")
 
 from gymnasium.utils.env_checker import check_env as gym_check_env  # noqa: E402
-from stable_baselines3 import PPO, SAC, TD3  # noqa: E402
+from stable_baselines3 import A2C, PPO, SAC, TD3  # noqa: E402
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList  # noqa: E402
 from stable_baselines3.common.env_checker import check_env  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
@@ -181,6 +181,25 @@ def test_policy_sampler_draws_from_the_policy_reproducibly():
             assert first.abs().max() <= 1.0
     with pytest.raises(TypeError):
         policy_sampler(SAC("MultiInputPolicy", make_dict_env()))
+
+
+@pytest.mark.parametrize("algo", [SAC, PPO, A2C])
+def test_policy_sampler_uses_the_gaussian_sb3_builds(algo):
+    """The sampler reads the mean and std without SB3's distribution objects; they must be SB3's own."""
+    from safeshield.integrations.sb3 import _gaussian
+
+    env = gym.make(DRUNK_SPIDER)
+    model = algo("MlpPolicy", env, policy_kwargs=small(), seed=0)
+    obs = torch.as_tensor(np.stack([env.observation_space.sample() for _ in range(5)]))
+    with torch.no_grad():
+        mean, std, _ = _gaussian(model, obs)
+        if algo is SAC:
+            mean_actions, log_std, _ = model.actor.get_action_dist_params(obs)
+            normal = model.actor.action_dist.proba_distribution(mean_actions, log_std).distribution
+        else:
+            normal = model.policy.get_distribution(obs).distribution
+    torch.testing.assert_close(mean, normal.mean)
+    torch.testing.assert_close(std, normal.stddev)
 
 
 def make_dict_env():
