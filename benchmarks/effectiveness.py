@@ -17,8 +17,9 @@ the options the case lists and documents) and without it. Per case it reports
   intervention and fallback rates.
 
 Cases (``CASES``): gymnasium ``InvertedDoublePendulum-v5`` and ``Walker2d-v5`` with SB3 SAC and
-PPO, ``CartPole-v1`` (Discrete actions) with SB3 PPO and DQN (indicator ``"terminated"``,
-``ShieldCallback``), ``safeshield/DrunkSpiderTarget-v0``
+PPO, ``CartPole-v1`` (Discrete actions) with SB3 PPO and DQN, and, as tasks the defaults were
+not chosen on, ``InvertedPendulum-v5`` with SB3 PPO and ``Hopper-v5`` with SB3 PPO and SAC
+(indicator ``"terminated"``, ``ShieldCallback``), ``safeshield/DrunkSpiderTarget-v0``
 pre-train -> fine-tune with the reference SAC (``safeshield.transfer`` with the shield's
 defaults instead of the paper preset), ``safeshield/PointTraps-v0`` with CSC + TRPO-Lagrangian
 against TRPO. Targets of the issue: failures <= 1/3 of unshielded, return >= 90 %, wall-clock
@@ -85,6 +86,10 @@ CARTPOLE_PPO = Case(
     20_480,
     note="a Discrete action space: the critic scores both actions in one pass and the mask is exact",
 )
+UNSEEN = (
+    "added after the defaults were fixed and never used to choose them: does the shield carry to a task it "
+    "was not developed on?"
+)
 CASES = [
     Case("idp_sac", "InvertedDoublePendulum-v5", "sb3_sac", "sqrl", 10_000),
     Case("idp_ppo", "InvertedDoublePendulum-v5", "sb3_ppo", "sqrl", 20_480),
@@ -115,6 +120,14 @@ CASES = [
         options={"horizon": 100},
         note="as cartpole_ppo with a 100-step (2 s) horizon: the cart drifts out of its track over seconds, "
         "which the default 20 steps (CartPole declares no dt) do not see (docs/effectiveness.md)",
+    ),
+    *(
+        Case(name, env_id, agent, "sqrl", steps, note=UNSEEN)
+        for name, env_id, agent, steps in (
+            ("ip_ppo", "InvertedPendulum-v5", "sb3_ppo", 20_480),
+            ("hopper_ppo", "Hopper-v5", "sb3_ppo", 20_480),
+            ("hopper_sac", "Hopper-v5", "sb3_sac", 10_000),
+        )
     ),
     Case(
         "cartpole_dqn",
