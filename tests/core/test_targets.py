@@ -50,6 +50,12 @@ EPISODES = st.lists(
     st.tuples(st.integers(1, 12), st.sampled_from(["fail", "done", "cut", "open"])), min_size=1, max_size=6
 )
 GAMMAS = st.floats(0.05, 1.0)
+CHAINS = {  # a chain's length n, discount, end rule, and the ring's capacity
+    "n": st.integers(1, 15),
+    "gamma": GAMMAS,
+    "end": st.booleans(),
+    "capacity": st.integers(4, 40),
+}
 
 
 @SETTINGS
@@ -174,14 +180,7 @@ def assert_same_targets(got, expected) -> None:
 
 
 @SETTINGS
-@given(
-    episodes=EPISODES,
-    n=st.integers(1, 15),
-    gamma=GAMMAS,
-    end=st.booleans(),
-    capacity=st.integers(4, 40),
-    envs=st.integers(1, 3),
-)
+@given(episodes=EPISODES, envs=st.integers(1, 3), **CHAINS)
 def test_all_at_once_targets_equal_following_each_link(episodes, n, gamma, end, capacity, envs):
     """The vectorised path (consecutive rows) and the link-by-link path give the same targets,
     whatever the ring's evictions and however many envs interleave their episodes."""
@@ -226,11 +225,8 @@ def test_all_at_once_targets_equal_following_each_link(episodes, n, gamma, end, 
         min_size=1,
         max_size=80,
     ),
-    n=st.integers(1, 8),
-    gamma=GAMMAS,
-    end=st.booleans(),
-    capacity=st.integers(4, 30),
     clear_at=st.integers(0, 100),
+    **CHAINS,
 )
 def test_remembered_targets_equal_fresh_ones_while_episodes_grow(steps, n, gamma, end, capacity, clear_at):
     """``SettledTargets`` answers exactly as ``multi_step_target`` after every stored step, while
