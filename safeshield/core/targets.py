@@ -80,11 +80,16 @@ def multi_step_target(
     Monte-Carlo window label); cut chains are always bootstrapped. n = 1 gives SQRL's
     gamma (c' + (1 - c')(1 - d') Q̄(s', a')). With targets Q̄ in [0, 1] the target is in [0, 1].
     """
+    _check_chain(n, gamma)
+    return _multi_step(buffer, np.asarray(rows, dtype=np.int64), int(n), gamma, bootstrap_end)[:3]
+
+
+def _check_chain(n: int, gamma: float) -> None:
+    """The chain length and discount every multi-step target needs, else a ValueError naming them."""
     if int(n) < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if not 0.0 < gamma <= 1.0:
         raise ValueError(f"gamma must be in (0, 1], got {gamma!r}")
-    return _multi_step(buffer, np.asarray(rows, dtype=np.int64), int(n), gamma, bootstrap_end)[:3]
 
 
 def _multi_step(
@@ -132,6 +137,7 @@ class SettledTargets:
         buffer = self.buffer
         key = (int(n), float(gamma), bool(bootstrap_end), buffer.clears)
         if key != self.key:  # other targets, or a cleared buffer whose ids start again at 0
+            _check_chain(n, gamma)
             self.row_id.fill(-1)
             self.key = key
         rows = np.asarray(rows, dtype=np.int64)
@@ -175,7 +181,7 @@ def _contiguous_chains(buffer: TransitionBuffer, rows: np.ndarray, n: int) -> tu
 
 def _along_chains(
     buffer: TransitionBuffer, rows: np.ndarray, chains: np.ndarray, n: int, gamma: float, bootstrap_end: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(base, coef, boot, length)`` of ``_multi_step`` from the ``(B, n)`` chains, all steps at once."""
     followed = chains >= 0
     c = np.where(followed, buffer.failure[chains], 0.0).astype(np.float64)
@@ -194,7 +200,7 @@ def _along_chains(
 
 def _followed_step_by_step(
     buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool = True
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``_multi_step`` by following each chain one link at a time (any buffer layout)."""
     rows = np.asarray(rows, dtype=np.int64)
     length = np.zeros(rows.size, dtype=np.int64)

@@ -248,3 +248,17 @@ def test_remembered_targets_equal_fresh_ones_while_episodes_grow(steps, n, gamma
             rows = np.random.default_rng(i).integers(0, len(buffer), size=12)
             got = remembered(rows, n, gamma, bootstrap_end=end)
             assert_same_targets(got, multi_step_target(buffer, rows, n, gamma, bootstrap_end=end))
+
+
+@pytest.mark.parametrize(("n", "gamma", "match"), [(0, 0.9, "n must"), (3, 1.5, "gamma must"), (3, 0.0, "gamma must")])
+def test_remembered_and_fresh_targets_refuse_the_same_bad_chains(n, gamma, match):
+    """A bad chain length or discount is named by both entry points, cached or not."""
+    from safeshield.core.targets import SettledTargets
+
+    buffer = TransitionBuffer(8, 1, 1)
+    fill(buffer, [(3, "fail")])
+    rows = np.arange(3)
+    with pytest.raises(ValueError, match=match):
+        multi_step_target(buffer, rows, n, gamma)
+    with pytest.raises(ValueError, match=match):
+        SettledTargets(buffer)(rows, n, gamma)
