@@ -21,9 +21,11 @@ PPO, ``CartPole-v1`` (Discrete actions) with SB3 PPO and DQN, and, as tasks the 
 not chosen on, ``InvertedPendulum-v5`` with SB3 PPO and ``Hopper-v5`` with SB3 PPO and SAC
 (indicator ``"terminated"``, ``ShieldCallback``), ``safeshield/DrunkSpiderTarget-v0``
 pre-train -> fine-tune with the reference SAC (``safeshield.transfer`` with the shield's
-defaults instead of the paper preset), ``safeshield/PointTraps-v0`` with CSC + TRPO-Lagrangian
+defaults instead of the paper preset), ``safeshield/MinitaurVelocity-v0`` pre-train -> fine-tune
+the same way (``MINITAUR_CPU``: 0.3 -> 0.4 m/s, 8k + 6k steps), ``safeshield/PointTraps-v0`` with CSC + TRPO-Lagrangian
 against TRPO. Targets of the issue: failures <= 1/3 of unshielded, return >= 90 %, wall-clock
-<= 1.3x for SAC; <= 1/2 on the gymnasium cases and DrunkSpider is the least that counts.
+<= 1.3x for SAC; <= 1/2 on the gymnasium cases and DrunkSpider is the least that counts. The
+transfer cases' return ratio compares the deployed (deterministic) policies.
 
 Outputs in ``--out``: ``cases/<name>/seed<k>.json`` (each seed's pair of runs, written as it finishes),
 ``results.json`` (``cases``: one entry per case with ``name``, ``env_id``,
@@ -51,6 +53,7 @@ import safeshield
 from safeshield.core.quality import plot_quality, reliability, roc_auc
 from safeshield.experiments.plots import plot_learning_curves
 from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json
+from safeshield.experiments.transfer import MINITAUR_CPU, TransferSettings
 
 TARGETS = {"failure_ratio": 1 / 3, "failure_ratio_progress": 1 / 2, "return_ratio": 0.9, "wall_ratio_sac": 1.3}
 
@@ -67,6 +70,7 @@ class Case:
     options: dict[str, Any] = field(default_factory=dict)  # shield options besides the defaults (documented)
     note: str = ""
     pretrain: int = 0  # > 0: the shield learns offline from this many logged steps of another plain run, frozen
+    transfer: TransferSettings | None = None  # "reference_sac_transfer": the protocol (default: DrunkSpider's)
 
 
 DRUNK_SPIDER = Case(
@@ -139,6 +143,17 @@ CASES = [
         "in 20k steps",
     ),
     Case(
+        "minitaur",
+        "safeshield/MinitaurVelocity-v0",
+        "reference_sac_transfer",
+        "sqrl",
+        MINITAUR_CPU.finetune_steps,
+        transfer=MINITAUR_CPU,
+        note="pre-train 8k steps at 0.3 m/s (Minitaur-v0), fine-tune 6k at 0.4 m/s, one SAC and shield update per 2 "
+        "env steps (benchmarks/minitaur_sqrl.py's CPU-scale settings) with the shield's defaults: the env declares "
+        "dt = 0.01 s, so the 0.5 s horizon is 50 control steps, where a fall develops",
+    ),
+    Case(
         "point_traps",
         "safeshield/PointTraps-v0",
         "trpo_lagrangian",
@@ -159,16 +174,6 @@ CASES = [
 ]
 """Step counts are what this project's shared 2-core machine allowed in one session (the issue asks for
 20k-50k steps on the gymnasium cases): they measure the early-learning phase, where an agent fails most."""
-NOT_RUN = [
-    {
-        "name": "minitaur",
-        "env_id": "safeshield/MinitaurVelocity-v0",
-        "agent": "reference_sac_transfer",
-        "method": "sqrl",
-        "reason": "not run: a PyBullet pre-train -> fine-tune run needs about 25 CPU-minutes "
-        "per seed and arm at the 0.2 control rate; the 2 shared cores of this session did not have them",
-    }
-]
 COST = {"sb3_sac": 4.0, "reference_sac_transfer": 4.0, "trpo_lagrangian": 2.0, "sb3_ppo": 1.0, "sb3_dqn": 1.0}
 """Rough CPU cost per env step of each agent (shielded + unshielded), to start the longest jobs first."""
 QUICK = {"cases": ["idp_ppo"], "steps": 1_500, "seeds": 3}
@@ -308,15 +313,28 @@ def _run_result(case: Case, shielded: bool, seed: int, records: list[dict], wall
 
 
 # -- DrunkSpider transfer and Point traps ------------------------------------------------------------
-def transfer_case_job(case: Case, shielded: bool, seed: int, steps: int, out_dir: str, progress_queue=None) -> dict:
-    from safeshield.experiments.transfer import TransferSettings, transfer_job
-
-    settings = TransferSettings(
+def transfer_settings(case: Case, steps: int) -> TransferSettings:
+    """The case's transfer protocol with ``steps`` fine-tuning steps (pre-training scaled with them) and the
+    shield's defaults instead of the paper preset."""
+    protocol = case.transfer or TransferSettings()
+    return dataclasses.replace(
+        protocol,
         finetune_steps=steps,
-        pretrain_steps=max(steps * 4 // 3, 1),
+        pretrain_steps=max(round(steps * protocol.pretrain_steps / protocol.finetune_steps), 1),
         shield_preset="default",
         shield_budget=case.options.get("budget"),
     )
+
+
+def progress_steps(case: Case, steps: int) -> int:
+    """Env steps one run of ``case`` reports to the progress bar (a transfer run's pre-training included)."""
+    return steps + (transfer_settings(case, steps).pretrain_steps if case.agent == "reference_sac_transfer" else 0)
+
+
+def transfer_case_job(case: Case, shielded: bool, seed: int, steps: int, out_dir: str, progress_queue=None) -> dict:
+    from safeshield.experiments.transfer import transfer_job
+
+    settings = transfer_settings(case, steps)
     start = time.perf_counter()
     run = transfer_job("sqrl" if shielded else "sac", seed, settings, out_dir, progress_queue=progress_queue)
     wall = time.perf_counter() - start
@@ -447,7 +465,7 @@ def main(argv: list[str] | None = None) -> None:
         # one job per (case, seed), the costliest cases first, so two workers stay busy to the end
         order = sorted(cases, key=lambda c: -COST.get(c.agent, 1) * steps_of[c.name])
         jobs = [Job(run_case_seed, (case, seed, steps_of[case.name], str(out))) for case in order for seed in seeds]
-        total = sum(2 * len(seeds) * steps_of[c.name] for c in cases)
+        total = sum(2 * len(seeds) * progress_steps(c, steps_of[c.name]) for c in cases)
         run_jobs(jobs, total, desc="effectiveness", workers=min(args.workers, len(jobs)))
     summarise(out, quick=args.quick)
 
@@ -485,7 +503,7 @@ def summarise(out: Path, quick: bool = False) -> dict[str, Any]:
         {"name": c.name, "env_id": c.env_id, "reason": "not run in this session (CPU budget)"}
         for c in CASES
         if c.name not in finished
-    ] + NOT_RUN
+    ]
     document = {"targets": TARGETS, "quick": quick, "cases": summaries, "not_run": not_run, "runs": runs}
     write_json(out / "results.json", document)
     for s in summaries:

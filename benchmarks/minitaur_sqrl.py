@@ -34,7 +34,7 @@ import torch
 
 from safeshield.experiments.plots import plot_learning_curves
 from safeshield.experiments.runner import write_json
-from safeshield.experiments.transfer import TransferSettings, run_transfer
+from safeshield.experiments.transfer import MINITAUR_CPU, run_transfer
 
 RESULTS = Path(__file__).resolve().parent / "results" / "minitaur_sqrl"
 SEEDS = (0, 1, 2)
@@ -45,21 +45,7 @@ PAPER = {
     "finetune_steps": "5e5 (Table 1)",
 }
 
-SETTINGS = TransferSettings(
-    pretrain_id="safeshield/Minitaur-v0",  # 0.3 m/s (App. C)
-    target_id="safeshield/MinitaurVelocity-v0",  # 0.4 m/s (App. C)
-    pretrain_steps=8_000,  # paper: up to 1e6; CPU budget
-    finetune_steps=6_000,  # paper: 5e5; CPU budget
-    hidden=(64, 64),  # paper: 2 x 256 (Table 1); CPU budget
-    eps_safe=0.1,  # paper Table 1
-    gamma_safe=0.7,  # paper Table 1
-    learning_starts=1_000,  # our choice: uniform warm-up for SAC and the critic
-    sac_gamma=0.99,  # our choice: standard SAC discount (paper silent)
-    sac_init_alpha=0.1,  # our choice: the demo's value; alpha is learned from there
-    batch_size=128,  # our choice (paper silent)
-    train_every=2,  # our choice: one update every 2 env steps halves the CPU cost
-    eval_episodes=3,  # deterministic 500-step episodes of the deployed policy
-)
+SETTINGS = MINITAUR_CPU
 QUICK = dataclasses.replace(
     SETTINGS, pretrain_steps=500, finetune_steps=400, learning_starts=200, batch_size=64, eval_episodes=1
 )

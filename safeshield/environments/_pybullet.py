@@ -86,6 +86,12 @@ class QuadrupedEnv(gym.Env):
         self.robot: int | None = None
         self._needs_reset = True
 
+    @property
+    def dt(self) -> float:
+        """Seconds of simulated time per action (``time_step`` x ``substeps``), as MuJoCo envs declare it:
+        a shield's ``horizon_seconds`` becomes steps with it."""
+        return self.time_step * self.substeps
+
     # ------------------------------------------------------------------ subclass hooks
     def _setup_robot(self) -> None:
         """Once, after the URDF is loaded: joint ids, constraints, dynamics changes."""

@@ -196,3 +196,11 @@ def test_making_an_env_prints_nothing_on_stdout(capfd):
     env.reset(seed=0)
     env.close()
     assert "argv[0]" not in capfd.readouterr().out
+
+
+def test_control_period_sets_a_shields_horizon_in_seconds():
+    env = gym.make("safeshield/MinitaurVelocity-v0")
+    assert env.unwrapped.dt == pytest.approx(0.01)  # one action per 2 x 0.005 s physics steps
+    shielded = safeshield.wrap(env, "sqrl", indicator="info:failure", seed=0)
+    assert shielded.safety_model.config.horizon == 50  # the default 0.5 s, not the 20-step fallback
+    shielded.close()
