@@ -27,6 +27,7 @@ import torch
 from safeshield.core.buffer import Batch, TransitionBuffer
 from safeshield.core.decision import SELECTIONS
 from safeshield.core.model import SafetyConfig, SafetyModel
+from safeshield.core.networks import ActionHeadsNet, RunningMoments, StateActionNet
 from safeshield.core.spaces import action_codec, check_observation_space
 from safeshield.core.targets import (
     SettledTargets,
@@ -49,6 +50,7 @@ __all__ = ["TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
 GUARD_SHARE = 0.25  # our choice: the guard backs off while more than a quarter of recent steps fell back
 GUARD_CEILING = 1.01  # above every risk in [0, 1]
 WEIGHT_CHECK_EVERY = 64  # updates between two full reads of the weights (a non-finite loss is caught at once)
+REFIT_INPUTS_EVERY = 100  # updates between two refits of the observation standardisation (normalize_obs)
 
 TARGETS = ("nstep", "window", "td")
 """Risk targets (``safeshield.core.targets``): ``"nstep"`` the ``horizon``-step return of the
@@ -155,6 +157,9 @@ class SafetyCritic(SafetyModel):
         self._ratio_cache: tuple[float | None, int, int] = (None, 0, 1)
         self.failures_seen = 0  # failures stored (warm-up)
         self.adaptive_threshold: BudgetThreshold | None = None  # budget / guard state, built on first use
+        self.obs_moments = RunningMoments(self.obs_dim)  # of the stored observations (normalize_obs)
+        self._moments_seen = (0, 0)  # (buffer clears, transitions added) the moments include
+        self._next_refit = 0  # ``updates`` at which ``learn`` next refits the input standardisation
 
     # -- what a method implements -------------------------------------------------------------
     @abc.abstractmethod
@@ -231,6 +236,8 @@ class SafetyCritic(SafetyModel):
         }
         if self.adaptive_threshold is not None:
             state["adaptive_threshold"] = self.adaptive_threshold.state()
+        if getattr(self.config, "normalize_obs", False):  # a method that offers it (SQRL)
+            state["obs_moments"] = self.obs_moments.state()
         return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
@@ -242,6 +249,8 @@ class SafetyCritic(SafetyModel):
             adaptive = self._adaptive(self.nominal_threshold)
             if adaptive is not None:
                 adaptive.load_state(state["adaptive_threshold"])
+        if "obs_moments" in state:
+            self.obs_moments.load_state(state["obs_moments"])
 
     def resolve_horizon(self, dt: float | None) -> int:
         """Set ``horizon`` from ``horizon_seconds`` and the env's control period ``dt`` (when both are known).
@@ -440,6 +449,9 @@ class SafetyCritic(SafetyModel):
         if len(self.buffer) == 0:
             raise ValueError("the shield has no stored transitions to learn from")
         stats: dict[str, float] = {}
+        if getattr(self.config, "normalize_obs", False) and self.updates >= self._next_refit:
+            self.refit_inputs()
+            self._next_refit = self.updates + REFIT_INPUTS_EVERY
         if self.config.balance > 0:  # failure-balanced, importance-weighted minibatches (core.targets)
             batches = (self.sample_batch() for _ in range(int(steps)))
         else:
@@ -453,6 +465,22 @@ class SafetyCritic(SafetyModel):
             self.check_finite(stats)
             self._next_weight_check = self.updates + WEIGHT_CHECK_EVERY
         return stats
+
+    def refit_inputs(self) -> None:
+        """Standardise every network's observation inputs by all observations stored so far.
+
+        Each network absorbs the change in its first layer (``InputScaler.refit``): the risks are
+        the same before and after, only the scale SGD sees changes (``normalize_obs``).
+        """
+        clears, added = self.buffer.clears, self.buffer.total_added
+        seen = self._moments_seen[1] if self._moments_seen[0] == clears else 0
+        new = min(added - seen, len(self.buffer))
+        self.obs_moments.add(self.buffer.obs[np.arange(added - new, added) % self.buffer.capacity])
+        self._moments_seen = (clears, added)
+        mean, inv_std = self.obs_moments.standardiser()
+        for module in self.modules():
+            if isinstance(module, (StateActionNet, ActionHeadsNet)):
+                module.refit_inputs(mean, inv_std)
 
     def check_finite(self, stats: dict[str, float] | None = None) -> None:
         """Raise ``FloatingPointError`` if a weight (or a reported loss) is NaN or infinite.

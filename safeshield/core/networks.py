@@ -4,6 +4,8 @@
 - ``StateActionNet``: an MLP over the concatenation ``[obs, action]`` (critics, risk models).
 - ``ActionHeadsNet``: an MLP over ``obs`` with one output per action of a ``Discrete`` space, so
   one forward pass scores every action (critics of discrete-action shields).
+- ``InputScaler``, ``RunningMoments``: optional standardisation of both nets' observation inputs by
+  the statistics of every stored observation, refit without changing the network's function.
 - ``adam``: Adam with torch's fused kernel where it exists (one kernel for all parameters).
 - ``polyak``: a target network's soft update in one fused call.
 
@@ -15,12 +17,23 @@ soft update are a tenth of it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["mlp", "StateActionNet", "ActionHeadsNet", "one_hot_index", "to_device", "adam", "polyak"]
+__all__ = [
+    "mlp",
+    "RunningMoments",
+    "InputScaler",
+    "StateActionNet",
+    "ActionHeadsNet",
+    "one_hot_index",
+    "to_device",
+    "adam",
+    "polyak",
+]
 
 
 def adam(parameters, lr: float) -> torch.optim.Adam:
@@ -60,6 +73,81 @@ def mlp(
     return nn.Sequential(*layers)
 
 
+class RunningMoments:
+    """Mean and variance of every row ever added (Chan et al.'s parallel update, float64)."""
+
+    STD_FLOOR = 1e-3  # a feature that has not varied yet keeps a bounded scale
+
+    def __init__(self, dim: int):
+        self.count = 0
+        self.mean = np.zeros(dim)
+        self.m2 = np.zeros(dim)  # sum of squared deviations from the mean
+
+    def add(self, rows: np.ndarray) -> None:
+        if len(rows) == 0:
+            return
+        rows = np.asarray(rows, dtype=np.float64)
+        n, mean = len(rows), rows.mean(axis=0)
+        delta, total = mean - self.mean, self.count + n
+        self.m2 += ((rows - mean) ** 2).sum(axis=0) + delta**2 * self.count * n / total
+        self.mean += delta * n / total
+        self.count = total
+
+    def standardiser(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mean, 1 / std)`` as float32 tensors, std floored at ``STD_FLOOR``."""
+        std = np.sqrt(self.m2 / max(self.count, 1))
+        inv_std = 1.0 / np.maximum(std, self.STD_FLOOR)
+        return torch.as_tensor(self.mean, dtype=torch.float32), torch.as_tensor(inv_std, dtype=torch.float32)
+
+    def state(self) -> dict[str, Any]:
+        return {"count": self.count, "mean": self.mean.tolist(), "m2": self.m2.tolist()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        mean, m2 = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["m2"], dtype=np.float64)
+        count = state["count"]
+        if (
+            mean.shape != self.mean.shape
+            or m2.shape != self.m2.shape
+            or isinstance(count, bool)
+            or not isinstance(count, int)
+            or count < 0
+            or not (np.isfinite(mean).all() and np.isfinite(m2).all() and (m2 >= 0).all())
+        ):
+            raise ValueError(
+                f"observation moments must hold a count >= 0 and finite mean and m2 >= 0 of shape {self.mean.shape}, "
+                f"got count={count!r}, shapes {mean.shape} and {m2.shape}"
+            )
+        self.count, self.mean, self.m2 = count, mean, m2
+
+
+class InputScaler(nn.Module):
+    """``obs -> (obs - shift) * scale``: observations standardised before a network's first layer.
+
+    Raw observations mix units (joint velocities in tens of rad/s beside a base tilt in hundredths),
+    and a small network trained by SGD on them learns the small features slowly. ``refit`` moves
+    the standardisation to new statistics and rewrites the first layer so that the network's
+    function is unchanged: only the parametrisation SGD works in changes, never a decision.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("shift", torch.zeros(dim))
+        self.register_buffer("scale", torch.ones(dim))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return (obs - self.shift) * self.scale
+
+    @torch.no_grad()
+    def refit(self, layer: nn.Linear, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
+        """Standardise with ``(mean, inv_std)`` from now on; ``layer`` (whose first ``dim`` inputs are
+        the scaled observations) absorbs the change: b += W (scale * (mean - shift)), W *= scale / inv_std."""
+        weight = layer.weight[:, : self.shift.shape[0]]
+        layer.bias += weight @ (self.scale * (mean - self.shift))
+        weight *= self.scale / inv_std
+        self.shift.copy_(mean)
+        self.scale.copy_(inv_std)
+
+
 class StateActionNet(nn.Module):
     """``f(obs, action) -> (batch,)``: an MLP on ``[obs, action]`` with one scalar output per row.
 
@@ -73,8 +161,9 @@ class StateActionNet(nn.Module):
 
     NUMPY_MAX_ROWS = 32
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256)):
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int] = (256, 256), *, scale_inputs: bool = False):
         super().__init__()
+        self.inputs = InputScaler(obs_dim) if scale_inputs else None
         self.net = mlp(obs_dim + act_dim, 1, hidden)
         self._linears = [layer for layer in self.net if isinstance(layer, nn.Linear)]
         self._numpy_layers: list[tuple[np.ndarray, np.ndarray]] = []
@@ -82,7 +171,14 @@ class StateActionNet(nn.Module):
         self._numpy_buffers: dict[int, list[np.ndarray]] = {}  # rows -> [input, hidden..., output]
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        if self.inputs is not None:
+            obs = self.inputs(obs)
         return self.net(torch.cat([obs, action], dim=-1)).squeeze(-1)
+
+    def refit_inputs(self, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
+        """``InputScaler.refit`` on the first layer (a no-op without ``scale_inputs``)."""
+        if self.inputs is not None:
+            self.inputs.refit(self.net[0], mean, inv_std)
 
     def forward_single(self, obs: np.ndarray, action: np.ndarray) -> float:
         """``forward`` for one flat float32 ``(obs, action)`` pair, in numpy (CPU weights only)."""
@@ -104,6 +200,9 @@ class StateActionNet(nn.Module):
         x = buffers[0]
         split = obs.shape[1]
         x[:, :split] = obs
+        if self.inputs is not None:
+            x[:, :split] -= self.inputs.shift.numpy()
+            x[:, :split] *= self.inputs.scale.numpy()
         x[:, split:] = action
         last = len(layers) - 1
         for index, (weight, bias) in enumerate(layers):
@@ -152,12 +251,15 @@ class ActionHeadsNet(nn.Module):
     layer is ``net[-1]``, as in ``StateActionNet``.
     """
 
-    def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int] = (256, 256)):
+    def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int] = (256, 256), *, scale_inputs: bool = False):
         super().__init__()
+        self.inputs = InputScaler(obs_dim) if scale_inputs else None
         self.net = mlp(obs_dim, n_actions, hidden)
 
     def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs)
+        return self.net(obs if self.inputs is None else self.inputs(obs))
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).gather(-1, one_hot_index(action)).squeeze(-1)
+        return self.all_actions(obs).gather(-1, one_hot_index(action)).squeeze(-1)
+
+    refit_inputs = StateActionNet.refit_inputs

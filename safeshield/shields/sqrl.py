@@ -66,6 +66,7 @@ PAPER = {
     "guard": False,
     "widen_policy": False,  # §6: candidates from pi only
     "horizon_seconds": None,
+    "normalize_obs": False,
 }
 """``preset="paper"``: SQRL as published (Srinivasan et al. 2020, arXiv:2010.14603)."""
 
@@ -85,8 +86,15 @@ class SQRLConfig(CriticConfig):
     regret: float | None = REGRET_DEFAULT  # relative rule (core.decision); paper: None (Eq. 5's threshold only)
     learning_starts: int = 256  # our choice: learn as soon as one minibatch is stored
     warmup_updates: int = 100  # our choice: no rejection before 100 updates (and 5 stored failures)
+    normalize_obs: bool = True  # our choice: standardised inputs (joint velocities beside a tilt); paper: raw
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": PAPER}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SQRLConfig:
+        data = dict(data)
+        data.setdefault("normalize_obs", False)  # saved before the option existed: raw inputs
+        return super().from_json(data)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -113,12 +121,14 @@ class SQRL(SafetyCritic):
     name = "sqrl"
     config_class = SQRLConfig
     config: SQRLConfig
+    fixed_fields = SafetyCritic.fixed_fields | {"normalize_obs"}  # it shapes the networks
 
     def build(self) -> None:
+        scale = self.config.normalize_obs
         if self.discrete:  # one output per action: every action scored in one forward pass
-            self.critic = ActionHeadsNet(self.obs_dim, self.act_dim, self.config.hidden)
+            self.critic = ActionHeadsNet(self.obs_dim, self.act_dim, self.config.hidden, scale_inputs=scale)
         else:
-            self.critic = StateActionNet(self.obs_dim, self.act_dim, self.config.hidden)
+            self.critic = StateActionNet(self.obs_dim, self.act_dim, self.config.hidden, scale_inputs=scale)
         # Start optimistic (risk ≈ 0.01 everywhere) rather than at sigmoid(0) = 0.5: an untrained
         # critic then lets the agent act and learns from what happens, instead of rejecting every
         # action and executing the argmin of random weights.
