@@ -257,9 +257,12 @@ class ActionHeadsNet(nn.Module):
         self.net = mlp(obs_dim, n_actions, hidden)
 
     def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs if self.inputs is None else self.inputs(obs))
+        return self._heads(obs)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return self.all_actions(obs).gather(-1, one_hot_index(action)).squeeze(-1)
+        return self._heads(obs).gather(-1, one_hot_index(action)).squeeze(-1)
+
+    def _heads(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs if self.inputs is None else self.inputs(obs))
 
     refit_inputs = StateActionNet.refit_inputs
