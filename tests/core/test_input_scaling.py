@@ -107,22 +107,21 @@ def test_learning_refits_and_the_paper_preset_keeps_raw_inputs():
 
 
 @pytest.fixture
-def trained(tmp_path):
-    env = safeshield.make("safeshield/DrunkSpider-v0", seed=0, hidden=(16, 16), learning_starts=16, batch_size=16)
-    env.reset(seed=0)
-    rng = np.random.default_rng(0)
-    for _ in range(80):
-        _, _, terminated, truncated, _ = env.step(rng.uniform(-1, 1, 2).astype(np.float32))
-        if terminated or truncated:
-            env.reset()
-    return env.safety_model
+def trained():
+    """A shield pre-trained on logged steps whose features differ in scale by 5000x."""
+    model, rng = sqrl(capacity=256), np.random.default_rng(0)
+    obs = wild_obs(rng, 81, [1.0, 50.0, 1e-2])
+    ends = np.arange(80) % 10 == 9
+    zeros = np.zeros(80)
+    model.learn_offline(obs[:-1], rng.uniform(-1, 1, (80, 2)), obs[1:], ends, ends, zeros, updates=20)
+    return model
 
 
 def test_scaler_and_moments_survive_a_checkpoint(trained, tmp_path):
-    assert trained.obs_moments.count > 0 and trained.critic.inputs.shift.abs().max() > 0
+    assert trained.obs_moments.count == 80 and trained.critic.inputs.shift.abs().max() > 1
     trained.save(tmp_path / "shield")
     loaded = safeshield.load(tmp_path / "shield")
-    obs, actions = torch.randn(16, 2) * 4, torch.rand(16, 2) * 2 - 1
+    obs, actions = torch.randn(16, 3) * 4, torch.rand(16, 2) * 2 - 1
     with torch.inference_mode():
         torch.testing.assert_close(loaded.risk(obs, actions), trained.risk(obs, actions))
     assert loaded.obs_moments.state() == trained.obs_moments.state()
