@@ -236,7 +236,7 @@ class SafetyCritic(SafetyModel):
         }
         if self.adaptive_threshold is not None:
             state["adaptive_threshold"] = self.adaptive_threshold.state()
-        if getattr(self.config, "normalize_obs", False):  # a method that offers it (SQRL)
+        if self.scales_inputs:
             state["obs_moments"] = self.obs_moments.state()
         return state
 
@@ -449,7 +449,7 @@ class SafetyCritic(SafetyModel):
         if len(self.buffer) == 0:
             raise ValueError("the shield has no stored transitions to learn from")
         stats: dict[str, float] = {}
-        if getattr(self.config, "normalize_obs", False) and self.updates >= self._next_refit:
+        if self.scales_inputs and self.updates >= self._next_refit:
             self.refit_inputs()
             self._next_refit = self.updates + REFIT_INPUTS_EVERY
         if self.config.balance > 0:  # failure-balanced, importance-weighted minibatches (core.targets)
@@ -465,6 +465,12 @@ class SafetyCritic(SafetyModel):
             self.check_finite(stats)
             self._next_weight_check = self.updates + WEIGHT_CHECK_EVERY
         return stats
+
+    @property
+    def scales_inputs(self) -> bool:
+        """Whether the networks standardise their observation inputs (``refit_inputs``); SQRL's
+        ``normalize_obs``, off for a method that does not offer it."""
+        return False
 
     def refit_inputs(self) -> None:
         """Standardise every network's observation inputs by all observations stored so far.

@@ -140,6 +140,10 @@ class SQRL(SafetyCritic):
         self.optimizer = adam(self.critic.parameters(), self.config.lr)
 
     @property
+    def scales_inputs(self) -> bool:
+        return self.config.normalize_obs
+
+    @property
     def nominal_threshold(self) -> float:
         return self.config.eps_safe
 
