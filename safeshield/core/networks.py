@@ -103,8 +103,13 @@ class RunningMoments:
         return {"count": self.count, "mean": self.mean.tolist(), "m2": self.m2.tolist()}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        mean, m2 = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["m2"], dtype=np.float64)
-        count = state["count"]
+        try:
+            mean, m2 = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["m2"], dtype=np.float64)
+            count = state["count"]
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"observation moments must be a mapping with 'count', 'mean' and 'm2', got {state!r:.200}"
+            ) from error
         if (
             mean.shape != self.mean.shape
             or m2.shape != self.m2.shape
@@ -141,6 +146,7 @@ class InputScaler(nn.Module):
     def refit(self, layer: nn.Linear, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
         """Standardise with ``(mean, inv_std)`` from now on; ``layer`` (whose first ``dim`` inputs are
         the scaled observations) absorbs the change: b += W (scale * (mean - shift)), W *= scale / inv_std."""
+        mean, inv_std = mean.to(self.shift), inv_std.to(self.shift)  # the statistics come from the CPU buffer
         weight = layer.weight[:, : self.shift.shape[0]]
         layer.bias += weight @ (self.scale * (mean - self.shift))
         weight *= self.scale / inv_std

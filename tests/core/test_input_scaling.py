@@ -137,3 +137,18 @@ def test_a_checkpoint_from_before_the_option_loads_with_raw_inputs(tmp_path):
     document["content_sha256"] = checkpoint._content_hash(document, weights)  # an edit the hash cannot catch
     (tmp_path / "shield" / "config.json").write_text(json.dumps(document))
     assert safeshield.load(tmp_path / "shield").config.normalize_obs is False
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {},
+        {"count": 3, "mean": [0.0], "m2": [1.0]},
+        {"count": -1, "mean": [0.0] * 3, "m2": [0.0] * 3},
+        {"count": 2, "mean": [float("nan")] * 3, "m2": [0.0] * 3},
+        {"count": 2, "mean": "x", "m2": [0.0] * 3},
+    ],
+)
+def test_malformed_moments_are_refused_with_what_was_expected(state):
+    with pytest.raises(ValueError, match="observation moments"):
+        RunningMoments(3).load_state(state)
