@@ -53,7 +53,7 @@ import safeshield
 from safeshield.core.quality import plot_quality, reliability, roc_auc
 from safeshield.experiments.plots import plot_learning_curves
 from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json
-from safeshield.experiments.transfer import MINITAUR_CPU, TransferSettings
+from safeshield.experiments.transfer import MINITAUR_CPU, TransferSettings, transfer_job
 
 TARGETS = {"failure_ratio": 1 / 3, "failure_ratio_progress": 1 / 2, "return_ratio": 0.9, "wall_ratio_sac": 1.3}
 
@@ -332,8 +332,6 @@ def progress_steps(case: Case, steps: int) -> int:
 
 
 def transfer_case_job(case: Case, shielded: bool, seed: int, steps: int, out_dir: str, progress_queue=None) -> dict:
-    from safeshield.experiments.transfer import transfer_job
-
     settings = transfer_settings(case, steps)
     start = time.perf_counter()
     run = transfer_job("sqrl" if shielded else "sac", seed, settings, out_dir, progress_queue=progress_queue)
