@@ -27,7 +27,7 @@ import torch
 from safeshield.core.buffer import Batch, TransitionBuffer
 from safeshield.core.decision import SELECTIONS
 from safeshield.core.model import SafetyConfig, SafetyModel
-from safeshield.core.networks import ActionHeadsNet, RunningMoments, StateActionNet
+from safeshield.core.networks import RunningMoments
 from safeshield.core.spaces import action_codec, check_observation_space
 from safeshield.core.targets import (
     SettledTargets,
@@ -89,6 +89,7 @@ class CriticConfig(SafetyConfig):
     warmup_updates: int = 250  # ... and this many updates were made
     guard: bool = True  # our choice: raise the threshold while the shield falls back on most steps
     regret: float | None = None  # relative rule: above the threshold, allow risk up to the least found + regret
+    normalize_obs: bool = False  # standardise the critic's observation inputs by the stored ones (refit_inputs)
 
     def __post_init__(self) -> None:
         super().__post_init__()  # field types: integers, finite numbers, bools, strings
@@ -120,6 +121,7 @@ class CriticConfig(SafetyConfig):
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CriticConfig:
         data = dict(data)
+        data.setdefault("normalize_obs", False)  # saved before the option existed: raw inputs
         if "gradient_steps" in data:  # saved before updates_per_step: the same schedule as a ratio
             steps = data.pop("gradient_steps")
             data.setdefault("updates_per_step", steps / data.get("train_every", 1))
@@ -135,7 +137,7 @@ class SafetyCritic(SafetyModel):
 
     kind: ClassVar[str] = "reject"
     config_class: ClassVar[type[CriticConfig]] = CriticConfig
-    fixed_fields: ClassVar[frozenset[str]] = frozenset({"hidden", "buffer_capacity"})
+    fixed_fields: ClassVar[frozenset[str]] = frozenset({"hidden", "buffer_capacity", "normalize_obs"})
 
     def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         """Any flattenable observation space; a bounded float Box, Discrete, MultiDiscrete or
@@ -468,9 +470,8 @@ class SafetyCritic(SafetyModel):
 
     @property
     def scales_inputs(self) -> bool:
-        """Whether the networks standardise their observation inputs (``refit_inputs``); SQRL's
-        ``normalize_obs``, off for a method that does not offer it."""
-        return False
+        """Whether the networks standardise their observation inputs (``normalize_obs``, ``refit_inputs``)."""
+        return self.config.normalize_obs
 
     def refit_inputs(self) -> None:
         """Standardise every network's observation inputs by all observations stored so far.
@@ -485,7 +486,7 @@ class SafetyCritic(SafetyModel):
         self._moments_seen = (clears, added)
         mean, inv_std = self.obs_moments.standardiser()
         for module in self.modules():
-            if isinstance(module, (StateActionNet, ActionHeadsNet)):
+            if module is not self and callable(getattr(module, "refit_inputs", None)):
                 module.refit_inputs(mean, inv_std)
 
     def check_finite(self, stats: dict[str, float] | None = None) -> None:

@@ -143,13 +143,16 @@ class InputScaler(nn.Module):
         return (obs - self.shift) * self.scale
 
     @torch.no_grad()
-    def refit(self, layer: nn.Linear, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
-        """Standardise with ``(mean, inv_std)`` from now on; ``layer`` (whose first ``dim`` inputs are
-        the scaled observations) absorbs the change: b += W (scale * (mean - shift)), W *= scale / inv_std."""
+    def refit(self, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
+        """Standardise with ``(mean, inv_std)`` from now on; the first layer absorbs the change.
+
+        ``weight`` is the first layer's weight on the scaled observations, laid out ``(..., dim,
+        out)`` (``linear.weight.T[:dim]``, or a stacked ensemble's ``(n, dim, out)`` slice), and
+        ``bias`` its bias: b += (scale * (mean - shift)) W, W *= scale / inv_std, in place.
+        """
         mean, inv_std = mean.to(self.shift), inv_std.to(self.shift)  # the statistics come from the CPU buffer
-        weight = layer.weight[:, : self.shift.shape[0]]
-        layer.bias += weight @ (self.scale * (mean - self.shift))
-        weight *= self.scale / inv_std
+        bias += ((self.scale * (mean - self.shift)) @ weight).reshape(bias.shape)
+        weight *= (self.scale / inv_std).unsqueeze(-1)
         self.shift.copy_(mean)
         self.scale.copy_(inv_std)
 
@@ -184,7 +187,8 @@ class StateActionNet(nn.Module):
     def refit_inputs(self, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
         """``InputScaler.refit`` on the first layer (a no-op without ``scale_inputs``)."""
         if self.inputs is not None:
-            self.inputs.refit(self.net[0], mean, inv_std)
+            first = self.net[0]
+            self.inputs.refit(first.weight.T[: self.inputs.shift.shape[0]], first.bias, mean, inv_std)
 
     def forward_single(self, obs: np.ndarray, action: np.ndarray) -> float:
         """``forward`` for one flat float32 ``(obs, action)`` pair, in numpy (CPU weights only)."""

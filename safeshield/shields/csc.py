@@ -49,7 +49,7 @@ from torch import nn
 from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
-from safeshield.core.networks import adam, one_hot_index, polyak
+from safeshield.core.networks import InputScaler, adam, one_hot_index, polyak
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
 from safeshield.shields.sqrl import INITIAL_LOGIT
 
@@ -156,10 +156,14 @@ class CriticEnsemble(nn.Module):
     like ``nn.Linear``, independently.
     """
 
-    def __init__(self, in_dim: int, n: int, hidden: tuple[int, ...], n_actions: int | None = None):
+    def __init__(
+        self, in_dim: int, n: int, hidden: tuple[int, ...], n_actions: int | None = None, *, scaled_obs: int = 0
+    ):
         super().__init__()
         # n_actions: a Discrete-like action space; the input is then obs only, with one output per action
         self.n_actions = n_actions
+        # scaled_obs: how many leading inputs (the observation) are standardised (normalize_obs)
+        self.inputs = InputScaler(scaled_obs) if scaled_obs else None
         dims = [in_dim, *map(int, hidden), 1 if n_actions is None else int(n_actions)]
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
@@ -183,13 +187,23 @@ class CriticEnsemble(nn.Module):
 
     def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
         """``(n, batch, n_actions)`` logits of every action (Discrete-like spaces), one pass."""
-        return self._layers(obs)
+        return self._layers(self._scaled(obs))
 
     def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        obs = self._scaled(obs)
         if self.n_actions is not None:  # one-hot actions select their head
             index = one_hot_index(actions).unsqueeze(0).expand(self.size, -1, -1)
             return self._layers(obs).gather(-1, index).squeeze(-1)
         return self._layers(torch.cat([obs, actions], dim=-1)).squeeze(-1)
+
+    def _scaled(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs if self.inputs is None else self.inputs(obs)
+
+    def refit_inputs(self, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
+        """``InputScaler.refit`` on every member's first layer at once (a no-op without ``scaled_obs``)."""
+        if self.inputs is not None:
+            dim = self.inputs.shift.shape[0]
+            self.inputs.refit(self.weights[0][:, :dim, :], self.biases[0], mean, inv_std)
 
 
 @register_method
@@ -202,10 +216,11 @@ class CSC(SafetyCritic):
 
     def build(self) -> None:
         cfg = self.config
+        scaled = self.obs_dim if cfg.normalize_obs else 0
         if self.discrete:  # one output per action: every action scored in one forward pass
-            self.critic = CriticEnsemble(self.obs_dim, cfg.n_critics, cfg.hidden, n_actions=self.act_dim)
+            self.critic = CriticEnsemble(self.obs_dim, cfg.n_critics, cfg.hidden, self.act_dim, scaled_obs=scaled)
         else:
-            self.critic = CriticEnsemble(self.obs_dim + self.act_dim, cfg.n_critics, cfg.hidden)
+            self.critic = CriticEnsemble(self.obs_dim + self.act_dim, cfg.n_critics, cfg.hidden, scaled_obs=scaled)
         # start optimistic (Q_C ≈ 0.01), as the SQRL critic does: see shields/sqrl.py
         with torch.no_grad():
             self.critic.weights[-1].mul_(0.1)

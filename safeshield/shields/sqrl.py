@@ -90,12 +90,6 @@ class SQRLConfig(CriticConfig):
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": PAPER}
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SQRLConfig:
-        data = dict(data)
-        data.setdefault("normalize_obs", False)  # saved before the option existed: raw inputs
-        return super().from_json(data)
-
     def __post_init__(self) -> None:
         super().__post_init__()
         check_interval("eps_safe", self.eps_safe, 0.0, 1.0, closed="right")
@@ -121,7 +115,6 @@ class SQRL(SafetyCritic):
     name = "sqrl"
     config_class = SQRLConfig
     config: SQRLConfig
-    fixed_fields = SafetyCritic.fixed_fields | {"normalize_obs"}  # it shapes the networks
 
     def build(self) -> None:
         scale = self.config.normalize_obs
@@ -138,10 +131,6 @@ class SQRL(SafetyCritic):
             output.bias.fill_(INITIAL_LOGIT)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizer = adam(self.critic.parameters(), self.config.lr)
-
-    @property
-    def scales_inputs(self) -> bool:
-        return self.config.normalize_obs
 
     @property
     def nominal_threshold(self) -> float:

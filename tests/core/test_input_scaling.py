@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import safeshield
 from safeshield.core import checkpoint
 from safeshield.core.networks import ActionHeadsNet, RunningMoments, StateActionNet
+from safeshield.shields.csc import CSC, CriticEnsemble, CSCConfig, QEnsemble
 from safeshield.shields.sqrl import SQRL, SQRLConfig
 
 torch.set_num_threads(1)
@@ -54,6 +55,28 @@ def test_refit_leaves_every_output_unchanged(seed, scales, act_dim, refits):
             atol=1e-4 * float(before_heads.abs().max() + 1),
         )
     assert torch.allclose(pair.inputs.scale, inv_std)  # the scaler itself did move
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), scales=SCALES, act_dim=st.integers(1, 3), members=st.integers(1, 4))
+def test_refit_leaves_every_member_of_an_ensemble_unchanged(seed, scales, act_dim, members):
+    """CSC's and the Q-ensemble's stacked critics absorb a refit in every member's first layer at once."""
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    obs_dim = len(scales)
+    pair = CriticEnsemble(obs_dim + act_dim, members, (16, 8), scaled_obs=obs_dim)
+    heads = CriticEnsemble(obs_dim, members, (16,), n_actions=3, scaled_obs=obs_dim)
+    o = torch.from_numpy(wild_obs(rng, 9, scales))
+    a = torch.from_numpy(rng.uniform(-1, 1, (9, act_dim)).astype(np.float32))
+    with torch.no_grad():
+        before_pair, before_heads = pair(o, a), heads.all_actions(o)
+        sample = torch.from_numpy(wild_obs(rng, 5, scales))
+        inv_std = 1 / sample.std(0).clamp_min(1e-3)
+        pair.refit_inputs(sample.mean(0), inv_std)
+        heads.refit_inputs(sample.mean(0), inv_std)
+        for after, before in ((pair(o, a), before_pair), (heads.all_actions(o), before_heads)):
+            torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4 * float(before.abs().max() + 1))
+    assert torch.allclose(pair.inputs.scale, inv_std) and torch.allclose(heads.inputs.shift, sample.mean(0))
 
 
 @settings(max_examples=40, deadline=None)
@@ -104,6 +127,32 @@ def test_learning_refits_and_the_paper_preset_keeps_raw_inputs():
     paper = SQRL(model.observation_space, model.action_space, SQRLConfig.paper(hidden=(16,)), seed=0)
     assert not paper.config.normalize_obs and paper.critic.inputs is None
     assert "normalize_obs" in SQRL.fixed_fields  # it shapes the networks: a built model cannot switch it
+
+
+@pytest.mark.parametrize("method", [CSC, QEnsemble])
+def test_csc_and_the_q_ensemble_keep_raw_inputs_unless_asked(method, tmp_path):
+    obs = gym.spaces.Box(-np.inf, np.inf, (3,), dtype=np.float32)
+    act = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
+    assert method(obs, act, seed=0).critic.inputs is None  # their defaults are the published settings
+    config = method.config_class(hidden=(16,), n_critics=3, batch_size=8, learning_starts=0, normalize_obs=True)
+    model, rng = method(obs, act, config, seed=0), np.random.default_rng(2)
+    for step in range(40):
+        x = wild_obs(rng, 1, [1.0, 50.0, 1e-2])[0]
+        model.observe(x, rng.uniform(-1, 1, 2).astype(np.float32), x, float(step % 5 == 4), step % 5 == 4)
+    probe, actions = torch.from_numpy(wild_obs(rng, 6, [1.0, 50.0, 1e-2])), torch.rand(6, 2) * 2 - 1
+    with torch.inference_mode():
+        before = model.risk(probe, actions)
+    model.refit_inputs()
+    with torch.inference_mode():
+        torch.testing.assert_close(model.risk(probe, actions), before, rtol=1e-4, atol=1e-5)
+    assert model.critic.inputs.shift.abs().max() > 1 and model.target_critic.inputs.shift.abs().max() > 1
+    model.learn(2)
+    assert isinstance(model.config, CSCConfig) and model.scales_inputs
+    model.save(tmp_path / "shield")
+    loaded = safeshield.load(tmp_path / "shield")
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.risk(probe, actions), model.risk(probe, actions))
+    assert loaded.obs_moments.state() == model.obs_moments.state()
 
 
 @pytest.fixture
