@@ -39,6 +39,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import DiagGaussianDistribution, SquashedDiagGaussianDistribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
@@ -51,7 +52,15 @@ from safeshield.core.step import StepperFrontEnd, Transitions, flatten_batch
 from safeshield.core.validation import check_choice, check_positive
 from safeshield.wrappers.shield import find_shield
 
-__all__ = ["ShieldedVecEnv", "ShieldCallback", "discrete_policy", "find_shields", "policy_sampler", "wrap_vec_env"]
+__all__ = [
+    "ShieldedVecEnv",
+    "ShieldCallback",
+    "discrete_policy",
+    "find_shields",
+    "learn_from_replay_buffer",
+    "policy_sampler",
+    "wrap_vec_env",
+]
 
 ON_POLICY_ACTIONS = ("proposed", "executed")
 """What ``ShieldCallback`` makes a PPO/A2C rollout store where the shield intervened."""
@@ -425,3 +434,82 @@ def _row(obs, i: int):
     if isinstance(obs, dict):
         return {key: value[i] for key, value in obs.items()}
     return obs[i]
+
+
+FailureLabels = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
+"""``failure(next_obs[T, ...], reward[T], terminated[T]) -> labels[T]`` in [0, 1], on a replay buffer's steps."""
+
+
+def learn_from_replay_buffer(
+    model: SafetyCritic,
+    source: BaseAlgorithm | ReplayBuffer,
+    updates: int,
+    failure: FailureLabels | None = None,
+) -> dict[str, float]:
+    """Pre-train ``model`` on an off-policy SB3 agent's replay buffer (SAC, TD3, DDPG, DQN), then learn.
+
+    A shield learned online races the agent (docs/effectiveness.md); one trained on a previous run's
+    steps protects from the first step. This reads each env's steps in the order they happened
+    (oldest first, across the ring's wrap), turns SB3's [-1, 1] Box actions back into env units,
+    splits ``dones`` into terminations and time-limit truncations (``timeouts``), and hands them to
+    ``model.learn_offline``. ``failure`` labels each step; by default a failure is a termination
+    that was not a time limit (the ``"terminated"`` indicator). Give ``failure`` when the env also
+    terminates on success (``safeshield``'s envs: their ``info["failure"]`` is not in the buffer, so
+    derive it from the next observation or the reward). The buffer must hold the same observations
+    the shield sees: the unwrapped env's, not ``VecNormalize``'s.
+
+        >>> agent = SAC("MlpPolicy", env); agent.learn(20_000)            # doctest: +SKIP
+        >>> model = safeshield.SQRL(env.observation_space, env.action_space)  # doctest: +SKIP
+        >>> learn_from_replay_buffer(model, agent, updates=4_000)         # doctest: +SKIP
+        >>> env = safeshield.wrap(env, model.freeze(), indicator="terminated")  # doctest: +SKIP
+    """
+    buffer = getattr(source, "replay_buffer", source)
+    if isinstance(buffer, DictReplayBuffer) or not isinstance(buffer, ReplayBuffer):
+        raise TypeError(
+            "source must be an off-policy SB3 agent or its ReplayBuffer with Box observations, got "
+            f"{type(buffer).__name__}"
+        )
+    if buffer.optimize_memory_usage:
+        raise ValueError(
+            "the replay buffer was built with optimize_memory_usage=True, which overwrites each episode's last "
+            "next observation; build the agent with the default optimize_memory_usage=False"
+        )
+    if failure is None and not buffer.handle_timeout_termination:
+        raise ValueError(
+            "the replay buffer does not record time limits (handle_timeout_termination=False), so failures cannot "
+            "be told from truncations; pass failure=lambda next_obs, reward, terminated: ..."
+        )
+    size = buffer.buffer_size if buffer.full else buffer.pos
+    if size == 0:
+        raise ValueError("the replay buffer is empty: train the agent (agent.learn) before pre-training a shield on it")
+    order = (np.arange(size) + (buffer.pos if buffer.full else 0)) % buffer.buffer_size  # oldest first
+    columns = [_replay_steps(buffer, order, env, failure) for env in range(buffer.n_envs)]
+    steps = {key: np.concatenate([column[key] for column in columns]) for key in columns[0]}
+    return model.learn_offline(**steps, updates=updates)
+
+
+def _replay_steps(buffer: ReplayBuffer, order: np.ndarray, env: int, failure: FailureLabels | None) -> dict:
+    """One env's steps of ``buffer`` in time order, as ``learn_offline``'s arguments (its last step cuts the chain)."""
+    done = buffer.dones[order, env] > 0.5
+    timeout = buffer.timeouts[order, env] > 0.5 if buffer.handle_timeout_termination else np.zeros_like(done)
+    terminated = done & ~timeout
+    truncated = done & timeout
+    truncated[-1] |= not done[-1]  # the last stored step's episode goes on: no link past it
+    next_obs = buffer.next_observations[order, env]
+    actions = buffer.actions[order, env]
+    space = buffer.action_space
+    if isinstance(space, gym.spaces.Box):  # SB3 stores Box actions rescaled to [-1, 1]
+        actions = space.low + (actions.reshape(-1, *space.shape) + 1.0) * 0.5 * (space.high - space.low)
+    elif isinstance(space, gym.spaces.Discrete):  # stored as (T, 1) floats
+        actions = actions[:, 0].astype(np.int64)
+    labels = (
+        terminated.astype(np.float32) if failure is None else failure(next_obs, buffer.rewards[order, env], terminated)
+    )
+    return {
+        "obs": buffer.observations[order, env].reshape(len(order), -1),
+        "actions": actions,
+        "next_obs": next_obs.reshape(len(order), -1),
+        "failure": labels,
+        "terminated": terminated,
+        "truncated": truncated,
+    }
