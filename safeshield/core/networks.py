@@ -76,7 +76,7 @@ def mlp(
 class RunningMoments:
     """Mean and variance of every row ever added (Chan et al.'s parallel update, float64)."""
 
-    STD_FLOOR = 1e-3  # a feature that has not varied yet keeps a bounded scale
+    STD_FLOOR = 1e-3  # below it a feature has not varied yet: it keeps its raw units
 
     def __init__(self, dim: int):
         self.count = 0
@@ -94,9 +94,14 @@ class RunningMoments:
         self.count = total
 
     def standardiser(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(mean, 1 / std)`` as float32 tensors, std floored at ``STD_FLOOR``."""
+        """``(mean, 1 / std)`` as float32 tensors; 1 where std < ``STD_FLOOR``.
+
+        A feature that has not varied has no scale to learn from: amplifying it by 1 / std would
+        turn the first variation the shield meets after a transfer into an input thousands of
+        units wide, so it stays in raw units until it varies.
+        """
         std = np.sqrt(self.m2 / max(self.count, 1))
-        inv_std = 1.0 / np.maximum(std, self.STD_FLOOR)
+        inv_std = np.where(std < self.STD_FLOOR, 1.0, 1.0 / np.maximum(std, self.STD_FLOOR))
         return torch.as_tensor(self.mean, dtype=torch.float32), torch.as_tensor(inv_std, dtype=torch.float32)
 
     def state(self) -> dict[str, Any]:
@@ -132,7 +137,14 @@ class InputScaler(nn.Module):
     and a small network trained by SGD on them learns the small features slowly. ``refit`` moves
     the standardisation to new statistics and rewrites the first layer so that the network's
     function is unchanged: only the parametrisation SGD works in changes, never a decision.
+
+    Standardised values are clipped to ``±CLIP`` standard deviations (SB3's ``VecNormalize``
+    default): a state far outside everything stored, as after a transfer, reaches the network
+    as an extreme but bounded input instead of one that swamps every other feature. A refit
+    preserves the function for inputs inside that range under both standardisations.
     """
+
+    CLIP = 10.0
 
     def __init__(self, dim: int):
         super().__init__()
@@ -140,7 +152,7 @@ class InputScaler(nn.Module):
         self.register_buffer("scale", torch.ones(dim))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return (obs - self.shift) * self.scale
+        return torch.clamp((obs - self.shift) * self.scale, -self.CLIP, self.CLIP)
 
     @torch.no_grad()
     def refit(self, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
@@ -211,8 +223,10 @@ class StateActionNet(nn.Module):
         split = obs.shape[1]
         x[:, :split] = obs
         if self.inputs is not None:
-            x[:, :split] -= self.inputs.shift.numpy()
-            x[:, :split] *= self.inputs.scale.numpy()
+            scaled = x[:, :split]
+            scaled -= self.inputs.shift.numpy()
+            scaled *= self.inputs.scale.numpy()
+            np.clip(scaled, -InputScaler.CLIP, InputScaler.CLIP, out=scaled)
         x[:, split:] = action
         last = len(layers) - 1
         for index, (weight, bias) in enumerate(layers):

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import safeshield
 from safeshield.core import checkpoint
-from safeshield.core.networks import ActionHeadsNet, RunningMoments, StateActionNet
+from safeshield.core.networks import ActionHeadsNet, InputScaler, RunningMoments, StateActionNet
 from safeshield.shields.csc import CSC, CriticEnsemble, CSCConfig, QEnsemble
 from safeshield.shields.sqrl import SQRL, SQRLConfig
 
@@ -28,6 +28,13 @@ def wild_obs(rng, rows, scales):
     return (rng.normal(size=(rows, len(scales))) * scales + 3 * np.asarray(scales)).astype(np.float32)
 
 
+def standardise(rng, scales, *networks):
+    """Refit ``networks`` to a large sample, so that probes of the same distribution sit well inside +-10 std."""
+    sample = torch.from_numpy(wild_obs(rng, 256, scales))
+    for network in networks:
+        network.refit_inputs(sample.mean(0), 1 / sample.std(0))
+
+
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), scales=SCALES, act_dim=st.integers(1, 3), refits=st.integers(1, 3))
 def test_refit_leaves_every_output_unchanged(seed, scales, act_dim, refits):
@@ -39,9 +46,10 @@ def test_refit_leaves_every_output_unchanged(seed, scales, act_dim, refits):
     heads = ActionHeadsNet(len(scales), 3, (16,), scale_inputs=True)
     o, a = torch.from_numpy(obs), torch.from_numpy(action)
     with torch.no_grad():
+        standardise(rng, scales, pair, heads)  # raw values would be clipped at +-10
         before_pair, before_heads = pair(o, a), heads.all_actions(o)
         for _ in range(refits):  # each refit from the statistics of another sample
-            sample = torch.from_numpy(wild_obs(rng, 5, scales))
+            sample = torch.from_numpy(wild_obs(rng, 64, scales))
             inv_std = 1 / sample.std(0).clamp_min(1e-3)
             pair.refit_inputs(sample.mean(0), inv_std)
             heads.refit_inputs(sample.mean(0), inv_std)
@@ -69,14 +77,35 @@ def test_refit_leaves_every_member_of_an_ensemble_unchanged(seed, scales, act_di
     o = torch.from_numpy(wild_obs(rng, 9, scales))
     a = torch.from_numpy(rng.uniform(-1, 1, (9, act_dim)).astype(np.float32))
     with torch.no_grad():
+        standardise(rng, scales, pair, heads)
         before_pair, before_heads = pair(o, a), heads.all_actions(o)
-        sample = torch.from_numpy(wild_obs(rng, 5, scales))
+        sample = torch.from_numpy(wild_obs(rng, 64, scales))
         inv_std = 1 / sample.std(0).clamp_min(1e-3)
         pair.refit_inputs(sample.mean(0), inv_std)
         heads.refit_inputs(sample.mean(0), inv_std)
         for after, before in ((pair(o, a), before_pair), (heads.all_actions(o), before_heads)):
             torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4 * float(before.abs().max() + 1))
     assert torch.allclose(pair.inputs.scale, inv_std) and torch.allclose(heads.inputs.shift, sample.mean(0))
+
+
+def test_an_unvaried_feature_keeps_raw_units_and_extremes_are_clipped():
+    """After a transfer, a feature constant in pre-training moves in raw units (not x 1/std), and a state
+    far outside everything stored reaches the network as at most 10 standard deviations."""
+    rows = np.random.default_rng(0).normal(size=(50, 3)) * [0.0, 1e-2, 1.0] + [4.0, 0.0, 0.0]
+    moments = RunningMoments(3)
+    moments.add(rows)
+    mean, inv_std = moments.standardiser()
+    assert inv_std[0] == 1.0 and inv_std[1] > 50
+    net = StateActionNet(3, 1, (8,), scale_inputs=True)
+    net.refit_inputs(mean, inv_std)
+    shifted = torch.tensor([[4.5, 5.0, -30.0]])
+    scaled = net.inputs(shifted)[0]
+    assert scaled[0] == pytest.approx(0.5, abs=1e-5)
+    assert scaled[1] == InputScaler.CLIP and scaled[2] == -InputScaler.CLIP
+    with torch.no_grad():  # the numpy path clips the same way
+        np.testing.assert_allclose(
+            net.forward_numpy(shifted.numpy(), np.zeros((1, 1), np.float32)), net(shifted, torch.zeros(1, 1)), rtol=1e-5
+        )
 
 
 @settings(max_examples=40, deadline=None)
@@ -136,9 +165,11 @@ def test_csc_and_the_q_ensemble_keep_raw_inputs_unless_asked(method, tmp_path):
     assert method(obs, act, seed=0).critic.inputs is None  # their defaults are the published settings
     config = method.config_class(hidden=(16,), n_critics=3, batch_size=8, learning_starts=0, normalize_obs=True)
     model, rng = method(obs, act, config, seed=0), np.random.default_rng(2)
-    for step in range(40):
+    for step in range(80):
         x = wild_obs(rng, 1, [1.0, 50.0, 1e-2])[0]
         model.observe(x, rng.uniform(-1, 1, 2).astype(np.float32), x, float(step % 5 == 4), step % 5 == 4)
+        if step == 59:
+            model.refit_inputs()  # raw values would be clipped at +-10: compare two standardisations
     probe, actions = torch.from_numpy(wild_obs(rng, 6, [1.0, 50.0, 1e-2])), torch.rand(6, 2) * 2 - 1
     with torch.inference_mode():
         before = model.risk(probe, actions)
