@@ -69,7 +69,7 @@ class Case:
     steps: int  # env steps of learning per run (the transfer case: fine-tuning steps)
     options: dict[str, Any] = field(default_factory=dict)  # shield options besides the defaults (documented)
     note: str = ""
-    pretrain: int = 0  # > 0: the shield learns offline from this many logged steps of another plain run, frozen
+    pretrain: int = 0  # > 0: the shield learns from another plain run's replay buffer of this many steps, frozen
     transfer: TransferSettings | None = None  # "reference_sac_transfer": the protocol (default: DrunkSpider's)
 
 
@@ -112,8 +112,8 @@ CASES = [
         "sqrl",
         3_000,
         pretrain=6_000,
-        note="the default shield pre-trained offline (learn_offline, 4000 updates) on 6k logged steps of another "
-        "plain SB3 SAC run (seed + 1000) and frozen; the agents learn from scratch",
+        note="the default shield pre-trained offline (learn_from_replay_buffer, 4000 updates) on the 6k steps in "
+        "the replay buffer of another plain SB3 SAC run (seed + 1000) and frozen; the agents learn from scratch",
     ),
     Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 20_480),
     Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 10_000),
@@ -166,10 +166,12 @@ CASES = [
             "balance": 0.5,
             "regret": 0.05,
             "threshold_units": "normalised",
+            "normalize_obs": True,
         },
         note="CSC + TRPO-Lagrangian vs TRPO; chi 0.05 (CSC Fig. 6), one critic update per 10 steps (CPU); "
         "CSC's critic learns the failure discounted over 20 steps from failure-balanced minibatches and "
-        "decides with the relative rule (regret 0.05) above eps = chi - V_C (normalised units): opt-in for CSC",
+        "decides with the relative rule (regret 0.05) above eps = chi - V_C (normalised units), on standardised "
+        "inputs (normalize_obs): opt-in for CSC",
     ),
 ]
 """Step counts are what this project's shared 2-core machine allowed in one session (the issue asks for
@@ -246,44 +248,17 @@ def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=No
     return result
 
 
-class StepLog(gym.Wrapper):
-    """Records every step as the shield stores it: obs, action, next obs, terminated, truncated."""
-
-    def __init__(self, env: gym.Env):
-        super().__init__(env)
-        self.columns: dict[str, list] = {k: [] for k in ("obs", "action", "next_obs", "terminated", "truncated")}
-        self._obs = None
-
-    def reset(self, **kwargs):
-        self._obs, info = self.env.reset(**kwargs)
-        return self._obs, info
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        for key, value in zip(self.columns, (self._obs, action, obs, terminated, truncated)):
-            self.columns[key].append(np.array(value, dtype=np.float32))
-        self._obs = obs
-        return obs, reward, terminated, truncated, info
-
-
 def pretrained_shield(case: Case, seed: int, updates: int = 4_000) -> safeshield.SafetyModel:
-    """The case's shield, pre-trained on ``case.pretrain`` logged steps of a plain run of the same agent
-    (seed + 1000, so never the run it then shields) with ``learn_offline``, and frozen."""
-    logged = StepLog(gym.make(case.env_id))
-    agent = sb3_class(case.agent)("MlpPolicy", logged, seed=seed + 1000, verbose=0, device="cpu")
+    """The case's shield, pre-trained on the replay buffer of a plain run of the same agent for
+    ``case.pretrain`` steps (seed + 1000, so never the run it then shields), and frozen."""
+    from safeshield.integrations.sb3 import learn_from_replay_buffer
+
+    env = gym.make(case.env_id)
+    agent = sb3_class(case.agent)("MlpPolicy", env, seed=seed + 1000, verbose=0, device="cpu")
     agent.learn(case.pretrain)
-    steps = {k: np.stack(v) for k, v in logged.columns.items()}
-    model = safeshield.SQRL(logged.observation_space, logged.action_space, seed=seed)
-    model.resolve_horizon(logged.unwrapped.dt)
-    model.learn_offline(
-        steps["obs"],
-        steps["action"],
-        steps["next_obs"],
-        steps["terminated"],
-        steps["terminated"],
-        steps["truncated"],
-        updates=updates,
-    )
+    model = safeshield.SQRL(env.observation_space, env.action_space, seed=seed)
+    model.resolve_horizon(env.unwrapped.dt)
+    learn_from_replay_buffer(model, agent, updates=updates)
     return model.freeze()
 
 
