@@ -448,6 +448,8 @@ def learn_from_replay_buffer(
 ) -> dict[str, float]:
     """Pre-train ``model`` on an off-policy SB3 agent's replay buffer (SAC, TD3, DDPG, DQN), then learn.
 
+    Box observations; Box or Discrete actions.
+
     A shield learned online races the agent (docs/effectiveness.md); one trained on a previous run's
     steps protects from the first step. This reads each env's steps in the order they happened
     (oldest first, across the ring's wrap), turns SB3's [-1, 1] Box actions back into env units,
