@@ -158,13 +158,14 @@ class InputScaler(nn.Module):
     def refit(self, weight: torch.Tensor, bias: torch.Tensor, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
         """Standardise with ``(mean, inv_std)`` from now on; the first layer absorbs the change.
 
-        ``weight`` is the first layer's weight on the scaled observations, laid out ``(..., dim,
-        out)`` (``linear.weight.T[:dim]``, or a stacked ensemble's ``(n, dim, out)`` slice), and
-        ``bias`` its bias: b += (scale * (mean - shift)) W, W *= scale / inv_std, in place.
+        ``weight`` is the first layer's weight laid out ``(..., in, out)`` (``linear.weight.T``, or a
+        stacked ensemble's ``(n, in, out)``), whose first ``dim`` inputs are the scaled observations,
+        and ``bias`` its bias: b += (scale * (mean - shift)) W_obs, W_obs *= scale / inv_std, in place.
         """
         mean, inv_std = mean.to(self.shift), inv_std.to(self.shift)  # the statistics come from the CPU buffer
-        bias += ((self.scale * (mean - self.shift)) @ weight).reshape(bias.shape)
-        weight *= (self.scale / inv_std).unsqueeze(-1)
+        obs_weight = weight[..., : self.shift.shape[0], :]
+        bias += ((self.scale * (mean - self.shift)) @ obs_weight).reshape(bias.shape)
+        obs_weight *= (self.scale / inv_std).unsqueeze(-1)
         self.shift.copy_(mean)
         self.scale.copy_(inv_std)
 
@@ -200,7 +201,7 @@ class StateActionNet(nn.Module):
         """``InputScaler.refit`` on the first layer (a no-op without ``scale_inputs``)."""
         if self.inputs is not None:
             first = self.net[0]
-            self.inputs.refit(first.weight.T[: self.inputs.shift.shape[0]], first.bias, mean, inv_std)
+            self.inputs.refit(first.weight.T, first.bias, mean, inv_std)
 
     def forward_single(self, obs: np.ndarray, action: np.ndarray) -> float:
         """``forward`` for one flat float32 ``(obs, action)`` pair, in numpy (CPU weights only)."""

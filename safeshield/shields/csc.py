@@ -202,8 +202,7 @@ class CriticEnsemble(nn.Module):
     def refit_inputs(self, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
         """``InputScaler.refit`` on every member's first layer at once (a no-op without ``scaled_obs``)."""
         if self.inputs is not None:
-            dim = self.inputs.shift.shape[0]
-            self.inputs.refit(self.weights[0][:, :dim, :], self.biases[0], mean, inv_std)
+            self.inputs.refit(self.weights[0], self.biases[0], mean, inv_std)
 
 
 @register_method
