@@ -39,7 +39,7 @@ def test_methods_lists_sqrl_with_its_defaults_and_the_paper_preset():
     assert defaults["lr"] == 1e-3 and paper.lr == 3e-4  # paper: SQRL Table 1
     assert defaults["hidden"] == [64, 64] and paper.hidden == (256, 256)  # paper: SQRL Table 1
     assert defaults["n_candidates"] == 50 and defaults["resample_rounds"] == 5
-    assert defaults["selection"] == "closest"
+    assert defaults["selection"] == "safest" and paper.selection == "uniform"  # paper: Eq. 3, a safe draw of pi
     assert {f.name for f in dataclasses.fields(SQRLConfig)} == set(defaults)
 
 
@@ -167,7 +167,7 @@ def test_pretraining_makes_the_model_select_the_riskiest_safe_candidate():
     assert SQRL(*spaces, SQRLConfig(pretraining=True, hidden=(4,))).selection == "riskiest"
     assert SQRL(*spaces, SQRLConfig(pretraining=True, selection="uniform", hidden=(4,))).selection == "riskiest"
     assert SQRL(*spaces, SQRLConfig(selection="uniform", hidden=(4,))).selection == "uniform"
-    assert SQRL(*spaces, SQRLConfig(hidden=(4,))).selection == "closest"
+    assert SQRL(*spaces, SQRLConfig(hidden=(4,))).selection == "safest"
 
 
 def test_config_is_frozen():

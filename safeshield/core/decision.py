@@ -50,7 +50,7 @@ __all__ = [
 RiskFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 """``risk(obs[B, obs_dim], actions[B, act_dim]) -> risk[B]``, in the units of the threshold."""
 
-SELECTIONS = ("closest", "uniform", "riskiest")
+SELECTIONS = ("closest", "uniform", "riskiest", "safest")
 """How to choose among safe candidates.
 
 - ``"closest"``: nearest to the proposal in bound-normalised distance (least intervention).
@@ -59,6 +59,9 @@ SELECTIONS = ("closest", "uniform", "riskiest")
   come from pi would sample pi squared: see the module docstring.
 - ``"riskiest"``: the safe candidate with the highest risk, SQRL's pre-training rule (§6:
   "actions with a failure probability that are only just below the threshold").
+- ``"safest"``: the least risky candidate: once the proposal is refused, act as a recovery
+  policy that minimises the risk (Recovery RL, Thananjeyan et al. 2021, arXiv:2010.15920, §4),
+  rather than as the smallest change that only just passes.
 """
 
 
@@ -195,6 +198,8 @@ def _choose_safe(
         key = np.broadcast_to(np.arange(risk.shape[1], dtype=np.float32), risk.shape)
     elif selection == "riskiest":
         key = -risk
+    elif selection == "safest":
+        key = risk
     else:
         raise ValueError(f"selection must be one of {SELECTIONS}, got {selection!r}")
     return np.where(safe, key, np.inf).argmin(axis=1)

@@ -22,7 +22,7 @@ MEANINGS = {
     "widen": "candidate spread multiplier per extra round",
     "perturbation_scale": "std of candidates around the proposal, as a fraction of the action half-range",
     "uniform_fraction": "share of candidates drawn uniformly over the action box",
-    "selection": "which safe candidate runs: closest to the proposal, uniform, riskiest safe",
+    "selection": "which safe candidate runs: safest, closest to the proposal, uniform, riskiest safe",
     "widen_policy": "later rounds also widen draws from the agent's policy",
     "buffer_capacity": "transitions the shield keeps for learning",
     "batch_size": "minibatch size of each shield update",

@@ -21,8 +21,9 @@ Where the defaults differ from the paper (``preset="paper"`` restores it exactly
 0.5 s horizon (H steps with the env's dt, else 20), learned from H-step targets along the stored
 episode on failure-balanced, importance-weighted minibatches (``core.targets``) instead of
 TD(0) at gamma_safe 0.7; a proposal passes unchecked below eps_safe 0.1, and above it whenever
-its risk is within ``regret`` 0.05 of the least risky action found (``core.decision``); a
-warm-up (``core.threshold``); a 2 x 64 critic at learning rate 1e-3; widened candidate rounds.
+its risk is within ``regret`` 0.05 of the least risky action found, and otherwise that least risky
+action runs (``selection="safest"``; ``core.decision``); a warm-up (``core.threshold``); a 2 x 64
+critic at learning rate 1e-3; widened candidate rounds.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ PAPER = {
     "learning_starts": 500,  # paper silent; this project's setting before the defaults below
     "guard": False,
     "widen_policy": False,  # §6: candidates from pi only
+    "selection": "uniform",  # Eq. 3: a safe draw of pi (the first, with candidates drawn from pi)
     "horizon_seconds": None,
     "normalize_obs": False,
 }
@@ -83,6 +85,7 @@ class SQRLConfig(CriticConfig):
     tau: float = 0.005  # official code configs/sqrl.gin target_update_tau
     fail_weight: float = 0.5  # official code uses 0.75; 0.5 = unweighted, keeps Q calibrated (see module doc)
     pretraining: bool = False  # §6: pre-training explores the boundary (overrides selection with "riskiest")
+    selection: str = "safest"  # our choice: a refused proposal gives way to the least risky action (paper: Eq. 3)
     regret: float | None = REGRET_DEFAULT  # relative rule (core.decision); paper: None (Eq. 5's threshold only)
     learning_starts: int = 256  # our choice: learn as soon as one minibatch is stored
     warmup_updates: int = 100  # our choice: no rejection before 100 updates (and 5 stored failures)

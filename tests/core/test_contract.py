@@ -11,7 +11,7 @@ action, so each guarantee is checked exactly rather than against a learned criti
    support is the safe set, "filter invariant");
 4. otherwise the executed action is the least risky one scored and ``fell_back`` is set
    (SQRL §6 / official code: argmin Q_safe over the candidates);
-5. the selection rules "closest", "riskiest" (SQRL §6 pre-training) and "uniform";
+5. the selection rules "closest", "riskiest" (SQRL §6 pre-training), "uniform" and "safest";
 6. a frozen shield is deterministic given ``reset(seed=...)``;
 7. no transition is lost from the buffer before capacity evicts it, and the buffer stores the
    executed action with its SARSA link;
@@ -180,7 +180,7 @@ def scenarios(draw):
         "proposal": proposal,
         "k": draw(st.integers(1, 20)),
         "rounds": draw(st.integers(1, 3)),
-        "selection": draw(st.sampled_from(["closest", "uniform", "riskiest"])),
+        "selection": draw(st.sampled_from(["closest", "uniform", "riskiest", "safest"])),
         "scale": draw(st.floats(0.01, 1.0)),
         "uniform_fraction": draw(st.floats(0.0, 1.0)),
         "seed": draw(st.integers(0, 2**31 - 1)),
@@ -421,6 +421,8 @@ def test_relative_rule_allows_risk_up_to_the_least_found_plus_regret(sc, thresho
     assert decision.risk[0] <= np.float32(limit)
     if float(risks[0]) <= np.float32(limit):
         assert not decision.intervened[0] and np.array_equal(decision.action[0], sc["proposal"])
+    elif sc["selection"] == "safest":  # a replaced proposal gives way to the least risky action scored
+        assert decision.risk[0] == float(risks.min())
 
 
 # ---------------------------------------------------------------- 5. selection rules
@@ -429,7 +431,8 @@ def test_relative_rule_allows_risk_up_to_the_least_found_plus_regret(sc, thresho
 @SETTINGS
 @given(sc=scenarios(), threshold=st.floats(0.05, 0.95))
 def test_selection_rules_pick_the_documented_safe_candidate(sc, threshold):
-    """``SELECTIONS``: closest to the proposal / riskiest safe (SQRL §6 pre-training) / first safe drawn."""
+    """``SELECTIONS``: closest to the proposal / riskiest safe (SQRL §6 pre-training) / first safe drawn /
+    least risky."""
     threshold = f32(threshold)
     risk_fn = risk_of(sc)
     if proposal_risk(sc, risk_fn) < threshold:
@@ -451,6 +454,8 @@ def test_selection_rules_pick_the_documented_safe_candidate(sc, threshold):
             assert float(distance[chosen].min()) == float(distance[safe].min())
         elif sc["selection"] == "riskiest":
             assert decision.risk[0] == float(risk[safe].max())
+        elif sc["selection"] == "safest":
+            assert decision.risk[0] == float(risk.min())
         else:
             first = int(torch.nonzero(safe)[0])
             assert bool(chosen[first])
