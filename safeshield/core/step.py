@@ -254,13 +254,16 @@ class ShieldStepper:
             )
 
     def _decide_discrete(self, proposals: np.ndarray, rows: np.ndarray, threshold) -> Decision:
-        """Score every action of every row in one forward pass and mask exactly (``decide_discrete``)."""
+        """Score every action of every row in one forward pass and mask exactly (``decide_discrete``).
+
+        A refused proposal gives way to a draw of the agent's policy over the allowed actions (SQRL
+        Eq. 3), or, with ``selection="safest"``, to the least risky action, as on a Box space."""
         obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
         with torch.inference_mode():
             risk_all = self.model.risk_all(obs).numpy()
         generators = [self.generators[r] for r in rows]
         policy = None
-        if self.model.policy_sampler is not None:
+        if self.model.policy_sampler is not None and self.model.selection != "safest":
             policy = _DiscretePolicy(self.model, obs, generators, self.model.config.n_candidates)
         return decide_discrete(risk_all, proposals, threshold, generators, policy, self.model.config.regret)
 
@@ -371,7 +374,7 @@ class ShieldStepper:
                 self.low, self.high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen
             )
             self._perturbation = (cfg, perturb, widen_policy)
-        if self.model.policy_sampler is not None:
+        if self.model.policy_sampler is not None and self.model.selection != "safest":
             wider = self._perturbation[2] if cfg.widen_policy else None
             return PolicySampler(self.model.policy_sampler, self.low, self.high, wider=wider)
         return self._perturbation[1]

@@ -167,6 +167,21 @@ def test_with_draws_only_the_first_safe_draw_runs():
     assert env.step(0)[-1]["shield"]["executed_action"] == 3
 
 
+def test_selection_safest_runs_the_least_risky_action_whatever_the_policy():
+    """``selection="safest"`` (SQRL's default): a refused proposal gives way to the least risky action,
+    as on a Box space, not to a draw of the agent's policy over the safe ones."""
+    env = shielded([0.9, 0.1, 0.9, 0.2])
+    env.safety_model.reconfigure(selection="safest")
+    probs = torch.tensor([[0.1, 0.0, 0.0, 0.9]])  # the policy prefers 3, safe but riskier than 1
+
+    def sample(obs, n, generator):
+        return torch.multinomial(probs.expand(obs.shape[0], -1), n, replacement=True, generator=generator)
+
+    sample.probs = lambda obs: probs.expand(obs.shape[0], -1)
+    env.attach_policy(sample)
+    assert {int(env.step(0)[-1]["shield"]["executed_action"]) for _ in range(50)} == {1}
+
+
 def test_decide_discrete_rows_are_independent_and_nan_safe():
     risk = np.array([[0.6, 0.1], [np.nan, 0.2], [np.nan, np.nan]], np.float32)
     generators = [torch.Generator().manual_seed(i) for i in range(3)]
