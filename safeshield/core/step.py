@@ -374,7 +374,7 @@ class ShieldStepper:
                 self.low, self.high, cfg.perturbation_scale, cfg.uniform_fraction, cfg.widen
             )
             self._perturbation = (cfg, perturb, widen_policy)
-        if self.model.policy_sampler is not None and self.model.selection != "safest":
+        if self.model.policy_sampler is not None:
             wider = self._perturbation[2] if cfg.widen_policy else None
             return PolicySampler(self.model.policy_sampler, self.low, self.high, wider=wider)
         return self._perturbation[1]
