@@ -389,6 +389,7 @@ def decide_discrete(
     generators: list[torch.Generator],
     policy: DiscretePolicy | None = None,
     regret: float | None = None,
+    selection: str = "uniform",
 ) -> Decision:
     """Mask a Discrete action space exactly, given the risk of every action of every row.
 
@@ -401,7 +402,8 @@ def decide_discrete(
     2. else, if some action is allowed: with the agent's probabilities (``policy`` returning
        ``"probs"``), one draw of pi restricted to the allowed set, pi(a|s) 1[allowed] / Z(s) exactly
        (SQRL Eq. 3 with nothing truncated); with only draws of pi (``"draws"``), the first allowed
-       draw (rejection sampling), else the safest action; with no policy, the safest action;
+       draw (rejection sampling), else the safest action; with no policy, or with ``selection``
+       ``"safest"``, the safest action (every other rule draws from pi, as SQRL Eq. 3 does);
     3. else the least risky action, flagged ``fell_back`` (with ``regret`` set, only when every
        risk of the row is NaN: the least risky action is always allowed).
 
@@ -431,7 +433,7 @@ def decide_discrete(
         has_allowed = allowed[rejected].any(axis=1)
         fell_back[rejected] = ~has_allowed
         masked = rejected[has_allowed]
-        if masked.size and policy is not None:
+        if masked.size and policy is not None and selection != "safest":
             kind, values = policy(masked)
             values = np.asarray(values)
             for j, row in enumerate(masked):

@@ -263,9 +263,11 @@ class ShieldStepper:
             risk_all = self.model.risk_all(obs).numpy()
         generators = [self.generators[r] for r in rows]
         policy = None
-        if self.model.policy_sampler is not None and self.model.selection != "safest":
+        if self.model.policy_sampler is not None:
             policy = _DiscretePolicy(self.model, obs, generators, self.model.config.n_candidates)
-        return decide_discrete(risk_all, proposals, threshold, generators, policy, self.model.config.regret)
+        return decide_discrete(
+            risk_all, proposals, threshold, generators, policy, self.model.config.regret, self.model.selection
+        )
 
     def _decide_nonfinite(self, proposals: np.ndarray, rows: np.ndarray) -> Decision:
         """``on_nonfinite="risky"``: rows with a non-finite observation cannot be scored. Their
