@@ -1,0 +1,285 @@
+"""Does the action a shield prefers avert a failure? Counterfactual rollouts from restored MuJoCo states.
+
+Run ``python benchmarks/action_ranking.py [--quick] [--cases NAME ...] [--out benchmarks/results/action_ranking]``.
+
+The shield-quality report's ROC AUC asks whether the proposal's risk foresees a failure: it
+ranks *states*. A shield helps only if it also ranks the *actions* it can choose at a state,
+and if some action it can reach is safer than the agent's. This benchmark measures both on
+gymnasium MuJoCo tasks, whose simulator state can be saved and restored.
+
+Per case and seed, the SB3 agent learns inside an SQRL shield with default settings for the
+case's steps; then agent and shield are frozen and two things are measured:
+
+1. *Episodes from the same initial states* (``episodes`` of them), the agent's deterministic
+   policy with and without the frozen shield: mean length, failures, share of steps steered.
+2. *Counterfactual outcomes.* States are taken from the frozen agent's own episodes (stochastic
+   policy, no shield) and binned by how many steps before the episode's failure they came
+   (in units of the shield's horizon H; "no failure" states are binned as far). At each state the
+   critic scores the agent's proposal and ``candidates`` actions drawn uniformly over the box;
+   each action is then rolled out from the restored state: that action, then the agent's
+   deterministic policy, for up to ``2 H`` steps. Its outcome is ``gamma ** (t - 1)`` for a
+   failure at step t, else 0, with the shield's discount gamma = 1 - 1/H (the units of the
+   critic's ``"nstep"`` target). Reported per bin: the mean Spearman correlation of the critic's
+   risk with the outcome across the actions of a state; the gap the critic sees (risk of the
+   proposal - least risk), and the true gaps (outcome of the proposal - outcome of the critic's
+   least risky action, and - the best outcome of all actions: what a perfect one-step shield
+   could buy).
+
+Outputs in ``--out``: ``results.json`` (``cases``: per case and bin, mean ± 95 % CI over seeds;
+``runs``: every seed's numbers) and ``action_ranking.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import safeshield
+from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json
+
+BINS = (("0-0.5H", 0.0, 0.5), ("0.5-1H", 0.5, 1.0), ("1-2H", 1.0, 2.0), ("far", 2.0, math.inf))
+"""Steps before the episode's failure, in units of the horizon H: (label, from, to]."""
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    env_id: str
+    agent: str  # "sac" or "ppo" (stable-baselines3)
+    steps: int
+
+
+CASES = [
+    Case("idp_sac", "InvertedDoublePendulum-v5", "sac", 5_000),
+    Case("idp_ppo", "InvertedDoublePendulum-v5", "ppo", 10_240),
+    Case("hopper_sac", "Hopper-v5", "sac", 5_000),
+    Case("walker_sac", "Walker2d-v5", "sac", 5_000),
+]
+QUICK = {"cases": ["idp_sac"], "steps": 1_000, "states": 8, "episodes": 3}
+
+
+def train(case: Case, seed: int, steps: int, options: dict[str, Any]):
+    """The case's agent trained inside an SQRL shield (defaults + ``options``); returns (agent, frozen model)."""
+    from stable_baselines3 import PPO, SAC
+
+    from safeshield.integrations.sb3 import ShieldCallback
+
+    env = safeshield.wrap(gym.make(case.env_id), "sqrl", indicator="terminated", seed=seed, **options)
+    agent = {"sac": SAC, "ppo": PPO}[case.agent]("MlpPolicy", env, seed=seed, verbose=0, device="cpu")
+    agent.learn(steps, callback=ShieldCallback())
+    return agent, env.stepper.model.freeze()
+
+
+def episodes(case: Case, agent, model, seed: int, count: int, shielded: bool) -> dict[str, float]:
+    """The frozen agent's deterministic policy from ``count`` fixed initial states, with or without the shield."""
+    env = gym.make(case.env_id)
+    if shielded:
+        env = safeshield.wrap(env, model, indicator="terminated", seed=seed, train=False)
+    lengths, failures, steered = [], 0, 0
+    for i in range(count):
+        obs, _ = env.reset(seed=10_000 + i)
+        terminated = truncated = False
+        length = 0
+        while not (terminated or truncated):
+            obs, _, terminated, truncated, info = env.step(agent.predict(obs, deterministic=True)[0])
+            steered += bool(shielded and info["shield"]["intervened"])
+            length += 1
+        lengths.append(length)
+        failures += bool(terminated)
+    return {"mean_length": float(np.mean(lengths)), "failures": failures, "steered": steered / sum(lengths)}
+
+
+def held_out_states(sim, agent, rng: np.random.Generator, horizon: int, per_bin: int, max_episodes: int = 300):
+    """Up to ``per_bin`` (qpos, qvel, obs) per bin from the agent's stochastic episodes, no shield."""
+    found: dict[str, list] = {label: [] for label, _, _ in BINS}
+    for _ in range(max_episodes):
+        obs, _ = sim.reset(seed=int(rng.integers(2**31)))
+        trajectory = []
+        for _ in range(1_000):
+            trajectory.append((sim.data.qpos.copy(), sim.data.qvel.copy(), obs.copy()))
+            obs, _, terminated, truncated, _ = sim.step(agent.predict(obs, deterministic=False)[0])
+            if terminated or truncated:
+                break
+        for i, state in enumerate(trajectory):
+            before = (len(trajectory) - i) / horizon if terminated else math.inf
+            label = next(label for label, low, high in BINS if low < before <= high)
+            found[label].append(state)
+        if all(len(v) >= 4 * per_bin for v in found.values()):
+            break
+    return {label: [v[i] for i in rng.permutation(len(v))[:per_bin]] for label, v in found.items()}
+
+
+def outcome(sim, agent, state, first_action: np.ndarray, length: int, gamma: float) -> float:
+    """gamma ** (t - 1) if ``first_action`` then the agent's deterministic policy fails at step t, else 0."""
+    qpos, qvel, _ = state
+    sim.set_state(qpos, qvel)
+    obs, _, terminated, _, _ = sim.step(first_action)
+    for t in range(1, length + 1):
+        if terminated:
+            return gamma ** (t - 1)
+        obs, _, terminated, _, _ = sim.step(agent.predict(obs, deterministic=True)[0])
+    return 0.0
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> float:
+    """Rank correlation (average ranks for ties); nan when either side is constant."""
+    if np.ptp(x) == 0 or np.ptp(y) == 0:
+        return float("nan")
+    return float(np.corrcoef(average_ranks(x), average_ranks(y))[0, 1])
+
+
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks of ``x``, tied values sharing the mean of their ranks."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
+
+
+def counterfactual(case: Case, agent, model, seed: int, per_bin: int, candidates: int) -> dict[str, dict]:
+    sim = gym.make(case.env_id).unwrapped
+    horizon = model.config.horizon
+    gamma = 1.0 - 1.0 / horizon
+    rng = np.random.default_rng(seed)
+    low, high = sim.action_space.low, sim.action_space.high
+    out = {}
+    for label, states in held_out_states(sim, agent, rng, horizon, per_bin).items():
+        rows = []
+        for state in states:
+            obs = state[2]
+            proposal = agent.predict(obs, deterministic=False)[0]
+            actions = np.vstack([proposal, rng.uniform(low, high, (candidates, low.size))]).astype(np.float32)
+            with torch.inference_mode():
+                risk = model.risk_numpy(np.repeat(obs[None], len(actions), 0), actions)
+            truth = np.array([outcome(sim, agent, state, a, 2 * horizon, gamma) for a in actions])
+            rows.append((risk, truth))
+        if not rows:
+            continue
+        choice = [int(np.argmin(r)) for r, _ in rows]
+        out[label] = {
+            "states": len(rows),
+            "spearman": float(np.nanmean([spearman(r, t) for r, t in rows]))
+            if any(np.ptp(t) > 0 for _, t in rows)
+            else None,
+            "proposal_risk": float(np.mean([r[0] for r, _ in rows])),
+            "critic_gap": float(np.mean([r[0] - r.min() for r, _ in rows])),
+            "proposal_outcome": float(np.mean([t[0] for _, t in rows])),
+            "true_gap_of_choice": float(np.mean([t[0] - t[c] for (_, t), c in zip(rows, choice)])),
+            "true_gap_of_best": float(np.mean([t[0] - t.min() for _, t in rows])),
+            "best_avoids_failure": float(np.mean([t.min() == 0.0 for _, t in rows])),
+            "proposal_avoids_failure": float(np.mean([t[0] == 0.0 for _, t in rows])),
+        }
+    return out
+
+
+def run_seed(case: Case, seed: int, steps: int, settings: dict[str, Any], options: dict, progress_queue=None):
+    """One seed of ``case``: train, then measure (``settings``: states, candidates, episodes)."""
+    torch.set_num_threads(1)
+    agent, model = train(case, seed, steps, options)
+    if progress_queue is not None:
+        progress_queue.put(steps)
+    return {
+        "case": case.name,
+        "seed": seed,
+        "steps": steps,
+        "horizon": model.config.horizon,
+        "episodes_unshielded": episodes(case, agent, model, seed, settings["episodes"], shielded=False),
+        "episodes_shielded": episodes(case, agent, model, seed, settings["episodes"], shielded=True),
+        "bins": counterfactual(case, agent, model, seed, settings["states"], settings["candidates"]),
+    }
+
+
+def summarise(case: Case, runs: list[dict]) -> dict[str, Any]:
+    out: dict[str, Any] = {"name": case.name, "env_id": case.env_id, "agent": f"sb3_{case.agent}"}
+    out["seeds"] = [r["seed"] for r in runs]
+    out["steps"], out["horizon"] = runs[0]["steps"], runs[0]["horizon"]
+    for arm in ("episodes_unshielded", "episodes_shielded"):
+        out[arm] = {k: mean_ci([r[arm][k] for r in runs]) for k in runs[0][arm]}
+    out["bins"] = {}
+    for label, _, _ in BINS:
+        present = [r["bins"][label] for r in runs if label in r["bins"]]
+        if present:
+            out["bins"][label] = {"seeds": len(present)} | {
+                k: mean_ci([p[k] for p in present if p[k] is not None and np.isfinite(p[k])])
+                for k in present[0]
+                if any(p[k] is not None and np.isfinite(p[k]) for p in present)
+            }
+    return out
+
+
+def plot(summaries: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(summaries), figsize=(4.2 * len(summaries), 3.6), squeeze=False)
+    keys = (("critic_gap", "gap the critic sees"), ("true_gap_of_choice", "true gap, critic's choice"))
+    keys += (("true_gap_of_best", "true gap, best action"),)
+    for ax, summary in zip(axes[0], summaries):
+        labels = list(summary["bins"])
+        x = np.arange(len(labels))
+        for i, (key, name) in enumerate(keys):
+            mean = [summary["bins"][b].get(key, (np.nan, 0))[0] for b in labels]
+            err = [summary["bins"][b].get(key, (np.nan, 0))[1] for b in labels]
+            ax.bar(x + (i - 1) * 0.27, mean, 0.27, yerr=err, label=name)
+        ax.set_xticks(x, labels)
+        ax.set_xlabel("steps before the failure (H = shield horizon)")
+        ax.set_title(f"{summary['name']} ({summary['steps']} steps)")
+        ax.axhline(0, color="black", lw=0.5)
+    axes[0][0].set_ylabel("proposal - action (discounted failure)")
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one case, 1k steps, few states: a smoke run")
+    parser.add_argument("--cases", nargs="*", default=None, help=f"subset of {[c.name for c in CASES]}")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--states", type=int, default=40, help="held-out states per bin")
+    parser.add_argument("--candidates", type=int, default=16, help="uniform actions per state besides the proposal")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per arm from fixed initial states")
+    parser.add_argument("--options", type=json.loads, default={}, help="SQRL options as JSON (default: none)")
+    parser.add_argument("--summarise", action="store_true", help="only redo the summary and plot of --out's runs")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/action_ranking")
+    args = parser.parse_args(argv)
+    names = QUICK["cases"] if args.quick and args.cases is None else args.cases
+    cases = [c for c in CASES if names is None or c.name in names]
+    settings = {
+        "states": QUICK["states"] if args.quick else args.states,
+        "candidates": args.candidates,
+        "episodes": QUICK["episodes"] if args.quick else args.episodes,
+    }
+    steps_of = {c.name: QUICK["steps"] if args.quick else c.steps for c in cases}
+    jobs = [
+        Job(run_seed, (case, seed, steps_of[case.name], settings, args.options))
+        for case in cases
+        for seed in range(args.seeds)
+    ]
+    out = Path(args.out)
+    if args.summarise:
+        previous = json.loads((out / "results.json").read_text())
+        runs, args.quick, args.options = previous["runs"], previous["quick"], previous["options"]
+        cases = [c for c in CASES if any(r["case"] == c.name for r in runs)]
+    else:
+        total = sum(steps_of[c.name] for c in cases) * args.seeds
+        runs = run_jobs(jobs, total, desc="action ranking", workers=min(args.workers, len(jobs)))
+    summaries = [summarise(case, [r for r in runs if r["case"] == case.name]) for case in cases]
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "results.json", {"quick": args.quick, "options": args.options, "cases": summaries, "runs": runs})
+    plot(summaries, out / "action_ranking.png")
+    print(f"wrote {out / 'results.json'} and {out / 'action_ranking.png'}")
+
+
+if __name__ == "__main__":
+    main()
