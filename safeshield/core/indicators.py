@@ -21,6 +21,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from safeshield.core.validation import did_you_mean
+
 __all__ = ["Indicator", "make_indicator", "describe_indicator"]
 
 Indicator = Callable[[Any, float, bool, bool, dict], float]
@@ -86,7 +88,8 @@ def make_indicator(indicator: str | Callable) -> Indicator:
         return _from_terminated
     if isinstance(indicator, str) and indicator.startswith("info:") and len(indicator) > len("info:"):
         return _from_info_key(indicator[len("info:") :])
-    raise ValueError(f"unknown indicator={indicator!r}; expected {_FORMS}")
+    hint = did_you_mean(indicator, ("cost", "terminated"))
+    raise ValueError(f"unknown indicator={indicator!r}{hint}; expected {_FORMS}")
 
 
 def describe_indicator(indicator: str | Callable) -> str:

@@ -26,7 +26,7 @@ from torch import nn
 
 from safeshield.core.checkpoint import CheckpointError, restore, save_checkpoint, space_signature
 from safeshield.core.spaces import action_codec, check_observation_space
-from safeshield.core.validation import check_field_types
+from safeshield.core.validation import check_field_types, did_you_mean
 
 __all__ = [
     "SafetyConfig",
@@ -78,7 +78,11 @@ class SafetyConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise TypeError(f"unknown option(s) {unknown} for shield {method!r}; its options are {sorted(known)}")
+            hints = [f"{option!r}{hint}" for option in unknown if (hint := did_you_mean(option, known))]
+            hinted = f": {', '.join(hints)}" if hints else ""
+            raise TypeError(
+                f"unknown option(s) {unknown} for shield {method!r}{hinted}; its options are {sorted(known)}"
+            )
 
     @classmethod
     def from_options(cls, options: dict[str, Any], method: str) -> SafetyConfig:
@@ -117,7 +121,8 @@ def register_method(cls: type[SafetyModel]) -> type[SafetyModel]:
 
 def get_method(name: str) -> type[SafetyModel]:
     if name not in _METHODS:
-        raise ValueError(f"unknown shield method={name!r}; installed methods: {sorted(_METHODS)}")
+        hint = did_you_mean(name, _METHODS)
+        raise ValueError(f"unknown shield method={name!r}{hint}; installed methods: {sorted(_METHODS)}")
     return _METHODS[name]
 
 

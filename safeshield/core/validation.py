@@ -19,6 +19,7 @@ wrong kind of object, in the same form) and returns the value converted (float, 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 from collections.abc import Iterable
 from typing import Any
@@ -35,6 +36,7 @@ __all__ = [
     "check_pair",
     "check_positive",
     "check_widths",
+    "did_you_mean",
 ]
 
 _REAL = (int, float, np.integer, np.floating)
@@ -42,6 +44,15 @@ _REAL = (int, float, np.integer, np.floating)
 
 def _fail(name: str, what: str, value: Any, error: type[Exception] = ValueError) -> Exception:
     return error(f"{name} must be {what}, got {value!r}")
+
+
+def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
+    """``" (did you mean 'x'?)"`` for the choice closest to a mistyped string ``value``, else ``""``."""
+    if not isinstance(value, str):
+        return ""
+    names = {str(choice): choice for choice in choices}
+    close = difflib.get_close_matches(value, list(names), n=1, cutoff=0.6)
+    return f" (did you mean {names[close[0]]!r}?)" if close else ""
 
 
 def _is_real(value: Any) -> bool:
@@ -113,7 +124,7 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """``value`` itself if it is one of ``choices``; ValueError naming ``name`` otherwise."""
     choices = tuple(choices)
     if value not in choices:
-        raise _fail(name, f"one of {choices}", value)
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}{did_you_mean(value, choices)}")
     return value
 
 

@@ -233,6 +233,26 @@ def test_unknown_config_option_raises_type_error_naming_it():
         safeshield.make(DRUNK_SPIDER, eps_unsafe=0.2)
 
 
+def test_a_mistyped_name_gets_the_closest_valid_one_suggested():
+    with pytest.raises(TypeError, match=r"'horizn' \(did you mean 'horizon'\?\)"):
+        safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator="terminated", horizn=5)
+    with pytest.raises(ValueError, match=r"'sqlr' \(did you mean 'sqrl'\?\)"):
+        safeshield.wrap(gym.make("Pendulum-v1"), "sqlr", indicator="terminated")
+    with pytest.raises(ValueError, match=r"'termianted' \(did you mean 'terminated'\?\)"):
+        safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator="termianted")
+    with pytest.raises(ValueError, match=r"got 'safes' \(did you mean 'safest'\?\)"):
+        safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator="terminated", selection="safes")
+
+
+def test_a_name_like_no_valid_one_gets_no_suggestion():
+    with pytest.raises(ValueError) as error:
+        safeshield.wrap(gym.make("Pendulum-v1"), "nosuchshield", indicator="terminated")
+    assert "did you mean" not in str(error.value)
+    with pytest.raises(TypeError) as error:
+        safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator="terminated", zzz=1)
+    assert "did you mean" not in str(error.value)
+
+
 def test_config_and_options_together_raise_type_error():
     with pytest.raises(TypeError, match="config"):
         safeshield.wrap(
