@@ -66,15 +66,24 @@ CASES = [
 QUICK = {"cases": ["idp_sac"], "steps": 1_000, "states": 8, "episodes": 3}
 
 
-def train(case: Case, seed: int, steps: int, options: dict[str, Any]):
+def train(case: Case, seed: int, steps: int, options: dict[str, Any], progress_queue=None):
     """The case's agent trained inside an SQRL shield (defaults + ``options``); returns (agent, frozen model)."""
     from stable_baselines3 import PPO, SAC
+    from stable_baselines3.common.callbacks import BaseCallback
 
     from safeshield.integrations.sb3 import ShieldCallback
 
+    class Progress(BaseCallback):
+        """Advances the shared progress bar every 500 env steps."""
+
+        def _on_step(self) -> bool:
+            if progress_queue is not None and self.num_timesteps % 500 == 0:
+                progress_queue.put(500)
+            return True
+
     env = safeshield.wrap(gym.make(case.env_id), "sqrl", indicator="terminated", seed=seed, **options)
     agent = {"sac": SAC, "ppo": PPO}[case.agent]("MlpPolicy", env, seed=seed, verbose=0, device="cpu")
-    agent.learn(steps, callback=ShieldCallback())
+    agent.learn(steps, callback=[ShieldCallback(), Progress()])
     return agent, env.stepper.model.freeze()
 
 
@@ -181,9 +190,7 @@ def counterfactual(case: Case, agent, model, seed: int, per_bin: int, candidates
 def run_seed(case: Case, seed: int, steps: int, settings: dict[str, Any], options: dict, progress_queue=None):
     """One seed of ``case``: train, then measure (``settings``: states, candidates, episodes)."""
     torch.set_num_threads(1)
-    agent, model = train(case, seed, steps, options)
-    if progress_queue is not None:
-        progress_queue.put(steps)
+    agent, model = train(case, seed, steps, options, progress_queue)
     return {
         "case": case.name,
         "seed": seed,
