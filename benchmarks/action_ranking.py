@@ -61,6 +61,7 @@ CASES = [
     Case("idp_sac", "InvertedDoublePendulum-v5", "sac", 5_000),
     Case("idp_ppo", "InvertedDoublePendulum-v5", "ppo", 10_240),
     Case("hopper_sac", "Hopper-v5", "sac", 5_000),
+    Case("hopper_ppo", "Hopper-v5", "ppo", 10_240),
     Case("walker_sac", "Walker2d-v5", "sac", 5_000),
 ]
 QUICK = {"cases": ["idp_sac"], "steps": 1_000, "states": 8, "episodes": 3}
