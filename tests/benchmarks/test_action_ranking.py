@@ -1,23 +1,14 @@
 """The action-ranking benchmark's statistics (its runs train agents: too long for CI)."""
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "action_ranking.py"
-
 
 @pytest.fixture(scope="module")
-def ranking():
-    spec = importlib.util.spec_from_file_location("benchmark_action_ranking_stats", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+def ranking(load_benchmark):
+    return load_benchmark("action_ranking")
 
 
 def test_average_ranks_share_ties(ranking):

@@ -6,24 +6,12 @@ checks (the safe shield never intervenes; the rejected one falls back on every s
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "overhead.py"
 KS = (1, 10)
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("safeshield_benchmark_overhead", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def positive_finite(value) -> bool:
@@ -31,9 +19,9 @@ def positive_finite(value) -> bool:
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def report(tmp_path_factory, load_benchmark):
     out = tmp_path_factory.mktemp("overhead")
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("overhead")
     returned = benchmark.main(
         [
             "--quick",
@@ -148,8 +136,8 @@ def test_vector_rows_grade_the_per_env_step_cost(report):
     assert set(vector["n2_not_slower_than_n1"]) == set(vector["scaling"])
 
 
-def test_ratio_entry_directions():
-    benchmark = load_benchmark()
+def test_ratio_entry_directions(load_benchmark):
+    benchmark = load_benchmark("overhead")
     assert benchmark.ratio_entry(1.1, 1.2)["met"] is True
     assert benchmark.ratio_entry(1.3, 1.2)["met"] is False
     assert benchmark.ratio_entry(5.0, 4.0, at_least=True)["met"] is True
