@@ -78,7 +78,7 @@ class SafetyConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            hints = [f"{option!r}{hint}" for option in unknown if (hint := did_you_mean(option, known))]
+            hints = [f"{option!r}{hint}" for option in unknown if (hint := did_you_mean(option, sorted(known)))]
             hinted = f": {', '.join(hints)}" if hints else ""
             raise TypeError(
                 f"unknown option(s) {unknown} for shield {method!r}{hinted}; its options are {sorted(known)}"
@@ -121,7 +121,7 @@ def register_method(cls: type[SafetyModel]) -> type[SafetyModel]:
 
 def get_method(name: str) -> type[SafetyModel]:
     if name not in _METHODS:
-        hint = did_you_mean(name, _METHODS)
+        hint = did_you_mean(name, sorted(_METHODS))
         raise ValueError(f"unknown shield method={name!r}{hint}; installed methods: {sorted(_METHODS)}")
     return _METHODS[name]
 
