@@ -248,19 +248,8 @@ def plot(summaries: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one case, 1k steps, few states: a smoke run")
-    parser.add_argument("--cases", nargs="*", default=None, help=f"subset of {[c.name for c in CASES]}")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--states", type=int, default=40, help="held-out states per bin")
-    parser.add_argument("--candidates", type=int, default=16, help="uniform actions per state besides the proposal")
-    parser.add_argument("--episodes", type=int, default=20, help="episodes per arm from fixed initial states")
-    parser.add_argument("--options", type=json.loads, default={}, help="SQRL options as JSON (default: none)")
-    parser.add_argument("--summarise", action="store_true", help="only redo the summary and plot of --out's runs")
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--out", default="benchmarks/results/action_ranking")
-    args = parser.parse_args(argv)
+def measure(args: argparse.Namespace) -> list[dict]:
+    """Run every (case, seed) the command line asks for; return their results."""
     names = QUICK["cases"] if args.quick and args.cases is None else args.cases
     cases = [c for c in CASES if names is None or c.name in names]
     settings = {
@@ -274,17 +263,33 @@ def main(argv: list[str] | None = None) -> None:
         for case in cases
         for seed in range(args.seeds)
     ]
+    total = sum(steps_of[c.name] for c in cases) * args.seeds
+    return run_jobs(jobs, total, desc="action ranking", workers=min(args.workers, len(jobs)))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one case, 1k steps, few states: a smoke run")
+    parser.add_argument("--cases", nargs="*", default=None, help=f"subset of {[c.name for c in CASES]}")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--states", type=int, default=40, help="held-out states per bin")
+    parser.add_argument("--candidates", type=int, default=16, help="uniform actions per state besides the proposal")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per arm from fixed initial states")
+    parser.add_argument("--options", type=json.loads, default={}, help="SQRL options as JSON (default: none)")
+    parser.add_argument("--summarise", action="store_true", help="only redo the summary and plot of --out's runs")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results/action_ranking")
+    args = parser.parse_args(argv)
     out = Path(args.out)
     if args.summarise:
         previous = json.loads((out / "results.json").read_text())
-        runs, args.quick, args.options = previous["runs"], previous["quick"], previous["options"]
-        cases = [c for c in CASES if any(r["case"] == c.name for r in runs)]
+        runs, quick, options = previous["runs"], previous["quick"], previous["options"]
     else:
-        total = sum(steps_of[c.name] for c in cases) * args.seeds
-        runs = run_jobs(jobs, total, desc="action ranking", workers=min(args.workers, len(jobs)))
+        runs, quick, options = measure(args), args.quick, args.options
+    cases = [c for c in CASES if any(r["case"] == c.name for r in runs)]
     summaries = [summarise(case, [r for r in runs if r["case"] == case.name]) for case in cases]
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "results.json", {"quick": args.quick, "options": args.options, "cases": summaries, "runs": runs})
+    write_json(out / "results.json", {"quick": quick, "options": options, "cases": summaries, "runs": runs})
     plot(summaries, out / "action_ranking.png")
     print(f"wrote {out / 'results.json'} and {out / 'action_ranking.png'}")
 
