@@ -78,11 +78,10 @@ class SafetyConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            hints = [f"{option!r}{hint}" for option in unknown if (hint := did_you_mean(option, sorted(known)))]
+            names = sorted(known)
+            hints = [f"{option!r}{hint}" for option in unknown if (hint := did_you_mean(option, names))]
             hinted = f": {', '.join(hints)}" if hints else ""
-            raise TypeError(
-                f"unknown option(s) {unknown} for shield {method!r}{hinted}; its options are {sorted(known)}"
-            )
+            raise TypeError(f"unknown option(s) {unknown} for shield {method!r}{hinted}; its options are {names}")
 
     @classmethod
     def from_options(cls, options: dict[str, Any], method: str) -> SafetyConfig:

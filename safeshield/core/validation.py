@@ -42,8 +42,8 @@ __all__ = [
 _REAL = (int, float, np.integer, np.floating)
 
 
-def _fail(name: str, what: str, value: Any, error: type[Exception] = ValueError) -> Exception:
-    return error(f"{name} must be {what}, got {value!r}")
+def _fail(name: str, what: str, value: Any, error: type[Exception] = ValueError, hint: str = "") -> Exception:
+    return error(f"{name} must be {what}, got {value!r}{hint}")
 
 
 def did_you_mean(value: Any, choices: Iterable[Any]) -> str:
@@ -124,7 +124,7 @@ def check_choice(name: str, value: Any, choices: Iterable[Any]) -> Any:
     """``value`` itself if it is one of ``choices``; ValueError naming ``name`` otherwise."""
     choices = tuple(choices)
     if value not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {value!r}{did_you_mean(value, choices)}")
+        raise _fail(name, f"one of {choices}", value, hint=did_you_mean(value, choices))
     return value
 
 
