@@ -295,15 +295,3 @@ def test_relative_rule_allows_the_least_risk_plus_regret_and_never_falls_back(ri
     moved = ~kept & ~every_nan
     assert allowed[lines[moved], decision.action[moved]].all()
     np.testing.assert_array_equal(decision.intervened, decision.action != proposal)
-
-
-def test_box_candidates_come_from_the_attached_policy_whatever_the_selection():
-    """``selection`` says which candidate runs, not where candidates come from: with an agent's
-    sampler attached, a Box shield draws from it under every rule, "safest" included."""
-    from safeshield.core.decision import PolicySampler
-
-    env = safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator=lambda *step: 0.0, seed=0)
-    env.attach_policy(lambda obs, n, generator: torch.zeros(obs.shape[0], n, 1))
-    for selection in ("safest", "closest", "uniform"):
-        env.safety_model.reconfigure(selection=selection)
-        assert isinstance(env.stepper.sampler, PolicySampler), selection

@@ -12,6 +12,7 @@ from gymnasium.utils.env_checker import check_env
 
 import safeshield
 from safeshield import ShieldWrapper
+from safeshield.core.decision import PolicySampler
 
 torch.set_num_threads(1)
 
@@ -231,6 +232,16 @@ def test_unknown_config_option_raises_type_error_naming_it():
         safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator="terminated", eps_unsafe=0.2)
     with pytest.raises(TypeError, match="eps_unsafe"):
         safeshield.make(DRUNK_SPIDER, eps_unsafe=0.2)
+
+
+def test_box_candidates_come_from_the_attached_policy_whatever_the_selection():
+    """``selection`` says which candidate runs, not where candidates come from: with an agent's
+    sampler attached, a Box shield draws from it under every rule, "safest" included."""
+    env = safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator=lambda *step: 0.0, seed=0)
+    env.attach_policy(lambda obs, n, generator: torch.zeros(obs.shape[0], n, 1))
+    for selection in ("safest", "closest", "uniform"):
+        env.safety_model.reconfigure(selection=selection)
+        assert isinstance(env.stepper.sampler, PolicySampler), selection
 
 
 def test_a_mistyped_name_gets_the_closest_valid_one_suggested():
