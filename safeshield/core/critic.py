@@ -45,13 +45,16 @@ from safeshield.core.validation import (
     check_probabilities,
 )
 
-__all__ = ["TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
+__all__ = ["ENSEMBLE_RISKS", "TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
 
 GUARD_SHARE = 0.25  # our choice: the guard backs off while more than a quarter of recent steps fell back
 GUARD_CEILING = 1.01  # above every risk in [0, 1]
 WEIGHT_CHECK_EVERY = 64  # updates between two full reads of the weights (a non-finite loss is caught at once)
 REFIT_INPUTS_EVERY = 100  # updates between two refits of the observation standardisation (normalize_obs)
 
+ENSEMBLE_RISKS = ("max", "mean")
+"""How ``n_critics`` members' risks combine into one: ``"max"`` the most pessimistic member (Leave No
+Trace's rule; an action the members disagree on counts as risky), ``"mean"`` their average."""
 TARGETS = ("nstep", "window", "td")
 """Risk targets (``safeshield.core.targets``): ``"nstep"`` the ``horizon``-step return of the
 indicator discounted by 1 - 1/horizon, bootstrapped; ``"window"`` P(failure within ``horizon``
@@ -71,6 +74,8 @@ class CriticConfig(SafetyConfig):
     widen_policy: bool = (
         True  # official code's widening: rounds after the first perturb the proposal ever wider (paper §6: pi only)
     )
+    n_critics: int = 1  # independent critics (each bootstraps from its own target network)
+    ensemble_risk: str = "max"  # see ENSEMBLE_RISKS: how the members' risks combine
     buffer_capacity: int = 50_000  # our choice (paper silent): holds a DrunkSpider pre-training run
     batch_size: int = 256  # our choice (paper silent), common SAC value
     learning_starts: int = 500  # our choice: no update before this many stored transitions
@@ -93,8 +98,9 @@ class CriticConfig(SafetyConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()  # field types: integers, finite numbers, bools, strings
-        for name in ("n_candidates", "resample_rounds", "buffer_capacity", "batch_size", "train_every"):
+        for name in ("n_candidates", "resample_rounds", "n_critics", "buffer_capacity", "batch_size", "train_every"):
             check_count(name, getattr(self, name))
+        check_choice("ensemble_risk", self.ensemble_risk, ENSEMBLE_RISKS)
         check_positive("updates_per_step", self.updates_per_step)
         check_count("learning_starts", self.learning_starts, minimum=0)
         check_positive("perturbation_scale", self.perturbation_scale)
@@ -137,7 +143,7 @@ class SafetyCritic(SafetyModel):
 
     kind: ClassVar[str] = "reject"
     config_class: ClassVar[type[CriticConfig]] = CriticConfig
-    fixed_fields: ClassVar[frozenset[str]] = frozenset({"hidden", "buffer_capacity", "normalize_obs"})
+    fixed_fields: ClassVar[frozenset[str]] = frozenset({"hidden", "n_critics", "buffer_capacity", "normalize_obs"})
 
     def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         """Any flattenable observation space; a bounded float Box, Discrete, MultiDiscrete or
@@ -277,7 +283,8 @@ class SafetyCritic(SafetyModel):
         """The target of each row of ``batch`` under ``config.target`` (``"td"``: one step at ``gamma``).
 
         ``bootstrap(next_obs, next_action) -> (B,)`` is the target critic's value in the units of
-        the target, evaluated only on the rows whose chain stops with a bootstrap term.
+        the target, evaluated only on the rows whose chain stops with a bootstrap term; an ensemble's
+        ``(n_critics, B)`` gives ``(n_critics, B)`` targets, each member bootstrapping itself.
         """
         cfg = self.config
         if cfg.target == "window":
@@ -294,7 +301,8 @@ class SafetyCritic(SafetyModel):
             values = bootstrap(
                 torch.from_numpy(self.buffer.next_obs[rows]), torch.from_numpy(self.buffer.next_action[rows])
             )
-            target[torch.from_numpy(needs)] += torch.from_numpy(coef[needs].astype(np.float32)) * values
+            target = target.expand(*values.shape[:-1], -1).clone()
+            target[..., torch.from_numpy(needs)] += torch.from_numpy(coef[needs].astype(np.float32)) * values
         return target
 
     def sample_batch(self) -> Batch:
@@ -338,6 +346,14 @@ class SafetyCritic(SafetyModel):
         return torch.from_numpy(self.actions.one_hot(index)).reshape(m, k, self.act_dim)
 
     # -- shared machinery ---------------------------------------------------------------------
+    def combine(self, member_risks: torch.Tensor) -> torch.Tensor:
+        """``(n_critics, ...)`` members' risks as one risk ``(...)`` by ``config.ensemble_risk``."""
+        if member_risks.shape[0] == 1:
+            return member_risks[0]
+        if self.config.ensemble_risk == "max":
+            return member_risks.max(dim=0).values
+        return member_risks.mean(dim=0)
+
     def risk_numpy(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """Risks of numpy batches (float32 ``(rows,)``), equal to ``risk`` to float32 rounding.
 

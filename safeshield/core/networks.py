@@ -4,6 +4,7 @@
 - ``StateActionNet``: an MLP over the concatenation ``[obs, action]`` (critics, risk models).
 - ``ActionHeadsNet``: an MLP over ``obs`` with one output per action of a ``Discrete`` space, so
   one forward pass scores every action (critics of discrete-action shields).
+- ``CriticEnsemble``: ``n`` independent critics of either shape, evaluated in one batched call.
 - ``InputScaler``, ``RunningMoments``: optional standardisation of both nets' observation inputs by
   the statistics of every stored observation, refit without changing the network's function.
 - ``adam``: Adam with torch's fused kernel where it exists (one kernel for all parameters).
@@ -16,6 +17,7 @@ soft update are a tenth of it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +31,7 @@ __all__ = [
     "InputScaler",
     "StateActionNet",
     "ActionHeadsNet",
+    "CriticEnsemble",
     "one_hot_index",
     "to_device",
     "adam",
@@ -291,3 +294,60 @@ class ActionHeadsNet(nn.Module):
         return self.net(obs if self.inputs is None else self.inputs(obs))
 
     refit_inputs = StateActionNet.refit_inputs
+
+
+class CriticEnsemble(nn.Module):
+    """``n`` independent MLP critics on ``[obs, action]``, evaluated in one batched call.
+
+    Weights are stacked ``(n, in, out)`` so the ensemble costs one ``baddbmm`` per layer, not a
+    Python loop; ``forward`` returns logits of shape ``(n, batch)``. Each member is initialised
+    like ``nn.Linear``, independently.
+    """
+
+    def __init__(
+        self, in_dim: int, n: int, hidden: tuple[int, ...], n_actions: int | None = None, *, scaled_obs: int = 0
+    ):
+        super().__init__()
+        # n_actions: a Discrete-like action space; the input is then obs only, with one output per action
+        self.n_actions = n_actions
+        # scaled_obs: how many leading inputs (the observation) are standardised (normalize_obs)
+        self.inputs = InputScaler(scaled_obs) if scaled_obs else None
+        dims = [in_dim, *map(int, hidden), 1 if n_actions is None else int(n_actions)]
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            bound = 1.0 / math.sqrt(d_in)
+            self.weights.append(nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(n, 1, d_out).uniform_(-bound, bound)))
+
+    @property
+    def size(self) -> int:
+        return self.weights[0].shape[0]
+
+    def _layers(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.unsqueeze(0).expand(self.size, -1, -1)
+        last = len(self.weights) - 1
+        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
+            x = torch.baddbmm(bias, x, weight)
+            if index < last:
+                x = torch.relu(x)
+        return x
+
+    def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(n, batch, n_actions)`` logits of every action (Discrete-like spaces), one pass."""
+        return self._layers(self._scaled(obs))
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        obs = self._scaled(obs)
+        if self.n_actions is not None:  # one-hot actions select their head
+            index = one_hot_index(actions).unsqueeze(0).expand(self.size, -1, -1)
+            return self._layers(obs).gather(-1, index).squeeze(-1)
+        return self._layers(torch.cat([obs, actions], dim=-1)).squeeze(-1)
+
+    def _scaled(self, obs: torch.Tensor) -> torch.Tensor:
+        return obs if self.inputs is None else self.inputs(obs)
+
+    def refit_inputs(self, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
+        """``InputScaler.refit`` on every member's first layer at once (a no-op without ``scaled_obs``)."""
+        if self.inputs is not None:
+            self.inputs.refit(self.weights[0], self.biases[0], mean, inv_std)

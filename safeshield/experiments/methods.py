@@ -39,6 +39,8 @@ MEANINGS = {
     "budget": "allowed failures (per episode or per 1k steps) the threshold adapts to; None = fixed threshold",
     "warmup_failures": "failures seen before the shield may reject",
     "warmup_updates": "critic updates before the shield may reject",
+    "n_critics": "independent critics in the ensemble, each bootstrapping from its own target network",
+    "ensemble_risk": "how the critics' risks combine into one: max (the most pessimistic) or mean",
     # SQRL
     "eps_safe": "risk threshold: a proposal with Q_safe >= eps_safe is checked against safer candidates",
     "horizon_seconds": "failure horizon in seconds, converted with the env's dt (sets horizon)",
@@ -52,8 +54,6 @@ MEANINGS = {
     "chi": "tolerated average failures per episode; the threshold adapts to it",
     "gamma": "discount of the cost critic",
     "alpha": "weight of the conservative (CQL) term; 0 = plain critic",
-    "n_critics": "critics in the ensemble",
-    "ensemble_risk": "how ensemble members combine into one risk",
     "cql_samples": "policy draws per state for the conservative term",
     "episodes_per_epoch": "episodes averaged into V_C before the threshold updates",
     "threshold_units": "paper: eps = (1-gamma)(chi - V_C); normalised: chi - V_C",

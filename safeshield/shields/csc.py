@@ -38,25 +38,22 @@ draws of π, the frozen threshold): ``docs/csc.md``, "Choices the paper leaves o
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 
 from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
-from safeshield.core.networks import InputScaler, adam, one_hot_index, polyak
+from safeshield.core.networks import CriticEnsemble, adam, polyak
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
 from safeshield.shields.sqrl import INITIAL_LOGIT
 
 __all__ = [
     "CSC",
     "CSCConfig",
-    "CriticEnsemble",
     "QEnsemble",
     "QEnsembleConfig",
     "conservative_critic_loss",
@@ -64,7 +61,6 @@ __all__ = [
 ]
 
 THRESHOLD_UNITS = ("paper", "normalised")
-ENSEMBLE_RISKS = ("max", "mean")
 
 
 @dataclass(frozen=True)
@@ -76,8 +72,7 @@ class CSCConfig(CriticConfig):
     alpha: float = 0.5  # CSC App. A.6 (0.05, 0.5, 5 "nearly same performance")
     lr: float = 2e-4  # CSC App. A.6 (η_Q; 1e-4 also tried)
     hidden: tuple[int, ...] = (64, 64)  # our choice (paper silent): small enough for CPU runs
-    n_critics: int = 1  # CSC: one critic; the Q-ensembles baseline uses 20 (App. A.6)
-    ensemble_risk: str = "max"  # our choice for n_critics > 1: pessimism over the ensemble (LNT)
+    # n_critics 1 (CriticConfig): CSC has one critic; the Q-ensembles baseline uses 20 (App. A.6)
     tau: float = 0.005  # our choice: Polyak target rate (the paper has no target network)
     cql_samples: int = 4  # our choice: draws of π per state for E_{a∼π}[Q_C] (paper silent)
     episodes_per_epoch: int = 5  # our choice: M of Alg. 1 (not given); V̂_C averages over these
@@ -105,11 +100,10 @@ class CSCConfig(CriticConfig):
         check_positive("alpha", self.alpha, allow_zero=True)
         check_positive("lr", self.lr)
         check_interval("tau", self.tau, 0.0, 1.0, closed="right")
-        for name in ("n_critics", "cql_samples", "episodes_per_epoch"):
+        for name in ("cql_samples", "episodes_per_epoch"):
             check_count(name, getattr(self, name))
         check_widths("hidden", self.hidden)
         check_choice("threshold_units", self.threshold_units, THRESHOLD_UNITS)
-        check_choice("ensemble_risk", self.ensemble_risk, ENSEMBLE_RISKS)
 
 
 @dataclass(frozen=True)
@@ -146,63 +140,6 @@ def conservative_critic_loss(
     if q_pi is None or alpha == 0:
         return td, torch.zeros_like(td)
     return td, alpha * ((w * q_data).mean(dim=-1) - q_pi.mean(dim=-1))
-
-
-class CriticEnsemble(nn.Module):
-    """``n`` independent MLP critics on ``[obs, action]``, evaluated in one batched call.
-
-    Weights are stacked ``(n, in, out)`` so the ensemble costs one ``baddbmm`` per layer, not a
-    Python loop; ``forward`` returns logits of shape ``(n, batch)``. Each member is initialised
-    like ``nn.Linear``, independently.
-    """
-
-    def __init__(
-        self, in_dim: int, n: int, hidden: tuple[int, ...], n_actions: int | None = None, *, scaled_obs: int = 0
-    ):
-        super().__init__()
-        # n_actions: a Discrete-like action space; the input is then obs only, with one output per action
-        self.n_actions = n_actions
-        # scaled_obs: how many leading inputs (the observation) are standardised (normalize_obs)
-        self.inputs = InputScaler(scaled_obs) if scaled_obs else None
-        dims = [in_dim, *map(int, hidden), 1 if n_actions is None else int(n_actions)]
-        self.weights = nn.ParameterList()
-        self.biases = nn.ParameterList()
-        for d_in, d_out in zip(dims[:-1], dims[1:]):
-            bound = 1.0 / math.sqrt(d_in)
-            self.weights.append(nn.Parameter(torch.empty(n, d_in, d_out).uniform_(-bound, bound)))
-            self.biases.append(nn.Parameter(torch.empty(n, 1, d_out).uniform_(-bound, bound)))
-
-    @property
-    def size(self) -> int:
-        return self.weights[0].shape[0]
-
-    def _layers(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.unsqueeze(0).expand(self.size, -1, -1)
-        last = len(self.weights) - 1
-        for index, (weight, bias) in enumerate(zip(self.weights, self.biases)):
-            x = torch.baddbmm(bias, x, weight)
-            if index < last:
-                x = torch.relu(x)
-        return x
-
-    def all_actions(self, obs: torch.Tensor) -> torch.Tensor:
-        """``(n, batch, n_actions)`` logits of every action (Discrete-like spaces), one pass."""
-        return self._layers(self._scaled(obs))
-
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        obs = self._scaled(obs)
-        if self.n_actions is not None:  # one-hot actions select their head
-            index = one_hot_index(actions).unsqueeze(0).expand(self.size, -1, -1)
-            return self._layers(obs).gather(-1, index).squeeze(-1)
-        return self._layers(torch.cat([obs, actions], dim=-1)).squeeze(-1)
-
-    def _scaled(self, obs: torch.Tensor) -> torch.Tensor:
-        return obs if self.inputs is None else self.inputs(obs)
-
-    def refit_inputs(self, mean: torch.Tensor, inv_std: torch.Tensor) -> None:
-        """``InputScaler.refit`` on every member's first layer at once (a no-op without ``scaled_obs``)."""
-        if self.inputs is not None:
-            self.inputs.refit(self.weights[0], self.biases[0], mean, inv_std)
 
 
 @register_method
@@ -259,17 +196,11 @@ class CSC(SafetyCritic):
 
     def risk(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Q_C(s, a): the (conservative) discounted probability of failing after ``a`` in ``s``."""
-        q = self.q_members(obs, actions)
-        if q.shape[0] == 1:
-            return q[0]
-        return q.max(dim=0).values if self.config.ensemble_risk == "max" else q.mean(dim=0)
+        return self.combine(self.q_members(obs, actions))
 
     def risk_all(self, obs: torch.Tensor) -> torch.Tensor:
         """``(B, n)`` risks of every action of a Discrete-like space: one pass of the action heads."""
-        q = torch.sigmoid(self.critic.all_actions(obs))
-        if q.shape[0] == 1:
-            return q[0]
-        return q.max(dim=0).values if self.config.ensemble_risk == "max" else q.mean(dim=0)
+        return self.combine(torch.sigmoid(self.critic.all_actions(obs)))
 
     def q_c(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Alias of ``risk`` under the paper's name, for an agent's Â_C (TRPO-Lagrangian)."""
@@ -343,12 +274,6 @@ class CSC(SafetyCritic):
         next_action = torch.from_numpy(self.buffer.next_action[boot]) if drawn is None else drawn[:, 0, :]
         values = torch.sigmoid(self.target_critic(next_obs, next_action))
         return torch.from_numpy(base.astype(np.float32)) + torch.from_numpy(coef.astype(np.float32)) * values
-
-    def reconfigure(self, **changes) -> CSC:
-        """As ``SafetyCritic.reconfigure``; the ensemble size is fixed once the critics exist."""
-        if "n_critics" in changes:
-            raise ValueError("['n_critics'] cannot change after the model is built; build a new shield")
-        return super().reconfigure(**changes)
 
     # -- checkpoint state -----------------------------------------------------------------------------
     def extra_state(self) -> dict:

@@ -23,7 +23,8 @@ episode on failure-balanced, importance-weighted minibatches (``core.targets``) 
 TD(0) at gamma_safe 0.7; a proposal passes unchecked below eps_safe 0.1, and above it whenever
 its risk is within ``regret`` 0.05 of the least risky action found, and otherwise that least risky
 action runs (``selection="safest"``; ``core.decision``); a warm-up (``core.threshold``); a 2 x 64
-critic at learning rate 1e-3; widened candidate rounds.
+critic at learning rate 1e-3; widened candidate rounds. Opt-in and not in the paper: ``n_critics``
+independent critics combined by ``ensemble_risk`` (``core.critic.ENSEMBLE_RISKS``).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ import torch.nn.functional as F
 from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
-from safeshield.core.networks import ActionHeadsNet, StateActionNet, adam, polyak
+from safeshield.core.networks import ActionHeadsNet, CriticEnsemble, StateActionNet, adam, polyak
 from safeshield.core.validation import check_interval, check_positive, check_widths
 
 __all__ = ["SQRL", "SQRLConfig"]
@@ -120,20 +121,38 @@ class SQRL(SafetyCritic):
     config: SQRLConfig
 
     def build(self) -> None:
-        scale = self.config.normalize_obs
-        if self.discrete:  # one output per action: every action scored in one forward pass
-            self.critic = ActionHeadsNet(self.obs_dim, self.act_dim, self.config.hidden, scale_inputs=scale)
-        else:
-            self.critic = StateActionNet(self.obs_dim, self.act_dim, self.config.hidden, scale_inputs=scale)
+        cfg = self.config
+        self.critic = self._critic_net()
         # Start optimistic (risk ≈ 0.01 everywhere) rather than at sigmoid(0) = 0.5: an untrained
         # critic then lets the agent act and learns from what happens, instead of rejecting every
         # action and executing the argmin of random weights.
+        if cfg.n_critics > 1:
+            output_weight, output_bias = self.critic.weights[-1], self.critic.biases[-1]
+        else:
+            output_weight, output_bias = self.critic.net[-1].weight, self.critic.net[-1].bias
         with torch.no_grad():
-            output = self.critic.net[-1]
-            output.weight.mul_(0.1)
-            output.bias.fill_(INITIAL_LOGIT)
+            output_weight.mul_(0.1)
+            output_bias.fill_(INITIAL_LOGIT)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizer = adam(self.critic.parameters(), self.config.lr)
+
+    def _critic_net(self) -> torch.nn.Module:
+        """One critic (with a numpy path for the per-step proposal), or ``n_critics`` in one module."""
+        cfg = self.config
+        heads = self.act_dim if self.discrete else None  # Discrete-like: one output per action
+        if cfg.n_critics > 1:
+            in_dim = self.obs_dim if self.discrete else self.obs_dim + self.act_dim
+            scaled = self.obs_dim if cfg.normalize_obs else 0
+            return CriticEnsemble(in_dim, cfg.n_critics, cfg.hidden, heads, scaled_obs=scaled)
+        if self.discrete:
+            return ActionHeadsNet(self.obs_dim, self.act_dim, cfg.hidden, scale_inputs=cfg.normalize_obs)
+        return StateActionNet(self.obs_dim, self.act_dim, cfg.hidden, scale_inputs=cfg.normalize_obs)
+
+    @property
+    def _numpy_path(self) -> bool:
+        """Whether the critic has a numpy forward here: one continuous-action critic on the CPU."""
+        single = not self.discrete and self.config.n_critics == 1
+        return single and self.critic.net[0].weight.device.type == "cpu"
 
     @property
     def nominal_threshold(self) -> float:
@@ -163,15 +182,19 @@ class SQRL(SafetyCritic):
         The network's sigmoid estimates Q_safe / gamma_safe (a probability in [0, 1]), so the
         risk is bounded by gamma_safe exactly like every Bellman target is.
         """
-        return self.scale * torch.sigmoid(self.critic(obs, actions))
+        return self.combine(self.scale * torch.sigmoid(self._member_logits(self.critic(obs, actions))))
 
     def risk_all(self, obs: torch.Tensor) -> torch.Tensor:
         """``(B, n)`` risks of every action of a Discrete-like space: one pass of the action heads."""
-        return self.scale * torch.sigmoid(self.critic.all_actions(obs))
+        return self.combine(self.scale * torch.sigmoid(self._member_logits(self.critic.all_actions(obs))))
+
+    def _member_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Logits with a leading member axis (``(1, ...)`` for one critic), for ``combine``."""
+        return logits if self.config.n_critics > 1 else logits.unsqueeze(0)
 
     def proposal_risk(self, obs: np.ndarray, action: np.ndarray) -> float:
         """``risk`` of one pair via the critic's numpy path (no torch dispatch at batch 1)."""
-        if self.discrete or self.critic.net[0].weight.device.type != "cpu":
+        if not self._numpy_path:
             return super().proposal_risk(obs, action)
         logit = self.critic.forward_single(obs, action)
         # ``not <=`` lets NaN through to a NaN risk (never safe); only a very negative logit is 0
@@ -182,7 +205,7 @@ class SQRL(SafetyCritic):
         ones (more than ``StateActionNet.NUMPY_MAX_ROWS`` rows) through torch."""
         obs = np.asarray(obs, dtype=np.float32).reshape(-1, self.obs_dim)
         actions = np.asarray(actions, dtype=np.float32).reshape(-1, self.act_dim)
-        if self.discrete or obs.shape[0] > self.critic.NUMPY_MAX_ROWS or self.critic.net[0].weight.device.type != "cpu":
+        if not self._numpy_path or obs.shape[0] > self.critic.NUMPY_MAX_ROWS:
             return super().risk_numpy(obs, actions)
         logits = self.critic._forward_buffers(obs, actions)
         # scale * sigmoid(logit) = scale / (1 + exp(-logit)); exp overflows to inf for logit < -88: risk 0
@@ -204,7 +227,8 @@ class SQRL(SafetyCritic):
         return actions[:, 0, :].to(stored_next_action.dtype)
 
     def _target_risk(self, next_obs: torch.Tensor, stored_next_action: torch.Tensor) -> torch.Tensor:
-        """The target network's risk at ``(s', a')``, a' from pi when a sampler is attached."""
+        """The target network's risk at ``(s', a')``, a' from pi when a sampler is attached; with
+        ``n_critics`` > 1, each member's ``(n_critics, B)``, so that each bootstraps itself."""
         next_action = self._next_actions(next_obs, stored_next_action)
         return self.scale * torch.sigmoid(self.target_critic(next_obs, next_action))
 
@@ -222,7 +246,9 @@ class SQRL(SafetyCritic):
             if batch.weight is not None:  # importance weights of a failure-balanced minibatch
                 weight = weight * torch.from_numpy(batch.weight)
         logits = self.critic(obs, action)
-        loss = F.binary_cross_entropy_with_logits(logits, target / self.scale, weight=weight)
+        target = target.expand_as(logits)
+        # members are independent: each gets its own full gradient (hence the sum over members)
+        loss = self.config.n_critics * F.binary_cross_entropy_with_logits(logits, target / self.scale, weight=weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

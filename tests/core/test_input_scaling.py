@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 import safeshield
 from safeshield.core import checkpoint
-from safeshield.core.networks import ActionHeadsNet, InputScaler, RunningMoments, StateActionNet
-from safeshield.shields.csc import CSC, CriticEnsemble, CSCConfig, QEnsemble
+from safeshield.core.networks import ActionHeadsNet, CriticEnsemble, InputScaler, RunningMoments, StateActionNet
+from safeshield.shields.csc import CSC, CSCConfig, QEnsemble
 from safeshield.shields.sqrl import SQRL, SQRLConfig
 
 torch.set_num_threads(1)
