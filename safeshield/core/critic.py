@@ -74,8 +74,8 @@ class CriticConfig(SafetyConfig):
     widen_policy: bool = (
         True  # official code's widening: rounds after the first perturb the proposal ever wider (paper §6: pi only)
     )
-    n_critics: int = 1  # independent critics (each bootstraps from its own target network)
-    ensemble_risk: str = "max"  # see ENSEMBLE_RISKS: how the members' risks combine
+    n_critics: int = 1  # SQRL and CSC: one critic; CSC's Q-ensembles baseline uses 20 (App. A.6)
+    ensemble_risk: str = "max"  # our choice for n_critics > 1: the most pessimistic member (Leave No Trace)
     buffer_capacity: int = 50_000  # our choice (paper silent): holds a DrunkSpider pre-training run
     batch_size: int = 256  # our choice (paper silent), common SAC value
     learning_starts: int = 500  # our choice: no update before this many stored transitions

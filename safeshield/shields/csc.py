@@ -72,7 +72,6 @@ class CSCConfig(CriticConfig):
     alpha: float = 0.5  # CSC App. A.6 (0.05, 0.5, 5 "nearly same performance")
     lr: float = 2e-4  # CSC App. A.6 (η_Q; 1e-4 also tried)
     hidden: tuple[int, ...] = (64, 64)  # our choice (paper silent): small enough for CPU runs
-    # n_critics 1 (CriticConfig): CSC has one critic; the Q-ensembles baseline uses 20 (App. A.6)
     tau: float = 0.005  # our choice: Polyak target rate (the paper has no target network)
     cql_samples: int = 4  # our choice: draws of π per state for E_{a∼π}[Q_C] (paper silent)
     episodes_per_epoch: int = 5  # our choice: M of Alg. 1 (not given); V̂_C averages over these
