@@ -256,8 +256,7 @@ def pretrained_shield(case: Case, seed: int, updates: int = 4_000) -> safeshield
     env = gym.make(case.env_id)
     agent = sb3_class(case.agent)("MlpPolicy", env, seed=seed + 1000, verbose=0, device="cpu")
     agent.learn(case.pretrain)
-    model = safeshield.SQRL(env.observation_space, env.action_space, seed=seed)
-    model.resolve_horizon(env.unwrapped.dt)
+    model = safeshield.model_for(env, case.method, seed=seed)
     learn_from_replay_buffer(model, agent, updates=updates)
     return model.freeze()
 

@@ -3,6 +3,7 @@
 - ``wrap(env, method, indicator=...)``: put a shield around an env, in one line.
 - ``wrap_vector(envs, method, ...)``: one shared shield for every sub-env of a vector env.
 - ``make(env_id, shield=...)``: ``gym.make`` plus ``wrap``.
+- ``model_for(env, method)``: the model ``wrap`` would build for ``env``, to pre-train before wrapping.
 - ``load(path, env=...)``: carry a saved shield to an env (frozen unless ``train=True``).
 - ``methods()``: installed shield methods and their default configs.
 - ``ShieldWrapper``, ``VectorShieldWrapper``, ``RemapWrapper``, ``PreviousRewardCost``: the
@@ -65,6 +66,7 @@ __all__ = [
     "load",
     "make",
     "methods",
+    "model_for",
     "wrap",
     "wrap_vector",
 ]
@@ -154,6 +156,38 @@ def make(
     import gymnasium as gym
 
     return wrap(gym.make(env_id, **(env_kwargs or {})), shield, indicator, train=train, seed=seed, **options)
+
+
+def model_for(
+    env: gym.Env,
+    method: str = "sqrl",
+    *,
+    seed: int | None = None,
+    config: SafetyConfig | None = None,
+    **options: Any,
+) -> SafetyModel:
+    """A fresh ``method`` model for ``env``, built as ``wrap(env, method, ...)`` builds it.
+
+    It takes the env's spaces (a vector env's single ones) and, for a reject/resample model, its
+    horizon in steps from ``horizon_seconds`` and the env's ``dt``. Use it for a shield that learns
+    before it is wrapped (``model.learn_offline``, ``integrations.sb3.learn_from_replay_buffer``):
+    built this way, it learns its risks over the horizon the wrapper will use.
+    """
+    from safeshield.core.model import build_model
+    from safeshield.core.step import control_period
+
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a method name (see safeshield.methods()), got {method!r}")
+    if config is not None and options:
+        raise TypeError("pass either config=... or keyword options, not both")
+    observation_space = getattr(env, "single_observation_space", env.observation_space)
+    action_space = getattr(env, "single_action_space", env.action_space)
+    model = build_model(
+        method, observation_space, action_space, config if config is not None else options or None, seed
+    )
+    if isinstance(model, SafetyCritic):
+        model.resolve_horizon(control_period(env))
+    return model
 
 
 def load(

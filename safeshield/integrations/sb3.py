@@ -461,7 +461,7 @@ def learn_from_replay_buffer(
     the shield sees: the unwrapped env's, not ``VecNormalize``'s.
 
         >>> agent = SAC("MlpPolicy", env); agent.learn(20_000)            # doctest: +SKIP
-        >>> model = safeshield.SQRL(env.observation_space, env.action_space)  # doctest: +SKIP
+        >>> model = safeshield.model_for(env, "sqrl")                     # doctest: +SKIP
         >>> learn_from_replay_buffer(model, agent, updates=4_000)         # doctest: +SKIP
         >>> env = safeshield.wrap(env, model.freeze(), indicator="terminated")  # doctest: +SKIP
     """
