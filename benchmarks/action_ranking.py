@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,10 +42,8 @@ import numpy as np
 import torch
 
 import safeshield
+from safeshield.core.ranking import BINS, action_ranking
 from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json
-
-BINS = (("0-0.5H", 0.0, 0.5), ("0.5-1H", 0.5, 1.0), ("1-2H", 1.0, 2.0), ("far", 2.0, math.inf))
-"""Steps before the episode's failure, in units of the horizon H: (label, from, to]."""
 
 
 @dataclass(frozen=True)
@@ -107,85 +104,13 @@ def episodes(case: Case, agent, model, seed: int, count: int, shielded: bool) ->
     return {"mean_length": float(np.mean(lengths)), "failures": failures, "steered": steered / sum(lengths)}
 
 
-def held_out_states(sim, agent, rng: np.random.Generator, horizon: int, per_bin: int, max_episodes: int = 300):
-    """Up to ``per_bin`` (qpos, qvel, obs) per bin from the agent's stochastic episodes, no shield."""
-    found: dict[str, list] = {label: [] for label, _, _ in BINS}
-    for _ in range(max_episodes):
-        obs, _ = sim.reset(seed=int(rng.integers(2**31)))
-        trajectory = []
-        for _ in range(1_000):
-            trajectory.append((sim.data.qpos.copy(), sim.data.qvel.copy(), obs.copy()))
-            obs, _, terminated, truncated, _ = sim.step(agent.predict(obs, deterministic=False)[0])
-            if terminated or truncated:
-                break
-        for i, state in enumerate(trajectory):
-            before = (len(trajectory) - i) / horizon if terminated else math.inf
-            label = next(label for label, low, high in BINS if low < before <= high)
-            found[label].append(state)
-        if all(len(v) >= 4 * per_bin for v in found.values()):
-            break
-    return {label: [v[i] for i in rng.permutation(len(v))[:per_bin]] for label, v in found.items()}
-
-
-def outcome(sim, agent, state, first_action: np.ndarray, length: int, gamma: float) -> float:
-    """gamma ** (t - 1) if ``first_action`` then the agent's deterministic policy fails at step t, else 0."""
-    qpos, qvel, _ = state
-    sim.set_state(qpos, qvel)
-    obs, _, terminated, _, _ = sim.step(first_action)
-    for t in range(1, length + 1):
-        if terminated:
-            return gamma ** (t - 1)
-        obs, _, terminated, _, _ = sim.step(agent.predict(obs, deterministic=True)[0])
-    return 0.0
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Rank correlation (average ranks for ties); nan when either side is constant."""
-    if np.ptp(x) == 0 or np.ptp(y) == 0:
-        return float("nan")
-    return float(np.corrcoef(average_ranks(x), average_ranks(y))[0, 1])
-
-
-def average_ranks(x: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``x``, tied values sharing the mean of their ranks."""
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    return (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-
-
 def counterfactual(case: Case, agent, model, seed: int, per_bin: int, candidates: int) -> dict[str, dict]:
-    sim = gym.make(case.env_id).unwrapped
-    horizon = model.config.horizon
-    gamma = 1.0 - 1.0 / horizon
-    rng = np.random.default_rng(seed)
-    low, high = sim.action_space.low, sim.action_space.high
-    out = {}
-    for label, states in held_out_states(sim, agent, rng, horizon, per_bin).items():
-        rows = []
-        for state in states:
-            obs = state[2]
-            proposal = agent.predict(obs, deterministic=False)[0]
-            actions = np.vstack([proposal, rng.uniform(low, high, (candidates, low.size))]).astype(np.float32)
-            with torch.inference_mode():
-                risk = model.risk_numpy(np.repeat(obs[None], len(actions), 0), actions)
-            truth = np.array([outcome(sim, agent, state, a, 2 * horizon, gamma) for a in actions])
-            rows.append((risk, truth))
-        if not rows:
-            continue
-        choice = [int(np.argmin(r)) for r, _ in rows]
-        out[label] = {
-            "states": len(rows),
-            "spearman": float(np.nanmean([spearman(r, t) for r, t in rows]))
-            if any(np.ptp(t) > 0 for _, t in rows)
-            else None,
-            "proposal_risk": float(np.mean([r[0] for r, _ in rows])),
-            "critic_gap": float(np.mean([r[0] - r.min() for r, _ in rows])),
-            "proposal_outcome": float(np.mean([t[0] for _, t in rows])),
-            "true_gap_of_choice": float(np.mean([t[0] - t[c] for (_, t), c in zip(rows, choice)])),
-            "true_gap_of_best": float(np.mean([t[0] - t.min() for _, t in rows])),
-            "best_avoids_failure": float(np.mean([t.min() == 0.0 for _, t in rows])),
-            "proposal_avoids_failure": float(np.mean([t[0] == 0.0 for _, t in rows])),
-        }
-    return out
+    """``safeshield.core.ranking.action_ranking`` of the frozen agent and shield on the case's env."""
+
+    def policy(obs, deterministic):
+        return agent.predict(obs, deterministic=deterministic)[0]
+
+    return action_ranking(model, gym.make(case.env_id), policy, per_bin=per_bin, candidates=candidates, seed=seed)
 
 
 def run_seed(case: Case, seed: int, steps: int, settings: dict[str, Any], options: dict, progress_queue=None):

@@ -7,6 +7,7 @@
 - ``decide`` / ``Decision`` and candidate samplers: the pure decision core (``core.decision``).
 - ``make_indicator``: failure indicators (``core.indicators``).
 - ``TransitionBuffer``: replay storage (``core.buffer``).
+- ``ranking.action_ranking``: does the action a shield prefers avert the failure (MuJoCo, ``core.ranking``).
 - ``save_checkpoint`` / ``load_checkpoint`` / ``restore``: safetensors + JSON, atomic (``core.checkpoint``).
 - ``mlp`` / ``StateActionNet``: network builders (``core.networks``).
 """
