@@ -229,6 +229,15 @@ class SafetyCritic(SafetyModel):
             )
         return self.adaptive_threshold
 
+    def reconfigure(self, **changes: Any) -> SafetyCritic:
+        """As ``SafetyModel.reconfigure``; a new nominal threshold, budget or guard restarts the adapted
+        threshold from the new nominal one (it would otherwise keep adapting around the old one)."""
+        nominal = self.nominal_threshold
+        super().reconfigure(**changes)
+        if self.nominal_threshold != nominal or {"budget", "guard"} & set(changes):
+            self.adaptive_threshold = None  # rebuilt from the new settings on first use
+        return self
+
     def on_step_outcome(self, failed: bool, fell_back: bool) -> None:
         """One env step's outcome: adapts the threshold (budget, guard) once warmed up, while learning."""
         if self.frozen or not self.warmed_up:

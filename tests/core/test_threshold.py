@@ -82,3 +82,28 @@ def test_invalid_arguments_are_refused():
         BudgetThreshold(1.5, budget=1.0)
     with pytest.raises(ValueError, match="min_failures"):
         WarmUp(min_failures=-1)
+
+
+@pytest.mark.parametrize("options", [{}, {"budget": 5.0}])
+def test_a_new_eps_safe_is_the_threshold_in_force_after_reconfigure_and_load(tmp_path, options):
+    """The guard (on by default) and a budget adapt around the nominal threshold; a new eps_safe
+    (``reconfigure``, or ``safeshield.load(..., eps_safe=...)`` for a new phase) restarts them there."""
+    import gymnasium as gym
+
+    import safeshield
+
+    env = gym.make("Pendulum-v1")
+    config = safeshield.SQRLConfig(warmup_failures=0, warmup_updates=0, **options)
+    model = safeshield.SQRL(env.observation_space, env.action_space, config)
+    for _ in range(1500):  # falling back on every step: the guard (and the budget) move the threshold up
+        model.on_step_outcome(failed=False, fell_back=True)
+    assert model.threshold != pytest.approx(0.1)
+    model.reconfigure(eps_safe=0.3)
+    assert model.threshold == pytest.approx(0.3)
+    model.save(tmp_path / "shield")
+    loaded = safeshield.load(
+        tmp_path / "shield", gym.make("Pendulum-v1"), train=True, indicator="terminated", eps_safe=0.05
+    )
+    assert loaded.safety_model.threshold == pytest.approx(0.05)
+    unchanged = safeshield.load(tmp_path / "shield", gym.make("Pendulum-v1"), train=True, indicator="terminated")
+    assert unchanged.safety_model.threshold == pytest.approx(model.threshold)  # the adapted state travels
