@@ -105,6 +105,15 @@ CASES = [
         note="as drunk_spider, with a failure budget of 10 per 1000 env steps (about a third of the unshielded "
         "fine-tuning rate): the threshold rises while failures stay under it",
     ),
+    dataclasses.replace(
+        DRUNK_SPIDER,
+        name="drunk_spider_explore",
+        options={"budget": 20.0},
+        transfer=TransferSettings(filter_pretraining=False),
+        note="as drunk_spider_budget, but the shield only learns during pre-training, from the agent's unfiltered "
+        "exploration of the low-stakes task (filter_pretraining=False), and filters from fine-tuning on, with a "
+        "failure budget of 20 per 1000 env steps",
+    ),
     Case(
         "idp_sac_pretrained",
         "InvertedDoublePendulum-v5",

@@ -68,3 +68,26 @@ def test_bad_settings_and_method_raise(tmp_path):
         TransferSettings(gamma_safe=1.5)
     with pytest.raises(ValueError, match="method"):
         transfer_job("ppo", 0, TransferSettings(**TINY), str(tmp_path))
+
+
+def test_a_shield_that_only_learns_in_pre_training_leaves_it_unchanged_and_filters_fine_tuning(tmp_path, monkeypatch):
+    import safeshield
+    from safeshield.experiments import transfer
+
+    loaded, original_load = [], safeshield.load
+
+    def recording_load(*args, **kwargs):
+        env = original_load(*args, **kwargs)
+        config = env.safety_model.config
+        loaded.append((config.eps_safe, config.budget, config.guard))
+        return env
+
+    monkeypatch.setattr(transfer.safeshield, "load", recording_load)
+    settings = TransferSettings(filter_pretraining=False, shield_preset="default", shield_budget=20.0, **TINY)
+    shielded = transfer_job("sqrl", 0, settings, str(tmp_path))
+    plain = transfer_job("sac", 0, settings, str(tmp_path))
+    assert shielded["pretrain"] == plain["pretrain"]  # the same agent, the same steps: nothing was filtered
+    # fine-tuning filters at the default threshold, with the budget and the guard pre-training went without
+    assert loaded == [(safeshield.SQRLConfig.eps_safe, 20.0, True)]
+    with pytest.raises(ValueError, match="filter_pretraining"):
+        TransferSettings(filter_pretraining="no")

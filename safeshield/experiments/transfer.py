@@ -76,6 +76,9 @@ class TransferSettings:
     indicator: str = ""  # "" = the envs' declared one; "terminated", "cost", "info:<key>" or "module:function"
     shield_preset: str = "paper"  # "paper": SQRL as published (eps/gamma above); "default": the shield's defaults
     shield_budget: float | None = None  # failures per 1000 env steps the shield's threshold adapts to (None: fixed)
+    # SQRL Alg. 2 filters pre-training too; False: the shield only learns there, from the agent's unfiltered
+    # exploration (failures are cheap in the low-stakes task), and filters from fine-tuning on
+    filter_pretraining: bool = True
 
     def __post_init__(self) -> None:
         for name in ("pretrain_steps", "finetune_steps", "batch_size", "train_every", "eval_episodes"):
@@ -87,6 +90,8 @@ class TransferSettings:
                 f"TransferSettings needs eps_safe in [0, 1] and gamma_safe in (0, 1), got {self.eps_safe!r}, "
                 f"{self.gamma_safe!r}"
             )
+        if not isinstance(self.filter_pretraining, bool):
+            raise ValueError(f"TransferSettings.filter_pretraining must be a bool, got {self.filter_pretraining!r}")
         for name in ("pretrain_id", "target_id"):
             if getattr(self, name) not in gym.registry:
                 raise ValueError(f"TransferSettings.{name} must be a registered env id, got {getattr(self, name)!r}")
@@ -174,6 +179,12 @@ def _signalled(env: gym.Env, indicator) -> gym.Env:
     return AgentSignals(env, indicator) if indicator is not None else env
 
 
+def _filtering_options(settings: TransferSettings) -> dict[str, Any]:
+    """The threshold settings a shield that only learned in pre-training filters with from fine-tuning on."""
+    config = safeshield.SQRLConfig.from_options(shield_options(settings), "sqrl")
+    return {"eps_safe": config.eps_safe, "budget": config.budget, "guard": config.guard}
+
+
 def transfer_job(
     method: str, seed: int, settings: TransferSettings, out_dir: str, progress_queue=None
 ) -> dict[str, Any]:
@@ -186,7 +197,10 @@ def transfer_job(
     pre_env = _signalled(gym.make(settings.pretrain_id), indicator)
     agent = make_sac(pre_env, settings, seed)
     if method == "sqrl":
-        pre_env = safeshield.wrap(pre_env, "sqrl", indicator, seed=seed, **shield_options(settings, pretraining=True))
+        # learning only: every risk passes, and no budget or guard moves the threshold
+        learning_only = {} if settings.filter_pretraining else {"eps_safe": 1.0, "budget": None, "guard": False}
+        pre_options = shield_options(settings, pretraining=True, **learning_only)
+        pre_env = safeshield.wrap(pre_env, "sqrl", indicator, seed=seed, **pre_options)
         pre_env.attach_policy(agent.sample_actions)
     pre_records = agent.learn(pre_env, settings.pretrain_steps, seed=seed, progress=False, callback=report)
 
@@ -194,8 +208,16 @@ def transfer_job(
     if method == "sqrl":
         shield_path = Path(out_dir) / f"sqrl_seed{seed}" / "shield"
         pre_env.safety_model.save(shield_path)
+        filtering = {} if settings.filter_pretraining else _filtering_options(settings)
         target_env = safeshield.load(
-            shield_path, target_env, train=True, seed=seed, indicator=indicator, pretraining=False, selection="uniform"
+            shield_path,
+            target_env,
+            train=True,
+            seed=seed,
+            indicator=indicator,
+            pretraining=False,
+            selection="uniform",
+            **filtering,
         )
         target_env.attach_policy(agent.sample_actions)
         model = target_env.safety_model
