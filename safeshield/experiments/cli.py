@@ -51,6 +51,7 @@ def _transfer(args: argparse.Namespace) -> int:
             eps_safe=args.eps_safe,
             gamma_safe=args.gamma_safe,
             indicator=args.indicator or "",
+            filter_pretraining=not args.no_filter_pretraining,
         )
         # the same checks as `train` (env ids, indicator on a real step, budgets), before any worker starts
         notes = check_run(
@@ -225,6 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     transfer.add_argument("--finetune-steps", type=int, default=6_000, help="fine-tuning env steps")
     transfer.add_argument("--eps-safe", type=float, default=0.1, help="SQRL threshold (paper Table 1: 0.1)")
     transfer.add_argument("--gamma-safe", type=float, default=0.7, help="safety discount (paper Table 1: 0.7)")
+    transfer.add_argument(
+        "--no-filter-pretraining",
+        action="store_true",
+        help="the shield only learns during pre-training (the agent explores unfiltered, as SAC does) "
+        "and filters from fine-tuning on",
+    )
     transfer.add_argument("--seeds", type=int, default=3, help="number of seeds")
     transfer.add_argument("--workers", type=int, default=2, help="parallel processes (one torch thread each)")
     transfer.add_argument("--out", default="runs/transfer", help="output folder (results.json, shields)")
