@@ -28,6 +28,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from safeshield.core.critic import SafetyCritic
+from safeshield.core.validation import check_count
+
 __all__ = ["BINS", "action_ranking", "average_ranks", "held_out_states", "mujoco_simulator", "outcome", "spearman"]
 
 BINS = (("0-0.5H", 0.0, 0.5), ("0.5-1H", 0.5, 1.0), ("1-2H", 1.0, 2.0), ("far", 2.0, math.inf))
@@ -110,6 +113,10 @@ def action_ranking(
     outcome); ``best_avoids_failure`` / ``proposal_avoids_failure`` (share of states whose best /
     proposed action does not fail within 2 H).
     """
+    if not isinstance(model, SafetyCritic):
+        raise TypeError(f"model must be a reject/resample shield model (SafetyCritic), got {type(model).__name__}")
+    check_count("per_bin", per_bin)
+    check_count("candidates", candidates, minimum=0)
     sim = mujoco_simulator(env)
     horizon = model.config.horizon
     gamma = 1.0 - 1.0 / horizon

@@ -81,3 +81,14 @@ def test_action_ranking_reports_every_bin_it_found():
 def test_an_env_that_cannot_restore_its_state_is_refused():
     with pytest.raises(TypeError, match="MuJoCo env whose state set_state"):
         mujoco_simulator(gym.make("CartPole-v1"))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [({"per_bin": 0}, "per_bin"), ({"candidates": -1}, "candidates"), ({"model": object()}, "model")],
+)
+def test_bad_arguments_name_what_is_wrong(options, message):
+    env = gym.make(PENDULUM)
+    arguments = {"model": safeshield.model_for(env).freeze(), "env": env, "policy": push, **options}
+    with pytest.raises((TypeError, ValueError), match=message):
+        action_ranking(**arguments)
