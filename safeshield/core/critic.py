@@ -28,7 +28,7 @@ import torch
 from safeshield.core.buffer import Batch, TransitionBuffer
 from safeshield.core.decision import SELECTIONS
 from safeshield.core.model import SafetyConfig, SafetyModel
-from safeshield.core.networks import RunningMoments
+from safeshield.core.networks import CriticEnsemble, RunningMoments
 from safeshield.core.spaces import action_codec, check_observation_space
 from safeshield.core.targets import (
     SettledTargets,
@@ -364,6 +364,15 @@ class SafetyCritic(SafetyModel):
         return torch.from_numpy(self.actions.one_hot(index)).reshape(m, k, self.act_dim)
 
     # -- shared machinery ---------------------------------------------------------------------
+    def critic_ensemble(self) -> CriticEnsemble:
+        """``config.n_critics`` critics for this model's spaces in one module (one output per action of a
+        Discrete-like space), standardising the observation inputs when ``config.normalize_obs``."""
+        cfg = self.config
+        scaled = self.obs_dim if cfg.normalize_obs else 0
+        if self.discrete:
+            return CriticEnsemble(self.obs_dim, cfg.n_critics, cfg.hidden, self.act_dim, scaled_obs=scaled)
+        return CriticEnsemble(self.obs_dim + self.act_dim, cfg.n_critics, cfg.hidden, scaled_obs=scaled)
+
     def combine(self, member_risks: torch.Tensor) -> torch.Tensor:
         """``(n_critics, ...)`` members' risks as one risk ``(...)`` by ``config.ensemble_risk``."""
         if member_risks.shape[0] == 1:

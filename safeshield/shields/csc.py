@@ -47,9 +47,9 @@ import torch
 from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
-from safeshield.core.networks import CriticEnsemble, adam, polyak
+from safeshield.core.networks import adam, polyak
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
-from safeshield.shields.sqrl import INITIAL_LOGIT
+from safeshield.shields.sqrl import start_optimistic
 
 __all__ = [
     "CSC",
@@ -151,15 +151,8 @@ class CSC(SafetyCritic):
 
     def build(self) -> None:
         cfg = self.config
-        scaled = self.obs_dim if cfg.normalize_obs else 0
-        if self.discrete:  # one output per action: every action scored in one forward pass
-            self.critic = CriticEnsemble(self.obs_dim, cfg.n_critics, cfg.hidden, self.act_dim, scaled_obs=scaled)
-        else:
-            self.critic = CriticEnsemble(self.obs_dim + self.act_dim, cfg.n_critics, cfg.hidden, scaled_obs=scaled)
-        # start optimistic (Q_C ≈ 0.01), as the SQRL critic does: see shields/sqrl.py
-        with torch.no_grad():
-            self.critic.weights[-1].mul_(0.1)
-            self.critic.biases[-1].fill_(INITIAL_LOGIT)
+        self.critic = self.critic_ensemble()  # a Discrete-like space: every action scored in one pass
+        start_optimistic(self.critic)  # Q_C ≈ 0.01 everywhere, as the SQRL critic: see shields/sqrl.py
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizer = adam(self.critic.parameters(), cfg.lr)
         self.v_hat = float(cfg.chi)  # Alg. 1 line 2

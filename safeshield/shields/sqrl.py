@@ -104,6 +104,22 @@ class SQRLConfig(CriticConfig):
         check_widths("hidden", self.hidden)
 
 
+def start_optimistic(critic: torch.nn.Module) -> None:
+    """Scale the critic's output layer down and set its bias to ``INITIAL_LOGIT``: risk ≈ 0.01 everywhere.
+
+    An untrained critic that starts there, rather than at sigmoid(0) = 0.5, lets the agent act and
+    learns from what happens, instead of rejecting every action and executing the argmin of random
+    weights. ``critic``: a ``CriticEnsemble`` (every member) or a network whose output layer is ``net[-1]``.
+    """
+    if isinstance(critic, CriticEnsemble):
+        weight, bias = critic.weights[-1], critic.biases[-1]
+    else:
+        weight, bias = critic.net[-1].weight, critic.net[-1].bias
+    with torch.no_grad():
+        weight.mul_(0.1)
+        bias.fill_(INITIAL_LOGIT)
+
+
 def bellman_target(
     failure: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma_safe: float
 ) -> torch.Tensor:
@@ -121,30 +137,17 @@ class SQRL(SafetyCritic):
     config: SQRLConfig
 
     def build(self) -> None:
-        cfg = self.config
         self.critic = self._critic_net()
-        # Start optimistic (risk ≈ 0.01 everywhere) rather than at sigmoid(0) = 0.5: an untrained
-        # critic then lets the agent act and learns from what happens, instead of rejecting every
-        # action and executing the argmin of random weights.
-        if cfg.n_critics > 1:
-            output_weight, output_bias = self.critic.weights[-1], self.critic.biases[-1]
-        else:
-            output_weight, output_bias = self.critic.net[-1].weight, self.critic.net[-1].bias
-        with torch.no_grad():
-            output_weight.mul_(0.1)
-            output_bias.fill_(INITIAL_LOGIT)
+        start_optimistic(self.critic)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizer = adam(self.critic.parameters(), self.config.lr)
 
     def _critic_net(self) -> torch.nn.Module:
         """One critic (with a numpy path for the per-step proposal), or ``n_critics`` in one module."""
         cfg = self.config
-        heads = self.act_dim if self.discrete else None  # Discrete-like: one output per action
         if cfg.n_critics > 1:
-            in_dim = self.obs_dim if self.discrete else self.obs_dim + self.act_dim
-            scaled = self.obs_dim if cfg.normalize_obs else 0
-            return CriticEnsemble(in_dim, cfg.n_critics, cfg.hidden, heads, scaled_obs=scaled)
-        if self.discrete:
+            return self.critic_ensemble()
+        if self.discrete:  # one output per action: every action scored in one forward pass
             return ActionHeadsNet(self.obs_dim, self.act_dim, cfg.hidden, scale_inputs=cfg.normalize_obs)
         return StateActionNet(self.obs_dim, self.act_dim, cfg.hidden, scale_inputs=cfg.normalize_obs)
 
@@ -182,15 +185,13 @@ class SQRL(SafetyCritic):
         The network's sigmoid estimates Q_safe / gamma_safe (a probability in [0, 1]), so the
         risk is bounded by gamma_safe exactly like every Bellman target is.
         """
-        return self.combine(self.scale * torch.sigmoid(self._member_logits(self.critic(obs, actions))))
+        risk = self.scale * torch.sigmoid(self.critic(obs, actions))
+        return self.combine(risk) if self.config.n_critics > 1 else risk
 
     def risk_all(self, obs: torch.Tensor) -> torch.Tensor:
         """``(B, n)`` risks of every action of a Discrete-like space: one pass of the action heads."""
-        return self.combine(self.scale * torch.sigmoid(self._member_logits(self.critic.all_actions(obs))))
-
-    def _member_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Logits with a leading member axis (``(1, ...)`` for one critic), for ``combine``."""
-        return logits if self.config.n_critics > 1 else logits.unsqueeze(0)
+        risk = self.scale * torch.sigmoid(self.critic.all_actions(obs))
+        return self.combine(risk) if self.config.n_critics > 1 else risk
 
     def proposal_risk(self, obs: np.ndarray, action: np.ndarray) -> float:
         """``risk`` of one pair via the critic's numpy path (no torch dispatch at batch 1)."""
