@@ -34,6 +34,7 @@ from safeshield.core import (
     get_method,
     method_names,
 )
+from safeshield.core.model import build_model, chosen_config
 from safeshield.shields import CSC, SAFER, SQRL, CSCConfig, QEnsemble, QEnsembleConfig, SAFERConfig, SQRLConfig
 from safeshield.wrappers import (
     PreviousRewardCost,
@@ -111,8 +112,7 @@ def wrap(
     ``method`` may also be a model itself (trained, loaded, pre-trained elsewhere): the wrapper
     uses it as it is, learning on only if ``train`` is True.
     """
-    if config is not None and options:
-        raise TypeError("pass either config=... or keyword options, not both")
+    chosen = chosen_config(config, options)
     if isinstance(method, SafetyModel):
         kind = method.kind
     elif isinstance(method, str):
@@ -125,7 +125,7 @@ def wrap(
         indicator,
         train=train,
         seed=seed,
-        config=config if config is not None else (options or None),  # none given: the method's defaults
+        config=chosen,
         **_nonfinite(kind, on_nonfinite),
     )
 
@@ -173,18 +173,14 @@ def model_for(
     before it is wrapped (``model.learn_offline``, ``integrations.sb3.learn_from_replay_buffer``):
     built this way, it learns its risks over the horizon the wrapper will use.
     """
-    from safeshield.core.model import build_model
     from safeshield.core.step import control_period
 
     if not isinstance(method, str):
         raise TypeError(f"method must be a method name (see safeshield.methods()), got {method!r}")
-    if config is not None and options:
-        raise TypeError("pass either config=... or keyword options, not both")
+    chosen = chosen_config(config, options)
     observation_space = getattr(env, "single_observation_space", env.observation_space)
     action_space = getattr(env, "single_action_space", env.action_space)
-    model = build_model(
-        method, observation_space, action_space, config if config is not None else options or None, seed
-    )
+    model = build_model(method, observation_space, action_space, chosen, seed)
     if isinstance(model, SafetyCritic):
         model.resolve_horizon(control_period(env))
     return model

@@ -143,6 +143,14 @@ def build_model(
     return cls(observation_space, action_space, config, seed=seed)
 
 
+def chosen_config(config: SafetyConfig | None, options: dict[str, Any]) -> SafetyConfig | dict[str, Any] | None:
+    """What a method is built with: ``config``, else the keyword ``options`` (None when neither is
+    given: the method's defaults). Both at once is a TypeError (``wrap``, ``wrap_vector``, ``model_for``)."""
+    if config is not None and options:
+        raise TypeError("pass either config=... or keyword options, not both")
+    return config if config is not None else (options or None)
+
+
 def resolve_model(
     model: SafetyModel | str,
     observation_space: gym.Space,

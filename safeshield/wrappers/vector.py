@@ -35,6 +35,7 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.decision import Decision
+from safeshield.core.model import chosen_config
 from safeshield.core.step import StepperFrontEnd, Transitions, flatten_batch
 
 __all__ = ["EnvInfo", "VectorShieldWrapper", "env_info", "wrap_vector"]
@@ -267,14 +268,13 @@ def wrap_vector(
 
     ``options`` are fields of the method's config (``eps_safe=0.05`` for SQRL).
     """
-    if config is not None and options:
-        raise TypeError("pass either config=... or keyword options, not both")
+    chosen = chosen_config(config, options)
     return VectorShieldWrapper(
         env,
         method,
         indicator,
         train=train,
         seed=seed,
-        config=config if config is not None else options,
+        config=chosen,
         on_nonfinite=on_nonfinite,
     )
