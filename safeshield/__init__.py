@@ -97,6 +97,7 @@ def wrap(
     seed: int | None = None,
     config: SafetyConfig | None = None,
     on_nonfinite: str = "raise",
+    enforce: bool = True,
     **options: Any,
 ) -> ShieldWrapper | RemapWrapper:
     """Wrap ``env`` in a ``method`` shield that learns from ``indicator``.
@@ -109,6 +110,9 @@ def wrap(
     ``on_nonfinite`` (reject/resample methods): ``"raise"`` (default) refuses a NaN / infinite
     observation or reward with a ``ValueError``; ``"risky"`` treats such a step as risky and stores
     nothing of it (``docs/robustness.md``).
+    ``enforce=False`` (reject/resample methods) is shadow mode: the shield scores every proposal,
+    learns and keeps its quality report, but every proposal runs unchanged; set
+    ``env.set_wrapper_attr("enforce", True)`` (or load the saved shield) to let it act.
     ``method`` may also be a model itself (trained, loaded, pre-trained elsewhere): the wrapper
     uses it as it is, learning on only if ``train`` is True.
     """
@@ -126,19 +130,24 @@ def wrap(
         train=train,
         seed=seed,
         config=chosen,
-        **_nonfinite(kind, on_nonfinite),
+        **_reject_only(kind, on_nonfinite=on_nonfinite, enforce=enforce),
     )
 
 
-def _nonfinite(kind: str, on_nonfinite: str) -> dict[str, str]:
-    """``on_nonfinite`` for a reject wrapper; a remap wrapper only takes the default."""
+_REJECT_ONLY = {"on_nonfinite": "raise", "enforce": True}
+"""Wrapper arguments only reject/resample shields take, with their defaults (a remap shield
+always acts: its agent chooses in the prior's latent space)."""
+
+
+def _reject_only(kind: str, **given: Any) -> dict[str, Any]:
+    """``given`` for a reject wrapper; a remap wrapper only takes the defaults."""
     if kind == "reject":
-        return {"on_nonfinite": on_nonfinite}
-    if on_nonfinite != "raise":
-        raise ValueError(
-            f"on_nonfinite={on_nonfinite!r} is for reject/resample methods (sqrl, csc, q_ensemble), "
-            f"not for a {kind} method"
-        )
+        return given
+    for name, value in given.items():
+        if value != _REJECT_ONLY[name]:
+            raise ValueError(
+                f"{name}={value!r} is for reject/resample methods (sqrl, csc, q_ensemble), not for a {kind} method"
+            )
     return {}
 
 
@@ -150,12 +159,14 @@ def make(
     train: bool = True,
     seed: int | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    enforce: bool = True,
     **options: Any,
 ) -> ShieldWrapper | RemapWrapper:
     """``wrap(gym.make(env_id, **env_kwargs), shield, indicator, ...)``."""
     import gymnasium as gym
 
-    return wrap(gym.make(env_id, **(env_kwargs or {})), shield, indicator, train=train, seed=seed, **options)
+    env = gym.make(env_id, **(env_kwargs or {}))
+    return wrap(env, shield, indicator, train=train, seed=seed, enforce=enforce, **options)
 
 
 def model_for(
@@ -194,6 +205,7 @@ def load(
     indicator: str | Callable | None = None,
     seed: int | None = None,
     on_nonfinite: str = "raise",
+    enforce: bool = True,
     **options: Any,
 ) -> ShieldWrapper | RemapWrapper | SafetyModel:
     """Load a saved shield. With ``env``, return it wrapped around ``env`` (spaces must match).
@@ -201,7 +213,8 @@ def load(
     Frozen unless ``train=True`` (fine-tuning in the new env). The indicator saved with the
     shield is reused unless another is given (a callable indicator must be passed again: the
     error names it). ``options`` change decision rules for the new phase (``pretraining=False``,
-    ``eps_safe=...``). A ``gymnasium.vector.VectorEnv`` gets a ``VectorShieldWrapper`` (one
+    ``eps_safe=...``); ``enforce=False`` loads it in shadow mode (``wrap``). A
+    ``gymnasium.vector.VectorEnv`` gets a ``VectorShieldWrapper`` (one
     shared model; the checkpoint's spaces are checked against the sub-env's).
     """
     import gymnasium as gym
@@ -214,12 +227,19 @@ def load(
                 "each sub-env (safeshield.load(path, gym.make(...))) instead"
             )
         model = model.reconfigure(**options)
-        return VectorShieldWrapper(env, model, indicator, train=train, seed=seed, on_nonfinite=on_nonfinite)
+        return VectorShieldWrapper(
+            env, model, indicator, train=train, seed=seed, on_nonfinite=on_nonfinite, enforce=enforce
+        )
     model = SafetyModel.load(path, env, seed=seed).reconfigure(**options)
     if env is None:
         return model.unfreeze() if train else model.freeze()
     return wrapper_for(model.kind)(
-        env, model, indicator, train=train, seed=seed, **_nonfinite(model.kind, on_nonfinite)
+        env,
+        model,
+        indicator,
+        train=train,
+        seed=seed,
+        **_reject_only(model.kind, on_nonfinite=on_nonfinite, enforce=enforce),
     )
 
 

@@ -149,6 +149,11 @@ def quality_report(
     accepted steps (not intervened) that were followed by a failure within the horizon.
     ``first_useful_rejection``: the step of the first rejection at which the risk was already
     informative (AUC >= 0.6 on the steps before it, with at least 5 of each label).
+    With ``rejected`` (the proposal's risk reached the threshold: scored against candidates, or in
+    shadow mode refused had the shield enforced): ``rejection_rate``, and the failure-within-horizon
+    rate of the rejected and of the passed proposals (``failure_rate_rejected``,
+    ``failure_rate_passed``): a threshold that separates risky from safe makes the first high and
+    the second low.
     """
     risk = np.asarray(risk, dtype=float)
     labels = np.asarray(labels).astype(np.int8)
@@ -170,6 +175,9 @@ def quality_report(
     report["ece"] = report["calibration"]["ece"]
     if rejected is not None and n:
         rejected = np.asarray(rejected, dtype=bool)
+        report["rejection_rate"] = float(rejected.mean())
+        report["failure_rate_rejected"] = float(labels[rejected].mean()) if rejected.any() else float("nan")
+        report["failure_rate_passed"] = float(labels[~rejected].mean()) if not rejected.all() else float("nan")
         steps = np.arange(n) if steps is None else np.asarray(steps)
         report["first_useful_rejection"] = _first_useful_rejection(risk, labels, rejected, steps)
     return report

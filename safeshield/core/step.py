@@ -75,10 +75,12 @@ class ShieldStepper:
         train: bool = True,
         seed: int | None = None,
         on_nonfinite: str = "raise",
+        enforce: bool = True,
     ):
         if on_nonfinite not in NONFINITE:
             raise ValueError(f"on_nonfinite must be one of {NONFINITE}, got {on_nonfinite!r}")
         self.model = model
+        self.enforce = check_enforce(enforce)
         self.on_nonfinite = on_nonfinite
         self.indicator = make_indicator(indicator)
         # a name is saved with the model and reused on load; a callable only by its name, so that
@@ -221,22 +223,17 @@ class ShieldStepper:
         threshold = np.float32(model.threshold)
         if rows is None:
             rows = np.arange(self.n_envs)
+        if not self.enforce:
+            return Decision.accepted(proposals, self._proposal_risk(proposals, rows))
         if self.any_nonfinite:
             return self._decide_nonfinite(proposals, rows)
         if self.discrete:
             return self._decide_discrete(proposals, rows, threshold)
-        if rows.size == 1:  # the lean single-pair path (numpy forward, no torch dispatch)
-            risk = np.array([model.proposal_risk(self.obs_flat[rows[0]], proposals[0])], dtype=np.float32)
-        elif rows.size <= LEAN_ROWS:  # small vector batches: numpy too
-            risk = model.risk_numpy(self.obs_flat if rows.size == self.n_envs else self.obs_flat[rows], proposals)
-        else:
-            obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
-            with torch.inference_mode():
-                risk = model.risk(obs, torch.from_numpy(proposals)).numpy()
+        risk = self._proposal_risk(proposals, rows)
         if (risk < threshold).all():  # written so that a NaN risk is never safe
             return Decision.accepted(proposals, risk)
         cfg = model.config
-        obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
+        obs = self._obs_rows(rows)
         with torch.inference_mode():
             return decide(
                 model.risk_lean,
@@ -253,12 +250,36 @@ class ShieldStepper:
                 regret=cfg.regret,
             )
 
+    def _obs_rows(self, rows: np.ndarray) -> torch.Tensor:
+        """The current observations of ``rows`` as a tensor (no copy when every row is asked)."""
+        return self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
+
+    def _proposal_risk(self, proposals: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The risk of ``rows``' proposals, ``(len(rows),)`` float32: inf where the observation is not
+        finite (nothing can be scored there)."""
+        model = self.model
+        if self.discrete:
+            obs = self._obs_rows(rows)
+            with torch.inference_mode():
+                risk = model.risk(obs, torch.from_numpy(self.model_actions(proposals))).numpy()
+        elif rows.size == 1:  # the lean single-pair path (numpy forward, no torch dispatch)
+            risk = np.array([model.proposal_risk(self.obs_flat[rows[0]], proposals[0])], dtype=np.float32)
+        elif rows.size <= LEAN_ROWS:  # small vector batches: numpy too
+            risk = model.risk_numpy(self.obs_flat if rows.size == self.n_envs else self.obs_flat[rows], proposals)
+        else:
+            obs = self._obs_rows(rows)
+            with torch.inference_mode():
+                risk = model.risk(obs, torch.from_numpy(proposals)).numpy()
+        if self.any_nonfinite:
+            risk = np.where(self.nonfinite[rows], np.inf, risk).astype(np.float32)
+        return risk
+
     def _decide_discrete(self, proposals: np.ndarray, rows: np.ndarray, threshold) -> Decision:
         """Score every action of every row in one forward pass and mask exactly (``decide_discrete``).
 
         A refused proposal gives way to a draw of the agent's policy over the allowed actions (SQRL
         Eq. 3), or, with ``selection="safest"``, to the least risky action, as on a Box space."""
-        obs = self.obs_tensor if rows.size == self.n_envs else self.obs_tensor[torch.from_numpy(rows)]
+        obs = self._obs_rows(rows)
         with torch.inference_mode():
             risk_all = self.model.risk_all(obs).numpy()
         generators = [self.generators[r] for r in rows]
@@ -301,15 +322,17 @@ class ShieldStepper:
         if not model.frozen:
             self._store_and_learn(step)
         failed = np.asarray(step.failure) > 0.5
-        if not model.frozen:
+        if not model.frozen and self.enforce:  # the threshold adapts to the decisions it made, none in shadow
             for j in range(failed.size):
                 model.on_step_outcome(bool(failed[j]), bool(decision.fell_back[j]))
-        for j, row in enumerate(step.rows):  # a rejected proposal is the one that got candidates scored
+        # a rejected proposal is the one that got candidates scored; in shadow, one an enforcing shield would refuse
+        rejected = decision.n_candidates > 0 if self.enforce else decision.proposal_risk >= np.float32(model.threshold)
+        for j, row in enumerate(step.rows):
             self.quality.update(
                 int(row),
                 float(decision.proposal_risk[j]),
                 float(decision.risk[j]),
-                bool(decision.n_candidates[j] > 0),
+                bool(rejected[j]),
                 bool(decision.intervened[j]),
                 bool(decision.fell_back[j]),
                 bool(failed[j]),
@@ -422,6 +445,7 @@ class StepperFrontEnd:
         seed: int | None,
         config,
         on_nonfinite: str = "raise",
+        enforce: bool = True,
     ):
         """Build (or take) the model, resolve the indicator, make the stepper.
 
@@ -444,9 +468,21 @@ class StepperFrontEnd:
             train=train,
             seed=seed,
             on_nonfinite=on_nonfinite,
+            enforce=enforce,
         )
         self.indicator = self.stepper.indicator
         return indicator, train
+
+    @property
+    def enforce(self) -> bool:
+        """Whether the shield acts on its decisions (True) or runs in shadow mode (False): every
+        proposal then runs unchanged while the shield scores it, learns and keeps its report.
+        Settable at any time, e.g. ``env.set_wrapper_attr("enforce", True)`` once it has learned."""
+        return self.stepper.enforce
+
+    @enforce.setter
+    def enforce(self, value: bool) -> None:
+        self.stepper.enforce = check_enforce(value)
 
     def attach_policy(self, sample) -> None:
         """Draw candidates from the agent's policy ``sample(obs[m, d], n, generator)`` (the papers' rule)."""
@@ -473,6 +509,16 @@ class StepperFrontEnd:
     @property
     def total_fallbacks(self) -> int:
         return self.stepper.total_fallbacks
+
+
+def check_enforce(enforce: Any) -> bool:
+    """``enforce`` as a bool, or a ``TypeError`` naming it."""
+    if not isinstance(enforce, (bool, np.bool_)):
+        raise TypeError(
+            f"enforce must be a bool (True: act on decisions; False: shadow mode, learn and report only), "
+            f"got {enforce!r}"
+        )
+    return bool(enforce)
 
 
 def control_period(env: Any) -> float | None:

@@ -40,6 +40,7 @@ def _train(args: argparse.Namespace) -> int:
             "seeds",
             "pretrain_env",
             "pretrain_steps",
+            "filter_pretraining",
             "shield_checkpoint",
             "eval_episodes",
             "workers",
@@ -109,6 +110,14 @@ def _add_train(commands) -> None:
     train.add_argument("--seeds", type=int, help=f"number of seeds, 0..K-1 (default {_DEFAULTS.seeds})")
     train.add_argument("--pretrain-env", help="pre-train in this env first, then fine-tune in --env (default: none)")
     train.add_argument("--pretrain-steps", type=int, help="pre-training steps (default: --steps)")
+    train.add_argument(
+        "--no-filter-pretraining",
+        dest="filter_pretraining",
+        action="store_const",
+        const=False,
+        help="the shield only learns during pre-training (shadow mode: every action runs) and filters from "
+        "the target env on",
+    )
     train.add_argument("--shield-checkpoint", help="start from a saved shield (required for safer: its prior)")
     train.add_argument(
         "--eval-episodes", type=int, help=f"deterministic episodes after training (default {_DEFAULTS.eval_episodes})"

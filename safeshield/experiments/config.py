@@ -67,6 +67,7 @@ class RunConfig:
     seeds: int = 3  # seeds 0 .. seeds-1 (3 is the fewest with a meaningful 95 % CI)
     pretrain_env: str = ""  # optional low-stakes env trained in first (pre-train -> fine-tune)
     pretrain_steps: int = 0  # env steps of the pre-training phase (0 with pretrain_env = steps)
+    filter_pretraining: bool = True  # false: the shield runs in shadow during pre-training (learns, never acts)
     shield_checkpoint: str = ""  # start from a saved shield (required for safer: its offline prior)
     eval_episodes: int = 10  # deterministic episodes of the final agent after training (0 = none)
     workers: int = 2  # parallel processes, one per seed at a time (0 = in this process)
@@ -94,6 +95,14 @@ class RunConfig:
             )
         if self.pretrain_steps and not self.pretrain_env:
             raise ValueError("pretrain_steps needs pretrain_env (the env to pre-train in)")
+        if not isinstance(self.filter_pretraining, bool):
+            raise ValueError(f"filter_pretraining must be true or false, got {self.filter_pretraining!r}")
+        if not self.filter_pretraining and (not self.pretrain_env or self.method in ("none", "safer")):
+            raise ValueError(
+                "filter_pretraining=false (the shield only learns while pre-training) needs pretrain_env and a "
+                f"reject/resample method (sqrl, csc, q_ensemble), got pretrain_env={self.pretrain_env!r}, "
+                f"method={self.method!r}"
+            )
 
     @property
     def phases(self) -> list[tuple[str, str, int]]:

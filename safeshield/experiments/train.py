@@ -247,6 +247,7 @@ def _shielded(
     if config.method == "none":
         return env
     phase_options = dict(options)
+    enforce = config.filter_pretraining or phase != "pretrain"  # else shadow mode: it learns, every action runs
     if config.method == "sqrl" and config.pretrain_env:
         phase_options["pretraining"] = phase == "pretrain"  # SQRL §6: explore the boundary, then not
     checkpoint = checkpoint or (config.shield_checkpoint if phase == config.phases[0][0] else "")
@@ -254,9 +255,15 @@ def _shielded(
         if config.method == "safer":
             return safeshield.load(checkpoint, env, train=train, indicator=indicator, seed=seed)
         return safeshield.load(
-            checkpoint, env, train=train, indicator=indicator, seed=seed, **_decision_options(phase_options)
+            checkpoint,
+            env,
+            train=train,
+            indicator=indicator,
+            seed=seed,
+            enforce=enforce,
+            **_decision_options(phase_options),
         )
-    return safeshield.wrap(env, config.method, indicator, train=train, seed=seed, **phase_options)
+    return safeshield.wrap(env, config.method, indicator, train=train, seed=seed, enforce=enforce, **phase_options)
 
 
 def _decision_options(options: dict[str, Any]) -> dict[str, Any]:

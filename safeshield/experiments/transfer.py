@@ -179,12 +179,6 @@ def _signalled(env: gym.Env, indicator) -> gym.Env:
     return AgentSignals(env, indicator) if indicator is not None else env
 
 
-def _filtering_options(settings: TransferSettings) -> dict[str, Any]:
-    """The threshold settings a shield that only learned in pre-training filters with from fine-tuning on."""
-    config = safeshield.SQRLConfig.from_options(shield_options(settings), "sqrl")
-    return {"eps_safe": config.eps_safe, "budget": config.budget, "guard": config.guard}
-
-
 def transfer_job(
     method: str, seed: int, settings: TransferSettings, out_dir: str, progress_queue=None
 ) -> dict[str, Any]:
@@ -197,10 +191,11 @@ def transfer_job(
     pre_env = _signalled(gym.make(settings.pretrain_id), indicator)
     agent = make_sac(pre_env, settings, seed)
     if method == "sqrl":
-        # learning only: every risk passes, and no budget or guard moves the threshold
-        learning_only = {} if settings.filter_pretraining else {"eps_safe": 1.0, "budget": None, "guard": False}
-        pre_options = shield_options(settings, pretraining=True, **learning_only)
-        pre_env = safeshield.wrap(pre_env, "sqrl", indicator, seed=seed, **pre_options)
+        # filter_pretraining=False: shadow mode, every proposal runs while the shield learns from it
+        pre_options = shield_options(settings, pretraining=True)
+        pre_env = safeshield.wrap(
+            pre_env, "sqrl", indicator, seed=seed, enforce=settings.filter_pretraining, **pre_options
+        )
         pre_env.attach_policy(agent.sample_actions)
     pre_records = agent.learn(pre_env, settings.pretrain_steps, seed=seed, progress=False, callback=report)
 
@@ -208,7 +203,6 @@ def transfer_job(
     if method == "sqrl":
         shield_path = Path(out_dir) / f"sqrl_seed{seed}" / "shield"
         pre_env.safety_model.save(shield_path)
-        filtering = {} if settings.filter_pretraining else _filtering_options(settings)
         target_env = safeshield.load(
             shield_path,
             target_env,
@@ -217,7 +211,6 @@ def transfer_job(
             indicator=indicator,
             pretraining=False,
             selection="uniform",
-            **filtering,
         )
         target_env.attach_policy(agent.sample_actions)
         model = target_env.safety_model

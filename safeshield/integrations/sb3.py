@@ -98,6 +98,7 @@ class ShieldedVecEnv(StepperFrontEnd, VecEnvWrapper):
         seed: int | None = None,
         config: CriticConfig | dict[str, Any] | None = None,
         on_nonfinite: str = "raise",
+        enforce: bool = True,
     ):
         if not isinstance(venv, VecEnv):
             raise TypeError(f"venv must be a stable_baselines3 VecEnv, got {type(venv).__name__}")
@@ -113,6 +114,7 @@ class ShieldedVecEnv(StepperFrontEnd, VecEnvWrapper):
             seed=seed,
             config=config,
             on_nonfinite=on_nonfinite,
+            enforce=enforce,
         )
         self._pending_step: tuple[np.ndarray, Any] | None = None
 

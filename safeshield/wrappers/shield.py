@@ -62,6 +62,7 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
         seed: int | None = None,
         config: CriticConfig | dict[str, Any] | None = None,
         on_nonfinite: str = "raise",
+        enforce: bool = True,
     ):
         """ShieldWrapper ``env`` with ``model`` (a ``SafetyCritic``, or a method name built with ``config``).
 
@@ -71,6 +72,8 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
         ``metadata["safeshield_indicator"]``.
         ``env.spec`` records the method name and config, not the weights: re-making the env
         from its spec gives a fresh shield of the same kind (save/load carries weights).
+        ``enforce=False`` is shadow mode: every proposal runs unchanged while the shield scores it,
+        learns and reports what it would have refused (``enforce`` can be set later).
         """
         if not isinstance(env, gym.Env):
             raise TypeError(f"env must be a gymnasium.Env, got {type(env).__name__}")
@@ -88,6 +91,7 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
             seed=seed,
             config=config,
             on_nonfinite=on_nonfinite,
+            enforce=enforce,
         )
         gym.utils.RecordConstructorArgs.__init__(
             self,
@@ -97,6 +101,7 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
             seed=seed,
             config=self.safety_model.config.to_json(),
             on_nonfinite=on_nonfinite,
+            enforce=enforce,
         )
 
     # -- gymnasium API --------------------------------------------------------------------------

@@ -74,6 +74,7 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
         seed: int | None = None,
         config: CriticConfig | dict[str, Any] | None = None,
         on_nonfinite: str = "raise",
+        enforce: bool = True,
     ):
         """As ``ShieldWrapper``: ``train=None`` keeps a given model's frozen or learning state, and the
         indicator defaults to the one the model was trained with, then the env's declared one."""
@@ -93,6 +94,7 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
             seed=seed,
             config=config,
             on_nonfinite=on_nonfinite,
+            enforce=enforce,
         )
         self.autoreset_mode = AutoresetMode((env.metadata or {}).get("autoreset_mode", AutoresetMode.NEXT_STEP))
         self._autoresetting = np.zeros(env.num_envs, dtype=bool)
@@ -262,6 +264,7 @@ def wrap_vector(
     seed: int | None = None,
     config: CriticConfig | None = None,
     on_nonfinite: str = "raise",
+    enforce: bool = True,
     **options: Any,
 ) -> VectorShieldWrapper:
     """``safeshield.wrap`` for a vector env: one ``method`` shield shared by every sub-env.
@@ -277,4 +280,5 @@ def wrap_vector(
         seed=seed,
         config=chosen,
         on_nonfinite=on_nonfinite,
+        enforce=enforce,
     )

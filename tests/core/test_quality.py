@@ -85,6 +85,17 @@ def test_report_rates():
     assert report["intervention_rate"] == 0.5 and report["fallback_rate"] == 0.25
     assert report["false_safe_rate"] == 0.5  # accepted steps 1 and 2; step 2 failed within H
     assert report["auc"] == pytest.approx(0.75)  # pairs (0.9, 0.1), (0.9, 0.8), (0.2, 0.1) of 4
+    assert "rejection_rate" not in report  # only with ``rejected``
+
+
+def test_report_rejection_rates():
+    labels = [1, 1, 0, 1, 0, 0]
+    report = quality_report([0.9, 0.8, 0.7, 0.2, 0.1, 0.1], labels, rejected=[1, 1, 1, 0, 0, 0])
+    assert report["rejection_rate"] == 0.5
+    assert report["failure_rate_rejected"] == pytest.approx(2 / 3)  # steps 0, 1 of 0, 1, 2
+    assert report["failure_rate_passed"] == pytest.approx(1 / 3)  # step 3 of 3, 4, 5
+    everything = quality_report([0.9, 0.8], [1, 0], rejected=[1, 1])
+    assert everything["failure_rate_rejected"] == 0.5 and np.isnan(everything["failure_rate_passed"])
 
 
 @settings(max_examples=30, deadline=None)

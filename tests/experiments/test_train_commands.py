@@ -164,6 +164,19 @@ def test_pretrain_then_fine_tune_saves_both_shields(tmp_path):
     assert steps == sorted(steps)  # one step axis across the phases
 
 
+def test_no_filter_pretraining_shadows_pre_training_and_filters_the_target(tmp_path):
+    """--no-filter-pretraining: the shield learns in pre-training without acting, then filters."""
+    refuses = ["--set", "shield.eps_safe=1e-6", "--set", "shield.guard=false", "--set", "shield.regret=0.0"]
+    extra = ["--pretrain-env", SPIDER, "--pretrain-steps", "90", "--no-filter-pretraining", *TINY_SAC, *refuses]
+    target = "safeshield/DrunkSpiderTarget-v0"
+    assert _train(tmp_path / "t", "sqrl", steps=90, extra=extra, env=target, eval_episodes=0) == 0
+    records = [json.loads(line) for line in (tmp_path / "t" / "seed0" / "episodes.jsonl").read_text().splitlines()]
+    assert sum(r["interventions"] for r in records if r["phase"] == "pretrain") == 0
+    assert sum(r["interventions"] for r in records if r["phase"] == "train") > 0
+    run = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert run["config"]["filter_pretraining"] is False
+
+
 # -- errors before any worker ------------------------------------------------------------------------------
 @pytest.fixture
 def no_workers(monkeypatch):
@@ -194,6 +207,7 @@ def no_workers(monkeypatch):
         (["--env", SPIDER, "--config", "no-such-preset"], "must be a TOML file or one of the presets"),
         (["--env", SPIDER, "--set", "eps_safe=0.1"], "--set must look like shield.eps_safe=0.05"),
         (["--method", "sqrl"], "--env is required"),
+        (["--env", SPIDER, "--no-filter-pretraining"], "filter_pretraining=false .* needs pretrain_env"),
     ],
 )
 def test_argument_errors_name_the_fix_before_any_worker_starts(argv, message, no_workers, tmp_path):
