@@ -229,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     transfer.add_argument(
         "--no-filter-pretraining",
         action="store_true",
-        help="the shield only learns during pre-training (the agent explores unfiltered, as SAC does) "
-        "and filters from fine-tuning on",
+        help="the shield only learns during pre-training (shadow mode: the agent explores unfiltered, as SAC "
+        "does) and filters from fine-tuning on",
     )
     transfer.add_argument("--seeds", type=int, default=3, help="number of seeds")
     transfer.add_argument("--workers", type=int, default=2, help="parallel processes (one torch thread each)")

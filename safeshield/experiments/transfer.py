@@ -76,8 +76,8 @@ class TransferSettings:
     indicator: str = ""  # "" = the envs' declared one; "terminated", "cost", "info:<key>" or "module:function"
     shield_preset: str = "paper"  # "paper": SQRL as published (eps/gamma above); "default": the shield's defaults
     shield_budget: float | None = None  # failures per 1000 env steps the shield's threshold adapts to (None: fixed)
-    # SQRL Alg. 2 filters pre-training too; False: the shield only learns there, from the agent's unfiltered
-    # exploration (failures are cheap in the low-stakes task), and filters from fine-tuning on
+    # SQRL Alg. 2 filters pre-training too; False: the shield only learns there (shadow mode), from the agent's
+    # unfiltered exploration (failures are cheap in the low-stakes task), and filters from fine-tuning on
     filter_pretraining: bool = True
 
     def __post_init__(self) -> None:
