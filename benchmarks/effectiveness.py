@@ -138,6 +138,7 @@ CASES = [
         Case(name, env_id, agent, "sqrl", steps, note=UNSEEN)
         for name, env_id, agent, steps in (
             ("ip_ppo", "InvertedPendulum-v5", "sb3_ppo", 20_480),
+            ("ip_sac", "InvertedPendulum-v5", "sb3_sac", 10_000),
             ("hopper_ppo", "Hopper-v5", "sb3_ppo", 20_480),
             ("hopper_sac", "Hopper-v5", "sb3_sac", 10_000),
         )
