@@ -204,9 +204,7 @@ def policy_sampler(model: BaseAlgorithm) -> Callable:
     space = model.action_space
     low = torch.as_tensor(space.low, dtype=torch.float32)
     high = torch.as_tensor(space.high, dtype=torch.float32)
-    obs_shape = model.observation_space.shape
-    if not isinstance(model.observation_space, gym.spaces.Box):
-        raise TypeError(f"policy_sampler supports Box observations, got {model.observation_space}")
+    policy_obs = policy_inputs(model.observation_space, policy.device)
 
     def unscale(scaled: torch.Tensor) -> torch.Tensor:
         return low + (scaled + 1.0) * 0.5 * (high - low)
@@ -214,8 +212,7 @@ def policy_sampler(model: BaseAlgorithm) -> Callable:
     def sample(obs: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         m = obs.shape[0]
         with torch.no_grad():
-            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=policy.device).reshape(m, *obs_shape)
-            mean, std, kind = _gaussian(model, obs_t)
+            mean, std, kind = _gaussian(model, policy_obs(obs))
             mean, std = mean.float().cpu(), std.float().cpu()
             noise = torch.randn((m, n, mean.shape[-1]), generator=generator)
             drawn = mean.unsqueeze(1) + std.unsqueeze(1) * noise
@@ -226,6 +223,46 @@ def policy_sampler(model: BaseAlgorithm) -> Callable:
             return drawn
 
     return sample
+
+
+def policy_inputs(space: gym.Space, device: Any = "cpu") -> Callable[[Any], Any]:
+    """``flat[m, d] -> `` the batch an SB3 policy takes for ``space``: the shield flattens observations
+    (``gymnasium.spaces.flatten``), SB3 policies take them in the space's own shape, and a ``Dict`` or
+    ``Tuple`` of ``Box`` / ``Discrete`` spaces (``MultiInputPolicy``: goal-conditioned robotics envs)
+    as a dict or tuple of batches, each ``Discrete`` as its index."""
+    if isinstance(space, gym.spaces.Box):
+        return lambda flat: _tensor(flat, device).reshape(-1, *space.shape)
+    if not isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        raise TypeError(
+            f"the agent's observation space must be a Box, or a Dict or Tuple of Box and Discrete spaces, got {space}"
+        )
+    parts = space.spaces.items() if isinstance(space, gym.spaces.Dict) else enumerate(space.spaces)
+    columns, start = [], 0
+    for key, part in parts:
+        if not isinstance(part, (gym.spaces.Box, gym.spaces.Discrete)):
+            raise TypeError(
+                f"the agent's observation space must be a Box, or a Dict or Tuple of Box and Discrete spaces; its "
+                f"part {key!r} is {part}"
+            )
+        width = gym.spaces.flatdim(part)
+        columns.append((key, part, slice(start, start + width)))
+        start += width
+
+    def split(flat) -> dict | tuple:
+        flat = _tensor(flat, device)
+        batches = {
+            key: flat[:, cols].argmax(dim=-1)
+            if isinstance(part, gym.spaces.Discrete)
+            else flat[:, cols].reshape(-1, *part.shape)
+            for key, part, cols in columns
+        }
+        return batches if isinstance(space, gym.spaces.Dict) else tuple(batches.values())
+
+    return split
+
+
+def _tensor(flat, device) -> torch.Tensor:
+    return torch.as_tensor(flat, dtype=torch.float32, device=device).reshape(flat.shape[0], -1)
 
 
 def discrete_policy(model: BaseAlgorithm) -> Callable:
@@ -241,12 +278,12 @@ def discrete_policy(model: BaseAlgorithm) -> Callable:
     from safeshield.core.spaces import action_codec
 
     policy, codec = model.policy, action_codec(model.action_space)
-    obs_shape = model.observation_space.shape
+    policy_obs = policy_inputs(model.observation_space, policy.device)
 
     def probs(obs) -> torch.Tensor:
         m = obs.shape[0]
         with torch.no_grad():
-            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=policy.device).reshape(m, *obs_shape)
+            obs_t = policy_obs(obs)
             if hasattr(policy, "q_net"):  # DQN: epsilon-greedy over the Q-network's argmax
                 q = policy.q_net(obs_t).float().cpu()
                 epsilon = float(getattr(model, "exploration_rate", 0.0))
@@ -450,7 +487,8 @@ def learn_from_replay_buffer(
 ) -> dict[str, float]:
     """Pre-train ``model`` on an off-policy SB3 agent's replay buffer (SAC, TD3, DDPG, DQN), then learn.
 
-    Box observations; Box or Discrete actions.
+    Box observations, or Dict ones of Box and Discrete parts (a ``DictReplayBuffer``: flattened as the
+    shield flattens them; ``failure`` then receives the dict); Box or Discrete actions.
 
     A shield learned online races the agent (docs/effectiveness.md); one trained on a previous run's
     steps protects from the first step. This reads each env's steps in the order they happened
@@ -468,11 +506,8 @@ def learn_from_replay_buffer(
         >>> env = safeshield.wrap(env, model.freeze(), indicator="terminated")  # doctest: +SKIP
     """
     buffer = getattr(source, "replay_buffer", source)
-    if isinstance(buffer, DictReplayBuffer) or not isinstance(buffer, ReplayBuffer):
-        raise TypeError(
-            "source must be an off-policy SB3 agent or its ReplayBuffer with Box observations, got "
-            f"{type(buffer).__name__}"
-        )
+    if not isinstance(buffer, (ReplayBuffer, DictReplayBuffer)):
+        raise TypeError(f"source must be an off-policy SB3 agent or its replay buffer, got {type(buffer).__name__}")
     if buffer.optimize_memory_usage:
         raise ValueError(
             "the replay buffer was built with optimize_memory_usage=True, which overwrites each episode's last "
@@ -492,6 +527,30 @@ def learn_from_replay_buffer(
     return model.learn_offline(**steps, updates=updates)
 
 
+def _env_rows(stored, order: np.ndarray, env: int):
+    """One env's rows of a replay buffer's observations (a dict of arrays for a ``DictReplayBuffer``)."""
+    if isinstance(stored, dict):
+        return {key: value[order, env] for key, value in stored.items()}
+    return stored[order, env]
+
+
+def _flat_rows(space: gym.Space, rows) -> np.ndarray:
+    """``(T, flat_dim)`` float32 observations as the shield sees them (``gymnasium.spaces.flatten``'s
+    layout): a Box reshaped; a Dict's parts in the space's order, a Discrete part one-hot."""
+    if not isinstance(space, gym.spaces.Dict):
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
+    parts = []
+    for key, part in space.spaces.items():
+        values = np.asarray(rows[key])
+        if isinstance(part, gym.spaces.Discrete):  # SB3 stores the index
+            index = values.reshape(-1).astype(np.int64) - int(part.start)
+            values = np.eye(int(part.n), dtype=np.float32)[index]
+        elif not isinstance(part, gym.spaces.Box):
+            raise TypeError(f"observation part {key!r} must be a Box or Discrete space, got {part}")
+        parts.append(values.astype(np.float32).reshape(len(values), -1))
+    return np.concatenate(parts, axis=1)
+
+
 def _replay_steps(buffer: ReplayBuffer, order: np.ndarray, env: int, failure: FailureLabels | None) -> dict:
     """One env's steps of ``buffer`` in time order, as ``learn_offline``'s arguments (its last step cuts the chain)."""
     done = buffer.dones[order, env] > 0.5
@@ -499,7 +558,7 @@ def _replay_steps(buffer: ReplayBuffer, order: np.ndarray, env: int, failure: Fa
     terminated = done & ~timeout
     truncated = done & timeout
     truncated[-1] |= not done[-1]  # the last stored step's episode goes on: no link past it
-    next_obs = buffer.next_observations[order, env]
+    next_obs = _env_rows(buffer.next_observations, order, env)
     actions = buffer.actions[order, env]
     space = buffer.action_space
     if isinstance(space, gym.spaces.Box):  # SB3 stores Box actions rescaled to [-1, 1]
@@ -509,10 +568,11 @@ def _replay_steps(buffer: ReplayBuffer, order: np.ndarray, env: int, failure: Fa
     labels = (
         terminated.astype(np.float32) if failure is None else failure(next_obs, buffer.rewards[order, env], terminated)
     )
+    space = buffer.observation_space
     return {
-        "obs": buffer.observations[order, env].reshape(len(order), -1),
+        "obs": _flat_rows(space, _env_rows(buffer.observations, order, env)),
         "actions": actions,
-        "next_obs": next_obs.reshape(len(order), -1),
+        "next_obs": _flat_rows(space, next_obs),
         "failure": labels,
         "terminated": terminated,
         "truncated": truncated,

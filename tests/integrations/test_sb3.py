@@ -179,8 +179,48 @@ def test_policy_sampler_draws_from_the_policy_reproducibly():
             torch.testing.assert_close(first.mean(dim=1), mean, atol=0.15, rtol=0)
         else:
             assert first.abs().max() <= 1.0
-    with pytest.raises(TypeError):
-        policy_sampler(SAC("MultiInputPolicy", make_dict_env()))
+
+
+def test_policy_sampler_takes_dict_observations_as_the_shield_flattens_them():
+    """MultiInputPolicy agents (goal-conditioned robotics envs): the shield's flat observation is split
+    back into the policy's dict, in gymnasium.spaces.flatten's order, a Discrete part as its index."""
+    from safeshield.integrations.sb3 import _gaussian, policy_inputs
+
+    env = make_dict_env()
+    model = SAC("MultiInputPolicy", env, policy_kwargs=small(), seed=0)
+    raw = [env.observation_space.sample() for _ in range(4)]
+    flat = torch.as_tensor(np.stack([gym.spaces.flatten(env.observation_space, o) for o in raw]))
+    as_dict = {key: torch.as_tensor(np.stack([o[key] for o in raw])) for key in env.observation_space.spaces}
+    with torch.no_grad():
+        expected, _, _ = _gaussian(model, as_dict)
+        mean, _, _ = _gaussian(model, policy_inputs(env.observation_space)(flat))
+    torch.testing.assert_close(mean, expected)
+    draws = policy_sampler(model)(flat, 50, torch.Generator().manual_seed(0))
+    assert draws.shape == (4, 50, 1) and draws.abs().max() <= 2.0
+
+    mixed = gym.spaces.Tuple((gym.spaces.Discrete(3), gym.spaces.Box(-1, 1, (2, 2))))
+    sample = mixed.sample()
+    part_index, part_box = policy_inputs(mixed)(torch.as_tensor(gym.spaces.flatten(mixed, sample))[None])
+    assert part_index.tolist() == [sample[0]]
+    torch.testing.assert_close(part_box, torch.as_tensor(sample[1], dtype=torch.float32)[None])
+    nested = gym.spaces.Dict({"inner": gym.spaces.Dict({"x": gym.spaces.Box(-1, 1, (1,))})})
+    with pytest.raises(TypeError, match="its part 'inner'"):
+        policy_inputs(nested)
+
+
+def test_sac_with_a_dict_observation_stores_executed_actions_and_draws_from_its_policy():
+    env = make_dict_env()
+    shielded = safeshield.wrap(
+        env, "sqrl", indicator=lambda *a: 0.0, seed=0, eps_safe=1e-6, regret=None, warmup_failures=0, warmup_updates=0
+    )
+    recorder = Recorder()
+    model = SAC("MultiInputPolicy", shielded, learning_starts=40, batch_size=16, policy_kwargs=small(), seed=0)
+    adapter = ShieldCallback()
+    model.learn(80, callback=CallbackList([adapter, recorder]))
+    executed = np.array([[r["executed_action"] for r in step] for step in recorder.reports])
+    np.testing.assert_allclose(model.replay_buffer.actions[:80], model.policy.scale_action(executed), atol=1e-5)
+    assert adapter.rewritten > 20 and model._n_updates > 0
+    assert shielded.safety_model.policy_sampler is not None
 
 
 @pytest.mark.parametrize("algo", [SAC, PPO, A2C])
@@ -203,9 +243,12 @@ def test_policy_sampler_uses_the_gaussian_sb3_builds(algo):
 
 
 def make_dict_env():
-    return gym.wrappers.TransformObservation(
-        gym.make("Pendulum-v1"), lambda o: {"x": o}, gym.spaces.Dict({"x": gym.make("Pendulum-v1").observation_space})
+    """Pendulum with its observation split in two parts (a goal-conditioned env's shape)."""
+    box = gym.make("Pendulum-v1").observation_space
+    space = gym.spaces.Dict(
+        {"angle": gym.spaces.Box(box.low[:2], box.high[:2]), "speed": gym.spaces.Box(box.low[2:], box.high[2:])}
     )
+    return gym.wrappers.TransformObservation(gym.make("Pendulum-v1"), lambda o: {"angle": o[:2], "speed": o[2:]}, space)
 
 
 class Countdown(gym.Env):

@@ -73,6 +73,23 @@ def test_a_failure_function_labels_the_steps_and_discrete_actions_stay_indices()
     np.testing.assert_array_equal(model.buffer.failure[:120], [float(abs(row[2][0]) > 0.1) for row in logged])
 
 
+def test_a_dict_observation_buffer_arrives_flattened_as_the_shield_sees_it():
+    """A DictReplayBuffer (MultiInputPolicy agents): each observation is gymnasium.spaces.flatten's layout."""
+    space = gym.spaces.Dict(
+        {"pose": gym.spaces.Box(-np.inf, np.inf, (4,), np.float64), "mode": gym.spaces.Discrete(3, start=1)}
+    )
+    box = gym.make("InvertedPendulum-v5", max_episode_steps=6)
+    env = Log(gym.wrappers.TransformObservation(box, lambda o: {"pose": o, "mode": 1 + int(o[0] > 0)}, space))
+    agent = SAC("MultiInputPolicy", env, learning_starts=400, seed=0, device="cpu")
+    agent.learn(60)
+    model = safeshield.model_for(env, "sqrl", seed=0, hidden=(8,), batch_size=16)
+    learn_from_replay_buffer(model, agent, updates=1)
+    obs, _, next_obs, failure = stored(model, 60)
+    np.testing.assert_allclose(obs, [gym.spaces.flatten(space, row[0]) for row in env.rows], rtol=1e-6)
+    np.testing.assert_allclose(next_obs, [gym.spaces.flatten(space, row[2]) for row in env.rows], rtol=1e-6)
+    np.testing.assert_array_equal(failure, [float(row[3]) for row in env.rows])
+
+
 def test_unusable_buffers_are_refused_with_what_to_do():
     env = pendulum()
     model = safeshield.SQRL(env.observation_space, env.action_space, SQRLConfig(hidden=(8,)), seed=0)
@@ -93,7 +110,7 @@ def test_unusable_buffers_are_refused_with_what_to_do():
     )
     with pytest.raises(ValueError, match="handle_timeout_termination"):
         learn_from_replay_buffer(model, blind, updates=1)
-    with pytest.raises(TypeError, match="off-policy SB3 agent"):
+    with pytest.raises(TypeError, match="off-policy SB3 agent or its replay buffer"):
         learn_from_replay_buffer(model, object(), updates=1)
 
 
