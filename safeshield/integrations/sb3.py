@@ -32,6 +32,7 @@ the policy sampler needs the shield in this process (``ShieldedVecEnv`` or ``Dum
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -44,7 +45,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.distributions import DiagGaussianDistribution, SquashedDiagGaussianDistribution
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from stable_baselines3.common.policies import BasePolicy
-from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper, VecNormalize
 
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.metrics import ShieldStats
@@ -191,20 +192,36 @@ def find_shields(venv: VecEnv) -> list[Any]:
     return [shield for shield in map(find_shield, venv.envs) if shield is not None]
 
 
-def policy_sampler(model: BaseAlgorithm) -> Callable:
+def _same_observations(model: BaseAlgorithm, shield: Any) -> bool:
+    """Whether the agent's policy takes the shield's observations (up to ``VecNormalize``); warn if not."""
+    theirs, ours = model.observation_space, shield.stepper.observation_space
+    if gym.spaces.flatdim(theirs) == gym.spaces.flatdim(ours):
+        return True
+    warnings.warn(
+        f"the agent's observations ({theirs}) are not the shield's ({ours}): an SB3 wrapper between them "
+        "(VecFrameStack, VecTransposeImage, ...) changes them, so the shield cannot ask the policy for "
+        "candidates and perturbs the proposal instead. Wrap the shield outside that wrapper "
+        "(ShieldedVecEnv(VecFrameStack(...))) for candidates from the policy",
+        stacklevel=3,
+    )
+    return False
+
+
+def policy_sampler(model: BaseAlgorithm, normalize: Callable | None = None) -> Callable:
     """The SB3 model's action distribution as a candidate sampler (env units, seeded by ``generator``).
 
     For a ``Discrete`` / ``MultiDiscrete`` / ``MultiBinary`` action space the sampler also has
     ``probs(obs) -> (m, joint actions)``, so the shield masks the agent's distribution exactly
-    (``discrete_policy``).
+    (``discrete_policy``). ``normalize`` maps the shield's observations to the policy's (the
+    ``VecNormalize`` between them: ``observation_normalizer``).
     """
     if isinstance(model.action_space, (gym.spaces.Discrete, gym.spaces.MultiDiscrete, gym.spaces.MultiBinary)):
-        return discrete_policy(model)
+        return discrete_policy(model, normalize)
     policy = model.policy
     space = model.action_space
     low = torch.as_tensor(space.low, dtype=torch.float32)
     high = torch.as_tensor(space.high, dtype=torch.float32)
-    policy_obs = policy_inputs(model.observation_space, policy.device)
+    policy_obs = policy_inputs(model.observation_space, policy.device, normalize)
 
     def unscale(scaled: torch.Tensor) -> torch.Tensor:
         return low + (scaled + 1.0) * 0.5 * (high - low)
@@ -225,13 +242,38 @@ def policy_sampler(model: BaseAlgorithm) -> Callable:
     return sample
 
 
-def policy_inputs(space: gym.Space, device: Any = "cpu") -> Callable[[Any], Any]:
-    """``flat[m, d] -> `` the batch an SB3 policy takes for ``space``: the shield flattens observations
-    (``gymnasium.spaces.flatten``), SB3 policies take them in the space's own shape, and a ``Dict`` or
-    ``Tuple`` of ``Box`` / ``Discrete`` spaces (``MultiInputPolicy``: goal-conditioned robotics envs)
-    as a dict or tuple of batches, each ``Discrete`` as its index."""
+def policy_inputs(space: gym.Space, device: Any = "cpu", normalize: Callable | None = None) -> Callable[[Any], Any]:
+    """``flat[m, d] -> `` the batch an SB3 policy takes for ``space``.
+
+    The shield flattens observations (``gymnasium.spaces.flatten``); SB3 policies take them in the
+    space's own shape, a ``Dict`` or ``Tuple`` of ``Box`` / ``Discrete`` spaces (``MultiInputPolicy``:
+    goal-conditioned robotics envs) as a dict or tuple of batches, each ``Discrete`` as its index.
+    ``normalize`` (numpy in, numpy out, in that shape) runs before the batch becomes tensors.
+    """
     if isinstance(space, gym.spaces.Box):
-        return lambda flat: _tensor(flat, device).reshape(-1, *space.shape)
+        shape = space.shape
+
+        def unflatten(flat) -> np.ndarray:
+            return np.asarray(flat, dtype=np.float32).reshape(-1, *shape)
+
+    else:
+        unflatten = _splitter(space)
+
+    def to_policy(flat):
+        obs = unflatten(flat)
+        if normalize is not None:
+            obs = normalize(obs)
+        if isinstance(obs, dict):
+            return {key: torch.as_tensor(value, device=device) for key, value in obs.items()}
+        if isinstance(obs, tuple):
+            return tuple(torch.as_tensor(value, device=device) for value in obs)
+        return torch.as_tensor(obs, dtype=torch.float32, device=device)
+
+    return to_policy
+
+
+def _splitter(space: gym.Space) -> Callable[[Any], dict | tuple]:
+    """``flat[m, d] ->`` a dict (or tuple) of numpy batches of a Dict (Tuple) of Box and Discrete parts."""
     if not isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
         raise TypeError(
             f"the agent's observation space must be a Box, or a Dict or Tuple of Box and Discrete spaces, got {space}"
@@ -249,9 +291,9 @@ def policy_inputs(space: gym.Space, device: Any = "cpu") -> Callable[[Any], Any]
         start += width
 
     def split(flat) -> dict | tuple:
-        flat = _tensor(flat, device)
+        flat = np.asarray(flat, dtype=np.float32).reshape(np.shape(flat)[0], -1)
         batches = {
-            key: flat[:, cols].argmax(dim=-1)
+            key: flat[:, cols].argmax(axis=-1) + int(part.start)
             if isinstance(part, gym.spaces.Discrete)
             else flat[:, cols].reshape(-1, *part.shape)
             for key, part, cols in columns
@@ -261,11 +303,30 @@ def policy_inputs(space: gym.Space, device: Any = "cpu") -> Callable[[Any], Any]
     return split
 
 
-def _tensor(flat, device) -> torch.Tensor:
-    return torch.as_tensor(flat, dtype=torch.float32, device=device).reshape(flat.shape[0], -1)
+def observation_normalizer(venv: VecEnv) -> Callable | None:
+    """The ``VecNormalize`` wrappers between an SB3 agent and its shields, as one numpy function.
+
+    A shield inside them (``VecNormalize(DummyVecEnv([shielded env]))``) sees raw observations
+    while the policy sees normalised ones, so the policy's candidates must be drawn at the
+    normalised observation. None when no such wrapper normalises observations.
+    """
+    chain = []
+    while isinstance(venv, VecEnvWrapper) and not isinstance(venv, ShieldedVecEnv):
+        if isinstance(venv, VecNormalize) and venv.norm_obs:
+            chain.append(venv)
+        venv = venv.venv
+    if not chain:
+        return None
+
+    def normalize(obs):
+        for wrapper in reversed(chain):  # the innermost first, as the observation travels up
+            obs = wrapper.normalize_obs(obs)
+        return obs
+
+    return normalize
 
 
-def discrete_policy(model: BaseAlgorithm) -> Callable:
+def discrete_policy(model: BaseAlgorithm, normalize: Callable | None = None) -> Callable:
     """An SB3 model's distribution over a Discrete / MultiDiscrete / MultiBinary action space.
 
     ``probs(obs[m, d]) -> (m, N)`` over the joint actions (in ``numpy.ravel_multi_index`` order
@@ -278,7 +339,7 @@ def discrete_policy(model: BaseAlgorithm) -> Callable:
     from safeshield.core.spaces import action_codec
 
     policy, codec = model.policy, action_codec(model.action_space)
-    policy_obs = policy_inputs(model.observation_space, policy.device)
+    policy_obs = policy_inputs(model.observation_space, policy.device, normalize)
 
     def probs(obs) -> torch.Tensor:
         m = obs.shape[0]
@@ -409,9 +470,10 @@ class ShieldCallback(BaseCallback):
             )
         self.shields = find_shields(self.training_env)
         if self.attach and self.shields:
-            sample = policy_sampler(self.model)
+            sample = policy_sampler(self.model, observation_normalizer(self.training_env))
             for shield in self.shields:
-                shield.attach_policy(sample)
+                if _same_observations(self.model, shield):
+                    shield.attach_policy(sample)
 
     def _record(self) -> None:
         if self.log and self.stats.steps:

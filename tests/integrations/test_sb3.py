@@ -208,6 +208,39 @@ def test_policy_sampler_takes_dict_observations_as_the_shield_flattens_them():
         policy_inputs(nested)
 
 
+def test_candidates_are_drawn_at_the_observation_vec_normalize_gives_the_policy():
+    """VecNormalize(DummyVecEnv([shielded env])): the shield sees raw observations, the policy normalised
+    ones; the attached sampler must evaluate the policy at the normalised observation."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from safeshield.integrations.sb3 import observation_normalizer
+
+    shielded = safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator=lambda *a: 0.0, seed=0)
+    venv = VecNormalize(DummyVecEnv([lambda: shielded]))
+    model = PPO("MlpPolicy", venv, n_steps=64, batch_size=32, policy_kwargs=small(), seed=0)
+    model.learn(128, callback=ShieldCallback())
+    raw = torch.as_tensor(np.stack([shielded.observation_space.sample() for _ in range(3)]) * 5)
+    attached = shielded.safety_model.policy_sampler(raw, 8, torch.Generator().manual_seed(0))
+    normalised = policy_sampler(model, venv.normalize_obs)(raw, 8, torch.Generator().manual_seed(0))
+    unnormalised = policy_sampler(model)(raw, 8, torch.Generator().manual_seed(0))
+    torch.testing.assert_close(attached, normalised)
+    assert not torch.allclose(attached, unnormalised)
+    assert observation_normalizer(venv) is not None
+    assert observation_normalizer(VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")]), norm_obs=False)) is None
+    outside = ShieldedVecEnv(VecNormalize(DummyVecEnv([lambda: gym.make("Pendulum-v1")])), "sqrl", lambda *a: 0.0)
+    assert observation_normalizer(outside) is None  # this shield sees the normalised observations itself
+
+
+def test_a_wrapper_that_changes_observations_between_agent_and_shield_is_announced_not_crashed_on():
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
+
+    shielded = safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", indicator=lambda *a: 0.0, seed=0)
+    model = SAC("MlpPolicy", VecFrameStack(DummyVecEnv([lambda: shielded]), 4), learning_starts=20, seed=0)
+    with pytest.warns(UserWarning, match="VecFrameStack.*perturbs the proposal instead"):
+        model.learn(30, callback=ShieldCallback())
+    assert shielded.safety_model.policy_sampler is None
+
+
 def test_sac_with_a_dict_observation_stores_executed_actions_and_draws_from_its_policy():
     env = make_dict_env()
     shielded = safeshield.wrap(
