@@ -18,7 +18,7 @@ import torch
 
 import safeshield
 
-GAINS = np.array([1.0, 10.0, 1.0, 2.0])  # cart position, pole angle, cart velocity, pole angular velocity
+GAINS = (1.0, 10.0, 1.0, 2.0)  # cart position, pole angle, cart velocity, pole angular velocity
 NOISE = 2.0  # the controller's actuation noise (N): enough to drop the pole about once in 60 steps
 
 
@@ -28,7 +28,7 @@ def run(env: gym.Env, steps: int, seed: int) -> int:
     obs, _ = env.reset(seed=seed)
     falls = 0
     for _ in range(steps):
-        force = np.clip(GAINS @ obs + NOISE * rng.standard_normal(), -3.0, 3.0)
+        force = np.clip(np.dot(GAINS, obs) + NOISE * rng.standard_normal(), -3.0, 3.0)
         obs, _, terminated, truncated, _ = env.step(np.array([force], dtype=np.float32))
         falls += int(terminated)
         if terminated or truncated:
