@@ -9,7 +9,9 @@ the options the case lists and documents) and without it. Per case it reports
 - failures during learning (mean ± 95 % CI over seeds) and ``failure_ratio`` = shielded /
   unshielded (the ratio of the seed means);
 - ``return_ratio``: mean episode return over the last quarter of the training steps, shielded /
-  unshielded (the DrunkSpider transfer case: the deployed policy's evaluation return);
+  unshielded (the DrunkSpider transfer case: the deployed policy's evaluation return); it reads
+  backwards when the unshielded return is negative, so ``met["return_ge_90pct"]`` tests
+  "shielded >= unshielded - 10 % of |unshielded|" instead;
 - ``wall_ratio``: training wall-clock, shielded / unshielded (the machine is shared, so this is
   noisy; the seeds of one case run back to back in one worker);
 - the shield-quality report of the shielded runs (``safeshield.core.quality``): ROC AUC of
@@ -141,6 +143,7 @@ CASES = [
             ("ip_sac", "InvertedPendulum-v5", "sb3_sac", 10_000),
             ("hopper_ppo", "Hopper-v5", "sb3_ppo", 20_480),
             ("hopper_sac", "Hopper-v5", "sb3_sac", 10_000),
+            ("ant_ppo", "Ant-v5", "sb3_ppo", 20_480),
         )
     ),
     Case(
@@ -417,7 +420,7 @@ def summarise_case(case: Case, runs: list[dict], steps: int) -> dict[str, Any]:
     out["met"] = {
         "failures_le_third": out["failure_ratio"] <= TARGETS["failure_ratio"],
         "failures_le_half": out["failure_ratio"] <= TARGETS["failure_ratio_progress"],
-        "return_ge_90pct": out["return_ratio"] >= TARGETS["return_ratio"],
+        "return_ge_90pct": return_kept(out["shielded_final_return"][0], out["unshielded_final_return"][0]),
     }
     if case.agent in ("sb3_sac", "reference_sac_transfer"):
         out["met"]["wall_le_1.3x"] = out["wall_ratio"] <= TARGETS["wall_ratio_sac"]
@@ -426,6 +429,12 @@ def summarise_case(case: Case, runs: list[dict], steps: int) -> dict[str, Any]:
 
 def _ratio(a: float, b: float) -> float:
     return float(a / b) if b else float("nan")
+
+
+def return_kept(shielded: float, unshielded: float) -> bool:
+    """The return target, "at least 90 % of unshielded", in a form that also holds for negative returns
+    (where the ratio reads backwards: -140 against -75 is a ratio of 1.9 and a loss)."""
+    return bool(shielded >= unshielded - (1 - TARGETS["return_ratio"]) * abs(unshielded))
 
 
 def main(argv: list[str] | None = None) -> None:

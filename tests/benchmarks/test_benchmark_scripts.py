@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 SCRIPTS = sorted((Path(__file__).resolve().parents[2] / "benchmarks").glob("*.py"))
 
@@ -33,3 +35,16 @@ def test_script_imports_and_offers_a_quick_mode(script, capsys, monkeypatch):
         module.main(["--help"])
     assert exit_info.value.code == 0
     assert "--quick" in capsys.readouterr().out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.floats(-1e4, 1e4, allow_nan=False),
+    st.floats(-1e4, 1e4, allow_nan=False).filter(lambda value: abs(value) > 1e-3),
+)
+def test_the_return_target_reads_the_same_way_for_negative_returns(load_benchmark, shielded, unshielded):
+    kept = load_benchmark("effectiveness").return_kept
+    if unshielded > 0 and abs(shielded / unshielded - 0.9) > 1e-9:  # the ratio rule, away from its edge
+        assert kept(shielded, unshielded) == (shielded / unshielded >= 0.9)
+    assert kept(unshielded, unshielded)  # no change keeps the return
+    assert not kept(unshielded - 0.2 * abs(unshielded), unshielded)  # 20 % less never does, whatever the sign
