@@ -41,6 +41,7 @@ def _train(args: argparse.Namespace) -> int:
             "pretrain_env",
             "pretrain_steps",
             "filter_pretraining",
+            "shadow",
             "shield_checkpoint",
             "eval_episodes",
             "workers",
@@ -117,6 +118,13 @@ def _add_train(commands) -> None:
         const=False,
         help="the shield only learns during pre-training (shadow mode: every action runs) and filters from "
         "the target env on",
+    )
+    train.add_argument(
+        "--shadow",
+        action="store_const",
+        const=True,
+        help="shadow mode: the shield learns and reports beside the agent but never changes an action (the "
+        "agent trains as without a shield; pass the saved shield to a later run with --shield-checkpoint)",
     )
     train.add_argument("--shield-checkpoint", help="start from a saved shield (required for safer: its prior)")
     train.add_argument(

@@ -68,6 +68,7 @@ class RunConfig:
     pretrain_env: str = ""  # optional low-stakes env trained in first (pre-train -> fine-tune)
     pretrain_steps: int = 0  # env steps of the pre-training phase (0 with pretrain_env = steps)
     filter_pretraining: bool = True  # false: the shield runs in shadow during pre-training (learns, never acts)
+    shadow: bool = False  # true: the shield learns and reports beside the agent in every phase but never acts
     shield_checkpoint: str = ""  # start from a saved shield (required for safer: its offline prior)
     eval_episodes: int = 10  # deterministic episodes of the final agent after training (0 = none)
     workers: int = 2  # parallel processes, one per seed at a time (0 = in this process)
@@ -95,8 +96,14 @@ class RunConfig:
             )
         if self.pretrain_steps and not self.pretrain_env:
             raise ValueError("pretrain_steps needs pretrain_env (the env to pre-train in)")
-        if not isinstance(self.filter_pretraining, bool):
-            raise ValueError(f"filter_pretraining must be true or false, got {self.filter_pretraining!r}")
+        for name in ("filter_pretraining", "shadow"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.shadow and self.method in ("none", "safer"):
+            raise ValueError(
+                f"shadow (the shield learns and reports but never acts) needs a reject/resample method (sqrl, csc, "
+                f"q_ensemble), got method={self.method!r}"
+            )
         if not self.filter_pretraining and (not self.pretrain_env or self.method in ("none", "safer")):
             raise ValueError(
                 "filter_pretraining=false (the shield only learns while pre-training) needs pretrain_env and a "

@@ -247,7 +247,8 @@ def _shielded(
     if config.method == "none":
         return env
     phase_options = dict(options)
-    enforce = config.filter_pretraining or phase != "pretrain"  # else shadow mode: it learns, every action runs
+    # shadow mode (it learns and reports, every action runs): the whole run, or its pre-training phase
+    enforce = not config.shadow and (config.filter_pretraining or phase != "pretrain")
     if config.method == "sqrl" and config.pretrain_env:
         phase_options["pretraining"] = phase == "pretrain"  # SQRL §6: explore the boundary, then not
     checkpoint = checkpoint or (config.shield_checkpoint if phase == config.phases[0][0] else "")

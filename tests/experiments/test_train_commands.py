@@ -177,6 +177,21 @@ def test_no_filter_pretraining_shadows_pre_training_and_filters_the_target(tmp_p
     assert run["config"]["filter_pretraining"] is False
 
 
+def test_a_shadow_run_trains_the_agent_unshielded_and_its_shield_protects_the_next_run(tmp_path):
+    """--shadow: the agent's steps run unchanged, the shield learns and reports; a later run starts from it."""
+    refuses = ["--set", "shield.eps_safe=1e-6", "--set", "shield.guard=false", "--set", "shield.regret=0.0"]
+    assert _train(tmp_path / "shadow", "sqrl", extra=["--shadow", *TINY_SAC, *refuses], eval_episodes=0) == 0
+    seed = tmp_path / "shadow" / "seed0"
+    records = [json.loads(line) for line in (seed / "episodes.jsonl").read_text().splitlines()]
+    assert sum(r["interventions"] for r in records) == 0
+    quality = json.loads((seed / "quality.json").read_text())
+    assert quality["total_interventions"] == 0 and quality["rejection_rate"] > 0.5
+    extra = ["--shield-checkpoint", str(seed / "shield"), *TINY_SAC]
+    assert _train(tmp_path / "next", "sqrl", extra=extra, eval_episodes=0) == 0
+    records = [json.loads(line) for line in (tmp_path / "next" / "seed0" / "episodes.jsonl").read_text().splitlines()]
+    assert sum(r["interventions"] for r in records) > 0
+
+
 # -- errors before any worker ------------------------------------------------------------------------------
 @pytest.fixture
 def no_workers(monkeypatch):
@@ -208,6 +223,7 @@ def no_workers(monkeypatch):
         (["--env", SPIDER, "--set", "eps_safe=0.1"], "--set must look like shield.eps_safe=0.05"),
         (["--method", "sqrl"], "--env is required"),
         (["--env", SPIDER, "--no-filter-pretraining"], "filter_pretraining=false .* needs pretrain_env"),
+        (["--env", SPIDER, "--method", "none", "--shadow"], "shadow .* needs a reject/resample method"),
     ],
 )
 def test_argument_errors_name_the_fix_before_any_worker_starts(argv, message, no_workers, tmp_path):
