@@ -27,6 +27,8 @@ METRICS: dict[str, str] = {
     "shield/failure_rate": "failing steps / steps in the last window",
     "shield/intervention_rate": "interventions / steps in the last window",
     "shield/fallback_rate": "fallbacks / steps in the last window",
+    "shield/rejection_rate": "proposals whose risk reached the threshold / steps in the last window (in shadow "
+    "mode: the ones it would have refused)",
     "shield/risk_mean": "mean risk of the agent's proposals in the last window",
     "shield/risk_p50": "median proposal risk in the last window",
     "shield/risk_p90": "90th percentile of proposal risk in the last window",
@@ -57,8 +59,9 @@ class ShieldStats:
         self._failed = [False] * window
         self._intervened = [False] * window
         self._fell_back = [False] * window
+        self._rejected = [False] * window
         self._risk = [0.0] * window
-        self._sums = [0, 0, 0]  # failed, intervened, fell back, over the window
+        self._sums = [0, 0, 0, 0]  # failed, intervened, fell back, rejected, over the window
 
     def update(self, reports: Iterable[Mapping[str, Any]]) -> None:
         """Count one report per env step (``info["shield"]`` of a single env)."""
@@ -67,9 +70,9 @@ class ShieldStats:
             failure = report["failure"]  # None from a remap shield without an indicator
             failed = failure is not None and bool(failure > 0.5)
             intervened, fell_back = bool(report["intervened"]), bool(report["fell_back"])
-            risk = float(
-                report["proposal_risk"] if "proposal_risk" in report else report["risk"]
-            )  # remap: no proposal score
+            scored = "proposal_risk" in report  # remap shields score no proposal
+            risk = float(report["proposal_risk"] if scored else report["risk"])
+            rejected = scored and risk >= report["threshold"]
             slot = self.steps % self.window
             self.steps += 1
             if failed:
@@ -84,7 +87,9 @@ class ShieldStats:
             sums[0] += failed - self._failed[slot]
             sums[1] += intervened - self._intervened[slot]
             sums[2] += fell_back - self._fell_back[slot]
+            sums[3] += rejected - self._rejected[slot]
             self._failed[slot], self._intervened[slot], self._fell_back[slot] = failed, intervened, fell_back
+            self._rejected[slot] = rejected
             self._risk[slot] = risk
 
     def update_vector(self, report: Mapping[str, Any], covered: Any = None) -> None:
@@ -99,7 +104,7 @@ class ShieldStats:
     def counters(self) -> dict[str, float]:
         """The cheap part of ``scalars``: counters, window rates and threshold (no risk quantiles)."""
         seen = min(self.steps, self.window)
-        rates = [total / seen for total in self._sums] if seen else [float("nan")] * 3
+        rates = [total / seen for total in self._sums] if seen else [float("nan")] * 4
         return {
             "shield/steps": float(self.steps),
             "shield/failures": float(self.failures),
@@ -108,6 +113,7 @@ class ShieldStats:
             "shield/failure_rate": float(rates[0]),
             "shield/intervention_rate": float(rates[1]),
             "shield/fallback_rate": float(rates[2]),
+            "shield/rejection_rate": float(rates[3]),
             "shield/threshold": float(self.threshold),
         }
 
