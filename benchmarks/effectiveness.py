@@ -175,6 +175,7 @@ CASES = [
         options={
             "chi": 0.05,
             "train_every": 10,
+            "updates_per_step": 0.1,
             "target": "nstep",
             "balance": 0.5,
             "regret": 0.05,
