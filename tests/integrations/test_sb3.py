@@ -231,6 +231,17 @@ def test_candidates_are_drawn_at_the_observation_vec_normalize_gives_the_policy(
     assert observation_normalizer(outside) is None  # this shield sees the normalised observations itself
 
 
+def test_vec_normalize_with_dict_observations_gives_the_policy_float32_batches():
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    shielded = safeshield.wrap(make_dict_env(), "sqrl", indicator=lambda *a: 0.0, seed=0)
+    venv = VecNormalize(DummyVecEnv([lambda: shielded]))
+    model = SAC("MultiInputPolicy", venv, learning_starts=20, batch_size=16, policy_kwargs=small(), seed=0)
+    model.learn(40, callback=ShieldCallback())
+    draws = shielded.safety_model.policy_sampler(torch.zeros(2, 3), 4, torch.Generator().manual_seed(0))
+    assert draws.shape == (2, 4, 1) and draws.dtype == torch.float32
+
+
 def test_a_wrapper_that_changes_observations_between_agent_and_shield_is_announced_not_crashed_on():
     from stable_baselines3.common.vec_env import DummyVecEnv, VecFrameStack
 
