@@ -61,8 +61,13 @@ class Run:
         return is_smoke(self.config["steps"], self.config["seeds"])
 
     @property
+    def method(self) -> str:
+        """The method, marked when its shield only learned and reported (``--shadow``)."""
+        return self.config["method"] + (" (shadow)" if self.config.get("shadow") else "")
+
+    @property
     def label(self) -> str:
-        return f"{self.name} ({self.config['method']}, {self.config['agent']})"
+        return f"{self.name} ({self.method}, {self.config['agent']})"
 
     def seed_summary(self, seed: int) -> dict[str, Any]:
         path = self.folder / f"seed{seed}" / "summary.json"
@@ -188,7 +193,7 @@ def _table_row(run: Run) -> dict[str, str]:
     shielded = run.config["method"] != "none"
     return {
         "run": run.name,
-        "method": run.config["method"],
+        "method": run.method,
         "agent": run.config["agent"],
         "seeds": str(len(rows)),
         "training failures": _fmt(_ci([row["failures"] for row in rows])),
@@ -212,6 +217,7 @@ def _ratios(runs: list[Run]) -> list[str]:
             failures = np.mean([row["failures"] for row in _per_seed(run)])
             ratio = f"{failures / base_failures:.2f}x" if base_failures else "n/a (the baseline never failed)"
             caveat = " (smoke run: not evidence)" if run.smoke or base.smoke else ""
+            caveat += " (shadow: its shield never acted)" if run.config.get("shadow") else ""
             lines.append(f"{run.name} fails {ratio} as often as {base.name} while training{caveat}")
     return lines
 
@@ -281,8 +287,7 @@ def _run_section(run: Run) -> list[str]:
         f"## Run {run.name}" + (" (smoke run)" if run.smoke else ""),
         "",
         f"- env: {phases}",
-        f"- method: {config['method']}, agent: {config['agent']}, "
-        f"indicator: {config['indicator'] or 'declared by the env'}",
+        f"- method: {run.method}, agent: {config['agent']}, indicator: {config['indicator'] or 'declared by the env'}",
         f"- folder: `{run.folder}`",
     ]
     if config.get("shield"):

@@ -186,6 +186,8 @@ def test_a_shadow_run_trains_the_agent_unshielded_and_its_shield_protects_the_ne
     assert sum(r["interventions"] for r in records) == 0
     quality = json.loads((seed / "quality.json").read_text())
     assert quality["total_interventions"] == 0 and quality["rejection_rate"] > 0.5
+    assert main(["report", str(tmp_path / "shadow"), "--out", str(tmp_path / "report")]) == 0
+    assert "- method: sqrl (shadow)" in (tmp_path / "report" / "report.md").read_text()
     extra = ["--shield-checkpoint", str(seed / "shield"), *TINY_SAC]
     assert _train(tmp_path / "next", "sqrl", extra=extra, eval_episodes=0) == 0
     records = [json.loads(line) for line in (tmp_path / "next" / "seed0" / "episodes.jsonl").read_text().splitlines()]
