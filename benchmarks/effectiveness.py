@@ -126,6 +126,16 @@ CASES = [
         note="the default shield pre-trained offline (learn_from_replay_buffer, 4000 updates) on the 6k steps in "
         "the replay buffer of another plain SB3 SAC run (seed + 1000) and frozen; the agents learn from scratch",
     ),
+    Case(
+        "walker_sac_pretrained",
+        "Walker2d-v5",
+        "sb3_sac",
+        "sqrl",
+        3_000,
+        pretrain=6_000,
+        note="as idp_sac_pretrained, on Walker2d (added after that case, with its settings unchanged): the default "
+        "shield pre-trained offline on the 6k-step replay buffer of another plain SB3 SAC run and frozen",
+    ),
     Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 20_480),
     Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 10_000),
     CARTPOLE_PPO,
