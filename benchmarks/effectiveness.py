@@ -136,6 +136,15 @@ CASES = [
         note="as idp_sac_pretrained, on Walker2d (added after that case, with its settings unchanged): the default "
         "shield pre-trained offline on the 6k-step replay buffer of another plain SB3 SAC run and frozen",
     ),
+    Case(
+        "hopper_sac_pretrained",
+        "Hopper-v5",
+        "sb3_sac",
+        "sqrl",
+        3_000,
+        pretrain=6_000,
+        note="as idp_sac_pretrained, on Hopper (added after that case, with its settings unchanged)",
+    ),
     Case("walker_ppo", "Walker2d-v5", "sb3_ppo", "sqrl", 20_480),
     Case("walker_sac", "Walker2d-v5", "sb3_sac", "sqrl", 10_000),
     CARTPOLE_PPO,
