@@ -219,12 +219,12 @@ class ShieldStepper:
 
     def decide(self, proposals: np.ndarray, rows: np.ndarray | None = None) -> Decision:
         """Decide for ``rows`` (all rows by default) given their ``(len(rows), act_dim)`` proposals."""
-        model = self.model
-        threshold = np.float32(model.threshold)
         if rows is None:
             rows = np.arange(self.n_envs)
-        if not self.enforce:
+        if not self.enforce:  # shadow mode: only the proposal's risk, for the report
             return Decision.accepted(proposals, self._proposal_risk(proposals, rows))
+        model = self.model
+        threshold = np.float32(model.threshold)
         if self.any_nonfinite:
             return self._decide_nonfinite(proposals, rows)
         if self.discrete:

@@ -272,20 +272,27 @@ def policy_inputs(space: gym.Space, device: Any = "cpu", normalize: Callable | N
     return to_policy
 
 
-def _splitter(space: gym.Space) -> Callable[[Any], dict | tuple]:
-    """``flat[m, d] ->`` a dict (or tuple) of numpy batches of a Dict (Tuple) of Box and Discrete parts."""
+def _observation_parts(space: gym.Space) -> list[tuple[Any, gym.Space]]:
+    """``(key, part)`` of a Dict (or Tuple) observation space in ``gymnasium.spaces.flatten``'s order;
+    a ``TypeError`` unless every part is a Box or a Discrete space (what the SB3 adapter can unflatten)."""
     if not isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
         raise TypeError(
             f"the agent's observation space must be a Box, or a Dict or Tuple of Box and Discrete spaces, got {space}"
         )
-    parts = space.spaces.items() if isinstance(space, gym.spaces.Dict) else enumerate(space.spaces)
-    columns, start = [], 0
+    parts = list(space.spaces.items() if isinstance(space, gym.spaces.Dict) else enumerate(space.spaces))
     for key, part in parts:
         if not isinstance(part, (gym.spaces.Box, gym.spaces.Discrete)):
             raise TypeError(
                 f"the agent's observation space must be a Box, or a Dict or Tuple of Box and Discrete spaces; its "
                 f"part {key!r} is {part}"
             )
+    return parts
+
+
+def _splitter(space: gym.Space) -> Callable[[Any], dict | tuple]:
+    """``flat[m, d] ->`` a dict (or tuple) of numpy batches of a Dict (Tuple) of Box and Discrete parts."""
+    columns, start = [], 0
+    for key, part in _observation_parts(space):
         width = gym.spaces.flatdim(part)
         columns.append((key, part, slice(start, start + width)))
         start += width
@@ -602,13 +609,11 @@ def _flat_rows(space: gym.Space, rows) -> np.ndarray:
     if not isinstance(space, gym.spaces.Dict):
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
     parts = []
-    for key, part in space.spaces.items():
+    for key, part in _observation_parts(space):
         values = np.asarray(rows[key])
         if isinstance(part, gym.spaces.Discrete):  # SB3 stores the index
             index = values.reshape(-1).astype(np.int64) - int(part.start)
             values = np.eye(int(part.n), dtype=np.float32)[index]
-        elif not isinstance(part, gym.spaces.Box):
-            raise TypeError(f"observation part {key!r} must be a Box or Discrete space, got {part}")
         parts.append(values.astype(np.float32).reshape(len(values), -1))
     return np.concatenate(parts, axis=1)
 
