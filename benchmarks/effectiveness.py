@@ -163,6 +163,8 @@ CASES = [
             ("hopper_ppo", "Hopper-v5", "sb3_ppo", 20_480),
             ("hopper_sac", "Hopper-v5", "sb3_sac", 10_000),
             ("ant_ppo", "Ant-v5", "sb3_ppo", 20_480),
+            ("laikago_ppo", "safeshield/Laikago-v0", "sb3_ppo", 20_480),
+            ("laikago_sac", "safeshield/Laikago-v0", "sb3_sac", 10_000),
         )
     ),
     Case(

@@ -185,6 +185,18 @@ def test_unbounded_action_space_raises_type_error():
         SQRL(gym.spaces.Box(-1, 1, (2,)), gym.spaces.Box(-np.inf, np.inf, (1,)))
 
 
+def test_the_unbounded_action_space_error_gives_a_fix_that_works():
+    """The error's advice (declare the range with TransformAction) makes an unbounded env wrappable."""
+    env = gym.make("Pendulum-v1")
+    unbounded = gym.wrappers.TransformAction(env, lambda a: a, gym.spaces.Box(-np.inf, np.inf, (1,)))
+    with pytest.raises(TypeError, match="TransformAction"):
+        safeshield.wrap(unbounded, "sqrl", indicator="terminated", seed=0)
+    bounded = gym.wrappers.TransformAction(unbounded, lambda a: a, gym.spaces.Box(-2.0, 2.0, (1,)))
+    shielded = safeshield.wrap(bounded, "sqrl", indicator="terminated", seed=0)
+    shielded.reset(seed=0)
+    shielded.step(np.array([0.5], dtype=np.float32))
+
+
 def test_environments_are_registered_on_import():
     assert DRUNK_SPIDER in gym.registry
     assert "safeshield/DrunkSpiderTarget-v0" in gym.registry

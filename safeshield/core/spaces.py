@@ -153,7 +153,9 @@ def action_codec(space: gym.Space, name: str = "action_space") -> BoxActions | I
         if not space.is_bounded("both"):
             raise TypeError(
                 f"{name} must be a bounded Box, got {space} (candidates are drawn inside the bounds); "
-                "bound it (gymnasium.wrappers.ClipAction or RescaleAction) instead"
+                "use a bounded Box instead, declaring the range the env accepts: e.g. "
+                "gymnasium.wrappers.TransformAction(env, lambda a: a, gymnasium.spaces.Box(low, high))"
+                ", then wrap that env"
             )
         largest = max(float(np.abs(space.low).max(initial=0.0)), float(np.abs(space.high).max(initial=0.0)))
         if not largest <= _F32_MAX:
