@@ -301,7 +301,11 @@ def _shield_stats(env) -> dict[str, Any]:
     data = env.stepper.quality.arrays()
     return {
         "quality": {k: v for k, v in report.items() if k != "calibration"} | {"calibration": report["calibration"]},
-        "quality_data": {"risk": data["proposal_risk"].round(4).tolist(), "label": data["label"].astype(int).tolist()},
+        "quality_data": {
+            "risk": data["risk"].round(4).tolist(),
+            "proposal_risk": data["proposal_risk"].round(4).tolist(),
+            "label": data["label"].astype(int).tolist(),
+        },
         "interventions": env.total_interventions,
         "fallbacks": env.total_fallbacks,
     }
@@ -434,11 +438,13 @@ def summarise_case(case: Case, runs: list[dict], steps: int) -> dict[str, Any]:
     out["wall_ratio"] = _ratio(out["shielded_wall_s"][0], out["unshielded_wall_s"][0])
     qualities = [r["quality"] for r in shielded if "quality" in r]
     if qualities:
-        for key in ("auc", "ece", "false_safe_rate", "intervention_rate", "fallback_rate"):
+        for key in ("auc", "proposal_auc", "ece", "false_safe_rate", "intervention_rate", "fallback_rate"):
             values = [q[key] for q in qualities if q.get(key) is not None and np.isfinite(q[key])]
             out[key] = mean_ci(values) if values else None
         out["auc_ci"] = out["auc"]
         out["auc"] = out["auc"][0] if out["auc"] else None
+        # runs before the report scored the executed action ranked the proposal's risk (core.quality)
+        out["auc_of"] = "executed action" if all("proposal_auc" in q for q in qualities) else "proposal"
     out["met"] = {
         "failures_le_third": out["failure_ratio"] <= TARGETS["failure_ratio"],
         "failures_le_half": out["failure_ratio"] <= TARGETS["failure_ratio_progress"],
@@ -504,6 +510,7 @@ def summarise(out: Path, quick: bool = False) -> dict[str, Any]:
         plot_learning_curves(curves, out / f"{case.name}.png", f"{case.name}: {case.env_id}, {case.agent}")
         pooled = [r["quality_data"] for r in case_runs if "quality_data" in r]
         if pooled:
+            executed = all("proposal_risk" in p for p in pooled)  # older runs kept the proposal's risk as "risk"
             risk = np.concatenate([p["risk"] for p in pooled])
             label = np.concatenate([p["label"] for p in pooled])
             report = {
@@ -511,7 +518,11 @@ def summarise(out: Path, quick: bool = False) -> dict[str, Any]:
                 "auc": roc_auc(risk, label),
                 "horizon": next(r["quality"]["horizon"] for r in case_runs if "quality" in r),
             }
-            plot_quality(report, out / f"quality_{case.name}.png", {"proposal_risk": risk, "label": label})
+            plot_quality(
+                report,
+                out / f"quality_{case.name}.png",
+                {"risk" if executed else "proposal_risk": risk, "label": label},
+            )
     not_run = [
         {"name": c.name, "env_id": c.env_id, "reason": "not run in this session (CPU budget)"}
         for c in CASES

@@ -16,6 +16,13 @@
 Why "failure within H steps": a shield's risk is meant to rank the actions that lead to a
 failure soon above those that do not (ROC AUC) and, for the thresholds of
 ``safeshield.core.threshold``, to be a probability of exactly that event (calibration).
+
+Which risk is scored: the executed action's, because a step's label is the outcome of the action
+that ran. When a shield refuses a proposal, what follows is the outcome of the action that
+replaced it; scoring the refused proposal's risk against that outcome counts every failure the
+shield averted as a false alarm, so the better the shield steers, the worse its critic would
+look. The proposal's ranking is reported beside it (``proposal_auc``): equal to ``auc`` in
+shadow mode, where every proposal runs.
 """
 
 from __future__ import annotations
@@ -141,19 +148,23 @@ def quality_report(
     steps: Sequence[int] | None = None,
     horizon: int | None = None,
     bins: int = 10,
+    proposal_risk: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     """The shield-quality report of steps with known labels (see ``failure_within``).
 
-    ``risk``: the risk of the executed action (or of the proposal, for a ranking of what the
-    agent wanted); ``labels``: failure within the horizon. ``false_safe_rate``: the share of
-    accepted steps (not intervened) that were followed by a failure within the horizon.
+    ``risk``: the risk of the executed action, whose outcome ``labels`` records (failure within
+    the horizon); ``auc``, the calibration and ``first_useful_rejection`` rank it. With
+    ``proposal_risk``, ``proposal_auc`` ranks the proposals' risk against the same outcomes
+    (lowered by every failure an intervention averted: module docstring). ``false_safe_rate``: the
+    share of accepted steps (not intervened) that were followed by a failure within the horizon.
     ``first_useful_rejection``: the step of the first rejection at which the risk was already
     informative (AUC >= 0.6 on the steps before it, with at least 5 of each label).
     With ``rejected`` (the proposal's risk reached the threshold: scored against candidates, or in
     shadow mode refused had the shield enforced): ``rejection_rate``, and the failure-within-horizon
-    rate of the rejected and of the passed proposals (``failure_rate_rejected``,
-    ``failure_rate_passed``): a threshold that separates risky from safe makes the first high and
-    the second low.
+    rate after the rejected and after the passed proposals (``failure_rate_rejected``,
+    ``failure_rate_passed``). In shadow mode every proposal runs, and a threshold that separates
+    risky from safe makes the first high and the second low; enforcing, a rejected step runs the
+    action that replaced the proposal, and the first is the failure rate after the shield's choices.
     """
     risk = np.asarray(risk, dtype=float)
     labels = np.asarray(labels).astype(np.int8)
@@ -172,6 +183,8 @@ def quality_report(
         "fallback_rate": float(fell_back.mean()) if n else float("nan"),
         "first_useful_rejection": None,
     }
+    if proposal_risk is not None:
+        report["proposal_auc"] = roc_auc(np.asarray(proposal_risk, dtype=float), labels)
     report["ece"] = report["calibration"]["ece"]
     if rejected is not None and n:
         rejected = np.asarray(rejected, dtype=bool)
@@ -207,7 +220,8 @@ class QualityMonitor:
     pass or the episode terminates without failure (0), and dropped when a time limit cuts
     the window (censored). The last ``window`` settled steps make the report. It warns once,
     with a ``ShieldQualityWarning``, when after ``min_labels`` failures-within-horizon labels
-    the AUC of the proposal risk is below 0.6, or when more than half of the recent steps fell back.
+    the AUC of the executed action's risk is below 0.6, or when more than half of the recent steps
+    fell back.
     """
 
     def __init__(
@@ -278,11 +292,12 @@ class QualityMonitor:
         return dict(zip(names, columns))
 
     def report(self, bins: int = 10) -> dict[str, Any]:
-        """``quality_report`` on the settled window, ranked by the proposal's risk, plus totals."""
+        """``quality_report`` on the settled window (the executed action's risk, and the proposal's), plus totals."""
         data = self.arrays()
         report = quality_report(
-            data["proposal_risk"],
+            data["risk"],
             data["label"],
+            proposal_risk=data["proposal_risk"],
             intervened=data["intervened"],
             fell_back=data["fell_back"],
             rejected=data["rejected"],
@@ -319,7 +334,7 @@ class QualityMonitor:
             and positives >= self.min_labels
             and data["label"].size - positives >= self.min_labels
         ):
-            auc = roc_auc(data["proposal_risk"], data["label"])
+            auc = roc_auc(data["risk"], data["label"])
             if auc < UNINFORMATIVE_AUC:
                 self.warned.add("auc")
                 warnings.warn(
@@ -332,7 +347,8 @@ class QualityMonitor:
 
 
 def plot_quality(report: dict[str, Any], path=None, data: dict[str, np.ndarray] | None = None):
-    """Reliability diagram (and, given ``data`` from ``QualityMonitor.arrays``, risk histograms by label)."""
+    """Reliability diagram (and, given ``data`` from ``QualityMonitor.arrays``, risk histograms by label:
+    of the executed action's ``risk``, or of ``proposal_risk`` when only that is given)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -359,9 +375,11 @@ def plot_quality(report: dict[str, Any], path=None, data: dict[str, np.ndarray] 
         ax = axes[0, 1]
         label = data["label"] > 0.5
         bins = np.linspace(0, 1, 31)
-        ax.hist(data["proposal_risk"][~label], bins=bins, alpha=0.6, density=True, label="no failure within H")
-        ax.hist(data["proposal_risk"][label], bins=bins, alpha=0.6, density=True, label="failure within H")
-        ax.set(xlabel="risk of the proposal", ylabel="density", title="risk by outcome")
+        key = "risk" if "risk" in data else "proposal_risk"  # the executed action's, else the proposal's
+        ax.hist(data[key][~label], bins=bins, alpha=0.6, density=True, label="no failure within H")
+        ax.hist(data[key][label], bins=bins, alpha=0.6, density=True, label="failure within H")
+        what = "the executed action" if key == "risk" else "the proposal"
+        ax.set(xlabel=f"risk of {what}", ylabel="density", title="risk by outcome")
         ax.legend()
     fig.tight_layout()
     if path is not None:

@@ -141,3 +141,32 @@ def test_monitor_quiet_when_risk_is_informative():
             if fails:
                 countdown = int(rng.integers(5, 30))
     assert monitor.report()["auc"] > 0.9
+
+
+def test_an_averted_failure_is_not_a_false_alarm():
+    """The report ranks the executed action's risk against its own outcome. A shield that refuses a
+    risky proposal and runs a safe action averts the failure: scored on the proposal's risk, that
+    step would count against the critic (proposal_auc), scored on the executed risk it does not."""
+    rng = np.random.default_rng(2)
+    monitor = QualityMonitor(horizon=1, check_every=200)  # the label is the step's own outcome
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShieldQualityWarning)  # no "uninformative" warning
+        for _t in range(4000):
+            kind = rng.choice(["calm", "averted", "doomed"], p=[0.8, 0.15, 0.05])
+            if kind == "calm":  # a safe proposal runs, nothing follows
+                monitor.update(0, 0.1, 0.1, False, False, False, False, False, False)
+            elif kind == "averted":  # a risky proposal refused, a safe action runs, nothing follows
+                monitor.update(0, 0.9, 0.1, True, True, False, False, False, False)
+            else:  # refused, but even the safest action found fails at once
+                monitor.update(0, 0.9, 0.8, True, True, False, True, True, False)
+    report = monitor.report()
+    assert report["auc"] == pytest.approx(1.0)
+    assert report["proposal_auc"] < report["auc"]
+    assert report["failure_rate_rejected"] > report["failure_rate_passed"] == 0.0
+
+
+def test_quality_report_without_proposals_has_no_proposal_auc():
+    report = quality_report([0.1, 0.9], [0, 1])
+    assert "proposal_auc" not in report
+    both = quality_report([0.1, 0.9], [0, 1], proposal_risk=[0.9, 0.9])
+    assert both["auc"] == 1.0 and both["proposal_auc"] == 0.5
