@@ -538,7 +538,17 @@ def flatten_batch(space: gym.Space, obs, n: int, *, batched: bool = True) -> np.
     """Observations as ``(n, flat_dim)`` float32: ``obs`` is one env's (``batched=False``) or ``n``
     stacked ones of ``space`` (a single env's space; a Box batch is reshaped, others flattened per env)."""
     if isinstance(space, gym.spaces.Box):
-        return np.asarray(obs, dtype=np.float32).reshape(n, -1)
+        expected = (n, *space.shape) if batched else space.shape
+        try:
+            flat = np.asarray(obs, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise ValueError(f"observation must be a numeric array of shape {expected}, got {obs!r:.200}") from None
+        if flat.size != n * math.prod(space.shape):
+            raise ValueError(
+                f"observation must have shape {expected} (the observation_space's), got shape {flat.shape}; "
+                "the env returned an observation its observation_space does not describe"
+            )
+        return flat.reshape(n, -1)
     if not batched:
         return np.asarray(gym.spaces.flatten(space, obs), dtype=np.float32).reshape(1, -1)
     batch_space = gym.vector.utils.batch_space(space, n)

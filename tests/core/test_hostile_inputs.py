@@ -529,3 +529,27 @@ def test_agent_checkpoint_asking_for_a_huge_layer_is_refused_before_allocation(t
     rewrite(tmp_path / agent, document)
     with pytest.raises(CheckpointError, match=r"config describes F32\[1000000000"):
         cls.load(tmp_path / agent, env)
+
+
+class Reshaped(gym.ObservationWrapper):
+    """Return observations of ``shape`` (or text) while still declaring the env's own space."""
+
+    def __init__(self, env, value):
+        super().__init__(env)
+        self.value = value
+
+    def observation(self, observation):
+        return self.value
+
+
+@pytest.mark.parametrize(
+    ("value", "match"),
+    [(np.zeros(4, np.float32), r"shape \(3,\).*got shape \(4,\)"), ("up", "numeric array of shape")],
+    ids=["wrong-shape", "text"],
+)
+def test_an_observation_its_space_does_not_describe_is_refused_by_name(value, match):
+    """Pendulum declares (3,) observations; an env that returns something else gets an error that
+    names the observation and both shapes, at reset and at step (not a numpy broadcast error)."""
+    env = safeshield.wrap(Reshaped(gym.make("Pendulum-v1"), value), "sqrl", never_fails, seed=0, **SMALL)
+    with pytest.raises(ValueError, match=match):
+        env.reset(seed=0)
