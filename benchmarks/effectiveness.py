@@ -32,7 +32,9 @@ transfer cases' return ratio compares the deployed (deterministic) policies.
 Outputs in ``--out``: ``cases/<name>/seed<k>.json`` (each seed's pair of runs, written as it finishes),
 ``results.json`` (``cases``: one entry per case with ``name``, ``env_id``,
 ``agent``, ``method``, ``seeds``, ``steps``, ``failure_ratio``, ``return_ratio``, ``wall_ratio``,
-``auc`` and their per-arm means and CIs; ``runs``: every run's totals and episode records),
+``auc`` and their per-arm means and CIs; ``auc_of`` says which risk ``auc`` ranks: the executed
+action's, beside ``proposal_auc``, or, for runs made before the report scored the executed action,
+the proposal's; ``runs``: every run's totals and episode records),
 ``<case>.png`` (cumulative failures and return vs env steps) and ``quality_<case>.png``
 (reliability diagram of the shielded runs' risk).
 """
