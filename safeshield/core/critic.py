@@ -81,7 +81,8 @@ class CriticConfig(SafetyConfig):
     batch_size: int = 256  # our choice (paper silent), common SAC value
     learning_starts: int = 500  # our choice: no update before this many stored transitions
     updates_per_step: float = 1.0  # gradient steps per stored transition (update-to-data ratio); may be < 1
-    train_every: int = 1  # run the updates owed so far every this many env steps, back to back
+    train_every: int = 1  # run the updates owed so far every this many env steps, back to back (it batches
+    # them; how many there are is updates_per_step's: one every 10 steps is train_every=10, updates_per_step=0.1)
     # -- risk targets, thresholds and warm-up (core.targets, core.threshold; docs/effectiveness.md)
     preset: str = "default"  # "paper": the method exactly as published (the class's PRESETS)
     # The horizon should span the slowest failure the agent can still avert, and no more: 0.5 s fits

@@ -27,7 +27,8 @@ MEANINGS = {
     "buffer_capacity": "transitions the shield keeps for learning",
     "batch_size": "minibatch size of each shield update",
     "learning_starts": "stored transitions before the shield's first update",
-    "train_every": "env steps between bursts of the updates owed so far",
+    "train_every": "env steps between bursts of the updates owed so far (it batches them; the number of "
+    "updates is updates_per_step: for one update every 10 steps set train_every=10, updates_per_step=0.1)",
     "updates_per_step": "gradient steps per stored transition (update-to-data ratio; may be fractional)",
     "preset": 'a named set of defaults ("paper": the paper\'s exact settings)',
     "horizon": "failure horizon in env steps: how far ahead the risk looks for a failure",
