@@ -32,9 +32,10 @@ transfer cases' return ratio compares the deployed (deterministic) policies.
 Outputs in ``--out``: ``cases/<name>/seed<k>.json`` (each seed's pair of runs, written as it finishes),
 ``results.json`` (``cases``: one entry per case with ``name``, ``env_id``,
 ``agent``, ``method``, ``seeds``, ``steps``, ``failure_ratio``, ``return_ratio``, ``wall_ratio``,
-``auc`` and their per-arm means and CIs; ``auc_of`` says which risk ``auc`` ranks: the executed
-action's, beside ``proposal_auc``, or, for runs made before the report scored the executed action,
-the proposal's; ``runs``: every run's totals and episode records),
+``auc`` and their per-arm means and CIs, ``machines`` (the CPUs its seeds ran on); ``auc_of`` says
+which risk ``auc`` ranks: the executed action's, beside ``proposal_auc``, or, for runs made before
+the report scored the executed action, the proposal's; ``runs``: every run's totals and episode
+records),
 ``<case>.png`` (cumulative failures and return vs env steps) and ``quality_<case>.png``
 (reliability diagram of the shielded runs' risk).
 """
@@ -56,7 +57,7 @@ import torch
 import safeshield
 from safeshield.core.quality import plot_quality, reliability, roc_auc
 from safeshield.experiments.plots import plot_learning_curves
-from safeshield.experiments.runner import Job, mean_ci, run_jobs, write_json
+from safeshield.experiments.runner import Job, machine_info, mean_ci, run_jobs, write_json
 from safeshield.experiments.transfer import MINITAUR_CPU, TransferSettings, transfer_job
 
 TARGETS = {"failure_ratio": 1 / 3, "failure_ratio_progress": 1 / 2, "return_ratio": 0.9, "wall_ratio_sac": 1.3}
@@ -411,7 +412,11 @@ def run_case_seed(case: Case, seed: int, steps: int, out_dir: str, progress_queu
             )
         else:
             results.append(_traps_job(case, shielded, seed, steps, progress_queue))
-    write_json(path, {"case": case.name, "seed": seed, "steps": steps, "options": case.options, "runs": results})
+    machine = machine_info()["cpu_model"]  # trajectories differ across CPUs (docs/robustness.md)
+    write_json(
+        path,
+        {"case": case.name, "seed": seed, "steps": steps, "options": case.options, "machine": machine, "runs": results},
+    )
     return results
 
 
@@ -499,11 +504,12 @@ def summarise(out: Path, quick: bool = False) -> dict[str, Any]:
         entry = finished.setdefault(data["case"], {"steps": data["steps"], "runs": []})
         if data["steps"] == entry["steps"]:
             entry["runs"] += data["runs"]
+            entry.setdefault("machines", set()).add(data.get("machine", "not recorded"))
     cases = [c for c in CASES if c.name in finished]
     summaries, runs = [], []
     for case in cases:
         case_runs, steps = finished[case.name]["runs"], finished[case.name]["steps"]
-        summaries.append(summarise_case(case, case_runs, steps))
+        summaries.append(summarise_case(case, case_runs, steps) | {"machines": sorted(finished[case.name]["machines"])})
         runs += [{k: v for k, v in run.items() if k != "quality_data"} for run in case_runs]
         curves = {
             "unshielded": [r["records"] for r in case_runs if not r["shielded"]],
