@@ -501,10 +501,10 @@ def summarise(out: Path, quick: bool = False) -> dict[str, Any]:
     finished: dict[str, dict] = {}
     for path in sorted((out / "cases").glob("*/seed*.json")):
         data = json.loads(path.read_text())
-        entry = finished.setdefault(data["case"], {"steps": data["steps"], "runs": []})
+        entry = finished.setdefault(data["case"], {"steps": data["steps"], "runs": [], "machines": set()})
         if data["steps"] == entry["steps"]:
             entry["runs"] += data["runs"]
-            entry.setdefault("machines", set()).add(data.get("machine", "not recorded"))
+            entry["machines"].add(data.get("machine", "not recorded"))
     cases = [c for c in CASES if c.name in finished]
     summaries, runs = [], []
     for case in cases:

@@ -27,6 +27,7 @@ from safeshield.core.decision import Decision, PerturbationSampler, PolicySample
 from safeshield.core.indicators import describe_indicator, make_indicator
 from safeshield.core.model import resolve_model
 from safeshield.core.quality import QualityMonitor
+from safeshield.core.validation import as_float32
 
 __all__ = ["ShieldStepper", "StepperFrontEnd", "Transitions", "default_indicator", "flatten_batch", "NONFINITE"]
 
@@ -539,10 +540,7 @@ def flatten_batch(space: gym.Space, obs, n: int, *, batched: bool = True) -> np.
     stacked ones of ``space`` (a single env's space; a Box batch is reshaped, others flattened per env)."""
     if isinstance(space, gym.spaces.Box):
         expected = (n, *space.shape) if batched else space.shape
-        try:
-            flat = np.asarray(obs, dtype=np.float32)
-        except (TypeError, ValueError):
-            raise ValueError(f"observation must be a numeric array of shape {expected}, got {obs!r:.200}") from None
+        flat = as_float32("observation", obs, expected)  # not check_float_array: non-finite values are remember's
         if flat.size != n * math.prod(space.shape):
             raise ValueError(
                 f"observation must have shape {expected} (the observation_space's), got shape {flat.shape}; "

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "as_float32",
     "check_choice",
     "check_field_types",
     "check_count",
@@ -66,12 +67,17 @@ def check_finite(name: str, value: Any) -> float:
     return float(value)
 
 
-def check_float_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """``value`` as a finite float32 array of exactly ``shape``, else a ValueError naming ``name``."""
+def as_float32(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` as a float32 array, else a ValueError naming ``name`` and the ``shape`` it should have."""
     try:
-        array = np.asarray(value, dtype=np.float32)
+        return np.asarray(value, dtype=np.float32)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{name} must be a numeric array of shape {shape}, got {value!r:.200}") from error
+
+
+def check_float_array(name: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
+    """``value`` as a finite float32 array of exactly ``shape``, else a ValueError naming ``name``."""
+    array = as_float32(name, value, shape)
     if array.shape != shape:
         raise ValueError(f"{name} must have shape {shape}, got shape {array.shape}")
     if not np.isfinite(array).all():
