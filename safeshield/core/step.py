@@ -544,7 +544,8 @@ def flatten_batch(space: gym.Space, obs, n: int, *, batched: bool = True) -> np.
         if flat.size != n * math.prod(space.shape):
             raise ValueError(
                 f"observation must have shape {expected} (the observation_space's), got shape {flat.shape}; "
-                "the env returned an observation its observation_space does not describe"
+                "the env returned an observation its observation_space does not describe: make the two agree "
+                "(gymnasium.utils.env_checker.check_env finds such mismatches)"
             )
         return flat.reshape(n, -1)
     if not batched:
