@@ -27,6 +27,7 @@ shadow mode, where every proposal runs.
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections import deque
 from collections.abc import Sequence
@@ -43,6 +44,8 @@ __all__ = [
     "reliability",
     "roc_auc",
 ]
+
+logger = logging.getLogger(__name__)
 
 UNINFORMATIVE_AUC = 0.6  # below this a risk barely ranks failures above non-failures
 MOSTLY_FALLING_BACK = 0.5  # "falls back on most steps"
@@ -218,10 +221,15 @@ class QualityMonitor:
     Each row (env) keeps the steps of its current window (the last ``horizon``); a step's
     label is settled when a failure comes within ``horizon`` steps (1), when ``horizon`` steps
     pass or the episode terminates without failure (0), and dropped when a time limit cuts
-    the window (censored). The last ``window`` settled steps make the report. It warns once,
-    with a ``ShieldQualityWarning``, when after ``min_labels`` failures-within-horizon labels
-    the AUC of the executed action's risk is below 0.6, or when more than half of the recent steps
-    fell back.
+    the window (censored). The last ``window`` settled steps make the report.
+
+    Every ``check_every`` steps it judges the current risk on recent evidence: the steps settled
+    since the last check, reaching further back only as far as needed to hold ``min_labels``
+    labels of each kind (a critic's first steps, before it learned, must not count against it
+    later). It warns once, with a ``ShieldQualityWarning``, when two checks in a row find the AUC
+    of the executed action's risk below 0.6 (one check may still cover the critic's learning), or
+    when more than half of the recent steps fell back. If a later check finds the risk informative
+    again it says so on the ``safeshield`` logger; ``report()["warnings"]`` lists both events.
     """
 
     def __init__(
@@ -246,6 +254,10 @@ class QualityMonitor:
         self.fallbacks = 0
         self.first_rejection: int | None = None
         self.warned: set[str] = set()
+        self.events: list[dict[str, Any]] = []  # the warnings given and withdrawn: kind, step, value
+        self.settled_total = 0  # steps ever settled (the deque forgets), to find those since the last check
+        self.settled_at_check = 0
+        self.uninformative_checks = 0  # consecutive checks with an AUC below UNINFORMATIVE_AUC
 
     def update(
         self,
@@ -276,10 +288,12 @@ class QualityMonitor:
             pending.clear()
         elif len(pending) >= self.horizon:
             self.settled.append((*pending.popleft(), 0))
+            self.settled_total += 1
         if self.warn and self.steps % self.check_every == 0:
             self._check()
 
     def _settle(self, pending: deque, label: int) -> None:
+        self.settled_total += len(pending)
         while pending:
             self.settled.append((*pending.popleft(), label))
 
@@ -311,16 +325,20 @@ class QualityMonitor:
             total_interventions=self.interventions,
             total_fallbacks=self.fallbacks,
             first_rejection=self.first_rejection,
+            warnings=list(self.events),
         )
         return report
 
     def _check(self) -> None:
         data = self.arrays()
+        new = min(self.settled_total - self.settled_at_check, data["label"].size)
+        self.settled_at_check = self.settled_total
         if data["label"].size == 0:
             return
         recent = data["fell_back"][-self.check_every :]
         if "fallback" not in self.warned and recent.size and recent.mean() > MOSTLY_FALLING_BACK:
             self.warned.add("fallback")
+            self.events.append({"kind": "falls_back", "step": self.steps, "fallback_rate": float(recent.mean())})
             warnings.warn(
                 f"the shield fell back on {recent.mean():.0%} of its last {recent.size} steps: no candidate "
                 "passed its threshold, so it executed the least risky one. Its risk may be too pessimistic "
@@ -328,22 +346,41 @@ class QualityMonitor:
                 ShieldQualityWarning,
                 stacklevel=3,
             )
-        positives = int(data["label"].sum())
-        if (
-            "auc" not in self.warned
-            and positives >= self.min_labels
-            and data["label"].size - positives >= self.min_labels
-        ):
-            auc = roc_auc(data["risk"], data["label"])
-            if auc < UNINFORMATIVE_AUC:
-                self.warned.add("auc")
-                warnings.warn(
-                    f"the shield's risk is uninformative: ROC AUC {auc:.2f} < {UNINFORMATIVE_AUC} for 'failure "
-                    f"within {self.horizon} steps' over its last {data['label'].size} settled steps. It cannot yet "
-                    "tell risky actions from safe ones; check the indicator and the horizon",
-                    ShieldQualityWarning,
-                    stacklevel=3,
+        count = self._recent_evidence(data["label"], new)
+        if count:
+            self._judge_auc(roc_auc(data["risk"][-count:], data["label"][-count:]), count)
+
+    def _recent_evidence(self, labels: np.ndarray, new: int) -> int:
+        """How many of the last settled steps to judge: the ``new`` ones, or as many more as it takes to hold
+        ``min_labels`` of each label (0 when the whole window holds fewer)."""
+        positives, negatives = np.cumsum(labels[::-1]), np.cumsum(1 - labels[::-1])
+        enough = np.flatnonzero((positives >= self.min_labels) & (negatives >= self.min_labels))
+        return 0 if enough.size == 0 else max(new, int(enough[0]) + 1)
+
+    def _judge_auc(self, auc: float, count: int) -> None:
+        if auc >= UNINFORMATIVE_AUC:
+            self.uninformative_checks = 0
+            if "auc" in self.warned and self.events[-1]["kind"] == "uninformative":
+                self.events.append({"kind": "informative", "step": self.steps, "auc": auc})
+                logger.info(
+                    "the shield's risk is informative now: ROC AUC %.2f for 'failure within %d steps' over its "
+                    "last %d settled steps (the earlier warning no longer holds)",
+                    auc,
+                    self.horizon,
+                    count,
                 )
+            return
+        self.uninformative_checks += 1
+        if self.uninformative_checks >= 2 and "auc" not in self.warned:
+            self.warned.add("auc")
+            self.events.append({"kind": "uninformative", "step": self.steps, "auc": auc})
+            warnings.warn(
+                f"the shield's risk is uninformative: ROC AUC {auc:.2f} < {UNINFORMATIVE_AUC} for 'failure "
+                f"within {self.horizon} steps' over its last {count} settled steps, at two checks in a row. It "
+                "cannot yet tell risky actions from safe ones; check the indicator and the horizon",
+                ShieldQualityWarning,
+                stacklevel=4,
+            )
 
 
 def plot_quality(report: dict[str, Any], path=None, data: dict[str, np.ndarray] | None = None):

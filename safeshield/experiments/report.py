@@ -316,6 +316,9 @@ def _run_section(run: Run) -> list[str]:
                 f"- seed {seed}: "
                 + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in scalars.items())
             )
+            for event in report.get("warnings") or []:  # the quality monitor's warnings and withdrawals
+                value = ", ".join(f"{k} {v:.3g}" for k, v in event.items() if k not in ("kind", "step"))
+                lines.append(f"  - step {event['step']}: {event['kind'].replace('_', ' ')} ({value})")
     notes = run.document.get("warnings") or []
     if notes:
         lines += ["", "### Warnings", ""] + [f"- {note}" for note in notes]

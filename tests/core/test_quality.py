@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 
 import numpy as np
@@ -141,6 +142,43 @@ def test_monitor_quiet_when_risk_is_informative():
             if fails:
                 countdown = int(rng.integers(5, 30))
     assert monitor.report()["auc"] > 0.9
+
+
+def feed(monitor: QualityMonitor, steps: int, informative, rng) -> None:
+    """Episodes of random length ending in a failure; the risk rises as the failure nears when
+    ``informative(t)`` holds at step t, and is noise otherwise."""
+    countdown = int(rng.integers(5, 30))
+    for t in range(steps):
+        countdown -= 1
+        fails = countdown == 0
+        risk = 1.0 / (1 + countdown) if informative(t) else float(rng.random())
+        monitor.update(0, risk, risk, False, False, False, fails, fails, False)
+        if fails:
+            countdown = int(rng.integers(5, 30))
+
+
+def test_a_critic_still_learning_at_the_first_check_is_not_called_uninformative():
+    """The first check covers the critic's learning; the next, on the steps since, finds it informative."""
+    monitor = QualityMonitor(horizon=3, check_every=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShieldQualityWarning)
+        feed(monitor, 3000, lambda t: t >= 300, np.random.default_rng(3))
+    assert monitor.uninformative_checks == 0
+    assert monitor.report()["warnings"] == []
+
+
+def test_the_warning_is_withdrawn_when_the_risk_becomes_informative(caplog):
+    monitor = QualityMonitor(horizon=3, check_every=500)
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="safeshield"):
+        warnings.simplefilter("always")
+        feed(monitor, 5000, lambda t: t >= 2500, np.random.default_rng(4))
+    messages = [str(w.message) for w in caught if issubclass(w.category, ShieldQualityWarning)]
+    assert len(messages) == 1 and "two checks in a row" in messages[0]
+    events = monitor.report()["warnings"]
+    assert [e["kind"] for e in events] == ["uninformative", "informative"]
+    assert events[0]["step"] == 1000 and events[0]["auc"] < 0.6  # the second check of noise
+    assert 2500 < events[1]["step"] <= 3500 and events[1]["auc"] > 0.9
+    assert any("informative now" in r.getMessage() for r in caplog.records)
 
 
 def test_an_averted_failure_is_not_a_false_alarm():

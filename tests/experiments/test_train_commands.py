@@ -256,6 +256,10 @@ def test_the_shields_quality_report_lands_in_the_run_and_the_report(tmp_path, mo
         "false_safe_rate": 0.1,
         "calibration": {"bins": [0.1]},
         "first_useful_rejection": None,
+        "warnings": [
+            {"kind": "uninformative", "step": 2000, "auc": 0.52},
+            {"kind": "informative", "step": 5000, "auc": 0.81},
+        ],
     }
     monkeypatch.setattr(safeshield.ShieldWrapper, "quality_report", lambda self: quality, raising=False)
     assert _train(tmp_path / "q", "sqrl", extra=TINY_SAC) == 0
@@ -263,3 +267,4 @@ def test_the_shields_quality_report_lands_in_the_run_and_the_report(tmp_path, mo
     assert main(["report", str(tmp_path / "q"), "--out", str(tmp_path / "rep")]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "### Shield quality" in md and "auc 0.75" in md and "first_useful_rejection" not in md
+    assert "step 2000: uninformative (auc 0.52)" in md and "step 5000: informative (auc 0.81)" in md
