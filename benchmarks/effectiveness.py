@@ -169,6 +169,8 @@ CASES = [
             ("ant_ppo", "Ant-v5", "sb3_ppo", 20_480),
             ("laikago_ppo", "safeshield/Laikago-v0", "sb3_ppo", 20_480),
             ("laikago_sac", "safeshield/Laikago-v0", "sb3_sac", 10_000),
+            ("humanoid_ppo", "Humanoid-v5", "sb3_ppo", 20_480),
+            ("humanoid_sac", "Humanoid-v5", "sb3_sac", 10_000),
         )
     ),
     Case(

@@ -10,6 +10,8 @@
 - ``IndexActions``: ``Discrete``, ``MultiDiscrete`` and ``MultiBinary``, as one index over the
   joint actions (``MAX_JOINT_ACTIONS`` at most). The model sees a one-hot vector (what the
   buffer stores) and scores every index in one forward pass; the env gets its own action form.
+- ``unflatten_batch(space)``: the inverse of the flattening for a batch, for a Box or a Dict /
+  Tuple of Box and Discrete parts: what an agent's policy takes when candidates are drawn from it.
 - ``check_observation_space(space)``: any space ``gymnasium.spaces.flatten`` handles (Box,
   Discrete, MultiDiscrete, MultiBinary, and Dict / Tuple nests of them); others are refused.
 
@@ -34,6 +36,8 @@ __all__ = [
     "IndexActions",
     "action_codec",
     "check_observation_space",
+    "observation_parts",
+    "unflatten_batch",
     "MAX_JOINT_ACTIONS",
 ]
 
@@ -200,3 +204,54 @@ def check_observation_space(space: gym.Space, name: str = "observation_space") -
     if dim < 1:
         raise ValueError(f"{name} must have at least one dimension, got {space}")
     return dim
+
+
+def observation_parts(space: gym.Space) -> list[tuple[Any, gym.Space]]:
+    """``(key, part)`` of a Dict (or Tuple) observation space in ``gymnasium.spaces.flatten``'s order;
+    a ``TypeError`` unless every part is a Box or a Discrete space (what ``unflatten_batch`` handles)."""
+    if not isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        raise TypeError(
+            f"the agent's observation space must be a Box, or a Dict or Tuple of Box and Discrete spaces, got {space}"
+        )
+    parts = list(space.spaces.items() if isinstance(space, gym.spaces.Dict) else enumerate(space.spaces))
+    for key, part in parts:
+        if not isinstance(part, (gym.spaces.Box, gym.spaces.Discrete)):
+            raise TypeError(
+                f"the agent's observation space must be a Box, or a Dict or Tuple of Box and Discrete spaces; its "
+                f"part {key!r} is {part}"
+            )
+    return parts
+
+
+def unflatten_batch(space: gym.Space):
+    """``flat[m, d] ->`` the batch in ``space``'s own form: a Box's shape, or a dict (tuple) of numpy
+    batches of a Dict (Tuple) of Box and Discrete parts, each Discrete as its index.
+
+    The shield flattens observations (``gymnasium.spaces.flatten``, a Discrete one-hot); an agent's
+    policy takes them in the space's form, so a sampler drawing candidates from it unflattens first.
+    Other spaces raise a ``TypeError`` naming the part.
+    """
+    if isinstance(space, gym.spaces.Box):
+        shape = space.shape
+
+        def reshape(flat) -> np.ndarray:
+            return np.asarray(flat, dtype=np.float32).reshape(-1, *shape)
+
+        return reshape
+    columns, start = [], 0
+    for key, part in observation_parts(space):
+        width = gym.spaces.flatdim(part)
+        columns.append((key, part, slice(start, start + width)))
+        start += width
+
+    def split(flat) -> dict | tuple:
+        flat = np.asarray(flat, dtype=np.float32).reshape(np.shape(flat)[0], -1)
+        batches = {
+            key: flat[:, cols].argmax(axis=-1) + int(part.start)
+            if isinstance(part, gym.spaces.Discrete)
+            else flat[:, cols].reshape(-1, *part.shape)
+            for key, part, cols in columns
+        }
+        return batches if isinstance(space, gym.spaces.Dict) else tuple(batches.values())
+
+    return split

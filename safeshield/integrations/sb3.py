@@ -49,6 +49,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecEnvWrapper,
 
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.metrics import ShieldStats
+from safeshield.core.spaces import observation_parts, unflatten_batch
 from safeshield.core.step import StepperFrontEnd, Transitions, flatten_batch
 from safeshield.core.validation import check_choice, check_positive
 from safeshield.wrappers.shield import find_shield
@@ -250,14 +251,7 @@ def policy_inputs(space: gym.Space, device: Any = "cpu", normalize: Callable | N
     goal-conditioned robotics envs) as a dict or tuple of batches, each ``Discrete`` as its index.
     ``normalize`` (numpy in, numpy out, in that shape) runs before the batch becomes tensors.
     """
-    if isinstance(space, gym.spaces.Box):
-        shape = space.shape
-
-        def unflatten(flat) -> np.ndarray:
-            return np.asarray(flat, dtype=np.float32).reshape(-1, *shape)
-
-    else:
-        unflatten = _splitter(space)
+    unflatten = unflatten_batch(space)
 
     def to_policy(flat):
         obs = unflatten(flat)
@@ -270,44 +264,6 @@ def policy_inputs(space: gym.Space, device: Any = "cpu", normalize: Callable | N
         return torch.as_tensor(obs, dtype=torch.float32, device=device)
 
     return to_policy
-
-
-def _observation_parts(space: gym.Space) -> list[tuple[Any, gym.Space]]:
-    """``(key, part)`` of a Dict (or Tuple) observation space in ``gymnasium.spaces.flatten``'s order;
-    a ``TypeError`` unless every part is a Box or a Discrete space (what the SB3 adapter can unflatten)."""
-    if not isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
-        raise TypeError(
-            f"the agent's observation space must be a Box, or a Dict or Tuple of Box and Discrete spaces, got {space}"
-        )
-    parts = list(space.spaces.items() if isinstance(space, gym.spaces.Dict) else enumerate(space.spaces))
-    for key, part in parts:
-        if not isinstance(part, (gym.spaces.Box, gym.spaces.Discrete)):
-            raise TypeError(
-                f"the agent's observation space must be a Box, or a Dict or Tuple of Box and Discrete spaces; its "
-                f"part {key!r} is {part}"
-            )
-    return parts
-
-
-def _splitter(space: gym.Space) -> Callable[[Any], dict | tuple]:
-    """``flat[m, d] ->`` a dict (or tuple) of numpy batches of a Dict (Tuple) of Box and Discrete parts."""
-    columns, start = [], 0
-    for key, part in _observation_parts(space):
-        width = gym.spaces.flatdim(part)
-        columns.append((key, part, slice(start, start + width)))
-        start += width
-
-    def split(flat) -> dict | tuple:
-        flat = np.asarray(flat, dtype=np.float32).reshape(np.shape(flat)[0], -1)
-        batches = {
-            key: flat[:, cols].argmax(axis=-1) + int(part.start)
-            if isinstance(part, gym.spaces.Discrete)
-            else flat[:, cols].reshape(-1, *part.shape)
-            for key, part, cols in columns
-        }
-        return batches if isinstance(space, gym.spaces.Dict) else tuple(batches.values())
-
-    return split
 
 
 def observation_normalizer(venv: VecEnv) -> Callable | None:
@@ -609,7 +565,7 @@ def _flat_rows(space: gym.Space, rows) -> np.ndarray:
     if not isinstance(space, gym.spaces.Dict):
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), -1)
     parts = []
-    for key, part in _observation_parts(space):
+    for key, part in observation_parts(space):
         values = np.asarray(rows[key])
         if isinstance(part, gym.spaces.Discrete):  # SB3 stores the index
             index = values.reshape(-1).astype(np.int64) - int(part.start)

@@ -6,7 +6,8 @@
   (``policy.map_action_inverse``), before the collector adds the batch to its buffer. Tianshou
   documents this hook as the place where the stored data may be changed.
 - ``policy_sampler``: candidates from a Tianshou ``SACPolicy``'s own squashed Gaussian, in env
-  units, seeded by the shield's generator.
+  units, seeded by the shield's generator; the actor gets observations in their space's form
+  (a ``Dict`` space as a ``Batch``).
 - ``attach``: both in one call, for a collector whose env holds ``safeshield.ShieldWrapper`` wrappers
   in this process (``DummyVectorEnv``); with ``SubprocVectorEnv`` the hook still works (the
   executed action travels in ``info``), the sampler does not (the shields live elsewhere).
@@ -27,10 +28,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 from tianshou.data import Batch, Collector
 
+from safeshield.core.spaces import unflatten_batch
 from safeshield.wrappers.shield import ShieldWrapper, find_shield
 
 __all__ = ["ExecutedActionHook", "attach", "policy_sampler", "find_shields"]
@@ -60,17 +63,28 @@ class ExecutedActionHook:
         self.rewritten += int(intervened.sum())
 
 
-def policy_sampler(policy: Any) -> Callable:
+def policy_sampler(policy: Any, observation_space: gym.Space | None = None) -> Callable:
     """Candidates from a ``SACPolicy``-like policy: ``actor(obs) -> ((loc, scale), state)``, tanh-squashed,
-    then mapped to env units with ``policy.map_action``."""
+    then mapped to env units with ``policy.map_action``.
+
+    The shield hands the sampler flat observations; the actor gets them in the observation space's
+    own form (``observation_space``, else the policy's): a Box in its shape, a ``Dict`` as a Tianshou
+    ``Batch`` of its parts (as the collector gives it), each Discrete part as its index.
+    """
     actor = getattr(policy, "actor", None)
     if actor is None or not hasattr(policy, "map_action"):
         raise TypeError(f"policy_sampler needs a Tianshou policy with an actor, got {type(policy).__name__}")
+    space = observation_space if observation_space is not None else getattr(policy, "observation_space", None)
+    unflatten = unflatten_batch(space) if space is not None else None
 
     def sample(obs: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         m = obs.shape[0]
+        inputs = np.asarray(obs, dtype=np.float32)
+        if unflatten is not None:
+            inputs = unflatten(inputs)
+            inputs = Batch(inputs) if isinstance(inputs, dict) else inputs
         with torch.no_grad():
-            output, _ = actor(np.asarray(obs, dtype=np.float32))
+            output, _ = actor(inputs)
             if not isinstance(output, tuple):
                 raise TypeError("policy_sampler needs a probabilistic actor returning (loc, scale)")
             loc, scale = (torch.as_tensor(x, dtype=torch.float32).cpu() for x in output)
@@ -93,7 +107,6 @@ def attach(collector: Collector, policy: Any, *, sampler: bool = True) -> Execut
     hook = ExecutedActionHook(policy)
     collector.set_on_step_hook(hook)
     if sampler:
-        sample = policy_sampler(policy)
         for shield in find_shields(collector.env):
-            shield.attach_policy(sample)
+            shield.attach_policy(policy_sampler(policy, shield.observation_space))
     return hook

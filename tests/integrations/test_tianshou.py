@@ -23,7 +23,7 @@ try:
     from tianshou.algorithm.optim import AdamOptimizerFactory
     from tianshou.data import Collector, ReplayBuffer
     from tianshou.env import DummyVectorEnv
-    from tianshou.utils.net.common import Net
+    from tianshou.utils.net.common import ModuleWithVectorOutput, Net
     from tianshou.utils.net.continuous import ContinuousActorProbabilistic, ContinuousCritic
     from tianshou.utils.torch_utils import policy_within_training_step
 
@@ -91,3 +91,39 @@ def test_policy_sampler_is_reproducible_and_inside_the_box():
     first = sample(obs, 64, torch.Generator().manual_seed(0))
     torch.testing.assert_close(first, sample(obs, 64, torch.Generator().manual_seed(0)))
     assert first.shape == (3, 64, 2) and first.abs().max() <= 1.0
+
+
+class GoalPoint(gym.Env):
+    """A point and a goal as a Dict observation (a goal-conditioned task in miniature)."""
+
+    observation_space = gym.spaces.Dict(
+        {"goal": gym.spaces.Box(-1.0, 1.0, (2,), np.float32), "point": gym.spaces.Box(-1.0, 1.0, (2,), np.float32)}
+    )
+    action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+
+class ToGoal(ModuleWithVectorOutput):
+    """A preprocess net that reads a Dict observation's parts by name, as a user's would."""
+
+    def __init__(self):
+        super().__init__(output_dim=4)
+        self.seen = []
+
+    def forward(self, obs, state=None):
+        self.seen.append(obs)
+        goal, point = torch.as_tensor(obs.goal), torch.as_tensor(obs.point)
+        return torch.cat([goal - point, point], dim=-1), state
+
+
+def test_policy_sampler_gives_a_dict_observation_to_the_actor_in_its_own_form():
+    env = GoalPoint()
+    preprocess = ToGoal()
+    actor = ContinuousActorProbabilistic(preprocess_net=preprocess, action_shape=2, unbounded=True)
+    policy = SACPolicy(actor=actor, action_space=env.action_space, observation_space=env.observation_space)
+    parts = [env.observation_space.sample() for _ in range(3)]
+    flat = torch.as_tensor(np.stack([gym.spaces.flatten(env.observation_space, p) for p in parts]))
+    drawn = policy_sampler(policy)(flat, 5, torch.Generator().manual_seed(0))
+    assert drawn.shape == (3, 5, 2) and drawn.abs().max() <= 1.0
+    seen = preprocess.seen[-1]
+    np.testing.assert_allclose(seen.goal, np.stack([p["goal"] for p in parts]))
+    np.testing.assert_allclose(seen.point, np.stack([p["point"] for p in parts]))
