@@ -20,14 +20,16 @@ the options the case lists and documents) and without it. Per case it reports
 
 Cases (``CASES``): gymnasium ``InvertedDoublePendulum-v5`` and ``Walker2d-v5`` with SB3 SAC and
 PPO, ``CartPole-v1`` (Discrete actions) with SB3 PPO and DQN, and, as tasks the defaults were
-not chosen on, ``InvertedPendulum-v5`` with SB3 PPO and ``Hopper-v5`` with SB3 PPO and SAC
-(indicator ``"terminated"``, ``ShieldCallback``), ``safeshield/DrunkSpiderTarget-v0``
-pre-train -> fine-tune with the reference SAC (``safeshield.transfer`` with the shield's
-defaults instead of the paper preset), ``safeshield/MinitaurVelocity-v0`` pre-train -> fine-tune
-the same way (``MINITAUR_CPU``: 0.3 -> 0.4 m/s, 8k + 6k steps), ``safeshield/PointTraps-v0`` with CSC + TRPO-Lagrangian
-against TRPO. Targets of the issue: failures <= 1/3 of unshielded, return >= 90 %, wall-clock
-<= 1.3x for SAC; <= 1/2 on the gymnasium cases and DrunkSpider is the least that counts. The
-transfer cases' return ratio compares the deployed (deterministic) policies.
+not chosen on, ``InvertedPendulum-v5``, ``Hopper-v5``, ``safeshield/Laikago-v0`` and
+``Humanoid-v5`` with SB3 PPO and SAC and ``Ant-v5`` with PPO (indicator ``"terminated"``,
+``ShieldCallback``), ``safeshield/DrunkSpiderTarget-v0`` pre-train -> fine-tune with the reference
+SAC (``safeshield.transfer`` with the shield's defaults instead of the paper preset),
+``safeshield/MinitaurVelocity-v0`` pre-train -> fine-tune the same way (``MINITAUR_CPU``: 0.3 ->
+0.4 m/s, 8k + 6k steps), ``safeshield/PointTraps-v0`` with CSC + TRPO-Lagrangian against TRPO
+(10 seeds: its runs have too few failures for 3). Targets of the issue: failures <= 1/3 of
+unshielded, return >= 90 %, wall-clock <= 1.3x for SAC; <= 1/2 on the gymnasium cases and
+DrunkSpider is the least that counts. The transfer cases' return ratio compares the deployed
+(deterministic) policies.
 
 Outputs in ``--out``: ``cases/<name>/seed<k>.json`` (each seed's pair of runs, written as it finishes),
 ``results.json`` (``cases``: one entry per case with ``name``, ``env_id``,
