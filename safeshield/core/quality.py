@@ -258,6 +258,7 @@ class QualityMonitor:
         self.settled_total = 0  # steps ever settled (the deque forgets), to find those since the last check
         self.settled_at_check = 0
         self.uninformative_checks = 0  # consecutive checks with an AUC below UNINFORMATIVE_AUC
+        self.uninformative = False  # declared so (two such checks), until a check finds it informative
 
     def update(
         self,
@@ -358,29 +359,32 @@ class QualityMonitor:
         return 0 if enough.size == 0 else max(new, int(enough[0]) + 1)
 
     def _judge_auc(self, auc: float, count: int) -> None:
-        if auc >= UNINFORMATIVE_AUC:
-            self.uninformative_checks = 0
-            if "auc" in self.warned and self.events[-1]["kind"] == "uninformative":
-                self.events.append({"kind": "informative", "step": self.steps, "auc": auc})
-                logger.info(
-                    "the shield's risk is informative now: ROC AUC %.2f for 'failure within %d steps' over its "
-                    "last %d settled steps (the earlier warning no longer holds)",
-                    auc,
-                    self.horizon,
-                    count,
-                )
-            return
-        self.uninformative_checks += 1
-        if self.uninformative_checks >= 2 and "auc" not in self.warned:
-            self.warned.add("auc")
-            self.events.append({"kind": "uninformative", "step": self.steps, "auc": auc})
-            warnings.warn(
-                f"the shield's risk is uninformative: ROC AUC {auc:.2f} < {UNINFORMATIVE_AUC} for 'failure "
-                f"within {self.horizon} steps' over its last {count} settled steps, at two checks in a row. It "
-                "cannot yet tell risky actions from safe ones; check the indicator and the horizon",
-                ShieldQualityWarning,
-                stacklevel=4,
+        """Declare the risk uninformative after two checks in a row below ``UNINFORMATIVE_AUC``, informative again
+        at the next check above it; each change is an event, the first declaration a warning."""
+        self.uninformative_checks = 0 if auc >= UNINFORMATIVE_AUC else self.uninformative_checks + 1
+        if auc >= UNINFORMATIVE_AUC and self.uninformative:
+            self.uninformative = False
+            self.events.append({"kind": "informative", "step": self.steps, "auc": auc})
+            logger.info(
+                "the shield's risk is informative now: ROC AUC %.2f for 'failure within %d steps' over its last %d "
+                "settled steps (the earlier warning no longer holds)",
+                auc,
+                self.horizon,
+                count,
             )
+        elif self.uninformative_checks >= 2 and not self.uninformative:
+            self.uninformative = True
+            self.events.append({"kind": "uninformative", "step": self.steps, "auc": auc})
+            message = (
+                f"the shield's risk is uninformative: ROC AUC {auc:.2f} < {UNINFORMATIVE_AUC} for 'failure within "
+                f"{self.horizon} steps' over its last {count} settled steps, at two checks in a row. It cannot yet "
+                "tell risky actions from safe ones; check the indicator and the horizon"
+            )
+            if "auc" in self.warned:  # warned once already: the log says it again
+                logger.warning(message)
+            else:
+                self.warned.add("auc")
+                warnings.warn(message, ShieldQualityWarning, stacklevel=4)
 
 
 def plot_quality(report: dict[str, Any], path=None, data: dict[str, np.ndarray] | None = None):

@@ -181,6 +181,16 @@ def test_the_warning_is_withdrawn_when_the_risk_becomes_informative(caplog):
     assert any("informative now" in r.getMessage() for r in caplog.records)
 
 
+def test_a_relapse_is_logged_not_warned_twice(caplog):
+    monitor = QualityMonitor(horizon=3, check_every=500)
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO, logger="safeshield"):
+        warnings.simplefilter("always")
+        feed(monitor, 6000, lambda t: 2000 <= t < 4000, np.random.default_rng(5))
+    assert sum(issubclass(w.category, ShieldQualityWarning) for w in caught) == 1
+    assert [e["kind"] for e in monitor.report()["warnings"]] == ["uninformative", "informative", "uninformative"]
+    assert any(r.levelno == logging.WARNING and "uninformative" in r.getMessage() for r in caplog.records)
+
+
 def test_an_averted_failure_is_not_a_false_alarm():
     """The report ranks the executed action's risk against its own outcome. A shield that refuses a
     risky proposal and runs a safe action averts the failure: scored on the proposal's risk, that
