@@ -10,25 +10,30 @@
   executed_action)``) so the replay buffer and the loss modules see what the env executed, or
   call it on a ``rollout``.
 
-TorchRL policies are tensordict modules of any shape, so no policy sampler is attached
-automatically; the shield samples perturbations of the proposal unless you attach one with
-``env.attach_policy(sample)`` on the ``ShieldWrapper``.
+- ``policy_sampler(actor, observation_space)``: candidates drawn from a ``ProbabilisticActor``'s own
+  distribution (``actor.get_dist``) at the shield's observations, put back in the env's form
+  (``"observation"`` for a Box, one entry per part of a ``Dict``), seeded by the shield's generator;
+  ``attach(env, actor)`` installs it on the shield inside a ``ShieldedGymEnv``. Without it the
+  shield draws perturbations of the proposal.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Composite, Unbounded
 from torchrl.envs import GymWrapper
 from torchrl.envs.gym_like import BaseInfoDictReader
 
+from safeshield.core.spaces import unflatten_batch
 from safeshield.wrappers.shield import ShieldWrapper, find_shield
 
-__all__ = ["ShieldInfoReader", "ShieldedGymEnv", "executed_action"]
+__all__ = ["ShieldInfoReader", "ShieldedGymEnv", "attach", "executed_action", "policy_sampler"]
 
 _SCALARS = {"intervened": torch.bool, "fell_back": torch.bool, "risk": torch.float32, "failure": torch.float32}
 
@@ -86,3 +91,47 @@ def executed_action(td: TensorDictBase) -> TensorDictBase:
     mask = intervened.reshape(*intervened.shape, *([1] * (action.dim() - intervened.dim())))
     td.set("action", torch.where(mask, executed, action))
     return td
+
+
+def policy_sampler(actor: Any, observation_space: gym.Space) -> Callable:
+    """Candidates from a TorchRL ``ProbabilisticActor``: ``n`` draws of ``actor.get_dist(td)`` per row, in env units.
+
+    The shield hands the sampler flat observations; the actor reads them from a tensordict in the
+    form ``GymWrapper`` gives them: ``"observation"`` for a Box, one entry per part of a ``Dict``
+    space (a Discrete part as its index). TorchRL distributions take no generator, so each call
+    seeds torch's global generator from the shield's inside ``torch.random.fork_rng``: reproducible,
+    and the caller's random stream is left as it was.
+    """
+    get_dist = getattr(actor, "get_dist", None)
+    if not callable(get_dist):
+        raise TypeError(
+            f"actor must be a TorchRL ProbabilisticActor (with get_dist), got {type(actor).__name__}; for another "
+            "policy, attach your own sampler with attach_policy(sample) on the ShieldWrapper"
+        )
+    if isinstance(observation_space, gym.spaces.Tuple):
+        raise TypeError("policy_sampler handles Box and Dict observation spaces, got a Tuple space")
+    unflatten = unflatten_batch(observation_space)
+
+    def sample(obs: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        m = obs.shape[0]
+        parts = unflatten(np.asarray(obs, dtype=np.float32))
+        fields = parts if isinstance(parts, dict) else {"observation": parts}
+        td = TensorDict({key: torch.as_tensor(value) for key, value in fields.items()}, batch_size=[m])
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator)) if generator is not None else None
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            if seed is not None:
+                torch.manual_seed(seed)
+            drawn = get_dist(td).sample((n,))  # (n, m, act_dim)
+        return drawn.transpose(0, 1).reshape(m, n, -1).to(torch.float32)
+
+    return sample
+
+
+def attach(env: GymWrapper, actor: Any) -> ShieldWrapper:
+    """Draw the shield's candidates from ``actor`` (``policy_sampler``); ``env`` is a ``ShieldedGymEnv``.
+    Returns the shield."""
+    shield = find_shield(getattr(env, "_env", env))
+    if shield is None:
+        raise TypeError(f"env must be a ShieldedGymEnv around a shielded env, got {type(env).__name__}")
+    shield.attach_policy(policy_sampler(actor, shield.observation_space))
+    return shield

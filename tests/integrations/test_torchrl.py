@@ -7,11 +7,13 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
 pytest.importorskip("torchrl")
 
+from tensordict import TensorDict  # noqa: E402
 from tensordict.nn import NormalParamExtractor, TensorDictModule  # noqa: E402
 from torch import nn  # noqa: E402
 from torchrl.collectors import Collector  # noqa: E402
@@ -21,7 +23,7 @@ from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator  
 from torchrl.objectives import SACLoss  # noqa: E402
 
 import safeshield  # noqa: E402
-from safeshield.integrations.torchrl import ShieldedGymEnv, executed_action  # noqa: E402
+from safeshield.integrations.torchrl import ShieldedGymEnv, attach, executed_action, policy_sampler  # noqa: E402
 
 DRUNK_SPIDER = "safeshield/DrunkSpider-v0"
 
@@ -89,3 +91,45 @@ def test_executed_action_only_replaces_intervened_rows():
 
 def test_torchrl_env_specs_check_passes():
     check_env_specs(ShieldedGymEnv(safeshield.make(DRUNK_SPIDER, seed=0)))
+
+
+def test_policy_sampler_draws_the_actors_own_actions_reproducibly():
+    env = ShieldedGymEnv(safeshield.make(DRUNK_SPIDER, seed=0))
+    actor, _ = small_sac(env)
+    shield = attach(env, actor)
+    assert shield.safety_model.policy_sampler is not None
+    space = shield.observation_space
+    obs = torch.as_tensor(np.stack([space.sample() for _ in range(3)]))
+    sample = policy_sampler(actor, space)
+    state = torch.get_rng_state()
+    first = sample(obs, 64, torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), state), "the caller's random stream is left alone"
+    torch.testing.assert_close(first, sample(obs, 64, torch.Generator().manual_seed(0)))
+    assert not torch.equal(first, sample(obs, 64, torch.Generator().manual_seed(1)))
+    low, high = torch.as_tensor(env.action_spec.space.low), torch.as_tensor(env.action_spec.space.high)
+    assert first.shape == (3, 64, 2) and (first >= low).all() and (first <= high).all()
+    with torch.no_grad():  # the draws follow the actor's own distribution at each row's observation
+        mean = actor.get_dist(TensorDict({"observation": obs}, batch_size=[3])).sample((4000,)).mean(0)
+    torch.testing.assert_close(first.mean(1), mean, atol=0.25, rtol=0)
+
+
+def test_policy_sampler_reads_a_dict_observation_by_its_keys():
+    space = gym.spaces.Dict({"goal": gym.spaces.Box(-1.0, 1.0, (2,)), "point": gym.spaces.Box(-1.0, 1.0, (2,))})
+
+    class ToGoal(nn.Module):
+        def forward(self, goal, point):
+            return goal - point, torch.full_like(goal, 0.1)
+
+    actor = ProbabilisticActor(
+        TensorDictModule(ToGoal(), in_keys=["goal", "point"], out_keys=["loc", "scale"]),
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": -torch.ones(2), "high": torch.ones(2)},
+    )
+    parts = [{"goal": np.array([0.5, -0.5], np.float32), "point": np.array([0.0, 0.0], np.float32)}]
+    flat = torch.as_tensor(np.stack([gym.spaces.flatten(space, p) for p in parts]))
+    drawn = policy_sampler(actor, space)(flat, 200, torch.Generator().manual_seed(0))
+    assert drawn.shape == (1, 200, 2)
+    torch.testing.assert_close(drawn.mean(1)[0], torch.tanh(torch.tensor([0.5, -0.5])), atol=0.05, rtol=0)
+    with pytest.raises(TypeError, match="ProbabilisticActor"):
+        policy_sampler(nn.Linear(2, 2), space)
