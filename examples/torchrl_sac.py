@@ -2,7 +2,8 @@
 
 The shielded run wraps the env (``safeshield.wrap``), hands it to TorchRL through
 ``ShieldedGymEnv`` (which reports ``("next", "shield", ...)``) and gives the collector
-``postproc=executed_action``, so the replay buffer holds the action the shield executed.
+``postproc=executed_action``, so the replay buffer holds the action the shield executed;
+``attach(env, actor)`` makes the shield draw its candidates from the actor's own distribution.
 Prints failures for both runs. Run: ``.venv/bin/python examples/torchrl_sac.py``.
 """
 
@@ -19,7 +20,7 @@ from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
 from torchrl.objectives import SACLoss, SoftUpdate
 
 import safeshield
-from safeshield.integrations.torchrl import ShieldedGymEnv, executed_action
+from safeshield.integrations.torchrl import ShieldedGymEnv, attach, executed_action
 
 ENV_ID = "safeshield/DrunkSpider-v0"
 
@@ -66,6 +67,8 @@ def train(steps: int, shielded: bool, seed: int = 0) -> int:
         env = GymWrapper(counted)
     env.set_seed(seed)
     actor, loss = make_sac(env)
+    if shielded:
+        attach(env, actor)  # candidates from SAC's own distribution, the papers' rule
     optimizer = torch.optim.Adam(loss.parameters(), lr=1e-3)
     target_update = SoftUpdate(loss, tau=0.005)
     buffer = ReplayBuffer(storage=LazyTensorStorage(steps))
