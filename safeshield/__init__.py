@@ -6,6 +6,8 @@
 - ``model_for(env, method)``: the model ``wrap`` would build for ``env``, to pre-train before wrapping.
 - ``load(path, env=...)``: carry a saved shield to an env (frozen unless ``train=True``).
 - ``methods()``: installed shield methods and their default configs.
+- ``held_out_quality(model, env, policy)``: a shield's quality report on episodes it never learned
+  from (shadow mode: it scores every proposal and changes none).
 - ``ShieldWrapper``, ``VectorShieldWrapper``, ``RemapWrapper``, ``PreviousRewardCost``: the
   wrappers (``safeshield.wrappers``); the wrapper's model is ``env.get_wrapper_attr("safety_model")``.
 - ``SafetyModel`` (base of every method's model), ``SafetyCritic`` / ``CriticConfig``
@@ -41,6 +43,7 @@ from safeshield.wrappers import (
     RemapWrapper,
     ShieldWrapper,
     VectorShieldWrapper,
+    held_out_quality,
     wrap_vector,
     wrapper_for,
 )
@@ -64,6 +67,7 @@ __all__ = [
     "SafetyModel",
     "ShieldWrapper",
     "VectorShieldWrapper",
+    "held_out_quality",
     "load",
     "make",
     "methods",

@@ -4,7 +4,8 @@ A point drifts on a line under a controller that pushes it back and forth; every
 outside |x| <= 1 costs 1 (``info["cost"]``) and the episode continues. The shield learns from
 ``indicator="cost"`` online and must keep the point inside far more often than the controller
 alone; its quality report scores the executed action's risk, so the costs it averted do not count
-as false alarms against it (they would against the refused proposal's risk).
+as false alarms against it (they would against the refused proposal's risk). Judged afterwards on
+episodes it never learned from (``safeshield.held_out_quality``), its risk ranks and is calibrated.
 """
 
 from __future__ import annotations
@@ -69,3 +70,31 @@ def test_a_shield_learns_to_avoid_a_cost_that_does_not_end_the_episode():
     assert report["total_failures"] == shielded.sum()
     # the averted costs: high proposal risk, no cost after the replacement; they no longer count against it
     assert report["auc"] > report["proposal_auc"]
+
+
+def sweeping_controller(seed: int):
+    """The drifting controller of the non-terminal-cost test, as a policy of its own."""
+    rng = np.random.default_rng(seed)
+    t = iter(range(10**9))
+    return lambda obs: np.clip([np.sin(next(t) / 37.0) + 0.3 * rng.normal()], -1.0, 1.0).astype(np.float32)
+
+
+def test_held_out_report_scores_unseen_episodes_without_learning_or_acting():
+    trained_env = safeshield.wrap(DriftingPoint(), "sqrl", indicator="cost", seed=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ShieldQualityWarning)
+        costly_steps(trained_env, 2000)
+    model = trained_env.safety_model
+    updates, stored = model.updates, len(model.buffer)
+    report = safeshield.held_out_quality(model, DriftingPoint(), sweeping_controller(7), episodes=4, indicator="cost")
+    assert report["episodes"] == 4 and report["total_steps"] == 800
+    assert report["total_interventions"] == 0  # shadow mode: every proposal ran
+    assert model.updates == updates and len(model.buffer) == stored  # nothing learned from the held-out steps
+    assert report["auc"] == report["proposal_auc"]
+    untrained = safeshield.model_for(DriftingPoint(), "sqrl", seed=1)
+    baseline = safeshield.held_out_quality(
+        untrained, DriftingPoint(), sweeping_controller(7), episodes=4, indicator="cost"
+    )
+    # an informative critic beats an untrained one: it ranks better and its risk is a probability
+    assert report["auc"] > baseline["auc"] and report["auc"] > 0.9
+    assert report["ece"] < 0.2 < baseline["ece"]

@@ -12,11 +12,13 @@ from __future__ import annotations
 import logging
 import warnings
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import safeshield
 from safeshield.core.quality import (
     QualityMonitor,
     ShieldQualityWarning,
@@ -218,3 +220,13 @@ def test_quality_report_without_proposals_has_no_proposal_auc():
     assert "proposal_auc" not in report
     both = quality_report([0.1, 0.9], [0, 1], proposal_risk=[0.9, 0.9])
     assert both["auc"] == 1.0 and both["proposal_auc"] == 0.5
+
+
+def test_held_out_quality_checks_its_arguments():
+    model = safeshield.model_for(gym.make("CartPole-v1"), "sqrl", seed=0)
+    with pytest.raises(ValueError, match="episodes"):
+        safeshield.held_out_quality(model, gym.make("CartPole-v1"), lambda obs: 0, episodes=0)
+    report = safeshield.held_out_quality(
+        model, gym.make("CartPole-v1"), lambda obs: 0, episodes=1000, max_steps=50, indicator="terminated"
+    )
+    assert report["total_steps"] == 50 and report["episodes"] < 1000
