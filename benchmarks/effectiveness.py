@@ -15,8 +15,10 @@ the options the case lists and documents) and without it. Per case it reports
 - ``wall_ratio``: training wall-clock, shielded / unshielded (the machine is shared, so this is
   noisy; the seeds of one case run back to back in one worker);
 - the shield-quality report of the shielded runs (``safeshield.core.quality``): ROC AUC of
-  the proposal's risk for "failure within the horizon", calibration error, false-safe,
-  intervention and fallback rates.
+  the executed action's risk for "failure within the horizon", calibration error, false-safe,
+  intervention and fallback rates; and ``held_out_auc``, the same AUC on 10 new episodes of the
+  final agent with the trained shield in shadow mode (``safeshield.held_out_quality``: data it
+  never learned from; rows run before it existed lack it).
 
 Cases (``CASES``): gymnasium ``InvertedDoublePendulum-v5`` and ``Walker2d-v5`` with SB3 SAC and
 PPO, ``CartPole-v1`` (Discrete actions) with SB3 PPO and DQN, and, as tasks the defaults were
@@ -224,6 +226,7 @@ CASES = [
 COST = {"sb3_sac": 4.0, "reference_sac_transfer": 4.0, "trpo_lagrangian": 2.0, "sb3_ppo": 1.0, "sb3_dqn": 1.0}
 """Rough CPU cost per env step of each agent (shielded + unshielded), to start the longest jobs first."""
 QUICK = {"cases": ["idp_ppo"], "steps": 1_500, "seeds": 3}
+HELD_OUT_EPISODES, HELD_OUT_MAX_STEPS = 10, 5_000  # the held-out quality report's rollouts, per shielded run
 
 
 # -- SB3 runs --------------------------------------------------------------------------------------
@@ -289,6 +292,7 @@ def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=No
     result = _run_result(case, shielded, seed, episodes.records, wall, steps)
     if shielded:
         result.update(_shield_stats(env))
+        result["held_out"] = held_out(case, env.safety_model, lambda obs: agent.predict(obs)[0], seed)
     env.close()
     return result
 
@@ -319,6 +323,18 @@ def _shield_stats(env) -> dict[str, Any]:
         "interventions": env.total_interventions,
         "fallbacks": env.total_fallbacks,
     }
+
+
+def held_out(case: Case, model: safeshield.SafetyModel, policy, seed: int) -> dict[str, Any]:
+    """The trained shield's quality on ``HELD_OUT_EPISODES`` new episodes of the final (stochastic) agent, in
+    shadow mode (``safeshield.held_out_quality``): its risk on data it never learned from. Not timed."""
+    env = gym.make(case.env_id)
+    report = safeshield.held_out_quality(
+        model, env, policy, episodes=HELD_OUT_EPISODES, seed=10_000 + seed, max_steps=HELD_OUT_MAX_STEPS
+    )
+    env.close()
+    keys = ("auc", "ece", "false_safe_rate", "rejection_rate", "failure_rate_within_horizon", "episodes", "total_steps")
+    return {key: report.get(key) for key in keys}
 
 
 def _run_result(case: Case, shielded: bool, seed: int, records: list[dict], wall: float, steps: int) -> dict[str, Any]:
@@ -394,6 +410,7 @@ def _traps_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue
     result = _run_result(case, shielded, seed, records, wall, steps)
     if shielded:
         result.update(_shield_stats(env))
+        result["held_out"] = held_out(case, env.safety_model, agent.act, seed)
     return result
 
 
@@ -459,6 +476,10 @@ def summarise_case(case: Case, runs: list[dict], steps: int) -> dict[str, Any]:
         out["auc"] = out["auc"][0] if out["auc"] else None
         # runs before the report scored the executed action ranked the proposal's risk (core.quality)
         out["auc_of"] = "executed action" if all("proposal_auc" in q for q in qualities) else "proposal"
+    held = [r["held_out"]["auc"] for r in shielded if r.get("held_out", {}).get("auc") is not None]
+    held = [value for value in held if np.isfinite(value)]
+    if held:  # the same risk on new episodes of the final agent, in shadow mode
+        out["held_out_auc"] = mean_ci(held)
     out["met"] = {
         "failures_le_third": out["failure_ratio"] <= TARGETS["failure_ratio"],
         "failures_le_half": out["failure_ratio"] <= TARGETS["failure_ratio_progress"],
