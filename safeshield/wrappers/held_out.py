@@ -40,6 +40,11 @@ def held_out_quality(
     acts on nothing. ``max_steps`` caps the rollouts (for tasks whose episodes may never end).
     The report (``safeshield.core.quality.quality_report``) gains ``episodes``, the episodes run.
     """
+    if not isinstance(model, SafetyModel) or model.kind != "reject":
+        raise TypeError(
+            "model must be a reject/resample shield's model (SQRL, CSC, ...: env.safety_model, or one from "
+            f"safeshield.load), got {model!r}; a remap prior (SAFER) steers every action and has no risk to judge"
+        )
     check_count("episodes", episodes)
     if max_steps is not None:
         check_count("max_steps", max_steps)

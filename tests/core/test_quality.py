@@ -224,6 +224,8 @@ def test_quality_report_without_proposals_has_no_proposal_auc():
 
 def test_held_out_quality_checks_its_arguments():
     model = safeshield.model_for(gym.make("CartPole-v1"), "sqrl", seed=0)
+    with pytest.raises(TypeError, match="reject/resample shield's model"):
+        safeshield.held_out_quality("sqrl", gym.make("CartPole-v1"), lambda obs: 0)
     with pytest.raises(ValueError, match="episodes"):
         safeshield.held_out_quality(model, gym.make("CartPole-v1"), lambda obs: 0, episodes=0)
     report = safeshield.held_out_quality(
