@@ -24,8 +24,9 @@ Cases (``CASES``): gymnasium ``InvertedDoublePendulum-v5`` and ``Walker2d-v5`` w
 PPO, ``CartPole-v1`` (Discrete actions) with SB3 PPO and DQN, and, as tasks the defaults were
 not chosen on, ``InvertedPendulum-v5``, ``Hopper-v5``, ``safeshield/Laikago-v0`` and
 ``Humanoid-v5`` with SB3 PPO and SAC and ``Ant-v5`` with PPO (indicator ``"terminated"``,
-``ShieldCallback``), ``safeshield/DrunkSpiderTarget-v0`` pre-train -> fine-tune with the reference
-SAC (``safeshield.transfer`` with the shield's defaults instead of the paper preset),
+``ShieldCallback``); PPO on a 4-env SB3 ``VecEnv`` sharing one shield (``*_vec4``);
+``safeshield/DrunkSpiderTarget-v0`` pre-train -> fine-tune with the reference SAC
+(``safeshield.transfer`` with the shield's defaults instead of the paper preset),
 ``safeshield/MinitaurVelocity-v0`` pre-train -> fine-tune the same way (``MINITAUR_CPU``: 0.3 ->
 0.4 m/s, 8k + 6k steps), ``safeshield/PointTraps-v0`` with CSC + TRPO-Lagrangian against TRPO
 (10 seeds: its runs have too few failures for 3). Targets of the issue: failures <= 1/3 of
@@ -81,6 +82,7 @@ class Case:
     pretrain: int = 0  # > 0: the shield learns from another plain run's replay buffer of this many steps, frozen
     transfer: TransferSettings | None = None  # "reference_sac_transfer": the protocol (default: DrunkSpider's)
     min_seeds: int = 0  # > --seeds where failures are rare: a handful per run cannot tell the arms apart
+    n_envs: int = 1  # > 1: the SB3 agent steps a VecEnv of this many sub-envs, sharing one shield
 
 
 DRUNK_SPIDER = Case(
@@ -177,6 +179,19 @@ CASES = [
             ("humanoid_sac", "Humanoid-v5", "sb3_sac", 10_000),
         )
     ),
+    *(
+        Case(
+            name,
+            env_id,
+            "sb3_ppo",
+            "sqrl",
+            20_480,
+            n_envs=4,
+            note="as the single-env PPO row, on an SB3 VecEnv of 4 sub-envs (make_vec_env) sharing one shield "
+            "(ShieldedVecEnv): how most PPO users run it",
+        )
+        for name, env_id in (("idp_ppo_vec4", "InvertedDoublePendulum-v5"), ("hopper_ppo_vec4", "Hopper-v5"))
+    ),
     Case(
         "cartpole_dqn",
         "CartPole-v1",
@@ -234,30 +249,33 @@ def _sb3_callback(progress_queue):
     from stable_baselines3.common.callbacks import BaseCallback
 
     class Episodes(BaseCallback):
-        """Episode records {step, return, length, failure}: failure = terminated, not truncated."""
+        """Episode records {step, return, length, failure} of every sub-env: failure = terminated, not truncated."""
 
         def __init__(self):
             super().__init__()
             self.records: list[dict[str, Any]] = []
-            self.ret = self.length = 0
+            self.returns = self.lengths = None
 
         def _on_step(self) -> bool:
-            info, done = self.locals["infos"][0], bool(self.locals["dones"][0])
-            self.ret += float(self.locals["rewards"][0])
-            self.length += 1
-            if done:
-                truncated = bool(info.get("TimeLimit.truncated", False))
+            rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
+            if self.returns is None:
+                self.returns, self.lengths = np.zeros(len(dones)), np.zeros(len(dones), dtype=int)
+            self.returns += rewards
+            self.lengths += 1
+            for i in np.flatnonzero(dones):
+                truncated = bool(infos[i].get("TimeLimit.truncated", False))
+                length = int(self.lengths[i])
                 self.records.append(
                     {
                         "step": int(self.num_timesteps),
-                        "return": self.ret,
-                        "length": self.length,
+                        "return": float(self.returns[i]),
+                        "length": length,
                         "failure": not truncated,
                     }
                 )
                 if progress_queue is not None:
-                    progress_queue.put(self.length)
-                self.ret = self.length = 0
+                    progress_queue.put(length)
+                self.returns[i], self.lengths[i] = 0.0, 0
             return True
 
     return Episodes()
@@ -277,11 +295,20 @@ def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=No
     from safeshield.integrations.sb3 import ShieldCallback
 
     torch.set_num_threads(1)
-    env = gym.make(case.env_id)
+    if case.n_envs > 1:  # an SB3 VecEnv, one shield shared by its sub-envs (ShieldedVecEnv)
+        from stable_baselines3.common.env_util import make_vec_env
+
+        from safeshield.integrations.sb3 import wrap_vec_env
+
+        env = make_vec_env(case.env_id, n_envs=case.n_envs, seed=seed)
+        if shielded:
+            env = wrap_vec_env(env, case.method, indicator="terminated", seed=seed, **case.options)
+    else:
+        env = gym.make(case.env_id)
     if shielded and case.pretrain:
         model = pretrained_shield(case, seed)
         env = safeshield.wrap(env, model, indicator="terminated", seed=seed, train=False)
-    elif shielded:
+    elif shielded and case.n_envs == 1:
         env = safeshield.wrap(env, case.method, indicator="terminated", seed=seed, **case.options)
     episodes = _sb3_callback(progress_queue)
     callbacks = [episodes] + ([ShieldCallback()] if shielded else [])
