@@ -224,12 +224,14 @@ class QualityMonitor:
     the window (censored). The last ``window`` settled steps make the report.
 
     Every ``check_every`` steps it judges the current risk on recent evidence: the steps settled
-    since the last check, reaching further back only as far as needed to hold ``min_labels``
-    labels of each kind (a critic's first steps, before it learned, must not count against it
-    later). It warns once, with a ``ShieldQualityWarning``, when two checks in a row find the AUC
-    of the executed action's risk below 0.6 (one check may still cover the critic's learning), or
-    when more than half of the recent steps fell back. If a later check finds the risk informative
-    again it says so on the ``safeshield`` logger; ``report()["warnings"]`` lists both events.
+    since the last check, reaching further back only as far as needed to hold ``min_failures``
+    failures and ``min_labels`` steps not followed by one (a critic's first steps, before it
+    learned, must not count against it later; and the labels before one failure are one piece of
+    evidence, not ``horizon`` pieces). It warns once, with a ``ShieldQualityWarning``, when two
+    checks in a row find the AUC of the executed action's risk below 0.6 (one check may still cover
+    the critic's learning), or when more than half of the recent steps fell back. If a later check
+    finds the risk informative again it says so on the ``safeshield`` logger; ``report()["warnings"]``
+    lists both events.
     """
 
     def __init__(
@@ -238,12 +240,14 @@ class QualityMonitor:
         n_envs: int = 1,
         window: int = 20_000,
         min_labels: int = 20,
+        min_failures: int = 5,
         check_every: int = 1000,
         warn: bool = True,
     ):
         if int(horizon) < 1:
             raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
         self.horizon, self.window, self.min_labels = int(horizon), int(window), int(min_labels)
+        self.min_failures = int(min_failures)
         self.check_every, self.warn = int(check_every), warn
         self.open = [deque() for _ in range(int(n_envs))]
         # settled steps: step, proposal risk, executed risk, rejected, intervened, fell_back, label
@@ -257,6 +261,7 @@ class QualityMonitor:
         self.events: list[dict[str, Any]] = []  # the warnings given and withdrawn: kind, step, value
         self.settled_total = 0  # steps ever settled (the deque forgets), to find those since the last check
         self.settled_at_check = 0
+        self.failure_rows: deque[int] = deque(maxlen=self.window)  # settled_total index of each failing step
         self.uninformative_checks = 0  # consecutive checks with an AUC below UNINFORMATIVE_AUC
         self.uninformative = False  # declared so (two such checks), until a check finds it informative
 
@@ -283,6 +288,7 @@ class QualityMonitor:
         if failure:
             self.failures += 1
             self._settle(pending, 1)
+            self.failure_rows.append(self.settled_total - 1)
         elif terminated:
             self._settle(pending, 0)
         elif truncated:
@@ -353,10 +359,13 @@ class QualityMonitor:
 
     def _recent_evidence(self, labels: np.ndarray, new: int) -> int:
         """How many of the last settled steps to judge: the ``new`` ones, or as many more as it takes to hold
-        ``min_labels`` of each label (0 when the whole window holds fewer)."""
-        positives, negatives = np.cumsum(labels[::-1]), np.cumsum(1 - labels[::-1])
-        enough = np.flatnonzero((positives >= self.min_labels) & (negatives >= self.min_labels))
-        return 0 if enough.size == 0 else max(new, int(enough[0]) + 1)
+        ``min_failures`` failures and ``min_labels`` steps labelled 0 (0 when the window holds fewer)."""
+        negatives = np.flatnonzero(np.cumsum(1 - labels[::-1]) >= self.min_labels)
+        if negatives.size == 0 or len(self.failure_rows) < self.min_failures:
+            return 0
+        for_failures = self.settled_total - self.failure_rows[-self.min_failures]
+        count = max(new, int(negatives[0]) + 1, for_failures)
+        return count if count <= labels.size else 0
 
     def _judge_auc(self, auc: float, count: int) -> None:
         """Declare the risk uninformative after two checks in a row below ``UNINFORMATIVE_AUC``, informative again

@@ -193,6 +193,23 @@ def test_a_relapse_is_logged_not_warned_twice(caplog):
     assert any(r.levelno == logging.WARNING and "uninformative" in r.getMessage() for r in caplog.records)
 
 
+def test_one_unforeseen_failure_is_not_enough_to_call_a_risk_uninformative():
+    """The labels before a failure are one piece of evidence, not ``horizon``: two checks that each hold
+    one surprise (two rare failures nobody foresaw) are judged together with the failures before them."""
+    rng = np.random.default_rng(6)
+    monitor = QualityMonitor(horizon=20, check_every=1000)
+    surprises = (4500, 5500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ShieldQualityWarning)
+        for t in range(6000):
+            if t < 4000:  # a failure every 400 steps, foreseen: the risk is 1 on the 20 steps before it
+                fails, risk = t % 400 == 399, 1.0 if t % 400 >= 380 else rng.random()
+            else:  # then two rare ones that the risk did not see coming
+                fails, risk = t in surprises, 0.5 if any(0 <= s - t < 20 for s in surprises) else rng.random()
+            monitor.update(0, risk, risk, False, False, False, fails, fails, False)
+    assert monitor.report()["warnings"] == []
+
+
 def test_an_averted_failure_is_not_a_false_alarm():
     """The report ranks the executed action's risk against its own outcome. A shield that refuses a
     risky proposal and runs a safe action averts the failure: scored on the proposal's risk, that
