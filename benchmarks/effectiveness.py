@@ -24,7 +24,9 @@ Cases (``CASES``): gymnasium ``InvertedDoublePendulum-v5`` and ``Walker2d-v5`` w
 PPO, ``CartPole-v1`` (Discrete actions) with SB3 PPO and DQN, and, as tasks the defaults were
 not chosen on, ``InvertedPendulum-v5``, ``Hopper-v5``, ``safeshield/Laikago-v0`` and
 ``Humanoid-v5`` with SB3 PPO and SAC and ``Ant-v5`` with PPO (indicator ``"terminated"``,
-``ShieldCallback``); PPO on a 4-env SB3 ``VecEnv`` sharing one shield (``*_vec4``);
+``ShieldCallback``); PPO on a 4-env SB3 ``VecEnv`` sharing one shield (``*_vec4``); SB3 PPO and
+SAC on ``safeshield/PointHallwayPoles-v0``, a cost that does not end the episode (indicator ``"cost"``,
+failures count the costly steps);
 ``safeshield/DrunkSpiderTarget-v0`` pre-train -> fine-tune with the reference SAC
 (``safeshield.transfer`` with the shield's defaults instead of the paper preset),
 ``safeshield/MinitaurVelocity-v0`` pre-train -> fine-tune the same way (``MINITAUR_CPU``: 0.3 ->
@@ -83,6 +85,7 @@ class Case:
     transfer: TransferSettings | None = None  # "reference_sac_transfer": the protocol (default: DrunkSpider's)
     min_seeds: int = 0  # > --seeds where failures are rare: a handful per run cannot tell the arms apart
     n_envs: int = 1  # > 1: the SB3 agent steps a VecEnv of this many sub-envs, sharing one shield
+    indicator: str = "terminated"  # "cost": a failure is a step with info["cost"] > 0 (counted per step)
 
 
 DRUNK_SPIDER = Case(
@@ -192,6 +195,19 @@ CASES = [
         )
         for name, env_id in (("idp_ppo_vec4", "InvertedDoublePendulum-v5"), ("hopper_ppo_vec4", "Hopper-v5"))
     ),
+    *(
+        Case(
+            name,
+            "safeshield/PointHallwayPoles-v0",
+            agent,
+            "sqrl",
+            steps,
+            indicator="cost",
+            note="a cost that does not end the episode (touching a pole; the episode ends at the hallway's end, "
+            "a success): failures count the costly steps; indicator 'cost', shield defaults untouched",
+        )
+        for name, agent, steps in (("hallway_ppo", "sb3_ppo", 20_480), ("hallway_sac", "sb3_sac", 10_000))
+    ),
     Case(
         "cartpole_dqn",
         "CartPole-v1",
@@ -245,37 +261,36 @@ HELD_OUT_EPISODES, HELD_OUT_MAX_STEPS = 10, 5_000  # the held-out quality report
 
 
 # -- SB3 runs --------------------------------------------------------------------------------------
-def _sb3_callback(progress_queue):
+def _sb3_callback(progress_queue, indicator: str = "terminated"):
     from stable_baselines3.common.callbacks import BaseCallback
 
     class Episodes(BaseCallback):
-        """Episode records {step, return, length, failure} of every sub-env: failure = terminated, not truncated."""
+        """Episode records {step, return, length, failure} of every sub-env. ``failure``: terminated, not
+        truncated (indicator "terminated"), or the episode's count of steps with ``info["cost"] > 0`` ("cost")."""
 
         def __init__(self):
             super().__init__()
             self.records: list[dict[str, Any]] = []
-            self.returns = self.lengths = None
+            self.returns = self.lengths = self.costs = None
 
         def _on_step(self) -> bool:
             rewards, dones, infos = self.locals["rewards"], self.locals["dones"], self.locals["infos"]
             if self.returns is None:
-                self.returns, self.lengths = np.zeros(len(dones)), np.zeros(len(dones), dtype=int)
+                n = len(dones)
+                self.returns, self.lengths, self.costs = np.zeros(n), np.zeros(n, dtype=int), np.zeros(n, dtype=int)
             self.returns += rewards
             self.lengths += 1
+            if indicator == "cost":
+                self.costs += [float(info.get("cost", 0.0)) > 0 for info in infos]
             for i in np.flatnonzero(dones):
                 truncated = bool(infos[i].get("TimeLimit.truncated", False))
                 length = int(self.lengths[i])
-                self.records.append(
-                    {
-                        "step": int(self.num_timesteps),
-                        "return": float(self.returns[i]),
-                        "length": length,
-                        "failure": not truncated,
-                    }
-                )
+                failure = int(self.costs[i]) if indicator == "cost" else not truncated
+                record = {"step": int(self.num_timesteps), "return": float(self.returns[i]), "length": length}
+                self.records.append(record | {"failure": failure})
                 if progress_queue is not None:
                     progress_queue.put(length)
-                self.returns[i], self.lengths[i] = 0.0, 0
+                self.returns[i], self.lengths[i], self.costs[i] = 0.0, 0, 0
             return True
 
     return Episodes()
@@ -302,15 +317,15 @@ def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=No
 
         env = make_vec_env(case.env_id, n_envs=case.n_envs, seed=seed)
         if shielded:
-            env = wrap_vec_env(env, case.method, indicator="terminated", seed=seed, **case.options)
+            env = wrap_vec_env(env, case.method, indicator=case.indicator, seed=seed, **case.options)
     else:
         env = gym.make(case.env_id)
     if shielded and case.pretrain:
         model = pretrained_shield(case, seed)
-        env = safeshield.wrap(env, model, indicator="terminated", seed=seed, train=False)
+        env = safeshield.wrap(env, model, indicator=case.indicator, seed=seed, train=False)
     elif shielded and case.n_envs == 1:
-        env = safeshield.wrap(env, case.method, indicator="terminated", seed=seed, **case.options)
-    episodes = _sb3_callback(progress_queue)
+        env = safeshield.wrap(env, case.method, indicator=case.indicator, seed=seed, **case.options)
+    episodes = _sb3_callback(progress_queue, case.indicator)
     callbacks = [episodes] + ([ShieldCallback()] if shielded else [])
     agent = sb3_class(case.agent)("MlpPolicy", env, seed=seed, verbose=0, device="cpu")
     start = time.perf_counter()
@@ -356,8 +371,15 @@ def held_out(case: Case, model: safeshield.SafetyModel, policy, seed: int) -> di
     """The trained shield's quality on ``HELD_OUT_EPISODES`` new episodes of the final (stochastic) agent, in
     shadow mode (``safeshield.held_out_quality``): its risk on data it never learned from. Not timed."""
     env = gym.make(case.env_id)
+    indicator = case.indicator if case.agent.startswith("sb3") else None  # the traps declare theirs
     report = safeshield.held_out_quality(
-        model, env, policy, episodes=HELD_OUT_EPISODES, seed=10_000 + seed, max_steps=HELD_OUT_MAX_STEPS
+        model,
+        env,
+        policy,
+        episodes=HELD_OUT_EPISODES,
+        indicator=indicator,
+        seed=10_000 + seed,
+        max_steps=HELD_OUT_MAX_STEPS,
     )
     env.close()
     keys = ("auc", "ece", "false_safe_rate", "rejection_rate", "failure_rate_within_horizon", "episodes", "total_steps")

@@ -22,7 +22,7 @@ def _on_grid(records: Sequence[Mapping[str, Any]], grid: np.ndarray) -> tuple[np
     if not records:
         return np.zeros_like(grid, dtype=float), np.full_like(grid, np.nan, dtype=float)
     steps = np.asarray([r["step"] for r in records], dtype=float)
-    cumulative = np.cumsum([bool(r["failure"]) for r in records]).astype(float)
+    cumulative = np.cumsum([float(r["failure"]) for r in records])  # a flag, or a count of costly steps
     returns = np.asarray([r["return"] for r in records], dtype=float)
     window = max(1, returns.size // 20)
     smooth = np.convolve(returns, np.ones(window) / window, mode="full")[: returns.size]
