@@ -209,6 +209,17 @@ CASES = [
         for name, agent, steps in (("hallway_ppo", "sb3_ppo", 20_480), ("hallway_sac", "sb3_sac", 10_000))
     ),
     Case(
+        "hallway_sac_budget",
+        "safeshield/PointHallwayPoles-v0",
+        "sb3_sac",
+        "sqrl",
+        10_000,
+        indicator="cost",
+        options={"budget": 66.0},
+        note="as hallway_sac, with a failure budget of 66 costly steps per 1000 env steps (about a third of the "
+        "unshielded rate, as drunk_spider_budget): the threshold rises while the costs stay under it",
+    ),
+    Case(
         "cartpole_dqn",
         "CartPole-v1",
         "sb3_dqn",
