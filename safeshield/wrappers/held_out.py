@@ -37,8 +37,9 @@ def held_out_quality(
     ``policy(obs) -> action`` is the agent (an SB3 agent: ``lambda o: agent.predict(o)[0]``);
     ``env`` should be a fresh env of the task, not the one the shield trained in; ``indicator``
     as for ``safeshield.wrap`` (the env's declared one when omitted). The model does not learn and
-    acts on nothing. ``max_steps`` caps the rollouts (for tasks whose episodes may never end).
-    The report (``safeshield.core.quality.quality_report``) gains ``episodes``, the episodes run.
+    acts on nothing here; a model that was learning learns on afterwards (check it mid-training).
+    ``max_steps`` caps the rollouts (for tasks whose episodes may never end). The report
+    (``safeshield.core.quality.quality_report``) gains ``episodes``, the episodes run.
     """
     if not isinstance(model, SafetyModel) or model.kind != "reject":
         raise TypeError(
@@ -48,13 +49,18 @@ def held_out_quality(
     check_count("episodes", episodes)
     if max_steps is not None:
         check_count("max_steps", max_steps)
-    shield = ShieldWrapper(env, model, indicator, train=False, seed=seed, enforce=False)
-    obs, _ = shield.reset(seed=seed)
-    finished = steps = 0
-    while finished < episodes and (max_steps is None or steps < max_steps):
-        obs, _, terminated, truncated, _ = shield.step(policy(obs))
-        steps += 1
-        if terminated or truncated:
-            finished += 1
-            obs, _ = shield.reset()
+    learning = not model.frozen  # a wrapper with train=False freezes the model; a learning one learns on after
+    try:
+        shield = ShieldWrapper(env, model, indicator, train=False, seed=seed, enforce=False)
+        obs, _ = shield.reset(seed=seed)
+        finished = steps = 0
+        while finished < episodes and (max_steps is None or steps < max_steps):
+            obs, _, terminated, truncated, _ = shield.step(policy(obs))
+            steps += 1
+            if terminated or truncated:
+                finished += 1
+                obs, _ = shield.reset()
+    finally:
+        if learning:
+            model.unfreeze()
     return shield.quality_report() | {"episodes": finished}

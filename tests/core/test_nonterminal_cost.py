@@ -90,6 +90,7 @@ def test_held_out_report_scores_unseen_episodes_without_learning_or_acting():
     assert report["episodes"] == 4 and report["total_steps"] == 800
     assert report["total_interventions"] == 0  # shadow mode: every proposal ran
     assert model.updates == updates and len(model.buffer) == stored  # nothing learned from the held-out steps
+    assert not model.frozen  # and the training shield learns on
     assert report["auc"] == report["proposal_auc"]
     untrained = safeshield.model_for(DriftingPoint(), "sqrl", seed=1)
     baseline = safeshield.held_out_quality(
