@@ -5,6 +5,7 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,3 +49,25 @@ def test_the_return_target_reads_the_same_way_for_negative_returns(load_benchmar
         assert kept(shielded, unshielded) == (shielded / unshielded >= 0.9)
     assert kept(unshielded, unshielded)  # no change keeps the return
     assert not kept(unshielded - 0.2 * abs(unshielded), unshielded)  # 20 % less never does, whatever the sign
+
+
+@pytest.mark.parametrize("indicator", ["terminated", "cost"])
+def test_the_episode_recorder_follows_every_sub_env_and_counts_costs(load_benchmark, indicator):
+    """Two sub-envs end episodes at different steps; a failure is a termination, or the costly steps."""
+    recorder = load_benchmark("effectiveness")._sb3_callback(None, indicator)
+    recorder.num_timesteps = 0
+    steps = [  # (rewards, dones, infos) of a 2-env VecEnv
+        ([1.0, 2.0], [False, False], [{"cost": 1.0}, {"cost": 0.0}]),
+        ([1.0, 2.0], [False, True], [{"cost": 1.0}, {"cost": 1.0, "TimeLimit.truncated": True}]),
+        ([1.0, 2.0], [True, False], [{"cost": 0.0}, {"cost": 0.0}]),
+    ]
+    for rewards, dones, infos in steps:
+        recorder.num_timesteps += 2
+        recorder.locals = {"rewards": np.array(rewards), "dones": np.array(dones), "infos": infos}
+        recorder._on_step()
+    second, first = recorder.records  # the second sub-env's episode ended first
+    assert (first["return"], first["length"], second["return"], second["length"]) == (3.0, 3, 4.0, 2)
+    if indicator == "terminated":
+        assert (first["failure"], second["failure"]) == (True, False)  # a time limit is no failure
+    else:
+        assert (first["failure"], second["failure"]) == (2, 1)  # the costly steps of each episode
