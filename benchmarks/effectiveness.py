@@ -256,7 +256,7 @@ CASES = [
             "normalize_obs": True,
         },
         min_seeds=10,
-        note="CSC + TRPO-Lagrangian vs TRPO, 10 seeds (12-36 failures per run: 3 seeds move the ratio by 0.5); "
+        note="CSC + TRPO-Lagrangian vs TRPO, 10 seeds (15-58 failures per run: 3 seeds move the ratio by 0.5); "
         "chi 0.05 (CSC Fig. 6), one critic update per 10 steps (CPU); "
         "CSC's critic learns the failure discounted over 20 steps from failure-balanced minibatches and "
         "decides with the relative rule (regret 0.05) above eps = chi - V_C (normalised units), on standardised "
@@ -321,21 +321,7 @@ def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=No
     from safeshield.integrations.sb3 import ShieldCallback
 
     torch.set_num_threads(1)
-    if case.n_envs > 1:  # an SB3 VecEnv, one shield shared by its sub-envs (ShieldedVecEnv)
-        from stable_baselines3.common.env_util import make_vec_env
-
-        from safeshield.integrations.sb3 import wrap_vec_env
-
-        env = make_vec_env(case.env_id, n_envs=case.n_envs, seed=seed)
-        if shielded:
-            env = wrap_vec_env(env, case.method, indicator=case.indicator, seed=seed, **case.options)
-    else:
-        env = gym.make(case.env_id)
-    if shielded and case.pretrain:
-        model = pretrained_shield(case, seed)
-        env = safeshield.wrap(env, model, indicator=case.indicator, seed=seed, train=False)
-    elif shielded and case.n_envs == 1:
-        env = safeshield.wrap(env, case.method, indicator=case.indicator, seed=seed, **case.options)
+    env = _sb3_env(case, shielded, seed)
     episodes = _sb3_callback(progress_queue, case.indicator)
     callbacks = [episodes] + ([ShieldCallback()] if shielded else [])
     agent = sb3_class(case.agent)("MlpPolicy", env, seed=seed, verbose=0, device="cpu")
@@ -348,6 +334,26 @@ def sb3_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue=No
         result["held_out"] = held_out(case, env.safety_model, lambda obs: agent.predict(obs)[0], seed)
     env.close()
     return result
+
+
+def _sb3_env(case: Case, shielded: bool, seed: int):
+    """The env the case's SB3 agent steps: one gymnasium env, or an SB3 VecEnv of ``case.n_envs`` sub-envs
+    sharing one shield (``ShieldedVecEnv``); shielded with the method's defaults, or frozen pre-trained."""
+    if case.n_envs > 1:
+        from stable_baselines3.common.env_util import make_vec_env
+
+        from safeshield.integrations.sb3 import wrap_vec_env
+
+        if case.pretrain:
+            raise ValueError(f"case {case.name!r}: pretrain is for single-env cases, got n_envs={case.n_envs}")
+        env = make_vec_env(case.env_id, n_envs=case.n_envs, seed=seed)
+        return wrap_vec_env(env, case.method, indicator=case.indicator, seed=seed, **case.options) if shielded else env
+    env = gym.make(case.env_id)
+    if not shielded:
+        return env
+    if case.pretrain:
+        return safeshield.wrap(env, pretrained_shield(case, seed), indicator=case.indicator, seed=seed, train=False)
+    return safeshield.wrap(env, case.method, indicator=case.indicator, seed=seed, **case.options)
 
 
 def pretrained_shield(case: Case, seed: int, updates: int = 4_000) -> safeshield.SafetyModel:

@@ -109,7 +109,10 @@ def policy_sampler(actor: Any, observation_space: gym.Space) -> Callable:
             "policy, attach your own sampler with attach_policy(sample) on the ShieldWrapper"
         )
     if isinstance(observation_space, gym.spaces.Tuple):
-        raise TypeError("policy_sampler handles Box and Dict observation spaces, got a Tuple space")
+        raise TypeError(
+            f"observation_space must be a Box or a Dict space for policy_sampler, got {observation_space}; "
+            "for a Tuple space, attach your own sampler with attach_policy(sample) on the ShieldWrapper"
+        )
     unflatten = unflatten_batch(observation_space)
 
     def sample(obs: torch.Tensor, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
