@@ -46,7 +46,7 @@ from safeshield.core.validation import (
     check_probabilities,
 )
 
-__all__ = ["ENSEMBLE_RISKS", "TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
+__all__ = ["BOOTSTRAPS", "ENSEMBLE_RISKS", "TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
 
 GUARD_SHARE = 0.25  # our choice: the guard backs off while more than a quarter of recent steps fell back
 GUARD_CEILING = 1.01  # above every risk in [0, 1]
@@ -56,6 +56,11 @@ REFIT_INPUTS_EVERY = 100  # updates between two refits of the observation standa
 ENSEMBLE_RISKS = ("max", "mean")
 """How ``n_critics`` members' risks combine into one: ``"max"`` the most pessimistic member (Leave No
 Trace's rule; an action the members disagree on counts as risky), ``"mean"`` their average."""
+BOOTSTRAPS = ("executed", "policy")
+"""Which next action a' the target critic is evaluated at, Q̄(s', a'): ``"executed"`` the action the
+shielded agent ran at s' (SARSA: the risk of the policy that acts, shield included), ``"policy"`` a
+fresh draw of the agent's own unconstrained pi (SQRL App. D, CSC Eq. 2) when a policy sampler is
+attached, else the executed one."""
 TARGETS = ("nstep", "window", "td")
 """Risk targets (``safeshield.core.targets``): ``"nstep"`` the ``horizon``-step return of the
 indicator discounted by 1 - 1/horizon, bootstrapped; ``"window"`` P(failure within ``horizon``
@@ -96,6 +101,8 @@ class CriticConfig(SafetyConfig):
     warmup_updates: int = 250  # ... and this many updates were made
     guard: bool = True  # our choice: raise the threshold while the shield falls back on most steps
     regret: float | None = None  # relative rule: above the threshold, allow risk up to the least found + regret
+    bootstrap: str = "policy"  # see BOOTSTRAPS; the papers' a' ~ pi (SQRL App. D, CSC Eq. 2); measured in
+    # docs/effectiveness.md ("Which next action the target follows")
     normalize_obs: bool = False  # standardise the critic's observation inputs by the stored ones (refit_inputs)
 
     def __post_init__(self) -> None:
@@ -103,6 +110,7 @@ class CriticConfig(SafetyConfig):
         for name in ("n_candidates", "resample_rounds", "n_critics", "buffer_capacity", "batch_size", "train_every"):
             check_count(name, getattr(self, name))
         check_choice("ensemble_risk", self.ensemble_risk, ENSEMBLE_RISKS)
+        check_choice("bootstrap", self.bootstrap, BOOTSTRAPS)
         check_positive("updates_per_step", self.updates_per_step)
         check_count("learning_starts", self.learning_starts, minimum=0)
         check_positive("perturbation_scale", self.perturbation_scale)
@@ -130,6 +138,7 @@ class CriticConfig(SafetyConfig):
     def from_json(cls, data: dict[str, Any]) -> CriticConfig:
         data = dict(data)
         data.setdefault("normalize_obs", False)  # saved before the option existed: raw inputs
+        data.setdefault("bootstrap", "policy")  # saved before the option existed: a' ~ pi when a sampler is attached
         if "gradient_steps" in data:  # saved before updates_per_step: the same schedule as a ratio
             steps = data.pop("gradient_steps")
             data.setdefault("updates_per_step", steps / data.get("train_every", 1))
@@ -363,6 +372,13 @@ class SafetyCritic(SafetyModel):
         draws = actions.numpy().reshape(m * k, *self.actions.shape)
         index = self.actions.validate(draws, (m * k,), name="policy sampler draw")
         return torch.from_numpy(self.actions.one_hot(index)).reshape(m, k, self.act_dim)
+
+    def bootstrap_actions(self, next_obs: torch.Tensor, executed: torch.Tensor) -> torch.Tensor:
+        """The a' at which a target critic is evaluated, Q̄(s', a') (``config.bootstrap``, ``BOOTSTRAPS``):
+        ``executed`` (the action run at s'), or one draw of the attached policy at ``next_obs``."""
+        if self.config.bootstrap == "executed" or self.policy_sampler is None:
+            return executed
+        return self.model_actions(self.policy_sampler(next_obs, 1, self.generator))[:, 0, :].to(executed.dtype)
 
     # -- shared machinery ---------------------------------------------------------------------
     def critic_ensemble(self) -> CriticEnsemble:

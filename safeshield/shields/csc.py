@@ -223,8 +223,7 @@ class CSC(SafetyCritic):
         next_obs = torch.from_numpy(batch.next_obs)
         failure, terminated = torch.from_numpy(batch.failure), torch.from_numpy(batch.terminated)
         with torch.no_grad():
-            drawn = self._policy_actions(next_obs, 1)
-            next_action = torch.from_numpy(batch.next_action) if drawn is None else drawn[:, 0, :]
+            next_action = self.bootstrap_actions(next_obs, torch.from_numpy(batch.next_action))
             if cfg.target == "td" or batch.rows is None:
                 next_q = torch.sigmoid(self.target_critic(next_obs, next_action))
                 target = failure + cfg.gamma * (1.0 - failure) * (1.0 - terminated) * next_q
@@ -262,8 +261,7 @@ class CSC(SafetyCritic):
             batch.rows, cfg.horizon, 1.0 if window else self.target_gamma, bootstrap_end=not window
         )
         next_obs = torch.from_numpy(self.buffer.next_obs[boot])
-        drawn = self._policy_actions(next_obs, 1)
-        next_action = torch.from_numpy(self.buffer.next_action[boot]) if drawn is None else drawn[:, 0, :]
+        next_action = self.bootstrap_actions(next_obs, torch.from_numpy(self.buffer.next_action[boot]))
         values = torch.sigmoid(self.target_critic(next_obs, next_action))
         return torch.from_numpy(base.astype(np.float32)) + torch.from_numpy(coef.astype(np.float32)) * values
 

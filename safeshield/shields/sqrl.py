@@ -221,16 +221,10 @@ class SQRL(SafetyCritic):
         """Alias of ``risk`` under the paper's name, for Eq. 4 in an agent's actor loss."""
         return self.risk(obs, actions)
 
-    def _next_actions(self, batch_next_obs: torch.Tensor, stored_next_action: torch.Tensor) -> torch.Tensor:
-        if self.policy_sampler is None:
-            return stored_next_action
-        actions = self.model_actions(self.policy_sampler(batch_next_obs, 1, self.generator))
-        return actions[:, 0, :].to(stored_next_action.dtype)
-
     def _target_risk(self, next_obs: torch.Tensor, stored_next_action: torch.Tensor) -> torch.Tensor:
-        """The target network's risk at ``(s', a')``, a' from pi when a sampler is attached; with
-        ``n_critics`` > 1, each member's ``(n_critics, B)``, so that each bootstraps itself."""
-        next_action = self._next_actions(next_obs, stored_next_action)
+        """The target network's risk at ``(s', a')``, a' by ``config.bootstrap``; with ``n_critics`` > 1,
+        each member's ``(n_critics, B)``, so that each bootstraps itself."""
+        next_action = self.bootstrap_actions(next_obs, stored_next_action)
         return self.scale * torch.sigmoid(self.target_critic(next_obs, next_action))
 
     def learn_step(self, batch: Batch) -> dict[str, float]:

@@ -214,6 +214,47 @@ def test_transition_into_failure_has_risk_gamma_safe_not_one():
     assert float(y[0]) == pytest.approx(gamma)
 
 
+@pytest.mark.parametrize("bootstrap", ["executed", "policy"])
+def test_bootstrap_judges_the_policy_that_acts_or_the_agents_own(bootstrap):
+    """``bootstrap``: Q̄(s', a') at the executed next action (the shielded agent's risk) or at a draw of pi.
+
+    s0 --walk--> s1; at s1 the shield ran "leave" (a safe exit) while the agent's pi always walks
+    into a failure. The executed next action makes walking from s0 safe (0); pi's makes it
+    gamma_safe**2, as if nothing would intervene at s1. Only "policy" asks the sampler.
+    """
+    gamma, dim = 0.7, 4
+    config = SQRLConfig.paper(
+        hidden=(32, 32), lr=3e-3, tau=0.05, batch_size=8, buffer_capacity=8, gamma_safe=gamma, bootstrap=bootstrap
+    )  # TD(0): the fixed point is exact
+    model = SQRL(
+        gym.spaces.Box(0.0, 1.0, (dim,), np.float32), gym.spaces.Box(-1.0, 1.0, (1,), np.float32), config, seed=0
+    )
+    walk, leave = np.array([-0.5], np.float32), np.array([0.5], np.float32)
+    row = model.buffer.add(one_hot(0, dim), walk, one_hot(1, dim), 0.0, False)
+    model.buffer.set_next_action(row, leave)
+    model.buffer.add(one_hot(1, dim), walk, one_hot(2, dim), 1.0, True)
+    model.buffer.add(one_hot(1, dim), leave, one_hot(3, dim), 0.0, True)
+    calls = []
+
+    def always_walk(obs, n, generator):
+        calls.append(obs.shape[0])
+        return torch.full((obs.shape[0], n, 1), -0.5)
+
+    model.attach_policy(always_walk)
+    model.learn(600)
+    risk = float(model.risk_numpy(one_hot(0, dim)[None], walk[None])[0])
+    if bootstrap == "executed":
+        assert risk < 0.05 and not calls
+    else:
+        assert risk == pytest.approx(gamma**2, abs=0.05) and calls
+    assert SQRLConfig().bootstrap == "policy" == SQRLConfig.paper().bootstrap
+
+
+def test_bootstrap_rejects_an_unknown_choice():
+    with pytest.raises(ValueError, match="bootstrap.*'pi'"):
+        SQRLConfig(bootstrap="pi")
+
+
 # ---------------------------------------------------------------- threshold monotonicity
 
 
@@ -253,3 +294,11 @@ def test_threshold_monotonicity(risks, eps):
     safe_low, safe_high = ~low.fell_back, ~high.fell_back
     assert not (safe_low & ~safe_high).any()
     assert (low.risk[safe_low] < np.float32(eps1)).all()
+
+
+def test_a_config_saved_before_bootstrap_existed_keeps_the_target_it_learned():
+    """A checkpoint written before ``bootstrap`` existed learned with a' ~ pi; it goes on doing so."""
+    legacy = SQRLConfig(bootstrap="executed").to_json()
+    del legacy["bootstrap"]
+    assert SQRLConfig.from_json(legacy).bootstrap == "policy"
+    assert SQRLConfig.from_json(SQRLConfig(bootstrap="executed").to_json()).bootstrap == "executed"
