@@ -240,6 +240,17 @@ CASES = [
         "dt = 0.01 s, so the 0.5 s horizon is 50 control steps, where a fall develops",
     ),
     Case(
+        "minitaur_budget",
+        "safeshield/MinitaurVelocity-v0",
+        "reference_sac_transfer",
+        "sqrl",
+        MINITAUR_CPU.finetune_steps,
+        options={"budget": 5.5},
+        transfer=MINITAUR_CPU,
+        note="as minitaur, with a failure budget of 5.5 falls per 1000 env steps (about a third of the unshielded "
+        "fine-tuning rate, the rule drunk_spider_budget uses): the threshold falls while falls exceed it",
+    ),
+    Case(
         "point_traps",
         "safeshield/PointTraps-v0",
         "trpo_lagrangian",
