@@ -241,3 +241,21 @@ def test_reconfigure_changes_the_rules_not_the_critics():
 def test_bad_config_fails_naming_the_option(options, message):
     with pytest.raises(ValueError, match=message):
         CSCConfig(**options)
+
+
+@pytest.mark.parametrize("bootstrap", ["executed", "policy"])
+def test_the_backup_follows_the_bootstrap_action(bootstrap):
+    """Eq. 2's a' is a draw of pi by default (``bootstrap="policy"``); ``"executed"`` backs up the action
+    that ran at s'. At s1 the shield ran a safe exit while pi always walks into a failure."""
+    s0, s1, end = np.eye(3, dtype=np.float32)
+    walk, leave = np.array([-0.5, 0.0], np.float32), np.array([0.5, 0.0], np.float32)
+    config = CSCConfig(hidden=(32, 32), lr=3e-3, tau=0.05, batch_size=8, alpha=0.0, bootstrap=bootstrap)
+    model = CSC(OBS, ACT, config, seed=0)
+    model.buffer.set_next_action(model.buffer.add(s0, walk, s1, 0.0, False), leave)
+    model.buffer.add(s1, walk, end, 1.0, True)
+    model.buffer.add(s1, leave, end, 0.0, True)
+    model.attach_policy(lambda obs, n, generator: torch.tensor(walk).expand(obs.shape[0], n, 2).clone())
+    model.learn(800)
+    risk = float(model.risk_numpy(s0[None], walk[None])[0])
+    expected = 0.0 if bootstrap == "executed" else config.gamma
+    assert risk == pytest.approx(expected, abs=0.08)
