@@ -101,8 +101,7 @@ class CriticConfig(SafetyConfig):
     warmup_updates: int = 250  # ... and this many updates were made
     guard: bool = True  # our choice: raise the threshold while the shield falls back on most steps
     regret: float | None = None  # relative rule: above the threshold, allow risk up to the least found + regret
-    bootstrap: str = "policy"  # see BOOTSTRAPS; the papers' a' ~ pi (SQRL App. D, CSC Eq. 2); measured in
-    # docs/effectiveness.md ("Which next action the target follows")
+    bootstrap: str = "policy"  # the papers' a' ~ pi (SQRL App. D, CSC Eq. 2); both measured: docs/effectiveness.md
     normalize_obs: bool = False  # standardise the critic's observation inputs by the stored ones (refit_inputs)
 
     def __post_init__(self) -> None:

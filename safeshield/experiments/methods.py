@@ -42,6 +42,9 @@ MEANINGS = {
     "warmup_updates": "critic updates before the shield may reject",
     "n_critics": "independent critics in the ensemble, each bootstrapping from its own target network",
     "ensemble_risk": "how the critics' risks combine into one: max (the most pessimistic) or mean",
+    "bootstrap": "next action of the target: policy (a draw of the agent's pi) or executed (what the shielded "
+    "agent ran)",
+    "normalize_obs": "standardise the critic's observation inputs by the stored ones (clipped at 10 std)",
     # SQRL
     "eps_safe": "risk threshold: a proposal with Q_safe >= eps_safe is checked against safer candidates",
     "horizon_seconds": "failure horizon in seconds, converted with the env's dt (sets horizon)",
@@ -70,6 +73,7 @@ MEANINGS = {
     "use_context": "use the safety variable (False = PARROT)",
     "contrastive_weight": "weight of the safe-up / unsafe-down contrastive term",
     "divergence_margin": "freeze rule margin of the contrastive term",
+    "unsafe_floor": "contrastive term: a per-action floor on the unsafe log-likelihood (False = freeze the batch)",
     "optimizer": "sgd or adam",
     "momentum": "SGD momentum",
     "grad_clip": "gradient norm clip",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 import safeshield
 from safeshield.experiments.cli import main
+from safeshield.experiments.methods import MEANINGS, method_config_class
 
 
 def test_version(capsys):
@@ -78,6 +81,13 @@ def test_methods_prints_meanings_not_raw_json(capsys):
         assert f"\n{method}  (" in "\n" + out
     assert main(["methods", "--toml", "sqrl"]) == 0
     assert "eps_safe = 0.1  # risk threshold" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("method", ["sqrl", "csc", "q_ensemble", "safer"])
+def test_every_option_of_a_method_says_what_it_means(method):
+    """``safeshield methods`` explains every option; a field added without a meaning fails here."""
+    fields = {field.name for field in dataclasses.fields(method_config_class(method))}
+    assert sorted(fields - set(MEANINGS)) == []
 
 
 def test_transfer_checks_the_indicator_before_any_worker(tmp_path, monkeypatch):
