@@ -372,12 +372,17 @@ class SafetyCritic(SafetyModel):
         index = self.actions.validate(draws, (m * k,), name="policy sampler draw")
         return torch.from_numpy(self.actions.one_hot(index)).reshape(m, k, self.act_dim)
 
+    def policy_actions(self, obs: torch.Tensor, n: int) -> torch.Tensor | None:
+        """``(batch, n, act_dim)`` draws of the attached policy at ``obs``, or None without one."""
+        if self.policy_sampler is None:
+            return None
+        return self.model_actions(self.policy_sampler(obs, n, self.generator)).to(obs.dtype)
+
     def bootstrap_actions(self, next_obs: torch.Tensor, executed: torch.Tensor) -> torch.Tensor:
         """The a' at which a target critic is evaluated, Q̄(s', a') (``config.bootstrap``, ``BOOTSTRAPS``):
         ``executed`` (the action run at s'), or one draw of the attached policy at ``next_obs``."""
-        if self.config.bootstrap == "executed" or self.policy_sampler is None:
-            return executed
-        return self.model_actions(self.policy_sampler(next_obs, 1, self.generator))[:, 0, :].to(executed.dtype)
+        drawn = None if self.config.bootstrap == "executed" else self.policy_actions(next_obs, 1)
+        return executed if drawn is None else drawn[:, 0, :].to(executed.dtype)
 
     # -- shared machinery ---------------------------------------------------------------------
     def critic_ensemble(self) -> CriticEnsemble:

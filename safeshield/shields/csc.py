@@ -198,15 +198,9 @@ class CSC(SafetyCritic):
         """Alias of ``risk`` under the paper's name, for an agent's Â_C (TRPO-Lagrangian)."""
         return self.risk(obs, actions)
 
-    def _policy_actions(self, obs: torch.Tensor, n: int) -> torch.Tensor | None:
-        """``(batch, n, act_dim)`` draws of the attached policy, or None without one."""
-        if self.policy_sampler is None:
-            return None
-        return self.model_actions(self.policy_sampler(obs, n, self.generator)).to(obs.dtype)
-
     def _cql_actions(self, obs: torch.Tensor) -> torch.Tensor:
         n = self.config.cql_samples
-        actions = self._policy_actions(obs, n)
+        actions = self.policy_actions(obs, n)
         if actions is None and self.discrete:  # E over uniform actions, exactly: every action once
             return torch.eye(self.act_dim, dtype=obs.dtype).expand(obs.shape[0], -1, -1)
         if actions is None:
