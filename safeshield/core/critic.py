@@ -174,6 +174,7 @@ class SafetyCritic(SafetyModel):
         self._next_weight_check = 0  # ``updates`` at which ``learn`` next checks every weight
         self._ratio_cache: tuple[float | None, int, int] = (None, 0, 1)
         self.failures_seen = 0  # failures stored (warm-up)
+        self.counting = False  # whether the risk counts failure steps (SQRL ``failures``) instead of the first
         self.adaptive_threshold: BudgetThreshold | None = None  # budget / guard state, built on first use
         self.obs_moments = RunningMoments(self.obs_dim)  # of the stored observations (normalize_obs)
         self._moments_seen = (0, 0)  # (buffer clears, transitions added) the moments include
@@ -320,7 +321,7 @@ class SafetyCritic(SafetyModel):
             n, end = cfg.horizon, True
         else:
             n, end = 1, True
-        base, coef, boot = self.chain_targets(batch.rows, n, gamma, bootstrap_end=end)
+        base, coef, boot = self.chain_targets(batch.rows, n, gamma, bootstrap_end=end, absorbing=not self.counting)
         needs = np.flatnonzero(coef > 0)
         target = torch.from_numpy(base.astype(np.float32))
         if needs.size:
@@ -432,7 +433,12 @@ class SafetyCritic(SafetyModel):
         ``previous``: the row of the same episode's previous transition (links the episode).
         """
         self.failures_seen += bool(failure >= 0.5)
+        if failure >= 0.5 and not terminated:
+            self.on_lasting_failure()
         return self.buffer.add(obs, action, next_obs, failure, terminated, previous=previous)
+
+    def on_lasting_failure(self) -> None:
+        """A failure was stored that did not end its episode (a per-step cost, a condition that lasts)."""
 
     def after_step(self) -> dict[str, float] | None:
         """Called once per env step by the front end: learn on the configured schedule.

@@ -62,7 +62,12 @@ def horizon_steps(horizon: float | None = None, seconds: float | None = None, dt
 
 
 def multi_step_target(
-    buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool = True
+    buffer: TransitionBuffer,
+    rows: np.ndarray,
+    n: int,
+    gamma: float,
+    bootstrap_end: bool = True,
+    absorbing: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The n-step target of each row as ``(base, coef, boot_rows)``: target = base + coef * Q̄.
 
@@ -70,7 +75,8 @@ def multi_step_target(
     failure labels c_k (the next state's indicator, in [0, 1]) and termination flags d_k,
 
         target = sum_{k<m} gamma^(k+1) w_k c_k  +  gamma^m w_m Q̄(s'_{m-1}, a'_{m-1}),
-        w_k = prod_{j<k} (1 - c_j)(1 - d_j),
+        w_k = prod_{j<k} (1 - c_j)(1 - d_j)    (absorbing: a failure ends what the target counts),
+        w_k = prod_{j<k} (1 - d_j)             (``absorbing=False``: every failure step counts),
 
     where m = n, or the number of steps followed before the chain is cut (a time limit, an
     episode still running, an evicted transition) with steps of the window still to come.
@@ -78,10 +84,12 @@ def multi_step_target(
     ``boot_rows`` (the last transition followed). With
     ``bootstrap_end=False`` a chain that runs the full n steps gets no bootstrap term (the
     Monte-Carlo window label); cut chains are always bootstrapped. n = 1 gives SQRL's
-    gamma (c' + (1 - c')(1 - d') Q̄(s', a')). With targets Q̄ in [0, 1] the target is in [0, 1].
+    gamma (c' + (1 - c')(1 - d') Q̄(s', a')). With targets Q̄ in [0, 1] the target is in [0, 1];
+    counting (``absorbing=False``), with Q̄ in [0, gamma / (1 - gamma)] it is in that range too.
+    Where every failure terminates its episode the two are the same target.
     """
     _check_chain(n, gamma)
-    return _multi_step(buffer, np.asarray(rows, dtype=np.int64), int(n), gamma, bootstrap_end)[:3]
+    return _multi_step(buffer, np.asarray(rows, dtype=np.int64), int(n), gamma, bootstrap_end, absorbing)[:3]
 
 
 def _check_chain(n: int, gamma: float) -> None:
@@ -93,15 +101,15 @@ def _check_chain(n: int, gamma: float) -> None:
 
 
 def _multi_step(
-    buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool
+    buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool, absorbing: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``multi_step_target``'s ``(base, coef, boot)`` and the number of steps each chain followed."""
     chains, irregular = _contiguous_chains(buffer, rows, n)
-    base, coef, boot, length = _along_chains(buffer, rows, chains, n, gamma, bootstrap_end)
+    base, coef, boot, length = _along_chains(buffer, rows, chains, n, gamma, bootstrap_end, absorbing)
     if irregular.any():  # episodes interleaved in the ring (vector envs): follow their links one by one
         slow = np.flatnonzero(irregular)
         base[slow], coef[slow], boot[slow], length[slow] = _followed_step_by_step(
-            buffer, rows[slow], n, gamma, bootstrap_end
+            buffer, rows[slow], n, gamma, bootstrap_end, absorbing
         )
     return base, coef, boot, length
 
@@ -131,11 +139,11 @@ class SettledTargets:
         self.boot_next = np.full(capacity, -1, dtype=np.int64)  # boot row's link then, or SETTLED
 
     def __call__(
-        self, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool = True
+        self, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool = True, absorbing: bool = True
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Exactly ``multi_step_target(buffer, rows, n, gamma, bootstrap_end)``."""
+        """Exactly ``multi_step_target(buffer, rows, n, gamma, bootstrap_end, absorbing)``."""
         buffer = self.buffer
-        key = (int(n), float(gamma), bool(bootstrap_end), buffer.clears)
+        key = (int(n), float(gamma), bool(bootstrap_end), bool(absorbing), buffer.clears)
         if key != self.key:  # other targets, or a cleared buffer whose ids start again at 0
             _check_chain(n, gamma)
             self.row_id.fill(-1)
@@ -146,12 +154,12 @@ class SettledTargets:
         known = (self.row_id[rows] == buffer.ids[rows]) & (buffer.ids[boot] == self.boot_id[rows])
         known &= (link == self.SETTLED) | (buffer.next_id[boot] == link)
         if not known.all():
-            self._compute(rows[~known], int(n), gamma, bootstrap_end)
+            self._compute(rows[~known], int(n), gamma, bootstrap_end, absorbing)
         return self.base[rows], self.coef[rows], self.boot[rows]
 
-    def _compute(self, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool) -> None:
+    def _compute(self, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool, absorbing: bool) -> None:
         buffer = self.buffer
-        base, coef, boot, length = _multi_step(buffer, rows, n, gamma, bootstrap_end)
+        base, coef, boot, length = _multi_step(buffer, rows, n, gamma, bootstrap_end, absorbing)
         settled = (length >= n) | (coef == 0.0)
         self.row_id[rows] = buffer.ids[rows]
         self.base[rows], self.coef[rows], self.boot[rows] = base, coef, boot
@@ -180,13 +188,20 @@ def _contiguous_chains(buffer: TransitionBuffer, rows: np.ndarray, n: int) -> tu
 
 
 def _along_chains(
-    buffer: TransitionBuffer, rows: np.ndarray, chains: np.ndarray, n: int, gamma: float, bootstrap_end: bool
+    buffer: TransitionBuffer,
+    rows: np.ndarray,
+    chains: np.ndarray,
+    n: int,
+    gamma: float,
+    bootstrap_end: bool,
+    absorbing: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(base, coef, boot, length)`` of ``_multi_step`` from the ``(B, n)`` chains, all steps at once."""
     followed = chains >= 0
     c = np.where(followed, buffer.failure[chains], 0.0).astype(np.float64)
     d = np.where(followed, buffer.terminated[chains], 0.0).astype(np.float64)
-    surviving = np.cumprod((1.0 - c) * (1.0 - d), axis=1)  # w_{k+1}: no failure nor termination up to k
+    ends = 1.0 - d if not absorbing else (1.0 - c) * (1.0 - d)
+    surviving = np.cumprod(ends, axis=1)  # w_{k+1}: no termination (nor, absorbing, failure) up to k
     before = np.concatenate([np.ones((rows.size, 1)), surviving[:, :-1]], axis=1)  # w_k
     discount = gamma ** np.arange(1, n + 1, dtype=np.float64)
     base = (discount * before * c).sum(axis=1)
@@ -199,7 +214,7 @@ def _along_chains(
 
 
 def _followed_step_by_step(
-    buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool = True
+    buffer: TransitionBuffer, rows: np.ndarray, n: int, gamma: float, bootstrap_end: bool = True, absorbing: bool = True
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``_multi_step`` by following each chain one link at a time (any buffer layout)."""
     rows = np.asarray(rows, dtype=np.int64)
@@ -219,7 +234,7 @@ def _followed_step_by_step(
         c = buffer.failure[here].astype(np.float64)
         d = buffer.terminated[here].astype(np.float64)
         base[index] += discount * weight[index] * c
-        weight[index] *= (1.0 - c) * (1.0 - d)
+        weight[index] *= (1.0 - d) if not absorbing else (1.0 - c) * (1.0 - d)
         following = buffer.row_of(buffer.next_id[here])
         cut = following < 0
         last = k == int(n) - 1

@@ -44,6 +44,8 @@ MEANINGS = {
     "ensemble_risk": "how the critics' risks combine into one: max (the most pessimistic) or mean",
     "bootstrap": "next action of the target: policy (a draw of the agent's pi) or executed (what the shielded "
     "agent ran)",
+    "failures": "what the risk measures: first (the chance of the next failure), count (the failure steps ahead, "
+    "for a per-step cost that lasts), or auto (count once a failure does not end its episode)",
     "normalize_obs": "standardise the critic's observation inputs by the stored ones (clipped at 10 std)",
     # SQRL
     "eps_safe": "risk threshold: a proposal with Q_safe >= eps_safe is checked against safer candidates",

@@ -42,15 +42,22 @@ from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
 from safeshield.core.networks import ActionHeadsNet, CriticEnsemble, StateActionNet, adam, polyak
-from safeshield.core.validation import check_interval, check_positive, check_widths
+from safeshield.core.validation import check_choice, check_interval, check_positive, check_widths
 
-__all__ = ["SQRL", "SQRLConfig"]
+__all__ = ["FAILURES", "SQRL", "SQRLConfig"]
 
 INITIAL_LOGIT = -4.6  # sigmoid(-4.6) ≈ 0.01, so the initial risk is about 0.01 * gamma_safe
 EPS_DEFAULT = 0.1  # our choice: an action less than 10 % likely to fail within the horizon passes unchecked
 REGRET_DEFAULT = (
     0.05  # our choice: above that, allow up to 5 points of failure probability over the safest action found
 )
+FAILURES = ("auto", "first", "count")
+"""What the risk measures. ``"first"``: the discounted chance of the next failure (the paper's:
+a failure ends what the risk looks at). ``"count"``: the discounted number of failure steps ahead,
+for an indicator that marks a condition that lasts (a per-step cost while inside a hazard): there
+the next step fails whatever the action, every action's chance of a failure is the same, and only
+counting tells the way out from staying in. ``"auto"``: ``"first"`` until a stored failure does not
+end its episode, then ``"count"``. Where every failure ends its episode both are the same target."""
 
 
 PAPER = {
@@ -70,6 +77,7 @@ PAPER = {
     "selection": "uniform",  # Eq. 3: a safe draw of pi (the first, with candidates drawn from pi)
     "horizon_seconds": None,
     "normalize_obs": False,
+    "failures": "first",  # §3: a failure is absorbing
 }
 """``preset="paper"``: SQRL as published (Srinivasan et al. 2020, arXiv:2010.14603)."""
 
@@ -91,6 +99,7 @@ class SQRLConfig(CriticConfig):
     learning_starts: int = 256  # our choice: learn as soon as one minibatch is stored
     warmup_updates: int = 100  # our choice: no rejection before 100 updates (and 5 stored failures)
     normalize_obs: bool = True  # our choice: standardised inputs (joint velocities beside a tilt); paper: raw
+    failures: str = "auto"  # our choice: count failure steps once a failure does not end its episode (FAILURES)
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": PAPER}
 
@@ -102,6 +111,25 @@ class SQRLConfig(CriticConfig):
         check_interval("tau", self.tau, 0.0, 1.0, closed="right")
         check_positive("lr", self.lr)
         check_widths("hidden", self.hidden)
+        check_choice("failures", self.failures, FAILURES)
+        if self.failures != "first" and self.target == "td" and self.gamma_safe >= 1.0:
+            raise ValueError(
+                f"failures={self.failures!r} with target 'td' needs gamma_safe < 1 (the discounted count of "
+                f"failure steps is bounded by gamma_safe / (1 - gamma_safe)), got gamma_safe={self.gamma_safe!r}"
+            )
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> SQRLConfig:
+        data = dict(data)
+        data.setdefault("failures", "first")  # saved before the option existed: the risk of the first failure
+        return super().from_json(data)
+
+
+def _output_layer(critic: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weight, bias)`` of the output layer: a ``CriticEnsemble``'s (every member) or ``net[-1]``'s."""
+    if isinstance(critic, CriticEnsemble):
+        return critic.weights[-1], critic.biases[-1]
+    return critic.net[-1].weight, critic.net[-1].bias
 
 
 def start_optimistic(critic: torch.nn.Module) -> None:
@@ -111,20 +139,25 @@ def start_optimistic(critic: torch.nn.Module) -> None:
     learns from what happens, instead of rejecting every action and executing the argmin of random
     weights. ``critic``: a ``CriticEnsemble`` (every member) or a network whose output layer is ``net[-1]``.
     """
-    if isinstance(critic, CriticEnsemble):
-        weight, bias = critic.weights[-1], critic.biases[-1]
-    else:
-        weight, bias = critic.net[-1].weight, critic.net[-1].bias
+    weight, bias = _output_layer(critic)
     with torch.no_grad():
         weight.mul_(0.1)
         bias.fill_(INITIAL_LOGIT)
 
 
+def rescale_output(critic: torch.nn.Module, old_scale: float, new_scale: float) -> None:
+    """Shift the output bias by log(old / new) so that ``scale * sigmoid(logit)`` keeps its small risks
+    (sigmoid(z) ≈ e^z there) when the risk's upper bound changes from ``old_scale`` to ``new_scale``."""
+    with torch.no_grad():
+        _output_layer(critic)[1].add_(math.log(old_scale / new_scale))
+
+
 def bellman_target(
-    failure: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma_safe: float
+    failure: torch.Tensor, terminated: torch.Tensor, next_q: torch.Tensor, gamma_safe: float, absorbing: bool = True
 ) -> torch.Tensor:
-    """SQRL's target in the next-state label convention (module docstring): in [0, gamma_safe]."""
-    continues = (1.0 - failure) * (1.0 - terminated)
+    """SQRL's target in the next-state label convention (module docstring): in [0, gamma_safe];
+    ``absorbing=False`` counts every failure step (``FAILURES``: "count"), in [0, gamma / (1 - gamma)]."""
+    continues = (1.0 - terminated) if not absorbing else (1.0 - failure) * (1.0 - terminated)
     return gamma_safe * (failure + continues * next_q)
 
 
@@ -135,10 +168,14 @@ class SQRL(SafetyCritic):
     name = "sqrl"
     config_class = SQRLConfig
     config: SQRLConfig
+    fixed_fields: ClassVar[frozenset[str]] = SafetyCritic.fixed_fields | {"failures"}  # the risk's units
 
     def build(self) -> None:
         self.critic = self._critic_net()
         start_optimistic(self.critic)
+        if self.config.failures == "count":
+            self.counting = True
+            rescale_output(self.critic, self.first_failure_scale, self.scale)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizer = adam(self.critic.parameters(), self.config.lr)
 
@@ -167,12 +204,42 @@ class SQRL(SafetyCritic):
         return self.gated_threshold(self.config.eps_safe)
 
     @property
-    def scale(self) -> float:
-        """The risk's upper bound: gamma_safe (paper TD(0)), 1 - 1/horizon ("nstep"), 1 ("window")."""
+    def discount(self) -> float:
+        """The per-step discount of the risk: gamma_safe (paper TD(0)), 1 - 1/horizon ("nstep"), 1 ("window")."""
         cfg = self.config
         if cfg.target == "td":
             return cfg.gamma_safe
         return self.target_gamma if cfg.target == "nstep" else 1.0
+
+    @property
+    def first_failure_scale(self) -> float:
+        """The upper bound of the first failure's discounted chance: the discount (1 for "window")."""
+        return self.discount
+
+    @property
+    def scale(self) -> float:
+        """The risk's upper bound: the first failure's (``first_failure_scale``) or, counting failure
+        steps, gamma / (1 - gamma) (``horizon`` failures within the window for "window")."""
+        if not self.counting:
+            return self.first_failure_scale
+        if self.config.target == "window":
+            return float(self.config.horizon)
+        return self.discount / (1.0 - self.discount)
+
+    def on_lasting_failure(self) -> None:
+        """``failures="auto"``: a failure that did not end its episode turns the risk into a count (``FAILURES``)."""
+        if self.config.failures == "auto" and not self.counting:
+            old = self.scale
+            self.counting = True
+            for critic in (self.critic, self.target_critic):
+                rescale_output(critic, old, self.scale)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "counting": self.counting}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)
+        self.counting = bool(state.get("counting", self.config.failures == "count"))
 
     @property
     def selection(self) -> str:
@@ -234,9 +301,9 @@ class SQRL(SafetyCritic):
         with torch.no_grad():
             if cfg.target == "td" or batch.rows is None:
                 next_q = self._target_risk(torch.from_numpy(batch.next_obs), torch.from_numpy(batch.next_action))
-                target = bellman_target(failure, terminated, next_q, self.scale)
+                target = bellman_target(failure, terminated, next_q, self.discount, absorbing=not self.counting)
             else:  # n-step / window targets along the stored episode (safeshield.core.targets)
-                target = self.risk_target(batch, self.scale, self._target_risk)
+                target = self.risk_target(batch, self.discount, self._target_risk)
             weight = torch.where(failure > 0.5, 2 * cfg.fail_weight, 2 * (1 - cfg.fail_weight))
             if batch.weight is not None:  # importance weights of a failure-balanced minibatch
                 weight = weight * torch.from_numpy(batch.weight)
