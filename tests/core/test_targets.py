@@ -262,3 +262,59 @@ def test_remembered_and_fresh_targets_refuse_the_same_bad_chains(n, gamma, match
         multi_step_target(buffer, rows, n, gamma)
     with pytest.raises(ValueError, match=match):
         SettledTargets(buffer)(rows, n, gamma)
+
+
+# ---------------------------------------------------------------- failures that last (SQRL failures="count")
+LASTING = st.lists(  # one env's steps: (a failure on this step, the episode ends here, it ends by terminating)
+    st.tuples(st.booleans(), st.booleans(), st.booleans()), min_size=1, max_size=40
+)
+
+
+def fill_lasting(buffer: TransitionBuffer, steps) -> None:
+    """Store one env's steps where failures need not end the episode (a per-step cost)."""
+    previous = None
+    for t, (failure, ends, terminates) in enumerate(steps):
+        obs = np.full(1, t, np.float32)
+        row = buffer.add(obs, np.zeros(1, np.float32), obs + 1, float(failure), ends and terminates, previous=previous)
+        previous = None if ends else row
+
+
+@SETTINGS
+@given(episodes=EPISODES, n=st.integers(1, 15), gamma=GAMMAS, end=st.booleans())
+def test_counting_equals_the_first_failure_where_every_failure_ends_its_episode(episodes, n, gamma, end):
+    buffer = TransitionBuffer(200, 1, 1)
+    fill(buffer, episodes)
+    rows = np.arange(len(buffer))
+    first = multi_step_target(buffer, rows, n, gamma, bootstrap_end=end)
+    counted = multi_step_target(buffer, rows, n, gamma, bootstrap_end=end, absorbing=False)
+    assert_same_targets(first, counted)
+
+
+@SETTINGS
+@given(steps=LASTING, n=st.integers(1, 15), gamma=st.floats(0.05, 0.99), end=st.booleans(), share=st.floats(0, 1))
+def test_counting_adds_every_failure_step_of_the_window(steps, n, gamma, end, share):
+    """target = sum_k gamma^(k+1) c_k over the steps followed (no failure stops the count), plus the
+    bootstrap; bounded by gamma / (1 - gamma) for Q̄ in that range, and never below the first failure's."""
+    from safeshield.core.targets import _followed_step_by_step
+
+    buffer = TransitionBuffer(64, 1, 1)
+    fill_lasting(buffer, steps)
+    rows = np.arange(len(buffer))
+    base, coef, boot = multi_step_target(buffer, rows, n, gamma, bootstrap_end=end, absorbing=False)
+    for row in rows:
+        expected, current, k = 0.0, int(row), 0
+        while True:
+            expected += gamma ** (k + 1) * buffer.failure[current]
+            following = buffer.row_of(buffer.next_id[current])
+            if buffer.terminated[current] or k == n - 1 or following < 0:
+                break
+            current, k = int(following), k + 1
+        assert base[row] == pytest.approx(expected)
+        assert boot[row] == current
+    bound = gamma / (1 - gamma)
+    target = base + coef * share * bound
+    assert (target >= 0).all() and (target <= bound + 1e-9).all()
+    first_base = multi_step_target(buffer, rows, n, gamma, bootstrap_end=end)[0]
+    assert (base >= first_base - 1e-12).all()  # the first failure is one of the steps counted
+    slow = _followed_step_by_step(buffer, rows, n, gamma, bootstrap_end=end, absorbing=False)
+    assert_same_targets((base, coef, boot), slow)
