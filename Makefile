@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml constraints.txt | cksum | cut -d' ' -f1)
 
-.PHONY: install demo test bench bench-all clean
+.PHONY: install demo test bench bench-all safety-gymnasium clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/python -m pytest -n 2 tests
+
+# Optional: Safety-Gymnasium 1.0.0 pins gymnasium 0.28, so it goes in without its pins (the integration's shim
+# runs it on gymnasium 1.x; docs/integrations.md). Its tests and benchmark cases run once it is there.
+safety-gymnasium: $(STAMP)
+	$(BIN)/pip install --quiet --no-deps "safety-gymnasium==1.0.0" "xmltodict==1.0.4" "pyyaml==6.0.4"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/overhead.py

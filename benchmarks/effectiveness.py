@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import time
 from dataclasses import dataclass, field
@@ -86,6 +87,7 @@ class Case:
     min_seeds: int = 0  # > --seeds where failures are rare: a handful per run cannot tell the arms apart
     n_envs: int = 1  # > 1: the SB3 agent steps a VecEnv of this many sub-envs, sharing one shield
     indicator: str = "terminated"  # "cost": a failure is a step with info["cost"] > 0 (counted per step)
+    source: str = "gymnasium"  # where env_id comes from: "gymnasium" (gym.make) or "safety-gymnasium"
 
 
 DRUNK_SPIDER = Case(
@@ -228,6 +230,21 @@ CASES = [
         note="a Discrete action space with an off-policy learner; SB3 DQN's defaults barely learn CartPole "
         "in 20k steps",
     ),
+    *(
+        Case(
+            name,
+            "SafetyPointGoal1-v0",
+            agent,
+            "sqrl",
+            steps,
+            indicator="cost",
+            source="safety-gymnasium",
+            note="Safety-Gymnasium's PointGoal1 (make safety-gymnasium installs it): a cost on every step inside a "
+            "hazard, which lasts until the robot leaves; failures count the costly steps; indicator 'cost', shield "
+            "defaults untouched; " + UNSEEN,
+        )
+        for name, agent, steps in (("pointgoal_ppo", "sb3_ppo", 20_480), ("pointgoal_sac", "sb3_sac", 10_000))
+    ),
     Case(
         "minitaur",
         "safeshield/MinitaurVelocity-v0",
@@ -318,6 +335,20 @@ def _sb3_callback(progress_queue, indicator: str = "terminated"):
     return Episodes()
 
 
+def make_env(case: Case) -> gym.Env:
+    """A fresh env of ``case``: ``gym.make`` or, for a Safety-Gymnasium task, its Gymnasium form."""
+    if case.source == "safety-gymnasium":
+        from safeshield.integrations.safety_gymnasium import make
+
+        return make(case.env_id)
+    return gym.make(case.env_id)
+
+
+def available(case: Case) -> bool:
+    """Whether ``case``'s env can be built here (Safety-Gymnasium is installed by ``make safety-gymnasium``)."""
+    return case.source != "safety-gymnasium" or importlib.util.find_spec("safety_gymnasium") is not None
+
+
 def sb3_class(agent: str):
     """The SB3 algorithm class of a case's ``agent`` ("sb3_sac", "sb3_ppo", "sb3_dqn")."""
     import stable_baselines3
@@ -357,9 +388,9 @@ def _sb3_env(case: Case, shielded: bool, seed: int):
 
         if case.pretrain:
             raise ValueError(f"case {case.name!r}: pretrain is for single-env cases, got n_envs={case.n_envs}")
-        env = make_vec_env(case.env_id, n_envs=case.n_envs, seed=seed)
+        env = make_vec_env(lambda: make_env(case), n_envs=case.n_envs, seed=seed)
         return wrap_vec_env(env, case.method, indicator=case.indicator, seed=seed, **case.options) if shielded else env
-    env = gym.make(case.env_id)
+    env = make_env(case)
     if not shielded:
         return env
     if case.pretrain:
@@ -372,7 +403,7 @@ def pretrained_shield(case: Case, seed: int, updates: int = 4_000) -> safeshield
     ``case.pretrain`` steps (seed + 1000, so never the run it then shields), and frozen."""
     from safeshield.integrations.sb3 import learn_from_replay_buffer
 
-    env = gym.make(case.env_id)
+    env = make_env(case)
     agent = sb3_class(case.agent)("MlpPolicy", env, seed=seed + 1000, verbose=0, device="cpu")
     agent.learn(case.pretrain)
     model = safeshield.model_for(env, case.method, seed=seed)
@@ -398,7 +429,7 @@ def _shield_stats(env) -> dict[str, Any]:
 def held_out(case: Case, model: safeshield.SafetyModel, policy, seed: int) -> dict[str, Any]:
     """The trained shield's quality on ``HELD_OUT_EPISODES`` new episodes of the final (stochastic) agent, in
     shadow mode (``safeshield.held_out_quality``): its risk on data it never learned from. Not timed."""
-    env = gym.make(case.env_id)
+    env = make_env(case)
     indicator = case.indicator if case.agent.startswith("sb3") else None  # the traps declare theirs
     report = safeshield.held_out_quality(
         model,
@@ -473,7 +504,7 @@ def _traps_job(case: Case, shielded: bool, seed: int, steps: int, progress_queue
     from safeshield.experiments.runner import episode_reporter
 
     torch.set_num_threads(1)
-    env = gym.make(case.env_id)
+    env = make_env(case)
     config = TRPOLagrangianConfig(chi=case.options.get("chi", 0.05))
     if shielded:
         env = safeshield.wrap(env, case.method, seed=seed, **case.options)
@@ -591,6 +622,12 @@ def main(argv: list[str] | None = None) -> None:
     if not args.summarise:
         names = QUICK["cases"] if args.quick and args.cases is None else args.cases
         cases = [c for c in CASES if names is None or c.name in names]
+        missing = [c.name for c in cases if not available(c)]
+        if missing and names is not None:
+            parser.error(f"{missing} need safety-gymnasium: run `make safety-gymnasium` first")
+        if missing:
+            print(f"skipping {missing}: safety-gymnasium is not installed (`make safety-gymnasium`)")
+        cases = [c for c in cases if c.name not in missing]
         n_seeds = QUICK["seeds"] if args.quick else args.seeds
         seeds_of = {c.name: list(range(n_seeds if args.quick else max(n_seeds, c.min_seeds))) for c in cases}
         steps_of = {c.name: QUICK["steps"] if args.quick else (args.steps or c.steps) for c in cases}
