@@ -23,7 +23,9 @@ episode on failure-balanced, importance-weighted minibatches (``core.targets``) 
 TD(0) at gamma_safe 0.7; a proposal passes unchecked below eps_safe 0.1, and above it whenever
 its risk is within ``regret`` 0.05 of the least risky action found, and otherwise that least risky
 action runs (``selection="safest"``; ``core.decision``); a warm-up (``core.threshold``); a 2 x 64
-critic at learning rate 1e-3; widened candidate rounds. Opt-in and not in the paper: ``n_critics``
+critic at learning rate 1e-3; widened candidate rounds; once a failure does not end its episode (a
+per-step cost that lasts), the risk counts the failure steps ahead instead of the first
+(``FAILURES``). Opt-in and not in the paper: ``n_critics``
 independent critics combined by ``ensemble_risk`` (``core.critic.ENSEMBLE_RISKS``).
 """
 
@@ -52,12 +54,13 @@ REGRET_DEFAULT = (
     0.05  # our choice: above that, allow up to 5 points of failure probability over the safest action found
 )
 FAILURES = ("auto", "first", "count")
-"""What the risk measures. ``"first"``: the discounted chance of the next failure (the paper's:
-a failure ends what the risk looks at). ``"count"``: the discounted number of failure steps ahead,
-for an indicator that marks a condition that lasts (a per-step cost while inside a hazard): there
-the next step fails whatever the action, every action's chance of a failure is the same, and only
-counting tells the way out from staying in. ``"auto"``: ``"first"`` until a stored failure does not
-end its episode, then ``"count"``. Where every failure ends its episode both are the same target."""
+"""What the risk measures. ``"first"``: the discounted chance of the next failure (the paper's
+backup stops at a failure, which ends the episode in its tasks). ``"count"``: the discounted
+number of failure steps ahead, for an indicator that marks a condition that lasts (a per-step cost
+while inside a hazard): there the next step fails whatever the action, every action's chance of a
+failure is the same, and only counting tells the way out from staying in. ``"auto"``: ``"first"``
+until a stored failure does not end its episode, then ``"count"``. Where every failure ends its
+episode both are the same target."""
 
 
 PAPER = {
@@ -77,7 +80,7 @@ PAPER = {
     "selection": "uniform",  # Eq. 3: a safe draw of pi (the first, with candidates drawn from pi)
     "horizon_seconds": None,
     "normalize_obs": False,
-    "failures": "first",  # §3: a failure is absorbing
+    "failures": "first",  # the backup stops at a failure (which ends the episode in the paper's tasks)
 }
 """``preset="paper"``: SQRL as published (Srinivasan et al. 2020, arXiv:2010.14603)."""
 
