@@ -71,3 +71,22 @@ def test_the_episode_recorder_follows_every_sub_env_and_counts_costs(load_benchm
         assert (first["failure"], second["failure"]) == (True, False)  # a time limit is no failure
     else:
         assert (first["failure"], second["failure"]) == (2, 1)  # the costly steps of each episode
+
+
+def test_safety_gymnasium_rows_are_skipped_without_it_and_refused_by_name(load_benchmark, monkeypatch, capsys):
+    """The PointGoal1 rows need an optional package: a full run skips them with the install command, a
+    run that names them stops with it; the gymnasium rows never need it."""
+    effectiveness = load_benchmark("effectiveness")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        effectiveness.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "safety_gymnasium" else real_find_spec(name, *args),
+    )
+    optional = [case for case in effectiveness.CASES if case.source == "safety-gymnasium"]
+    assert optional and not any(effectiveness.available(case) for case in optional)
+    assert all(effectiveness.available(case) for case in effectiveness.CASES if case.source == "gymnasium")
+    with pytest.raises(SystemExit) as exit_info:
+        effectiveness.main(["--cases", optional[0].name, "--out", "unused"])
+    assert exit_info.value.code != 0
+    assert "make safety-gymnasium" in capsys.readouterr().err
