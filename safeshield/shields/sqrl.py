@@ -176,11 +176,10 @@ class SQRL(SafetyCritic):
     def build(self) -> None:
         self.critic = self._critic_net()
         start_optimistic(self.critic)
-        if self.config.failures == "count":
-            self.counting = True
-            rescale_output(self.critic, self.first_failure_scale, self.scale)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizer = adam(self.critic.parameters(), self.config.lr)
+        if self.config.failures == "count":
+            self.start_counting()
 
     def _critic_net(self) -> torch.nn.Module:
         """One critic (with a numpy path for the per-step proposal), or ``n_critics`` in one module."""
@@ -215,16 +214,11 @@ class SQRL(SafetyCritic):
         return self.target_gamma if cfg.target == "nstep" else 1.0
 
     @property
-    def first_failure_scale(self) -> float:
-        """The upper bound of the first failure's discounted chance: the discount (1 for "window")."""
-        return self.discount
-
-    @property
     def scale(self) -> float:
-        """The risk's upper bound: the first failure's (``first_failure_scale``) or, counting failure
-        steps, gamma / (1 - gamma) (``horizon`` failures within the window for "window")."""
+        """The risk's upper bound: the first failure's discounted chance is at most the discount (1 for
+        "window"); a count of failure steps gamma / (1 - gamma) (``horizon`` within the window)."""
         if not self.counting:
-            return self.first_failure_scale
+            return self.discount
         if self.config.target == "window":
             return float(self.config.horizon)
         return self.discount / (1.0 - self.discount)
@@ -232,10 +226,14 @@ class SQRL(SafetyCritic):
     def on_lasting_failure(self) -> None:
         """``failures="auto"``: a failure that did not end its episode turns the risk into a count (``FAILURES``)."""
         if self.config.failures == "auto" and not self.counting:
-            old = self.scale
-            self.counting = True
-            for critic in (self.critic, self.target_critic):
-                rescale_output(critic, old, self.scale)
+            self.start_counting()
+
+    def start_counting(self) -> None:
+        """Make the risk a count of failure steps, keeping the critics' small risks (``rescale_output``)."""
+        old = self.scale
+        self.counting = True
+        for critic in (self.critic, self.target_critic):
+            rescale_output(critic, old, self.scale)
 
     def extra_state(self) -> dict[str, Any]:
         return {**super().extra_state(), "counting": self.counting}
