@@ -305,6 +305,8 @@ class SQRL(SafetyCritic):
                 target = bellman_target(failure, terminated, next_q, self.discount, absorbing=not self.counting)
             else:  # n-step / window targets along the stored episode (safeshield.core.targets)
                 target = self.risk_target(batch, self.discount, self._target_risk)
+            if self.counting:  # a window cut after m steps bootstraps a full H-step count: at most H in all
+                target = target.clamp(max=self.scale)
             weight = torch.where(failure > 0.5, 2 * cfg.fail_weight, 2 * (1 - cfg.fail_weight))
             if batch.weight is not None:  # importance weights of a failure-balanced minibatch
                 weight = weight * torch.from_numpy(batch.weight)

@@ -75,6 +75,20 @@ def test_auto_counts_from_the_first_failure_that_does_not_end_its_episode():
     np.testing.assert_allclose(target_after, target_before, rtol=0.02)  # and the target network's
 
 
+def test_a_counted_window_target_stays_within_its_bound():
+    """A running episode failing every step: each cut window bootstraps a full H-step count on top of
+    the failures it followed, so the target the critic learns is held to the bound, H."""
+    model = SQRL(OBS, ACT, SQRLConfig(target="window", failures="count", horizon=5, batch_size=3), seed=0)
+    previous = None
+    for _ in range(3):
+        previous = model.observe(one_hot(0), STAY, one_hot(0), 1.0, False, previous=previous)
+    with torch.no_grad():
+        for critic in (model.critic, model.target_critic):  # every risk at its bound
+            critic.net[-1].bias.fill_(30.0)
+    stats = model.learn_step(model.buffer._rows(np.arange(3)))
+    assert stats["mean_target"] == pytest.approx(model.scale)
+
+
 def test_a_counting_shield_round_trips_a_checkpoint(tmp_path):
     model = SQRL(OBS, ACT, seed=0)
     model.observe(one_hot(0), STAY, one_hot(1), 1.0, False)
