@@ -118,7 +118,8 @@ class SQRLConfig(CriticConfig):
         if self.failures != "first" and self.target == "td" and self.gamma_safe >= 1.0:
             raise ValueError(
                 f"failures={self.failures!r} with target 'td' needs gamma_safe < 1 (the discounted count of "
-                f"failure steps is bounded by gamma_safe / (1 - gamma_safe)), got gamma_safe={self.gamma_safe!r}"
+                f"failure steps is bounded by gamma_safe / (1 - gamma_safe)), got gamma_safe={self.gamma_safe!r}; "
+                "lower gamma_safe, use target 'nstep', or failures='first'"
             )
 
     @classmethod
