@@ -28,7 +28,7 @@ import torch
 from safeshield.core.buffer import Batch, TransitionBuffer
 from safeshield.core.decision import SELECTIONS
 from safeshield.core.model import SafetyConfig, SafetyModel
-from safeshield.core.networks import CriticEnsemble, RunningMoments
+from safeshield.core.networks import CriticEnsemble, RunningMoments, rescale_output
 from safeshield.core.spaces import action_codec, check_observation_space
 from safeshield.core.targets import (
     SettledTargets,
@@ -46,10 +46,10 @@ from safeshield.core.validation import (
     check_probabilities,
 )
 
-__all__ = ["BOOTSTRAPS", "ENSEMBLE_RISKS", "TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
+__all__ = ["BOOTSTRAPS", "ENSEMBLE_RISKS", "FAILURES", "TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
 
 GUARD_SHARE = 0.25  # our choice: the guard backs off while more than a quarter of recent steps fell back
-GUARD_CEILING = 1.01  # above every risk in [0, 1]
+GUARD_CEILING = 1.01  # x the risk's upper bound: above every risk
 WEIGHT_CHECK_EVERY = 64  # updates between two full reads of the weights (a non-finite loss is caught at once)
 REFIT_INPUTS_EVERY = 100  # updates between two refits of the observation standardisation (normalize_obs)
 
@@ -65,6 +65,14 @@ TARGETS = ("nstep", "window", "td")
 """Risk targets (``safeshield.core.targets``): ``"nstep"`` the ``horizon``-step return of the
 indicator discounted by 1 - 1/horizon, bootstrapped; ``"window"`` P(failure within ``horizon``
 steps), Monte-Carlo along the stored episode; ``"td"`` the method's published one-step target."""
+FAILURES = ("auto", "first", "count")
+"""What the risk measures. ``"first"``: the discounted chance of the next failure (the papers' backups
+stop at a failure, which ends the episode in their tasks). ``"count"``: the discounted number of failure
+steps ahead, for an indicator that marks a condition that lasts (a per-step cost while inside a
+hazard): there the next step fails whatever the action, every action's chance of a failure is the
+same, and only counting tells the way out from staying in. ``"auto"``: ``"first"`` until a stored
+failure does not end its episode, then ``"count"``. Where every failure ends its episode both are the
+same target."""
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,7 @@ class CriticConfig(SafetyConfig):
     regret: float | None = None  # relative rule: above the threshold, allow risk up to the least found + regret
     bootstrap: str = "policy"  # the papers' a' ~ pi (SQRL App. D, CSC Eq. 2); both measured: docs/effectiveness.md
     normalize_obs: bool = False  # standardise the critic's observation inputs by the stored ones (refit_inputs)
+    failures: str = "first"  # see FAILURES: what the risk measures (the methods' defaults count lasting failures)
 
     def __post_init__(self) -> None:
         super().__post_init__()  # field types: integers, finite numbers, bools, strings
@@ -132,12 +141,14 @@ class CriticConfig(SafetyConfig):
             check_interval("regret", self.regret, 0.0, math.inf, closed="left")
         check_count("warmup_failures", self.warmup_failures, minimum=0)
         check_count("warmup_updates", self.warmup_updates, minimum=0)
+        check_choice("failures", self.failures, FAILURES)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CriticConfig:
         data = dict(data)
         data.setdefault("normalize_obs", False)  # saved before the option existed: raw inputs
         data.setdefault("bootstrap", "policy")  # saved before the option existed: a' ~ pi when a sampler is attached
+        data.setdefault("failures", "first")  # saved before the option existed: the risk of the first failure
         if "gradient_steps" in data:  # saved before updates_per_step: the same schedule as a ratio
             steps = data.pop("gradient_steps")
             data.setdefault("updates_per_step", steps / data.get("train_every", 1))
@@ -153,7 +164,15 @@ class SafetyCritic(SafetyModel):
 
     kind: ClassVar[str] = "reject"
     config_class: ClassVar[type[CriticConfig]] = CriticConfig
-    fixed_fields: ClassVar[frozenset[str]] = frozenset({"hidden", "n_critics", "buffer_capacity", "normalize_obs"})
+    # ``failures``: the risk's units (switching them is ``start_counting``'s, once)
+    fixed_fields: ClassVar[frozenset[str]] = frozenset(
+        {"hidden", "n_critics", "buffer_capacity", "normalize_obs", "failures"}
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        if self.config.failures == "count":  # counted from the start ("auto" starts at the first lasting failure)
+            self.start_counting()
 
     def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         """Any flattenable observation space; a bounded float Box, Discrete, MultiDiscrete or
@@ -174,7 +193,7 @@ class SafetyCritic(SafetyModel):
         self._next_weight_check = 0  # ``updates`` at which ``learn`` next checks every weight
         self._ratio_cache: tuple[float | None, int, int] = (None, 0, 1)
         self.failures_seen = 0  # failures stored (warm-up)
-        self.counting = False  # whether the risk counts failure steps (SQRL ``failures``) instead of the first
+        self.counting = False  # whether the risk counts failure steps (``failures``, FAILURES) instead of the first
         self.adaptive_threshold: BudgetThreshold | None = None  # budget / guard state, built on first use
         self.obs_moments = RunningMoments(self.obs_dim)  # of the stored observations (normalize_obs)
         self._moments_seen = (0, 0)  # (buffer clears, transitions added) the moments include
@@ -233,8 +252,8 @@ class SafetyCritic(SafetyModel):
                 budget=cfg.budget,
                 response_steps=1000,
                 low=min(nominal, 0.01),
-                # above 1 every risk passes: the guard may switch the shield off while nothing can pass
-                high=max(nominal, GUARD_CEILING),
+                # above the risk's bound every risk passes: the guard may switch the shield off while nothing can
+                high=max(nominal, self.guard_ceiling),
                 max_fallback_share=GUARD_SHARE if cfg.guard else float("inf"),
             )
         return self.adaptive_threshold
@@ -261,6 +280,7 @@ class SafetyCritic(SafetyModel):
             **super().extra_state(),
             "update_credit": str(Fraction(self._update_credit, self._ratio()[1])),
             "failures_seen": self.failures_seen,
+            "counting": self.counting,
         }
         if self.adaptive_threshold is not None:
             state["adaptive_threshold"] = self.adaptive_threshold.state()
@@ -273,6 +293,7 @@ class SafetyCritic(SafetyModel):
         self._update_credit = int(Fraction(state.get("update_credit", "0")) * self._ratio()[1])
         # checkpoints written before warm-up existed hold trained models: count them as warmed up
         self.failures_seen = int(state.get("failures_seen", self.config.warmup_failures))
+        self.counting = bool(state.get("counting", self.config.failures == "count"))
         if "adaptive_threshold" in state:
             adaptive = self._adaptive(self.nominal_threshold)
             if adaptive is not None:
@@ -437,8 +458,35 @@ class SafetyCritic(SafetyModel):
             self.on_lasting_failure()
         return self.buffer.add(obs, action, next_obs, failure, terminated, previous=previous)
 
+    # -- what the risk measures: the first failure or a count of them (``failures``, FAILURES) ---------
+    @property
+    def risk_bound(self) -> float:
+        """The risk's upper bound (methods override): 1 for a probability; a count's is larger."""
+        return 1.0
+
+    @property
+    def guard_ceiling(self) -> float:
+        """The highest threshold the guard may raise to: above every risk, so that everything passes."""
+        return GUARD_CEILING * self.risk_bound
+
     def on_lasting_failure(self) -> None:
-        """A failure was stored that did not end its episode (a per-step cost, a condition that lasts)."""
+        """A failure was stored that did not end its episode (a per-step cost, a condition that lasts):
+        with ``failures="auto"`` the risk turns into a count of failure steps (``FAILURES``)."""
+        if self.config.failures == "auto" and not self.counting:
+            self.start_counting()
+
+    def start_counting(self) -> None:
+        """Make the risk a count of failure steps, keeping the critics' small risks (``rescale_output``).
+
+        A method that counts keeps its networks as ``critic`` and ``target_critic`` (sigmoid outputs times
+        ``risk_bound``) and says in ``risk_bound`` how far a count reaches under its target.
+        """
+        old = self.risk_bound
+        self.counting = True
+        for critic in (self.critic, self.target_critic):
+            rescale_output(critic, old, self.risk_bound)
+        if self.adaptive_threshold is not None:  # the guard may now rise to the count's bound
+            self.adaptive_threshold.high = max(self.adaptive_threshold.high, self.guard_ceiling)
 
     def after_step(self) -> dict[str, float] | None:
         """Called once per env step by the front end: learn on the configured schedule.

@@ -9,6 +9,8 @@
   the statistics of every stored observation, refit without changing the network's function.
 - ``adam``: Adam with torch's fused kernel where it exists (one kernel for all parameters).
 - ``polyak``: a target network's soft update in one fused call.
+- ``start_optimistic``, ``rescale_output``: a critic's output layer set to a small initial risk, and
+  shifted when the risk's upper bound changes (a shield that starts counting failure steps).
 
 Why the last two: a shield's gradient step on a 2 x 256 critic at batch 256 costs a few ms on
 one CPU thread, and the per-parameter Python loops of the default Adam and of a hand-written
@@ -36,7 +38,12 @@ __all__ = [
     "to_device",
     "adam",
     "polyak",
+    "output_layer",
+    "start_optimistic",
+    "rescale_output",
 ]
+
+INITIAL_LOGIT = -4.6  # sigmoid(-4.6) ≈ 0.01: a fresh critic's risk is about 1 % of its bound (start_optimistic)
 
 
 def adam(parameters, lr: float) -> torch.optim.Adam:
@@ -351,3 +358,30 @@ class CriticEnsemble(nn.Module):
         """``InputScaler.refit`` on every member's first layer at once (a no-op without ``scaled_obs``)."""
         if self.inputs is not None:
             self.inputs.refit(self.weights[0], self.biases[0], mean, inv_std)
+
+
+def output_layer(critic: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weight, bias)`` of the output layer: a ``CriticEnsemble``'s (every member) or ``net[-1]``'s."""
+    if isinstance(critic, CriticEnsemble):
+        return critic.weights[-1], critic.biases[-1]
+    return critic.net[-1].weight, critic.net[-1].bias
+
+
+def start_optimistic(critic: nn.Module) -> None:
+    """Scale the critic's output layer down and set its bias to ``INITIAL_LOGIT``: risk ≈ 0.01 everywhere.
+
+    An untrained critic that starts there, rather than at sigmoid(0) = 0.5, lets the agent act and
+    learns from what happens, instead of rejecting every action and executing the argmin of random
+    weights. ``critic``: a ``CriticEnsemble`` (every member) or a network whose output layer is ``net[-1]``.
+    """
+    weight, bias = output_layer(critic)
+    with torch.no_grad():
+        weight.mul_(0.1)
+        bias.fill_(INITIAL_LOGIT)
+
+
+def rescale_output(critic: nn.Module, old_scale: float, new_scale: float) -> None:
+    """Shift the output bias by log(old / new) so that ``scale * sigmoid(logit)`` keeps its small risks
+    (sigmoid(z) ≈ e^z there) when the risk's upper bound changes from ``old_scale`` to ``new_scale``."""
+    with torch.no_grad():
+        output_layer(critic)[1].add_(math.log(old_scale / new_scale))

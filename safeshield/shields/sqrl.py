@@ -41,28 +41,17 @@ import torch
 import torch.nn.functional as F
 
 from safeshield.core.buffer import Batch
-from safeshield.core.critic import CriticConfig, SafetyCritic
+from safeshield.core.critic import FAILURES, CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
-from safeshield.core.networks import ActionHeadsNet, CriticEnsemble, StateActionNet, adam, polyak
-from safeshield.core.validation import check_choice, check_interval, check_positive, check_widths
+from safeshield.core.networks import ActionHeadsNet, StateActionNet, adam, polyak, start_optimistic
+from safeshield.core.validation import check_interval, check_positive, check_widths
 
 __all__ = ["FAILURES", "SQRL", "SQRLConfig"]
 
-INITIAL_LOGIT = -4.6  # sigmoid(-4.6) ≈ 0.01, so the initial risk is about 0.01 * gamma_safe
 EPS_DEFAULT = 0.1  # our choice: an action less than 10 % likely to fail within the horizon passes unchecked
 REGRET_DEFAULT = (
     0.05  # our choice: above that, allow up to 5 points of failure probability over the safest action found
 )
-FAILURES = ("auto", "first", "count")
-"""What the risk measures. ``"first"``: the discounted chance of the next failure (the paper's
-backup stops at a failure, which ends the episode in its tasks). ``"count"``: the discounted
-number of failure steps ahead, for an indicator that marks a condition that lasts (a per-step cost
-while inside a hazard): there the next step fails whatever the action, every action's chance of a
-failure is the same, and only counting tells the way out from staying in. ``"auto"``: ``"first"``
-until a stored failure does not end its episode, then ``"count"``. Where every failure ends its
-episode both are the same target."""
-
-
 PAPER = {
     "target": "td",  # §5.1: one-step Bellman backup
     "eps_safe": 0.1,  # Table 1 ("target safety")
@@ -114,46 +103,12 @@ class SQRLConfig(CriticConfig):
         check_interval("tau", self.tau, 0.0, 1.0, closed="right")
         check_positive("lr", self.lr)
         check_widths("hidden", self.hidden)
-        check_choice("failures", self.failures, FAILURES)
         if self.failures != "first" and self.target == "td" and self.gamma_safe >= 1.0:
             raise ValueError(
                 f"failures={self.failures!r} with target 'td' needs gamma_safe < 1 (the discounted count of "
                 f"failure steps is bounded by gamma_safe / (1 - gamma_safe)), got gamma_safe={self.gamma_safe!r}; "
                 "lower gamma_safe, use target 'nstep', or failures='first'"
             )
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> SQRLConfig:
-        data = dict(data)
-        data.setdefault("failures", "first")  # saved before the option existed: the risk of the first failure
-        return super().from_json(data)
-
-
-def _output_layer(critic: torch.nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(weight, bias)`` of the output layer: a ``CriticEnsemble``'s (every member) or ``net[-1]``'s."""
-    if isinstance(critic, CriticEnsemble):
-        return critic.weights[-1], critic.biases[-1]
-    return critic.net[-1].weight, critic.net[-1].bias
-
-
-def start_optimistic(critic: torch.nn.Module) -> None:
-    """Scale the critic's output layer down and set its bias to ``INITIAL_LOGIT``: risk ≈ 0.01 everywhere.
-
-    An untrained critic that starts there, rather than at sigmoid(0) = 0.5, lets the agent act and
-    learns from what happens, instead of rejecting every action and executing the argmin of random
-    weights. ``critic``: a ``CriticEnsemble`` (every member) or a network whose output layer is ``net[-1]``.
-    """
-    weight, bias = _output_layer(critic)
-    with torch.no_grad():
-        weight.mul_(0.1)
-        bias.fill_(INITIAL_LOGIT)
-
-
-def rescale_output(critic: torch.nn.Module, old_scale: float, new_scale: float) -> None:
-    """Shift the output bias by log(old / new) so that ``scale * sigmoid(logit)`` keeps its small risks
-    (sigmoid(z) ≈ e^z there) when the risk's upper bound changes from ``old_scale`` to ``new_scale``."""
-    with torch.no_grad():
-        _output_layer(critic)[1].add_(math.log(old_scale / new_scale))
 
 
 def bellman_target(
@@ -172,15 +127,12 @@ class SQRL(SafetyCritic):
     name = "sqrl"
     config_class = SQRLConfig
     config: SQRLConfig
-    fixed_fields: ClassVar[frozenset[str]] = SafetyCritic.fixed_fields | {"failures"}  # the risk's units
 
     def build(self) -> None:
         self.critic = self._critic_net()
         start_optimistic(self.critic)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizer = adam(self.critic.parameters(), self.config.lr)
-        if self.config.failures == "count":
-            self.start_counting()
 
     def _critic_net(self) -> torch.nn.Module:
         """One critic (with a numpy path for the per-step proposal), or ``n_critics`` in one module."""
@@ -215,7 +167,7 @@ class SQRL(SafetyCritic):
         return self.target_gamma if cfg.target == "nstep" else 1.0
 
     @property
-    def scale(self) -> float:
+    def risk_bound(self) -> float:
         """The risk's upper bound: the first failure's discounted chance is at most the discount (1 for
         "window"); a count of failure steps gamma / (1 - gamma) (``horizon`` within the window)."""
         if not self.counting:
@@ -223,25 +175,6 @@ class SQRL(SafetyCritic):
         if self.config.target == "window":
             return float(self.config.horizon)
         return self.discount / (1.0 - self.discount)
-
-    def on_lasting_failure(self) -> None:
-        """``failures="auto"``: a failure that did not end its episode turns the risk into a count (``FAILURES``)."""
-        if self.config.failures == "auto" and not self.counting:
-            self.start_counting()
-
-    def start_counting(self) -> None:
-        """Make the risk a count of failure steps, keeping the critics' small risks (``rescale_output``)."""
-        old = self.scale
-        self.counting = True
-        for critic in (self.critic, self.target_critic):
-            rescale_output(critic, old, self.scale)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "counting": self.counting}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
-        self.counting = bool(state.get("counting", self.config.failures == "count"))
 
     @property
     def selection(self) -> str:
@@ -254,12 +187,12 @@ class SQRL(SafetyCritic):
         The network's sigmoid estimates Q_safe / gamma_safe (a probability in [0, 1]), so the
         risk is bounded by gamma_safe exactly like every Bellman target is.
         """
-        risk = self.scale * torch.sigmoid(self.critic(obs, actions))
+        risk = self.risk_bound * torch.sigmoid(self.critic(obs, actions))
         return self.combine(risk) if self.config.n_critics > 1 else risk
 
     def risk_all(self, obs: torch.Tensor) -> torch.Tensor:
         """``(B, n)`` risks of every action of a Discrete-like space: one pass of the action heads."""
-        risk = self.scale * torch.sigmoid(self.critic.all_actions(obs))
+        risk = self.risk_bound * torch.sigmoid(self.critic.all_actions(obs))
         return self.combine(risk) if self.config.n_critics > 1 else risk
 
     def proposal_risk(self, obs: np.ndarray, action: np.ndarray) -> float:
@@ -268,7 +201,7 @@ class SQRL(SafetyCritic):
             return super().proposal_risk(obs, action)
         logit = self.critic.forward_single(obs, action)
         # ``not <=`` lets NaN through to a NaN risk (never safe); only a very negative logit is 0
-        return self.scale / (1.0 + math.exp(-logit)) if not logit <= -700 else 0.0
+        return self.risk_bound / (1.0 + math.exp(-logit)) if not logit <= -700 else 0.0
 
     def risk_numpy(self, obs: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """``risk`` of small numpy batches via the critic's numpy forward (no torch dispatch), larger
@@ -283,7 +216,7 @@ class SQRL(SafetyCritic):
         with np.errstate(over="ignore"):
             np.exp(risk, out=risk)
         risk += 1.0
-        np.divide(np.float32(self.scale), risk, out=risk)
+        np.divide(np.float32(self.risk_bound), risk, out=risk)
         return risk
 
     def q_safe(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -294,7 +227,7 @@ class SQRL(SafetyCritic):
         """The target network's risk at ``(s', a')``, a' by ``config.bootstrap``; with ``n_critics`` > 1,
         each member's ``(n_critics, B)``, so that each bootstraps itself."""
         next_action = self.bootstrap_actions(next_obs, stored_next_action)
-        return self.scale * torch.sigmoid(self.target_critic(next_obs, next_action))
+        return self.risk_bound * torch.sigmoid(self.target_critic(next_obs, next_action))
 
     def learn_step(self, batch: Batch) -> dict[str, float]:
         cfg = self.config
@@ -307,14 +240,16 @@ class SQRL(SafetyCritic):
             else:  # n-step / window targets along the stored episode (safeshield.core.targets)
                 target = self.risk_target(batch, self.discount, self._target_risk)
             if self.counting:  # a window cut after m steps bootstraps a full H-step count: at most H in all
-                target = target.clamp(max=self.scale)
+                target = target.clamp(max=self.risk_bound)
             weight = torch.where(failure > 0.5, 2 * cfg.fail_weight, 2 * (1 - cfg.fail_weight))
             if batch.weight is not None:  # importance weights of a failure-balanced minibatch
                 weight = weight * torch.from_numpy(batch.weight)
         logits = self.critic(obs, action)
         target = target.expand_as(logits)
         # members are independent: each gets its own full gradient (hence the sum over members)
-        loss = self.config.n_critics * F.binary_cross_entropy_with_logits(logits, target / self.scale, weight=weight)
+        loss = self.config.n_critics * F.binary_cross_entropy_with_logits(
+            logits, target / self.risk_bound, weight=weight
+        )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()

@@ -91,5 +91,5 @@ def test_extreme_logits_give_the_torch_limits():
     with torch.no_grad():
         m.critic.net[-1].bias.fill_(1e4)
     assert m.risk_numpy(np.zeros((2, 1), np.float32), np.zeros((2, 1), np.float32)) == pytest.approx(
-        [m.scale, m.scale]
+        [m.risk_bound, m.risk_bound]
     )  # the upper bound of the risk

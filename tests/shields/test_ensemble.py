@@ -27,7 +27,7 @@ def ensemble(n: int = 3, **options) -> SQRL:
 
 
 def member_risks(model: SQRL, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-    return model.scale * torch.sigmoid(model.critic(obs, actions))
+    return model.risk_bound * torch.sigmoid(model.critic(obs, actions))
 
 
 @given(seed=st.integers(0, 2**16), rows=st.integers(1, 40))
@@ -47,7 +47,7 @@ def test_risk_is_the_most_pessimistic_member_or_the_mean(seed, rows):
         mean = member_risks(average, obs, actions).mean(0)
         assert torch.allclose(average.risk(obs, actions), mean)
         risk = pessimist.risk(obs, actions)
-        assert bool(((risk >= 0) & (risk <= pessimist.scale)).all())
+        assert bool(((risk >= 0) & (risk <= pessimist.risk_bound)).all())
     # the per-step path (numpy for one critic) gives the same value through torch for an ensemble
     row_obs, row_action = obs[0].numpy(), actions[0].numpy()
     assert pessimist.proposal_risk(row_obs, row_action) == pytest.approx(float(risk[0]), rel=1e-4, abs=1e-7)
@@ -125,7 +125,7 @@ def test_discrete_actions_score_every_action_per_member():
     model = SQRL(gym.spaces.Box(-1, 1, (4,), np.float32), gym.spaces.Discrete(3), SQRLConfig(n_critics=4), seed=0)
     obs = torch.rand(5, 4)
     with torch.no_grad():
-        members = model.scale * torch.sigmoid(model.critic.all_actions(obs))
+        members = model.risk_bound * torch.sigmoid(model.critic.all_actions(obs))
         assert members.shape == (4, 5, 3)
         assert torch.equal(model.risk_all(obs), members.max(0).values)
 

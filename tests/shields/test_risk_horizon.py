@@ -71,8 +71,8 @@ def test_default_critic_learns_failure_within_horizon_beats_untrained():
 
 def test_paper_preset_keeps_the_td0_risk_bounded_by_gamma_safe():
     paper, default = model(SQRLConfig.paper()), model(SQRLConfig())
-    assert paper.config.target == "td" and paper.scale == 0.7
-    assert default.config.target == "nstep" and default.scale == 1.0 - 1.0 / default.config.horizon
+    assert paper.config.target == "td" and paper.risk_bound == 0.7
+    assert default.config.target == "nstep" and default.risk_bound == 1.0 - 1.0 / default.config.horizon
 
 
 def test_csc_window_target_ranks_failures_within_horizon():

@@ -61,15 +61,15 @@ def test_counting_tells_the_way_out_of_a_failure_that_lasts(failures):
 def test_auto_counts_from_the_first_failure_that_does_not_end_its_episode():
     model = SQRL(OBS, ACT, seed=0)
     obs, action = np.stack([one_hot(0), one_hot(3)]), np.stack([STAY, EXIT])
-    before, scale = model.risk_numpy(obs, action), model.scale
+    before, scale = model.risk_numpy(obs, action), model.risk_bound
     target_before = model._target_risk(torch.from_numpy(obs), torch.from_numpy(action)).numpy()
     model.observe(one_hot(0), STAY, one_hot(1), 1.0, True)  # a fall: the episode ends
-    assert not model.counting and model.scale == scale
+    assert not model.counting and model.risk_bound == scale
     model.observe(one_hot(1), STAY, one_hot(2), 0.0, False)
     assert not model.counting
     model.observe(one_hot(2), STAY, one_hot(3), 1.0, False)  # a cost step, and the episode goes on
     assert model.counting
-    assert model.scale == pytest.approx(scale / (1 - scale))  # gamma / (1 - gamma)
+    assert model.risk_bound == pytest.approx(scale / (1 - scale))  # gamma / (1 - gamma)
     np.testing.assert_allclose(model.risk_numpy(obs, action), before, rtol=0.02)  # small risks kept
     target_after = model._target_risk(torch.from_numpy(obs), torch.from_numpy(action)).numpy()
     np.testing.assert_allclose(target_after, target_before, rtol=0.02)  # and the target network's
@@ -86,7 +86,7 @@ def test_a_counted_window_target_stays_within_its_bound():
         for critic in (model.critic, model.target_critic):  # every risk at its bound
             critic.net[-1].bias.fill_(30.0)
     stats = model.learn_step(model.buffer._rows(np.arange(3)))
-    assert stats["mean_target"] == pytest.approx(model.scale)
+    assert stats["mean_target"] == pytest.approx(model.risk_bound)
 
 
 def test_a_counting_shield_round_trips_a_checkpoint(tmp_path):
@@ -94,7 +94,7 @@ def test_a_counting_shield_round_trips_a_checkpoint(tmp_path):
     model.observe(one_hot(0), STAY, one_hot(1), 1.0, False)
     model.save(tmp_path / "shield")
     loaded = safeshield.load(tmp_path / "shield")
-    assert loaded.counting and loaded.scale == model.scale
+    assert loaded.counting and loaded.risk_bound == model.risk_bound
     obs, action = np.stack([one_hot(0), one_hot(1)]), np.stack([STAY, EXIT])
     np.testing.assert_allclose(loaded.risk_numpy(obs, action), model.risk_numpy(obs, action), rtol=1e-6)
 
