@@ -30,6 +30,13 @@ What this module implements:
   filter and threshold over 20 critics trained without the CQL term (α = 0), risk = the ensemble
   maximum (Leave No Trace's pessimism over its ensemble).
 
+- Lasting failures (``failures="auto"``, the default; ``preset="paper"`` keeps Eq. 2's): once a stored
+  failure does not end its episode (a per-step cost while inside a hazard), Q_C becomes the discounted
+  number of failure steps ahead, the cumulative cost of the CMDP of §3, with the backup
+  c + γ (1 − d) Q̄_C, and V̂_C the epoch's average failure steps per episode, so χ is a budget of
+  failure steps per episode. Under Eq. 2, a step inside a hazard fails whatever the action, so every
+  action there has the same Q_C and none tells the way out (``core.critic.FAILURES``).
+
 Where this differs from the paper, and why (the fallback after 100 tries, the threshold's
 scale and ``threshold_units``, the strict comparison, the sigmoid cap and target network, the
 draws of π, the frozen threshold): ``docs/csc.md``, "Choices the paper leaves open".
@@ -38,6 +45,7 @@ draws of π, the frozen threshold): ``docs/csc.md``, "Choices the paper leaves o
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -47,9 +55,8 @@ import torch
 from safeshield.core.buffer import Batch
 from safeshield.core.critic import CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
-from safeshield.core.networks import adam, polyak
+from safeshield.core.networks import adam, polyak, start_optimistic
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
-from safeshield.shields.sqrl import start_optimistic
 
 __all__ = [
     "CSC",
@@ -89,8 +96,11 @@ class CSCConfig(CriticConfig):
     guard: bool = False
     widen_policy: bool = False  # Alg. 1 l.6: candidates from pi_old only
     horizon_seconds: float | None = None  # the opt-in window target's horizon is `horizon` steps
+    # our choice: once a failure does not end its episode (a per-step cost that lasts), Q_C and V̂_C count
+    # failure steps, the CMDP's cumulative cost of §3 (FAILURES); Eq. 2's backup stops at the first failure
+    failures: str = "auto"
 
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": {}}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": {"failures": "first"}}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -158,7 +168,8 @@ class CSC(SafetyCritic):
         self.v_hat = float(cfg.chi)  # Alg. 1 line 2
         self.epochs = 0
         self._epoch_episodes = 0
-        self._epoch_failures = 0
+        self._epoch_failures = 0  # episodes that failed
+        self._epoch_cost = 0.0  # failure steps (the indicator summed), V̂_C's numerator once counting
 
     # -- the threshold (Alg. 1 lines 2, 5, 10) ------------------------------------------------------
     @property
@@ -167,32 +178,62 @@ class CSC(SafetyCritic):
         return csc_threshold(cfg.chi, self.v_hat, cfg.gamma, cfg.threshold_units)
 
     def on_episode_end(self, failed: bool) -> None:
-        """Count the episode; after ``episodes_per_epoch`` of them, V̂_C ← their average failures."""
+        """Count the episode; after ``episodes_per_epoch`` of them, V̂_C ← their average failures (failed
+        episodes; failure steps once counting)."""
         if self.frozen:
             return
         self._epoch_episodes += 1
         self._epoch_failures += int(bool(failed))
         if self._epoch_episodes >= self.config.episodes_per_epoch:
-            self.v_hat = self._epoch_failures / self._epoch_episodes
+            failures = self._epoch_cost if self.counting else self._epoch_failures
+            self.v_hat = failures / self._epoch_episodes
             self.epochs += 1
             self._epoch_episodes = self._epoch_failures = 0
+            self._epoch_cost = 0.0
+
+    def observe(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        next_obs: np.ndarray,
+        failure: float,
+        terminated: bool,
+        previous: int | None = None,
+    ) -> int:
+        """``SafetyCritic.observe``, counting the epoch's failure steps for V̂_C."""
+        self._epoch_cost += float(failure)
+        return super().observe(obs, action, next_obs, failure, terminated, previous)
 
     def lemma1_value(self, q_c: np.ndarray | float) -> np.ndarray:
         """V̂_C + Q_C / (1 − γ): Lemma 1's left side for an executed action (≤ χ when ε is paper's)."""
         return self.v_hat + np.asarray(q_c, dtype=np.float64) / (1.0 - self.config.gamma)
 
     # -- the critic ---------------------------------------------------------------------------------
+    @property
+    def risk_bound(self) -> float:
+        """Q_C's upper bound: 1 for the first failure's probability; counting, the discounted count's
+        1 / (1 − γ) (Eq. 2's backup), ``horizon`` (window) or γ_H / (1 − γ_H) (n-step)."""
+        if not self.counting:
+            return 1.0
+        cfg = self.config
+        if cfg.target == "window":
+            return float(cfg.horizon)
+        if cfg.target == "nstep":
+            return self.target_gamma / (1.0 - self.target_gamma)
+        return 1.0 / (1.0 - cfg.gamma)
+
     def q_members(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Every member's Q_C(s, a) ∈ (0, 1), shape ``(n_critics, batch)``."""
-        return torch.sigmoid(self.critic(obs, actions))
+        """Every member's Q_C(s, a) ∈ (0, ``risk_bound``), shape ``(n_critics, batch)``."""
+        return self.risk_bound * torch.sigmoid(self.critic(obs, actions))
 
     def risk(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Q_C(s, a): the (conservative) discounted probability of failing after ``a`` in ``s``."""
+        """Q_C(s, a): the (conservative) discounted probability of failing after ``a`` in ``s`` (or, counting,
+        the discounted number of failure steps)."""
         return self.combine(self.q_members(obs, actions))
 
     def risk_all(self, obs: torch.Tensor) -> torch.Tensor:
         """``(B, n)`` risks of every action of a Discrete-like space: one pass of the action heads."""
-        return self.combine(torch.sigmoid(self.critic.all_actions(obs)))
+        return self.combine(self.risk_bound * torch.sigmoid(self.critic.all_actions(obs)))
 
     def q_c(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Alias of ``risk`` under the paper's name, for an agent's Â_C (TRPO-Lagrangian)."""
@@ -219,28 +260,32 @@ class CSC(SafetyCritic):
         with torch.no_grad():
             next_action = self.bootstrap_actions(next_obs, torch.from_numpy(batch.next_action))
             if cfg.target == "td" or batch.rows is None:
-                next_q = torch.sigmoid(self.target_critic(next_obs, next_action))
-                target = failure + cfg.gamma * (1.0 - failure) * (1.0 - terminated) * next_q
+                next_q = self.risk_bound * torch.sigmoid(self.target_critic(next_obs, next_action))
+                continues = (1.0 - terminated) if self.counting else (1.0 - failure) * (1.0 - terminated)
+                target = failure + cfg.gamma * continues * next_q
             else:  # P(failure within horizon) along the stored episode (core.targets), per member
                 target = self._window_target(batch)
+            if self.counting:  # a window cut after m steps bootstraps a full count: held to the bound
+                target = target.clamp(max=self.risk_bound)
             weight = None if batch.weight is None else torch.from_numpy(batch.weight)
-        q_data = self.q_members(obs, action)
+        # the loss is taken in units of the bound (Q_C / risk_bound ∈ (0, 1)), so that counting keeps its scale
+        q_data = torch.sigmoid(self.critic(obs, action))
         q_pi = None
         if cfg.alpha > 0:
             with torch.no_grad():
                 pi_actions = self._cql_actions(obs)
             k = pi_actions.shape[1]
             flat_obs = obs.unsqueeze(1).expand(-1, k, -1).reshape(-1, self.obs_dim)
-            q_pi = self.q_members(flat_obs, pi_actions.reshape(-1, self.act_dim))
-        td, penalty = conservative_critic_loss(q_data, target, q_pi, cfg.alpha, weight)
+            q_pi = torch.sigmoid(self.critic(flat_obs, pi_actions.reshape(-1, self.act_dim)))
+        td, penalty = conservative_critic_loss(q_data, target / self.risk_bound, q_pi, cfg.alpha, weight)
         loss = (td + penalty).sum()  # members are independent: each gets its own full gradient
         stats = {
             "safety_critic_td_loss": td.mean().item(),
             "cql_penalty": penalty.mean().item(),
-            "mean_q_data": q_data.mean().item(),
+            "mean_q_data": self.risk_bound * q_data.mean().item(),
         }
         if q_pi is not None:
-            stats["mean_q_pi"] = q_pi.mean().item()
+            stats["mean_q_pi"] = self.risk_bound * q_pi.mean().item()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
@@ -252,11 +297,15 @@ class CSC(SafetyCritic):
         cfg = self.config
         window = cfg.target == "window"
         base, coef, boot = self.chain_targets(
-            batch.rows, cfg.horizon, 1.0 if window else self.target_gamma, bootstrap_end=not window
+            batch.rows,
+            cfg.horizon,
+            1.0 if window else self.target_gamma,
+            bootstrap_end=not window,
+            absorbing=not self.counting,
         )
         next_obs = torch.from_numpy(self.buffer.next_obs[boot])
         next_action = self.bootstrap_actions(next_obs, torch.from_numpy(self.buffer.next_action[boot]))
-        values = torch.sigmoid(self.target_critic(next_obs, next_action))
+        values = self.risk_bound * torch.sigmoid(self.target_critic(next_obs, next_action))
         return torch.from_numpy(base.astype(np.float32)) + torch.from_numpy(coef.astype(np.float32)) * values
 
     # -- checkpoint state -----------------------------------------------------------------------------
@@ -267,17 +316,19 @@ class CSC(SafetyCritic):
             "epochs": self.epochs,
             "epoch_episodes": self._epoch_episodes,
             "epoch_failures": self._epoch_failures,
+            "epoch_cost": self._epoch_cost,
         }
 
     def load_extra_state(self, state: dict) -> None:
         super().load_extra_state(state)
         v_hat = state.get("v_hat", self.config.chi)
-        if isinstance(v_hat, bool) or not isinstance(v_hat, (int, float)) or not 0.0 <= v_hat <= 1.0:
-            raise ValueError(f"state.v_hat must be a number in [0, 1] (failures per episode), got {v_hat!r:.100}")
+        if isinstance(v_hat, bool) or not isinstance(v_hat, (int, float)) or not 0.0 <= v_hat < math.inf:
+            raise ValueError(f"state.v_hat must be a finite number >= 0 (failures per episode), got {v_hat!r:.100}")
         self.v_hat = float(v_hat)
         self.epochs = int(state.get("epochs", 0))
         self._epoch_episodes = int(state.get("epoch_episodes", 0))
         self._epoch_failures = int(state.get("epoch_failures", 0))
+        self._epoch_cost = float(state.get("epoch_cost", self._epoch_failures))
 
 
 @register_method
