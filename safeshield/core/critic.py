@@ -49,6 +49,7 @@ from safeshield.core.validation import (
 __all__ = ["BOOTSTRAPS", "ENSEMBLE_RISKS", "FAILURES", "TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
 
 GUARD_SHARE = 0.25  # our choice: the guard backs off while more than a quarter of recent steps fell back
+ADAPTIVE_FLOOR = 0.01  # the lowest threshold a budget may set (or the nominal one, where that is lower but > 0)
 GUARD_CEILING = 1.01  # x the risk's upper bound: above every risk
 WEIGHT_CHECK_EVERY = 64  # updates between two full reads of the weights (a non-finite loss is caught at once)
 REFIT_INPUTS_EVERY = 100  # updates between two refits of the observation standardisation (normalize_obs)
@@ -247,15 +248,18 @@ class SafetyCritic(SafetyModel):
         if cfg.budget is None and not cfg.guard:
             return None
         if self.adaptive_threshold is None:
+            # a nominal threshold <= 0 (CSC's ε once an epoch used its budget: nothing passes) reads as the floor
+            low = min(nominal, ADAPTIVE_FLOOR) if nominal > 0 else ADAPTIVE_FLOOR
             self.adaptive_threshold = BudgetThreshold(
-                initial=nominal,
+                initial=max(nominal, low),
                 budget=cfg.budget,
                 response_steps=1000,
-                low=min(nominal, 0.01),
+                low=low,
                 # above the risk's bound every risk passes: the guard may switch the shield off while nothing can
                 high=max(nominal, self.guard_ceiling),
                 max_fallback_share=GUARD_SHARE if cfg.guard else float("inf"),
             )
+        self.adaptive_threshold.retarget(nominal)  # a method's own rule may move it (CSC's per-epoch ε)
         return self.adaptive_threshold
 
     def reconfigure(self, **changes: Any) -> SafetyCritic:

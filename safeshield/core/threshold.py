@@ -69,7 +69,15 @@ class BudgetThreshold:
         self.low, self.high = low, high
         self.max_fallback_share, self.guard_gain = max_fallback_share, guard_gain
         self.log_value = self.log_nominal = math.log(initial)
+        self.nominal = initial
         self.fallback_share = 0.0  # exponential moving average over response_steps
+
+    def retarget(self, nominal: float) -> None:
+        """A new nominal threshold to pull back to without a budget (a method whose own rule moves it,
+        as CSC's per-epoch ε); one at or below ``low`` (CSC's ε ≤ 0: nothing passes) pulls to ``low``."""
+        if nominal != self.nominal:
+            self.nominal = nominal
+            self.log_nominal = math.log(min(max(nominal, self.low), self.high))
 
     @property
     def value(self) -> float:

@@ -173,9 +173,15 @@ class CSC(SafetyCritic):
 
     # -- the threshold (Alg. 1 lines 2, 5, 10) ------------------------------------------------------
     @property
-    def threshold(self) -> float:
+    def nominal_threshold(self) -> float:
+        """ε of Alg. 1 line 5 from the last epoch's V̂_C."""
         cfg = self.config
         return csc_threshold(cfg.chi, self.v_hat, cfg.gamma, cfg.threshold_units)
+
+    @property
+    def threshold(self) -> float:
+        """ε; +inf before the (opt-in) warm-up; adapted to a failure budget / by the guard when configured."""
+        return self.gated_threshold(self.nominal_threshold)
 
     def on_episode_end(self, failed: bool) -> None:
         """Count the episode; after ``episodes_per_epoch`` of them, V̂_C ← their average failures (failed

@@ -73,6 +73,40 @@ def test_v_hat_is_the_previous_epochs_average_failures_per_episode():
     assert model.v_hat == 0.0, "a frozen shield keeps its threshold"
 
 
+def test_warm_up_budget_and_guard_apply_to_csc_as_to_every_reject_shield():
+    """CSC's threshold goes through the shared gate: +inf before an (opt-in) warm-up, then the failure
+    budget adapts it (down while failures exceed the budget, up while they stay under); without these
+    options it is Alg. 1's ε exactly."""
+    plain = CSC(OBS, ACT, CSCConfig())
+    assert plain.threshold == plain.nominal_threshold == 0.0
+    warming = CSC(OBS, ACT, CSCConfig(warmup_failures=2))
+    assert warming.threshold == math.inf
+    budgeted = CSC(OBS, ACT, CSCConfig(budget=5.0, threshold_units="normalised", chi=0.3))
+    start = budgeted.threshold
+    assert start == pytest.approx(0.01)  # ε = χ − V̂_C = 0 reads as the adaptive floor
+    for _ in range(200):
+        budgeted.on_step_outcome(failed=False, fell_back=False)
+    raised = budgeted.threshold
+    assert raised > start
+    for _ in range(20):
+        budgeted.on_step_outcome(failed=True, fell_back=False)
+    assert budgeted.threshold < raised
+
+
+def test_the_guard_pulls_csc_back_to_its_own_epsilon_as_it_moves():
+    """Guard only: while nothing falls back, the threshold relaxes to the current epoch's ε (which V̂_C
+    moves), and to the floor once ε <= 0."""
+    model = CSC(OBS, ACT, CSCConfig(guard=True, threshold_units="normalised", chi=0.5, episodes_per_epoch=1))
+    model.on_episode_end(False)  # V̂_C = 0: ε = 0.5
+    for _ in range(10_000):
+        model.on_step_outcome(failed=False, fell_back=False)
+    assert model.threshold == pytest.approx(0.5, rel=0.01)
+    model.on_episode_end(True)  # V̂_C = 1: ε = −0.5, nothing passes under Alg. 1
+    for _ in range(10_000):
+        model.on_step_outcome(failed=False, fell_back=False)
+    assert model.threshold == pytest.approx(0.01, rel=0.01)
+
+
 # ---------------------------------------------------------------- the filter
 
 
