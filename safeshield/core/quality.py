@@ -3,6 +3,8 @@
 - ``failure_within``: the label "a failure follows within ``horizon`` steps" for each step of
   logged episodes, with a mask of the steps whose label is known (windows cut by a time limit
   or by the end of the log are censored, never guessed).
+- ``failures_within``: the number of failure steps within ``horizon`` steps, what the risk of a
+  shield that counts lasting failures (``core.critic.FAILURES``) estimates; calibrated against it.
 - ``roc_auc``: the area under the ROC curve of a score for binary labels (ties count one half).
 - ``reliability``: the reliability diagram of probabilities against labels, and its expected
   calibration error.
@@ -15,7 +17,11 @@
 
 Why "failure within H steps": a shield's risk is meant to rank the actions that lead to a
 failure soon above those that do not (ROC AUC) and, for the thresholds of
-``safeshield.core.threshold``, to be a probability of exactly that event (calibration).
+``safeshield.core.threshold``, to be a probability of exactly that event (calibration). A shield
+whose risk counts failure steps (``failures="count"``, or ``"auto"`` once a failure lasted) is
+calibrated against the number of failure steps within H instead (``calibration_units: "count"``):
+its risk approximates that count, a discounted one over about H steps. The AUC ranks the same
+event either way.
 
 Which risk is scored: the executed action's, because a step's label is the outcome of the action
 that ran. When a shield refuses a proposal, what follows is the outcome of the action that
@@ -39,6 +45,7 @@ __all__ = [
     "QualityMonitor",
     "ShieldQualityWarning",
     "failure_within",
+    "failures_within",
     "plot_quality",
     "quality_report",
     "reliability",
@@ -49,6 +56,7 @@ logger = logging.getLogger(__name__)
 
 UNINFORMATIVE_AUC = 0.6  # below this a risk barely ranks failures above non-failures
 MOSTLY_FALLING_BACK = 0.5  # "falls back on most steps"
+COUNT_OPEN, COUNT_FINAL, COUNT_CENSORED = 0, 1, 2  # a step's count of failures in its window: still counting, ...
 
 
 class ShieldQualityWarning(UserWarning):
@@ -93,6 +101,37 @@ def failure_within(
     return labels, known
 
 
+def failures_within(
+    failure: np.ndarray, terminated: np.ndarray, truncated: np.ndarray, horizon: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Number of failure steps among transitions ``t .. t + horizon - 1`` of the same episode.
+
+    Returns ``(counts, known)``: a count is known once its window ran ``horizon`` steps or the episode
+    terminated inside it; a truncation or the end of the log inside the window censors it (the count
+    would be a lower bound). A failure that ends its episode counts once, as one that lasts counts each step.
+    """
+    if int(horizon) < 1:
+        raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+    failure = np.asarray(failure, dtype=float) > 0.5
+    terminated = np.asarray(terminated, dtype=bool)
+    truncated = np.asarray(truncated, dtype=bool) & ~terminated
+    n = failure.size
+    counts = np.zeros(n, dtype=np.int64)
+    known = np.zeros(n, dtype=bool)
+    ends = np.flatnonzero(terminated | truncated)
+    if n and (ends.size == 0 or ends[-1] != n - 1):
+        ends = np.append(ends, n - 1)  # the log's end closes the last episode, cut
+    start = 0
+    for end in ends:
+        cumulative = np.concatenate(([0], np.cumsum(failure[start : end + 1])))
+        steps = np.arange(end + 1 - start)
+        window_end = np.minimum(steps + int(horizon), steps.size)
+        counts[start : end + 1] = cumulative[window_end] - cumulative[steps]
+        known[start : end + 1] = terminated[end] | (steps + int(horizon) <= steps.size)
+        start = end + 1
+    return counts, known
+
+
 def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
     """Probability that a random positive scores above a random negative (ties count 1/2).
 
@@ -116,15 +155,16 @@ def roc_auc(scores: Sequence[float], labels: Sequence[int]) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def reliability(probs: Sequence[float], labels: Sequence[int], bins: int = 10) -> dict[str, Any]:
-    """Reliability diagram on ``bins`` equal-width bins of [0, 1] and its expected calibration error.
+def reliability(probs: Sequence[float], labels: Sequence[float], bins: int = 10, upper: float = 1.0) -> dict[str, Any]:
+    """Reliability diagram on ``bins`` equal-width bins of [0, ``upper``] and its expected calibration error.
 
     Returns ``{"edges", "mean_predicted", "observed", "count", "ece"}``; empty bins hold NaN
-    means and count 0. ECE = sum over bins of count/n * |observed - mean_predicted|.
+    means and count 0. ECE = sum over bins of count/n * |observed - mean_predicted|. Probabilities
+    against 0/1 labels by default; predicted counts against observed counts with ``upper`` their range.
     """
-    probs = np.clip(np.asarray(probs, dtype=float), 0.0, 1.0)
+    probs = np.clip(np.asarray(probs, dtype=float), 0.0, upper)
     labels = np.asarray(labels, dtype=float)
-    edges = np.linspace(0.0, 1.0, int(bins) + 1)
+    edges = np.linspace(0.0, upper, int(bins) + 1)
     index = np.clip(np.searchsorted(edges, probs, side="right") - 1, 0, bins - 1)
     count = np.bincount(index, minlength=bins)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -152,8 +192,14 @@ def quality_report(
     horizon: int | None = None,
     bins: int = 10,
     proposal_risk: Sequence[float] | None = None,
+    counts: Sequence[float] | None = None,
+    counts_known: Sequence[bool] | None = None,
 ) -> dict[str, Any]:
     """The shield-quality report of steps with known labels (see ``failure_within``).
+
+    With ``counts`` (failure steps within the horizon, ``failures_within``; ``counts_known`` masks the
+    censored ones), the risk is a count and its calibration compares it with them
+    (``calibration_units: "count"``), on bins of [0, the largest risk or count].
 
     ``risk``: the risk of the executed action, whose outcome ``labels`` records (failure within
     the horizon); ``auc``, the calibration and ``first_useful_rejection`` rank it. With
@@ -180,7 +226,10 @@ def quality_report(
         "steps": n,
         "failure_rate_within_horizon": float(labels.mean()) if n else float("nan"),
         "auc": roc_auc(risk, labels),
-        "calibration": reliability(risk, labels, bins),
+        "calibration_units": "probability" if counts is None else "count",
+        "calibration": (
+            reliability(risk, labels, bins) if counts is None else _count_calibration(risk, counts, counts_known, bins)
+        ),
         "false_safe_rate": float(labels[accepted].mean()) if accepted.any() else float("nan"),
         "intervention_rate": float(intervened.mean()) if n else float("nan"),
         "fallback_rate": float(fell_back.mean()) if n else float("nan"),
@@ -197,6 +246,15 @@ def quality_report(
         steps = np.arange(n) if steps is None else np.asarray(steps)
         report["first_useful_rejection"] = _first_useful_rejection(risk, labels, rejected, steps)
     return report
+
+
+def _count_calibration(risk: np.ndarray, counts, known, bins: int) -> dict[str, Any]:
+    """``reliability`` of a counted risk against the failure steps within the horizon (known windows)."""
+    counts = np.asarray(counts, dtype=float)
+    known = np.ones(counts.size, bool) if known is None else np.asarray(known, dtype=bool)
+    risk, counts = risk[known], counts[known]
+    upper = max(1.0, float(risk.max()) if risk.size else 0.0, float(counts.max()) if counts.size else 0.0)
+    return reliability(risk, counts, bins, upper=upper)
 
 
 def _first_useful_rejection(risk, labels, rejected, steps) -> int | None:
@@ -221,7 +279,9 @@ class QualityMonitor:
     Each row (env) keeps the steps of its current window (the last ``horizon``); a step's
     label is settled when a failure comes within ``horizon`` steps (1), when ``horizon`` steps
     pass or the episode terminates without failure (0), and dropped when a time limit cuts
-    the window (censored). The last ``window`` settled steps make the report.
+    the window (censored). The last ``window`` settled steps make the report. Each step also
+    counts the failure steps of its window (``failures_within``), final once the window ran out or
+    the episode terminated: a counting shield's calibration (``report(counting=True)``).
 
     Every ``check_every`` steps it judges the current risk on recent evidence: the steps settled
     since the last check, reaching further back only as far as needed to hold ``min_failures``
@@ -250,7 +310,9 @@ class QualityMonitor:
         self.min_failures = int(min_failures)
         self.check_every, self.warn = int(check_every), warn
         self.open = [deque() for _ in range(int(n_envs))]
-        # settled steps: step, proposal risk, executed risk, rejected, intervened, fell_back, label
+        self.counting_windows = [deque() for _ in range(int(n_envs))]  # each row's last horizon steps' counts
+        # settled steps: step, proposal risk, executed risk, rejected, intervened, fell_back, label, window count
+        # (a [failure steps, COUNT_*] cell that failures within the window update until it is final)
         self.settled: deque[tuple] = deque(maxlen=self.window)
         self.steps = 0
         self.failures = 0
@@ -279,7 +341,9 @@ class QualityMonitor:
     ) -> None:
         """Record one step of env ``row`` (its outcome included)."""
         pending = self.open[row]
-        pending.append((self.steps, proposal_risk, risk, rejected, intervened, fell_back))
+        cell = [0, COUNT_OPEN]
+        pending.append((self.steps, proposal_risk, risk, rejected, intervened, fell_back, cell))
+        self._count(row, cell, failure, terminated, truncated)
         self.steps += 1
         self.interventions += bool(intervened)
         self.fallbacks += bool(fell_back)
@@ -294,26 +358,48 @@ class QualityMonitor:
         elif truncated:
             pending.clear()
         elif len(pending) >= self.horizon:
-            self.settled.append((*pending.popleft(), 0))
-            self.settled_total += 1
+            self._settle_oldest(pending)
         if self.warn and self.steps % self.check_every == 0:
             self._check()
 
+    def _count(self, row: int, cell: list, failure: bool, terminated: bool, truncated: bool) -> None:
+        """Add this step's failure to the counts of the windows it falls in (this step's and the
+        ``horizon - 1`` before it), and close the windows that ran out or that the episode's end cut."""
+        windows = self.counting_windows[row]
+        windows.append(cell)
+        if failure:
+            for open_cell in windows:
+                open_cell[0] += 1
+        if len(windows) >= self.horizon:  # the oldest window ran its horizon steps
+            windows.popleft()[1] = COUNT_FINAL
+        if terminated or truncated:
+            for open_cell in windows:
+                open_cell[1] = COUNT_FINAL if terminated else COUNT_CENSORED
+            windows.clear()
+
     def _settle(self, pending: deque, label: int) -> None:
-        self.settled_total += len(pending)
         while pending:
-            self.settled.append((*pending.popleft(), label))
+            self._settle_oldest(pending, label)
+
+    def _settle_oldest(self, pending: deque, label: int = 0) -> None:
+        *fields, cell = pending.popleft()
+        self.settled.append((*fields, label, cell))
+        self.settled_total += 1
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The settled steps as arrays (``step``, ``proposal_risk``, ``risk``, ..., ``label``)."""
+        """The settled steps as arrays (``step``, ``proposal_risk``, ``risk``, ..., ``label``), and ``count``,
+        each step's failure steps within the horizon, with ``count_known`` (its window is closed, not cut)."""
         names = ("step", "proposal_risk", "risk", "rejected", "intervened", "fell_back", "label")
         if not self.settled:
-            return {name: np.zeros(0) for name in names}
-        columns = np.array(self.settled, dtype=float).T
-        return dict(zip(names, columns))
+            return {name: np.zeros(0) for name in (*names, "count")} | {"count_known": np.zeros(0, bool)}
+        rows = list(self.settled)
+        columns = dict(zip(names, np.array([entry[:-1] for entry in rows], dtype=float).T))
+        cells = np.array([entry[-1] for entry in rows], dtype=np.int64).reshape(-1, 2)
+        return columns | {"count": cells[:, 0].astype(float), "count_known": cells[:, 1] == COUNT_FINAL}
 
-    def report(self, bins: int = 10) -> dict[str, Any]:
-        """``quality_report`` on the settled window (the executed action's risk, and the proposal's), plus totals."""
+    def report(self, bins: int = 10, counting: bool = False) -> dict[str, Any]:
+        """``quality_report`` on the settled window (the executed action's risk, and the proposal's), plus totals;
+        ``counting``: the risk counts failure steps, calibrated against the failure steps within the horizon."""
         data = self.arrays()
         report = quality_report(
             data["risk"],
@@ -325,6 +411,8 @@ class QualityMonitor:
             steps=data["step"].astype(int),
             horizon=self.horizon,
             bins=bins,
+            counts=data["count"] if counting else None,
+            counts_known=data["count_known"] if counting else None,
         )
         report.update(
             total_steps=self.steps,
@@ -409,23 +497,26 @@ def plot_quality(report: dict[str, Any], path=None, data: dict[str, np.ndarray] 
     )
     ax = axes[0, 0]
     cal = report["calibration"]
+    counted = report.get("calibration_units") == "count"
+    upper = cal["edges"][-1]
     predicted = [np.nan if v is None else v for v in cal["mean_predicted"]]
     observed = [np.nan if v is None else v for v in cal["observed"]]
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    ax.plot([0, upper], [0, upper], color="grey", linestyle=":", label="calibrated")
     ax.plot(predicted, observed, marker="o", label=f"shield (ECE {cal['ece']:.3f})")
+    outcome = "failure steps" if counted else "failure"
     ax.set(
-        xlabel="predicted risk",
-        ylabel=f"observed failure within {report['horizon']} steps",
+        xlabel="predicted risk" + (" (a count of failure steps)" if counted else ""),
+        ylabel=f"observed {outcome} within {report['horizon']} steps",
         title=f"reliability, AUC {report['auc']:.2f}",
-        xlim=(0, 1),
-        ylim=(0, 1),
+        xlim=(0, upper),
+        ylim=(0, upper),
     )
     ax.legend(loc="upper left")
     if data is not None:
         ax = axes[0, 1]
         label = data["label"] > 0.5
-        bins = np.linspace(0, 1, 31)
         key = "risk" if "risk" in data else "proposal_risk"  # the executed action's, else the proposal's
+        bins = np.linspace(0, max(1.0, float(np.max(data[key], initial=0.0))), 31)  # a count may exceed 1
         ax.hist(data[key][~label], bins=bins, alpha=0.6, density=True, label="no failure within H")
         ax.hist(data[key][label], bins=bins, alpha=0.6, density=True, label="failure within H")
         what = "the executed action" if key == "risk" else "the proposal"

@@ -372,7 +372,7 @@ class ShieldStepper:
 
     def quality_report(self) -> dict[str, Any]:
         """The running shield-quality report (``safeshield.core.quality.QualityMonitor.report``)."""
-        return self.quality.report()
+        return self.quality.report(counting=bool(getattr(self.model, "counting", False)))
 
     def report(self, proposed, executed: np.ndarray, decision: Decision, j: int, failure: float) -> dict[str, Any]:
         """The ``info["shield"]`` dict of one env (row ``j`` of ``decision``)."""

@@ -4,7 +4,9 @@
   limit or the end of the log cut;
 - ``roc_auc`` and ``reliability`` match values worked out by hand on small synthetic scores;
 - ``QualityMonitor`` settles labels online exactly as ``failure_within`` does offline, and warns
-  once when the risk is uninformative or the shield falls back on most steps.
+  once when the risk is uninformative or the shield falls back on most steps;
+- ``failures_within`` counts the failure steps of each window (a counting shield's calibration), and
+  the monitor counts them online as it does offline.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from safeshield.core.quality import (
     QualityMonitor,
     ShieldQualityWarning,
     failure_within,
+    failures_within,
     quality_report,
     reliability,
     roc_auc,
@@ -115,6 +118,45 @@ def test_monitor_settles_like_offline_labels(events, horizon):
     order = np.argsort(data["step"])
     np.testing.assert_array_equal(data["step"][order].astype(int), np.flatnonzero(known))
     np.testing.assert_array_equal(data["label"][order], labels[known])
+
+
+def test_failures_within_counts_lasting_failures_and_censors_cut_windows():
+    failure = np.array([0, 1, 1, 0, 1, 0, 1, 0])
+    terminated = np.array([0, 0, 0, 0, 0, 0, 1, 0])  # a failure ends the first episode at step 6
+    truncated = np.zeros(8)
+    counts, known = failures_within(failure, terminated, truncated, 3)
+    np.testing.assert_array_equal(counts, [2, 2, 2, 1, 2, 1, 1, 0])
+    # steps 4-6: the termination closes their windows; step 7: the log's end cuts its window
+    np.testing.assert_array_equal(known, [1, 1, 1, 1, 1, 1, 1, 0])
+    _, cut = failures_within(failure, np.zeros(8), np.eye(8)[5], 3)  # a time limit at step 5
+    np.testing.assert_array_equal(cut, [1, 1, 1, 1, 0, 0, 0, 0])
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(["step", "cost", "fail", "done", "cut"]), min_size=1, max_size=60), st.integers(1, 6))
+def test_monitor_counts_like_offline_counts(events, horizon):
+    """A "cost" step fails without ending its episode; a "fail" step ends it."""
+    failure = np.array([e in ("cost", "fail") for e in events])
+    terminated = np.array([e in ("fail", "done") for e in events])
+    truncated = np.array([e == "cut" for e in events])
+    counts, known = failures_within(failure, terminated, truncated, horizon)
+    monitor = QualityMonitor(horizon, warn=False)
+    for t in range(len(events)):
+        monitor.update(0, 0.0, 0.0, False, False, False, failure[t], terminated[t], truncated[t])
+    data = monitor.arrays()
+    steps = data["step"].astype(int)
+    np.testing.assert_array_equal(data["count_known"], known[steps])
+    np.testing.assert_array_equal(data["count"][data["count_known"]], counts[steps][known[steps]])
+
+
+def test_a_counting_risk_is_calibrated_against_counts():
+    risk, counts = np.array([0.0, 0.1, 2.0, 2.2]), np.array([0, 0, 2, 2])
+    report = quality_report(risk, (counts > 0).astype(int), counts=counts, counts_known=[1, 1, 1, 0])
+    assert report["calibration_units"] == "count" and report["calibration"]["edges"][-1] == pytest.approx(2.0)
+    assert report["ece"] == pytest.approx((0.1 + 0.0) / 3)  # the censored step is left out
+    assert report["auc"] == 1.0
+    probability = quality_report(np.clip(risk, 0, 1), (counts > 0).astype(int))
+    assert probability["calibration_units"] == "probability"
 
 
 def test_monitor_warns_once_on_uninformative_risk_and_fallbacks():
