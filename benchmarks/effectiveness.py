@@ -293,6 +293,7 @@ CASES = [
 ]
 """Step counts are what this project's shared 2-core machine allowed in one session (the issue asks for
 20k-50k steps on the gymnasium cases): they measure the early-learning phase, where an agent fails most."""
+CASE_METHODS = {case.name: case.method for case in CASES}  # seed files written before variants: the suite's
 COST = {"sb3_sac": 4.0, "reference_sac_transfer": 4.0, "trpo_lagrangian": 2.0, "sb3_ppo": 1.0, "sb3_dqn": 1.0}
 """Rough CPU cost per env step of each agent (shielded + unshielded), to start the longest jobs first."""
 QUICK = {"cases": ["idp_ppo"], "steps": 1_500, "seeds": 3}
@@ -532,7 +533,8 @@ def run_case_seed(case: Case, seed: int, steps: int, out_dir: str, progress_queu
     path = Path(out_dir) / "cases" / case.name / f"seed{seed}.json"
     if path.exists():
         cached = json.loads(path.read_text())
-        if cached["steps"] == steps and cached.get("options") == case.options:
+        same_method = cached.get("method", CASE_METHODS.get(case.name)) == case.method
+        if cached["steps"] == steps and cached.get("options") == case.options and same_method:
             return cached["runs"]
     results = []
     for shielded in (False, True):
@@ -547,7 +549,15 @@ def run_case_seed(case: Case, seed: int, steps: int, out_dir: str, progress_queu
     machine = machine_info()["cpu_model"]  # trajectories differ across CPUs (docs/robustness.md)
     write_json(
         path,
-        {"case": case.name, "seed": seed, "steps": steps, "options": case.options, "machine": machine, "runs": results},
+        {
+            "case": case.name,
+            "seed": seed,
+            "steps": steps,
+            "method": case.method,
+            "options": case.options,
+            "machine": machine,
+            "runs": results,
+        },
     )
     return results
 
@@ -617,11 +627,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--summarise", action="store_true", help="only collect the finished cases in --out")
     parser.add_argument("--out", default="benchmarks/results/effectiveness")
+    parser.add_argument("--method", default=None, help="a variant: this shield method instead of each case's")
+    parser.add_argument(
+        "--options", type=json.loads, default=None, help="a variant: shield options (JSON) over each case's"
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if (args.method or args.options) and out == Path(parser.get_default("out")):
+        parser.error("a variant (--method / --options) needs its own --out, beside the suite's results")
+    variant = [with_variant(c, args.method, args.options) for c in CASES]
     if not args.summarise:
         names = QUICK["cases"] if args.quick and args.cases is None else args.cases
-        cases = [c for c in CASES if names is None or c.name in names]
+        cases = [c for c in variant if names is None or c.name in names]
         missing = [c.name for c in cases if not available(c)]
         if missing and names is not None:
             parser.error(f"{missing} need safety-gymnasium: run `make safety-gymnasium` first")
@@ -640,11 +657,19 @@ def main(argv: list[str] | None = None) -> None:
         ]
         total = sum(2 * len(seeds_of[c.name]) * progress_steps(c, steps_of[c.name]) for c in cases)
         run_jobs(jobs, total, desc="effectiveness", workers=min(args.workers, len(jobs)))
-    summarise(out, quick=args.quick)
+    summarise(out, quick=args.quick, cases=variant)
 
 
-def summarise(out: Path, quick: bool = False) -> dict[str, Any]:
-    """Collect ``out/cases/*.json`` (in ``CASES`` order) into ``results.json`` and the plots."""
+def with_variant(case: Case, method: str | None, options: dict[str, Any] | None) -> Case:
+    """``case`` with another shield method and/or options over its own (a variant: ``--method`` / ``--options``)."""
+    if options is not None and not isinstance(options, dict):
+        raise ValueError(f"--options must be a JSON object of shield options, got {options!r}")
+    return dataclasses.replace(case, method=method or case.method, options={**case.options, **(options or {})})
+
+
+def summarise(out: Path, quick: bool = False, cases: list[Case] | None = None) -> dict[str, Any]:
+    """Collect ``out/cases/*.json`` (in ``CASES`` order, or ``cases``' with a variant) into ``results.json``
+    and the plots."""
     finished: dict[str, dict] = {}
     for path in sorted((out / "cases").glob("*/seed*.json")):
         data = json.loads(path.read_text())
@@ -652,7 +677,7 @@ def summarise(out: Path, quick: bool = False) -> dict[str, Any]:
         if data["steps"] == entry["steps"]:
             entry["runs"] += data["runs"]
             entry["machines"].add(data.get("machine", "not recorded"))
-    cases = [c for c in CASES if c.name in finished]
+    cases = [c for c in (cases or CASES) if c.name in finished]
     summaries, runs = [], []
     for case in cases:
         case_runs, steps = finished[case.name]["runs"], finished[case.name]["steps"]

@@ -112,7 +112,7 @@ class CriticConfig(SafetyConfig):
     regret: float | None = None  # relative rule: above the threshold, allow risk up to the least found + regret
     bootstrap: str = "policy"  # the papers' a' ~ pi (SQRL App. D, CSC Eq. 2); both measured: docs/effectiveness.md
     normalize_obs: bool = False  # standardise the critic's observation inputs by the stored ones (refit_inputs)
-    failures: str = "first"  # see FAILURES: what the risk measures (the methods' defaults count lasting failures)
+    failures: str = "first"  # see FAILURES: what the risk measures (SQRL's default counts lasting failures)
 
     def __post_init__(self) -> None:
         super().__post_init__()  # field types: integers, finite numbers, bools, strings

@@ -30,7 +30,7 @@ What this module implements:
   filter and threshold over 20 critics trained without the CQL term (α = 0), risk = the ensemble
   maximum (Leave No Trace's pessimism over its ensemble).
 
-- Lasting failures (``failures="auto"``, the default; ``preset="paper"`` keeps Eq. 2's): once a stored
+- Lasting failures (opt-in ``failures="auto"`` or ``"count"``; the default keeps Eq. 2's): once a stored
   failure does not end its episode (a per-step cost while inside a hazard), Q_C becomes the discounted
   number of failure steps ahead, the cumulative cost of the CMDP of §3, with the backup
   c + γ (1 − d) Q̄_C, and V̂_C the epoch's average failure steps per episode, so χ is a budget of
@@ -96,11 +96,11 @@ class CSCConfig(CriticConfig):
     guard: bool = False
     widen_policy: bool = False  # Alg. 1 l.6: candidates from pi_old only
     horizon_seconds: float | None = None  # the opt-in window target's horizon is `horizon` steps
-    # our choice: once a failure does not end its episode (a per-step cost that lasts), Q_C and V̂_C count
-    # failure steps, the CMDP's cumulative cost of §3 (FAILURES); Eq. 2's backup stops at the first failure
-    failures: str = "auto"
+    # Eq. 2: the backup stops at the first failure; "auto" / "count" (opt-in, FAILURES) count failure steps,
+    # the CMDP's cumulative cost of §3, once a failure lasts (measured: docs/effectiveness.md)
+    failures: str = "first"
 
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": {"failures": "first"}}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": {}}
 
     def __post_init__(self) -> None:
         super().__post_init__()

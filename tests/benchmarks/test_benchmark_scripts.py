@@ -1,7 +1,9 @@
 """Every benchmark script imports and parses its command line (the runs themselves are too long for CI;
 ``test_overhead_smoke.py`` runs the overhead benchmark end to end at a tiny size)."""
 
+import dataclasses
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -90,3 +92,31 @@ def test_safety_gymnasium_rows_are_skipped_without_it_and_refused_by_name(load_b
         effectiveness.main(["--cases", optional[0].name, "--out", "unused"])
     assert exit_info.value.code != 0
     assert "make safety-gymnasium" in capsys.readouterr().err
+
+
+def test_a_variant_changes_method_and_options_and_keeps_its_own_results(load_benchmark, tmp_path, capsys, monkeypatch):
+    """``--method`` / ``--options`` run a case with another shield or options over its own, refused into the
+    suite's results folder; a cached pair is reused only for the same method and options."""
+    effectiveness = load_benchmark("effectiveness")
+    case = next(c for c in effectiveness.CASES if c.name == "point_traps")
+    variant = effectiveness.with_variant(case, "q_ensemble", {"failures": "auto", "regret": 0.1})
+    assert variant.method == "q_ensemble" and variant.options == {**case.options, "failures": "auto", "regret": 0.1}
+    assert effectiveness.with_variant(case, None, None) == case
+    with pytest.raises(SystemExit):
+        effectiveness.main(["--cases", case.name, "--method", "q_ensemble"])
+    assert "its own --out" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--options must be a JSON object"):
+        effectiveness.with_variant(case, None, [1])
+    seed_file = tmp_path / "cases" / case.name / "seed0.json"
+    seed_file.parent.mkdir(parents=True)
+    run = {"shielded": False, "failures": 3, "final_return": 1.0, "wall_s": 1.0, "episodes": 1, "records": []}
+    cached = {"case": case.name, "seed": 0, "steps": 10, "method": "csc", "options": variant.options, "runs": [run]}
+    seed_file.write_text(json.dumps(cached))
+    assert effectiveness.run_case_seed(dataclasses.replace(variant, method="csc"), 0, 10, str(tmp_path)) == [run]
+    legacy = {k: v for k, v in cached.items() if k != "method"}  # written before variants: the suite's method
+    seed_file.write_text(json.dumps(legacy | {"options": case.options}))
+    assert effectiveness.run_case_seed(case, 0, 10, str(tmp_path)) == [run]
+    monkeypatch.setattr(effectiveness, "_traps_job", lambda case, shielded, *rest: {"ran": case.method})
+    seed_file.write_text(json.dumps(cached))  # a csc pair: the q_ensemble variant runs its own
+    assert effectiveness.run_case_seed(variant, 0, 10, str(tmp_path)) == [{"ran": "q_ensemble"}] * 2
+    assert json.loads(seed_file.read_text())["method"] == "q_ensemble"

@@ -77,8 +77,8 @@ def test_counting_tells_the_way_out_of_a_failure_that_lasts(method, failures):
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_auto_counts_from_the_first_failure_that_does_not_end_its_episode(method):
-    model_class, _ = METHODS[method]
-    model = model_class(OBS, ACT, seed=0)
+    model_class, config_class = METHODS[method]
+    model = model_class(OBS, ACT, config_class(failures="auto"), seed=0)
     obs, action = np.stack([one_hot(0), one_hot(3)]), np.stack([STAY, EXIT])
     before, bound, target_before = model.risk_numpy(obs, action), model.risk_bound, target_risk(model, obs, action)
     model.observe(one_hot(0), STAY, one_hot(1), 1.0, True)  # a fall: the episode ends
@@ -111,7 +111,8 @@ def test_a_counted_window_target_stays_within_its_bound():
 
 @pytest.mark.parametrize("method", list(METHODS))
 def test_a_counting_shield_round_trips_a_checkpoint(tmp_path, method):
-    model = METHODS[method][0](OBS, ACT, seed=0)
+    model_class, config_class = METHODS[method]
+    model = model_class(OBS, ACT, config_class(failures="auto"), seed=0)
     model.observe(one_hot(0), STAY, one_hot(1), 1.0, False)
     model.save(tmp_path / "shield")
     loaded = safeshield.load(tmp_path / "shield")
@@ -123,7 +124,8 @@ def test_a_counting_shield_round_trips_a_checkpoint(tmp_path, method):
 @pytest.mark.parametrize("method", list(METHODS))
 def test_defaults_presets_and_legacy_checkpoints(method):
     model_class, config_class = METHODS[method]
-    assert config_class().failures == "auto"
+    # SQRL counts lasting failures by default; CSC keeps its published backup (counting is opt-in there)
+    assert config_class().failures == ("auto" if method == "sqrl" else "first")
     assert config_class.paper().failures == "first"  # SQRL §3, CSC Eq. 2: a failure is absorbing
     legacy = config_class().to_json()
     del legacy["failures"]
