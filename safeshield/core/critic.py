@@ -194,6 +194,7 @@ class SafetyCritic(SafetyModel):
         self._next_weight_check = 0  # ``updates`` at which ``learn`` next checks every weight
         self._ratio_cache: tuple[float | None, int, int] = (None, 0, 1)
         self.failures_seen = 0  # failures stored (warm-up)
+        self.failure_total = 0.0  # the indicator summed over the stored transitions (CSC's V̂_C counts steps)
         self.counting = False  # whether the risk counts failure steps (``failures``, FAILURES) instead of the first
         self.adaptive_threshold: BudgetThreshold | None = None  # budget / guard state, built on first use
         self.obs_moments = RunningMoments(self.obs_dim)  # of the stored observations (normalize_obs)
@@ -458,6 +459,7 @@ class SafetyCritic(SafetyModel):
         ``previous``: the row of the same episode's previous transition (links the episode).
         """
         self.failures_seen += bool(failure >= 0.5)
+        self.failure_total += float(failure)
         if failure >= 0.5 and not terminated:
             self.on_lasting_failure()
         return self.buffer.add(obs, action, next_obs, failure, terminated, previous=previous)

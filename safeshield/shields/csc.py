@@ -169,7 +169,7 @@ class CSC(SafetyCritic):
         self.epochs = 0
         self._epoch_episodes = 0
         self._epoch_failures = 0  # episodes that failed
-        self._epoch_cost = 0.0  # failure steps (the indicator summed), V̂_C's numerator once counting
+        self._epoch_start = 0.0  # failure_total when the epoch began: V̂_C's failure steps once counting
 
     # -- the threshold (Alg. 1 lines 2, 5, 10) ------------------------------------------------------
     @property
@@ -191,24 +191,11 @@ class CSC(SafetyCritic):
         self._epoch_episodes += 1
         self._epoch_failures += int(bool(failed))
         if self._epoch_episodes >= self.config.episodes_per_epoch:
-            failures = self._epoch_cost if self.counting else self._epoch_failures
+            failures = self.failure_total - self._epoch_start if self.counting else self._epoch_failures
             self.v_hat = failures / self._epoch_episodes
             self.epochs += 1
             self._epoch_episodes = self._epoch_failures = 0
-            self._epoch_cost = 0.0
-
-    def observe(
-        self,
-        obs: np.ndarray,
-        action: np.ndarray,
-        next_obs: np.ndarray,
-        failure: float,
-        terminated: bool,
-        previous: int | None = None,
-    ) -> int:
-        """``SafetyCritic.observe``, counting the epoch's failure steps for V̂_C."""
-        self._epoch_cost += float(failure)
-        return super().observe(obs, action, next_obs, failure, terminated, previous)
+            self._epoch_start = self.failure_total
 
     def lemma1_value(self, q_c: np.ndarray | float) -> np.ndarray:
         """V̂_C + Q_C / (1 − γ): Lemma 1's left side for an executed action (≤ χ when ε is paper's)."""
@@ -322,7 +309,7 @@ class CSC(SafetyCritic):
             "epochs": self.epochs,
             "epoch_episodes": self._epoch_episodes,
             "epoch_failures": self._epoch_failures,
-            "epoch_cost": self._epoch_cost,
+            "epoch_cost": self.failure_total - self._epoch_start,
         }
 
     def load_extra_state(self, state: dict) -> None:
@@ -334,7 +321,7 @@ class CSC(SafetyCritic):
         self.epochs = int(state.get("epochs", 0))
         self._epoch_episodes = int(state.get("epoch_episodes", 0))
         self._epoch_failures = int(state.get("epoch_failures", 0))
-        self._epoch_cost = float(state.get("epoch_cost", self._epoch_failures))
+        self._epoch_start = self.failure_total - float(state.get("epoch_cost", self._epoch_failures))
 
 
 @register_method

@@ -142,14 +142,17 @@ def test_what_the_risk_measures_is_fixed_once_built(method):
         model.reconfigure(failures="count")
 
 
-def test_csc_budget_counts_failure_steps_once_counting():
-    """V̂_C (Alg. 1 line 10) averages failed episodes, and failure steps per episode once counting."""
+def test_csc_budget_counts_failure_steps_once_counting(tmp_path):
+    """V̂_C (Alg. 1 line 10) averages failed episodes, and failure steps per episode once counting; an epoch
+    under way survives a checkpoint."""
     for failures, expected in (("first", 0.5), ("count", 1.5)):
         model = CSC(OBS, ACT, CSCConfig(failures=failures, episodes_per_epoch=2), seed=0)
         previous = None
         for cost in (1.0, 1.0, 1.0):  # three cost steps, then the episode ends without a fall
             previous = model.observe(one_hot(0), STAY, one_hot(0), cost, False, previous=previous)
         model.on_episode_end(True)
+        model.save(tmp_path / failures)
+        model = safeshield.load(tmp_path / failures).unfreeze()  # loaded frozen; learning on
         model.observe(one_hot(0), STAY, one_hot(1), 0.0, True)
         model.on_episode_end(False)
         assert model.v_hat == pytest.approx(expected)
