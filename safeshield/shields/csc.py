@@ -91,14 +91,14 @@ class CSCConfig(CriticConfig):
     # (docs/effectiveness.md)
     target: str = "td"  # CSC Eq. 2: one-step backup
     balance: float = 0.0  # uniform minibatches
-    warmup_failures: int = 0
-    warmup_updates: int = 0
-    guard: bool = False
+    warmup_failures: int = 0  # Alg. 1 rejects from the first step (a warm-up is opt-in)
+    warmup_updates: int = 0  # Alg. 1 rejects from the first step (a warm-up is opt-in)
+    guard: bool = False  # Alg. 1 has none: after 100 rejected tries the least risky runs (opt-in guard)
     widen_policy: bool = False  # Alg. 1 l.6: candidates from pi_old only
     horizon_seconds: float | None = None  # the opt-in window target's horizon is `horizon` steps
-    # Eq. 2: the backup stops at the first failure; "auto" / "count" (opt-in, FAILURES) count failure steps,
-    # the CMDP's cumulative cost of §3, once a failure lasts (measured: docs/effectiveness.md)
-    failures: str = "first"
+    # "auto" / "count" (opt-in, FAILURES) count failure steps, the CMDP's cumulative cost of §3, once a
+    # failure lasts (measured: docs/effectiveness.md)
+    failures: str = "first"  # CSC Eq. 2: the backup stops at the first failure
 
     PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": {}}
 
