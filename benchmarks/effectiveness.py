@@ -442,7 +442,16 @@ def held_out(case: Case, model: safeshield.SafetyModel, policy, seed: int) -> di
         max_steps=HELD_OUT_MAX_STEPS,
     )
     env.close()
-    keys = ("auc", "ece", "false_safe_rate", "rejection_rate", "failure_rate_within_horizon", "episodes", "total_steps")
+    keys = (
+        "auc",
+        "ece",
+        "calibration_units",
+        "false_safe_rate",
+        "rejection_rate",
+        "failure_rate_within_horizon",
+        "episodes",
+        "total_steps",
+    )
     return {key: report.get(key) for key in keys}
 
 
