@@ -111,6 +111,29 @@ UNSEEN = (
     "added after the defaults were fixed and never used to choose them: does the shield carry to a task it "
     "was not developed on?"
 )
+POINT_TRAPS = Case(
+    "point_traps",
+    "safeshield/PointTraps-v0",
+    "trpo_lagrangian",
+    "csc",
+    30_000,
+    options={
+        "chi": 0.05,
+        "train_every": 10,
+        "updates_per_step": 0.1,
+        "target": "nstep",
+        "balance": 0.5,
+        "regret": 0.05,
+        "threshold_units": "normalised",
+        "normalize_obs": True,
+    },
+    min_seeds=10,
+    note="CSC + TRPO-Lagrangian vs TRPO, 10 seeds (15-58 failures per run: 3 seeds move the ratio by 0.5); "
+    "chi 0.05 (CSC Fig. 6), one critic update per 10 steps (CPU); "
+    "CSC's critic learns the failure discounted over 20 steps from failure-balanced minibatches and "
+    "decides with the relative rule (regret 0.05) above eps = chi - V_C (normalised units), on standardised "
+    "inputs (normalize_obs): opt-in for CSC",
+)
 CASES = [
     Case("idp_sac", "InvertedDoublePendulum-v5", "sb3_sac", "sqrl", 10_000),
     Case("idp_ppo", "InvertedDoublePendulum-v5", "sb3_ppo", "sqrl", 20_480),
@@ -267,28 +290,14 @@ CASES = [
         note="as minitaur, with a failure budget of 5.5 falls per 1000 env steps (about a third of the unshielded "
         "fine-tuning rate, the rule drunk_spider_budget uses): the threshold falls while falls exceed it",
     ),
-    Case(
-        "point_traps",
-        "safeshield/PointTraps-v0",
-        "trpo_lagrangian",
-        "csc",
-        30_000,
-        options={
-            "chi": 0.05,
-            "train_every": 10,
-            "updates_per_step": 0.1,
-            "target": "nstep",
-            "balance": 0.5,
-            "regret": 0.05,
-            "threshold_units": "normalised",
-            "normalize_obs": True,
-        },
-        min_seeds=10,
-        note="CSC + TRPO-Lagrangian vs TRPO, 10 seeds (15-58 failures per run: 3 seeds move the ratio by 0.5); "
-        "chi 0.05 (CSC Fig. 6), one critic update per 10 steps (CPU); "
-        "CSC's critic learns the failure discounted over 20 steps from failure-balanced minibatches and "
-        "decides with the relative rule (regret 0.05) above eps = chi - V_C (normalised units), on standardised "
-        "inputs (normalize_obs): opt-in for CSC",
+    POINT_TRAPS,
+    dataclasses.replace(
+        POINT_TRAPS,
+        name="point_traps_budget",
+        options={**POINT_TRAPS.options, "budget": 0.34},
+        note="as point_traps, with a failure budget of 0.34 failures per 1000 env steps (about a third of plain "
+        "TRPO's rate, the rule drunk_spider_budget uses): the threshold falls at each failure and rises while "
+        "none comes",
     ),
 ]
 """Step counts are what this project's shared 2-core machine allowed in one session (the issue asks for
