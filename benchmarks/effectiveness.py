@@ -63,7 +63,7 @@ import numpy as np
 import torch
 
 import safeshield
-from safeshield.core.quality import plot_quality, reliability, roc_auc
+from safeshield.core.quality import plot_quality, quality_report
 from safeshield.experiments.plots import plot_learning_curves
 from safeshield.experiments.runner import Job, machine_info, mean_ci, run_jobs, write_json
 from safeshield.experiments.transfer import MINITAUR_CPU, TransferSettings, transfer_job
@@ -430,6 +430,12 @@ def _shield_stats(env) -> dict[str, Any]:
             "risk": data["risk"].round(4).tolist(),
             "proposal_risk": data["proposal_risk"].round(4).tolist(),
             "label": data["label"].astype(int).tolist(),
+            # a counting shield's calibration is in failure steps within the horizon (core.quality)
+            **(
+                {"count": data["count"].astype(int).tolist(), "count_known": data["count_known"].tolist()}
+                if report.get("calibration_units") == "count"
+                else {}
+            ),
         },
         "interventions": env.total_interventions,
         "fallbacks": env.total_fallbacks,
@@ -711,11 +717,14 @@ def summarise(out: Path, quick: bool = False, cases: list[Case] | None = None) -
             executed = all("proposal_risk" in p for p in pooled)  # older runs kept the proposal's risk as "risk"
             risk = np.concatenate([p["risk"] for p in pooled])
             label = np.concatenate([p["label"] for p in pooled])
-            report = {
-                "calibration": reliability(risk, label),
-                "auc": roc_auc(risk, label),
-                "horizon": next(r["quality"]["horizon"] for r in case_runs if "quality" in r),
-            }
+            counted = all("count" in p for p in pooled)  # runs of a counting shield since counts were kept
+            report = quality_report(
+                risk,
+                label,
+                horizon=next(r["quality"]["horizon"] for r in case_runs if "quality" in r),
+                counts=np.concatenate([p["count"] for p in pooled]) if counted else None,
+                counts_known=np.concatenate([p["count_known"] for p in pooled]) if counted else None,
+            )
             plot_quality(
                 report,
                 out / f"quality_{case.name}.png",
