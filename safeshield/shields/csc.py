@@ -162,7 +162,7 @@ class CSC(SafetyCritic):
     def build(self) -> None:
         cfg = self.config
         self.critic = self.critic_ensemble()  # a Discrete-like space: every action scored in one pass
-        start_optimistic(self.critic)  # Q_C ≈ 0.01 everywhere, as the SQRL critic: see shields/sqrl.py
+        start_optimistic(self.critic)  # Q_C ≈ 0.01 everywhere, as the SQRL critic (core.networks)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.optimizer = adam(self.critic.parameters(), cfg.lr)
         self.v_hat = float(cfg.chi)  # Alg. 1 line 2
