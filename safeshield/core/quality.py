@@ -56,7 +56,8 @@ logger = logging.getLogger(__name__)
 
 UNINFORMATIVE_AUC = 0.6  # below this a risk barely ranks failures above non-failures
 MOSTLY_FALLING_BACK = 0.5  # "falls back on most steps"
-COUNT_OPEN, COUNT_FINAL, COUNT_CENSORED = 0, 1, 2  # a step's count of failures in its window: still counting, ...
+# a step's count of the failures in its window: still counting, final, or cut by a time limit (censored)
+COUNT_OPEN, COUNT_FINAL, COUNT_CENSORED = 0, 1, 2
 
 
 class ShieldQualityWarning(UserWarning):
