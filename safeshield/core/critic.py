@@ -298,7 +298,12 @@ class SafetyCritic(SafetyModel):
         self._update_credit = int(Fraction(state.get("update_credit", "0")) * self._ratio()[1])
         # checkpoints written before warm-up existed hold trained models: count them as warmed up
         self.failures_seen = int(state.get("failures_seen", self.config.warmup_failures))
-        self.counting = bool(state.get("counting", self.config.failures == "count"))
+        counting = state.get("counting", self.config.failures == "count")
+        if not isinstance(counting, bool):
+            raise ValueError(
+                f"state.counting must be true or false (the risk counts failure steps), got {counting!r:.100}"
+            )
+        self.counting = counting
         if "adaptive_threshold" in state:
             adaptive = self._adaptive(self.nominal_threshold)
             if adaptive is not None:

@@ -321,7 +321,12 @@ class CSC(SafetyCritic):
         self.epochs = int(state.get("epochs", 0))
         self._epoch_episodes = int(state.get("epoch_episodes", 0))
         self._epoch_failures = int(state.get("epoch_failures", 0))
-        self._epoch_start = self.failure_total - float(state.get("epoch_cost", self._epoch_failures))
+        epoch_cost = state.get("epoch_cost", self._epoch_failures)
+        if isinstance(epoch_cost, bool) or not isinstance(epoch_cost, (int, float)) or not 0.0 <= epoch_cost < math.inf:
+            raise ValueError(
+                f"state.epoch_cost must be a finite number >= 0 (failure steps this epoch), got {epoch_cost!r:.100}"
+            )
+        self._epoch_start = self.failure_total - float(epoch_cost)
 
 
 @register_method

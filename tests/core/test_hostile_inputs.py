@@ -314,6 +314,26 @@ def test_hostile_config_values_raise_checkpoint_error_naming_the_field(checkpoin
         load_within(checkpoint)
 
 
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_a_hostile_counting_flag_raises_checkpoint_error_naming_it(checkpoint, value):
+    document = json.loads((checkpoint / "config.json").read_text())
+    document["config"]["state"]["counting"] = value
+    rewrite(checkpoint, document)
+    with pytest.raises(CheckpointError, match="counting"):
+        load_within(checkpoint)
+
+
+@pytest.mark.parametrize("value", [-1.0, "3", math.inf, True])
+def test_a_hostile_csc_epoch_cost_raises_checkpoint_error_naming_it(tmp_path, value):
+    path = tmp_path / "csc"
+    model_of(safeshield.wrap(gym.make("Pendulum-v1"), "csc", "terminated", seed=0)).save(path)
+    document = json.loads((path / "config.json").read_text())
+    document["config"]["state"]["epoch_cost"] = value
+    rewrite(path, document)
+    with pytest.raises(CheckpointError, match="epoch_cost"):
+        load_within(path)
+
+
 @pytest.mark.parametrize("kind", ["bool", "int64", "nan", "float64"])
 def test_weights_of_the_wrong_dtype_or_non_finite_are_refused(checkpoint, kind):
     from safetensors.torch import load_file
