@@ -312,9 +312,10 @@ class QualityMonitor:
         self.check_every, self.warn = int(check_every), warn
         self.open = [deque() for _ in range(int(n_envs))]
         self.counting_windows = [deque() for _ in range(int(n_envs))]  # each row's last horizon steps' counts
-        # settled steps: step, proposal risk, executed risk, rejected, intervened, fell_back, label, window count
-        # (a [failure steps, COUNT_*] cell that failures within the window update until it is final)
+        # settled steps: step, proposal risk, executed risk, rejected, intervened, fell_back, label; and beside
+        # them, aligned, each one's window count: a [failure steps, COUNT_*] cell updated until it is final
         self.settled: deque[tuple] = deque(maxlen=self.window)
+        self.settled_counts: deque[list] = deque(maxlen=self.window)
         self.steps = 0
         self.failures = 0
         self.interventions = 0
@@ -384,7 +385,8 @@ class QualityMonitor:
 
     def _settle_oldest(self, pending: deque, label: int = 0) -> None:
         *fields, cell = pending.popleft()
-        self.settled.append((*fields, label, cell))
+        self.settled.append((*fields, label))
+        self.settled_counts.append(cell)
         self.settled_total += 1
 
     def arrays(self) -> dict[str, np.ndarray]:
@@ -393,9 +395,8 @@ class QualityMonitor:
         names = ("step", "proposal_risk", "risk", "rejected", "intervened", "fell_back", "label")
         if not self.settled:
             return {name: np.zeros(0) for name in (*names, "count")} | {"count_known": np.zeros(0, bool)}
-        rows = list(self.settled)
-        columns = dict(zip(names, np.array([entry[:-1] for entry in rows], dtype=float).T))
-        cells = np.array([entry[-1] for entry in rows], dtype=np.int64).reshape(-1, 2)
+        columns = dict(zip(names, np.array(self.settled, dtype=float).T))
+        cells = np.array(self.settled_counts, dtype=np.int64)
         return columns | {"count": cells[:, 0].astype(float), "count_known": cells[:, 1] == COUNT_FINAL}
 
     def report(self, bins: int = 10, counting: bool = False) -> dict[str, Any]:
