@@ -43,9 +43,9 @@ HEALTH = 25  # CSC App. A.5: steps in traps until failure
 METHODS = {
     # method -> (shield name or None, shield options)
     "trpo": (None, {}),
-    "csc": ("csc", {"threshold_units": "paper"}),
-    "csc_normalised": ("csc", {"threshold_units": "normalised"}),
-    "q_ensemble": ("q_ensemble", {"threshold_units": "paper"}),
+    "csc": ("csc", {"preset": "paper", "threshold_units": "paper"}),  # the reproduction: Eq. 2 and Alg. 1
+    "csc_normalised": ("csc", {"preset": "paper", "threshold_units": "normalised"}),
+    "q_ensemble": ("q_ensemble", {"preset": "paper", "threshold_units": "paper"}),
 }
 SHIELD_OPTIONS = {
     "chi": CHI,

@@ -117,22 +117,12 @@ POINT_TRAPS = Case(
     "trpo_lagrangian",
     "csc",
     30_000,
-    options={
-        "chi": 0.05,
-        "train_every": 10,
-        "updates_per_step": 0.1,
-        "target": "nstep",
-        "balance": 0.5,
-        "regret": 0.05,
-        "threshold_units": "normalised",
-        "normalize_obs": True,
-    },
+    options={"chi": 0.05, "train_every": 10, "updates_per_step": 0.1},
     min_seeds=10,
     note="CSC + TRPO-Lagrangian vs TRPO, 10 seeds (15-58 failures per run: 3 seeds move the ratio by 0.5); "
-    "chi 0.05 (CSC Fig. 6), one critic update per 10 steps (CPU); "
-    "CSC's critic learns the failure discounted over 20 steps from failure-balanced minibatches and "
-    "decides with the relative rule (regret 0.05) above eps = chi - V_C (normalised units), on standardised "
-    "inputs (normalize_obs): opt-in for CSC",
+    "chi 0.05 (CSC Fig. 6), one critic update per 10 steps (CPU); otherwise CSC's defaults: the failure "
+    "discounted over 20 steps from failure-balanced minibatches, alpha 0.05, the relative rule (regret 0.05) "
+    "above eps = chi - V_C, standardised inputs",
 )
 CASES = [
     Case("idp_sac", "InvertedDoublePendulum-v5", "sb3_sac", "sqrl", 10_000),

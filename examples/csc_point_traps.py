@@ -1,10 +1,11 @@
 """CSC in a few lines: a TRPO-Lagrangian agent learns Point trap navigation inside a CSC shield.
 
-Run ``python examples/csc_point_traps.py [--steps 5000] [--units normalised]``.
+Run ``python examples/csc_point_traps.py [--steps 5000] [--paper]``.
 
-The shield resamples the agent's own actions (``attach_policy``) until its conservative critic
-Q_C is below ε = (1 − γ)(χ − V̂_C), and the agent folds the critic's Â_C into its advantage
-(``set_cost_critic``). The same TRPO without a shield runs next, on the same seed, for
+The shield resamples the agent's own actions (``attach_policy``) when its conservative critic
+Q_C rates the proposal above ε = χ − V̂_C and a draw is materially safer (the defaults; ``--paper``:
+until Q_C is below ε = (1 − γ)(χ − V̂_C), Alg. 1 as published), and the agent folds the critic's Â_C
+into its advantage (``set_cost_critic``). The same TRPO without a shield runs next, on the same seed, for
 comparison; ``benchmarks/csc_nav.py`` does this over several seeds with a Q-ensemble arm.
 """
 
@@ -20,9 +21,7 @@ from safeshield.agents import TRPOLagrangian, TRPOLagrangianConfig
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=5000, help="env steps per run (default 5000)")
-    parser.add_argument(
-        "--units", choices=["paper", "normalised"], default="paper", help="CSC threshold units (default paper)"
-    )
+    parser.add_argument("--paper", action="store_true", help="CSC exactly as published (preset='paper')")
     args = parser.parse_args()
     torch.set_num_threads(1)
 
@@ -31,7 +30,7 @@ def main() -> None:
         "csc",
         seed=0,
         chi=0.05,
-        threshold_units=args.units,
+        preset="paper" if args.paper else "default",
         train_every=10,
         updates_per_step=0.1,
     )  # one critic update per 10 steps, as the benchmark

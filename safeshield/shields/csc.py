@@ -4,7 +4,7 @@ Paper: Bharadhwaj, Kumar, Rhinehart, Levine, Shkurti, Garg, "Conservative Safety
 Exploration" (ICLR 2021), arXiv:2010.14497; the derivations and the paper's errors are in
 ``docs/csc.md``.
 
-What this module implements:
+What this module implements (``preset="paper"``, or ``CSCConfig.paper()``; the defaults differ, below):
 
 - Eq. 2, the critic loss: TD(0) plus CQL's penalty with the sign reversed,
 
@@ -14,11 +14,11 @@ What this module implements:
 
   which pushes Q_C up on the policy's actions and down on the data's, so Q_C over-estimates
   the failure probability (tested on tabular MDPs in ``tests/shields/test_csc_theory.py``).
-  α = 0.5, η_Q = 2e-4, γ = 0.99 (App. A.6); Q_C ∈ [0, 1] ("capped to be ≤ 1", §4).
+  α = 0.5 (the default is 0.05, below), η_Q = 2e-4, γ = 0.99 (App. A.6); Q_C ∈ [0, 1] ("capped to be ≤ 1", §4).
 - Alg. 1 lines 2, 5 and 10, the adaptive threshold: V̂_C ← χ at the start; after every epoch of
   ``episodes_per_epoch`` episodes, V̂_C ← the epoch's average failures per episode, and
 
-      ε = (1 − γ)(χ − V̂_C)                    (``threshold_units="paper"``, the default)
+      ε = (1 − γ)(χ − V̂_C)                    (``threshold_units="paper"``)
 
   so ε = 0 in the first epoch and ε ≤ 0 whenever the last epoch failed at least χ per episode.
 - Alg. 1 line 6 with App. A.4's cap: execute a ∼ π_old iff Q_C(s, a) ≤ ε, else resample, at
@@ -36,6 +36,13 @@ What this module implements:
   c + γ (1 − d) Q̄_C, and V̂_C the epoch's average failure steps per episode, so χ is a budget of
   failure steps per episode. Under Eq. 2, a step inside a hazard fails whatever the action, so every
   action there has the same Q_C and none tells the way out (``core.critic.FAILURES``).
+
+The defaults a user gets keep Eq. 2's critic, CQL term and χ, and change what makes Alg. 1 refuse every
+action once an epoch has failed χ per episode (ε ≤ 0, then no action passes and the shield falls back on
+every step): the critic learns the failure discounted over the shield's horizon (``target="nstep"``, 0.5 s
+where the env declares its dt, else 20 steps) from failure-balanced minibatches, on standardised inputs,
+and decides by the relative rule above ε = χ − V̂_C (``regret=0.05``: a proposal passes while its risk is
+within 0.05 of the least risk found), the same pieces as SQRL's defaults (``core.critic``, ``core.decision``).
 
 Where this differs from the paper, and why (the fallback after 100 tries, the threshold's
 scale and ``threshold_units``, the strict comparison, the sigmoid cap and target network, the
@@ -68,6 +75,16 @@ __all__ = [
 ]
 
 THRESHOLD_UNITS = ("paper", "normalised")
+PAPER = {
+    "threshold_units": "paper",  # Alg. 1 l.5: ε = (1 − γ)(χ − V̂_C)
+    "target": "td",  # Eq. 2: the one-step backup
+    "balance": 0.0,  # uniform minibatches
+    "regret": None,  # Alg. 1 l.6: Q_C(s, a) ≤ ε only
+    "normalize_obs": False,  # raw inputs
+    "horizon_seconds": None,  # the paper has no horizon; the quality report's is `horizon` steps
+}
+"""``preset="paper"``: CSC's filter and threshold as published (Bharadhwaj et al. 2021, arXiv:2010.14497), Eq. 2
+and Alg. 1 (CSC's preset adds the paper's α = 0.5)."""
 
 
 @dataclass(frozen=True)
@@ -76,31 +93,32 @@ class CSCConfig(CriticConfig):
 
     chi: float = 0.05  # CSC Fig. 6 caption ("χ = 0.05 for all the baselines"); Fig. 3 says 0.03
     gamma: float = 0.99  # CSC App. A.6
-    alpha: float = 0.5  # CSC App. A.6 (0.05, 0.5, 5 "nearly same performance")
+    alpha: float = 0.05  # CSC App. A.6 tried 0.05, 0.5, 5 ("nearly same performance") and used 0.5: at 0.5 the
+    # penalty outweighs a sparse failure signal and the critic rates the actions it executed as safe (measured)
     lr: float = 2e-4  # CSC App. A.6 (η_Q; 1e-4 also tried)
     hidden: tuple[int, ...] = (64, 64)  # our choice (paper silent): small enough for CPU runs
     tau: float = 0.005  # our choice: Polyak target rate (the paper has no target network)
     cql_samples: int = 4  # our choice: draws of π per state for E_{a∼π}[Q_C] (paper silent)
     episodes_per_epoch: int = 5  # our choice: M of Alg. 1 (not given); V̂_C averages over these
-    threshold_units: str = "paper"  # "paper": ε = (1−γ)(χ−V̂_C) (Alg. 1 l.5); "normalised": ε = χ−V̂_C
+    threshold_units: str = "normalised"  # our choice: ε = χ − V̂_C; paper: (1−γ)(χ−V̂_C) (Alg. 1 l.5)
     n_candidates: int = 99  # CSC App. A.4: at most 100 tries per step = the proposal + 99 draws
     resample_rounds: int = 1  # CSC App. A.4: the 100 tries are one batch
     selection: str = "uniform"  # CSC Alg. 1 l.6: the first safe draw of π (rejection sampling)
-    # CSC keeps its published critic target and its own adaptive threshold (Alg. 1 l.5, a failure
-    # budget chi per episode) by default; target="nstep" / "window", balance > 0 and regret are opt-in
-    # (docs/effectiveness.md)
-    target: str = "td"  # CSC Eq. 2: one-step backup
-    balance: float = 0.0  # uniform minibatches
+    # Our choices, so that the shield keeps passing actions once an epoch has spent χ (ε ≤ 0 then, and
+    # Alg. 1 would refuse every action); preset="paper" restores Eq. 2 and Alg. 1 (docs/csc.md, "Defaults")
+    target: str = "nstep"  # the failure discounted over the horizon (paper: "td", Eq. 2's one-step backup)
+    balance: float = 0.5  # failure-balanced, bias-corrected minibatches (paper: uniform)
+    regret: float | None = 0.05  # relative rule above ε: risk up to the least found + 0.05 (paper: ε only)
+    normalize_obs: bool = True  # standardised critic inputs (paper: raw)
     warmup_failures: int = 0  # Alg. 1 rejects from the first step (a warm-up is opt-in)
     warmup_updates: int = 0  # Alg. 1 rejects from the first step (a warm-up is opt-in)
-    guard: bool = False  # Alg. 1 has none: after 100 rejected tries the least risky runs (opt-in guard)
+    guard: bool = False  # Alg. 1 has none; with the relative rule the shield never falls back (opt-in guard)
     widen_policy: bool = False  # Alg. 1 l.6: candidates from pi_old only
-    horizon_seconds: float | None = None  # the opt-in window target's horizon is `horizon` steps
     # "auto" / "count" (opt-in, FAILURES) count failure steps, the CMDP's cumulative cost of §3, once a
     # failure lasts (measured: docs/effectiveness.md)
     failures: str = "first"  # CSC Eq. 2: the backup stops at the first failure
 
-    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": {}}
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": {**PAPER, "alpha": 0.5}}
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -121,6 +139,8 @@ class QEnsembleConfig(CSCConfig):
 
     alpha: float = 0.0  # CSC §5.2: "the same filtering idea but no CQL"
     n_critics: int = 20  # CSC App. A.6: "20, as mentioned in the LNT paper"
+
+    PRESETS: ClassVar[dict[str, dict[str, Any]]] = {"default": {}, "paper": PAPER}
 
 
 def csc_threshold(chi: float, v_hat: float, gamma: float, units: str = "paper") -> float:

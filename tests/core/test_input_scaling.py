@@ -159,10 +159,11 @@ def test_learning_refits_and_the_paper_preset_keeps_raw_inputs():
 
 
 @pytest.mark.parametrize("method", [CSC, QEnsemble])
-def test_csc_and_the_q_ensemble_keep_raw_inputs_unless_asked(method, tmp_path):
+def test_csc_and_the_q_ensemble_standardise_inputs_except_in_the_paper_preset(method, tmp_path):
     obs = gym.spaces.Box(-np.inf, np.inf, (3,), dtype=np.float32)
     act = gym.spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
-    assert method(obs, act, seed=0).critic.inputs is None  # their defaults are the published settings
+    assert method(obs, act, method.config_class.paper(), seed=0).critic.inputs is None  # published: raw inputs
+    assert method(obs, act, seed=0).critic.inputs is not None  # the defaults standardise them
     config = method.config_class(hidden=(16,), n_critics=3, batch_size=8, learning_starts=0, normalize_obs=True)
     model, rng = method(obs, act, config, seed=0), np.random.default_rng(2)
     for step in range(80):

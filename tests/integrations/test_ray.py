@@ -39,9 +39,11 @@ pytestmark = pytest.mark.xdist_group("ray")  # one Ray session per test process
 SPIDER = "safeshield/DrunkSpider-v0"
 SMALL = {
     "sqrl": dict(hidden=(16, 16), batch_size=16, learning_starts=20),
-    # CSC's first epoch has ε = 0: every proposal is replaced by the least risky of 100 draws,
-    # so each decision depends on the weights (a strong check that runners use the right ones)
-    "csc": dict(hidden=(16, 16), batch_size=16, learning_starts=20, episodes_per_epoch=2, n_candidates=19),
+    # CSC's first epoch has ε = 0 under Alg. 1 (the paper preset): every proposal is replaced by the least
+    # risky of 20 draws, so each decision depends on the weights (a strong check that runners use the right ones)
+    "csc": dict(
+        preset="paper", hidden=(16, 16), batch_size=16, learning_starts=20, episodes_per_epoch=2, n_candidates=19
+    ),
 }
 RUNNER = {"num_cpus": 0.5}  # 2 shield runners + 2 SAC workers on 2 logical CPUs
 

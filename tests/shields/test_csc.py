@@ -57,7 +57,7 @@ def test_threshold_decreases_in_v_hat_and_is_nonpositive_iff_v_hat_reaches_chi(c
 
 def test_v_hat_is_the_previous_epochs_average_failures_per_episode():
     """Alg. 1 line 10 (an average over the epoch's M episodes, not the printed sum)."""
-    model = CSC(OBS, ACT, CSCConfig(episodes_per_epoch=4, chi=0.3))
+    model = CSC(OBS, ACT, CSCConfig.paper(episodes_per_epoch=4, chi=0.3))
     for failed in (True, False, True):
         model.on_episode_end(failed)
     assert model.v_hat == 0.3 and model.threshold == 0.0, "no update before the epoch ends"
@@ -118,7 +118,7 @@ def _shield_with_threshold_band(units: str, v_hat: float, seed: int) -> safeshie
         indicator=NEVER,
         train=False,
         seed=seed,
-        config={"threshold_units": units, "hidden": (16, 16)},
+        config={"preset": "paper", "threshold_units": units, "hidden": (16, 16)},
     )
     model = env.safety_model
     model.v_hat = v_hat
@@ -154,7 +154,7 @@ def test_executed_actions_satisfy_lemma_1_or_are_flagged(units, v_hat, seed):
 
 def test_at_most_100_critic_queries_per_step():
     """App. A.4: the proposal plus 99 candidates; a rejected step scores exactly 100 actions."""
-    env = safeshield.wrap(gym.make("Pendulum-v1"), "csc", indicator=NEVER, train=False, seed=0)
+    env = safeshield.wrap(gym.make("Pendulum-v1"), "csc", indicator=NEVER, train=False, seed=0, preset="paper")
     critic = env.safety_model.critic
     scored = []
     original = critic.forward
@@ -174,7 +174,7 @@ def test_at_most_100_critic_queries_per_step():
 
 def test_fallback_runs_the_least_risky_action_tried():
     """Our documented fallback (the paper leaves it open): argmin Q_C over the 100 tries."""
-    env = safeshield.wrap(gym.make("Pendulum-v1"), "csc", indicator=NEVER, train=False, seed=3)
+    env = safeshield.wrap(gym.make("Pendulum-v1"), "csc", indicator=NEVER, train=False, seed=3, preset="paper")
     obs, _ = env.reset(seed=3)
     proposal = np.array([1.5], dtype=np.float32)
     _, _, _, _, info = env.step(proposal)
@@ -283,7 +283,7 @@ def test_the_backup_follows_the_bootstrap_action(bootstrap):
     that ran at s'. At s1 the shield ran a safe exit while pi always walks into a failure."""
     s0, s1, end = np.eye(3, dtype=np.float32)
     walk, leave = np.array([-0.5, 0.0], np.float32), np.array([0.5, 0.0], np.float32)
-    config = CSCConfig(hidden=(32, 32), lr=3e-3, tau=0.05, batch_size=8, alpha=0.0, bootstrap=bootstrap)
+    config = CSCConfig.paper(hidden=(32, 32), lr=3e-3, tau=0.05, batch_size=8, alpha=0.0, bootstrap=bootstrap)
     model = CSC(OBS, ACT, config, seed=0)
     model.buffer.set_next_action(model.buffer.add(s0, walk, s1, 0.0, False), leave)
     model.buffer.add(s1, walk, end, 1.0, True)

@@ -64,7 +64,7 @@ def test_counting_tells_the_way_out_of_a_failure_that_lasts(method, failures):
     if method == "sqrl":
         model, unit = SQRL(OBS, ACT, SQRLConfig.paper(**small, gamma_safe=gamma, failures=failures), seed=0), gamma
     else:
-        model, unit = CSC(OBS, ACT, CSCConfig(**small, gamma=gamma, alpha=0.0, failures=failures), seed=0), 1.0
+        model, unit = CSC(OBS, ACT, CSCConfig.paper(**small, gamma=gamma, alpha=0.0, failures=failures), seed=0), 1.0
     inside_a_hazard(model)
     model.learn(1500)
     stay, leave = model.risk_numpy(np.stack([one_hot(0)] * 2), np.stack([STAY, EXIT]))
@@ -78,7 +78,8 @@ def test_counting_tells_the_way_out_of_a_failure_that_lasts(method, failures):
 @pytest.mark.parametrize("method", list(METHODS))
 def test_auto_counts_from_the_first_failure_that_does_not_end_its_episode(method):
     model_class, config_class = METHODS[method]
-    model = model_class(OBS, ACT, config_class(failures="auto"), seed=0)
+    config = config_class(failures="auto") if method == "sqrl" else config_class.paper(failures="auto")  # Eq. 2
+    model = model_class(OBS, ACT, config, seed=0)
     obs, action = np.stack([one_hot(0), one_hot(3)]), np.stack([STAY, EXIT])
     before, bound, target_before = model.risk_numpy(obs, action), model.risk_bound, target_risk(model, obs, action)
     model.observe(one_hot(0), STAY, one_hot(1), 1.0, True)  # a fall: the episode ends
