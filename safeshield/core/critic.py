@@ -410,6 +410,12 @@ class SafetyCritic(SafetyModel):
             return None
         return self.model_actions(self.policy_sampler(obs, n, self.generator)).to(obs.dtype)
 
+    def target_risk(self, next_obs: torch.Tensor, stored_next_action: torch.Tensor) -> torch.Tensor:
+        """The target network's risk at ``(s', a')``, a' by ``config.bootstrap``: ``(n_critics, B)``, so that
+        each member of an ensemble bootstraps itself (the ``bootstrap`` of ``risk_target``)."""
+        next_action = self.bootstrap_actions(next_obs, stored_next_action)
+        return self.risk_bound * torch.sigmoid(self.target_critic(next_obs, next_action))
+
     def bootstrap_actions(self, next_obs: torch.Tensor, executed: torch.Tensor) -> torch.Tensor:
         """The a' at which a target critic is evaluated, Q̄(s', a') (``config.bootstrap``, ``BOOTSTRAPS``):
         ``executed`` (the action run at s'), or one draw of the attached policy at ``next_obs``."""

@@ -271,13 +271,12 @@ class CSC(SafetyCritic):
         next_obs = torch.from_numpy(batch.next_obs)
         failure, terminated = torch.from_numpy(batch.failure), torch.from_numpy(batch.terminated)
         with torch.no_grad():
-            next_action = self.bootstrap_actions(next_obs, torch.from_numpy(batch.next_action))
             if cfg.target == "td" or batch.rows is None:
-                next_q = self.risk_bound * torch.sigmoid(self.target_critic(next_obs, next_action))
+                next_q = self.target_risk(next_obs, torch.from_numpy(batch.next_action))
                 continues = (1.0 - terminated) if self.counting else (1.0 - failure) * (1.0 - terminated)
                 target = failure + cfg.gamma * continues * next_q
-            else:  # P(failure within horizon) along the stored episode (core.targets), per member
-                target = self._window_target(batch)
+            else:  # n-step / window targets along the stored episode (core.targets), per member
+                target = self.risk_target(batch, self.target_gamma, self.target_risk)
             if self.counting:  # a window cut after m steps bootstraps a full count: held to the bound
                 target = target.clamp(max=self.risk_bound)
             weight = None if batch.weight is None else torch.from_numpy(batch.weight)
@@ -304,22 +303,6 @@ class CSC(SafetyCritic):
         self.optimizer.step()
         polyak(self.target_critic, self.critic, cfg.tau)
         return stats
-
-    def _window_target(self, batch: Batch) -> torch.Tensor:
-        """``(n_critics, B)`` targets of ``config.target`` ("window" or "nstep"), every member bootstrapping itself."""
-        cfg = self.config
-        window = cfg.target == "window"
-        base, coef, boot = self.chain_targets(
-            batch.rows,
-            cfg.horizon,
-            1.0 if window else self.target_gamma,
-            bootstrap_end=not window,
-            absorbing=not self.counting,
-        )
-        next_obs = torch.from_numpy(self.buffer.next_obs[boot])
-        next_action = self.bootstrap_actions(next_obs, torch.from_numpy(self.buffer.next_action[boot]))
-        values = self.risk_bound * torch.sigmoid(self.target_critic(next_obs, next_action))
-        return torch.from_numpy(base.astype(np.float32)) + torch.from_numpy(coef.astype(np.float32)) * values
 
     # -- checkpoint state -----------------------------------------------------------------------------
     def extra_state(self) -> dict:

@@ -223,22 +223,16 @@ class SQRL(SafetyCritic):
         """Alias of ``risk`` under the paper's name, for Eq. 4 in an agent's actor loss."""
         return self.risk(obs, actions)
 
-    def _target_risk(self, next_obs: torch.Tensor, stored_next_action: torch.Tensor) -> torch.Tensor:
-        """The target network's risk at ``(s', a')``, a' by ``config.bootstrap``; with ``n_critics`` > 1,
-        each member's ``(n_critics, B)``, so that each bootstraps itself."""
-        next_action = self.bootstrap_actions(next_obs, stored_next_action)
-        return self.risk_bound * torch.sigmoid(self.target_critic(next_obs, next_action))
-
     def learn_step(self, batch: Batch) -> dict[str, float]:
         cfg = self.config
         obs, action = torch.from_numpy(batch.obs), torch.from_numpy(batch.action)
         failure, terminated = torch.from_numpy(batch.failure), torch.from_numpy(batch.terminated)
         with torch.no_grad():
             if cfg.target == "td" or batch.rows is None:
-                next_q = self._target_risk(torch.from_numpy(batch.next_obs), torch.from_numpy(batch.next_action))
+                next_q = self.target_risk(torch.from_numpy(batch.next_obs), torch.from_numpy(batch.next_action))
                 target = bellman_target(failure, terminated, next_q, self.discount, absorbing=not self.counting)
             else:  # n-step / window targets along the stored episode (safeshield.core.targets)
-                target = self.risk_target(batch, self.discount, self._target_risk)
+                target = self.risk_target(batch, self.discount, self.target_risk)
             if self.counting:  # a window cut after m steps bootstraps a full H-step count: at most H in all
                 target = target.clamp(max=self.risk_bound)
             weight = torch.where(failure > 0.5, 2 * cfg.fail_weight, 2 * (1 - cfg.fail_weight))

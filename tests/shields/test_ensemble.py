@@ -101,7 +101,7 @@ def test_each_member_bootstraps_from_its_own_target_network():
         for weight in model.target_critic.weights:  # members' target networks now disagree plainly
             weight.normal_(0.0, 1.0)
         batch = model.sample_batch()
-        target = model.risk_target(batch, model.target_gamma, model._target_risk)
+        target = model.risk_target(batch, model.target_gamma, model.target_risk)
     assert target.shape == (3, model.config.batch_size)
     assert not torch.allclose(target[0], target[1]), "a member's target uses its own target network"
 
