@@ -93,8 +93,7 @@ class CSCConfig(CriticConfig):
 
     chi: float = 0.05  # CSC Fig. 6 caption ("χ = 0.05 for all the baselines"); Fig. 3 says 0.03
     gamma: float = 0.99  # CSC App. A.6
-    alpha: float = 0.05  # CSC App. A.6 tried 0.05, 0.5, 5 ("nearly same performance") and used 0.5: at 0.5 the
-    # penalty outweighs a sparse failure signal and the critic rates the actions it executed as safe (measured)
+    alpha: float = 0.05  # CSC App. A.6's lowest tried (0.05, 0.5, 5); paper: 0.5, measured worse (docs/csc.md)
     lr: float = 2e-4  # CSC App. A.6 (η_Q; 1e-4 also tried)
     hidden: tuple[int, ...] = (64, 64)  # our choice (paper silent): small enough for CPU runs
     tau: float = 0.005  # our choice: Polyak target rate (the paper has no target network)
