@@ -52,7 +52,6 @@ draws of π, the frozen threshold): ``docs/csc.md``, "Choices the paper leaves o
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -317,18 +316,13 @@ class CSC(SafetyCritic):
     def load_extra_state(self, state: dict) -> None:
         super().load_extra_state(state)
         v_hat = state.get("v_hat", self.config.chi)
-        if isinstance(v_hat, bool) or not isinstance(v_hat, (int, float)) or not 0.0 <= v_hat < math.inf:
-            raise ValueError(f"state.v_hat must be a finite number >= 0 (failures per episode), got {v_hat!r:.100}")
-        self.v_hat = float(v_hat)
+        self.v_hat = check_positive("state.v_hat (failures per episode)", v_hat, allow_zero=True)
         self.epochs = int(state.get("epochs", 0))
         self._epoch_episodes = int(state.get("epoch_episodes", 0))
         self._epoch_failures = int(state.get("epoch_failures", 0))
         epoch_cost = state.get("epoch_cost", self._epoch_failures)
-        if isinstance(epoch_cost, bool) or not isinstance(epoch_cost, (int, float)) or not 0.0 <= epoch_cost < math.inf:
-            raise ValueError(
-                f"state.epoch_cost must be a finite number >= 0 (failure steps this epoch), got {epoch_cost!r:.100}"
-            )
-        self._epoch_start = self.failure_total - float(epoch_cost)
+        epoch_cost = check_positive("state.epoch_cost (failure steps this epoch)", epoch_cost, allow_zero=True)
+        self._epoch_start = self.failure_total - epoch_cost
 
 
 @register_method
