@@ -5,7 +5,8 @@
   URDF from ``pybullet_data`` once, resets by teleporting the robot (no reload), steps
   ``substeps`` physics steps per action, exposes the fall test and renders ``rgb_array`` with
   the software TinyRenderer.
-- ``direct_client``: a headless ``BulletClient`` made without PyBullet's ``argv[0]=`` line on stdout.
+- ``direct_client``: a headless ``BulletClient`` made without PyBullet's ``argv[0]=`` line on stdout,
+  disconnected at interpreter exit if its env was never closed.
 - ``fallen``: the fall test of the Minitaur code the SQRL paper cites (``is_fallen``: the base's
   up-vector has z-component < ``min_up_z`` or the base is lower than ``min_height``).
 
@@ -17,6 +18,8 @@ every other step and at reset); ``metadata["safeshield_indicator"] = "info:failu
 
 from __future__ import annotations
 
+import atexit
+import weakref
 from typing import Any
 
 import gymnasium as gym
@@ -31,11 +34,30 @@ from safeshield.environments._quiet import quiet_stdout
 __all__ = ["QuadrupedEnv", "direct_client", "fallen", "up_z"]
 
 
+_OPEN_CLIENTS: weakref.WeakSet = weakref.WeakSet()  # clients of envs not closed yet
+
+
 def direct_client() -> bullet_client.BulletClient:
     """A ``DIRECT`` (headless) client. PyBullet's C code prints ``argv[0]=`` on stdout for every
     new physics server, one line per env in a user's log: it connects under ``quiet_stdout``."""
     with quiet_stdout():
-        return bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
+        client = bullet_client.BulletClient(connection_mode=pybullet.DIRECT)
+    _OPEN_CLIENTS.add(client)
+    return client
+
+
+@atexit.register
+def _disconnect_open_clients() -> None:
+    """Disconnect, at interpreter exit, the clients of envs nobody closed, while ``pybullet`` is still
+    importable: ``BulletClient.__del__`` run during the interpreter's teardown prints an "Exception
+    ignored ... TypeError" traceback instead (with some other modules loaded, e.g. gymnasium-robotics)."""
+    for client in list(_OPEN_CLIENTS):
+        if getattr(client, "_client", -1) >= 0:
+            try:
+                client.disconnect()
+            except pybullet.error:
+                pass
+            client._client = -1  # BulletClient.__del__ then has nothing to do
 
 
 def up_z(quaternion) -> float:

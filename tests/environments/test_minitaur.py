@@ -204,3 +204,17 @@ def test_control_period_sets_a_shields_horizon_in_seconds():
     shielded = safeshield.wrap(env, "sqrl", indicator="info:failure", seed=0)
     assert shielded.safety_model.config.horizon == 50  # the default 0.5 s, not the 20-step fallback
     shielded.close()
+
+
+def test_an_env_left_open_exits_without_a_traceback():
+    """An env nobody closed is disconnected at exit, before PyBullet's own ``BulletClient.__del__``
+    would print "Exception ignored ... TypeError" during the interpreter's teardown."""
+    pytest.importorskip("gymnasium_robotics")
+    code = (
+        "import gymnasium as gym, safeshield\n"
+        "hand = gym.make('safeshield/ShadowHandCubeRotate-v0')\n"  # with it loaded, the teardown printed it
+        "envs = [gym.make(i) for i in ('safeshield/Operation-v0', 'safeshield/Minitaur-v0')]\n"
+        "[env.reset(seed=0) for env in envs]\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Exception ignored" not in out.stderr, out.stderr
