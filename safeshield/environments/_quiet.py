@@ -1,4 +1,5 @@
-"""``quiet_stdout``: silence what C code prints on the process's stdout (PyBullet's ``argv[0]=``).
+"""``quiet_stdout``: silence what C code prints on the process's stdout (PyBullet's ``argv[0]=``);
+``without_notice``: drop one known notice a dependency prints on ``sys.stderr``, pass the rest on.
 
 Python's ``contextlib.redirect_stdout`` only moves ``sys.stdout``; an engine's C code writes to file
 descriptor 1 directly, so the descriptor itself is pointed at ``os.devnull`` for the duration
@@ -8,11 +9,12 @@ descriptor 1 directly, so the descriptor itself is pointed at ``os.devnull`` for
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["quiet_stdout"]
+__all__ = ["quiet_stdout", "without_notice"]
 
 
 @contextlib.contextmanager
@@ -27,3 +29,17 @@ def quiet_stdout() -> Iterator[None]:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(null)
+
+
+@contextlib.contextmanager
+def without_notice(start: str) -> Iterator[None]:
+    """Drop the lines starting with ``start`` that Python code prints on ``sys.stderr`` meanwhile (a
+    dependency's import-time notice about parts of it this package does not use); every other line
+    is written to ``sys.stderr`` afterwards, unchanged."""
+    caught = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(caught):
+            yield
+    finally:
+        kept = [line for line in caught.getvalue().splitlines(keepends=True) if not line.startswith(start)]
+        sys.stderr.write("".join(kept))

@@ -40,11 +40,15 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
-from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate import quat_from_angle_and_axis
-from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate_block import MujocoHandBlockEnv
-from gymnasium_robotics.utils import rotations
 
 from safeshield.core.validation import check_finite
+from safeshield.environments._quiet import without_notice
+
+# gymnasium-robotics 1.4.2 prints, on import, a notice about its Adroit envs' rewards (not used here)
+with without_notice("AdroitHandRelocateDense-v1, AdroitHandHammerDense-v1"):
+    from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate import quat_from_angle_and_axis
+    from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate_block import MujocoHandBlockEnv
+    from gymnasium_robotics.utils import rotations
 
 __all__ = ["ShadowHandCubeRotateEnv", "GOAL_AXES"]
 

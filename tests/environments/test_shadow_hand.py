@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -97,3 +99,19 @@ def test_bad_arguments_raise():
     ]:
         with pytest.raises(ValueError, match=name):
             ShadowHandCubeRotateEnv(**kwargs)
+
+
+def test_making_the_env_prints_no_notice_about_other_envs():
+    """gymnasium-robotics' import-time notice about its Adroit envs does not reach a user's log."""
+    code = "import gymnasium as gym, safeshield; gym.make('safeshield/ShadowHandCubeRotate-v0').reset(seed=0)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "Adroit" not in out.stderr, out.stderr
+
+
+def test_without_notice_drops_only_the_named_lines(capsys):
+    from safeshield.environments._quiet import without_notice
+
+    with without_notice("known notice"):
+        print("known notice: about something else", file=sys.stderr)
+        print("a real warning", file=sys.stderr)
+    assert capsys.readouterr().err == "a real warning\n"
