@@ -33,8 +33,10 @@ from safeshield.core.spaces import action_codec, check_observation_space
 from safeshield.core.targets import (
     SettledTargets,
     balanced_rows,
+    doubling_lengths,
     horizon_gamma,
     horizon_steps,
+    prefix_targets,
 )
 from safeshield.core.threshold import BudgetThreshold, WarmUp
 from safeshield.core.validation import (
@@ -62,10 +64,20 @@ BOOTSTRAPS = ("executed", "policy")
 shielded agent ran at s' (SARSA: the risk of the policy that acts, shield included), ``"policy"`` a
 fresh draw of the agent's own unconstrained pi (SQRL App. D, CSC Eq. 2) when a policy sampler is
 attached, else the executed one."""
-TARGETS = ("nstep", "window", "td")
+TARGETS = ("nstep", "safest", "window", "td")
 """Risk targets (``safeshield.core.targets``): ``"nstep"`` the ``horizon``-step return of the
-indicator discounted by 1 - 1/horizon, bootstrapped; ``"window"`` P(failure within ``horizon``
-steps), Monte-Carlo along the stored episode; ``"td"`` the method's published one-step target."""
+indicator discounted by 1 - 1/horizon, bootstrapped: the risk if the shielded agent acts on as it
+did; ``"safest"`` the same discount, the least of the k-step targets for k = 1, 2, 4, ..., horizon,
+each bootstrapped at the least risky of ``BOOTSTRAP_CANDIDATES`` actions: the risk if, from some
+step on, the shield took the least risky action (docs/effectiveness.md); ``"window"`` P(failure
+within ``horizon`` steps), Monte-Carlo along the stored episode; ``"td"`` the method's published
+one-step target."""
+DISCOUNTED_TARGETS = ("nstep", "safest")
+"""Targets discounted by 1 - 1/horizon (``horizon_gamma``)."""
+BOOTSTRAP_CANDIDATES = 16
+"""Actions ``"safest"`` scores at each bootstrap state besides the executed one: half drawn from the
+attached policy, the rest uniformly over the box (all uniform without a policy); every action of a
+discrete space."""
 FAILURES = ("auto", "first", "count")
 """What the risk measures. ``"first"``: the discounted chance of the next failure (the papers' backups
 stop at a failure, which ends the episode in their tasks). ``"count"``: the discounted number of failure
@@ -131,9 +143,9 @@ class CriticConfig(SafetyConfig):
         if self.horizon_seconds is not None:
             check_positive("horizon_seconds", self.horizon_seconds)
         check_choice("target", self.target, TARGETS)
-        if self.target == "nstep" and self.horizon < 2:
+        if self.target in DISCOUNTED_TARGETS and self.horizon < 2:
             raise ValueError(
-                f"horizon must be >= 2 for target 'nstep' (its discount is 1 - 1/horizon), got {self.horizon!r}"
+                f"horizon must be >= 2 for target {self.target!r} (its discount is 1 - 1/horizon), got {self.horizon!r}"
             )
         check_interval("balance", self.balance, 0.0, 1.0, closed="left")
         if self.budget is not None:
@@ -335,7 +347,7 @@ class SafetyCritic(SafetyModel):
     # -- risk targets (core.targets) -------------------------------------------------------------
     @property
     def target_gamma(self) -> float:
-        """The discount of the ``"nstep"`` target: the one that looks ``horizon`` steps ahead."""
+        """The discount of the ``"nstep"`` and ``"safest"`` targets: the one that looks ``horizon`` steps ahead."""
         return horizon_gamma(self.config.horizon)
 
     def risk_target(self, batch: Batch, gamma: float, bootstrap) -> torch.Tensor:
@@ -346,6 +358,10 @@ class SafetyCritic(SafetyModel):
         ``(n_critics, B)`` gives ``(n_critics, B)`` targets, each member bootstrapping itself.
         """
         cfg = self.config
+        if cfg.target == "safest":  # the least of the k-step targets, each bootstrapped at its safest action
+            lengths = doubling_lengths(cfg.horizon)
+            base, coef, boot = prefix_targets(self.buffer, batch.rows, lengths, gamma, absorbing=not self.counting)
+            return self._bootstrapped(base, coef, boot, bootstrap).min(dim=-2).values
         if cfg.target == "window":
             n, gamma, end = cfg.horizon, 1.0, False
         elif cfg.target == "nstep":
@@ -353,6 +369,13 @@ class SafetyCritic(SafetyModel):
         else:
             n, end = 1, True
         base, coef, boot = self.chain_targets(batch.rows, n, gamma, bootstrap_end=end, absorbing=not self.counting)
+        return self._bootstrapped(base, coef, boot, bootstrap)
+
+    def _bootstrapped(self, base: np.ndarray, coef: np.ndarray, boot: np.ndarray, bootstrap) -> torch.Tensor:
+        """``base + coef * bootstrap(s', a')`` of row ``boot``, with ``bootstrap`` called only where
+        ``coef > 0``; arrays of any shape, a leading ``n_critics`` axis where ``bootstrap`` gives one."""
+        shape = base.shape
+        base, coef, boot = base.reshape(-1), coef.reshape(-1), boot.reshape(-1)
         needs = np.flatnonzero(coef > 0)
         target = torch.from_numpy(base.astype(np.float32))
         if needs.size:
@@ -362,7 +385,7 @@ class SafetyCritic(SafetyModel):
             )
             target = target.expand(*values.shape[:-1], -1).clone()
             target[..., torch.from_numpy(needs)] += torch.from_numpy(coef[needs].astype(np.float32)) * values
-        return target
+        return target.reshape(*target.shape[:-1], *shape)
 
     def sample_batch(self) -> Batch:
         """A minibatch: failure-balanced with importance weights (``config.balance``), else uniform."""
@@ -413,8 +436,30 @@ class SafetyCritic(SafetyModel):
     def target_risk(self, next_obs: torch.Tensor, stored_next_action: torch.Tensor) -> torch.Tensor:
         """The target network's risk at ``(s', a')``, a' by ``config.bootstrap``: ``(n_critics, B)``, so that
         each member of an ensemble bootstraps itself (the ``bootstrap`` of ``risk_target``)."""
-        next_action = self.bootstrap_actions(next_obs, stored_next_action)
-        return self.risk_bound * torch.sigmoid(self.target_critic(next_obs, next_action))
+        if self.config.target == "safest":
+            return self.least_target_risk(next_obs, stored_next_action)
+        return self.target_values(next_obs, self.bootstrap_actions(next_obs, stored_next_action))
+
+    def target_values(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """The target network's risk at exactly ``(obs, actions)``: ``(n_critics, B)`` or ``(B,)``."""
+        return self.risk_bound * torch.sigmoid(self.target_critic(obs, actions))
+
+    def least_target_risk(self, next_obs: torch.Tensor, executed: torch.Tensor) -> torch.Tensor:
+        """The target network's least risk at s' over the executed action and ``BOOTSTRAP_CANDIDATES``
+        others (``"safest"``): each member of an ensemble takes its own least."""
+        rows = next_obs.shape[0]
+        if self.discrete:
+            return (self.risk_bound * torch.sigmoid(self.target_critic.all_actions(next_obs))).min(dim=-1).values
+        drawn = self.policy_actions(next_obs, BOOTSTRAP_CANDIDATES // 2)
+        candidates = [executed[:, None, :]] + ([] if drawn is None else [drawn.to(executed.dtype)])
+        n_uniform = BOOTSTRAP_CANDIDATES - (0 if drawn is None else drawn.shape[1])
+        low, high = torch.from_numpy(self.actions.low), torch.from_numpy(self.actions.high)
+        uniform = torch.rand((rows, n_uniform, self.act_dim), generator=self.generator, dtype=executed.dtype)
+        candidates.append(low + uniform * (high - low))
+        actions = torch.cat(candidates, dim=1)
+        m = actions.shape[1]
+        values = self.target_values(next_obs.repeat_interleave(m, 0), actions.reshape(rows * m, self.act_dim))
+        return values.reshape(*values.shape[:-1], rows, m).min(dim=-1).values
 
     def bootstrap_actions(self, next_obs: torch.Tensor, executed: torch.Tensor) -> torch.Tensor:
         """The a' at which a target critic is evaluated, Q̄(s', a') (``config.bootstrap``, ``BOOTSTRAPS``):

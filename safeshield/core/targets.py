@@ -32,7 +32,15 @@ import numpy as np
 
 from safeshield.core.buffer import TransitionBuffer
 
-__all__ = ["SettledTargets", "balanced_rows", "horizon_gamma", "horizon_steps", "multi_step_target"]
+__all__ = [
+    "SettledTargets",
+    "balanced_rows",
+    "doubling_lengths",
+    "horizon_gamma",
+    "horizon_steps",
+    "multi_step_target",
+    "prefix_targets",
+]
 
 
 def horizon_gamma(horizon: float) -> float:
@@ -112,6 +120,44 @@ def _multi_step(
             buffer, rows[slow], n, gamma, bootstrap_end, absorbing
         )
     return base, coef, boot, length
+
+
+def doubling_lengths(horizon: int) -> list[int]:
+    """1, 2, 4, ... below ``horizon``, then ``horizon``: the chain lengths ``prefix_targets`` compares."""
+    return sorted({min(2**i, int(horizon)) for i in range(int(horizon).bit_length() + 1)})
+
+
+def prefix_targets(
+    buffer: TransitionBuffer, rows: np.ndarray, lengths: list[int], gamma: float, absorbing: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``multi_step_target`` (always bootstrapped) for every chain length in ``lengths``, from one chain.
+
+    Returns ``(base, coef, boot)``, each ``(len(lengths), B)``: row ``j`` is the ``lengths[j]``-step
+    target of every row. The chain is followed once, for the longest length; a shorter target is
+    its prefix (a chain cut earlier bootstraps at the cut, as ``multi_step_target`` does).
+    """
+    lengths = [int(k) for k in lengths]
+    if not lengths or lengths != sorted(lengths) or lengths[0] < 1:
+        raise ValueError(f"lengths must be ascending positive integers, got {lengths!r}")
+    _check_chain(lengths[-1], gamma)
+    rows = np.asarray(rows, dtype=np.int64)
+    chains, irregular = _contiguous_chains(buffer, rows, lengths[-1])
+    followed = chains >= 0
+    c = np.where(followed, buffer.failure[chains], 0.0).astype(np.float64)
+    d = np.where(followed, buffer.terminated[chains], 0.0).astype(np.float64)
+    ends = 1.0 - d if not absorbing else (1.0 - c) * (1.0 - d)
+    surviving = np.cumprod(ends, axis=1)
+    before = np.concatenate([np.ones((rows.size, 1)), surviving[:, :-1]], axis=1)
+    discount = gamma ** np.arange(1, lengths[-1] + 1, dtype=np.float64)
+    counted = np.cumsum(discount * before * c, axis=1)
+    length, line = followed.sum(axis=1), np.arange(rows.size)
+    stops = np.minimum(np.asarray(lengths)[:, None], length[None, :]) - 1  # (L, B): last step of each prefix
+    base, coef, boot = counted[line, stops], discount[stops] * surviving[line, stops], chains[line, stops]
+    slow = np.flatnonzero(irregular)
+    for j, k in enumerate(lengths if slow.size else ()):  # episodes interleaved in the ring (vector envs)
+        followed = _followed_step_by_step(buffer, rows[slow], k, gamma, True, absorbing)
+        base[j, slow], coef[j, slow], boot[j, slow] = followed[:3]
+    return base, coef, boot
 
 
 class SettledTargets:

@@ -59,7 +59,7 @@ import numpy as np
 import torch
 
 from safeshield.core.buffer import Batch
-from safeshield.core.critic import CriticConfig, SafetyCritic
+from safeshield.core.critic import DISCOUNTED_TARGETS, CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
 from safeshield.core.networks import adam, polyak, start_optimistic
 from safeshield.core.validation import check_choice, check_count, check_interval, check_positive, check_widths
@@ -229,7 +229,7 @@ class CSC(SafetyCritic):
         cfg = self.config
         if cfg.target == "window":
             return float(cfg.horizon)
-        if cfg.target == "nstep":
+        if cfg.target in DISCOUNTED_TARGETS:
             return self.target_gamma / (1.0 - self.target_gamma)
         return 1.0 / (1.0 - cfg.gamma)
 

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from safeshield.core.buffer import Batch
-from safeshield.core.critic import FAILURES, CriticConfig, SafetyCritic
+from safeshield.core.critic import DISCOUNTED_TARGETS, FAILURES, CriticConfig, SafetyCritic
 from safeshield.core.model import register_method
 from safeshield.core.networks import ActionHeadsNet, StateActionNet, adam, polyak, start_optimistic
 from safeshield.core.validation import check_interval, check_positive, check_widths
@@ -164,7 +164,7 @@ class SQRL(SafetyCritic):
         cfg = self.config
         if cfg.target == "td":
             return cfg.gamma_safe
-        return self.target_gamma if cfg.target == "nstep" else 1.0
+        return self.target_gamma if cfg.target in DISCOUNTED_TARGETS else 1.0
 
     @property
     def risk_bound(self) -> float:

@@ -220,6 +220,45 @@ def test_all_at_once_targets_equal_following_each_link(episodes, n, gamma, end, 
 
 @SETTINGS
 @given(
+    steps=st.lists(st.tuples(st.integers(0, 2), st.sampled_from(["go", "go", "fail", "done", "cut"])), max_size=80),
+    horizon=st.integers(1, 40),
+    gamma=GAMMAS,
+    absorbing=st.booleans(),
+    capacity=st.integers(4, 60),
+)
+def test_prefix_targets_equal_each_multi_step_target(steps, horizon, gamma, absorbing, capacity):
+    """Row j of ``prefix_targets`` is the ``lengths[j]``-step target, whatever the ring's evictions
+    and however three envs interleave their episodes; the lengths double up to the horizon."""
+    from safeshield.core.targets import doubling_lengths, prefix_targets
+
+    buffer = TransitionBuffer(capacity, 1, 1)
+    previous: dict[int, int | None] = {0: None, 1: None, 2: None}
+    for i, (env, kind) in enumerate(steps):
+        obs = np.full(1, i, np.float32)
+        row = buffer.add(obs, obs, obs + 1, float(kind == "fail"), kind in ("fail", "done"), previous=previous[env])
+        previous[env] = row if kind == "go" else None
+    lengths = doubling_lengths(horizon)
+    assert lengths[0] == 1 and lengths[-1] == horizon and len(lengths) == len(set(lengths))
+    assert all(b <= 2 * a for a, b in zip(lengths, lengths[1:]))
+    rows = np.arange(len(buffer))
+    base, coef, boot = prefix_targets(buffer, rows, lengths, gamma, absorbing=absorbing)
+    for j, n in enumerate(lengths):
+        expected = multi_step_target(buffer, rows, n, gamma, bootstrap_end=True, absorbing=absorbing)
+        assert_same_targets((base[j], coef[j], boot[j]), expected)
+
+
+@pytest.mark.parametrize("lengths", [[], [0, 2], [3, 2]])
+def test_prefix_targets_refuse_bad_lengths(lengths):
+    from safeshield.core.targets import prefix_targets
+
+    buffer = TransitionBuffer(8, 1, 1)
+    fill(buffer, [(3, "fail")])
+    with pytest.raises(ValueError, match="lengths must be ascending positive integers"):
+        prefix_targets(buffer, np.arange(3), lengths, 0.9)
+
+
+@SETTINGS
+@given(
     steps=st.lists(
         st.tuples(st.integers(0, 2), st.sampled_from(["go", "fail", "done", "cut"]), st.booleans()),
         min_size=1,

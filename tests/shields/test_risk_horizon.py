@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+import safeshield
 from safeshield import SQRL, SQRLConfig
 from safeshield.core.quality import failure_within, roc_auc
 
@@ -67,6 +68,59 @@ def test_default_critic_learns_failure_within_horizon_beats_untrained():
     assert learned > 0.85 and learned > random + 0.2
     risk = learner.risk_numpy(*walk(np.random.default_rng(1), 500)[:2])
     assert risk.min() >= 0.0 and risk.max() <= 1.0
+
+
+def test_safest_target_rates_the_escape_a_random_walk_never_took():
+    """On the random walk, moving away from the wall is safe if one keeps moving away: the
+    ``"safest"`` risk says so (near 0), the ``"nstep"`` risk, the random continuation's, does not;
+    a step into the wall is risky under both."""
+    states = np.array([[0.85], [0.95]], np.float32)
+    away, toward = -np.ones((2, 1), np.float32), np.ones((2, 1), np.float32)
+    risks = {}
+    for target in ("nstep", "safest"):
+        torch.manual_seed(0)
+        learner = model(SQRLConfig(hidden=(32, 32), batch_size=64, lr=3e-3, horizon=HORIZON, target=target))
+        train_on_walk(learner, np.random.default_rng(0), updates=600)
+        risks[target] = learner.risk_numpy(states, away), learner.risk_numpy(states, toward)
+        assert held_out_auc(learner) > 0.85
+    (nstep_away, nstep_toward), (safest_away, safest_toward) = risks["nstep"], risks["safest"]
+    assert (safest_away < 0.02).all() and (safest_away < 0.5 * nstep_away).all()
+    assert (safest_toward > 0.5).all() and (nstep_toward > 0.5).all()
+
+
+def test_safest_target_is_at_most_the_nstep_target_on_the_executed_actions():
+    """The least of the prefix targets, each at its least risky action, never exceeds the H-step
+    target bootstrapped at the executed action (one of the candidates, H one of the lengths)."""
+    torch.manual_seed(0)
+    config = SQRLConfig(hidden=(32, 32), batch_size=64, horizon=HORIZON, target="safest", bootstrap="executed")
+    learner = model(config)
+    train_on_walk(learner, np.random.default_rng(0), updates=50)
+    batch = learner.sample_batch()
+    with torch.no_grad():
+        safest = learner.risk_target(batch, learner.discount, learner.target_risk)
+        executed = learner.reconfigure(target="nstep").risk_target(batch, learner.discount, learner.target_risk)
+    assert (safest >= 0).all() and (safest <= executed + 1e-6).all() and (safest < executed - 1e-3).any()
+
+
+@pytest.mark.parametrize("method", ["sqrl", "csc", "q_ensemble"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "MountainCarContinuous-v0"])
+def test_safest_target_learns_in_every_critic_shield(method, env_id):
+    """Every reject shield takes ``target="safest"``: discrete actions (each one scored) and boxes,
+    one critic and an ensemble; its risks stay within the method's bound while it learns."""
+    env = safeshield.wrap(
+        gym.make(env_id), method, indicator="terminated", seed=0, target="safest", learning_starts=64, batch_size=32
+    )
+    env.action_space.seed(0)
+    env.reset(seed=0)
+    risks = []
+    for _ in range(300):
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        risks.append(info["shield"]["risk"])
+        if terminated or truncated:
+            env.reset()
+    model = env.safety_model
+    assert model.updates > 0
+    assert 0.0 <= min(risks) and max(risks) <= model.risk_bound
 
 
 def test_paper_preset_keeps_the_td0_risk_bounded_by_gamma_safe():
