@@ -155,8 +155,8 @@ def prefix_targets(
     base, coef, boot = counted[line, stops], discount[stops] * surviving[line, stops], chains[line, stops]
     slow = np.flatnonzero(irregular)
     for j, k in enumerate(lengths if slow.size else ()):  # episodes interleaved in the ring (vector envs)
-        followed = _followed_step_by_step(buffer, rows[slow], k, gamma, True, absorbing)
-        base[j, slow], coef[j, slow], boot[j, slow] = followed[:3]
+        linked = _followed_step_by_step(buffer, rows[slow], k, gamma, True, absorbing)
+        base[j, slow], coef[j, slow], boot[j, slow] = linked[:3]
     return base, coef, boot
 
 
