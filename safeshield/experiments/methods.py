@@ -33,6 +33,7 @@ MEANINGS = {
     "preset": 'a named set of defaults ("paper": the paper\'s exact settings)',
     "horizon": "failure horizon in env steps: how far ahead the risk looks for a failure",
     "target": "the critic's training target (nstep: failures discounted over the horizon; "
+    "safest: the same if the least risky action were taken from some step on, opt-in; "
     "window: chance of a failure within it; td: one-step backup)",
     "regret": "above the threshold, allow risk up to the least risky action found plus this; None = threshold only",
     "balance": "share of each minibatch drawn from transitions a failure followed (re-weighted to stay calibrated)",
