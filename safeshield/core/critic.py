@@ -453,13 +453,17 @@ class SafetyCritic(SafetyModel):
         drawn = self.policy_actions(next_obs, BOOTSTRAP_CANDIDATES // 2)
         candidates = [executed[:, None, :]] + ([] if drawn is None else [drawn.to(executed.dtype)])
         n_uniform = BOOTSTRAP_CANDIDATES - (0 if drawn is None else drawn.shape[1])
-        low, high = torch.from_numpy(self.actions.low), torch.from_numpy(self.actions.high)
-        uniform = torch.rand((rows, n_uniform, self.act_dim), generator=self.generator, dtype=executed.dtype)
-        candidates.append(low + uniform * (high - low))
+        candidates.append(self.uniform_actions(rows, n_uniform, executed.dtype))
         actions = torch.cat(candidates, dim=1)
         m = actions.shape[1]
         values = self.target_values(next_obs.repeat_interleave(m, 0), actions.reshape(rows * m, self.act_dim))
         return values.reshape(*values.shape[:-1], rows, m).min(dim=-1).values
+
+    def uniform_actions(self, rows: int, n: int, dtype: torch.dtype) -> torch.Tensor:
+        """``(rows, n, act_dim)`` actions drawn uniformly over the box, from the model's generator."""
+        low = torch.as_tensor(self.actions.low, dtype=dtype)
+        high = torch.as_tensor(self.actions.high, dtype=dtype)
+        return low + torch.rand((rows, n, self.act_dim), generator=self.generator, dtype=dtype) * (high - low)
 
     def bootstrap_actions(self, next_obs: torch.Tensor, executed: torch.Tensor) -> torch.Tensor:
         """The a' at which a target critic is evaluated, Q̄(s', a') (``config.bootstrap``, ``BOOTSTRAPS``):

@@ -256,11 +256,7 @@ class CSC(SafetyCritic):
         if actions is None and self.discrete:  # E over uniform actions, exactly: every action once
             return torch.eye(self.act_dim, dtype=obs.dtype).expand(obs.shape[0], -1, -1)
         if actions is None:
-            low = torch.as_tensor(self.action_space.low, dtype=obs.dtype).reshape(-1)
-            high = torch.as_tensor(self.action_space.high, dtype=obs.dtype).reshape(-1)
-            actions = low + torch.rand(obs.shape[0], n, self.act_dim, generator=self.generator, dtype=obs.dtype) * (
-                high - low
-            )
+            actions = self.uniform_actions(obs.shape[0], n, obs.dtype)
         return actions
 
     def learn_step(self, batch: Batch) -> dict[str, float]:
