@@ -1,5 +1,6 @@
 """``quiet_stdout``: silence what C code prints on the process's stdout (PyBullet's ``argv[0]=``);
-``without_notice``: drop one known notice a dependency prints on ``sys.stderr``, pass the rest on.
+``without_notice``: drop one known notice a dependency prints on ``sys.stderr``, pass the rest on
+(``ADROIT_NOTICE``: gymnasium-robotics').
 
 Python's ``contextlib.redirect_stdout`` only moves ``sys.stdout``; an engine's C code writes to file
 descriptor 1 directly, so the descriptor itself is pointed at ``os.devnull`` for the duration
@@ -14,7 +15,11 @@ import os
 import sys
 from collections.abc import Iterator
 
-__all__ = ["quiet_stdout", "without_notice"]
+__all__ = ["ADROIT_NOTICE", "quiet_stdout", "without_notice"]
+
+ADROIT_NOTICE = "AdroitHandRelocateDense-v1, AdroitHandHammerDense-v1"
+"""How the notice starts that gymnasium-robotics 1.4.2 prints on import about its Adroit envs' rewards
+(envs this package does not use); importing it (ShadowHand, Safety-Gymnasium) drops only that line."""
 
 
 @contextlib.contextmanager

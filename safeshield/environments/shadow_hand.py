@@ -42,10 +42,9 @@ import numpy as np
 from gymnasium import spaces
 
 from safeshield.core.validation import check_finite
-from safeshield.environments._quiet import without_notice
+from safeshield.environments._quiet import ADROIT_NOTICE, without_notice
 
-# gymnasium-robotics 1.4.2 prints, on import, a notice about its Adroit envs' rewards (not used here)
-with without_notice("AdroitHandRelocateDense-v1, AdroitHandHammerDense-v1"):
+with without_notice(ADROIT_NOTICE):
     from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate import quat_from_angle_and_axis
     from gymnasium_robotics.envs.shadow_dexterous_hand.manipulate_block import MujocoHandBlockEnv
     from gymnasium_robotics.utils import rotations

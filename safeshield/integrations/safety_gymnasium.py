@@ -3,6 +3,10 @@
 - ``make(env_id, **kwargs)``: ``safety_gymnasium.make`` converted to Gymnasium's 5-tuple step
   with the cost in ``info["cost"]`` (its own ``SafetyGymnasium2Gymnasium`` wrapper), so
   ``safeshield.wrap(make("SafetyPointGoal1-v0"), "sqrl", indicator="cost")`` works.
+- ``task_control_period(task)``: seconds per env step (the agent's MuJoCo timestep times the expected
+  physics substeps). ``make`` sets it as ``env.unwrapped.dt``, which Safety-Gymnasium does not
+  declare, so a shield's ``horizon_seconds`` applies as on a Gymnasium MuJoCo env (PointGoal1:
+  0.02 s per step, so the default 0.5 s horizon is 25 steps).
 - ``apply_compat_shim()``: what ``make`` runs first. safety-gymnasium 1.0.0 (the newest on
   PyPI) pins gymnasium 0.28.1 and does not import on gymnasium 1.x / Python 3.11; install it
   with ``pip install --no-deps safety-gymnasium xmltodict pyyaml`` and this shim fills in what
@@ -26,7 +30,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-__all__ = ["apply_compat_shim", "make"]
+from safeshield.environments._quiet import ADROIT_NOTICE, without_notice
+
+__all__ = ["apply_compat_shim", "make", "task_control_period"]
 
 _SHIMMED = False
 
@@ -103,7 +109,8 @@ def apply_compat_shim() -> None:
         def __new__(cls, **kwargs):
             return EnvSpec(**{key: value for key, value in kwargs.items() if key in known})
 
-    import safety_gymnasium.utils.registration as registration
+    with without_notice(ADROIT_NOTICE):  # its multi-agent tasks import gymnasium-robotics
+        import safety_gymnasium.utils.registration as registration
 
     registration.EnvSpec = _EnvSpecCompat
     _SHIMMED = True
@@ -115,4 +122,19 @@ def make(env_id: str, **kwargs: Any) -> gym.Env:
     import safety_gymnasium
     from safety_gymnasium.wrappers import SafetyGymnasium2Gymnasium
 
-    return SafetyGymnasium2Gymnasium(safety_gymnasium.make(env_id, **kwargs))
+    env = SafetyGymnasium2Gymnasium(safety_gymnasium.make(env_id, **kwargs))
+    env.unwrapped.dt = task_control_period(env.unwrapped.task)
+    return env
+
+
+def task_control_period(task: Any) -> float:
+    """Seconds per step of a Safety-Gymnasium task: each step runs a Binomial(n, p) number of physics
+    steps of the agent model's timestep (``sim_conf.frameskip_binom_n`` and ``_p``), n * p on average."""
+    timestep = float(task.agent.engine.model.opt.timestep)
+    substeps = task.sim_conf.frameskip_binom_n * task.sim_conf.frameskip_binom_p
+    if not (timestep > 0 and substeps > 0):
+        raise ValueError(
+            f"a Safety-Gymnasium task's control period must be > 0, got timestep={timestep!r} s and "
+            f"{substeps!r} expected substeps (sim_conf {task.sim_conf!r})"
+        )
+    return timestep * substeps
