@@ -157,6 +157,14 @@ class CriticConfig(SafetyConfig):
         check_choice("failures", self.failures, FAILURES)
 
     @classmethod
+    def from_options(cls, options: dict[str, Any], method: str) -> CriticConfig:
+        """As ``SafetyConfig.from_options``; a ``horizon`` in steps given without ``horizon_seconds`` is the
+        horizon: it turns the default in seconds off (which would otherwise replace it on an env with a dt)."""
+        if "horizon" in options and "horizon_seconds" not in options:
+            options = {**options, "horizon_seconds": None}
+        return super().from_options(options, method)
+
+    @classmethod
     def from_json(cls, data: dict[str, Any]) -> CriticConfig:
         data = dict(data)
         data.setdefault("normalize_obs", False)  # saved before the option existed: raw inputs

@@ -31,7 +31,8 @@ MEANINGS = {
     "updates is updates_per_step: for one update every 10 steps set train_every=10, updates_per_step=0.1)",
     "updates_per_step": "gradient steps per stored transition (update-to-data ratio; may be fractional)",
     "preset": 'a named set of defaults ("paper": the paper\'s exact settings)',
-    "horizon": "failure horizon in env steps: how far ahead the risk looks for a failure",
+    "horizon": "failure horizon in env steps: how far ahead the risk looks for a failure "
+    "(given alone, it replaces the default in seconds)",
     "target": "the critic's training target (nstep: failures discounted over the horizon; "
     "safest: the same if the least risky action were taken from some step on, opt-in; "
     "window: chance of a failure within it; td: one-step backup)",

@@ -154,6 +154,21 @@ def test_horizon_in_seconds_follows_the_env_control_period():
     assert paper.safety_model.config.horizon == 20 and paper.safety_model.config.horizon_seconds is None
 
 
+@pytest.mark.parametrize("method", ["sqrl", "csc", "q_ensemble"])
+def test_a_horizon_given_in_steps_is_kept_on_an_env_that_declares_dt(method):
+    """``horizon=`` alone means steps even where the default in seconds would apply; seconds still set it."""
+    import safeshield
+
+    env_id = "InvertedDoublePendulum-v5"  # dt 0.05 s
+    steps = safeshield.wrap(gym.make(env_id), method, indicator="terminated", horizon=30)
+    assert steps.safety_model.config.horizon == 30 and steps.stepper.quality.horizon == 30
+    seconds = safeshield.wrap(gym.make(env_id), method, indicator="terminated", horizon_seconds=2.0)
+    assert seconds.safety_model.config.horizon == 40
+    model = safeshield.model_for(gym.make(env_id), method, horizon=30)
+    restored = type(model.config).from_json(model.config.to_json())
+    assert restored.horizon == 30 and restored.horizon_seconds is None
+
+
 def test_learn_offline_pretrains_from_logged_episodes_and_checks_them():
     """Logged steps in episode order -> linked buffer -> a critic that ranks held-out steps; bad logs are refused."""
     torch.manual_seed(0)
