@@ -39,7 +39,7 @@ MEANINGS = {
     "regret": "above the threshold, allow risk up to the least risky action found plus this; None = threshold only",
     "balance": "share of each minibatch drawn from transitions a failure followed (re-weighted to stay calibrated)",
     "guard": "back off towards the nominal threshold when nothing passes for long",
-    "budget": "allowed failures (per episode or per 1k steps) the threshold adapts to; None = fixed threshold",
+    "budget": "allowed failures per 1000 env steps, which the threshold adapts to; None = fixed threshold",
     "warmup_failures": "failures seen before the shield may reject",
     "warmup_updates": "critic updates before the shield may reject",
     "n_critics": "independent critics in the ensemble, each bootstrapping from its own target network",
