@@ -48,9 +48,21 @@ from safeshield.core.validation import (
     check_probabilities,
 )
 
-__all__ = ["BOOTSTRAPS", "ENSEMBLE_RISKS", "FAILURES", "TARGETS", "CriticConfig", "SafetyCritic", "flat_dim"]
+__all__ = [
+    "BOOTSTRAPS",
+    "BUDGET_UNITS",
+    "ENSEMBLE_RISKS",
+    "FAILURES",
+    "TARGETS",
+    "CriticConfig",
+    "SafetyCritic",
+    "flat_dim",
+]
 
 GUARD_SHARE = 0.25  # our choice: the guard backs off while more than a quarter of recent steps fell back
+BUDGET_UNITS = ("steps", "episode")
+"""What ``budget`` counts: failures per 1000 env steps, or failures per episode (a cost limit per
+episode, CSC's χ); ``core.threshold.BudgetThreshold`` adapts the threshold to either."""
 ADAPTIVE_FLOOR = 0.01  # the lowest threshold a budget may set (or the nominal one, where that is lower but > 0)
 GUARD_CEILING = 1.01  # x the risk's upper bound: above every risk
 WEIGHT_CHECK_EVERY = 64  # updates between two full reads of the weights (a non-finite loss is caught at once)
@@ -117,7 +129,8 @@ class CriticConfig(SafetyConfig):
     horizon_seconds: float | None = 0.5  # our choice: the horizon in time where the env declares dt (sets horizon)
     target: str = "window"  # see TARGETS; "td" is the papers' one-step backup
     balance: float = 0.5  # our choice: share of each minibatch from transitions a failure followed within horizon
-    budget: float | None = None  # failures per 1000 env steps the threshold adapts to; None: fixed threshold
+    budget: float | None = None  # failures the threshold adapts to, per budget_unit; None: fixed threshold
+    budget_unit: str = "steps"  # our choice: per 1000 env steps; "episode" for a cost limit per episode (BUDGET_UNITS)
     warmup_failures: int = 5  # our choice: no rejection before this many failures were stored ...
     warmup_updates: int = 250  # ... and this many updates were made
     guard: bool = True  # our choice: raise the threshold while the shield falls back on most steps
@@ -150,6 +163,7 @@ class CriticConfig(SafetyConfig):
         check_interval("balance", self.balance, 0.0, 1.0, closed="left")
         if self.budget is not None:
             check_positive("budget", self.budget)
+        check_choice("budget_unit", self.budget_unit, BUDGET_UNITS)
         if self.regret is not None:
             check_interval("regret", self.regret, 0.0, math.inf, closed="left")
         check_count("warmup_failures", self.warmup_failures, minimum=0)
@@ -279,6 +293,7 @@ class SafetyCritic(SafetyModel):
                 # above the risk's bound every risk passes: the guard may switch the shield off while nothing can
                 high=max(nominal, self.guard_ceiling),
                 max_fallback_share=GUARD_SHARE if cfg.guard else float("inf"),
+                per_episode=cfg.budget_unit == "episode",
             )
         self.adaptive_threshold.retarget(nominal)  # a method's own rule may move it (CSC's per-epoch ε)
         return self.adaptive_threshold
@@ -288,17 +303,18 @@ class SafetyCritic(SafetyModel):
         threshold from the new nominal one (it would otherwise keep adapting around the old one)."""
         nominal = self.nominal_threshold
         super().reconfigure(**changes)
-        if self.nominal_threshold != nominal or {"budget", "guard"} & set(changes):
+        if self.nominal_threshold != nominal or {"budget", "budget_unit", "guard"} & set(changes):
             self.adaptive_threshold = None  # rebuilt from the new settings on first use
         return self
 
-    def on_step_outcome(self, failed: bool, fell_back: bool) -> None:
-        """One env step's outcome: adapts the threshold (budget, guard) once warmed up, while learning."""
+    def on_step_outcome(self, failed: bool, fell_back: bool, episode_ended: bool = False) -> None:
+        """One env step's outcome (``episode_ended``: it ended its episode, by termination or time limit):
+        adapts the threshold (budget, guard) once warmed up, while learning."""
         if self.frozen or not self.warmed_up:
             return
         adaptive = self._adaptive(self.nominal_threshold)
         if adaptive is not None:
-            adaptive.update(failed, fell_back)
+            adaptive.update(failed, fell_back, episode_ended)
 
     def extra_state(self) -> dict[str, Any]:
         state = {

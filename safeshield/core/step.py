@@ -324,8 +324,9 @@ class ShieldStepper:
             self._store_and_learn(step)
         failed = np.asarray(step.failure) > 0.5
         if not model.frozen and self.enforce:  # the threshold adapts to the decisions it made, none in shadow
+            ended = np.asarray(step.terminated, dtype=bool) | np.asarray(step.truncated, dtype=bool)
             for j in range(failed.size):
-                model.on_step_outcome(bool(failed[j]), bool(decision.fell_back[j]))
+                model.on_step_outcome(bool(failed[j]), bool(decision.fell_back[j]), bool(ended[j]))
         # a rejected proposal is the one that got candidates scored; in shadow, one an enforcing shield would refuse
         rejected = decision.n_candidates > 0 if self.enforce else decision.proposal_risk >= np.float32(model.threshold)
         for j, row in enumerate(step.rows):

@@ -20,6 +20,15 @@ the recent share of fallbacks exceeds ``max_fallback_share`` (measured over T st
 the threshold back up, so the shield ends at the strictest threshold that still lets
 something pass, instead of falling back forever.
 
+A budget per episode (``per_episode=True``: b failures per episode, e.g. χ of CSC, or a cost
+limit per episode) is the same dual ascent on "failures ≤ b × episodes": a failure lowers log ε
+by L̄ / (b T), an episode's end raises it by L̄ / T, where L̄ is the mean episode length so far
+(steps per finished episode). The threshold stops moving exactly where failures per episode
+equal b (the long-run failures per step are E[failures per episode] / E[length], the
+renewal-reward identity), and L̄ only scales the steps, so that they match the per-step rule's
+for the equivalent rate of 1000 b / L̄ failures per 1000 steps. Before the first episode ends
+there is no credit: only failures move ε (down).
+
 Without a budget (b = None) the first term is replaced by a pull back to the nominal
 threshold, −(log ε − log ε_0) / T: the guard backs off while nothing passes (every action
 looks as risky as every other, e.g. while any action of a still-clumsy agent fails soon),
@@ -54,6 +63,7 @@ class BudgetThreshold:
         high: float = 0.99,
         max_fallback_share: float = 0.25,
         guard_gain: float = 4.0,
+        per_episode: bool = False,
     ):
         if not 0.0 < low <= initial <= high:
             raise ValueError(
@@ -65,7 +75,8 @@ class BudgetThreshold:
             )
         if int(response_steps) < 1:
             raise ValueError(f"response_steps must be a positive integer, got {response_steps!r}")
-        self.budget, self.response_steps = budget, int(response_steps)
+        self.budget, self.response_steps, self.per_episode = budget, int(response_steps), bool(per_episode)
+        self.steps = self.episodes = 0  # outcomes seen, and episode ends among them (per_episode's L̄)
         self.low, self.high = low, high
         self.max_fallback_share, self.guard_gain = max_fallback_share, guard_gain
         self.log_value = self.log_nominal = math.log(initial)
@@ -88,11 +99,16 @@ class BudgetThreshold:
         """Whether the guard is pushing the threshold up (the shield falls back on most steps)."""
         return self.fallback_share > self.max_fallback_share
 
-    def update(self, failed: bool, fell_back: bool) -> float:
-        """One env step's outcome; returns the new threshold."""
+    def update(self, failed: bool, fell_back: bool, episode_ended: bool = False) -> float:
+        """One env step's outcome (``episode_ended``: the step ended its episode); returns the new threshold."""
         rate = 1.0 / self.response_steps
         self.fallback_share += rate * (float(fell_back) - self.fallback_share)
-        if self.budget is not None:
+        self.steps += 1
+        self.episodes += bool(episode_ended)
+        if self.budget is not None and self.per_episode:
+            mean_length = self.steps / max(self.episodes, 1)
+            step = rate * mean_length * (float(episode_ended) - float(failed) / self.budget)
+        elif self.budget is not None:
             step = rate * (1.0 - float(failed) * 1000.0 / self.budget)
         else:
             step = -rate * (self.log_value - self.log_nominal)
@@ -102,11 +118,18 @@ class BudgetThreshold:
         return self.value
 
     def state(self) -> dict[str, Any]:
-        return {"log_value": self.log_value, "fallback_share": self.fallback_share}
+        return {
+            "log_value": self.log_value,
+            "fallback_share": self.fallback_share,
+            "steps": self.steps,
+            "episodes": self.episodes,
+        }
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.log_value = float(state.get("log_value", self.log_value))
         self.fallback_share = float(state.get("fallback_share", self.fallback_share))
+        self.steps = int(state.get("steps", self.steps))  # saved before per-episode budgets: none counted
+        self.episodes = int(state.get("episodes", self.episodes))
 
 
 class WarmUp:

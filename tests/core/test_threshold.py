@@ -1,7 +1,7 @@
 """Budget thresholds and warm-up (``safeshield.core.threshold``).
 
 - the budget threshold falls when failures exceed the budget and rises when they undershoot it,
-  and settles where the failure rate equals the budget;
+  and settles where the failure rate equals the budget, per 1000 steps or per episode;
 - the guard raises the threshold while the shield falls back on most steps, even over budget;
 - warm-up allows rejections only after enough failures and updates.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from safeshield.core.threshold import BudgetThreshold, WarmUp
 
@@ -38,6 +40,50 @@ def test_budget_threshold_feedback_settles_on_the_budget():
         failures += failed and t >= 20000
         threshold.update(failed, fell_back=False)
     assert failures / 40 == pytest.approx(10.0, rel=0.15)
+
+
+def run_episodes(threshold: BudgetThreshold, length: int, failures: int, episodes: int) -> float:
+    """``episodes`` episodes of ``length`` steps, each with ``failures`` failing steps spread over it."""
+    failing = set(np.linspace(0, length - 1, failures).round().astype(int)) if failures else set()
+    for _ in range(episodes):
+        for t in range(length):
+            threshold.update(failed=t in failing, fell_back=False, episode_ended=t == length - 1)
+    return threshold.value
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    length=st.integers(5, 300),
+    budget=st.floats(0.2, 4.0),
+    excess=st.sampled_from([0.25, 0.5, 2.0, 4.0]),
+)
+def test_a_budget_per_episode_moves_the_threshold_the_right_way(length, budget, excess):
+    """Over budget per episode the threshold falls, under it rises, whatever the episodes' length."""
+    failures = min(length, max(0, round(budget * excess)))
+    assume(failures != budget and (failures > budget) == (excess > 1))  # rounding may cross the budget
+    threshold = BudgetThreshold(0.3, budget, response_steps=200, low=1e-4, high=0.99, per_episode=True)
+    value = run_episodes(threshold, length, failures, episodes=max(3, 3000 // length))
+    assert value < 0.3 if failures > budget else value > 0.3
+
+
+def test_a_budget_per_episode_settles_on_the_budget_whatever_the_episode_length():
+    """A plant whose failures rise with the threshold, in episodes that a failure may end early:
+    failures per episode settle at the budget (0.2: one episode in five fails)."""
+    rng = np.random.default_rng(0)
+    threshold = BudgetThreshold(0.5, budget=0.2, response_steps=500, per_episode=True)
+    failures = episodes = t = 0
+    while t < 200_000:
+        for step in range(100):  # an episode: at most 100 steps, a failure ends it
+            t += 1
+            failed = rng.random() < 0.01 * threshold.value  # per step: 0.005 at eps 0.5
+            ended = failed or step == 99
+            threshold.update(failed, fell_back=False, episode_ended=ended)
+            if t > 50_000:
+                failures += failed
+                episodes += ended
+            if ended:
+                break
+    assert failures / episodes == pytest.approx(0.2, rel=0.1)
 
 
 def test_guard_raises_the_threshold_while_falling_back():
@@ -82,6 +128,32 @@ def test_invalid_arguments_are_refused():
         BudgetThreshold(1.5, budget=1.0)
     with pytest.raises(ValueError, match="min_failures"):
         WarmUp(min_failures=-1)
+    with pytest.raises(ValueError, match="budget_unit.*'steps', 'episode'"):
+        import safeshield
+
+        safeshield.SQRLConfig(budget=1.0, budget_unit="epsiode")
+
+
+def test_a_per_episode_budget_reaches_the_threshold_from_wrap_and_survives_a_checkpoint(tmp_path):
+    import gymnasium as gym
+
+    import safeshield
+
+    env = safeshield.wrap(
+        gym.make("CartPole-v1"), "sqrl", indicator="terminated", seed=0, budget=0.05, budget_unit="episode"
+    )
+    env.reset(seed=0)
+    for _ in range(3000):
+        _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+        if terminated or truncated:
+            env.reset()
+    adaptive = env.safety_model.adaptive_threshold
+    assert adaptive.per_episode and adaptive.episodes > 10
+    assert adaptive.value < env.safety_model.nominal_threshold  # a random CartPole fails in every episode
+    env.safety_model.save(tmp_path / "shield")
+    restored = safeshield.load(tmp_path / "shield")
+    assert restored.config.budget_unit == "episode"
+    assert restored.threshold == pytest.approx(env.safety_model.threshold)
 
 
 @pytest.mark.parametrize("options", [{}, {"budget": 5.0}])

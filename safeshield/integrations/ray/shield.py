@@ -209,7 +209,7 @@ class ShieldLearner:
             model.after_step()
             if chunk["done"][j]:
                 model.on_episode_end(bool(chunk["episode_failed"][j]))
-            model.on_step_outcome(failure > 0.5, bool(chunk["fell_back"][j]))
+            model.on_step_outcome(failure > 0.5, bool(chunk["fell_back"][j]), bool(chunk["done"][j]))
         self.timing["learn_s"] += time.perf_counter() - start
         updates, threshold = model.updates, float(model.threshold)
         if updates - self._published[0] >= self.broadcast_every or threshold != self._published[1]:
