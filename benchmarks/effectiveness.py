@@ -259,6 +259,18 @@ CASES = [
         for name, agent, steps in (("pointgoal_ppo", "sb3_ppo", 20_480), ("pointgoal_sac", "sb3_sac", 10_000))
     ),
     Case(
+        "pointgoal_ppo_budget",
+        "SafetyPointGoal1-v0",
+        "sb3_ppo",
+        "sqrl",
+        20_480,
+        indicator="cost",
+        source="safety-gymnasium",
+        options={"budget": 25.0, "budget_unit": "episode"},
+        note="as pointgoal_ppo, with Safety-Gymnasium's usual cost limit as a failure budget: 25 costly steps per "
+        "1000-step episode (budget_unit 'episode'), about a third of the unshielded rate",
+    ),
+    Case(
         "minitaur",
         "safeshield/MinitaurVelocity-v0",
         "reference_sac_transfer",
@@ -572,6 +584,7 @@ def run_case_seed(case: Case, seed: int, steps: int, out_dir: str, progress_queu
             "machine": machine,
             "runs": results,
         },
+        indent=None,  # per-step quality arrays: one line, half the indented size
     )
     return results
 

@@ -54,6 +54,14 @@ def test_write_json_is_atomic_and_leaves_no_temporaries(tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["r.json"]
 
 
+def test_write_json_without_indent_writes_one_line_that_reads_back(tmp_path):
+    data = {"risk": [0.1, 0.25, 0.5], "label": [0, 1, 1]}
+    compact = write_json(tmp_path / "compact.json", data, indent=None)
+    indented = write_json(tmp_path / "indented.json", data)
+    assert json.loads(compact.read_text()) == data == json.loads(indented.read_text())
+    assert compact.read_text().count("\n") == 0 < indented.read_text().count("\n")
+
+
 def test_plot_learning_curves_writes_a_png(tmp_path):
     curves = {"sqrl": [_records([False, True]), _records([True])], "sac": [[]]}
     path = plot_learning_curves(curves, tmp_path / "c.png", "title")

@@ -248,10 +248,11 @@ def summarise_episodes(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
-def write_json(path: str | os.PathLike, data: Any) -> Path:
-    """Write ``data`` as JSON via a temporary file and an atomic rename; returns the path."""
+def write_json(path: str | os.PathLike, data: Any, indent: int | None = 1) -> Path:
+    """Write ``data`` as JSON via a temporary file and an atomic rename; returns the path.
+    ``indent=None`` writes it on one line: per-step data, about half the size of the indented file."""
     with atomic_path(path) as tmp, open(tmp, "w") as handle:
-        json.dump(data, handle, indent=1)
+        json.dump(data, handle, indent=indent)
     return Path(path)
 
 
