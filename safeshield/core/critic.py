@@ -301,6 +301,8 @@ class SafetyCritic(SafetyModel):
     def reconfigure(self, **changes: Any) -> SafetyCritic:
         """As ``SafetyModel.reconfigure``; a new nominal threshold, budget or guard restarts the adapted
         threshold from the new nominal one (it would otherwise keep adapting around the old one)."""
+        if "horizon" in changes and "horizon_seconds" not in changes:  # steps given alone are steps (from_options)
+            changes = {**changes, "horizon_seconds": None}
         nominal = self.nominal_threshold
         super().reconfigure(**changes)
         if self.nominal_threshold != nominal or {"budget", "budget_unit", "guard"} & set(changes):
@@ -365,7 +367,7 @@ class SafetyCritic(SafetyModel):
                         "so that both horizons agree",
                         stacklevel=2,
                     )
-                self.reconfigure(horizon=steps)
+                self.reconfigure(horizon=steps, horizon_seconds=seconds)
         return self.config.horizon
 
     # -- risk targets (core.targets) -------------------------------------------------------------

@@ -167,6 +167,9 @@ def test_a_horizon_given_in_steps_is_kept_on_an_env_that_declares_dt(method):
     model = safeshield.model_for(gym.make(env_id), method, horizon=30)
     restored = type(model.config).from_json(model.config.to_json())
     assert restored.horizon == 30 and restored.horizon_seconds is None
+    model.reconfigure(horizon=12)  # a new phase's horizon (safeshield.load(..., horizon=12) reconfigures so)
+    rewrapped = safeshield.wrap(gym.make(env_id), model, indicator="terminated")
+    assert rewrapped.safety_model.config.horizon == 12
 
 
 def test_learn_offline_pretrains_from_logged_episodes_and_checks_them():
