@@ -174,9 +174,7 @@ class CriticConfig(SafetyConfig):
     def from_options(cls, options: dict[str, Any], method: str) -> CriticConfig:
         """As ``SafetyConfig.from_options``; a ``horizon`` in steps given without ``horizon_seconds`` is the
         horizon: it turns the default in seconds off (which would otherwise replace it on an env with a dt)."""
-        if "horizon" in options and "horizon_seconds" not in options:
-            options = {**options, "horizon_seconds": None}
-        return super().from_options(options, method)
+        return super().from_options(steps_given_alone(options), method)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CriticConfig:
@@ -188,6 +186,14 @@ class CriticConfig(SafetyConfig):
             steps = data.pop("gradient_steps")
             data.setdefault("updates_per_step", steps / data.get("train_every", 1))
         return super().from_json(data)
+
+
+def steps_given_alone(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with the default in seconds turned off where ``horizon`` (steps) is given without
+    ``horizon_seconds``: a horizon a user gives in steps is the horizon, on an env with a dt too."""
+    if "horizon" in options and "horizon_seconds" not in options:
+        return {**options, "horizon_seconds": None}
+    return options
 
 
 def flat_dim(space: gym.Space) -> int:
@@ -299,12 +305,11 @@ class SafetyCritic(SafetyModel):
         return self.adaptive_threshold
 
     def reconfigure(self, **changes: Any) -> SafetyCritic:
-        """As ``SafetyModel.reconfigure``; a new nominal threshold, budget or guard restarts the adapted
+        """As ``SafetyModel.reconfigure`` (a ``horizon`` given alone is in steps: ``steps_given_alone``); a new
+        nominal threshold, budget or guard restarts the adapted
         threshold from the new nominal one (it would otherwise keep adapting around the old one)."""
-        if "horizon" in changes and "horizon_seconds" not in changes:  # steps given alone are steps (from_options)
-            changes = {**changes, "horizon_seconds": None}
         nominal = self.nominal_threshold
-        super().reconfigure(**changes)
+        super().reconfigure(**steps_given_alone(changes))
         if self.nominal_threshold != nominal or {"budget", "budget_unit", "guard"} & set(changes):
             self.adaptive_threshold = None  # rebuilt from the new settings on first use
         return self
