@@ -305,9 +305,9 @@ class SafetyCritic(SafetyModel):
         return self.adaptive_threshold
 
     def reconfigure(self, **changes: Any) -> SafetyCritic:
-        """As ``SafetyModel.reconfigure`` (a ``horizon`` given alone is in steps: ``steps_given_alone``); a new
-        nominal threshold, budget or guard restarts the adapted
-        threshold from the new nominal one (it would otherwise keep adapting around the old one)."""
+        """As ``SafetyModel.reconfigure`` (a ``horizon`` given alone is in steps: ``steps_given_alone``); a
+        new nominal threshold, budget or guard restarts the adapted threshold from the new nominal one
+        (it would otherwise keep adapting around the old one)."""
         nominal = self.nominal_threshold
         super().reconfigure(**steps_given_alone(changes))
         if self.nominal_threshold != nominal or {"budget", "budget_unit", "guard"} & set(changes):
