@@ -38,9 +38,14 @@ and the configured threshold returns once the shield can choose again.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
+from safeshield.core.quality import ShieldQualityWarning
+
 __all__ = ["BudgetThreshold", "WarmUp"]
+
+NO_EPISODE_WARNING = 10  # response times without an episode's end before a per-episode budget warns
 
 
 class BudgetThreshold:
@@ -105,6 +110,14 @@ class BudgetThreshold:
         self.fallback_share += rate * (float(fell_back) - self.fallback_share)
         self.steps += 1
         self.episodes += bool(episode_ended)
+        if self.per_episode and self.episodes == 0 and self.steps == NO_EPISODE_WARNING * self.response_steps:
+            warnings.warn(
+                f"budget_unit='episode', but no episode has ended in {self.steps} steps: without an episode's "
+                "end there is no budget to spend, so the threshold only falls. For a task without episodes, "
+                "give the budget per 1000 steps (budget_unit='steps')",
+                ShieldQualityWarning,
+                stacklevel=4,
+            )
         if self.budget is not None and self.per_episode:
             mean_length = self.steps / max(self.episodes, 1)
             step = rate * mean_length * (float(episode_ended) - float(failed) / self.budget)

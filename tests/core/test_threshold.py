@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -84,6 +86,20 @@ def test_a_budget_per_episode_settles_on_the_budget_whatever_the_episode_length(
             if ended:
                 break
     assert failures / episodes == pytest.approx(0.2, rel=0.1)
+
+
+def test_a_budget_per_episode_warns_once_when_no_episode_ends():
+    from safeshield.core.quality import ShieldQualityWarning
+
+    threshold = BudgetThreshold(0.5, budget=1.0, response_steps=100, per_episode=True)
+    with pytest.warns(ShieldQualityWarning, match="no episode has ended in 1000 steps"):
+        run(threshold, rate_per_1k=1.0, steps=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run(threshold, rate_per_1k=1.0, steps=1000)  # once
+        ended = BudgetThreshold(0.5, budget=1.0, response_steps=100, per_episode=True)
+        ended.update(failed=False, fell_back=False, episode_ended=True)
+        run(ended, rate_per_1k=1.0, steps=2000)  # an episode ended: nothing to say
 
 
 def test_guard_raises_the_threshold_while_falling_back():
