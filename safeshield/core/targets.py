@@ -142,15 +142,8 @@ def prefix_targets(
     _check_chain(lengths[-1], gamma)
     rows = np.asarray(rows, dtype=np.int64)
     chains, irregular = _contiguous_chains(buffer, rows, lengths[-1])
-    followed = chains >= 0
-    c = np.where(followed, buffer.failure[chains], 0.0).astype(np.float64)
-    d = np.where(followed, buffer.terminated[chains], 0.0).astype(np.float64)
-    ends = 1.0 - d if not absorbing else (1.0 - c) * (1.0 - d)
-    surviving = np.cumprod(ends, axis=1)
-    before = np.concatenate([np.ones((rows.size, 1)), surviving[:, :-1]], axis=1)
-    discount = gamma ** np.arange(1, lengths[-1] + 1, dtype=np.float64)
-    counted = np.cumsum(discount * before * c, axis=1)
-    length, line = followed.sum(axis=1), np.arange(rows.size)
+    terms, surviving, discount, length = _chain_terms(buffer, chains, gamma, absorbing)
+    counted, line = np.cumsum(terms, axis=1), np.arange(rows.size)
     stops = np.minimum(np.asarray(lengths)[:, None], length[None, :]) - 1  # (L, B): last step of each prefix
     base, coef, boot = counted[line, stops], discount[stops] * surviving[line, stops], chains[line, stops]
     slow = np.flatnonzero(irregular)
@@ -233,6 +226,21 @@ def _contiguous_chains(buffer: TransitionBuffer, rows: np.ndarray, n: int) -> tu
     return chains, irregular
 
 
+def _chain_terms(
+    buffer: TransitionBuffer, chains: np.ndarray, gamma: float, absorbing: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Along the ``(B, n)`` chains (-1: not followed): each step's counted failure gamma^(k+1) w_k c_k,
+    the survival w_{k+1}, the discounts gamma^(k+1) and the steps each chain followed."""
+    followed = chains >= 0
+    c = np.where(followed, buffer.failure[chains], 0.0).astype(np.float64)
+    d = np.where(followed, buffer.terminated[chains], 0.0).astype(np.float64)
+    ends = 1.0 - d if not absorbing else (1.0 - c) * (1.0 - d)
+    surviving = np.cumprod(ends, axis=1)  # w_{k+1}: no termination (nor, absorbing, failure) up to k
+    before = np.concatenate([np.ones((chains.shape[0], 1)), surviving[:, :-1]], axis=1)  # w_k
+    discount = gamma ** np.arange(1, chains.shape[1] + 1, dtype=np.float64)
+    return discount * before * c, surviving, discount, followed.sum(axis=1)
+
+
 def _along_chains(
     buffer: TransitionBuffer,
     rows: np.ndarray,
@@ -243,15 +251,8 @@ def _along_chains(
     absorbing: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``(base, coef, boot, length)`` of ``_multi_step`` from the ``(B, n)`` chains, all steps at once."""
-    followed = chains >= 0
-    c = np.where(followed, buffer.failure[chains], 0.0).astype(np.float64)
-    d = np.where(followed, buffer.terminated[chains], 0.0).astype(np.float64)
-    ends = 1.0 - d if not absorbing else (1.0 - c) * (1.0 - d)
-    surviving = np.cumprod(ends, axis=1)  # w_{k+1}: no termination (nor, absorbing, failure) up to k
-    before = np.concatenate([np.ones((rows.size, 1)), surviving[:, :-1]], axis=1)  # w_k
-    discount = gamma ** np.arange(1, n + 1, dtype=np.float64)
-    base = (discount * before * c).sum(axis=1)
-    length = followed.sum(axis=1)
+    terms, surviving, discount, length = _chain_terms(buffer, chains, gamma, absorbing)
+    base = terms.sum(axis=1)
     stop = length - 1
     line = np.arange(rows.size)
     bootstrap = (length < n) | bootstrap_end
