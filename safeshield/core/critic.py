@@ -129,7 +129,7 @@ class CriticConfig(SafetyConfig):
     horizon_seconds: float | None = 0.5  # our choice: the horizon in time where the env declares dt (sets horizon)
     target: str = "window"  # see TARGETS; "td" is the papers' one-step backup
     balance: float = 0.5  # our choice: share of each minibatch from transitions a failure followed within horizon
-    budget: float | None = None  # failures the threshold adapts to, per budget_unit; None: fixed threshold
+    budget: float | None = None  # failures the threshold adapts to (overspent: regret too), per budget_unit
     budget_unit: str = "steps"  # our choice: per 1000 env steps; "episode" for a cost limit per episode (BUDGET_UNITS)
     warmup_failures: int = 5  # our choice: no rejection before this many failures were stored ...
     warmup_updates: int = 250  # ... and this many updates were made
@@ -283,6 +283,22 @@ class SafetyCritic(SafetyModel):
             return float("inf")
         adaptive = self._adaptive(nominal)
         return nominal if adaptive is None else adaptive.value
+
+    @property
+    def regret(self) -> float | None:
+        """The relative rule's regret in force (``core.decision``): ``config.regret``, times the factor by
+        which a failure budget has lowered the threshold (``BudgetThreshold.scale``, while below 1).
+
+        A budget is a promise about failures, so an overspent one must tighten every risk the shield
+        tolerates: with the regret fixed, a proposal within ``regret`` of the least risky action passes
+        however far the budget has lowered the threshold, and on a task whose risks are all small the budget
+        moves nothing. An underspent budget raises the threshold but leaves the regret as configured: it is
+        the most a proposal may add over the safest action found, and slack in an average does not license
+        more in one state (measured: docs/effectiveness.md, "Failure budget")."""
+        regret, adaptive = self.config.regret, self.adaptive_threshold
+        if regret is None or adaptive is None or adaptive.budget is None:
+            return regret
+        return regret * min(adaptive.scale, 1.0)
 
     def _adaptive(self, nominal: float) -> BudgetThreshold | None:
         cfg = self.config

@@ -248,7 +248,7 @@ class ShieldStepper:
                 selection=model.selection,
                 half_range=self.half_range,
                 proposal_risk=risk,
-                regret=cfg.regret,
+                regret=model.regret,
             )
 
     def _obs_rows(self, rows: np.ndarray) -> torch.Tensor:
@@ -288,7 +288,7 @@ class ShieldStepper:
         if self.model.policy_sampler is not None:
             policy = _DiscretePolicy(self.model, obs, generators, self.model.config.n_candidates)
         return decide_discrete(
-            risk_all, proposals, threshold, generators, policy, self.model.config.regret, self.model.selection
+            risk_all, proposals, threshold, generators, policy, self.model.regret, self.model.selection
         )
 
     def _decide_nonfinite(self, proposals: np.ndarray, rows: np.ndarray) -> Decision:

@@ -29,6 +29,13 @@ renewal-reward identity), and L̄ only scales the steps, so that they match the 
 for the equivalent rate of 1000 b / L̄ failures per 1000 steps. Before the first episode ends
 there is no credit: only failures move ε (down).
 
+An overspent budget tightens every risk the shield tolerates, not only the threshold: ``scale`` (ε now
+over ε at the start), while below 1, also multiplies the relative rule's regret (``SafetyCritic.regret``;
+a proposal above ε passes while within the regret of the least risky action found). With the regret
+fixed, a task whose risks are all small (a rare failure) passes almost every proposal within the regret
+however far the budget lowers ε, and the budget would move nothing. Above 1 (budget to spare) the regret
+stays as configured.
+
 Without a budget (b = None) the first term is replaced by a pull back to the nominal
 threshold, −(log ε − log ε_0) / T: the guard backs off while nothing passes (every action
 looks as risky as every other, e.g. while any action of a still-clumsy agent fails soon),
@@ -84,7 +91,7 @@ class BudgetThreshold:
         self.steps = self.episodes = 0  # outcomes seen, and episode ends among them (per_episode's L̄)
         self.low, self.high = low, high
         self.max_fallback_share, self.guard_gain = max_fallback_share, guard_gain
-        self.log_value = self.log_nominal = math.log(initial)
+        self.log_value = self.log_nominal = self.log_initial = math.log(initial)
         self.nominal = initial
         self.fallback_share = 0.0  # exponential moving average over response_steps
 
@@ -98,6 +105,12 @@ class BudgetThreshold:
     @property
     def value(self) -> float:
         return math.exp(self.log_value)
+
+    @property
+    def scale(self) -> float:
+        """The factor by which adaptation has moved the threshold from where it started (1 at the start):
+        with a budget, how much stricter (< 1) or looser (> 1) than its start the shield must now be."""
+        return math.exp(self.log_value - self.log_initial)
 
     @property
     def guarding(self) -> bool:
@@ -133,6 +146,7 @@ class BudgetThreshold:
     def state(self) -> dict[str, Any]:
         return {
             "log_value": self.log_value,
+            "log_initial": self.log_initial,
             "fallback_share": self.fallback_share,
             "steps": self.steps,
             "episodes": self.episodes,
@@ -140,6 +154,7 @@ class BudgetThreshold:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.log_value = float(state.get("log_value", self.log_value))
+        self.log_initial = float(state.get("log_initial", self.log_initial))  # saved before scale: this start
         self.fallback_share = float(state.get("fallback_share", self.fallback_share))
         self.steps = int(state.get("steps", self.steps))  # saved before per-episode budgets: none counted
         self.episodes = int(state.get("episodes", self.episodes))

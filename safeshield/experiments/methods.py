@@ -39,8 +39,8 @@ MEANINGS = {
     "regret": "above the threshold, allow risk up to the least risky action found plus this; None = threshold only",
     "balance": "share of each minibatch drawn from transitions a failure followed (re-weighted to stay calibrated)",
     "guard": "back off towards the nominal threshold when nothing passes for long",
-    "budget": "allowed failures (per 1000 env steps, or per episode: budget_unit), which the threshold adapts "
-    "to; None = fixed threshold",
+    "budget": "allowed failures (per 1000 env steps, or per episode: budget_unit), which the threshold adapts to "
+    "(and, while overspent, the regret by the same factor); None = fixed threshold",
     "budget_unit": 'what budget counts: "steps" (failures per 1000 env steps) or "episode" (failures per episode)',
     "warmup_failures": "failures seen before the shield may reject",
     "warmup_updates": "critic updates before the shield may reject",
