@@ -34,6 +34,8 @@ METRICS: dict[str, str] = {
     "shield/risk_p90": "90th percentile of proposal risk in the last window",
     "shield/risk_max": "largest proposal risk in the last window",
     "shield/threshold": "the threshold a proposal's risk is compared with (latest)",
+    "shield/regret": "above the threshold, how much riskier than the safest action found a proposal may be "
+    "(latest; a failure budget lowers it while overspent; NaN: the threshold alone decides)",
 }
 
 
@@ -53,7 +55,7 @@ class ShieldStats:
             raise ValueError(f"window must be an int >= 1, got {window!r}")
         self.window = window
         self.steps = self.failures = self.interventions = self.fallbacks = 0
-        self.threshold = float("nan")
+        self.threshold = self.regret = float("nan")
         self.max_risk_seen = float("-inf")  # over every proposal ever scored (the sanity checks read it)
         # ring buffers (plain lists: per-step Python work is cheaper than numpy's per-call cost)
         self._failed = [False] * window
@@ -82,6 +84,7 @@ class ShieldStats:
             if fell_back:
                 self.fallbacks += 1
             self.threshold = report["threshold"]
+            self.regret = report.get("regret", self.regret)  # remap shields have none
             if risk > self.max_risk_seen:
                 self.max_risk_seen = risk
             sums[0] += failed - self._failed[slot]
@@ -96,13 +99,15 @@ class ShieldStats:
         """Count a vector report (``info["shield"]`` of ``VectorShieldWrapper``: arrays over sub-envs)."""
         n = len(report["failure"])
         rows = range(n) if covered is None else np.flatnonzero(covered)
-        self.update(
-            {key: report[key][i] for key in ("failure", "intervened", "fell_back", "proposal_risk", "threshold")}
-            for i in rows
-        )
+        keys = [
+            key
+            for key in ("failure", "intervened", "fell_back", "proposal_risk", "threshold", "regret")
+            if key in report
+        ]
+        self.update({key: report[key][i] for key in keys} for i in rows)
 
     def counters(self) -> dict[str, float]:
-        """The cheap part of ``scalars``: counters, window rates and threshold (no risk quantiles)."""
+        """The cheap part of ``scalars``: counters, window rates, threshold and regret (no risk quantiles)."""
         seen = min(self.steps, self.window)
         rates = [total / seen for total in self._sums] if seen else [float("nan")] * 4
         return {
@@ -115,6 +120,7 @@ class ShieldStats:
             "shield/fallback_rate": float(rates[2]),
             "shield/rejection_rate": float(rates[3]),
             "shield/threshold": float(self.threshold),
+            "shield/regret": float(self.regret),
         }
 
     def scalars(self) -> dict[str, float]:

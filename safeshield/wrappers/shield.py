@@ -33,8 +33,8 @@ class ShieldWrapper(StepperFrontEnd, gym.Wrapper, gym.utils.RecordConstructorArg
     3. steps the env, computes ``failure = indicator(...)``, stores the transition with the
        *executed* action and lets the model learn on its schedule (unless frozen);
     4. adds ``info["shield"]``: ``proposed_action``, ``executed_action``, ``intervened``,
-       ``risk`` (of the executed action), ``proposal_risk``, ``threshold``, ``fell_back``,
-       ``n_candidates``, ``failure``.
+       ``risk`` (of the executed action), ``proposal_risk``, ``threshold``, ``regret`` (the
+       relative rule's, NaN without one), ``fell_back``, ``n_candidates``, ``failure``.
 
     The candidate RNG is reseeded by ``reset(seed=...)``, so a frozen shield is deterministic
     given the seed and ``gymnasium.utils.env_checker.check_env`` passes. Its vector twin,

@@ -43,3 +43,13 @@ def test_a_remap_report_without_a_proposal_score_is_never_a_rejection():
     stats = ShieldStats(4)
     stats.update([{"failure": None, "intervened": True, "fell_back": False, "risk": 5.0, "threshold": 1.0}])
     assert stats.scalars()["shield/rejection_rate"] == 0.0
+
+
+def test_the_regret_scalar_is_the_latest_reported_and_nan_without_one():
+    """``shield/regret`` follows the reports (a budget moves it); a report without one (a remap shield) keeps NaN."""
+    stats = ShieldStats(4)
+    stats.update([{"failure": None, "intervened": False, "fell_back": False, "risk": 0.0, "threshold": 1.0}])
+    assert math.isnan(stats.scalars()["shield/regret"])
+    report = {"failure": 0.0, "intervened": False, "fell_back": False, "proposal_risk": 0.2, "threshold": 0.1}
+    stats.update([{**report, "regret": 0.05}, {**report, "regret": 0.0125}])
+    assert stats.scalars()["shield/regret"] == 0.0125

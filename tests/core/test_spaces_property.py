@@ -40,6 +40,7 @@ KEYS = {
     "risk",
     "proposal_risk",
     "threshold",
+    "regret",
     "fell_back",
     "n_candidates",
     "failure",

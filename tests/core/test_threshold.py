@@ -267,6 +267,7 @@ def test_an_overspent_budget_refuses_what_the_configured_regret_would_pass(failu
     shielded.reset(seed=0)
     info = shielded.step(np.ones(1, dtype=np.float32))[-1]["shield"]
     assert info["intervened"] == (failures > 0)
+    assert info["regret"] == pytest.approx(model.regret)  # reported as the decision used it
     if failures:
         assert model.regret == pytest.approx(0.05 * 0.25)
         assert info["risk"] <= 0.02 + model.regret + 0.001  # within the scaled regret of the least risky (~0.02)

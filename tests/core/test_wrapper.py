@@ -24,6 +24,7 @@ SHIELD_KEYS = {
     "risk": float,
     "proposal_risk": float,
     "threshold": float,
+    "regret": float,
     "fell_back": bool,
     "n_candidates": int,
     "failure": float,
