@@ -49,6 +49,7 @@ import warnings
 from typing import Any
 
 from safeshield.core.quality import ShieldQualityWarning
+from safeshield.core.validation import check_count, check_finite, check_interval
 
 __all__ = ["BudgetThreshold", "WarmUp"]
 
@@ -153,11 +154,19 @@ class BudgetThreshold:
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
-        self.log_value = float(state.get("log_value", self.log_value))
-        self.log_initial = float(state.get("log_initial", self.log_initial))  # saved before scale: this start
-        self.fallback_share = float(state.get("fallback_share", self.fallback_share))
-        self.steps = int(state.get("steps", self.steps))  # saved before per-episode budgets: none counted
-        self.episodes = int(state.get("episodes", self.episodes))
+        """Restore ``state()``; a field that is not a finite number (a count: an integer >= 0) is refused by name."""
+        self.log_value = check_finite("state.adaptive_threshold.log_value", state.get("log_value", self.log_value))
+        self.log_initial = check_finite(  # saved before scale existed: its start is this threshold's
+            "state.adaptive_threshold.log_initial", state.get("log_initial", self.log_initial)
+        )
+        self.fallback_share = check_interval(
+            "state.adaptive_threshold.fallback_share", state.get("fallback_share", self.fallback_share), 0.0, 1.0
+        )
+        # saved before per-episode budgets: none counted
+        self.steps = check_count("state.adaptive_threshold.steps", state.get("steps", self.steps), minimum=0)
+        self.episodes = check_count(
+            "state.adaptive_threshold.episodes", state.get("episodes", self.episodes), minimum=0
+        )
 
 
 class WarmUp:

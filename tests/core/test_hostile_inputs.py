@@ -323,6 +323,24 @@ def test_a_hostile_counting_flag_raises_checkpoint_error_naming_it(checkpoint, v
         load_within(checkpoint)
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("log_value", math.nan), ("log_initial", "0.1"), ("fallback_share", 2.0), ("steps", -1), ("episodes", 1.5)],
+)
+def test_a_hostile_budget_state_raises_checkpoint_error_naming_the_field(tmp_path, field, value):
+    """The adapted threshold's saved state (which sets the threshold and, overspent, the regret) is checked."""
+    env = safeshield.wrap(gym.make("Pendulum-v1"), "sqrl", "terminated", seed=0, budget=5.0, **SMALL)
+    model = model_of(env)
+    model._adaptive(model.nominal_threshold)  # built on first use: the checkpoint now holds its state
+    path = tmp_path / "shield"
+    model.save(path)
+    document = json.loads((path / "config.json").read_text())
+    document["config"]["state"]["adaptive_threshold"][field] = value
+    rewrite(path, document)
+    with pytest.raises(CheckpointError, match=f"adaptive_threshold.{field}"):
+        load_within(path)
+
+
 @pytest.mark.parametrize("value", [-1.0, "3", math.inf, True])
 def test_a_hostile_csc_epoch_cost_raises_checkpoint_error_naming_it(tmp_path, value):
     path = tmp_path / "csc"
