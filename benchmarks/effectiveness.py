@@ -1,6 +1,7 @@
 """Does a shield with untouched defaults make an off-the-shelf agent fail less, online from scratch?
 
-Run ``python benchmarks/effectiveness.py [--quick] [--cases NAME ...] [--out benchmarks/results/effectiveness]``.
+Run ``python benchmarks/effectiveness.py [--quick] [--cases NAME ...] [--out benchmarks/results/effectiveness]``;
+``--verify [N] --cases NAME ...`` reruns a row's first N committed seeds and says whether they reproduce.
 
 Every case trains the same agent on the same seeds for the same number of env steps twice:
 inside the shield (``safeshield.wrap(env, method, indicator=...)`` with the method's defaults, or
@@ -53,6 +54,7 @@ import argparse
 import dataclasses
 import importlib.util
 import json
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -658,8 +660,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--options", type=json.loads, default=None, help="a variant: shield options (JSON) over each case's"
     )
+    parser.add_argument(
+        "--verify",
+        type=int,
+        nargs="?",
+        const=1,
+        default=None,
+        metavar="N",
+        help="rerun the first N (default 1) committed seeds of each --cases row in a temporary folder and say "
+        "whether both arms reproduce the pair in --out (exit status 1 if one differs on the same CPU model)",
+    )
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if args.verify is not None:
+        names = args.cases or [c.name for c in CASES]
+        rows = verify([c for c in CASES if c.name in names and available(c)], out, args.verify, args.workers)
+        raise SystemExit(int(any(row["differs"] and row["same_cpu"] for row in rows)))
     if (args.method or args.options) and out == Path(parser.get_default("out")):
         parser.error("a variant (--method / --options) needs its own --out, beside the suite's results")
     variant = [with_variant(c, args.method, args.options) for c in CASES]
@@ -685,6 +701,46 @@ def main(argv: list[str] | None = None) -> None:
         total = sum(2 * len(seeds_of[c.name]) * progress_steps(c, steps_of[c.name]) for c in cases)
         run_jobs(jobs, total, desc="effectiveness", workers=min(args.workers, len(jobs)))
     summarise(out, quick=args.quick, cases=variant)
+
+
+def verify(cases: list[Case], out: Path, n_seeds: int, workers: int = 2) -> list[dict[str, Any]]:
+    """Rerun the first ``n_seeds`` committed seeds of each case (``out/cases/<name>/seed<k>.json``) in a
+    temporary folder, with the committed steps, method and options, and compare each arm's failures and
+    final return with the committed pair: whether a row still describes the code. A row run on another
+    CPU model may differ without anything being wrong (trajectories depend on the CPU: docs/robustness.md).
+    """
+    if int(n_seeds) < 1:
+        raise ValueError(f"--verify needs N >= 1 seeds, got {n_seeds!r}")
+    cpu = machine_info()["cpu_model"]
+    committed = []
+    for case in cases:
+        paths = sorted((out / "cases" / case.name).glob("seed*.json"), key=lambda p: int(p.stem[4:]))[:n_seeds]
+        for path in paths:
+            data = json.loads(path.read_text())
+            pair = dataclasses.replace(case, method=data.get("method", case.method), options=data["options"])
+            committed.append((pair, data))
+    with tempfile.TemporaryDirectory() as scratch:
+        jobs = [Job(run_case_seed, (case, data["seed"], data["steps"], scratch)) for case, data in committed]
+        total = sum(2 * progress_steps(case, data["steps"]) for case, data in committed)
+        reruns = run_jobs(jobs, total, desc="verify", workers=min(workers, len(jobs))) if jobs else []
+    rows = []
+    for (case, data), rerun in zip(committed, reruns):
+        before = {run["shielded"]: run for run in data["runs"]}
+        now = {run["shielded"]: run for run in rerun}
+        arms = {
+            arm: (before[shielded]["failures"], now[shielded]["failures"])
+            for arm, shielded in (("unshielded", False), ("shielded", True))
+        }
+        differs = any(a != b for a, b in arms.values()) or any(
+            not np.isclose(before[k]["final_return"], now[k]["final_return"], equal_nan=True) for k in (False, True)
+        )
+        same_cpu = data.get("machine") == cpu
+        rows.append({"case": case.name, "seed": data["seed"], "arms": arms, "differs": differs, "same_cpu": same_cpu})
+        verdict = "DIFFERS" if differs else "reproduced"
+        where = "" if same_cpu else f" (committed on {data.get('machine', 'an unrecorded CPU')}, here {cpu})"
+        counts = ", ".join(f"{arm} {a} -> {b}" for arm, (a, b) in arms.items())
+        print(f"{case.name} seed {data['seed']}: {verdict}: failures {counts}{where}")
+    return rows
 
 
 def with_variant(case: Case, method: str | None, options: dict[str, Any] | None) -> Case:

@@ -120,3 +120,33 @@ def test_a_variant_changes_method_and_options_and_keeps_its_own_results(load_ben
     seed_file.write_text(json.dumps(cached))  # a csc pair: the q_ensemble variant runs its own
     assert effectiveness.run_case_seed(variant, 0, 10, str(tmp_path)) == [{"ran": "q_ensemble"}] * 2
     assert json.loads(seed_file.read_text())["method"] == "q_ensemble"
+
+
+def test_verify_says_whether_a_committed_row_reproduces(load_benchmark, tmp_path, monkeypatch, capsys):
+    """``--verify`` reruns a committed seed with its own steps and options and compares both arms with it."""
+    effectiveness = load_benchmark("effectiveness")
+    case = next(c for c in effectiveness.CASES if c.name == "point_traps")
+    ran = []
+
+    def rerun(case, shielded, seed, steps, progress_queue=None):
+        ran.append((case.options, steps))
+        return {"shielded": shielded, "failures": 5 if shielded else 9, "final_return": 0.5, "records": []}
+
+    monkeypatch.setattr(effectiveness, "_traps_job", rerun)
+    cpu = effectiveness.machine_info()["cpu_model"]
+    seed_file = tmp_path / "cases" / case.name / "seed0.json"
+    seed_file.parent.mkdir(parents=True)
+    runs = [rerun(case, False, 0, 0), rerun(case, True, 0, 0)]
+    committed = {"case": case.name, "seed": 0, "steps": 40, "options": {"chi": 0.1}, "machine": cpu, "runs": runs}
+    seed_file.write_text(json.dumps(committed))
+    ran.clear()
+    [row] = effectiveness.verify([case], tmp_path, 1, workers=0)
+    assert not row["differs"] and row["same_cpu"] and ran == [({"chi": 0.1}, 40)] * 2
+    assert "reproduced" in capsys.readouterr().out
+    runs[1]["failures"] = 4  # the committed shielded arm no longer matches what the code does
+    seed_file.write_text(json.dumps(committed))
+    [row] = effectiveness.verify([case], tmp_path, 1, workers=0)
+    assert row["differs"] and row["arms"]["shielded"] == (4, 5) and row["arms"]["unshielded"] == (9, 9)
+    assert "DIFFERS" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="N >= 1"):
+        effectiveness.verify([case], tmp_path, 0)
