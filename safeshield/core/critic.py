@@ -300,6 +300,13 @@ class SafetyCritic(SafetyModel):
             return regret
         return regret * min(adaptive.scale, 1.0)
 
+    @property
+    def reported_regret(self) -> float:
+        """``regret`` as the decisions compare it (float32) for reports and logs; NaN when there is none and
+        the threshold alone decides."""
+        regret = self.regret
+        return float("nan") if regret is None else float(np.float32(regret))
+
     def _adaptive(self, nominal: float) -> BudgetThreshold | None:
         cfg = self.config
         if cfg.budget is None and not cfg.guard:

@@ -375,13 +375,6 @@ class ShieldStepper:
         """The running shield-quality report (``safeshield.core.quality.QualityMonitor.report``)."""
         return self.quality.report(counting=bool(getattr(self.model, "counting", False)))
 
-    @property
-    def regret_in_force(self) -> float:
-        """The relative rule's regret the decisions use (``SafetyCritic.regret``, as float32 compares it);
-        NaN when there is none and the threshold alone decides."""
-        regret = self.model.regret
-        return float("nan") if regret is None else float(np.float32(regret))
-
     def report(self, proposed, executed: np.ndarray, decision: Decision, j: int, failure: float) -> dict[str, Any]:
         """The ``info["shield"]`` dict of one env (row ``j`` of ``decision``)."""
         return {
@@ -392,7 +385,7 @@ class ShieldStepper:
             "proposal_risk": float(decision.proposal_risk[j]),
             # the comparison runs in float32; report the threshold it actually used
             "threshold": float(np.float32(self.model.threshold)),
-            "regret": self.regret_in_force,
+            "regret": self.model.reported_regret,
             "fell_back": bool(decision.fell_back[j]),
             "n_candidates": int(decision.n_candidates[j]),
             "failure": failure,

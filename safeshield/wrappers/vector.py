@@ -195,7 +195,7 @@ class VectorShieldWrapper(StepperFrontEnd, gym.vector.VectorWrapper):
             "risk": column(decision.risk, np.float64),
             "proposal_risk": column(decision.proposal_risk, np.float64),
             "threshold": np.full(n, float(np.float32(stepper.model.threshold))),
-            "regret": np.full(n, stepper.regret_in_force),
+            "regret": np.full(n, stepper.model.reported_regret),
             "fell_back": column(decision.fell_back, bool),
             "n_candidates": column(decision.n_candidates, np.int64),
             "failure": column(failures, np.float64),

@@ -231,7 +231,7 @@ class ShieldLearner:
             "buffer_len": len(model.buffer),
             "total_added": model.buffer.total_added,
             "threshold": float(model.threshold),
-            "regret": float("nan") if model.regret is None else float(model.regret),
+            "regret": model.reported_regret,
             "runners": self.ledger.runners,
             "restored_from": self.restored_from,
             "publish_s": self.publisher.seconds,
