@@ -673,8 +673,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = Path(args.out)
     if args.verify is not None:
-        names = args.cases or [c.name for c in CASES]
-        rows = verify([c for c in CASES if c.name in names and available(c)], out, args.verify, args.workers)
+        ignored = [flag for flag in ("quick", "steps", "summarise", "method", "options") if getattr(args, flag)]
+        if ignored:
+            parser.error(f"--verify reruns the committed seeds as they were run; drop --{', --'.join(ignored)}")
+        cases = [c for c in CASES if args.cases is None or c.name in args.cases]
+        missing = [c.name for c in cases if not available(c)]
+        if missing and args.cases is not None:
+            parser.error(f"{missing} need safety-gymnasium: run `make safety-gymnasium` first")
+        rows = verify([c for c in cases if c.name not in missing], out, args.verify, args.workers)
         raise SystemExit(int(any(row["differs"] and row["same_cpu"] for row in rows)))
     if (args.method or args.options) and out == Path(parser.get_default("out")):
         parser.error("a variant (--method / --options) needs its own --out, beside the suite's results")
@@ -717,7 +723,9 @@ def verify(cases: list[Case], out: Path, n_seeds: int, workers: int = 2) -> list
         paths = sorted((out / "cases" / case.name).glob("seed*.json"), key=lambda p: int(p.stem[4:]))[:n_seeds]
         for path in paths:
             data = json.loads(path.read_text())
-            pair = dataclasses.replace(case, method=data.get("method", case.method), options=data["options"])
+            pair = dataclasses.replace(
+                case, method=data.get("method", case.method), options=data.get("options", case.options)
+            )
             committed.append((pair, data))
     with tempfile.TemporaryDirectory() as scratch:
         jobs = [Job(run_case_seed, (case, data["seed"], data["steps"], scratch)) for case, data in committed]

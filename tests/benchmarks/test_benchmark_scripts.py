@@ -150,3 +150,11 @@ def test_verify_says_whether_a_committed_row_reproduces(load_benchmark, tmp_path
     assert "DIFFERS" in capsys.readouterr().out
     with pytest.raises(ValueError, match="N >= 1"):
         effectiveness.verify([case], tmp_path, 0)
+
+
+def test_verify_refuses_the_flags_it_would_ignore(load_benchmark, capsys):
+    """A variant, other steps or a quick run cannot be verified against committed seeds: said, not ignored."""
+    effectiveness = load_benchmark("effectiveness")
+    with pytest.raises(SystemExit):
+        effectiveness.main(["--verify", "--cases", "point_traps", "--options", '{"regret": 0.1}', "--out", "unused"])
+    assert "drop --options" in capsys.readouterr().err
