@@ -117,7 +117,7 @@ class CriticConfig(SafetyConfig):
     ensemble_risk: str = "max"  # our choice for n_critics > 1: the most pessimistic member (Leave No Trace)
     buffer_capacity: int = 50_000  # our choice (paper silent): holds a DrunkSpider pre-training run
     batch_size: int = 256  # our choice (paper silent), common SAC value
-    learning_starts: int = 500  # our choice: no update before this many stored transitions
+    learning_starts: int = 500  # our choice: no update before this many stored transitions (or warmup_failures)
     updates_per_step: float = 1.0  # gradient steps per stored transition (update-to-data ratio); may be < 1
     train_every: int = 1  # run the updates owed so far every this many env steps, back to back (it batches
     # them; how many there are is updates_per_step's: one every 10 steps is train_every=10, updates_per_step=0.1)
@@ -132,7 +132,7 @@ class CriticConfig(SafetyConfig):
     budget: float | None = None  # failures the threshold adapts to (overspent: regret too), per budget_unit
     budget_unit: str = "steps"  # our choice: per 1000 env steps; "episode" for a cost limit per episode (BUDGET_UNITS)
     warmup_failures: int = 5  # our choice: no rejection before this many failures were stored ...
-    warmup_updates: int = 250  # ... and this many updates were made
+    warmup_updates: int = 250  # ... and this many updates were made (run at once when those failures are stored)
     guard: bool = True  # our choice: raise the threshold while the shield falls back on most steps
     regret: float | None = None  # relative rule: above the threshold, allow risk up to the least found + regret
     bootstrap: str = "policy"  # the papers' a' ~ pi (SQRL App. D, CSC Eq. 2); both measured: docs/effectiveness.md
@@ -617,19 +617,32 @@ class SafetyCritic(SafetyModel):
         transitions exactly ``floor(r * (T' - max(s, 1) + 1))`` updates have run, T' being the
         last multiple of m up to T (none before ``max(s, 1)``). The ratio is kept as an exact
         fraction, so 0.1 means one update per 10 steps, never 0 after 10 float additions.
+
+        The warm-up waits for evidence, not for the clock: once the buffer holds ``warmup_failures``
+        failures, learning starts (before ``s`` if need be) and the updates the warm-up still lacks
+        (``warmup_updates``) run at once, so the shield may reject from the step that stored its last
+        warm-up failure instead of ``warmup_updates`` steps later (docs/effectiveness.md, "Warm-up").
         """
         if self.frozen:
             return None
         stored = self.buffer.total_added
         cfg = self.config
-        if stored < max(cfg.learning_starts, 1):
+        if stored < max(cfg.learning_starts, 1) and not self._holds_warm_up_failures():
             return None
+        catch_up = cfg.warmup_updates - self.updates if self.failures_seen >= cfg.warmup_failures else 0
         numerator, denominator = self._ratio()
         self._update_credit += numerator  # in units of 1 / denominator updates: integers, no drift
-        if stored % cfg.train_every or self._update_credit < denominator:
+        if catch_up <= 0 and (stored % cfg.train_every or self._update_credit < denominator):
             return None
         owed, self._update_credit = divmod(self._update_credit, denominator)
-        return self.learn(owed)
+        return self.learn(max(owed, catch_up))
+
+    def _holds_warm_up_failures(self) -> bool:
+        """Whether the buffer already holds the warm-up's failures (``warmup_failures`` > 0): learning then starts
+        before ``learning_starts``. Counted in the buffer, not by ``failures_seen``: a loaded model's count may
+        predate its (empty) buffer. Asked only while fewer than ``learning_starts`` transitions are stored."""
+        needed = self.config.warmup_failures
+        return needed > 0 and int(np.count_nonzero(self.buffer.failure[: len(self.buffer)] >= 0.5)) >= needed
 
     def learn_offline(
         self,

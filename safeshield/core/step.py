@@ -106,6 +106,7 @@ class ShieldStepper:
         self.obs_flat: np.ndarray | None = None  # (n_envs, obs_dim) float32, the current observations
         self.obs_tensor: torch.Tensor | None = None  # the same memory as a tensor
         self.pending = [None] * self.n_envs  # buffer row waiting for its next action, per env
+        self.decided_threshold, self.decided_regret = np.float32(math.inf), math.nan  # set by each decision
         self.nonfinite = np.zeros(self.n_envs, dtype=bool)  # rows whose current observation is not finite
         self.any_nonfinite = False  # self.nonfinite.any(), kept as a bool for the per-step path
         self.error: str | None = None  # what the env (or a check of its output) raised mid-step, until a reset
@@ -222,10 +223,13 @@ class ShieldStepper:
         """Decide for ``rows`` (all rows by default) given their ``(len(rows), act_dim)`` proposals."""
         if rows is None:
             rows = np.arange(self.n_envs)
+        model = self.model
+        # what this decision compares with, for the reports: learning after the step may end the warm-up
+        # or move a budgeted threshold before the report is written
+        threshold = self.decided_threshold = np.float32(model.threshold)
+        self.decided_regret = model.reported_regret
         if not self.enforce:  # shadow mode: only the proposal's risk, for the report
             return Decision.accepted(proposals, self._proposal_risk(proposals, rows))
-        model = self.model
-        threshold = np.float32(model.threshold)
         if self.any_nonfinite:
             return self._decide_nonfinite(proposals, rows)
         if self.discrete:
@@ -328,7 +332,7 @@ class ShieldStepper:
             for j in range(failed.size):
                 model.on_step_outcome(bool(failed[j]), bool(decision.fell_back[j]), bool(ended[j]))
         # a rejected proposal is the one that got candidates scored; in shadow, one an enforcing shield would refuse
-        rejected = decision.n_candidates > 0 if self.enforce else decision.proposal_risk >= np.float32(model.threshold)
+        rejected = decision.n_candidates > 0 if self.enforce else decision.proposal_risk >= self.decided_threshold
         for j, row in enumerate(step.rows):
             self.quality.update(
                 int(row),
@@ -384,8 +388,8 @@ class ShieldStepper:
             "risk": float(decision.risk[j]),
             "proposal_risk": float(decision.proposal_risk[j]),
             # the comparison runs in float32; report the threshold it actually used
-            "threshold": float(np.float32(self.model.threshold)),
-            "regret": self.model.reported_regret,
+            "threshold": float(self.decided_threshold),
+            "regret": self.decided_regret,
             "fell_back": bool(decision.fell_back[j]),
             "n_candidates": int(decision.n_candidates[j]),
             "failure": failure,

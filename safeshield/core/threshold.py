@@ -173,7 +173,9 @@ class WarmUp:
     """Ready once ``min_failures`` failures were seen and ``min_updates`` updates made.
 
     A critic that has never seen a failure has nothing to rank by: its risk is its
-    initialisation, and rejecting on it only disturbs the agent.
+    initialisation, and rejecting on it only disturbs the agent. A learning shield runs the
+    ``min_updates`` at once when the ``min_failures``-th failure is stored
+    (``SafetyCritic.after_step``), so its warm-up ends with the evidence, not on a clock.
 
     Example:
         >>> warm_up = WarmUp(min_failures=2, min_updates=10)

@@ -26,7 +26,7 @@ MEANINGS = {
     "widen_policy": "later rounds also widen draws from the agent's policy",
     "buffer_capacity": "transitions the shield keeps for learning",
     "batch_size": "minibatch size of each shield update",
-    "learning_starts": "stored transitions before the shield's first update",
+    "learning_starts": "stored transitions before the shield's first update (sooner once warmup_failures are stored)",
     "train_every": "env steps between bursts of the updates owed so far (it batches them; the number of "
     "updates is updates_per_step: for one update every 10 steps set train_every=10, updates_per_step=0.1)",
     "updates_per_step": "gradient steps per stored transition (update-to-data ratio; may be fractional)",
@@ -43,7 +43,7 @@ MEANINGS = {
     "(and, while overspent, the regret by the same factor); None = fixed threshold",
     "budget_unit": 'what budget counts: "steps" (failures per 1000 env steps) or "episode" (failures per episode)',
     "warmup_failures": "failures seen before the shield may reject",
-    "warmup_updates": "critic updates before the shield may reject",
+    "warmup_updates": "critic updates before the shield may reject (run at once when warmup_failures are stored)",
     "n_critics": "independent critics in the ensemble, each bootstrapping from its own target network",
     "ensemble_risk": "how the critics' risks combine into one: max (the most pessimistic) or mean",
     "bootstrap": "next action of the target: policy (a draw of the agent's pi) or executed (what the shielded "

@@ -88,8 +88,8 @@ class SQRLConfig(CriticConfig):
     pretraining: bool = False  # §6: pre-training explores the boundary (overrides selection with "riskiest")
     selection: str = "safest"  # our choice: a refused proposal gives way to the least risky action (paper: Eq. 3)
     regret: float | None = REGRET_DEFAULT  # relative rule (core.decision); paper: None (Eq. 5's threshold only)
-    learning_starts: int = 256  # our choice: learn as soon as one minibatch is stored
-    warmup_updates: int = 100  # our choice: no rejection before 100 updates (and 5 stored failures)
+    learning_starts: int = 256  # our choice: learn as soon as one minibatch (or 5 failures) is stored
+    warmup_updates: int = 100  # our choice: no rejection before 100 updates (run at once at the 5th stored failure)
     normalize_obs: bool = True  # our choice: standardised inputs (joint velocities beside a tilt); paper: raw
     failures: str = "auto"  # our choice: count failure steps once a failure does not end its episode (FAILURES)
 

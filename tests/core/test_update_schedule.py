@@ -129,3 +129,59 @@ def test_credit_survives_a_checkpoint(tmp_path):
 def test_legacy_gradient_steps_in_a_saved_config_become_the_same_ratio(steps, every, ratio):
     config = SQRLConfig.from_json({"gradient_steps": steps, "train_every": every})
     assert config.updates_per_step == pytest.approx(ratio) and config.train_every == every
+
+
+def store(model: CountingSQRL, failures: list[bool]) -> list[int]:
+    """Store one transition per entry (a failure where True) as the front end does; return updates after each."""
+    counts = []
+    zeros_obs, zeros_act = np.zeros(3, np.float32), np.zeros(2, np.float32)
+    for failed in failures:
+        model.observe(zeros_obs, zeros_act, zeros_obs, float(failed), failed)
+        model.after_step()
+        counts.append(model.updates)
+    return counts
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    gaps=st.lists(st.integers(1, 20), min_size=1, max_size=6),
+    warmup_failures=st.integers(1, 4),
+    warmup_updates=st.integers(0, 60),
+    learning_starts=st.integers(0, 80),
+)
+def test_the_warm_up_updates_run_as_soon_as_its_failures_are_stored(
+    gaps, warmup_failures, warmup_updates, learning_starts
+):
+    """The shield may reject from the step that stores its warm-up's last failure, not warmup_updates steps later:
+    then it runs the warm-up's updates at once (and learns on schedule from there, even before learning_starts)."""
+    model = counting_model(
+        warmup_failures=warmup_failures, warmup_updates=warmup_updates, learning_starts=learning_starts
+    )
+    failures = [flag for gap in gaps for flag in [False] * (gap - 1) + [True]]
+    counts = store(model, failures)
+    seen = np.cumsum(failures)
+    warm = int(np.argmax(seen >= warmup_failures)) + 1 if seen[-1] >= warmup_failures else None  # its step
+    start = max(learning_starts, 1) if warm is None else min(max(learning_starts, 1), warm)
+    for step, count in enumerate(counts, start=1):
+        if warm is None or step < warm:  # the schedule alone, from learning_starts
+            assert count == max(0, step - start + 1), (step, counts)
+        else:  # the warm-up's updates at once, then one per step
+            assert count == max(warm - start + 1, warmup_updates) + step - warm, (step, counts)
+    assert model.warmed_up == (warm is not None)
+
+
+def test_without_a_warm_up_failure_count_learning_waits_for_learning_starts_then_runs_the_warm_up():
+    model = counting_model(warmup_failures=0, warmup_updates=50, learning_starts=10)
+    counts = store(model, [True] * 12)
+    assert counts[8] == 0 and counts[9] == 50 and counts[11] == 52
+
+
+def test_a_loaded_models_failure_count_does_not_start_learning_on_an_empty_buffer(tmp_path):
+    model = counting_model(warmup_failures=2, warmup_updates=5, learning_starts=20)
+    store(model, [False, True, False, True] * 10)
+    model.save(tmp_path / "m")
+    loaded = SQRL.load(tmp_path / "m", (OBS, ACT))
+    loaded.learn_step = lambda batch: {}
+    assert loaded.failures_seen == 20 and len(loaded.buffer) == 0 and loaded.updates == model.updates
+    counts = store(loaded, [False] * 3 + [True] * 2)  # the new buffer's second failure starts learning
+    assert [c - model.updates for c in counts] == [0, 0, 0, 0, 1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import gymnasium as gym
@@ -395,3 +396,46 @@ def test_doctest_example_runs():
         env.reset(seed=0)
         _, _, _, _, info = env.step(env.action_space.sample())
     assert sorted(info["shield"])[:3] == ["executed_action", "failure", "fell_back"]
+
+
+def test_a_default_shield_may_reject_from_the_step_that_stores_its_fifth_failure():
+    """The warm-up ends with its evidence: a random CartPole fails about every 20 steps, so the default shield
+    (5 failures, 100 updates) is ready around step 100, not after learning_starts (256) + 100 steps."""
+    env = safeshield.wrap(gym.make("CartPole-v1"), "sqrl", indicator="terminated", seed=0)
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    failures, thresholds = [], []
+    for _ in range(200):
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        failures.append(bool(terminated))
+        thresholds.append(info["shield"]["threshold"])
+        if terminated or truncated:
+            env.reset()
+    fifth = int(np.flatnonzero(failures)[4])  # index of the step that stored the fifth failure
+    assert fifth < 150
+    assert all(math.isinf(t) for t in thresholds[: fifth + 1])  # the threshold a step used was set before it
+    assert all(math.isfinite(t) for t in thresholds[fifth + 1 :])
+    assert env.safety_model.updates >= 100 and env.safety_model.warmed_up
+
+
+@pytest.mark.parametrize("enforce", [True, False])
+def test_info_reports_the_threshold_and_regret_the_decision_used_not_the_ones_after_learning(enforce):
+    """A budget moves the threshold (and regret) after each step; the report holds the values the step compared with."""
+    env = safeshield.wrap(
+        gym.make("CartPole-v1"), "sqrl", indicator="terminated", seed=0, budget=1.0, enforce=enforce, hidden=(8,)
+    )
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    moved = 0
+    for _ in range(300):
+        before = (np.float32(env.safety_model.threshold), np.float32(env.safety_model.regret or np.nan))
+        _, _, terminated, truncated, info = env.step(env.action_space.sample())
+        assert info["shield"]["threshold"] == float(before[0])
+        assert info["shield"]["regret"] == float(before[1]) or (
+            np.isnan(before[1]) and np.isnan(info["shield"]["regret"])
+        )
+        moved += np.float32(env.safety_model.threshold) != before[0]
+        if terminated or truncated:
+            env.reset()
+    # it moved after a step (the warm-up's end; in enforce mode the budget after most steps), so the test can tell
+    assert moved > (100 if enforce else 0)
