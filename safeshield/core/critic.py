@@ -621,7 +621,8 @@ class SafetyCritic(SafetyModel):
         The warm-up waits for evidence, not for the clock: once the buffer holds ``warmup_failures``
         failures, learning starts (before ``s`` if need be) and the updates the warm-up still lacks
         (``warmup_updates``) run at once, so the shield may reject from the step that stored its last
-        warm-up failure instead of ``warmup_updates`` steps later (docs/effectiveness.md, "Warm-up").
+        warm-up failure instead of ``warmup_updates`` steps later (docs/effectiveness.md, "The warm-up ends
+        with its evidence").
         """
         if self.frozen:
             return None
