@@ -262,7 +262,9 @@ def build_cases(
             )
 
     # Training shield, safe regime: one collecting only (learning_starts out of reach), one learning.
-    collect = make_shield(env_id, indicator, regime="safe", k=ks[0], train=True, learning_starts=10**12)
+    collect = make_shield(
+        env_id, indicator, regime="safe", k=ks[0], train=True, learning_starts=10**12, warmup_failures=0
+    )
     collect_loop = EnvLoop(collect, actions, seed=0)
     cases.append(
         TimedCase("train_collect", collect_loop, block_seconds, check=counters_check(collect, collect_loop, "safe", 0))

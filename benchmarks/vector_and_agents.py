@@ -79,7 +79,7 @@ def critic_with_bias(bias: float) -> safeshield.SQRL:
     model = safeshield.SQRL(
         env.observation_space,
         env.action_space,
-        safeshield.SQRLConfig(resample_rounds=1, learning_starts=10**9, buffer_capacity=200_000),
+        safeshield.SQRLConfig(resample_rounds=1, learning_starts=10**9, warmup_failures=0, buffer_capacity=200_000),
         seed=0,
     )
     with torch.no_grad():

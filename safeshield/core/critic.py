@@ -117,7 +117,8 @@ class CriticConfig(SafetyConfig):
     ensemble_risk: str = "max"  # our choice for n_critics > 1: the most pessimistic member (Leave No Trace)
     buffer_capacity: int = 50_000  # our choice (paper silent): holds a DrunkSpider pre-training run
     batch_size: int = 256  # our choice (paper silent), common SAC value
-    learning_starts: int = 500  # our choice: no update before this many stored transitions (or warmup_failures)
+    learning_starts: int = 500  # our choice: no update before this many stored transitions, unless warmup_failures
+    # failures are stored first (they start learning: to defer it, set warmup_failures=0 as well)
     updates_per_step: float = 1.0  # gradient steps per stored transition (update-to-data ratio); may be < 1
     train_every: int = 1  # run the updates owed so far every this many env steps, back to back (it batches
     # them; how many there are is updates_per_step's: one every 10 steps is train_every=10, updates_per_step=0.1)

@@ -207,8 +207,8 @@ def _budget_notes(config: RunConfig, agent: Any, env: gym.Env, steps: int, phase
     shield_starts = getattr(getattr(model, "config", None), "learning_starts", None)
     if model is not None and shield_starts is not None and steps <= shield_starts and not config.shield_checkpoint:
         notes.append(
-            f"{phase} budget {steps} steps <= the shield's learning_starts {shield_starts}: the shield never "
-            f"learns; raise --steps or set --set shield.learning_starts=..."
+            f"{phase} budget {steps} steps <= the shield's learning_starts {shield_starts}: the shield learns only "
+            f"if its warm-up's failures come first; raise --steps or set --set shield.learning_starts=..."
         )
     return notes
 

@@ -33,7 +33,8 @@ def collect(seed: int = 0, episodes: int = 400):
         hidden=(64, 64),
         lr=1e-3,
         tau=0.05,
-        learning_starts=10**9,
+        learning_starts=10**9,  # learning deferred: no update before this many transitions ...
+        warmup_failures=0,  # ... nor once a warm-up's failures are stored (they would start it early)
     )
     rng = np.random.default_rng(seed)
     failures = 0
