@@ -642,9 +642,12 @@ class SafetyCritic(SafetyModel):
     def _holds_warm_up_failures(self) -> bool:
         """Whether the buffer already holds the warm-up's failures (``warmup_failures`` > 0): learning then starts
         before ``learning_starts``. Counted in the buffer, not by ``failures_seen``: a loaded model's count may
-        predate its (empty) buffer. Asked only while fewer than ``learning_starts`` transitions are stored."""
+        predate its (empty) buffer. Asked only while fewer than ``learning_starts`` transitions are stored; the
+        buffer is scanned only once ``failures_seen`` (which counts every failure it ever stored) could suffice."""
         needed = self.config.warmup_failures
-        return needed > 0 and int(np.count_nonzero(self.buffer.failure[: len(self.buffer)] >= 0.5)) >= needed
+        if needed <= 0 or self.failures_seen < needed:
+            return False
+        return int(np.count_nonzero(self.buffer.failure[: len(self.buffer)] >= 0.5)) >= needed
 
     def learn_offline(
         self,
